@@ -1,0 +1,22 @@
+//! gatelog's vocabulary. Every other crate speaks in these types; this crate does no I/O.
+//!
+//! Module map:
+//! - [`decision`]: [`AccessDecision`], the one canonical row every source maps to, and its enums.
+//! - [`record`]: [`RawRecord`] (the exact original line and its SHA-256) and [`DeadLetter`].
+//! - [`event_id`]: stable, source-derived event ids, so a retried batch maps to the same ids.
+//! - [`timestamp`]: [`UnixMillis`] and the parser for every Cloudflare timestamp format.
+//! - [`query`]: SQL literal masking and query fingerprints.
+//! - [`clock`]: the [`Clock`] trait, so tests own their time.
+
+pub mod clock;
+pub mod decision;
+pub mod event_id;
+pub mod query;
+pub mod record;
+pub mod timestamp;
+
+pub use clock::{Clock, FixedClock, SystemClock};
+pub use decision::{AccessDecision, Decision, PrincipalType, Source};
+pub use event_id::EventId;
+pub use record::{DeadLetter, RawRecord, sha256_hex};
+pub use timestamp::{TimestampError, UnixMillis};
