@@ -1,0 +1,246 @@
+//! Who is asking: tokens from several issuers at once (OIDC providers such as Okta, Azure AD,
+//! Google, and Cloudflare Access's `Cf-Access-Jwt-Assertion`), validated strictly.
+//!
+//! - [`oidc`]: discovery (`/.well-known/openid-configuration` → `jwks_uri`).
+//! - [`jwks`]: the per-issuer key cache with `kid`-driven, rate-limited refresh.
+//! - [`jwt`]: signature and claim validation against the injected clock.
+//!
+//! Claims become an [`Identity`]; roles are assigned by [`crate::policy::Policy::roles_for`]
+//! so that mappings reload with the policy.
+
+pub mod jwks;
+pub mod jwt;
+pub mod oidc;
+
+use crate::config::IssuerConfig;
+use bytes::Bytes;
+use futures_util::future::BoxFuture;
+use gatelog_model::{Clock, PrincipalType};
+use http::HeaderMap;
+use jsonwebtoken::Algorithm;
+use std::sync::Arc;
+
+/// HTTP GET for discovery and JWKS documents (a trait so tests can serve fakes).
+pub trait Fetch: Send + Sync + std::fmt::Debug + 'static {
+    fn get<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Bytes, String>>;
+}
+
+/// [`Fetch`] over reqwest (HTTPS with rustls).
+#[derive(Debug, Clone)]
+pub struct ReqwestFetch {
+    client: reqwest::Client,
+}
+
+impl ReqwestFetch {
+    pub fn new(timeout: std::time::Duration) -> Result<Self, String> {
+        crate::install_crypto_provider();
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .build()
+            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+        Ok(ReqwestFetch { client })
+    }
+}
+
+impl Fetch for ReqwestFetch {
+    fn get<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Bytes, String>> {
+        Box::pin(async move {
+            let resp = self.client.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+            if !resp.status().is_success() {
+                return Err(format!("GET {url}: status {}", resp.status()));
+            }
+            resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))
+        })
+    }
+}
+
+/// Why a request is not authenticated. The text is safe to show to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no token: send Authorization: Bearer <jwt> or a configured token header/cookie")]
+    Missing,
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("token algorithm not accepted: {0}")]
+    Algorithm(String),
+    #[error("the token's issuer is not accepted")]
+    UnknownIssuer,
+    #[error("the token has no kid")]
+    MissingKid,
+    #[error("the token's kid is not in the issuer's JWKS")]
+    UnknownKid,
+    #[error("the issuer's keys are unavailable")]
+    KeysUnavailable,
+    #[error("the token's signature is invalid")]
+    Signature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("invalid claim: {0}")]
+    Claim(&'static str),
+}
+
+/// An authenticated principal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The issuer's configured name.
+    pub issuer: String,
+    pub subject: String,
+    pub email: Option<String>,
+    /// The name recorded in decisions (first configured principal claim present).
+    pub principal: String,
+    pub principal_type: PrincipalType,
+    pub groups: Vec<String>,
+    /// `oidc` or `cf_access_jwt`.
+    pub auth_method: String,
+}
+
+struct IssuerState {
+    cfg: Arc<IssuerConfig>,
+    algorithms: Vec<Algorithm>,
+    jwks: jwks::JwksCache,
+}
+
+/// Validates tokens from every configured issuer.
+pub struct Authenticator {
+    issuers: Vec<IssuerState>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.issuers.iter().map(|i| i.cfg.name.as_str()).collect();
+        f.debug_struct("Authenticator").field("issuers", &names).finish()
+    }
+}
+
+fn token_from(headers: &HeaderMap, cfg: &IssuerConfig) -> Option<String> {
+    if let Some(v) = headers.get(cfg.header.as_str()).and_then(|v| v.to_str().ok()) {
+        let v = v.trim();
+        if cfg.header.eq_ignore_ascii_case("authorization") {
+            if let Some((scheme, token)) = v.split_once(' ')
+                && scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
+                    return Some(token.trim().to_owned());
+                }
+        } else if !v.is_empty() {
+            return Some(v.to_owned());
+        }
+    }
+    let cookie_name = cfg.cookie.as_deref()?;
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == cookie_name)
+        .map(|(_, v)| v.to_owned())
+}
+
+impl Authenticator {
+    pub fn new(issuers: &[IssuerConfig], fetch: Arc<dyn Fetch>, clock: Arc<dyn Clock>) -> Self {
+        let issuers = issuers
+            .iter()
+            .map(|c| {
+                let cfg = Arc::new(c.clone());
+                IssuerState {
+                    algorithms: c.algorithms.iter().filter_map(|a| jwt::parse_algorithm(a).ok()).collect(),
+                    jwks: jwks::JwksCache::new(cfg.clone(), fetch.clone()),
+                    cfg,
+                }
+            })
+            .collect();
+        Authenticator { issuers, clock }
+    }
+
+    /// Whether any token-bearing header or cookie is present (for the BI login redirect).
+    pub fn has_token(&self, headers: &HeaderMap) -> bool {
+        self.issuers.iter().any(|i| token_from(headers, &i.cfg).is_some())
+    }
+
+    /// Authenticates a request by its headers.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
+        let mut first_error = None;
+        let mut tried = Vec::new();
+        for state in &self.issuers {
+            let Some(token) = token_from(headers, &state.cfg) else { continue };
+            if tried.contains(&token) {
+                continue;
+            }
+            // The unverified `iss` only chooses which issuer's keys verify the token.
+            let claims: serde_json::Value = match jsonwebtoken::dangerous::insecure_decode_claims(&token) {
+                Ok(c) => c,
+                Err(_) => {
+                    first_error.get_or_insert(AuthError::Malformed);
+                    continue;
+                }
+            };
+            let iss = claims.get("iss").and_then(|v| v.as_str()).unwrap_or_default();
+            let candidates = self
+                .issuers
+                .iter()
+                .filter(|s| s.cfg.issuer.trim_end_matches('/') == iss.trim_end_matches('/'))
+                .filter(|s| token_from(headers, &s.cfg).as_deref() == Some(token.as_str()));
+            let mut matched = false;
+            for s in candidates {
+                matched = true;
+                match self.validate(s, &token).await {
+                    Ok(identity) => return Ok(identity),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if !matched {
+                first_error.get_or_insert(AuthError::UnknownIssuer);
+            }
+            tried.push(token);
+        }
+        Err(first_error.unwrap_or(AuthError::Missing))
+    }
+
+    async fn validate(&self, s: &IssuerState, token: &str) -> Result<Identity, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if !s.algorithms.contains(&header.alg) {
+            return Err(AuthError::Algorithm(format!("{:?} is not accepted for issuer {}", header.alg, s.cfg.name)));
+        }
+        let kid = header.kid.ok_or(AuthError::MissingKid)?;
+        let (key, key_alg) = s.jwks.key(&kid).await?;
+        if let Some(key_alg) = key_alg
+            && key_alg != format!("{:?}", header.alg) {
+                return Err(AuthError::Algorithm(format!("the key is for {key_alg}")));
+            }
+        let expect = jwt::Expectations {
+            issuer: &s.cfg.issuer,
+            audiences: &s.cfg.audiences,
+            leeway: s.cfg.leeway,
+            now: self.clock.now().as_secs(),
+        };
+        let claims = jwt::verify(token, header.alg, &key, &expect)?;
+        let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+        let subject = text("sub").unwrap_or_default();
+        let email = text("email");
+        let principal = s
+            .cfg
+            .principal_claims
+            .iter()
+            .find_map(|c| text(c).filter(|v| !v.is_empty()))
+            .ok_or(AuthError::Claim("no principal claim"))?;
+        let groups = match claims.get(&s.cfg.groups_claim) {
+            Some(serde_json::Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            Some(serde_json::Value::String(g)) => vec![g.clone()],
+            _ => Vec::new(),
+        };
+        let auth_method = if s.cfg.header.eq_ignore_ascii_case("cf-access-jwt-assertion") { "cf_access_jwt" } else { "oidc" };
+        Ok(Identity {
+            issuer: s.cfg.name.clone(),
+            principal_type: if email.is_some() { PrincipalType::User } else { PrincipalType::Service },
+            subject,
+            email,
+            principal,
+            groups,
+            auth_method: auth_method.to_owned(),
+        })
+    }
+}
