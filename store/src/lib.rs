@@ -1,1 +1,44 @@
-//! placeholder
+//! gatelog's store of record: ClickHouse schema, migrations, the exactly-once batch writer,
+//! the queries the CLI and tests need, and a launcher for a private `clickhouse-server`.
+//!
+//! Module map:
+//! - [`config`]: [`StoreConfig`] and [`RetryPolicy`] (serde, `deny_unknown_fields`).
+//! - [`profile`]: [`SchemaProfile`] (`Legacy` for 18.16 ≤ server < 20.5, `Modern` after) and
+//!   [`ServerVersion`].
+//! - `schema`: the four data tables as data, rendered per profile (one source for DDL,
+//!   insert column lists and the encoder).
+//! - [`sql`]: every statement the store emits ([`sql::statements`], [`sql::render_dump`] for
+//!   `gatelog sql dump`) and the versioned [`sql::migrations`].
+//! - `migrate`: [`Store::migrate`], recorded in `schema_migrations` with checksums.
+//! - `rowbinary`: the allocation-free RowBinary encoder for both profiles.
+//! - `writer`: [`Store::write_batch`] with [`WriteBatch`] / [`WriteOutcome`].
+//! - `store`: [`Store`] (connect, profile choice, existing batches, summary queries, retries).
+//! - [`error`]: [`StoreError`], classified retryable vs fatal.
+//! - [`managed`]: [`managed::ManagedClickHouse`], a `clickhouse-server` under a data dir.
+//! - `testing` (feature `testing`): [`testing::TestClickHouse`], one server and one database
+//!   per test, for this and other crates' tests.
+//!
+//! Compatibility notes (18.16): the `clickhouse` client runs with validation off (RowBinary;
+//! 18.16 has no `RowBinaryWithNamesAndTypes`), queries use `query_raw` with literals escaped
+//! here (18.16 has no server-side parameters), and errors come back as HTTP 500 with
+//! `Code: N, e.displayText() = …` in the body, which [`StoreError`] parses.
+
+pub mod config;
+pub mod error;
+pub mod managed;
+mod migrate;
+pub mod profile;
+mod rowbinary;
+mod schema;
+pub mod sql;
+mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod writer;
+
+pub use config::{RetryPolicy, StoreConfig};
+pub use error::{FailureKind, StoreError};
+pub use migrate::MigrationReport;
+pub use profile::{SchemaProfile, ServerVersion};
+pub use store::{DecisionCount, Store, StoreSummary, Uniqueness};
+pub use writer::{WriteBatch, WriteOutcome};

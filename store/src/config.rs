@@ -1,0 +1,168 @@
+//! [`StoreConfig`] and [`RetryPolicy`]: serde-friendly, so the binary can embed them in its TOML.
+
+use crate::profile::SchemaProfile;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::Duration;
+
+/// How to reach ClickHouse and how hard to try.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// HTTP endpoint, e.g. `http://127.0.0.1:8123`.
+    pub url: String,
+    /// gatelog's database; created by [`crate::Store::migrate`].
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    /// Create `Replicated*` tables and `Distributed` tables `ON CLUSTER` this cluster.
+    pub cluster: Option<String>,
+    /// Force a schema profile instead of choosing it from the server's version.
+    pub profile: Option<SchemaProfile>,
+    /// Modern profile only: drop decisions, raw records and dead letters older than this many days.
+    pub retention_days: Option<u32>,
+    /// LZ4-compress inserts (ClickHouse's native block compression).
+    pub compression: bool,
+    /// Rows per `INSERT` statement.
+    pub insert_chunk_rows: usize,
+    /// Bound on a single request (query or insert).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Bound on waiting for an `ALTER TABLE … DELETE` mutation (cleaning a half-written batch).
+    #[serde(with = "humantime_serde")]
+    pub mutation_timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "http://127.0.0.1:8123".to_owned(),
+            database: "gatelog".to_owned(),
+            user: "default".to_owned(),
+            password: String::new(),
+            cluster: None,
+            profile: None,
+            retention_days: None,
+            compression: true,
+            insert_chunk_rows: 50_000,
+            request_timeout: Duration::from_secs(300),
+            mutation_timeout: Duration::from_secs(300),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &self.url)
+            .field("database", &self.database)
+            .field("user", &self.user)
+            .field(
+                "password",
+                &if self.password.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("cluster", &self.cluster)
+            .field("profile", &self.profile)
+            .field("retention_days", &self.retention_days)
+            .field("compression", &self.compression)
+            .field("insert_chunk_rows", &self.insert_chunk_rows)
+            .field("request_timeout", &self.request_timeout)
+            .field("mutation_timeout", &self.mutation_timeout)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+/// Exponential backoff with jitter for retryable errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryPolicy {
+    /// Attempts in total, the first included; 1 means no retry.
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 8,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause before retry number `retry` (1-based): `initial · 2^(retry-1)`, capped at
+    /// `max_backoff`, then scaled by a random factor in [0.5, 1.0] so writers that failed
+    /// together do not retry together.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        let exp = retry.saturating_sub(1).min(30);
+        let base = self
+            .initial_backoff
+            .saturating_mul(1u32 << exp)
+            .min(self.max_backoff);
+        base.mul_f64(0.5 + fastrand::f64() * 0.5)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deserialises_with_defaults_and_humantime() {
+        let c: StoreConfig = toml::from_str(
+            "url = \"http://ch:8123\"\ncluster = \"c1\"\n[retry]\nmax_attempts = 3\ninitial_backoff = \"50ms\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.url, "http://ch:8123");
+        assert_eq!(c.database, "gatelog");
+        assert_eq!(c.cluster.as_deref(), Some("c1"));
+        assert_eq!(c.retry.max_attempts, 3);
+        assert_eq!(c.retry.initial_backoff, Duration::from_millis(50));
+        assert_eq!(c.retry.max_backoff, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn rejects_unknown_keys() {
+        let err = toml::from_str::<StoreConfig>("urll = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("urll"), "{err}");
+        assert!(toml::from_str::<StoreConfig>("[retry]\nattempts = 3").is_err());
+    }
+
+    #[test]
+    fn debug_redacts_the_password() {
+        let c = StoreConfig {
+            password: "hunter2".into(),
+            ..StoreConfig::default()
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+        };
+        for _ in 0..50 {
+            let first = p.backoff(1);
+            assert!(first >= Duration::from_millis(50) && first <= Duration::from_millis(100));
+            let late = p.backoff(40);
+            assert!(late >= Duration::from_millis(500) && late <= Duration::from_secs(1));
+        }
+    }
+}

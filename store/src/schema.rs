@@ -1,0 +1,291 @@
+//! The tables as data: one definition per table, rendered to DDL per [`SchemaProfile`] and
+//! used for the `INSERT` column lists, so DDL, inserts and the RowBinary encoder cannot drift.
+
+use crate::profile::SchemaProfile;
+
+/// A column's logical type; each profile maps it to a ClickHouse type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `String`.
+    Str,
+    /// Enum-like text: `String` (legacy) or `LowCardinality(String)` (modern).
+    Enum,
+    /// A UTC instant with millisecond precision: `DateTime('UTC')` plus a stored
+    /// `<name>_ms Int64` (legacy) or `DateTime64(3, 'UTC')` plus an `ALIAS <name>_ms` (modern).
+    Time,
+    /// Set by the server at insert (`DEFAULT now()`); never sent.
+    WrittenAt,
+    U64,
+    U32,
+    U16,
+    /// `Array(String)`.
+    Strings,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Col {
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+const fn col(name: &'static str, kind: Kind) -> Col {
+    Col { name, kind }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Engine {
+    MergeTree,
+    ReplacingMergeTree,
+}
+
+/// One of gatelog's data tables.
+#[derive(Debug)]
+pub(crate) struct TableDef {
+    pub name: &'static str,
+    pub cols: &'static [Col],
+    pub engine: Engine,
+    /// `PARTITION BY toYYYYMM(<this>)`, so retention is `DROP PARTITION`.
+    pub partition_by: &'static str,
+    pub order_by: &'static str,
+    /// Sharding key of the `Distributed` table in cluster mode; rows that must collapse
+    /// together (same event, same line, same batch) land on the same shard.
+    pub shard_key: &'static str,
+    /// Whether the modern profile applies `retention_days` as a TTL on `partition_by`.
+    pub retention: bool,
+}
+
+use Kind::{Enum, Str, Strings, Time, U16, U32, U64, WrittenAt};
+
+/// `decisions`: one row per [`gatelog_model::AccessDecision`]; the Tail and Logpush copies of a
+/// decision, and the rows of a retried batch, collapse on `(tenant, time, event_id)`.
+pub(crate) const DECISIONS: TableDef = TableDef {
+    name: "decisions",
+    cols: &[
+        col("event_id", Str),
+        col("time", Time),
+        col("received_at", Time),
+        col("source", Enum),
+        col("dataset", Enum),
+        col("decision", Enum),
+        col("principal", Str),
+        col("principal_type", Enum),
+        col("roles", Strings),
+        col("client_ip", Str),
+        col("country", Enum),
+        col("asn", U32),
+        col("user_agent", Str),
+        col("resource", Str),
+        col("action", Enum),
+        col("policy", Enum),
+        col("reason", Str),
+        col("query", Str),
+        col("query_fingerprint", Str),
+        col("rows_read", U64),
+        col("bytes_read", U64),
+        col("result_rows", U64),
+        col("duration_ms", U64),
+        col("status", U16),
+        col("ray_id", Str),
+        col("request_id", Str),
+        col("zone", Enum),
+        col("host", Enum),
+        col("path", Str),
+        col("auth_method", Enum),
+        col("error", Str),
+        col("tenant", Enum),
+        col("spool_seq", U64),
+        col("raw_sha256", Str),
+        col("batch_id", Str),
+    ],
+    engine: Engine::ReplacingMergeTree,
+    partition_by: "time",
+    order_by: "tenant, time, event_id",
+    shard_key: "cityHash64(event_id)",
+    retention: true,
+};
+
+/// `raw_records`: every original line, byte for byte, once per `(dataset, sha256)`.
+pub(crate) const RAW_RECORDS: TableDef = TableDef {
+    name: "raw_records",
+    cols: &[
+        col("event_id", Str),
+        col("dataset", Enum),
+        col("received_at", Time),
+        col("time", Time),
+        col("line", Str),
+        col("sha256", Str),
+        col("batch_id", Str),
+    ],
+    engine: Engine::ReplacingMergeTree,
+    partition_by: "time",
+    order_by: "dataset, sha256",
+    shard_key: "cityHash64(sha256)",
+    retention: true,
+};
+
+/// `dead_letters`: lines that could not be used, with the reason.
+pub(crate) const DEAD_LETTERS: TableDef = TableDef {
+    name: "dead_letters",
+    cols: &[
+        col("dataset", Enum),
+        col("received_at", Time),
+        col("origin", Str),
+        col("line_no", U64),
+        col("line", Str),
+        col("sha256", Str),
+        col("error", Str),
+        col("batch_id", Str),
+    ],
+    engine: Engine::MergeTree,
+    partition_by: "received_at",
+    order_by: "dataset, received_at, batch_id, line_no",
+    shard_key: "cityHash64(batch_id)",
+    retention: true,
+};
+
+/// `ingest_batches`: one row per stored batch, written last: the commit marker and the
+/// completeness/gap evidence. Kept without TTL.
+pub(crate) const INGEST_BATCHES: TableDef = TableDef {
+    name: "ingest_batches",
+    cols: &[
+        col("batch_id", Str),
+        col("dataset", Enum),
+        col("origin", Str),
+        col("received_at", Time),
+        col("lines", U64),
+        col("decisions", U64),
+        col("raw_records", U64),
+        col("dead_letters", U64),
+        col("probes", U64),
+        col("min_time", Time),
+        col("max_time", Time),
+        col("bytes", U64),
+        col("sha256", Str),
+        col("written_at", WrittenAt),
+    ],
+    engine: Engine::ReplacingMergeTree,
+    partition_by: "received_at",
+    order_by: "batch_id",
+    shard_key: "cityHash64(batch_id)",
+    retention: false,
+};
+
+/// The data tables in migration order.
+pub(crate) const TABLES: [&TableDef; 4] =
+    [&DECISIONS, &RAW_RECORDS, &DEAD_LETTERS, &INGEST_BATCHES];
+
+impl TableDef {
+    /// Column definitions (one per line, without trailing commas) for `profile`.
+    pub(crate) fn column_ddl(&self, profile: SchemaProfile) -> Vec<String> {
+        let legacy = profile == SchemaProfile::Legacy;
+        let mut out = Vec::with_capacity(self.cols.len() + 4);
+        for c in self.cols {
+            let n = c.name;
+            match c.kind {
+                Str => out.push(format!("{n} String")),
+                Enum if legacy => out.push(format!("{n} String")),
+                Enum => out.push(format!("{n} LowCardinality(String)")),
+                Time if legacy => {
+                    out.push(format!("{n} DateTime('UTC')"));
+                    out.push(format!("{n}_ms Int64"));
+                }
+                Time => {
+                    out.push(format!("{n} DateTime64(3, 'UTC')"));
+                    out.push(format!("{n}_ms Int64 ALIAS toUnixTimestamp64Milli({n})"));
+                }
+                WrittenAt if legacy => out.push(format!("{n} DateTime('UTC') DEFAULT now()")),
+                WrittenAt => out.push(format!("{n} DateTime64(3, 'UTC') DEFAULT now64(3)")),
+                U64 => out.push(format!("{n} UInt64")),
+                U32 => out.push(format!("{n} UInt32")),
+                U16 => out.push(format!("{n} UInt16")),
+                Strings => out.push(format!("{n} Array(String)")),
+            }
+        }
+        let has_batch_id = self.cols.iter().any(|c| c.name == "batch_id");
+        if !legacy && has_batch_id && self.order_by != "batch_id" {
+            out.push(
+                "INDEX batch_id_idx batch_id TYPE bloom_filter(0.01) GRANULARITY 4".to_owned(),
+            );
+        }
+        out
+    }
+
+    /// The columns an `INSERT` sends, in the order the RowBinary encoder writes them.
+    pub(crate) fn insert_columns(&self, profile: SchemaProfile) -> Vec<String> {
+        let mut out = Vec::with_capacity(self.cols.len() + 4);
+        for c in self.cols {
+            match c.kind {
+                WrittenAt => {}
+                Time if profile == SchemaProfile::Legacy => {
+                    out.push(c.name.to_owned());
+                    out.push(format!("{}_ms", c.name));
+                }
+                _ => out.push(c.name.to_owned()),
+            }
+        }
+        out
+    }
+
+    /// The kinds an encoder writes per row, in order (for tests of the encoders).
+    #[cfg(test)]
+    pub(crate) fn sent_kinds(&self) -> Vec<Kind> {
+        self.cols
+            .iter()
+            .map(|c| c.kind)
+            .filter(|k| *k != WrittenAt)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_profiles_keep_the_contract_column_names() {
+        for table in TABLES {
+            let names = |p| -> Vec<String> {
+                table
+                    .column_ddl(p)
+                    .iter()
+                    .filter(|l| !l.starts_with("INDEX"))
+                    .map(|l| l.split(' ').next().unwrap_or_default().to_owned())
+                    .collect()
+            };
+            assert_eq!(
+                names(SchemaProfile::Legacy),
+                names(SchemaProfile::Modern),
+                "{}",
+                table.name
+            );
+        }
+        let decision_cols: Vec<_> = DECISIONS.cols.iter().map(|c| c.name).collect();
+        for required in [
+            "event_id",
+            "time",
+            "received_at",
+            "source",
+            "dataset",
+            "decision",
+            "principal",
+            "spool_seq",
+            "batch_id",
+            "tenant",
+        ] {
+            assert!(decision_cols.contains(&required), "{required}");
+        }
+    }
+
+    #[test]
+    fn legacy_inserts_the_millisecond_columns() {
+        let legacy = RAW_RECORDS.insert_columns(SchemaProfile::Legacy);
+        assert!(legacy.contains(&"time_ms".to_owned()));
+        let modern = RAW_RECORDS.insert_columns(SchemaProfile::Modern);
+        assert!(!modern.contains(&"time_ms".to_owned()));
+        assert!(
+            !INGEST_BATCHES
+                .insert_columns(SchemaProfile::Modern)
+                .contains(&"written_at".to_owned())
+        );
+    }
+}

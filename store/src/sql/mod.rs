@@ -1,0 +1,412 @@
+//! Every SQL statement the store can emit, for `gatelog sql dump` and the compatibility tests.
+//!
+//! [`statements`] lists them in an order that executes on an empty server (database, tables,
+//! inserts, queries, mutations); each carries the text the store sends (`sql`, with `?`
+//! placeholders or `FORMAT RowBinary`) and a self-contained variant (`exec`) with example
+//! literals and one row of typed example values, which chdb and the real 18.16 run.
+
+mod ddl;
+mod queries;
+mod samples;
+
+pub use ddl::{Migration, migrations};
+pub(crate) use ddl::{create_database, create_schema_migrations, retention, storage_table};
+pub(crate) use queries::{Lit, Queries, render};
+pub use samples::{SamplePayload, sample_payloads};
+
+use crate::StoreError;
+use crate::profile::SchemaProfile;
+use crate::schema::{DEAD_LETTERS, DECISIONS, INGEST_BATCHES, Kind, RAW_RECORDS, TableDef};
+
+/// What the schema is rendered for, besides the profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaOptions {
+    /// gatelog's database (`gatelog`).
+    pub database: String,
+    /// Render `ON CLUSTER`, `Replicated*` engines and `Distributed` tables for this cluster.
+    pub cluster: Option<String>,
+    /// Modern profile: a TTL of this many days on decisions, raw records and dead letters.
+    pub retention_days: Option<u32>,
+}
+
+impl Default for SchemaOptions {
+    fn default() -> Self {
+        SchemaOptions {
+            database: "gatelog".to_owned(),
+            cluster: None,
+            retention_days: None,
+        }
+    }
+}
+
+impl SchemaOptions {
+    /// Checks that names are plain identifiers (they are spliced into DDL unquoted).
+    pub fn validate(&self) -> Result<(), StoreError> {
+        check_identifier("database", &self.database)?;
+        if let Some(cluster) = &self.cluster {
+            check_identifier("cluster", cluster)?;
+        }
+        if self.retention_days == Some(0) {
+            return Err(StoreError::InvalidConfig(
+                "retention_days must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn check_identifier(key: &str, value: &str) -> Result<(), StoreError> {
+    let mut chars = value.chars();
+    let ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && value.len() <= 128;
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::InvalidConfig(format!(
+            "{key} {value:?} must be a plain identifier (letters, digits, underscore; not starting with a digit)"
+        )))
+    }
+}
+
+/// One statement: `sql` as the store sends it, `exec` runnable as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Statement {
+    pub name: String,
+    pub sql: String,
+    pub exec: String,
+}
+
+impl Statement {
+    fn same(name: impl Into<String>, sql: String) -> Self {
+        Statement {
+            name: name.into(),
+            exec: sql.clone(),
+            sql,
+        }
+    }
+}
+
+const EXAMPLE_BATCH: &str = "example-batch";
+const EXAMPLE_DATASET: &str = "http_requests";
+const EXAMPLE_MS: i64 = 1_740_990_713_712; // 2025-03-03T08:31:53.712Z
+
+/// One row of typed example values for `def`'s insert columns, as a `SELECT` list.
+fn example_row(def: &TableDef, profile: SchemaProfile) -> String {
+    let mut values = Vec::new();
+    for c in def.cols {
+        match c.kind {
+            Kind::WrittenAt => {}
+            Kind::Str | Kind::Enum => values.push(match c.name {
+                "batch_id" => format!("'{EXAMPLE_BATCH}'"),
+                "dataset" => format!("'{EXAMPLE_DATASET}'"),
+                "tenant" => "'default'".to_owned(),
+                _ => "'example'".to_owned(),
+            }),
+            Kind::Time if profile == SchemaProfile::Legacy => {
+                values.push(format!("toDateTime({}, 'UTC')", EXAMPLE_MS / 1000));
+                values.push(format!("toInt64({EXAMPLE_MS})"));
+            }
+            Kind::Time => {
+                values.push("toDateTime64('2025-03-03 08:31:53.712', 3, 'UTC')".to_owned())
+            }
+            Kind::U64 => values.push("toUInt64(1)".to_owned()),
+            Kind::U32 => values.push("toUInt32(1)".to_owned()),
+            Kind::U16 => values.push("toUInt16(1)".to_owned()),
+            Kind::Strings => values.push("['example']".to_owned()),
+        }
+    }
+    values.join(", ")
+}
+
+fn insert_statement(
+    name: &str,
+    sent: &str,
+    def: &TableDef,
+    db: &str,
+    profile: SchemaProfile,
+) -> Statement {
+    let exec = format!(
+        "INSERT INTO {db}.{} ({}) SELECT {}",
+        def.name,
+        def.insert_columns(profile).join(", "),
+        example_row(def, profile)
+    );
+    Statement {
+        name: name.to_owned(),
+        sql: sent.to_owned(),
+        exec,
+    }
+}
+
+fn templated(name: &str, template: &str, params: &[Lit<'_>]) -> Statement {
+    Statement {
+        name: name.to_owned(),
+        sql: template.to_owned(),
+        exec: render(template, params),
+    }
+}
+
+/// Every DDL, query, mutation and insert the store can emit for `profile` and `opts`,
+/// in an order that runs on an empty server.
+pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement> {
+    let q = Queries::new(profile, opts);
+    let db = opts.database.as_str();
+    let mut out = vec![
+        Statement::same("query.server_version", q.server_version.clone()),
+        Statement::same("bootstrap.create_database", create_database(opts)),
+        Statement::same(
+            "bootstrap.create_schema_migrations",
+            create_schema_migrations(opts),
+        ),
+        templated(
+            "query.migrations_table_exists",
+            &q.migrations_table_exists,
+            &[Lit::Str(db)],
+        ),
+        Statement::same("query.applied_migrations", q.applied_migrations.clone()),
+    ];
+    for m in migrations(profile, opts) {
+        let count = m.statements.len();
+        for (i, sql) in m.statements.into_iter().enumerate() {
+            let suffix = if count > 1 && i > 0 {
+                ".distributed".to_owned()
+            } else {
+                String::new()
+            };
+            out.push(Statement::same(
+                format!("migration.{:04}_{}{suffix}", m.version, m.name),
+                sql,
+            ));
+        }
+    }
+    for (table, sql, _) in retention(profile, opts) {
+        out.push(Statement::same(format!("retention.{table}"), sql));
+    }
+    let local = storage_table(opts, DECISIONS.name);
+    out.push(templated(
+        "query.table_engine",
+        &q.table_engine,
+        &[Lit::Str(db), Lit::Str(&local)],
+    ));
+    out.push(Statement {
+        name: "insert.schema_migrations".to_owned(),
+        sql: q.insert_migration.clone(),
+        exec: format!(
+            "INSERT INTO {db}.schema_migrations (version, name, checksum, profile) SELECT toUInt32(0), 'example', '', '{profile}'"
+        ),
+    });
+    out.push(insert_statement(
+        "insert.decisions",
+        &q.insert_decisions,
+        &DECISIONS,
+        db,
+        profile,
+    ));
+    out.push(insert_statement(
+        "insert.raw_records",
+        &q.insert_raw_records,
+        &RAW_RECORDS,
+        db,
+        profile,
+    ));
+    out.push(insert_statement(
+        "insert.dead_letters",
+        &q.insert_dead_letters,
+        &DEAD_LETTERS,
+        db,
+        profile,
+    ));
+    out.push(insert_statement(
+        "insert.ingest_batches",
+        &q.insert_ingest_batches,
+        &INGEST_BATCHES,
+        db,
+        profile,
+    ));
+    out.push(templated(
+        "query.existing_batches",
+        &q.existing_batches,
+        &[Lit::StrList(&[EXAMPLE_BATCH, "another-batch"])],
+    ));
+    let (lo, hi) = match profile {
+        SchemaProfile::Legacy => (EXAMPLE_MS / 1000, EXAMPLE_MS / 1000),
+        SchemaProfile::Modern => (EXAMPLE_MS, EXAMPLE_MS),
+    };
+    let b = Lit::Str(EXAMPLE_BATCH);
+    out.push(templated(
+        "query.partial_batch_rows",
+        &q.partial_rows,
+        &[
+            b,
+            Lit::I64(lo),
+            Lit::I64(hi),
+            b,
+            Lit::I64(lo),
+            Lit::I64(hi),
+            b,
+            Lit::Str(EXAMPLE_DATASET),
+        ],
+    ));
+    out.push(Statement::same(
+        "query.summary_decisions",
+        q.summary_decisions.clone(),
+    ));
+    out.push(Statement::same(
+        "query.summary_counts",
+        q.summary_counts.clone(),
+    ));
+    out.push(Statement::same(
+        "query.decision_uniqueness",
+        q.decision_uniqueness.clone(),
+    ));
+    for (table, template) in &q.delete_batch {
+        out.push(templated(
+            &format!("mutation.delete_batch.{table}"),
+            template,
+            &[b],
+        ));
+    }
+    out.push(templated(
+        "query.pending_mutations",
+        &q.pending_mutations,
+        &[Lit::Str(db), Lit::Str(&local)],
+    ));
+    out
+}
+
+/// The dump `gatelog sql dump` prints: each statement preceded by `-- name` (and, where the
+/// store sends a different text, that text as `-- sent as:` comment lines), separated by `;\n\n`.
+pub fn render_dump(profile: SchemaProfile, opts: &SchemaOptions) -> String {
+    let mut chunks = Vec::new();
+    for s in statements(profile, opts) {
+        let mut chunk = format!("-- {}\n", s.name);
+        if s.sql != s.exec {
+            chunk.push_str("-- sent as:\n");
+            for line in s.sql.lines() {
+                chunk.push_str("--   ");
+                chunk.push_str(line);
+                chunk.push('\n');
+            }
+        }
+        chunk.push_str(&s.exec);
+        chunks.push(chunk);
+    }
+    let mut out = chunks.join(";\n\n");
+    out.push_str(";\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(cluster: Option<&str>, retention: Option<u32>) -> SchemaOptions {
+        SchemaOptions {
+            database: "gl".into(),
+            cluster: cluster.map(Into::into),
+            retention_days: retention,
+        }
+    }
+
+    #[test]
+    fn legacy_uses_only_old_types() {
+        let dump = render_dump(SchemaProfile::Legacy, &opts(None, Some(30)));
+        for modern in [
+            "DateTime64",
+            "LowCardinality",
+            "TTL",
+            "bloom_filter",
+            "toUnixTimestamp64Milli",
+        ] {
+            assert!(!dump.contains(modern), "{modern} in legacy dump");
+        }
+        assert!(dump.contains("time DateTime('UTC')") && dump.contains("time_ms Int64"));
+        assert!(dump.contains("ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(time)\nORDER BY (tenant, time, event_id)"));
+    }
+
+    #[test]
+    fn modern_uses_new_types_and_ttl() {
+        let dump = render_dump(SchemaProfile::Modern, &opts(None, Some(30)));
+        assert!(dump.contains("time DateTime64(3, 'UTC')"));
+        assert!(dump.contains("decision LowCardinality(String)"));
+        assert!(dump.contains("MODIFY TTL toDateTime(time) + toIntervalDay(30)"));
+        assert!(!render_dump(SchemaProfile::Modern, &opts(None, None)).contains("TTL"));
+    }
+
+    #[test]
+    fn dump_format_is_name_comment_then_statement() {
+        let dump = render_dump(SchemaProfile::Modern, &opts(None, None));
+        let chunks: Vec<_> = dump
+            .trim_end()
+            .trim_end_matches(';')
+            .split(";\n\n")
+            .collect();
+        assert_eq!(
+            chunks.len(),
+            statements(SchemaProfile::Modern, &opts(None, None)).len()
+        );
+        for chunk in &chunks {
+            assert!(chunk.starts_with("-- "), "{chunk}");
+        }
+        assert!(dump.contains("--   INSERT INTO gl.decisions (event_id, time, received_at"));
+        assert!(
+            !dump.contains(" = ?"),
+            "placeholders must be filled in exec variants"
+        );
+    }
+
+    #[test]
+    fn cluster_renders_replicated_and_distributed() {
+        let dump = render_dump(SchemaProfile::Modern, &opts(Some("c1"), None));
+        assert!(dump.contains("CREATE DATABASE IF NOT EXISTS gl ON CLUSTER c1"));
+        assert!(dump.contains("CREATE TABLE IF NOT EXISTS gl.decisions_local ON CLUSTER c1"));
+        assert!(dump.contains("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/gl/decisions_local', '{replica}')"));
+        assert!(
+            dump.contains("ENGINE = Distributed(c1, gl, decisions_local, cityHash64(event_id))")
+        );
+        assert!(dump.contains(
+            "ALTER TABLE gl.decisions_local ON CLUSTER c1 DELETE WHERE batch_id = 'example-batch'"
+        ));
+        assert!(dump.contains("INSERT INTO gl.decisions (event_id"));
+    }
+
+    #[test]
+    fn validates_identifiers() {
+        assert!(opts(None, None).validate().is_ok());
+        assert!(
+            SchemaOptions {
+                database: "g; DROP".into(),
+                ..SchemaOptions::default()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            SchemaOptions {
+                cluster: Some("1c".into()),
+                ..SchemaOptions::default()
+            }
+            .validate()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn migration_checksums_are_stable_and_profile_specific() {
+        let a = migrations(SchemaProfile::Legacy, &opts(None, None));
+        let b = migrations(SchemaProfile::Legacy, &opts(None, Some(9)));
+        assert_eq!(
+            a.iter().map(Migration::checksum).collect::<Vec<_>>(),
+            b.iter().map(Migration::checksum).collect::<Vec<_>>()
+        );
+        let m = migrations(SchemaProfile::Modern, &opts(None, None));
+        assert_ne!(a[0].checksum(), m[0].checksum());
+        assert_eq!(
+            a.iter().map(|m| m.version).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+    }
+}

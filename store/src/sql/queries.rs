@@ -1,0 +1,187 @@
+//! The queries, mutations and inserts the store sends, as templates with `?` placeholders
+//! that [`render`] fills with escaped literals (old servers have no server-side parameters).
+
+use super::SchemaOptions;
+use super::ddl::storage_table;
+use crate::profile::SchemaProfile;
+use crate::schema::{DEAD_LETTERS, DECISIONS, INGEST_BATCHES, RAW_RECORDS, TableDef};
+use std::fmt::Write as _;
+
+/// A value for a `?` placeholder.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Lit<'a> {
+    Str(&'a str),
+    I64(i64),
+    /// A parenthesised list of strings, for `IN ?`.
+    StrList(&'a [&'a str]),
+}
+
+/// Appends `text` as a ClickHouse string literal.
+fn quote_into(out: &mut String, text: &str) {
+    out.push('\'');
+    for c in text.chars() {
+        match c {
+            '\'' => out.push_str("\\'"),
+            '\\' => out.push_str("\\\\"),
+            '\0' => out.push_str("\\0"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+}
+
+/// Fills each `?` of `template` with the next literal. Templates contain no other `?`.
+pub(crate) fn render(template: &str, params: &[Lit<'_>]) -> String {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut params = params.iter();
+    for (i, piece) in template.split('?').enumerate() {
+        if i > 0 {
+            match params.next() {
+                Some(Lit::Str(s)) => quote_into(&mut out, s),
+                Some(Lit::I64(n)) => {
+                    let _ = write!(out, "{n}");
+                }
+                Some(Lit::StrList(items)) => {
+                    out.push('(');
+                    for (j, item) in items.iter().enumerate() {
+                        if j > 0 {
+                            out.push_str(", ");
+                        }
+                        quote_into(&mut out, item);
+                    }
+                    if items.is_empty() {
+                        out.push_str("''");
+                    }
+                    out.push(')');
+                }
+                None => out.push('?'),
+            }
+        }
+        out.push_str(piece);
+    }
+    out
+}
+
+/// Every query text the store sends, rendered once per store for its profile and options.
+#[derive(Debug, Clone)]
+pub(crate) struct Queries {
+    pub profile: SchemaProfile,
+    pub server_version: String,
+    pub migrations_table_exists: String,
+    pub applied_migrations: String,
+    pub insert_migration: String,
+    pub table_engine: String,
+    pub existing_batches: String,
+    /// Params: batch_id, min, max (decisions), batch_id, min, max (raw_records), batch_id, dataset.
+    pub partial_rows: String,
+    /// (table, `ALTER TABLE … DELETE WHERE batch_id = ?`) for the three data tables.
+    pub delete_batch: Vec<(&'static str, String)>,
+    /// Params: database, storage table.
+    pub pending_mutations: String,
+    pub insert_decisions: String,
+    pub insert_raw_records: String,
+    pub insert_dead_letters: String,
+    pub insert_ingest_batches: String,
+    pub summary_decisions: String,
+    pub summary_counts: String,
+    pub decision_uniqueness: String,
+}
+
+fn insert_sql(db: &str, def: &TableDef, profile: SchemaProfile) -> String {
+    format!(
+        "INSERT INTO {db}.{} ({}) FORMAT RowBinary",
+        def.name,
+        def.insert_columns(profile).join(", ")
+    )
+}
+
+/// The time-range condition used to prune partitions when looking for a batch's rows.
+pub(crate) fn time_between(profile: SchemaProfile) -> &'static str {
+    match profile {
+        SchemaProfile::Legacy => "time >= toDateTime(?, 'UTC') AND time <= toDateTime(?, 'UTC')",
+        SchemaProfile::Modern => {
+            "time >= fromUnixTimestamp64Milli(toInt64(?), 'UTC') AND time <= fromUnixTimestamp64Milli(toInt64(?), 'UTC')"
+        }
+    }
+}
+
+impl Queries {
+    pub(crate) fn new(profile: SchemaProfile, opts: &SchemaOptions) -> Self {
+        let db = opts.database.as_str();
+        let on_cluster = opts
+            .cluster
+            .as_deref()
+            .map(|c| format!(" ON CLUSTER {c}"))
+            .unwrap_or_default();
+        let between = time_between(profile);
+        Queries {
+            profile,
+            server_version: "SELECT version()".to_owned(),
+            migrations_table_exists: "SELECT count() FROM system.tables WHERE database = ? AND name = 'schema_migrations'"
+                .to_owned(),
+            applied_migrations: format!(
+                "SELECT version, name, checksum, profile FROM {db}.schema_migrations ORDER BY version"
+            ),
+            insert_migration: format!(
+                "INSERT INTO {db}.schema_migrations (version, name, checksum, profile) FORMAT RowBinary"
+            ),
+            table_engine: "SELECT engine_full FROM system.tables WHERE database = ? AND name = ?".to_owned(),
+            existing_batches: format!("SELECT DISTINCT batch_id FROM {db}.ingest_batches WHERE batch_id IN ?"),
+            partial_rows: format!(
+                "SELECT\n    (SELECT count() FROM {db}.decisions WHERE batch_id = ? AND {between}),\n    \
+                 (SELECT count() FROM {db}.raw_records WHERE batch_id = ? AND {between}),\n    \
+                 (SELECT count() FROM {db}.dead_letters WHERE batch_id = ? AND dataset = ?)"
+            ),
+            delete_batch: [&DECISIONS, &RAW_RECORDS, &DEAD_LETTERS]
+                .iter()
+                .map(|d| {
+                    let sql = format!(
+                        "ALTER TABLE {db}.{}{on_cluster} DELETE WHERE batch_id = ?",
+                        storage_table(opts, d.name)
+                    );
+                    (d.name, sql)
+                })
+                .collect(),
+            pending_mutations: "SELECT count() FROM system.mutations WHERE database = ? AND table = ? AND is_done = 0"
+                .to_owned(),
+            insert_decisions: insert_sql(db, &DECISIONS, profile),
+            insert_raw_records: insert_sql(db, &RAW_RECORDS, profile),
+            insert_dead_letters: insert_sql(db, &DEAD_LETTERS, profile),
+            insert_ingest_batches: insert_sql(db, &INGEST_BATCHES, profile),
+            summary_decisions: format!(
+                "SELECT dataset, decision, count() AS n FROM {db}.decisions FINAL GROUP BY dataset, decision ORDER BY dataset, decision"
+            ),
+            summary_counts: format!(
+                "SELECT\n    (SELECT count() FROM {db}.raw_records FINAL),\n    \
+                 (SELECT count() FROM {db}.dead_letters),\n    \
+                 (SELECT count() FROM {db}.ingest_batches FINAL)"
+            ),
+            decision_uniqueness: format!("SELECT count(), uniqExact(event_id) FROM {db}.decisions FINAL"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_escaped_literals() {
+        let sql = render(
+            "SELECT ? , ? FROM t WHERE x IN ?",
+            &[
+                Lit::Str("it's a \\ test"),
+                Lit::I64(-5),
+                Lit::StrList(&["a", "b'"]),
+            ],
+        );
+        assert_eq!(
+            sql,
+            r"SELECT 'it\'s a \\ test' , -5 FROM t WHERE x IN ('a', 'b\'')"
+        );
+        assert_eq!(render("x IN ?", &[Lit::StrList(&[])]), "x IN ('')");
+    }
+}

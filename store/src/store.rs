@@ -1,0 +1,396 @@
+//! [`Store`]: the connection, profile selection and the read-side helpers.
+
+use crate::StoreError;
+use crate::config::StoreConfig;
+use crate::profile::{SchemaProfile, ServerVersion};
+use crate::sql::{Lit, Queries, SchemaOptions, render};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The ClickHouse store of record. Cheap to clone; clones share one HTTP connection pool,
+/// and `write_batch` may be called concurrently from many tasks.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) client: clickhouse::Client,
+    pub(crate) config: StoreConfig,
+    pub(crate) options: SchemaOptions,
+    pub(crate) version: ServerVersion,
+    pub(crate) queries: Queries,
+    /// Batch ids being written by this process, so two tasks never write one batch at once.
+    pub(crate) in_flight: Mutex<BTreeSet<String>>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("config", &self.inner.config)
+            .field("version", &self.inner.version)
+            .field("profile", &self.inner.queries.profile)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Decisions per dataset and decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DecisionCount {
+    pub dataset: String,
+    pub decision: String,
+    pub count: u64,
+}
+
+/// What the store holds (after deduplication: `FINAL`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct StoreSummary {
+    pub decisions: Vec<DecisionCount>,
+    pub raw_records: u64,
+    pub dead_letters: u64,
+    pub batches: u64,
+}
+
+impl StoreSummary {
+    /// All decisions, across datasets and outcomes.
+    pub fn total_decisions(&self) -> u64 {
+        self.decisions.iter().map(|d| d.count).sum()
+    }
+}
+
+/// `count()` vs `uniqExact(event_id)` of `decisions FINAL`: equal when every event is stored once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Uniqueness {
+    pub rows: u64,
+    pub unique_event_ids: u64,
+}
+
+pub(crate) fn client_for(config: &StoreConfig) -> clickhouse::Client {
+    let compression = if config.compression {
+        clickhouse::Compression::Lz4
+    } else {
+        clickhouse::Compression::None
+    };
+    clickhouse::Client::default()
+        .with_url(config.url.clone())
+        .with_user(config.user.clone())
+        .with_password(config.password.clone())
+        // 18.16 has no RowBinaryWithNamesAndTypes; RowBinary is validated by our own tests.
+        .with_validation(false)
+        .with_compression(compression)
+}
+
+impl Store {
+    /// Connects, reads the server version and chooses the profile: the configured one, else
+    /// the one recorded by earlier migrations of this database (so a server upgrade keeps the
+    /// existing schema), else the best for the server's version. Retries per the retry policy.
+    pub async fn connect(config: &StoreConfig) -> Result<Store, StoreError> {
+        let options = SchemaOptions {
+            database: config.database.clone(),
+            cluster: config.cluster.clone(),
+            retention_days: config.retention_days,
+        };
+        options.validate()?;
+        if config.insert_chunk_rows == 0 {
+            return Err(StoreError::InvalidConfig(
+                "insert_chunk_rows must be at least 1".into(),
+            ));
+        }
+        let client = client_for(config);
+        let probe = Queries::new(SchemaProfile::Legacy, &options);
+        let timeout = config.request_timeout;
+        let (version_text, recorded) = with_retries(config, "connect", || async {
+            let version: String = fetch_one(
+                &client,
+                timeout,
+                "SELECT version()",
+                "server",
+                &probe.server_version,
+            )
+            .await?;
+            let exists: u64 = fetch_one(
+                &client,
+                timeout,
+                "SELECT",
+                "system.tables",
+                &render(
+                    &probe.migrations_table_exists,
+                    &[Lit::Str(&options.database)],
+                ),
+            )
+            .await?;
+            let recorded = if exists > 0 {
+                let sql = format!(
+                    "SELECT profile FROM {}.schema_migrations ORDER BY version DESC LIMIT 1",
+                    options.database
+                );
+                let rows: Vec<String> =
+                    fetch_all(&client, timeout, "SELECT", "schema_migrations", &sql).await?;
+                rows.into_iter().next()
+            } else {
+                None
+            };
+            Ok((version, recorded))
+        })
+        .await?;
+        let version =
+            ServerVersion::parse(&version_text).ok_or_else(|| StoreError::UnsupportedServer {
+                version: version_text.clone(),
+            })?;
+        let auto =
+            SchemaProfile::for_version(version).ok_or_else(|| StoreError::UnsupportedServer {
+                version: version_text.clone(),
+            })?;
+        let profile = config
+            .profile
+            .or_else(|| recorded.as_deref().and_then(SchemaProfile::parse))
+            .unwrap_or(auto);
+        if !profile.supported_by(version) {
+            return Err(StoreError::ProfileNotSupported {
+                profile: profile.as_str(),
+                version: version_text,
+            });
+        }
+        tracing::info!(url = %config.url, version = %version, profile = %profile, database = %options.database, "connected to clickhouse");
+        let queries = Queries::new(profile, &options);
+        Ok(Store {
+            inner: Arc::new(Inner {
+                client,
+                config: config.clone(),
+                options,
+                version,
+                queries,
+                in_flight: Mutex::new(BTreeSet::new()),
+            }),
+        })
+    }
+
+    pub fn profile(&self) -> SchemaProfile {
+        self.inner.queries.profile
+    }
+
+    pub fn server_version(&self) -> ServerVersion {
+        self.inner.version
+    }
+
+    pub fn database(&self) -> &str {
+        &self.inner.options.database
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// The underlying client (no default database; qualify table names), for ad-hoc queries.
+    pub fn client(&self) -> &clickhouse::Client {
+        &self.inner.client
+    }
+
+    pub(crate) fn qualified(&self, table: &str) -> String {
+        format!("{}.{table}", self.inner.options.database)
+    }
+
+    /// Which of `batch_ids` are already stored (have their `ingest_batches` marker).
+    pub async fn existing_batches<S: AsRef<str>>(
+        &self,
+        batch_ids: &[S],
+    ) -> Result<BTreeSet<String>, StoreError> {
+        let mut found = BTreeSet::new();
+        for chunk in batch_ids.chunks(1000) {
+            let ids: Vec<&str> = chunk.iter().map(AsRef::as_ref).collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let sql = render(&self.inner.queries.existing_batches, &[Lit::StrList(&ids)]);
+            let table = self.qualified("ingest_batches");
+            let rows: Vec<String> = self.fetch_all("SELECT", &table, &sql).await?;
+            found.extend(rows);
+        }
+        Ok(found)
+    }
+
+    /// Whether `batch_id` is already stored.
+    pub async fn batch_exists(&self, batch_id: &str) -> Result<bool, StoreError> {
+        Ok(!self.existing_batches(&[batch_id]).await?.is_empty())
+    }
+
+    /// Counts by dataset × decision, raw records, dead letters and batches.
+    pub async fn summary(&self) -> Result<StoreSummary, StoreError> {
+        let q = &self.inner.queries;
+        let rows: Vec<(String, String, u64)> = self
+            .fetch_all("SELECT", &self.qualified("decisions"), &q.summary_decisions)
+            .await?;
+        let decisions = rows
+            .into_iter()
+            .map(|(dataset, decision, count)| DecisionCount {
+                dataset,
+                decision,
+                count,
+            })
+            .collect();
+        let (raw_records, dead_letters, batches): (u64, u64, u64) = self
+            .fetch_one("SELECT", &self.qualified("raw_records"), &q.summary_counts)
+            .await?;
+        Ok(StoreSummary {
+            decisions,
+            raw_records,
+            dead_letters,
+            batches,
+        })
+    }
+
+    /// Rows and distinct event ids in `decisions FINAL`.
+    pub async fn decision_uniqueness(&self) -> Result<Uniqueness, StoreError> {
+        let (rows, unique_event_ids): (u64, u64) = self
+            .fetch_one(
+                "SELECT",
+                &self.qualified("decisions"),
+                &self.inner.queries.decision_uniqueness,
+            )
+            .await?;
+        Ok(Uniqueness {
+            rows,
+            unique_event_ids,
+        })
+    }
+
+    /// Rows in `table` of gatelog's database carrying `batch_id`, without deduplication.
+    pub async fn count_rows_of_batch(
+        &self,
+        table: &str,
+        batch_id: &str,
+    ) -> Result<u64, StoreError> {
+        let qualified = self.qualified(table);
+        let sql = render(
+            &format!("SELECT count() FROM {qualified} WHERE batch_id = ?"),
+            &[Lit::Str(batch_id)],
+        );
+        self.fetch_one("SELECT", &qualified, &sql).await
+    }
+
+    /// Runs a statement that returns nothing (DDL, `ALTER`), bounded by the request timeout.
+    pub async fn execute(
+        &self,
+        op: &'static str,
+        table: &str,
+        sql: &str,
+    ) -> Result<(), StoreError> {
+        let timeout = self.inner.config.request_timeout;
+        let fut = self.inner.client.query_raw(sql).execute();
+        match tokio::time::timeout(timeout, fut).await {
+            Ok(result) => result.map_err(|e| StoreError::from_clickhouse(op, table, e)),
+            Err(_) => Err(StoreError::timeout(op, table, timeout)),
+        }
+    }
+
+    pub(crate) async fn fetch_all<T>(
+        &self,
+        op: &'static str,
+        table: &str,
+        sql: &str,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        fetch_all(
+            &self.inner.client,
+            self.inner.config.request_timeout,
+            op,
+            table,
+            sql,
+        )
+        .await
+    }
+
+    pub(crate) async fn fetch_one<T>(
+        &self,
+        op: &'static str,
+        table: &str,
+        sql: &str,
+    ) -> Result<T, StoreError>
+    where
+        T: clickhouse::RowOwned + clickhouse::RowRead,
+    {
+        fetch_one(
+            &self.inner.client,
+            self.inner.config.request_timeout,
+            op,
+            table,
+            sql,
+        )
+        .await
+    }
+}
+
+async fn fetch_all<T>(
+    client: &clickhouse::Client,
+    timeout: Duration,
+    op: &'static str,
+    table: &str,
+    sql: &str,
+) -> Result<Vec<T>, StoreError>
+where
+    T: clickhouse::RowOwned + clickhouse::RowRead,
+{
+    match tokio::time::timeout(timeout, client.query_raw(sql).fetch_all::<T>()).await {
+        Ok(result) => result.map_err(|e| StoreError::from_clickhouse(op, table, e)),
+        Err(_) => Err(StoreError::timeout(op, table, timeout)),
+    }
+}
+
+async fn fetch_one<T>(
+    client: &clickhouse::Client,
+    timeout: Duration,
+    op: &'static str,
+    table: &str,
+    sql: &str,
+) -> Result<T, StoreError>
+where
+    T: clickhouse::RowOwned + clickhouse::RowRead,
+{
+    match tokio::time::timeout(timeout, client.query_raw(sql).fetch_one::<T>()).await {
+        Ok(result) => result.map_err(|e| StoreError::from_clickhouse(op, table, e)),
+        Err(_) => Err(StoreError::timeout(op, table, timeout)),
+    }
+}
+
+/// Runs `attempt` until it succeeds, fails fatally, or the policy's attempts are used up.
+pub(crate) async fn with_retries<T, F, Fut>(
+    config: &StoreConfig,
+    what: &str,
+    mut attempt: F,
+) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let policy = config.retry;
+    let started = Instant::now();
+    let max = policy.max_attempts.max(1);
+    let mut n = 1;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(err) if !err.is_retryable() => return Err(err),
+            Err(err) if n >= max => {
+                let elapsed = started.elapsed();
+                tracing::error!(what, attempts = n, ?elapsed, error = %err, "giving up");
+                return Err(StoreError::RetriesExhausted {
+                    attempts: n,
+                    elapsed,
+                    last: Box::new(err),
+                });
+            }
+            Err(err) => {
+                let pause = policy.backoff(n);
+                tracing::warn!(what, attempt = n, max_attempts = max, ?pause, error = %err, "retrying");
+                tokio::time::sleep(pause).await;
+                n += 1;
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! The managed `clickhouse-server` launcher against the installed server.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+use gatelog_store::managed::{ManagedClickHouse, ManagedError, ManagedOptions};
+use gatelog_store::testing::TestClickHouse;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn alive(pid: u32) -> bool {
+    // A zombie still has a /proc entry; count it as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.split(") ")
+                .nth(1)
+                .is_some_and(|rest| rest.starts_with('Z'))
+        })
+        .unwrap_or(false)
+}
+
+async fn select_one(url: &str) -> u8 {
+    clickhouse::Client::default()
+        .with_url(url)
+        .with_validation(false)
+        .query("SELECT 1")
+        .fetch_one::<u8>()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn starts_answers_and_stops_without_leaving_a_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let mut server = ManagedClickHouse::start(dir.path(), ManagedOptions::default())
+        .await
+        .unwrap();
+    println!(
+        "managed clickhouse start-up: {:?} (server {:?})",
+        started.elapsed(),
+        server.startup_time()
+    );
+    let pid = server.pid().unwrap();
+    assert!(alive(pid));
+    assert!(server.url().starts_with("http://127.0.0.1:"));
+    assert_eq!(select_one(&server.url()).await, 1);
+    assert!(dir.path().join("clickhouse/config.xml").is_file());
+
+    let stopping = Instant::now();
+    server.stop().await.unwrap();
+    println!("managed clickhouse stop: {:?}", stopping.elapsed());
+    assert!(!alive(pid), "server {pid} still running after stop()");
+    assert!(server.pid().is_none());
+    server.stop().await.unwrap(); // idempotent
+}
+
+#[tokio::test]
+async fn drop_kills_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ManagedClickHouse::start(dir.path(), ManagedOptions::default())
+        .await
+        .unwrap();
+    let pid = server.pid().unwrap();
+    drop(server);
+    assert!(!alive(pid), "server {pid} survived drop");
+}
+
+#[tokio::test]
+async fn a_missing_binary_names_the_apt_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ManagedOptions {
+        binary: Some(PathBuf::from("/nonexistent/clickhouse-server")),
+        ..ManagedOptions::default()
+    };
+    let err = ManagedClickHouse::start(dir.path(), opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ManagedError::NotFound { .. }));
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(
+            "clickhouse-server not found; install it with `apt-get install -y clickhouse-server`"
+        ),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn refuses_a_second_server_on_the_same_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = ManagedClickHouse::start(dir.path(), ManagedOptions::default())
+        .await
+        .unwrap();
+    let err = ManagedClickHouse::start(dir.path(), ManagedOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ManagedError::AlreadyRunning { pid: Some(_), .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("already running"), "{err}");
+    assert_eq!(
+        select_one(&first.url()).await,
+        1,
+        "the first server must be unharmed"
+    );
+    first.stop().await.unwrap();
+    // Once stopped, the same dir starts again (and keeps its data).
+    let mut again = ManagedClickHouse::start(dir.path(), ManagedOptions::default())
+        .await
+        .unwrap();
+    again.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_server_that_exits_at_start_reports_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    // `false` exits at once with status 1: the error must say so instead of waiting out the timeout.
+    let fake = Path::new("/bin/false");
+    let opts = ManagedOptions {
+        binary: Some(fake.to_owned()),
+        startup_timeout: Duration::from_secs(20),
+        ..ManagedOptions::default()
+    };
+    let started = Instant::now();
+    let err = ManagedClickHouse::start(dir.path(), opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ManagedError::Exited { .. }), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn a_server_that_never_answers_times_out_with_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("silent-server");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho 'pretending to start' >&2\nexec sleep 30\n",
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .arg("+x")
+        .arg(&script)
+        .status()
+        .unwrap();
+    let opts = ManagedOptions {
+        binary: Some(script),
+        startup_timeout: Duration::from_millis(500),
+        stop_timeout: Duration::from_secs(1),
+        ..ManagedOptions::default()
+    };
+    let err = ManagedClickHouse::start(dir.path(), opts)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ManagedError::StartTimeout { .. }), "{msg}");
+    assert!(msg.contains("pretending to start"), "{msg}");
+}
+
+#[tokio::test]
+async fn test_helper_gives_each_test_its_own_database() {
+    let mut ch = TestClickHouse::start().await.unwrap();
+    let store = ch.store().await.unwrap();
+    assert!(store.database().starts_with("gatelog_test_"));
+    assert_eq!(store.database(), ch.database());
+    assert_ne!(gatelog_store::testing::random_database(), ch.database());
+    let pid = ch.server().pid().unwrap();
+    ch.stop().await.unwrap();
+    assert!(!alive(pid));
+}
