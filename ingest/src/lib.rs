@@ -1,1 +1,28 @@
-//! placeholder
+//! gatelog's input side: Cloudflare Logpush batches, Tail Worker deliveries and files from a
+//! Logpush bucket, turned into [`AccessDecision`](gatelog_model::AccessDecision)s, raw
+//! records and dead letters. This crate is a library: it reads only from the readers and
+//! byte slices it is given.
+//!
+//! Module map:
+//! - [`dataset`]: [`Dataset`], the eight input streams, named, found from a file path or
+//!   sniffed from a record's shape.
+//! - [`map`]: [`map_line`] / [`map_line_bytes`], one line to decisions + one raw record (or a
+//!   probe, a blank, a dead letter), with the per-dataset mapping tables in its docs.
+//!   Submodules: `http_requests`, `firewall`, `access`, `audit` (v1 and v2), `gateway`,
+//!   `worker` (workers_trace_events and Tail), `decision_log` (the `access_decision` log
+//!   line), `fields` (forgiving borrowed field types) and `support`.
+//! - [`decode`]: gzip sniffing, capped (multi-member) decompression and the line splitter.
+//! - [`body`]: [`map_body`] / [`map_reader`], a whole body or file through decode and map.
+//! - [`parallel`]: [`map_reader_parallel`], the same on several threads, for backfills.
+
+pub mod body;
+pub mod dataset;
+pub mod decode;
+pub mod map;
+pub mod parallel;
+
+pub use body::{BodyContext, BodyOutcome, Limits, map_body, map_reader, map_split_line};
+pub use dataset::Dataset;
+pub use decode::{BodyReader, DecodeError, Line, LineReader, is_gzip};
+pub use parallel::map_reader_parallel;
+pub use map::{LineContext, LineOutcome, is_probe, map_line, map_line_bytes};
