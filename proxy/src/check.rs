@@ -83,7 +83,7 @@ pub fn check(config: &ProxyConfig, role: &str, sql: &str, database: Option<&str>
         limits: None,
         clickhouse_settings: Vec::new(),
     };
-    let policy = match config.validate().and_then(|()| Policy::compile(config)) {
+    let policy = match config.validate().and_then(|()| Policy::compile_without_secrets(config)) {
         Ok(p) => p,
         Err(e) => {
             report.decision = "error".into();
@@ -150,5 +150,18 @@ mod tests {
         let mut bad = c.clone();
         bad.roles.get_mut("analyst").unwrap().max_rows_to_read = Some(0);
         assert_eq!(check(&bad, "analyst", "SELECT 1", None).exit_code(), 2);
+    }
+
+    #[test]
+    fn the_shipped_example_works() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/proxy.toml");
+        let c = ProxyConfig::load(&path).unwrap();
+        assert_eq!(check(&c, "analyst", "SELECT count() FROM analytics.events", None).exit_code(), 0);
+        assert_eq!(check(&c, "analyst", "SELECT count() FROM events", None).exit_code(), 0);
+        let r = check(&c, "analyst", "SELECT * FROM analytics.salaries", None);
+        assert_eq!((r.exit_code(), r.rule.as_str()), (1, "roles.analyst.deny[0]"));
+        assert_eq!(check(&c, "analyst", "DROP TABLE analytics.events", None).exit_code(), 1);
+        assert_eq!(check(&c, "admin", "DROP TABLE analytics.events", None).exit_code(), 0);
+        assert_eq!(check(&c, "admin", "SELECT * FROM url('http://x', CSV, 'a String')", None).exit_code(), 1);
     }
 }

@@ -300,12 +300,18 @@ impl std::fmt::Debug for SecretRef {
 }
 
 impl SecretRef {
-    /// Reads the secret; `key` names it in errors.
-    pub fn resolve(&self, key: &str) -> Result<Secret, ConfigError> {
+    /// Checks the shape only (at most one source); reading happens at start-up.
+    pub fn check_shape(&self, key: &str) -> Result<(), ConfigError> {
         let set = [self.value.is_some(), self.env.is_some(), self.file.is_some()];
         if set.iter().filter(|s| **s).count() > 1 {
             return Err(invalid(key, "set only one of value, env, file"));
         }
+        Ok(())
+    }
+
+    /// Reads the secret; `key` names it in errors.
+    pub fn resolve(&self, key: &str) -> Result<Secret, ConfigError> {
+        self.check_shape(key)?;
         if let Some(v) = &self.value {
             return Ok(Secret(v.clone()));
         }
@@ -367,11 +373,12 @@ impl ProxyConfig {
     }
 
     /// Checks everything serde cannot; the first problem is returned, naming its key.
+    /// Secrets are only checked for shape here; they are read when the proxy starts.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.clickhouse.url.starts_with("http://") && !self.clickhouse.url.starts_with("https://") {
             return Err(invalid("clickhouse.url", "expected an http:// or https:// URL"));
         }
-        self.clickhouse.password.resolve("clickhouse.password")?;
+        self.clickhouse.password.check_shape("clickhouse.password")?;
         for p in &self.clickhouse.pass_params {
             if crate::forward::is_forbidden_param(p) {
                 return Err(invalid("clickhouse.pass_params", format!("`{p}` may not be passed through")));
@@ -425,7 +432,7 @@ impl ProxyConfig {
         if self.decisions.batch_size == 0 {
             return Err(invalid("decisions.batch_size", "expected a positive integer"));
         }
-        self.decisions.token.resolve("decisions.token")?;
+        self.decisions.token.check_shape("decisions.token")?;
         for (i, r) in self.bi.routes.iter().enumerate() {
             if !r.prefix.starts_with('/') || r.prefix == "/" {
                 return Err(invalid(format!("bi.routes[{i}].prefix"), "expected a path like /bi/metabase/"));
@@ -484,7 +491,7 @@ fn validate_role(name: &str, role: &RoleConfig) -> Result<(), ConfigError> {
         }
     }
     if let Some(pw) = &role.clickhouse_password {
-        pw.resolve(&key("clickhouse_password"))?;
+        pw.check_shape(&key("clickhouse_password"))?;
     }
     Ok(())
 }

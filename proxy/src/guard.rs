@@ -213,6 +213,9 @@ pub fn analyze(sql: &str, default_database: &str) -> Result<Analysis, Rejection>
         _ => {}
     }
     let mut collector = Collector::new(default_database);
+    if let Some(tables) = show_targets(statement, default_database) {
+        return Ok(Analysis { kind, tables, table_functions: Vec::new(), format: trailing_format, sql: trimmed.to_owned() });
+    }
     for name in explicit_targets(statement)? {
         if let ControlFlow::Break(rejection) = collector.pre_visit_relation(&name) {
             return Err(rejection);
@@ -241,6 +244,24 @@ fn truncate(text: &str) -> String {
     out
 }
 
+/// What `SHOW TABLES`/`SHOW DATABASES` list, as pseudo tables (`db.*`, `system.databases`),
+/// so that policy can decide them. `None` for other statements.
+fn show_targets(statement: &Statement, default_database: &str) -> Option<Vec<TableName>> {
+    match statement {
+        Statement::ShowTables { show_options, .. } => {
+            let database = show_options
+                .show_in
+                .as_ref()
+                .and_then(|i| i.parent_name.as_ref())
+                .map(|n| n.to_string().trim_matches(['`', '"']).to_owned())
+                .unwrap_or_else(|| default_database.to_owned());
+            Some(vec![TableName { database, table: "*".into() }])
+        }
+        Statement::ShowDatabases { .. } => Some(vec![TableName { database: "system".into(), table: "databases".into() }]),
+        _ => None,
+    }
+}
+
 /// Target tables the visitor does not report as relations.
 fn explicit_targets(statement: &Statement) -> Result<Vec<ObjectName>, Rejection> {
     Ok(match statement {
@@ -248,6 +269,7 @@ fn explicit_targets(statement: &Statement) -> Result<Vec<ObjectName>, Rejection>
         Statement::RenameTable(renames) => renames.iter().flat_map(|r| [r.old_name.clone(), r.new_name.clone()]).collect(),
         Statement::CreateTable(c) => vec![c.name.clone()],
         Statement::CreateView(c) => vec![c.name.clone()],
+        Statement::ShowCreate { obj_name, .. } => vec![obj_name.clone()],
         Statement::Insert(insert) => match &insert.table {
             sqlparser::ast::TableObject::TableName(_) => Vec::new(),
             sqlparser::ast::TableObject::TableFunction(f) => {
@@ -562,5 +584,10 @@ mod tests {
         assert!(matches!(analyze("SELECT 1 INTO OUTFILE 'x'", "d"), Err(Rejection::IntoOutfile)));
         assert!(analyze("SELECT 'a#b', \"c$\" FROM t FORMAT JSON", "d").is_ok());
         assert!(matches!(analyze("SELECT 1 FORMAT Template", "d"), Err(Rejection::Format(_))));
+        let show = analyze("SHOW TABLES FROM system", "d").unwrap();
+        assert_eq!((show.kind, show.tables[0].to_string()), (StatementKind::Show, "system.*".to_owned()));
+        assert_eq!(analyze("SHOW TABLES", "analytics").unwrap().tables[0].to_string(), "analytics.*");
+        assert_eq!(analyze("DESCRIBE TABLE a.x", "d").unwrap().tables[0].to_string(), "a.x");
+        assert_eq!(analyze("SELECT 1 FORMAT JSON", "d").unwrap().format.as_deref(), Some("JSON"));
     }
 }

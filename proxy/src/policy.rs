@@ -134,16 +134,26 @@ fn path_match(prefix: &str, path: &str) -> bool {
 }
 
 impl Policy {
-    /// Compiles the roles and mappings of a validated config.
+    /// Compiles the roles and mappings of a validated config, reading its secrets.
     pub fn compile(config: &ProxyConfig) -> Result<Policy, ConfigError> {
-        let default_password = config.clickhouse.password.resolve("clickhouse.password")?;
+        Self::build(config, true)
+    }
+
+    /// Compiles without reading secrets (for the dry-run, which never talks to ClickHouse).
+    pub fn compile_without_secrets(config: &ProxyConfig) -> Result<Policy, ConfigError> {
+        Self::build(config, false)
+    }
+
+    fn build(config: &ProxyConfig, secrets: bool) -> Result<Policy, ConfigError> {
+        let resolve = |s: &crate::config::SecretRef, key: &str| if secrets { s.resolve(key) } else { Ok(Secret::default()) };
+        let default_password = resolve(&config.clickhouse.password, "clickhouse.password")?;
         let mut roles = BTreeMap::new();
         for (name, r) in &config.roles {
             let statements = r.statements.iter().filter_map(|s| StatementKind::parse(s)).collect();
             let to_u64 = |v: Option<i64>| v.and_then(|n| u64::try_from(n).ok());
             let to_u32 = |v: Option<i64>| v.and_then(|n| u32::try_from(n).ok());
             let password = match &r.clickhouse_password {
-                Some(p) => p.resolve(&format!("roles.{name}.clickhouse_password"))?,
+                Some(p) => resolve(p, &format!("roles.{name}.clickhouse_password"))?,
                 None => default_password.clone(),
             };
             roles.insert(
