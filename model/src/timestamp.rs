@@ -57,10 +57,11 @@ impl UnixMillis {
     /// Parses a string: an epoch integer of any unit, or RFC 3339 with any fraction.
     pub fn parse_str(text: &str) -> Result<Self, TimestampError> {
         let trimmed = text.trim();
-        if !trimmed.is_empty() && trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
-            if let Ok(n) = trimmed.parse::<i128>() {
-                return Self::from_epoch_any(n);
-            }
+        if !trimmed.is_empty()
+            && trimmed.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+            && let Ok(n) = trimmed.parse::<i128>()
+        {
+            return Self::from_epoch_any(n);
         }
         let parsed = OffsetDateTime::parse(trimmed, &Rfc3339)
             .map_err(|_| TimestampError::Unparseable(truncate(trimmed)))?;

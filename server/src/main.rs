@@ -1,1 +1,81 @@
-fn main() {}
+//! The `gatelog` binary: parses the command line and the config, then wires the crates
+//! together. It holds no domain logic of its own.
+//!
+//! Module map:
+//! - [`cli`]: subcommands and flags (each with its `GATELOG_*` twin).
+//! - [`config`]: `gatelog.toml`, overrides and validation.
+//! - [`clickhouse`]: connects to the configured ClickHouse or starts the managed one.
+//! - [`backfill`]: `gatelog ingest FILE...`: files → batches → mapping → ClickHouse.
+//! - [`demo`]: `gatelog demo`, the one-command tour.
+
+mod backfill;
+mod cli;
+mod clickhouse;
+mod config;
+mod demo;
+
+use anyhow::Context;
+use clap::Parser;
+use cli::{ClickhouseCommand, Cli, Command, LogFormat, SqlCommand};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Ingest(args) => backfill::run(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Clickhouse { command: ClickhouseCommand::Run(args) } => clickhouse::run_foreground(args).await,
+        Command::Sql { command: SqlCommand::Dump(args) } => {
+            let profile = match args.profile {
+                cli::ProfileArg::Legacy => gatelog_store::SchemaProfile::Legacy,
+                cli::ProfileArg::Modern => gatelog_store::SchemaProfile::Modern,
+            };
+            let options = gatelog_store::sql::SchemaOptions {
+                database: args.database,
+                cluster: args.cluster,
+                ..gatelog_store::sql::SchemaOptions::default()
+            };
+            let dump = gatelog_store::sql::render_dump(profile, &options);
+            print_stdout(&dump).context("cannot write the dump to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Writes to stdout, treating a closed pipe (`gatelog sql dump | head`) as success.
+pub(crate) fn print_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("GATELOG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_target(false).compact().init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

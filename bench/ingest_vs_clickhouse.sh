@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# gatelog ingest vs ClickHouse's own JSON ingest, same gzip file, same server, one run.
+#
+#   bench/ingest_vs_clickhouse.sh [RECORDS]      (default 1000000; ./x bench-ingest runs it)
+#
+# 1. generates RECORDS http_requests (gzip NDJSON, unixnano) with the shared gen_samples.py,
+#    cached under bench/data/;
+# 2. starts one managed ClickHouse (`gatelog clickhouse run`) under bench/data/clickhouse;
+# 3. baseline: curl POSTs the gzip file to `INSERT INTO bench_baseline.http_requests_json
+#    FORMAT JSONEachRow` (table: bench/http_requests_equivalent.sql);
+# 4. waits for background merges to settle, then times `gatelog ingest` of the same file into
+#    database bench_gatelog (decisions + raw records + batches);
+# 5. prints both rates and the ratio, and stops the server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+records="${1:-1000000}"
+shared="${GATELOG_SHARED:-$(pwd)/../shared}"
+data=bench/data
+mkdir -p "$data"
+file="$data/http_requests_${records}.ndjson.gz"
+
+if [ ! -s "$file" ]; then
+  echo "generating $records http_requests records into $file (takes ~2 min per million)" >&2
+  python3 "$shared/formats/gen_samples.py" --dataset http_requests --count "$records" \
+    --timestamps unixnano --gzip --out "$file.tmp" --summary-out "$file.summary.json"
+  mv "$file.tmp" "$file"
+fi
+
+cargo build --release --locked -q -p gatelog
+bin=./target/release/gatelog
+
+rm -rf "$data/clickhouse"
+url_file="$data/clickhouse.url"
+rm -f "$url_file"
+"$bin" clickhouse run --data-dir "$data/clickhouse" --url-file "$url_file" >"$data/clickhouse.out" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do [ -s "$url_file" ] && break; sleep 0.5; done
+[ -s "$url_file" ] || { echo "managed ClickHouse did not start:" >&2; cat "$data/clickhouse.out" >&2; exit 1; }
+url=$(cat "$url_file")
+q() { curl -sS --fail-with-body "$url/" --data-binary "$1"; }
+settle() {
+  for _ in $(seq 1 240); do
+    [ "$(q 'SELECT count() FROM system.merges')" = "0" ] && return 0
+    sleep 0.5
+  done
+}
+
+q "CREATE DATABASE bench_baseline"
+sed "s/{db}/bench_baseline/" bench/http_requests_equivalent.sql | q "$(cat)"
+bytes=$(stat -c %s "$file")
+start=$(date +%s.%N)
+curl -sS --fail-with-body -H 'Content-Encoding: gzip' --data-binary @"$file" \
+  "$url/?query=INSERT%20INTO%20bench_baseline.http_requests_json%20FORMAT%20JSONEachRow&input_format_skip_unknown_fields=1"
+end=$(date +%s.%N)
+ch_secs=$(echo "$end - $start" | bc -l)
+ch_rows=$(q "SELECT count() FROM bench_baseline.http_requests_json")
+settle
+
+start=$(date +%s.%N)
+"$bin" ingest --no-progress --clickhouse-url "$url" --clickhouse-database bench_gatelog --dataset http_requests "$file" >"$data/gatelog.out"
+end=$(date +%s.%N)
+gl_secs=$(echo "$end - $start" | bc -l)
+gl_rows=$(q "SELECT count() FROM bench_gatelog.decisions")
+raw_rows=$(q "SELECT count() FROM bench_gatelog.raw_records")
+cat "$data/gatelog.out"
+
+printf '\nfile: %s (%s records, %.1f MB gzip)\n' "$file" "$records" "$(echo "$bytes / 1000000" | bc -l)"
+printf 'clickhouse JSONEachRow: %10d rows in %7.2f s = %9.0f rows/s\n' "$ch_rows" "$ch_secs" "$(echo "$ch_rows / $ch_secs" | bc -l)"
+printf 'gatelog ingest:         %10d rows in %7.2f s = %9.0f rows/s  (+%d raw rows)\n' "$gl_rows" "$gl_secs" "$(echo "$gl_rows / $gl_secs" | bc -l)" "$raw_rows"
+printf 'ratio gatelog / clickhouse: %.2fx\n' "$(echo "($gl_rows / $gl_secs) / ($ch_rows / $ch_secs)" | bc -l)"

@@ -1,0 +1,76 @@
+//! Groups the lines of a decoded stream into batches.
+//!
+//! A batch is the unit of idempotence: its id is derived from its lines, so running
+//! `gatelog ingest` twice over a file produces the same batches and the second run stores
+//! nothing. Line splitting and the per-line length cap are `gatelog_ingest::LineReader`'s;
+//! this module only copies lines out of its buffer so they can be mapped on other threads.
+
+use gatelog_ingest::{DecodeError, Line, LineReader};
+use std::io::BufRead;
+use std::ops::Range;
+
+/// Up to `batch_lines` lines stored back to back, each followed by `\n`.
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// The lines (without `\r`; over-long ones cut at the cap), each followed by `\n`.
+    pub bytes: Vec<u8>,
+    /// Per line: its number in the file, its span in `bytes` (without the `\n`), and its
+    /// full length when it was over the cap.
+    pub lines: Vec<(u64, Range<usize>, Option<u64>)>,
+}
+
+impl Chunk {
+    /// The line at `index`, as the mapper expects it.
+    pub fn line(&self, index: usize) -> Option<Line<'_>> {
+        let (no, span, overlong) = self.lines.get(index)?;
+        Some(Line { no: *no, bytes: self.bytes.get(span.clone())?, overlong: *overlong })
+    }
+}
+
+/// Reads the next batch of at most `batch_lines` lines; `Ok(None)` at the end.
+pub fn next_chunk<R: BufRead>(reader: &mut LineReader<R>, batch_lines: usize) -> Result<Option<Chunk>, DecodeError> {
+    let mut chunk = Chunk::default();
+    while chunk.lines.len() < batch_lines.max(1) {
+        let Some(line) = reader.next_line()? else { break };
+        let start = chunk.bytes.len();
+        chunk.bytes.extend_from_slice(line.bytes);
+        chunk.lines.push((line.no, start..chunk.bytes.len(), line.overlong));
+        chunk.bytes.push(b'\n');
+    }
+    Ok((!chunk.lines.is_empty()).then_some(chunk))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(chunk: &Chunk) -> Vec<String> {
+        (0..chunk.lines.len())
+            .map(|i| String::from_utf8_lossy(chunk.line(i).unwrap().bytes).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn cuts_whole_lines_into_batches_and_keeps_numbers() {
+        let mut reader = LineReader::new(&b"a\r\nbb\n\nccc"[..], 100);
+        let first = next_chunk(&mut reader, 2).unwrap().unwrap();
+        assert_eq!(text(&first), ["a", "bb"]);
+        assert_eq!(first.bytes, b"a\nbb\n");
+        let second = next_chunk(&mut reader, 2).unwrap().unwrap();
+        assert_eq!(text(&second), ["", "ccc"]);
+        assert_eq!(second.line(1).unwrap().no, 4);
+        assert!(next_chunk(&mut reader, 2).unwrap().is_none());
+    }
+
+    #[test]
+    fn over_long_lines_keep_only_their_head() {
+        let mut input = vec![b'x'; 10_000];
+        input.extend_from_slice(b"\nok\n");
+        let mut reader = LineReader::new(&input[..], 100);
+        let chunk = next_chunk(&mut reader, 10).unwrap().unwrap();
+        assert_eq!(chunk.line(0).unwrap().overlong, Some(10_000));
+        assert_eq!(chunk.line(0).unwrap().bytes.len(), 100);
+        assert_eq!(chunk.line(1).unwrap().bytes, b"ok");
+        assert!(chunk.bytes.len() < 200, "the long line is not buffered");
+    }
+}

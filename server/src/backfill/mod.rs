@@ -1,0 +1,277 @@
+//! `gatelog ingest FILE...`: Logpush files through the mapping path into ClickHouse.
+//!
+//! Per file, three stages run at once with bounded queues between them, so memory stays
+//! flat whatever the file size:
+//! 1. a reader thread decodes (gzip sniffed by magic bytes) and cuts batches of whole lines
+//!    ([`chunk`]);
+//! 2. a mapping thread maps each batch's lines in parallel (rayon) into decisions, raw
+//!    records and dead letters;
+//! 3. async writers store up to `ingest.write_concurrency` batches at a time.
+//!
+//! A batch's id is derived from its bytes, and the store records every finished batch, so a
+//! second run over the same file stores nothing (see `gatelog_store::Store::write_batch`).
+
+mod chunk;
+mod report;
+
+use crate::cli::IngestArgs;
+use crate::clickhouse::Target;
+use crate::config::{Config, IngestSection};
+use anyhow::{Context, bail};
+use chunk::Chunk;
+use gatelog_ingest::{BodyContext, BodyReader, Dataset, Limits, LineOutcome, LineReader, map_split_line};
+use gatelog_model::{Clock, DeadLetter, EventId, Source, SystemClock, sha256_hex};
+use gatelog_store::{Store, WriteBatch, WriteOutcome};
+use indicatif::ProgressBar;
+use rayon::prelude::*;
+pub use report::{FileReport, Totals};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use tokio::task::JoinSet;
+
+/// How many dead letters per file are logged one by one before only counting.
+const DEAD_LETTERS_LOGGED: u64 = 5;
+
+pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
+    let config = crate::config::resolve(&args.store)?;
+    let forced = match &args.dataset {
+        Some(name) => Some(Dataset::parse(name).with_context(|| {
+            format!("--dataset {name:?} is not a dataset gatelog knows; known: {}", dataset_names())
+        })?),
+        None => None,
+    };
+    let plan = plan_files(&args.files, forced, &config.ingest)?;
+    let target = Target::connect(&config).await?;
+    let progress = !args.no_progress;
+    let outcome = tokio::select! {
+        result = ingest_files(&target.store, &plan, &config.ingest, progress) => result,
+        _ = crate::clickhouse::wait_for_shutdown_signal() => Err(anyhow::anyhow!("interrupted; batches already acknowledged by ClickHouse are kept, and a rerun skips them")),
+    };
+    target.shutdown().await;
+    let totals = outcome?;
+    crate::print_stdout(&totals.render())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dataset_names() -> String {
+    Dataset::ALL.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Decides each file's dataset before anything is started, so a typo fails fast.
+pub fn plan_files(files: &[PathBuf], forced: Option<Dataset>, opts: &IngestSection) -> anyhow::Result<Vec<(PathBuf, Dataset)>> {
+    files
+        .iter()
+        .map(|path| {
+            let dataset = match forced.or_else(|| Dataset::from_file_name(path)) {
+                Some(d) => d,
+                None => sniff_file(path, opts)?.with_context(|| {
+                    format!(
+                        "{}: cannot tell the dataset from the file name or its first record; pass --dataset (one of {})",
+                        path.display(),
+                        dataset_names()
+                    )
+                })?,
+            };
+            Ok((path.clone(), dataset))
+        })
+        .collect()
+}
+
+/// Opens a file as plain NDJSON (gunzipped when it starts with the gzip magic), counting the
+/// file bytes read for the progress bar.
+fn open_decoded(path: &Path, opts: &IngestSection) -> anyhow::Result<(Box<dyn Read + Send>, Arc<AtomicU64>)> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let counter = Arc::new(AtomicU64::new(0));
+    let counting = report::CountingReader::new(file, counter.clone());
+    let decoded = BodyReader::new(counting, opts.max_decompressed_bytes.as_u64())
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((Box::new(decoded), counter))
+}
+
+fn sniff_file(path: &Path, opts: &IngestSection) -> anyhow::Result<Option<Dataset>> {
+    let (decoded, _) = open_decoded(path, opts)?;
+    let mut reader = BufReader::new(decoded.take(opts.max_line_bytes.as_u64() * 4));
+    let mut line = String::new();
+    for _ in 0..16 {
+        line.clear();
+        if reader.read_line(&mut line).with_context(|| format!("cannot read {}", path.display()))? == 0 {
+            break;
+        }
+        if let Some(d) = Dataset::sniff(line.trim()) {
+            return Ok(Some(d));
+        }
+    }
+    Ok(None)
+}
+
+async fn ingest_files(store: &Store, plan: &[(PathBuf, Dataset)], opts: &IngestSection, progress: bool) -> anyhow::Result<Totals> {
+    let started = Instant::now();
+    let mut totals = Totals::default();
+    for (path, dataset) in plan {
+        let file = ingest_file(store, path, *dataset, opts, progress).await?;
+        tracing::info!(
+            file = %path.display(),
+            dataset = dataset.as_str(),
+            lines = file.lines,
+            decisions = file.decisions,
+            dead_letters = file.dead_letters,
+            batches_skipped = file.batches_skipped,
+            "file ingested"
+        );
+        totals.add(file);
+    }
+    totals.seconds = started.elapsed().as_secs_f64();
+    Ok(totals)
+}
+
+/// One mapped batch on its way to the store.
+struct Prepared {
+    batch: WriteBatch,
+    warnings: u64,
+}
+
+/// Ingests one file; the whole pipeline of the module docs.
+pub async fn ingest_file(store: &Store, path: &Path, dataset: Dataset, opts: &IngestSection, progress: bool) -> anyhow::Result<FileReport> {
+    let (decoded, counter) = open_decoded(path, opts)?;
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let bar = report::progress_bar(progress, size, path);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(opts.write_concurrency);
+    let origin = path.display().to_string();
+    let limits = Limits { max_decompressed: opts.max_decompressed_bytes.as_u64(), max_line: opts.max_line_bytes.as_u64() as usize };
+    let batch_lines = opts.batch_lines;
+    let producer = {
+        let origin = origin.clone();
+        tokio::task::spawn_blocking(move || produce(decoded, dataset, &origin, limits, batch_lines, &tx))
+    };
+
+    let mut report = FileReport::default();
+    let mut writes: JoinSet<anyhow::Result<(WriteOutcome, Prepared)>> = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(done) = writes.join_next(), if !writes.is_empty() => {
+                record(&mut report, done, &bar, &counter)?;
+            }
+            next = rx.recv(), if writes.len() < opts.write_concurrency => {
+                let Some(prepared) = next else { break };
+                log_dead_letters(&prepared.batch.dead_letters, report.dead_letters);
+                let store = store.clone();
+                writes.spawn(async move {
+                    let outcome = store.write_batch(&prepared.batch).await
+                        .with_context(|| format!("cannot store batch {} (lines from {})", prepared.batch.batch_id, prepared.batch.origin))?;
+                    Ok((outcome, prepared))
+                });
+            }
+        }
+    }
+    while let Some(done) = writes.join_next().await {
+        record(&mut report, done, &bar, &counter)?;
+    }
+    producer.await.context("the reader thread panicked")??;
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+fn record(
+    report: &mut FileReport,
+    done: Result<anyhow::Result<(WriteOutcome, Prepared)>, tokio::task::JoinError>,
+    bar: &ProgressBar,
+    counter: &AtomicU64,
+) -> anyhow::Result<()> {
+    let (outcome, prepared) = done.context("a writer task panicked")??;
+    report.add_batch(&prepared.batch, prepared.warnings, matches!(outcome, WriteOutcome::AlreadyStored));
+    bar.set_position(counter.load(Ordering::Relaxed));
+    bar.set_message(format!("{} lines, {} decisions", report.lines, report.decisions));
+    Ok(())
+}
+
+fn log_dead_letters(dead: &[DeadLetter], already: u64) {
+    for (i, d) in dead.iter().enumerate() {
+        if already + i as u64 >= DEAD_LETTERS_LOGGED {
+            break;
+        }
+        tracing::warn!(origin = %d.origin, line = d.line_no, error = %d.error, "dead letter");
+    }
+}
+
+/// Reader + mapper: runs on blocking threads, feeds `tx` until the input ends.
+fn produce(
+    decoded: Box<dyn Read + Send>,
+    dataset: Dataset,
+    origin: &str,
+    limits: Limits,
+    batch_lines: usize,
+    tx: &tokio::sync::mpsc::Sender<Prepared>,
+) -> anyhow::Result<()> {
+    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
+    let reader = std::thread::Builder::new()
+        .name("gatelog-reader".into())
+        .spawn(move || -> Result<(), gatelog_ingest::DecodeError> {
+            let mut lines = LineReader::new(BufReader::with_capacity(1 << 20, decoded), limits.max_line);
+            while let Some(chunk) = chunk::next_chunk(&mut lines, batch_lines)? {
+                if chunk_tx.send(chunk).is_err() {
+                    break; // the mapper stopped; its error is reported
+                }
+            }
+            Ok(())
+        })
+        .context("cannot start the reader thread")?;
+    let clock = SystemClock;
+    let source = if dataset == Dataset::Tail { Source::Tail } else { Source::Logpush };
+    for chunk in chunk_rx {
+        let ctx = BodyContext { received_at: clock.now(), origin, source, limits };
+        if tx.blocking_send(map_chunk(&chunk, dataset, &ctx)).is_err() {
+            break; // the writer side failed; its error is reported
+        }
+    }
+    match reader.join() {
+        Ok(result) => result.with_context(|| format!("cannot read {origin}")),
+        Err(_) => bail!("the reader thread panicked"),
+    }
+}
+
+/// Maps one chunk's lines (in parallel) into a [`WriteBatch`].
+fn map_chunk(chunk: &Chunk, dataset: Dataset, ctx: &BodyContext<'_>) -> Prepared {
+    let outcomes: Vec<LineOutcome> = (0..chunk.lines.len())
+        .into_par_iter()
+        .with_min_len(256)
+        .filter_map(|i| chunk.line(i).map(|line| map_split_line(dataset, line, ctx)))
+        .collect();
+    let chunk_sha = sha256_hex(&chunk.bytes);
+    let mut batch = WriteBatch {
+        batch_id: EventId::derive(&["batch", dataset.as_str(), &chunk_sha]),
+        dataset: dataset.as_str().to_owned(),
+        origin: ctx.origin.to_owned(),
+        received_at: ctx.received_at,
+        lines: chunk.lines.len() as u64,
+        probes: 0,
+        bytes: chunk.bytes.len() as u64,
+        sha256: chunk_sha,
+        decisions: Vec::new(),
+        raw: Vec::with_capacity(chunk.lines.len()),
+        dead_letters: Vec::new(),
+    };
+    let mut warnings = 0;
+    for outcome in outcomes {
+        match outcome {
+            LineOutcome::Mapped { decisions, raw, warnings: w } => {
+                batch.decisions.extend(decisions);
+                batch.raw.push(raw);
+                warnings += w.len() as u64;
+            }
+            LineOutcome::Probe => batch.probes += 1,
+            LineOutcome::Blank => {}
+            LineOutcome::Dead(dead) => batch.dead_letters.push(dead),
+        }
+    }
+    Prepared { batch, warnings }
+}
+
+/// Used by the demo: ingest a list of files with an already connected store.
+pub async fn ingest_with(store: &Store, config: &Config, plan: &[(PathBuf, Dataset)]) -> anyhow::Result<Totals> {
+    ingest_files(store, plan, &config.ingest, false).await
+}

@@ -1,0 +1,154 @@
+//! What `gatelog ingest` tells the user: a progress bar while it runs, a summary at the end.
+
+use gatelog_store::WriteBatch;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counts of one file.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct FileReport {
+    pub lines: u64,
+    pub decisions: u64,
+    pub raw: u64,
+    pub dead_letters: u64,
+    pub probes: u64,
+    pub warnings: u64,
+    pub batches_written: u64,
+    pub batches_skipped: u64,
+    pub bytes: u64,
+}
+
+impl FileReport {
+    pub fn add_batch(&mut self, batch: &WriteBatch, warnings: u64, skipped: bool) {
+        self.lines += batch.lines;
+        self.bytes += batch.bytes;
+        self.warnings += warnings;
+        if skipped {
+            self.batches_skipped += 1;
+            return;
+        }
+        self.batches_written += 1;
+        self.decisions += batch.decisions.len() as u64;
+        self.raw += batch.raw.len() as u64;
+        self.dead_letters += batch.dead_letters.len() as u64;
+        self.probes += batch.probes;
+    }
+}
+
+/// Counts of a whole run.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Totals {
+    pub files: u64,
+    pub lines: u64,
+    pub decisions: u64,
+    pub raw: u64,
+    pub dead_letters: u64,
+    pub probes: u64,
+    pub warnings: u64,
+    pub batches_written: u64,
+    pub batches_skipped: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+}
+
+impl Totals {
+    pub fn add(&mut self, f: FileReport) {
+        self.files += 1;
+        self.lines += f.lines;
+        self.decisions += f.decisions;
+        self.raw += f.raw;
+        self.dead_letters += f.dead_letters;
+        self.probes += f.probes;
+        self.warnings += f.warnings;
+        self.batches_written += f.batches_written;
+        self.batches_skipped += f.batches_skipped;
+        self.bytes += f.bytes;
+    }
+
+    /// The final summary, one fact per line, stable enough for scripts to grep.
+    pub fn render(&self) -> String {
+        let secs = self.seconds.max(1e-9);
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| out.push_str(&format!("{k:<16}{v}\n"));
+        line("files", self.files.to_string());
+        line("lines read", self.lines.to_string());
+        line("decisions", self.decisions.to_string());
+        line("raw rows", self.raw.to_string());
+        line("dead letters", self.dead_letters.to_string());
+        line("probes skipped", self.probes.to_string());
+        if self.warnings > 0 {
+            line("warnings", format!("{} (partial records kept raw; see the log)", self.warnings));
+        }
+        line(
+            "batches",
+            format!("{} written, {} already stored", self.batches_written, self.batches_skipped),
+        );
+        line("seconds", format!("{:.2}", self.seconds));
+        line(
+            "rows/s",
+            format!("{:.0} ({:.1} MB/s of NDJSON)", self.lines as f64 / secs, self.bytes as f64 / secs / 1e6),
+        );
+        out
+    }
+}
+
+/// Counts bytes read from the (compressed) file, for the progress bar.
+#[derive(Debug)]
+pub struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R> CountingReader<R> {
+    pub fn new(inner: R, count: Arc<AtomicU64>) -> Self {
+        CountingReader { inner, count }
+    }
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// A bar over the file's bytes, drawn only on a terminal and only when wanted.
+pub fn progress_bar(wanted: bool, size: u64, path: &Path) -> ProgressBar {
+    if !wanted {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_names_every_count() {
+        let t = Totals {
+            files: 1,
+            lines: 10,
+            decisions: 8,
+            raw: 9,
+            dead_letters: 1,
+            seconds: 2.0,
+            bytes: 2_000_000,
+            ..Totals::default()
+        };
+        let text = t.render();
+        for needle in ["lines read      10", "decisions       8", "raw rows        9", "dead letters    1", "rows/s          5 (1.0 MB/s"] {
+            assert!(text.contains(needle), "{needle:?} missing from\n{text}");
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The command line: subcommands, and the flags every deployment script relies on.
+//!
+//! Each store flag has an environment twin (`--clickhouse-url` / `GATELOG_CLICKHOUSE_URL`);
+//! flags and variables override the config file, which overrides the defaults.
+
+use crate::config::Overrides;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "gatelog", version, about = "Turns edge access decisions into evidence.")]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "GATELOG_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Backfill Logpush files (plain or gzip NDJSON, as found in an R2/S3 bucket) into ClickHouse.
+    Ingest(IngestArgs),
+    /// Start managed ClickHouse, ingest the sample data of every dataset, and show what was stored.
+    Demo(DemoArgs),
+    /// Run gatelog's managed ClickHouse in the foreground (for inspection and benchmarks).
+    Clickhouse {
+        #[command(subcommand)]
+        command: ClickhouseCommand,
+    },
+    /// Print SQL that gatelog emits.
+    Sql {
+        #[command(subcommand)]
+        command: SqlCommand,
+    },
+}
+
+/// Where the configuration and the store are.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    /// gatelog.toml; without it the defaults apply.
+    #[arg(long, env = "GATELOG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// State directory (managed ClickHouse lives below it).
+    #[arg(long, env = "GATELOG_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// ClickHouse HTTP URL; absent (or empty) means gatelog starts its own server.
+    #[arg(long, env = "GATELOG_CLICKHOUSE_URL")]
+    pub clickhouse_url: Option<String>,
+    #[arg(long, env = "GATELOG_CLICKHOUSE_DATABASE")]
+    pub clickhouse_database: Option<String>,
+    #[arg(long, env = "GATELOG_CLICKHOUSE_USER")]
+    pub clickhouse_user: Option<String>,
+    #[arg(long, env = "GATELOG_CLICKHOUSE_PASSWORD", hide_env_values = true)]
+    pub clickhouse_password: Option<String>,
+}
+
+impl StoreArgs {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            data_dir: self.data_dir.clone(),
+            clickhouse_url: self.clickhouse_url.clone(),
+            clickhouse_database: self.clickhouse_database.clone(),
+            clickhouse_user: self.clickhouse_user.clone(),
+            clickhouse_password: self.clickhouse_password.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Dataset of every file; otherwise taken from each file's name, then from its first record.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Never draw a progress bar, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Files to read: .ndjson, .json, .log, optionally gzip-compressed.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Folder with the sample files (`http_requests.ndjson`, `tail.ndjson`, …).
+    #[arg(long, env = "GATELOG_DEMO_SAMPLES")]
+    pub samples: PathBuf,
+    /// Keep managed ClickHouse running until Ctrl-C, so it can be queried.
+    #[arg(long)]
+    pub keep_running: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClickhouseCommand {
+    /// Start managed ClickHouse under the data dir, print its URL, stop it on Ctrl-C or SIGTERM.
+    Run(ClickhouseRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ClickhouseRunArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Also write the URL to this file once the server answers (for scripts).
+    #[arg(long)]
+    pub url_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SqlCommand {
+    /// Print every DDL statement and query gatelog can send, for review or a compatibility check.
+    Dump(SqlDumpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SqlDumpArgs {
+    /// Which server generation to render for.
+    #[arg(long, value_enum, default_value_t = ProfileArg::Modern)]
+    pub profile: ProfileArg,
+    #[arg(long, default_value = "gatelog", env = "GATELOG_CLICKHOUSE_DATABASE")]
+    pub database: String,
+    /// Render the `ON CLUSTER` / Replicated / Distributed variant for this cluster.
+    #[arg(long)]
+    pub cluster: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ProfileArg {
+    /// ClickHouse 18.16 to 19.x: DateTime, String, no TTL.
+    Legacy,
+    /// ClickHouse 20.1 and later: DateTime64(3), LowCardinality, TTL.
+    Modern,
+}

@@ -1,0 +1,128 @@
+//! The store target: the configured ClickHouse, or a managed one under the data dir.
+
+use crate::config::Config;
+use anyhow::Context;
+use gatelog_store::managed::{ManagedClickHouse, ManagedOptions};
+use gatelog_store::{RetryPolicy, Store, StoreConfig};
+
+/// A connected, migrated store, and the server gatelog started for it (if any).
+#[derive(Debug)]
+pub struct Target {
+    pub store: Store,
+    pub url: String,
+    managed: Option<ManagedClickHouse>,
+}
+
+impl Target {
+    /// Connects (starting managed ClickHouse when no URL is configured) and migrates.
+    pub async fn connect(config: &Config) -> anyhow::Result<Target> {
+        let (url, managed) = match &config.clickhouse.url {
+            Some(url) => (url.clone(), None),
+            None => {
+                tracing::info!(data_dir = %config.data_dir.display(), "starting managed clickhouse");
+                let server = ManagedClickHouse::start(&config.data_dir, ManagedOptions::default())
+                    .await
+                    .context("cannot start managed ClickHouse (set clickhouse.url to use an existing server)")?;
+                tracing::info!(url = %server.url(), "managed clickhouse is up");
+                (server.url().to_owned(), Some(server))
+            }
+        };
+        let ch = &config.clickhouse;
+        let store_config = StoreConfig {
+            url: url.clone(),
+            compression: ch.compression.unwrap_or_else(|| !is_loopback(&url)),
+            database: ch.database.clone(),
+            user: ch.user.clone(),
+            password: ch.password.clone(),
+            cluster: ch.cluster.clone(),
+            retry: RetryPolicy {
+                max_attempts: ch.max_attempts,
+                initial_backoff: ch.initial_backoff,
+                max_backoff: ch.max_backoff,
+            },
+            ..StoreConfig::default()
+        };
+        let store = Store::connect(&store_config)
+            .await
+            .with_context(|| format!("cannot connect to ClickHouse at {url}"))?;
+        let report = store.migrate().await.context("cannot migrate the ClickHouse schema")?;
+        tracing::info!(
+            server_version = %store.server_version(),
+            profile = ?store.profile(),
+            database = %ch.database,
+            applied = report.applied.len(),
+            "clickhouse schema ready"
+        );
+        Ok(Target { store, url, managed })
+    }
+
+    /// Whether gatelog started this server itself.
+    pub fn is_managed(&self) -> bool {
+        self.managed.is_some()
+    }
+
+    /// Stops the managed server, if gatelog started one.
+    pub async fn shutdown(self) {
+        if let Some(mut server) = self.managed
+            && let Err(e) = server.stop().await
+        {
+            tracing::warn!(error = %e, "managed clickhouse did not stop cleanly");
+        }
+    }
+}
+
+/// Whether a URL points at this machine, where compressing inserts only costs CPU.
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let host = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let host = if host.starts_with('[') { host.split(']').next().unwrap_or(host).trim_start_matches('[') } else { host.split(':').next().unwrap_or(host) };
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `gatelog clickhouse run`: the managed server in the foreground until Ctrl-C or SIGTERM.
+pub async fn run_foreground(args: crate::cli::ClickhouseRunArgs) -> anyhow::Result<std::process::ExitCode> {
+    let config = crate::config::resolve(&args.store)?;
+    let mut server = ManagedClickHouse::start(&config.data_dir, ManagedOptions::default())
+        .await
+        .context("cannot start managed ClickHouse")?;
+    let url = server.url().to_owned();
+    if let Some(path) = &args.url_file {
+        std::fs::write(path, &url).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    crate::print_stdout(&format!("managed ClickHouse is listening on {url} (data in {}); Ctrl-C stops it\n", config.data_dir.display()))?;
+    wait_for_shutdown_signal().await;
+    server.stop().await.context("managed ClickHouse did not stop cleanly")?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM.
+pub async fn wait_for_shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for sigterm; only ctrl-c stops");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn loopback_urls_are_recognised() {
+        for url in ["http://127.0.0.1:8123", "http://localhost:8123/", "http://[::1]:8123", "http://u:p@127.0.0.2:1"] {
+            assert!(is_loopback(url), "{url}");
+        }
+        for url in ["https://ch.example.com:8443", "http://10.0.0.1:8123", "http://[2001:db8::1]:8123"] {
+            assert!(!is_loopback(url), "{url}");
+        }
+    }
+}

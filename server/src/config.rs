@@ -1,0 +1,295 @@
+//! `gatelog.toml`: parsed, then overridden by `GATELOG_*` variables and flags, then validated.
+//!
+//! An empty file (or no file) is the default configuration: managed ClickHouse under
+//! `./gatelog-data`, database `gatelog`. Unknown keys are errors, and every validation
+//! message names the key it is about, e.g. `clickhouse.url: expected http:// or https://`.
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where gatelog keeps its state: the managed ClickHouse, later the spool and index.
+    pub data_dir: PathBuf,
+    pub clickhouse: ClickHouseSection,
+    pub ingest: IngestSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("gatelog-data"),
+            clickhouse: ClickHouseSection::default(),
+            ingest: IngestSection::default(),
+        }
+    }
+}
+
+/// `[clickhouse]`: the store of record.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClickHouseSection {
+    /// HTTP URL of an existing server. Absent: gatelog starts and stops its own.
+    pub url: Option<String>,
+    pub database: String,
+    pub user: String,
+    pub password: String,
+    /// A cluster name from the server's `remote_servers`: tables are created `ON CLUSTER`.
+    pub cluster: Option<String>,
+    /// LZ4-compress inserts. Default: on for remote servers, off on loopback (managed).
+    pub compression: Option<bool>,
+    /// Attempts per write before giving up on a retryable error.
+    pub max_attempts: u32,
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for ClickHouseSection {
+    fn default() -> Self {
+        ClickHouseSection {
+            url: None,
+            database: "gatelog".to_owned(),
+            user: "default".to_owned(),
+            password: String::new(),
+            cluster: None,
+            compression: None,
+            max_attempts: 8,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[ingest]`: how files and bodies are cut and bounded.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestSection {
+    /// Lines per stored batch: the unit of idempotence and of one ClickHouse insert.
+    pub batch_lines: usize,
+    /// A longer line becomes a dead letter instead of being parsed.
+    pub max_line_bytes: ByteSize,
+    /// Cap on the inflated size of one gzip member stream (decompression-bomb guard).
+    pub max_decompressed_bytes: ByteSize,
+    /// Batches written to ClickHouse at the same time.
+    pub write_concurrency: usize,
+}
+
+impl Default for IngestSection {
+    fn default() -> Self {
+        IngestSection {
+            batch_lines: 50_000,
+            max_line_bytes: ByteSize::mib(1),
+            max_decompressed_bytes: ByteSize::gib(64),
+            write_concurrency: 2,
+        }
+    }
+}
+
+/// Values from flags and their `GATELOG_*` twins; `None` leaves the file's value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub clickhouse_url: Option<String>,
+    pub clickhouse_database: Option<String>,
+    pub clickhouse_user: Option<String>,
+    pub clickhouse_password: Option<String>,
+}
+
+/// A configuration problem, naming the key (or the file) it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Config {
+    /// Reads a TOML file; `None` means the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error is toml's message, which names the key and line.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    /// Applies flags and environment variables over the file's values.
+    pub fn apply(mut self, o: Overrides) -> Config {
+        if let Some(v) = o.data_dir {
+            self.data_dir = v;
+        }
+        if let Some(v) = o.clickhouse_url {
+            self.clickhouse.url = (!v.trim().is_empty()).then_some(v);
+        }
+        if let Some(v) = o.clickhouse_database {
+            self.clickhouse.database = v;
+        }
+        if let Some(v) = o.clickhouse_user {
+            self.clickhouse.user = v;
+        }
+        if let Some(v) = o.clickhouse_password {
+            self.clickhouse.password = v;
+        }
+        self
+    }
+
+    /// Checks what serde cannot: ranges, formats, combinations.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if self.data_dir.as_os_str().is_empty() {
+            return invalid("data_dir", "must not be empty".into());
+        }
+        if let Some(url) = &self.clickhouse.url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return invalid(
+                "clickhouse.url",
+                format!("expected an http:// or https:// URL of ClickHouse's HTTP interface, got {url:?}"),
+            );
+        }
+        if !is_identifier(&self.clickhouse.database) {
+            return invalid(
+                "clickhouse.database",
+                format!(
+                    "{:?} is not a plain identifier (letters, digits and _, not starting with a digit)",
+                    self.clickhouse.database
+                ),
+            );
+        }
+        if let Some(cluster) = &self.clickhouse.cluster
+            && !is_identifier(cluster)
+        {
+            return invalid("clickhouse.cluster", format!("{cluster:?} is not a plain identifier"));
+        }
+        if self.clickhouse.user.is_empty() {
+            return invalid("clickhouse.user", "must not be empty (ClickHouse's default user is `default`)".into());
+        }
+        if self.clickhouse.max_attempts == 0 {
+            return invalid("clickhouse.max_attempts", "must be at least 1".into());
+        }
+        if self.clickhouse.initial_backoff > self.clickhouse.max_backoff {
+            return invalid(
+                "clickhouse.initial_backoff",
+                format!(
+                    "{} is longer than clickhouse.max_backoff ({})",
+                    humantime::format_duration(self.clickhouse.initial_backoff),
+                    humantime::format_duration(self.clickhouse.max_backoff)
+                ),
+            );
+        }
+        if !(1..=1_000_000).contains(&self.ingest.batch_lines) {
+            return invalid("ingest.batch_lines", format!("must be between 1 and 1000000, got {}", self.ingest.batch_lines));
+        }
+        if self.ingest.max_line_bytes.as_u64() < 1024 {
+            return invalid("ingest.max_line_bytes", format!("must be at least 1 KiB, got {}", self.ingest.max_line_bytes));
+        }
+        if self.ingest.max_decompressed_bytes < self.ingest.max_line_bytes {
+            return invalid(
+                "ingest.max_decompressed_bytes",
+                "must be at least ingest.max_line_bytes".into(),
+            );
+        }
+        if !(1..=64).contains(&self.ingest.write_concurrency) {
+            return invalid("ingest.write_concurrency", format!("must be between 1 and 64, got {}", self.ingest.write_concurrency));
+        }
+        Ok(())
+    }
+}
+
+/// Loads the file named by `--config`, applies flags and environment, and validates.
+pub fn resolve(args: &crate::cli::StoreArgs) -> Result<Config, ConfigError> {
+    let config = Config::load(args.config.as_deref())?.apply(args.overrides());
+    config.validate()?;
+    Ok(config)
+}
+
+fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::parse("[clickhouse]\nurll = \"http://x\"\n").unwrap_err();
+        assert!(err.contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn units_parse() {
+        let c = Config::parse(
+            "[clickhouse]\ninitial_backoff = \"50ms\"\nmax_backoff = \"2s\"\n[ingest]\nmax_line_bytes = \"2 MiB\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.clickhouse.initial_backoff, Duration::from_millis(50));
+        assert_eq!(c.ingest.max_line_bytes, ByteSize::mib(2));
+    }
+
+    #[test]
+    fn validation_names_the_key() {
+        let mut c = Config::default();
+        c.clickhouse.url = Some("localhost:8123".into());
+        assert!(c.validate().unwrap_err().to_string().starts_with("clickhouse.url:"));
+        let mut c = Config::default();
+        c.clickhouse.database = "drop table".into();
+        assert!(c.validate().unwrap_err().to_string().starts_with("clickhouse.database:"));
+        let mut c = Config::default();
+        c.ingest.batch_lines = 0;
+        assert!(c.validate().unwrap_err().to_string().starts_with("ingest.batch_lines:"));
+    }
+
+    #[test]
+    fn overrides_win_and_empty_url_means_managed() {
+        let c = Config::parse("[clickhouse]\nurl = \"http://a:8123\"\ndatabase = \"x\"\n").unwrap();
+        let c = c.apply(Overrides {
+            clickhouse_url: Some(String::new()),
+            clickhouse_database: Some("y".into()),
+            ..Overrides::default()
+        });
+        assert_eq!(c.clickhouse.url, None);
+        assert_eq!(c.clickhouse.database, "y");
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_is_valid_and_equals_the_defaults() {
+        let text = include_str!("../../examples/gatelog.toml");
+        let config = Config::parse(text).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config, Config::default());
+    }
+}
