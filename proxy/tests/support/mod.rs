@@ -227,3 +227,45 @@ retry_interval = "100ms"
         data_dir = data_dir.display()
     )
 }
+
+/// An OIDC issuer on loopback: discovery at `/.well-known/openid-configuration`, keys at
+/// `/jwks`. Stopped when dropped.
+pub struct LoopbackIssuer {
+    pub url: String,
+    pub hits: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LoopbackIssuer {
+    pub async fn start() -> LoopbackIssuer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let (h1, h2, u) = (hits.clone(), hits.clone(), url.clone());
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                axum::routing::get(move || async move {
+                    h1.fetch_add(1, Ordering::SeqCst);
+                    axum::Json(json!({"issuer": u, "jwks_uri": format!("{u}/jwks")}))
+                }),
+            )
+            .route(
+                "/jwks",
+                axum::routing::get(move || async move {
+                    h2.fetch_add(1, Ordering::SeqCst);
+                    axum::Json(jwks())
+                }),
+            );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        LoopbackIssuer { url, hits, task }
+    }
+}
+
+impl Drop for LoopbackIssuer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,255 @@
+//! Identity: the JWT attack corpus (`tests/attacks/jwt.toml`) through the router, positive
+//! controls (RS256, ES256, Cloudflare header and cookie, skew inside the leeway), JWKS
+//! rotation and the unknown-`kid` refresh rate limit (tokio paused time), and OIDC discovery
+//! against an issuer served on loopback.
+
+mod support;
+
+use gatelog_model::{Decision, FixedClock, UnixMillis};
+use gatelog_proxy::server::{Shared, router};
+use gatelog_proxy::{ProxyConfig, ProxyDeps};
+use http_body_util::BodyExt;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde::Deserialize;
+use serde_json::Value;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use support::*;
+use tower::ServiceExt;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Case {
+    name: String,
+    #[serde(default = "rs256")]
+    alg: String,
+    #[serde(default = "rsa")]
+    key: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    claims: serde_json::Map<String, Value>,
+    #[serde(default)]
+    remove: Vec<String>,
+    #[serde(default)]
+    tamper: Option<String>,
+    #[serde(default)]
+    jku: Option<String>,
+    #[serde(default)]
+    transport: Option<String>,
+    #[serde(default)]
+    raw: Option<String>,
+    #[serde(default)]
+    status: Option<u16>,
+}
+
+fn rs256() -> String {
+    "RS256".into()
+}
+fn rsa() -> String {
+    "rsa".into()
+}
+
+#[derive(Debug, Deserialize)]
+struct Corpus {
+    case: Vec<Case>,
+}
+
+fn build_token(case: &Case) -> String {
+    let mut c = claims(ISSUER, NOW, "ana@example.com", &["analysts"]);
+    for (k, v) in &case.claims {
+        let v = match (k.as_str(), v.as_i64()) {
+            ("exp" | "nbf" | "iat", Some(rel)) => Value::from(NOW + rel),
+            _ => v.clone(),
+        };
+        c.insert(k.clone(), v);
+    }
+    for r in &case.remove {
+        c.remove(r);
+    }
+    let kid = match case.kid.as_deref() {
+        Some("") => None,
+        Some(k) => Some(k.to_owned()),
+        None => Some("rsa-1".to_owned()),
+    };
+    let token = if case.key == "none" {
+        let header = serde_json::json!({"alg": case.alg, "typ": "JWT", "kid": kid});
+        format!("{}.{}.", b64(header.to_string().as_bytes()), b64(Value::Object(c.clone()).to_string().as_bytes()))
+    } else {
+        let alg = Algorithm::from_str(&case.alg).unwrap();
+        let mut header = Header::new(alg);
+        header.kid = kid;
+        header.jku = case.jku.clone();
+        let pem = key_bytes(&format!("{}.pem", case.key));
+        let enc = match alg {
+            Algorithm::ES256 => EncodingKey::from_ec_pem(&pem).unwrap(),
+            Algorithm::HS256 => EncodingKey::from_secret(&pem),
+            _ => EncodingKey::from_rsa_pem(&pem).unwrap(),
+        };
+        jsonwebtoken::encode(&header, &c, &enc).unwrap()
+    };
+    let parts: Vec<&str> = token.split('.').collect();
+    match case.tamper.as_deref() {
+        Some("payload") => {
+            let mut c2 = c.clone();
+            c2.insert("groups".into(), serde_json::json!(["admins"]));
+            format!("{}.{}.{}", parts[0], b64(Value::Object(c2).to_string().as_bytes()), parts[2])
+        }
+        Some("header") => {
+            let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": "rsa-1"});
+            format!("{}.{}.{}", b64(header.to_string().as_bytes()), parts[1], parts[2])
+        }
+        Some("strip_signature") => format!("{}.{}.", parts[0], parts[1]),
+        _ => token,
+    }
+}
+
+fn request(case: &Case) -> http::Request<axum::body::Body> {
+    let token = build_token(case);
+    let mut b = http::Request::post("/");
+    match case.transport.as_deref() {
+        Some("raw") => b = b.header("authorization", case.raw.clone().unwrap_or_default()),
+        Some("cf") => b = b.header("cf-access-jwt-assertion", token),
+        Some("query") => b = http::Request::post(format!("/?access_token={token}")),
+        _ => b = b.header("authorization", format!("Bearer {token}")),
+    }
+    b.body(axum::body::Body::from("SELECT 1")).unwrap()
+}
+
+struct Harness {
+    shared: Arc<Shared>,
+    upstream: Arc<RecordingUpstream>,
+    sink: Arc<MemorySink>,
+    fetch: Arc<StaticFetch>,
+    _dir: tempfile::TempDir,
+}
+
+fn harness() -> Harness {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ProxyConfig::parse(&config_toml(ISSUER, "http://127.0.0.1:1", dir.path(), "")).unwrap();
+    let upstream = Arc::new(RecordingUpstream::default());
+    let sink = Arc::new(MemorySink::default());
+    let fetch = StaticFetch::for_issuer(ISSUER);
+    let deps = ProxyDeps {
+        clock: Arc::new(FixedClock::new(UnixMillis(NOW * 1000))),
+        upstream: upstream.clone(),
+        bi_upstream: upstream.clone(),
+        fetch: fetch.clone(),
+        sink: Some(sink.clone()),
+    };
+    Harness { shared: Shared::new(config, deps).unwrap(), upstream, sink, fetch, _dir: dir }
+}
+
+async fn send(shared: &Arc<Shared>, req: http::Request<axum::body::Body>) -> (u16, Value) {
+    let resp = router(shared.clone()).oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned())))
+}
+
+#[tokio::test]
+async fn every_jwt_attack_is_refused() {
+    let h = harness();
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/attacks/jwt.toml")).unwrap();
+    let cases = toml::from_str::<Corpus>(&text).unwrap().case;
+    let mut failures = Vec::new();
+    for case in &cases {
+        let (status, body) = send(&h.shared, request(case)).await;
+        let expected = case.status.unwrap_or(401);
+        if status != expected || body["error"]["reason"].as_str().is_none_or(str::is_empty) {
+            failures.push(format!("{}: status {status} body {body}", case.name));
+        }
+    }
+    assert!(h.upstream.requests().is_empty(), "an attack reached the upstream");
+    h.shared.emitter.shutdown().await;
+    let decisions = h.sink.decisions();
+    assert_eq!(decisions.len(), cases.len());
+    assert!(decisions.iter().all(|d| d.decision == Decision::Deny));
+    println!("jwt attack corpus: {} cases, {} refused", cases.len(), cases.len() - failures.len());
+    assert!(failures.is_empty(), "not refused as expected:\n{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn valid_tokens_are_accepted() {
+    let h = harness();
+    let sql = || axum::body::Body::from("SELECT 1");
+    let rs = token("ana@example.com", &["analysts"]);
+    let es = sign(&claims(ISSUER, NOW, "ana@example.com", &["analysts"]), "ec", Algorithm::ES256, Some("ec-1"));
+    let mut skewed = claims(ISSUER, NOW, "ana@example.com", &["analysts"]);
+    skewed.insert("exp".into(), Value::from(NOW - 29));
+    skewed.insert("nbf".into(), Value::from(NOW + 29));
+    let skewed = sign(&skewed, "rsa", Algorithm::RS256, Some("rsa-1"));
+    let mut cf = claims(&format!("{ISSUER}/cf"), NOW, "ana@example.com", &[]);
+    cf.insert("aud".into(), serde_json::json!(["cf-aud"]));
+    let cf = sign(&cf, "rsa", Algorithm::RS256, Some("rsa-1"));
+    let reqs = vec![
+        http::Request::post("/").header("authorization", format!("Bearer {rs}")).body(sql()).unwrap(),
+        http::Request::post("/").header("authorization", format!("bearer {es}")).body(sql()).unwrap(),
+        http::Request::post("/").header("authorization", format!("Bearer {skewed}")).body(sql()).unwrap(),
+        http::Request::post("/").header("cf-access-jwt-assertion", cf.clone()).body(sql()).unwrap(),
+        http::Request::post("/").header("cookie", format!("a=b; CF_Authorization={cf}")).body(sql()).unwrap(),
+    ];
+    for (i, req) in reqs.into_iter().enumerate() {
+        let (status, body) = send(&h.shared, req).await;
+        assert_eq!(status, 200, "request {i}: {body}");
+    }
+    assert_eq!(h.upstream.requests().len(), 5);
+    h.shared.emitter.shutdown().await;
+    let d = h.sink.decisions();
+    assert_eq!(d[0].principal, "ana@example.com");
+    assert_eq!(d[0].roles, ["analyst"]);
+    assert_eq!(d[3].auth_method, "cf_access_jwt");
+    // JWKS fetched once for all of it (both issuers share the document URL in this test).
+    assert!(h.fetch.jwks_hits.load(Ordering::SeqCst) <= 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_kids_refresh_at_most_once_per_interval_and_rotation_works() {
+    let h = harness();
+    let ok = token("ana@example.com", &["analysts"]);
+    let bearer = |t: &str| http::Request::post("/").header("authorization", format!("Bearer {t}")).body(axum::body::Body::from("SELECT 1")).unwrap();
+    assert_eq!(send(&h.shared, bearer(&ok)).await.0, 200);
+    assert_eq!(h.fetch.jwks_hits.load(Ordering::SeqCst), 1);
+    // A flood of random kids: at most one refresh per interval.
+    tokio::time::advance(std::time::Duration::from_secs(31)).await;
+    for i in 0..20 {
+        let t = sign(&claims(ISSUER, NOW, "ana@example.com", &["analysts"]), "rsa_other", Algorithm::RS256, Some(&format!("k{i}")));
+        assert_eq!(send(&h.shared, bearer(&t)).await.0, 401);
+    }
+    assert_eq!(h.fetch.jwks_hits.load(Ordering::SeqCst), 2, "unknown kids must not hammer the issuer");
+    // The issuer rotates in a new key; after the refresh interval the new kid is accepted.
+    let mut jwks = jwks();
+    let mut rotated = jwks["keys"][0].clone();
+    rotated["kid"] = Value::from("rsa-2");
+    jwks["keys"].as_array_mut().unwrap().push(rotated);
+    h.fetch.docs.lock().unwrap().insert(format!("{ISSUER}/jwks"), bytes::Bytes::from(jwks.to_string()));
+    let new = sign(&claims(ISSUER, NOW, "ana@example.com", &["analysts"]), "rsa", Algorithm::RS256, Some("rsa-2"));
+    assert_eq!(send(&h.shared, bearer(&new)).await.0, 401, "still throttled");
+    tokio::time::advance(std::time::Duration::from_secs(31)).await;
+    assert_eq!(send(&h.shared, bearer(&new)).await.0, 200);
+    assert_eq!(h.fetch.jwks_hits.load(Ordering::SeqCst), 3);
+}
+
+/// Discovery and JWKS over real HTTP from an issuer on loopback.
+#[tokio::test]
+async fn discovery_and_jwks_over_loopback() {
+    let issuer = LoopbackIssuer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = ProxyConfig::parse(&config_toml(&issuer.url, "http://127.0.0.1:1", dir.path(), "")).unwrap();
+    let upstream = Arc::new(RecordingUpstream::default());
+    let deps = ProxyDeps {
+        clock: Arc::new(FixedClock::new(UnixMillis(NOW * 1000))),
+        upstream: upstream.clone(),
+        bi_upstream: upstream.clone(),
+        fetch: Arc::new(gatelog_proxy::identity::ReqwestFetch::new(std::time::Duration::from_secs(5)).unwrap()),
+        sink: None,
+    };
+    let shared = Shared::new(config, deps).unwrap();
+    let t = sign(&claims(&issuer.url, NOW, "ana@example.com", &["analysts"]), "ec", Algorithm::ES256, Some("ec-1"));
+    let req = http::Request::post("/").header("authorization", format!("Bearer {t}")).body(axum::body::Body::from("SELECT 1")).unwrap();
+    let (status, body) = send(&shared, req).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(issuer.hits.load(Ordering::SeqCst), 2, "discovery + jwks");
+    shared.emitter.shutdown().await;
+}
