@@ -32,6 +32,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     out.push_str(&totals.render());
     let _ = writeln!(out, "\nstored in ClickHouse ({}), database `{}`:\n", target.url, config.clickhouse.database);
     out.push_str(&render_summary(&summary));
+    let _ = writeln!(
+        out,
+        "  (Tail deliveries and workers_trace_events describe the same Worker invocations: their\n   decisions share event ids and are stored once; FINAL shows them deduplicated.)"
+    );
     let db = &config.clickhouse.database;
     let _ = writeln!(out, "\nquery it, for example:");
     let _ = writeln!(

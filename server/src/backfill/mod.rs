@@ -95,17 +95,26 @@ fn open_decoded(path: &Path, opts: &IngestSection) -> anyhow::Result<(Box<dyn Re
 fn sniff_file(path: &Path, opts: &IngestSection) -> anyhow::Result<Option<Dataset>> {
     let (decoded, _) = open_decoded(path, opts)?;
     let mut reader = BufReader::new(decoded.take(opts.max_line_bytes.as_u64() * 4));
-    let mut line = String::new();
+    let mut line = Vec::new();
+    let (mut probes, mut others) = (0, 0);
     for _ in 0..16 {
         line.clear();
-        if reader.read_line(&mut line).with_context(|| format!("cannot read {}", path.display()))? == 0 {
+        if reader.read_until(b'\n', &mut line).with_context(|| format!("cannot read {}", path.display()))? == 0 {
             break;
         }
-        if let Some(d) = Dataset::sniff(line.trim()) {
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim();
+        if let Some(d) = Dataset::sniff(text) {
             return Ok(Some(d));
         }
+        if gatelog_ingest::is_probe(text) {
+            probes += 1;
+        } else if !text.is_empty() {
+            others += 1;
+        }
     }
-    Ok(None)
+    // A file holding only Logpush validation probes stores nothing, whatever its dataset.
+    Ok((probes > 0 && others == 0).then_some(Dataset::HttpRequests))
 }
 
 async fn ingest_files(store: &Store, plan: &[(PathBuf, Dataset)], opts: &IngestSection, progress: bool) -> anyhow::Result<Totals> {
@@ -122,7 +131,8 @@ async fn ingest_files(store: &Store, plan: &[(PathBuf, Dataset)], opts: &IngestS
             batches_skipped = file.batches_skipped,
             "file ingested"
         );
-        totals.add(file);
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        totals.add(name, dataset.as_str(), file);
     }
     totals.seconds = started.elapsed().as_secs_f64();
     Ok(totals)
@@ -158,6 +168,10 @@ pub async fn ingest_file(store: &Store, path: &Path, dataset: Dataset, opts: &In
             }
             next = rx.recv(), if writes.len() < opts.write_concurrency => {
                 let Some(prepared) = next else { break };
+                if prepared.batch.raw.is_empty() && prepared.batch.dead_letters.is_empty() {
+                    report.add_unstored(&prepared.batch); // only probes and blank lines
+                    continue;
+                }
                 log_dead_letters(&prepared.batch.dead_letters, report.dead_letters);
                 let store = store.clone();
                 writes.spawn(async move {

@@ -22,6 +22,13 @@ pub struct FileReport {
 }
 
 impl FileReport {
+    /// A batch with nothing to store (only probes and blank lines): counted, not written.
+    pub fn add_unstored(&mut self, batch: &WriteBatch) {
+        self.lines += batch.lines;
+        self.bytes += batch.bytes;
+        self.probes += batch.probes;
+    }
+
     pub fn add_batch(&mut self, batch: &WriteBatch, warnings: u64, skipped: bool) {
         self.lines += batch.lines;
         self.bytes += batch.bytes;
@@ -41,6 +48,8 @@ impl FileReport {
 /// Counts of a whole run.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Totals {
+    /// Per file: its name, its dataset and its counts.
+    pub per_file: Vec<(String, String, FileReport)>,
     pub files: u64,
     pub lines: u64,
     pub decisions: u64,
@@ -55,7 +64,8 @@ pub struct Totals {
 }
 
 impl Totals {
-    pub fn add(&mut self, f: FileReport) {
+    pub fn add(&mut self, name: String, dataset: &str, f: FileReport) {
+        self.per_file.push((name, dataset.to_owned(), f.clone()));
         self.files += 1;
         self.lines += f.lines;
         self.decisions += f.decisions;
@@ -72,6 +82,17 @@ impl Totals {
     pub fn render(&self) -> String {
         let secs = self.seconds.max(1e-9);
         let mut out = String::new();
+        if self.per_file.len() > 1 {
+            out.push_str(&format!("{:<36}{:<22}{:>9}{:>11}{:>7}\n", "file", "dataset", "lines", "decisions", "dead"));
+            for (name, dataset, f) in &self.per_file {
+                let skipped = if f.batches_written == 0 && f.batches_skipped > 0 { "  (already stored)" } else { "" };
+                out.push_str(&format!(
+                    "{name:<36}{dataset:<22}{:>9}{:>11}{:>7}{skipped}\n",
+                    f.lines, f.decisions, f.dead_letters
+                ));
+            }
+            out.push('\n');
+        }
         let mut line = |k: &str, v: String| out.push_str(&format!("{k:<16}{v}\n"));
         line("files", self.files.to_string());
         line("lines read", self.lines.to_string());

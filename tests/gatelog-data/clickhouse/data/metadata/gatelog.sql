@@ -1,0 +1,2 @@
+ATTACH DATABASE gatelog
+ENGINE = Ordinary
