@@ -83,7 +83,9 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
             query_param = v.into_owned();
         } else if shared.config.clickhouse.pass_params.iter().any(|p| *p == k) {
             if k == "database" {
-                database = Some(v.to_string());
+                // Sent below as the database the guard resolved unqualified names against.
+                database = Some(v.into_owned());
+                continue;
             }
             if k == "default_format" && !guard::format_allowed(&v) {
                 let reason = format!("default_format {v} is not allowed");
@@ -149,6 +151,8 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     };
     d.policy = verdict.rule.clone();
 
+    // ClickHouse resolves unqualified names against the same database the guard used.
+    passed.push(("database".into(), db.clone()));
     // The proxy's own settings come last and are the only settings sent.
     if role.read_only() {
         passed.push(("readonly".into(), "2".into()));

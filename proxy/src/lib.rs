@@ -32,6 +32,6 @@ pub use config::{ConfigError, ProxyConfig};
 pub use server::{Proxy, ProxyDeps, ProxyError, serve};
 
 /// Installs rustls' ring provider for HTTPS clients (idempotent).
-pub(crate) fn install_crypto_provider() {
+pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

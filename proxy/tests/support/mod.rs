@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-pub mod clickhouse;
 
 pub const ISSUER: &str = "https://idp.test";
 pub const AUDIENCE: &str = "gatelog-proxy";
@@ -268,4 +267,82 @@ impl Drop for LoopbackIssuer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A loopback decision collector (`POST /v1/decisions`, bearer `collector-token`).
+/// `fail` makes it answer 503, like a pipeline that is down.
+pub struct Collector {
+    pub url: String,
+    pub received: Arc<Mutex<Vec<AccessDecision>>>,
+    pub fail: Arc<AtomicBool>,
+    pub refused: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Collector {
+    pub async fn start() -> Collector {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/decisions", listener.local_addr().unwrap());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let fail = Arc::new(AtomicBool::new(false));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let (r, f, n) = (received.clone(), fail.clone(), refused.clone());
+        let app = axum::Router::new().route(
+            "/v1/decisions",
+            axum::routing::post(move |headers: http::HeaderMap, body: Bytes| async move {
+                if f.load(Ordering::SeqCst) {
+                    n.fetch_add(1, Ordering::SeqCst);
+                    return http::StatusCode::SERVICE_UNAVAILABLE;
+                }
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer collector-token") {
+                    return http::StatusCode::UNAUTHORIZED;
+                }
+                let mut r = r.lock().unwrap();
+                for line in body.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    r.push(serde_json::from_slice(line).unwrap());
+                }
+                http::StatusCode::ACCEPTED
+            }),
+        );
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Collector { url, received, fail, refused, task }
+    }
+
+    pub fn decisions(&self) -> Vec<AccessDecision> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until at least `n` decisions arrived.
+    pub async fn wait_for(&self, n: usize) -> Vec<AccessDecision> {
+        for _ in 0..200 {
+            if self.received.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        self.decisions()
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Runs SQL directly against ClickHouse's HTTP interface (test setup only).
+pub async fn ch_exec(url: &str, sql: &str) -> String {
+    let resp = http_client().post(format!("{url}/")).body(sql.to_owned()).send().await.unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    assert!(status.is_success(), "{sql}: {status} {text}");
+    text
+}
+
+/// A reqwest client (installs the rustls provider the proxy uses).
+pub fn http_client() -> reqwest::Client {
+    gatelog_proxy::install_crypto_provider();
+    reqwest::Client::new()
 }
