@@ -1,11 +1,9 @@
 //! Mapping throughput: `cargo bench -p gatelog-ingest`.
 //!
-//! [`map_reader_parallel`]: gatelog_ingest::map_reader_parallel
-//!
 //! - `map_line/http_requests_200`: the 200-line http_requests sample, line by line (lines/s).
 //! - `map_body/http_requests_200_plain`: the same as one plain body (MB/s of NDJSON).
 //! - `map_body/http_requests_5000_gzip`: the 5,000-line gzip sample, gunzip included
-//!   (MB/s of decompressed NDJSON); `…_2_threads` with [`map_reader_parallel`] on 2 workers.
+//!   (MB/s of decompressed NDJSON).
 //! - `map_line/workers_trace_events_200`: Worker events with `access_decision` logs.
 
 #![allow(missing_docs)]
@@ -67,18 +65,6 @@ fn bench(c: &mut Criterion) {
     group.sample_size(20);
     group.bench_function("http_requests_5000_gzip", |b| {
         b.iter(|| map_body(Dataset::HttpRequests, black_box(&gz), &body_ctx()).expect("maps").decisions.len())
-    });
-    group.bench_function("http_requests_5000_gzip_2_threads", |b| {
-        b.iter(|| {
-            let mut decisions = 0usize;
-            gatelog_ingest::map_reader_parallel(Dataset::HttpRequests, black_box(gz.as_slice()), &body_ctx(), 2, |_, o| {
-                if let LineOutcome::Mapped { decisions: d, .. } = o {
-                    decisions += d.len();
-                }
-            })
-            .expect("maps");
-            decisions
-        })
     });
     group.finish();
 }

@@ -13,16 +13,13 @@
 //!   line), `fields` (forgiving borrowed field types) and `support`.
 //! - [`decode`]: gzip sniffing, capped (multi-member) decompression and the line splitter.
 //! - [`body`]: [`map_body`] / [`map_reader`], a whole body or file through decode and map.
-//! - [`parallel`]: [`map_reader_parallel`], the same on several threads, for backfills.
 
 pub mod body;
 pub mod dataset;
 pub mod decode;
 pub mod map;
-pub mod parallel;
 
 pub use body::{BodyContext, BodyOutcome, Limits, map_body, map_reader, map_split_line};
 pub use dataset::Dataset;
 pub use decode::{BodyReader, DecodeError, Line, LineReader, is_gzip};
-pub use parallel::map_reader_parallel;
 pub use map::{LineContext, LineOutcome, is_probe, map_line, map_line_bytes};

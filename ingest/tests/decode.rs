@@ -187,33 +187,6 @@ fn streaming_a_file_matches_mapping_it_in_memory() {
     assert!(reader.is_gzip());
 }
 
-#[test]
-fn parallel_mapping_matches_sequential_in_order() {
-    use gatelog_ingest::map_reader_parallel;
-    let gz = sample_bytes("http_requests_5000.ndjson.gz");
-    let sequential = map_body(Dataset::HttpRequests, &gz, &body_ctx("f")).unwrap();
-    for threads in [1, 2, 3] {
-        let mut parallel = gatelog_ingest::BodyOutcome::default();
-        let mut numbers = Vec::new();
-        let lines = map_reader_parallel(Dataset::HttpRequests, gz.as_slice(), &body_ctx("f"), threads, |no, o| {
-            numbers.push(no);
-            parallel.push(no, o);
-        })
-        .unwrap();
-        assert_eq!(lines, 5000);
-        assert_eq!(numbers, (1..=5000).collect::<Vec<u64>>(), "in line order");
-        assert_eq!(parallel, sequential, "{threads} threads");
-    }
-    // A truncated file: the lines before the cut, in order, then the error.
-    let cut = &gz[..gz.len() / 2];
-    let mut numbers = Vec::new();
-    let result = map_reader_parallel(Dataset::HttpRequests, cut, &body_ctx("cut"), 2, |no, _| numbers.push(no));
-    assert!(matches!(result, Err(DecodeError::Corrupt { .. })), "{result:?}");
-    assert!(numbers.len() > 1000);
-    assert_eq!(numbers, (1..=numbers.len() as u64).collect::<Vec<u64>>());
-    // Empty input.
-    assert_eq!(map_reader_parallel(Dataset::Tail, &b""[..], &body_ctx("empty"), 2, |_, _| panic!("no lines")).unwrap(), 0);
-}
 
 #[test]
 fn reader_failures_are_io_errors() {
