@@ -191,7 +191,14 @@ impl Proxy {
         let reloader = self.config_path.clone().map(|p| tokio::spawn(watch_config(self.shared.clone(), p)));
         tracing::info!(listen = ?self.local_addr(), "proxy listening");
         let app = router(self.shared.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await;
+        // Small responses are written in several frames: without TCP_NODELAY, Nagle and
+        // delayed ACKs add ~40 ms per request.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |tcp: &mut tokio::net::TcpStream| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+            }
+        });
+        let result = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
         if let Some(r) = reloader {
             r.abort();
         }

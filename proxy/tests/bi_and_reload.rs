@@ -1,6 +1,8 @@
 //! BI routes (login redirect for browsers, 401/403 with reasons for APIs, path policies,
 //! identity headers set and spoofed copies stripped) and policy reload.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use gatelog_model::{Decision, FixedClock, UnixMillis};

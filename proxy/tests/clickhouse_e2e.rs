@@ -6,6 +6,8 @@
 //! `max_rows_to_read=0&readonly=0`; every request's decision reaches the collector, including
 //! while the collector is down (spilled, then delivered exactly once).
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use gatelog_model::{Decision, PrincipalType};

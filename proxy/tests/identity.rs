@@ -3,6 +3,8 @@
 //! rotation and the unknown-`kid` refresh rate limit (tokio paused time), and OIDC discovery
 //! against an issuer served on loopback.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use gatelog_model::{Decision, FixedClock, UnixMillis};

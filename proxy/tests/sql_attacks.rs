@@ -3,6 +3,8 @@
 //! every case is denied with a JSON error naming the rule, that nothing reaches the
 //! upstream, and that each request produced exactly one deny decision.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use gatelog_model::{Decision, FixedClock, UnixMillis};

@@ -1,6 +1,6 @@
 //! Shared test support: test keys and token minting, an in-memory and a loopback OIDC
 //! issuer, a recording fake upstream, decision sinks (in-memory and a loopback collector).
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)]
 
 use axum::body::Body;
 use bytes::Bytes;
