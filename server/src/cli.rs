@@ -29,6 +29,8 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Start managed ClickHouse, ingest the sample data of every dataset, and show what was stored.
     Demo(DemoArgs),
+    /// The enforcing edge proxy in front of ClickHouse and BI tools.
+    Proxy(ProxyArgs),
     /// Run gatelog's managed ClickHouse in the foreground (for inspection and benchmarks).
     Clickhouse {
         #[command(subcommand)]
@@ -98,6 +100,36 @@ pub struct DemoArgs {
     /// Keep managed ClickHouse running until Ctrl-C, so it can be queried.
     #[arg(long)]
     pub keep_running: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ProxyArgs {
+    /// proxy.toml (see examples/proxy.toml).
+    #[arg(long, env = "GATELOG_PROXY_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<ProxyCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProxyCommand {
+    /// Dry-run the policy: what would the proxy decide for ROLE sending SQL?
+    /// Exits 0 for allow, 1 for deny, 2 for a config error.
+    Check {
+        /// The role to evaluate as.
+        #[arg(long)]
+        role: String,
+        /// The SQL a client would send.
+        #[arg(long)]
+        sql: String,
+        /// The request's `database` parameter (unqualified tables resolve against it).
+        #[arg(long)]
+        database: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

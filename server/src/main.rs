@@ -7,12 +7,14 @@
 //! - [`clickhouse`]: connects to the configured ClickHouse or starts the managed one.
 //! - [`backfill`]: `gatelog ingest FILE...`: files → batches → mapping → ClickHouse.
 //! - [`demo`]: `gatelog demo`, the one-command tour.
+//! - [`proxy`]: `gatelog proxy` and `gatelog proxy check`.
 
 mod backfill;
 mod cli;
 mod clickhouse;
 mod config;
 mod demo;
+mod proxy;
 
 use anyhow::Context;
 use clap::Parser;
@@ -42,6 +44,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Ingest(args) => backfill::run(args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Proxy(args) => proxy::run(args).await,
         Command::Clickhouse { command: ClickhouseCommand::Run(args) } => clickhouse::run_foreground(args).await,
         Command::Sql { command: SqlCommand::Dump(args) } => {
             let profile = match args.profile {
