@@ -1,0 +1,229 @@
+//! Readers: an ordered, checksum-verified stream of durable records from a position.
+
+use crate::error::SpoolError;
+use crate::format::{self, HEADER_LEN};
+use crate::{Shared, lock};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::watch;
+
+/// Records fetched per blocking read.
+const BATCH_RECORDS: usize = 1024;
+const BATCH_BYTES: usize = 8 << 20;
+
+/// One record: its sequence number and the payload exactly as appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub seq: u64,
+    pub payload: Vec<u8>,
+}
+
+/// Reads durable records in order from a position. Only records whose fsync completed are
+/// ever returned, so a sink can commit a position without fearing that a crash takes the
+/// record back. File reads happen on tokio's blocking pool.
+#[derive(Debug)]
+pub struct SpoolReader {
+    shared: Arc<Shared>,
+    /// Next sequence number to fetch from disk.
+    next_seq: u64,
+    cursor: Option<Cursor>,
+    buffered: VecDeque<Record>,
+    durable: watch::Receiver<u64>,
+}
+
+impl SpoolReader {
+    pub(crate) fn new(shared: Arc<Shared>, after_seq: u64) -> Self {
+        let durable = shared.durable.subscribe();
+        SpoolReader {
+            shared,
+            next_seq: after_seq.saturating_add(1),
+            cursor: None,
+            buffered: VecDeque::new(),
+            durable,
+        }
+    }
+
+    /// The next record, waiting for one to be appended if the reader is caught up.
+    /// `Ok(None)` once the spool is closed (or dropped) and everything durable was read.
+    pub async fn next(&mut self) -> Result<Option<Record>, SpoolError> {
+        loop {
+            if let Some(record) = self.try_next().await? {
+                return Ok(Some(record));
+            }
+            if self.shared.closed.load(Ordering::SeqCst) {
+                return self.try_next().await;
+            }
+            if self.durable.changed().await.is_err() {
+                return self.try_next().await;
+            }
+        }
+    }
+
+    /// The next record if one is durable now, `Ok(None)` when caught up.
+    pub async fn try_next(&mut self) -> Result<Option<Record>, SpoolError> {
+        if let Some(record) = self.buffered.pop_front() {
+            return Ok(Some(record));
+        }
+        let durable = *self.durable.borrow_and_update();
+        if self.next_seq > durable {
+            return Ok(None);
+        }
+        let shared = Arc::clone(&self.shared);
+        let cursor = self.cursor.take();
+        let from = self.next_seq;
+        let (cursor, records) =
+            tokio::task::spawn_blocking(move || read_batch(&shared, cursor, from, durable))
+                .await
+                .map_err(|e| {
+                    SpoolError::io("reading", PathBuf::new(), io::Error::other(e.to_string()))
+                })??;
+        self.cursor = cursor;
+        self.next_seq += records.len() as u64;
+        self.buffered.extend(records);
+        Ok(self.buffered.pop_front())
+    }
+
+    /// Sequence number of the last record returned (the reader's position).
+    pub fn position(&self) -> u64 {
+        self.next_seq - 1 - self.buffered.len() as u64
+    }
+}
+
+#[derive(Debug)]
+struct Cursor {
+    seg_first: u64,
+    path: PathBuf,
+    file: BufReader<File>,
+    offset: u64,
+    /// Sequence number of the record at `offset`.
+    seq: u64,
+}
+
+fn read_batch(
+    shared: &Shared,
+    mut cursor: Option<Cursor>,
+    from: u64,
+    durable: u64,
+) -> Result<(Option<Cursor>, Vec<Record>), SpoolError> {
+    // Segments are registered before any record in them becomes durable, so this snapshot
+    // (taken after reading `durable`) covers every record up to it.
+    let segments: Vec<(u64, PathBuf)> = lock(&shared.state)
+        .segments
+        .iter()
+        .map(|(first, seg)| (*first, seg.path.clone()))
+        .collect();
+    let oldest = segments.first().map_or(durable + 1, |s| s.0);
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    let mut seq = from;
+    while seq <= durable && out.len() < BATCH_RECORDS && bytes < BATCH_BYTES {
+        let idx = segments.partition_point(|(first, _)| *first <= seq);
+        if idx == 0 {
+            return Err(gone(seq, oldest));
+        }
+        let (seg_first, path) = &segments[idx - 1];
+        let c = match cursor.take() {
+            Some(c) if c.seg_first == *seg_first && c.seq == seq => cursor.insert(c),
+            _ => cursor.insert(Cursor::open_at(path, *seg_first, seq, oldest)?),
+        };
+        let record = c.read_record()?;
+        bytes += record.payload.len() + HEADER_LEN;
+        out.push(record);
+        seq += 1;
+    }
+    Ok((cursor, out))
+}
+
+fn gone(seq: u64, oldest: u64) -> SpoolError {
+    SpoolError::PositionGone {
+        consumer: "reader".into(),
+        requested: seq.saturating_sub(1),
+        oldest,
+    }
+}
+
+impl Cursor {
+    /// Opens `path` and skips to the record `seq` (headers are verified on the way).
+    fn open_at(path: &Path, seg_first: u64, seq: u64, oldest: u64) -> Result<Cursor, SpoolError> {
+        let file = match File::open(path) {
+            Ok(f) => f,
+            // Deleted between the snapshot and now: every consumer moved past it.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(gone(seq, oldest.max(seg_first + 1)));
+            }
+            Err(e) => return Err(SpoolError::io("opening segment", path, e)),
+        };
+        let mut c = Cursor {
+            seg_first,
+            path: path.to_path_buf(),
+            file: BufReader::with_capacity(256 << 10, file),
+            offset: 0,
+            seq: seg_first,
+        };
+        while c.seq < seq {
+            let header = c.read_header()?;
+            c.file
+                .seek_relative(i64::from(header.len))
+                .map_err(|e| SpoolError::io("seeking in segment", path, e))?;
+            c.offset += format::record_size(u64::from(header.len));
+            c.seq += 1;
+        }
+        Ok(c)
+    }
+
+    fn corrupt(&self, detail: String) -> SpoolError {
+        SpoolError::Corrupt {
+            file: self.path.clone(),
+            offset: self.offset,
+            detail,
+        }
+    }
+
+    fn read_header(&mut self) -> Result<format::Header, SpoolError> {
+        let mut head = [0u8; HEADER_LEN];
+        if let Err(e) = self.file.read_exact(&mut head) {
+            return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
+                self.corrupt(format!(
+                    "record {} is missing: the segment ends early",
+                    self.seq
+                ))
+            } else {
+                SpoolError::io("reading segment", self.path.clone(), e)
+            });
+        }
+        let header = format::decode_header(&head).map_err(|e| self.corrupt(e.to_string()))?;
+        if header.seq != self.seq {
+            return Err(self.corrupt(format!(
+                "record has sequence {} where {} was expected",
+                header.seq, self.seq
+            )));
+        }
+        Ok(header)
+    }
+
+    fn read_record(&mut self) -> Result<Record, SpoolError> {
+        let header = self.read_header()?;
+        let mut payload = vec![0u8; header.len as usize];
+        if let Err(e) = self.file.read_exact(&mut payload) {
+            return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
+                self.corrupt(format!("record {} is cut short", self.seq))
+            } else {
+                SpoolError::io("reading segment", self.path.clone(), e)
+            });
+        }
+        if !format::payload_ok(&header, &payload) {
+            return Err(self.corrupt(format!("record {} payload checksum mismatch", self.seq)));
+        }
+        let record = Record {
+            seq: self.seq,
+            payload,
+        };
+        self.offset += format::record_size(u64::from(header.len));
+        self.seq += 1;
+        Ok(record)
+    }
+}

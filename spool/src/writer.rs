@@ -1,0 +1,277 @@
+//! The writer thread: owns the active segment, assigns sequence numbers, and group-commits.
+//!
+//! Loop: block for one command, then drain whatever else is already queued (bounded), stage
+//! every append into one buffer, write it with one `pwrite` at the end of the valid data, fsync
+//! once, publish the new durable sequence to readers, and answer every waiting caller.
+//! Because callers queue while an fsync runs, the next round naturally covers all of them.
+
+use crate::error::SpoolError;
+use crate::format::{self, segment_file_name};
+use crate::recovery::{store_consumers, sync_dir};
+use crate::{Shared, lock};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// Upper bounds for one group commit.
+const MAX_GROUP_BYTES: u64 = 32 << 20;
+const MAX_GROUP_RECORDS: usize = 8192;
+
+pub(crate) type AppendReply = oneshot::Sender<Result<u64, SpoolError>>;
+
+#[derive(Debug)]
+pub(crate) enum Cmd {
+    Append {
+        payload: Vec<u8>,
+        reply: AppendReply,
+    },
+    Close {
+        reply: oneshot::Sender<Result<(), SpoolError>>,
+    },
+}
+
+#[derive(Debug)]
+pub(crate) struct Active {
+    pub first_seq: u64,
+    pub path: PathBuf,
+    pub file: File,
+    /// Length of the valid, written data; the next record goes here.
+    pub len: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Writer {
+    pub shared: Arc<Shared>,
+    pub rx: mpsc::Receiver<Cmd>,
+    pub active: Active,
+    pub next_seq: u64,
+    /// Set when cutting a failed write back did not succeed; retried before the next write.
+    pub needs_truncate: bool,
+    pub buf: Vec<u8>,
+    pub pending: Vec<(u64, u64, AppendReply)>,
+    /// The directory lock; released when the thread ends.
+    pub _lock: File,
+}
+
+impl Writer {
+    pub(crate) fn run(mut self) {
+        while let Ok(first) = self.rx.recv() {
+            let mut close = None;
+            let mut next = Some(first);
+            let mut bytes = 0u64;
+            let mut records = 0usize;
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Cmd::Append { payload, reply } => {
+                        bytes += payload.len() as u64;
+                        records += 1;
+                        self.stage(&payload, reply);
+                    }
+                    Cmd::Close { reply } => {
+                        close = Some(reply);
+                        break;
+                    }
+                }
+                if bytes >= MAX_GROUP_BYTES || records >= MAX_GROUP_RECORDS {
+                    break;
+                }
+                next = self.rx.try_recv().ok();
+            }
+            self.commit();
+            if let Some(reply) = close {
+                let result = {
+                    let consumers = lock(&self.shared.state).consumers.clone();
+                    let _g = lock(&self.shared.gc_lock);
+                    store_consumers(&self.shared.dir, &consumers)
+                };
+                self.shared.mark_closed();
+                // The caller may have given up waiting; nothing else to tell.
+                let _ = reply.send(result);
+                return;
+            }
+        }
+    }
+
+    fn stage(&mut self, payload: &[u8], reply: AppendReply) {
+        let size = format::record_size(payload.len() as u64);
+        let max = self.shared.opts.max_bytes;
+        let used = lock(&self.shared.state).bytes_on_disk + self.buf.len() as u64;
+        if used + size > max {
+            self.commit();
+            self.reclaim();
+            let used = lock(&self.shared.state).bytes_on_disk;
+            if used + size > max {
+                self.shared.metrics.full();
+                let _ = reply.send(Err(SpoolError::Full {
+                    used,
+                    needed: size,
+                    max,
+                }));
+                return;
+            }
+        }
+        let staged = self.active.len + self.buf.len() as u64;
+        if staged > 0 && staged + size > self.shared.opts.segment_bytes {
+            self.commit();
+            if let Err(e) = self.roll() {
+                self.shared.metrics.append_failed(1);
+                let _ = reply.send(Err(e));
+                return;
+            }
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        format::encode_into(&mut self.buf, seq, payload);
+        self.pending.push((seq, payload.len() as u64, reply));
+    }
+
+    /// Writes and fsyncs the staged records, then publishes and answers them.
+    fn commit(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        match self.write_and_sync() {
+            Ok(()) => {
+                let written = self.buf.len() as u64;
+                self.active.len += written;
+                let last = self.next_seq - 1;
+                {
+                    let mut st = lock(&self.shared.state);
+                    if let Some(seg) = st.segments.get_mut(&self.active.first_seq) {
+                        seg.bytes = self.active.len;
+                    }
+                    st.bytes_on_disk += written;
+                    st.last_seq = last;
+                }
+                self.shared.durable.send_replace(last);
+                let payload_bytes = self.pending.iter().map(|p| p.1).sum();
+                self.shared
+                    .metrics
+                    .appended(self.pending.len() as u64, payload_bytes);
+                for (seq, _, reply) in self.pending.drain(..) {
+                    let _ = reply.send(Ok(seq));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, records = self.pending.len(), "spool append failed; the records were not stored");
+                self.next_seq -= self.pending.len() as u64;
+                self.shared.metrics.append_failed(self.pending.len() as u64);
+                for (_, _, reply) in self.pending.drain(..) {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+        self.buf.clear();
+    }
+
+    fn write_and_sync(&mut self) -> Result<(), SpoolError> {
+        let path = &self.active.path;
+        if self.needs_truncate {
+            self.active
+                .file
+                .set_len(self.active.len)
+                .and_then(|()| self.active.file.sync_data())
+                .map_err(|e| SpoolError::io("truncating a failed write in", path.clone(), e))?;
+            self.needs_truncate = false;
+        }
+        #[cfg(test)]
+        let injected = lock(&self.shared.faults).fail_write_after.take();
+        #[cfg(test)]
+        if let Some(after) = injected {
+            let part = &self.buf[..after.min(self.buf.len())];
+            let _ = self.active.file.write_all_at(part, self.active.len);
+            self.cut_back();
+            let e = std::io::Error::new(std::io::ErrorKind::StorageFull, "injected ENOSPC");
+            return Err(SpoolError::io("writing", self.active.path.clone(), e));
+        }
+        if let Err(e) = self.active.file.write_all_at(&self.buf, self.active.len) {
+            self.cut_back();
+            return Err(SpoolError::io("writing", self.active.path.clone(), e));
+        }
+        if self.shared.opts.fsync {
+            let started = Instant::now();
+            if let Err(e) = self.active.file.sync_data() {
+                // After a failed fsync the page cache state is unknown (fsyncgate): do not
+                // retry the fsync, cut the records away instead and report the failure.
+                self.cut_back();
+                return Err(SpoolError::io("fsyncing", self.active.path.clone(), e));
+            }
+            self.shared.metrics.fsync(started.elapsed());
+        }
+        Ok(())
+    }
+
+    /// Removes whatever part of a failed write reached the file.
+    fn cut_back(&mut self) {
+        let fsync = self.shared.opts.fsync;
+        let result = self.active.file.set_len(self.active.len).and_then(|()| {
+            if fsync {
+                self.active.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = result {
+            tracing::warn!(file = %self.active.path.display(), offset = self.active.len, error = %e,
+                "cannot cut a failed spool write back; will retry before the next write");
+            self.needs_truncate = true;
+        }
+    }
+
+    /// Starts a new segment at `next_seq` (no-op if the active one is empty).
+    fn roll(&mut self) -> Result<(), SpoolError> {
+        if self.active.len == 0 {
+            return Ok(());
+        }
+        let first = self.next_seq;
+        let path = self.shared.dir.join(segment_file_name(first));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .map_err(|e| SpoolError::io("creating segment", path.clone(), e))?;
+        if let Err(e) = sync_dir(&self.shared.dir) {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+        lock(&self.shared.state).segments.insert(
+            first,
+            crate::SegmentInfo {
+                path: path.clone(),
+                bytes: 0,
+            },
+        );
+        self.shared.metrics.segment_created();
+        self.active = Active {
+            first_seq: first,
+            path,
+            file,
+            len: 0,
+        };
+        Ok(())
+    }
+
+    /// On a full spool: if every consumer has acknowledged everything, seal the active segment
+    /// so it can be deleted too; then delete what can be deleted.
+    fn reclaim(&mut self) {
+        let all_acked = {
+            let st = lock(&self.shared.state);
+            st.consumers
+                .values()
+                .min()
+                .is_some_and(|min| *min >= st.last_seq)
+        };
+        if all_acked && let Err(e) = self.roll() {
+            tracing::warn!(error = %e, "cannot seal the spool's active segment to reclaim space");
+        }
+        if let Err(e) = crate::gc(&self.shared) {
+            tracing::warn!(error = %e, "cannot delete consumed spool segments");
+        }
+    }
+}
