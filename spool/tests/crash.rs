@@ -35,7 +35,7 @@ impl Drop for KillOnDrop {
 #[test]
 fn sigkill_while_appending_loses_no_acknowledged_record() {
     let dir = tempfile::TempDir::new().unwrap();
-    let mut rng = fastrand::Rng::with_seed(0x5eed_0f_c0ffee);
+    let mut rng = fastrand::Rng::with_seed(0x5eed_0fc0_ffee);
     let mut acked: BTreeMap<u64, String> = BTreeMap::new();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
