@@ -1,6 +1,8 @@
 //! kill -9 at random moments while appending: every acknowledged record must survive, intact,
 //! with dense sequence numbers and no duplicates.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use gatelog_spool::{Spool, SpoolOptions};
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};

@@ -2,6 +2,8 @@
 //! model (a VecDeque of the acknowledged records). After every step the records the spool can
 //! read must equal the model's, and deletion must never pass any consumer's acknowledgement.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use gatelog_spool::{Spool, SpoolError, SpoolOptions};
 use proptest::prelude::*;
 use std::collections::VecDeque;
