@@ -1,6 +1,7 @@
 //! gatelog's vocabulary. Every other crate speaks in these types; this crate does no I/O.
 //!
 //! Module map:
+//! - [`batch`]: [`Batch`], one mapped upload/post/chunk, and its spool encoding.
 //! - [`decision`]: [`AccessDecision`], the one canonical row every source maps to, and its enums.
 //! - [`record`]: [`RawRecord`] (the exact original line and its SHA-256) and [`DeadLetter`].
 //! - [`event_id`]: stable, source-derived event ids, so a retried batch maps to the same ids.
@@ -8,6 +9,7 @@
 //! - [`query`]: SQL literal masking and query fingerprints.
 //! - [`clock`]: the [`Clock`] trait, so tests own their time.
 
+pub mod batch;
 pub mod clock;
 pub mod decision;
 pub mod event_id;
@@ -15,6 +17,7 @@ pub mod query;
 pub mod record;
 pub mod timestamp;
 
+pub use batch::{Batch, BatchCodecError};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use decision::{AccessDecision, Decision, PrincipalType, Source};
 pub use event_id::EventId;

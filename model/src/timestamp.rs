@@ -125,16 +125,26 @@ impl fmt::Display for UnixMillis {
     }
 }
 
+/// In JSON and TOML an RFC 3339 string; in binary formats (the spool) the i64 itself.
 impl Serialize for UnixMillis {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.to_rfc3339())
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&self.to_rfc3339())
+        } else {
+            serializer.serialize_i64(self.0)
+        }
     }
 }
 
+/// Accepts every Cloudflare form in human-readable formats; the i64 in binary ones.
 impl<'de> Deserialize<'de> for UnixMillis {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(deserializer)?;
-        UnixMillis::from_json(&value).map_err(serde::de::Error::custom)
+        if deserializer.is_human_readable() {
+            let value = serde_json::Value::deserialize(deserializer)?;
+            UnixMillis::from_json(&value).map_err(serde::de::Error::custom)
+        } else {
+            i64::deserialize(deserializer).map(UnixMillis)
+        }
     }
 }
 

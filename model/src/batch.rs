@@ -1,0 +1,117 @@
+//! [`Batch`]: everything gatelog keeps from one Logpush upload, Tail post, proxy post or
+//! backfill chunk, and its binary encoding for the spool.
+//!
+//! A `batch_id` names one immutable content: the same id is always the same rows. Receivers
+//! derive it from the batch's bytes, so a body that Logpush retries gets the id it had and
+//! the store skips it. The spool record is `GLB1` followed by the postcard encoding of the
+//! batch; [`Batch::decode`] rejects anything else with a reason.
+
+use crate::{AccessDecision, DeadLetter, RawRecord, UnixMillis};
+use serde::{Deserialize, Serialize};
+
+/// One mapped batch, as the spool hands it to the sinks.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    pub batch_id: String,
+    pub dataset: String,
+    /// Where it came from: an endpoint or a file name.
+    pub origin: String,
+    pub received_at: UnixMillis,
+    /// Lines in the batch, whatever became of them.
+    pub lines: u64,
+    /// Validation probes (Logpush's test upload) seen in the batch.
+    pub probes: u64,
+    /// Bytes of the batch as received (decompressed).
+    pub bytes: u64,
+    /// SHA-256 (hex) of the batch as received.
+    pub sha256: String,
+    pub decisions: Vec<AccessDecision>,
+    pub raw: Vec<RawRecord>,
+    pub dead_letters: Vec<DeadLetter>,
+}
+
+const MAGIC: &[u8; 4] = b"GLB1";
+
+/// Why bytes are not an encoded [`Batch`].
+#[derive(Debug, thiserror::Error)]
+pub enum BatchCodecError {
+    #[error("not a gatelog batch record (magic {found:02x?}, expected \"GLB1\")")]
+    BadMagic { found: Vec<u8> },
+    #[error("batch record does not decode: {0}")]
+    Decode(String),
+    #[error("batch does not encode: {0}")]
+    Encode(String),
+}
+
+impl Batch {
+    /// The spool record for this batch.
+    pub fn encode(&self) -> Result<Vec<u8>, BatchCodecError> {
+        let mut out = MAGIC.to_vec();
+        postcard::to_io(self, &mut out).map_err(|e| BatchCodecError::Encode(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// Reads a spool record written by [`Batch::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Batch, BatchCodecError> {
+        let Some(body) = bytes.strip_prefix(MAGIC) else {
+            return Err(BatchCodecError::BadMagic { found: bytes.iter().take(4).copied().collect() });
+        };
+        postcard::from_bytes(body).map_err(|e| BatchCodecError::Decode(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Decision, EventId, Source};
+
+    fn sample() -> Batch {
+        let mut d = AccessDecision::new(EventId::for_decision("r1"), UnixMillis(1_740_960_000_123), "proxy", Source::Proxy);
+        d.decision = Decision::Deny;
+        d.roles = vec!["analyst".into()];
+        d.rows_read = u64::MAX;
+        Batch {
+            batch_id: "b1".into(),
+            dataset: "proxy".into(),
+            origin: "/v1/decisions".into(),
+            received_at: UnixMillis(1_740_960_001_000),
+            lines: 2,
+            probes: 0,
+            bytes: 10,
+            sha256: "00".into(),
+            raw: vec![RawRecord::new(d.event_id.clone(), "proxy", UnixMillis(1), d.time, "{\"a\":1}")],
+            decisions: vec![d],
+            dead_letters: vec![DeadLetter {
+                dataset: "proxy".into(),
+                received_at: UnixMillis(2),
+                origin: "o".into(),
+                line_no: 2,
+                line: "{".into(),
+                sha256: "x".into(),
+                error: "eof".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let b = sample();
+        assert_eq!(Batch::decode(&b.encode().unwrap()).unwrap(), b);
+    }
+
+    #[test]
+    fn rejects_foreign_and_truncated_records() {
+        assert!(matches!(Batch::decode(b"{\"a\":1}"), Err(BatchCodecError::BadMagic { .. })));
+        let bytes = sample().encode().unwrap();
+        assert!(matches!(Batch::decode(&bytes[..bytes.len() - 3]), Err(BatchCodecError::Decode(_))));
+    }
+
+    #[test]
+    fn timestamps_stay_numbers_in_binary_and_strings_in_json() {
+        let t = UnixMillis(1_740_960_000_123);
+        assert_eq!(serde_json::to_string(&t).unwrap(), "\"2025-03-03T00:00:00.123Z\"");
+        let bin = postcard::to_allocvec(&t).unwrap();
+        assert_eq!(postcard::from_bytes::<UnixMillis>(&bin).unwrap(), t);
+        assert!(bin.len() <= 10, "a varint, not a string");
+    }
+}
