@@ -11,11 +11,13 @@
 //! - [`clickhouse`]: the ClickHouse HTTP route (identity → guard → policy → forward).
 //! - [`forward`]: ClickHouse forwarding (settings the client cannot override, streaming).
 //! - [`bi`]: generic reverse-proxy routes for BI tools.
+//! - [`cache`]: the bounded LRU behind the verified-token and SQL verdict caches.
 //! - [`emit`]: decision emission: bounded buffer, spill file, replay.
 //! - [`limits`]: per-principal rate and concurrency limits.
 //! - [`server`]: the axum router, start-up, reload, graceful shutdown.
 
 pub mod bi;
+pub mod cache;
 pub mod check;
 pub mod clickhouse;
 pub mod config;

@@ -255,3 +255,110 @@ async fn discovery_and_jwks_over_loopback() {
     assert_eq!(issuer.hits.load(Ordering::SeqCst), 2, "discovery + jwks");
     shared.emitter.shutdown().await;
 }
+
+/// An [`Authenticator`] over the test issuers, with its clock, fetch and a small cache.
+fn authenticator(capacity: usize) -> (gatelog_proxy::identity::Authenticator, Arc<FixedClock>, Arc<StaticFetch>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ProxyConfig::parse(&config_toml(ISSUER, "http://127.0.0.1:1", dir.path(), "")).unwrap();
+    let clock = Arc::new(FixedClock::new(UnixMillis(NOW * 1000)));
+    let fetch = StaticFetch::for_issuer(ISSUER);
+    let auth = gatelog_proxy::identity::Authenticator::with_cache_capacity(&config.issuers, fetch.clone(), clock.clone(), capacity);
+    (auth, clock, fetch)
+}
+
+fn bearer_headers(token: &str) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    h.insert("authorization", format!("Bearer {token}").parse().unwrap());
+    h
+}
+
+#[tokio::test(start_paused = true)]
+async fn verified_tokens_are_cached_until_exp_or_sixty_seconds() {
+    let (auth, clock, _) = authenticator(100);
+    let long = bearer_headers(&token("ana@example.com", &["analysts"])); // exp = NOW + 600
+    assert_eq!(auth.authenticate(&long).await.unwrap().principal, "ana@example.com");
+    assert_eq!((auth.verifications(), auth.cached_tokens()), (1, 1));
+    clock.advance_ms(59_999);
+    auth.authenticate(&long).await.unwrap();
+    assert_eq!(auth.verifications(), 1, "served from the cache within 60 s");
+    clock.advance_ms(1);
+    auth.authenticate(&long).await.unwrap();
+    assert_eq!(auth.verifications(), 2, "re-verified after 60 s");
+    // The clock moving back before the verification time does not trust the entry either.
+    clock.set(UnixMillis(NOW * 1000));
+    auth.authenticate(&long).await.unwrap();
+    assert_eq!(auth.verifications(), 3);
+
+    // A token expiring in 10 s is trusted from the cache only until its exp...
+    let mut c = claims(ISSUER, NOW, "bob@example.com", &["analysts"]);
+    c.insert("exp".into(), Value::from(NOW + 10));
+    let short = bearer_headers(&sign(&c, "rsa", Algorithm::RS256, Some("rsa-1")));
+    auth.authenticate(&short).await.unwrap();
+    assert_eq!(auth.verifications(), 4);
+    clock.advance_ms(9_999);
+    auth.authenticate(&short).await.unwrap();
+    assert_eq!(auth.verifications(), 4);
+    clock.advance_ms(1);
+    auth.authenticate(&short).await.unwrap(); // inside the 30 s leeway: valid, not cached
+    assert_eq!(auth.verifications(), 5);
+    auth.authenticate(&short).await.unwrap();
+    assert_eq!(auth.verifications(), 6);
+    // ...and past exp + leeway it is refused, never answered from the cache.
+    clock.set(UnixMillis((NOW + 41) * 1000));
+    assert_eq!(auth.authenticate(&short).await, Err(gatelog_proxy::identity::AuthError::Expired));
+    // Failures are not cached: a bad signature is checked (and refused) every time.
+    let bad = bearer_headers(&sign(&claims(ISSUER, NOW, "eve@example.com", &[]), "rsa_other", Algorithm::RS256, Some("rsa-1")));
+    for _ in 0..2 {
+        assert_eq!(auth.authenticate(&bad).await, Err(gatelog_proxy::identity::AuthError::Signature));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn verified_token_cache_is_bounded() {
+    let (auth, _, _) = authenticator(3);
+    let tokens: Vec<_> = (0..5).map(|i| bearer_headers(&token(&format!("u{i}@example.com"), &["analysts"]))).collect();
+    for t in &tokens {
+        auth.authenticate(t).await.unwrap();
+        assert!(auth.cached_tokens() <= 3);
+    }
+    assert_eq!(auth.verifications(), 5);
+    auth.authenticate(&tokens[4]).await.unwrap();
+    assert_eq!(auth.verifications(), 5, "the most recent token is still cached");
+    auth.authenticate(&tokens[0]).await.unwrap();
+    assert_eq!(auth.verifications(), 6, "the oldest token was evicted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn jwks_rotation_evicts_tokens_of_revoked_keys() {
+    let (auth, _, fetch) = authenticator(100);
+    let old = bearer_headers(&token("ana@example.com", &["analysts"]));
+    auth.authenticate(&old).await.unwrap();
+    auth.authenticate(&old).await.unwrap();
+    assert_eq!(auth.verifications(), 1);
+    // The issuer replaces rsa-1 by rsa-2 (same key material, new kid: rsa-1 is revoked).
+    let mut jwks = jwks();
+    let keys = jwks["keys"].as_array_mut().unwrap();
+    keys.retain(|k| k["kid"] != "rsa-1");
+    let mut rotated = serde_json::from_slice::<Value>(&key_bytes("jwks.json")).unwrap()["keys"][0].clone();
+    rotated["kid"] = Value::from("rsa-2");
+    keys.push(rotated);
+    fetch.docs.lock().unwrap().insert(format!("{ISSUER}/jwks"), bytes::Bytes::from(jwks.to_string()));
+    // A token with the new kid triggers the refresh (after the minimum refresh interval).
+    tokio::time::advance(std::time::Duration::from_secs(31)).await;
+    let new = bearer_headers(&sign(&claims(ISSUER, NOW, "bob@example.com", &["analysts"]), "rsa", Algorithm::RS256, Some("rsa-2")));
+    auth.authenticate(&new).await.unwrap();
+    assert_eq!(fetch.jwks_hits.load(Ordering::SeqCst), 2);
+    // The cached rsa-1 token is not trusted any more: it is checked again and refused.
+    assert_eq!(auth.authenticate(&old).await, Err(gatelog_proxy::identity::AuthError::UnknownKid));
+}
+
+#[tokio::test(start_paused = true)]
+async fn cached_tokens_need_a_fresh_key_set() {
+    let (auth, _, fetch) = authenticator(100);
+    let t = bearer_headers(&token("ana@example.com", &["analysts"]));
+    auth.authenticate(&t).await.unwrap();
+    // Past jwks_ttl (1 h) the cache entry is not used: validation refreshes the keys.
+    tokio::time::advance(std::time::Duration::from_secs(3601)).await;
+    auth.authenticate(&t).await.unwrap();
+    assert_eq!((auth.verifications(), fetch.jwks_hits.load(Ordering::SeqCst)), (2, 2));
+}

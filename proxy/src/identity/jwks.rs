@@ -17,6 +17,23 @@ struct KeyState {
     keys: BTreeMap<String, (DecodingKey, Option<String>)>,
     fetched_at: Option<Instant>,
     jwks_uri: Option<String>,
+    /// Bumped by every successful refresh: results verified with an older key set (a key
+    /// may have been revoked by the rotation) are no longer trusted from the token cache.
+    generation: u64,
+}
+
+/// A key, the `alg` its JWK declares, and the generation of the key set it came from.
+#[derive(Clone)]
+pub struct VersionedKey {
+    pub key: DecodingKey,
+    pub alg: Option<String>,
+    pub generation: u64,
+}
+
+impl std::fmt::Debug for VersionedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VersionedKey").field("alg", &self.alg).field("generation", &self.generation).finish_non_exhaustive()
+    }
 }
 
 /// Keys of one issuer.
@@ -39,17 +56,26 @@ impl JwksCache {
         JwksCache { cfg, fetch, state: RwLock::new(KeyState::default()), refresh: tokio::sync::Mutex::new(None) }
     }
 
-    fn lookup(&self, kid: &str, require_fresh: bool) -> Option<(DecodingKey, Option<String>)> {
+    fn lookup(&self, kid: &str, require_fresh: bool) -> Option<VersionedKey> {
         let state = self.state.read().unwrap_or_else(|p| p.into_inner());
         let fresh = state.fetched_at.is_some_and(|t| t.elapsed() < self.cfg.jwks_ttl);
         if require_fresh && !fresh {
             return None;
         }
-        state.keys.get(kid).cloned()
+        state.keys.get(kid).map(|(key, alg)| VersionedKey { key: key.clone(), alg: alg.clone(), generation: state.generation })
     }
 
-    /// The key for `kid` and the `alg` its JWK declares, refreshing as described above.
-    pub async fn key(&self, kid: &str) -> Result<(DecodingKey, Option<String>), AuthError> {
+    /// The generation of the key set if it is within `jwks_ttl` (else `None`: the next
+    /// validation must go through [`JwksCache::key`], which refreshes).
+    pub fn fresh_generation(&self) -> Option<u64> {
+        let state = self.state.read().unwrap_or_else(|p| p.into_inner());
+        let fresh = state.fetched_at.is_some_and(|t| t.elapsed() < self.cfg.jwks_ttl);
+        fresh.then_some(state.generation)
+    }
+
+    /// The key for `kid`, the `alg` its JWK declares and the key set's generation,
+    /// refreshing as described above.
+    pub async fn key(&self, kid: &str) -> Result<VersionedKey, AuthError> {
         if let Some(k) = self.lookup(kid, true) {
             return Ok(k);
         }
@@ -85,6 +111,7 @@ impl JwksCache {
         state.keys = keys;
         state.fetched_at = Some(Instant::now());
         state.jwks_uri = Some(uri);
+        state.generation += 1;
         Ok(())
     }
 }

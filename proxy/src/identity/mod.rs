@@ -18,7 +18,9 @@ use futures_util::future::BoxFuture;
 use gatelog_model::{Clock, PrincipalType};
 use http::HeaderMap;
 use jsonwebtoken::Algorithm;
-use std::sync::Arc;
+use crate::cache::{Lru, key_of};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// HTTP GET for discovery and JWKS documents (a trait so tests can serve fakes).
 pub trait Fetch: Send + Sync + std::fmt::Debug + 'static {
@@ -96,6 +98,25 @@ pub struct Identity {
     pub auth_method: String,
 }
 
+/// How long a verified token is trusted without verifying its signature again (capped by
+/// its `exp`). Short, so that revocation through a JWKS rotation the proxy has not seen yet
+/// takes effect quickly.
+pub const VERIFIED_TTL_MS: i64 = 60_000;
+/// Verified tokens kept (per proxy); beyond this the least recently used are dropped.
+pub const VERIFIED_CAPACITY: usize = 10_000;
+
+/// A token that passed validation for one issuer.
+#[derive(Debug, Clone)]
+struct Verified {
+    identity: Identity,
+    issuer: usize,
+    /// The issuer's JWKS generation the signature was checked with.
+    generation: u64,
+    verified_at_ms: i64,
+    /// `min(exp, verified_at + VERIFIED_TTL_MS)`.
+    expires_at_ms: i64,
+}
+
 struct IssuerState {
     cfg: Arc<IssuerConfig>,
     algorithms: Vec<Algorithm>,
@@ -106,6 +127,11 @@ struct IssuerState {
 pub struct Authenticator {
     issuers: Vec<IssuerState>,
     clock: Arc<dyn Clock>,
+    /// Verified tokens by SHA-256 of (issuer index, token): signature verification (RSA
+    /// especially) dominated the proxy's per-request CPU time.
+    verified: Mutex<Lru<Verified>>,
+    /// Full validations (signature checks) performed, for tests and diagnostics.
+    verifications: AtomicU64,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -140,6 +166,11 @@ fn token_from(headers: &HeaderMap, cfg: &IssuerConfig) -> Option<String> {
 
 impl Authenticator {
     pub fn new(issuers: &[IssuerConfig], fetch: Arc<dyn Fetch>, clock: Arc<dyn Clock>) -> Self {
+        Self::with_cache_capacity(issuers, fetch, clock, VERIFIED_CAPACITY)
+    }
+
+    /// Like [`Authenticator::new`] with at most `capacity` verified tokens cached.
+    pub fn with_cache_capacity(issuers: &[IssuerConfig], fetch: Arc<dyn Fetch>, clock: Arc<dyn Clock>, capacity: usize) -> Self {
         let issuers = issuers
             .iter()
             .map(|c| {
@@ -151,7 +182,36 @@ impl Authenticator {
                 }
             })
             .collect();
-        Authenticator { issuers, clock }
+        Authenticator { issuers, clock, verified: Mutex::new(Lru::new(capacity)), verifications: AtomicU64::new(0) }
+    }
+
+    /// Number of verified tokens currently cached (expired ones included until evicted).
+    pub fn cached_tokens(&self) -> usize {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// How many tokens went through full validation (cache misses), since start.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Lru<Verified>> {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A cached identity for `token` verified by issuer `index`, if still trustworthy: not
+    /// expired by the injected clock (nor the clock moved back before the verification),
+    /// and checked with the issuer's current, fresh key set.
+    fn cached(&self, key: &crate::cache::Key, index: usize, s: &IssuerState) -> Option<Identity> {
+        let now = self.clock.now().0;
+        let generation = s.jwks.fresh_generation();
+        let mut cache = self.cache();
+        let hit = cache.get(key)?;
+        if hit.issuer == index && Some(hit.generation) == generation && hit.verified_at_ms <= now && now < hit.expires_at_ms {
+            return Some(hit.identity.clone());
+        }
+        cache.remove(key);
+        None
     }
 
     /// Whether any token-bearing header or cookie is present (for the BI login redirect).
@@ -180,12 +240,13 @@ impl Authenticator {
             let candidates = self
                 .issuers
                 .iter()
-                .filter(|s| s.cfg.issuer.trim_end_matches('/') == iss.trim_end_matches('/'))
-                .filter(|s| token_from(headers, &s.cfg).as_deref() == Some(token.as_str()));
+                .enumerate()
+                .filter(|(_, s)| s.cfg.issuer.trim_end_matches('/') == iss.trim_end_matches('/'))
+                .filter(|(_, s)| token_from(headers, &s.cfg).as_deref() == Some(token.as_str()));
             let mut matched = false;
-            for s in candidates {
+            for (index, s) in candidates {
                 matched = true;
-                match self.validate(s, &token).await {
+                match self.validate(index, s, &token).await {
                     Ok(identity) => return Ok(identity),
                     Err(e) => {
                         first_error.get_or_insert(e);
@@ -200,13 +261,31 @@ impl Authenticator {
         Err(first_error.unwrap_or(AuthError::Missing))
     }
 
-    async fn validate(&self, s: &IssuerState, token: &str) -> Result<Identity, AuthError> {
+    async fn validate(&self, index: usize, s: &IssuerState, token: &str) -> Result<Identity, AuthError> {
+        let key = key_of(&[&(index as u64).to_le_bytes(), token.as_bytes()]);
+        if let Some(identity) = self.cached(&key, index, s) {
+            return Ok(identity);
+        }
+        let now_ms = self.clock.now().0;
+        let (identity, exp, generation) = self.verify_token(s, token, now_ms).await?;
+        let expires_at_ms = exp.saturating_mul(1000).min(now_ms.saturating_add(VERIFIED_TTL_MS));
+        if now_ms < expires_at_ms {
+            let entry = Verified { identity: identity.clone(), issuer: index, generation, verified_at_ms: now_ms, expires_at_ms };
+            self.cache().insert(key, entry);
+        }
+        Ok(identity)
+    }
+
+    /// Full validation: signature, algorithm, claims. Returns the identity, the token's
+    /// `exp` (seconds) and the JWKS generation of the key that verified it.
+    async fn verify_token(&self, s: &IssuerState, token: &str, now_ms: i64) -> Result<(Identity, i64, u64), AuthError> {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         if !s.algorithms.contains(&header.alg) {
             return Err(AuthError::Algorithm(format!("{:?} is not accepted for issuer {}", header.alg, s.cfg.name)));
         }
         let kid = header.kid.ok_or(AuthError::MissingKid)?;
-        let (key, key_alg) = s.jwks.key(&kid).await?;
+        let crate::identity::jwks::VersionedKey { key, alg: key_alg, generation } = s.jwks.key(&kid).await?;
         if let Some(key_alg) = key_alg
             && key_alg != format!("{:?}", header.alg) {
                 return Err(AuthError::Algorithm(format!("the key is for {key_alg}")));
@@ -215,9 +294,11 @@ impl Authenticator {
             issuer: &s.cfg.issuer,
             audiences: &s.cfg.audiences,
             leeway: s.cfg.leeway,
-            now: self.clock.now().as_secs(),
+            now: now_ms.div_euclid(1000),
         };
         let claims = jwt::verify(token, header.alg, &key, &expect)?;
+        // `verify` checked that `exp` is a number.
+        let exp = claims.get("exp").and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))).unwrap_or(i64::MIN);
         let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
         let subject = text("sub").unwrap_or_default();
         let email = text("email");
@@ -233,7 +314,7 @@ impl Authenticator {
             _ => Vec::new(),
         };
         let auth_method = if s.cfg.header.eq_ignore_ascii_case("cf-access-jwt-assertion") { "cf_access_jwt" } else { "oidc" };
-        Ok(Identity {
+        let identity = Identity {
             issuer: s.cfg.name.clone(),
             principal_type: if email.is_some() { PrincipalType::User } else { PrincipalType::Service },
             subject,
@@ -241,6 +322,7 @@ impl Authenticator {
             principal,
             groups,
             auth_method: auth_method.to_owned(),
-        })
+        };
+        Ok((identity, exp, generation))
     }
 }
