@@ -114,10 +114,11 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     d.query_fingerprint = query::fingerprint(&sql);
 
     let db = policy.default_database(&roles, database.as_deref());
-    let analysis = match guard::analyze(&sql, &db) {
-        Ok(a) => a,
+    let outcome = policy.check_sql(&roles, &db, &sql);
+    let (analysis, verdict) = match outcome.as_ref() {
+        Ok((a, v)) => (a, v),
         Err(rejection) => {
-            let status = if rejection == guard::Rejection::Empty { StatusCode::BAD_REQUEST } else { StatusCode::FORBIDDEN };
+            let status = if *rejection == guard::Rejection::Empty { StatusCode::BAD_REQUEST } else { StatusCode::FORBIDDEN };
             let code = if status == StatusCode::BAD_REQUEST { "bad_request" } else { "forbidden" };
             return deny(&shared, d, status, code, rejection.rule(), &rejection.to_string(), started);
         }
@@ -128,7 +129,6 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         (None, Some(f)) => format!("clickhouse:{f}()"),
         (None, None) => format!("clickhouse:{db}"),
     };
-    let verdict = policy.evaluate_sql(&roles, &analysis);
     let tables: Vec<String> = analysis.tables.iter().map(|t| t.to_string()).collect();
     d.reason = if tables.len() > 1 { format!("{} (tables: {})", verdict.reason, tables.join(", ")) } else { verdict.reason.clone() };
     if !verdict.allowed {

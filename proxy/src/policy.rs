@@ -6,11 +6,13 @@
 //! explicit denies, the first role (in role-mapping order) that allows everything decides,
 //! and its limits and ClickHouse credentials apply.
 
+use crate::cache::{Lru, key_of};
 use crate::config::{ConfigError, ProxyConfig, RoleMapping, Secret};
-use crate::guard::{Analysis, StatementKind, TableName};
+use crate::guard::{Analysis, Rejection, StatementKind, TableName};
 use crate::identity::Identity;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Limits of one role. ClickHouse enforces the first four as settings the client cannot
@@ -90,11 +92,48 @@ impl Verdict {
     }
 }
 
+/// What the guard and the policy said about one SQL text for one role set and database.
+pub type SqlOutcome = Result<(Analysis, Verdict), Rejection>;
+
+/// SQL outcomes cached per policy; beyond this the least recently used are dropped.
+pub const SQL_CACHE_CAPACITY: usize = 2048;
+/// Longer SQL texts are analysed every time (bounds the cache's memory).
+pub const SQL_CACHE_MAX_LEN: usize = 8 * 1024;
+
+/// Outcomes keyed by SHA-256 of (roles in order, database, SQL text): everything the guard
+/// ([`crate::guard::analyze`]: SQL, database) and [`Policy::evaluate_sql`] (roles, the
+/// analysis, this policy) depend on. It belongs to one compiled policy, so a reload, which
+/// compiles a new one, starts empty; a clone starts empty too.
+struct SqlCache(Mutex<Lru<Arc<SqlOutcome>>>);
+
+impl SqlCache {
+    fn new() -> Self {
+        SqlCache(Mutex::new(Lru::new(SQL_CACHE_CAPACITY)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Lru<Arc<SqlOutcome>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Clone for SqlCache {
+    fn clone(&self) -> Self {
+        SqlCache::new()
+    }
+}
+
+impl std::fmt::Debug for SqlCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlCache").field("entries", &self.lock().len()).finish()
+    }
+}
+
 /// All roles and mappings.
 #[derive(Debug, Clone)]
 pub struct Policy {
     roles: BTreeMap<String, RolePolicy>,
     mappings: Vec<RoleMapping>,
+    sql_cache: SqlCache,
 }
 
 /// Glob match with `*` (any run) and `?` (one character).
@@ -180,7 +219,7 @@ impl Policy {
                 },
             );
         }
-        Ok(Policy { roles, mappings: config.role_mappings.clone() })
+        Ok(Policy { roles, mappings: config.role_mappings.clone(), sql_cache: SqlCache::new() })
     }
 
     pub fn role(&self, name: &str) -> Option<&RolePolicy> {
@@ -215,6 +254,37 @@ impl Policy {
             .filter_map(|r| self.roles.get(r))
             .find_map(|r| r.default_database.clone())
             .unwrap_or_else(|| "default".to_owned())
+    }
+
+    /// Runs the guard on `sql` (unqualified names resolving against `database`) and, if it
+    /// accepts, decides it for `roles`; cached per (roles, database, SQL text) in this policy.
+    pub fn check_sql(&self, roles: &[String], database: &str, sql: &str) -> Arc<SqlOutcome> {
+        let compute = || {
+            let analysis = crate::guard::analyze(sql, database)?;
+            let verdict = self.evaluate_sql(roles, &analysis);
+            Ok((analysis, verdict))
+        };
+        if sql.len() > SQL_CACHE_MAX_LEN {
+            return Arc::new(compute());
+        }
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(roles.len() + 3);
+        let count = (roles.len() as u64).to_le_bytes();
+        parts.push(&count);
+        parts.extend(roles.iter().map(|r| r.as_bytes()));
+        parts.push(database.as_bytes());
+        parts.push(sql.as_bytes());
+        let key = key_of(&parts);
+        if let Some(hit) = self.sql_cache.lock().get(&key) {
+            return hit.clone();
+        }
+        let outcome = Arc::new(compute());
+        self.sql_cache.lock().insert(key, outcome.clone());
+        outcome
+    }
+
+    /// Entries in the SQL outcome cache.
+    pub fn cached_sql(&self) -> usize {
+        self.sql_cache.lock().len()
     }
 
     /// Decides a SQL request already analysed by the guard.
@@ -339,6 +409,73 @@ statements = ["select", "show"]
         let roles: Vec<String> = roles.iter().map(|s| s.to_string()).collect();
         let db = p.default_database(&roles, None);
         p.evaluate_sql(&roles, &analyze(sql, &db).unwrap())
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn cached_outcomes_match_uncached_ones_and_are_keyed_by_everything() {
+        let p = policy();
+        let cases: &[(&[&str], &str, &str)] = &[
+            (&["analyst"], "analytics", "SELECT * FROM events"),
+            (&["analyst"], "analytics", "SELECT * FROM salaries"),
+            (&["analyst"], "other", "SELECT * FROM salaries"),
+            (&["ops"], "analytics", "SELECT * FROM salaries"),
+            (&["ops", "analyst"], "analytics", "SELECT * FROM salaries"),
+            (&["analyst", "ops"], "system", "SELECT * FROM tables"),
+            (&["ops", "analyst"], "system", "SELECT * FROM tables"),
+            (&["analyst"], "analytics", "SELECT 1 SETTINGS max_rows_to_read = 0"),
+            (&["analyst"], "analytics", "INSERT INTO events VALUES (1)"),
+        ];
+        // Twice: the second round is served from the cache and must say the same.
+        for round in 0..2 {
+            for (roles, db, sql) in cases {
+                let roles = strings(roles);
+                let uncached = analyze(sql, db).map(|a| {
+                    let v = p.evaluate_sql(&roles, &a);
+                    (a, v)
+                });
+                assert_eq!(*p.check_sql(&roles, db, sql), uncached, "round {round}: {roles:?} {db} {sql}");
+            }
+        }
+        assert_eq!(p.cached_sql(), cases.len());
+        // The database and the role set change the key.
+        let a = p.check_sql(&strings(&["analyst"]), "analytics", "SELECT * FROM salaries");
+        let b = p.check_sql(&strings(&["analyst"]), "other", "SELECT * FROM salaries");
+        assert_eq!(a.as_ref().as_ref().unwrap().1.rule, "roles.analyst.deny[0]");
+        assert_eq!(b.as_ref().as_ref().unwrap().1.rule, "roles.analyst.allow");
+        let c = p.check_sql(&strings(&["ops"]), "analytics", "SELECT * FROM salaries");
+        assert!(c.as_ref().as_ref().unwrap().1.allowed);
+    }
+
+    #[test]
+    fn sql_cache_is_bounded_and_skips_long_texts() {
+        let p = policy();
+        let roles = strings(&["analyst"]);
+        for i in 0..SQL_CACHE_CAPACITY + 10 {
+            let _ = p.check_sql(&roles, "analytics", &format!("SELECT {i}"));
+        }
+        assert_eq!(p.cached_sql(), SQL_CACHE_CAPACITY);
+        let long = format!("SELECT 1 {}", " ".repeat(SQL_CACHE_MAX_LEN));
+        let fresh = policy();
+        assert!(fresh.check_sql(&roles, "analytics", &long).is_ok());
+        assert_eq!(fresh.cached_sql(), 0);
+    }
+
+    #[test]
+    fn a_recompiled_or_cloned_policy_starts_with_an_empty_cache() {
+        let p = policy();
+        let roles = strings(&["analyst"]);
+        assert!(p.check_sql(&roles, "analytics", "SELECT * FROM events").as_ref().as_ref().unwrap().1.allowed);
+        assert_eq!(p.cached_sql(), 1);
+        assert_eq!(p.clone().cached_sql(), 0);
+        // A reload that denies the table: the new policy decides afresh.
+        let c = ProxyConfig::parse("[roles.analyst]\nallow = [\"analytics.*\"]\ndeny = [\"analytics.events\"]\n").unwrap();
+        let reloaded = Policy::compile(&c).unwrap();
+        assert_eq!(reloaded.cached_sql(), 0);
+        assert!(!reloaded.check_sql(&roles, "analytics", "SELECT * FROM events").as_ref().as_ref().unwrap().1.allowed);
     }
 
     #[test]

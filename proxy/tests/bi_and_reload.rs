@@ -98,9 +98,12 @@ async fn policy_reloads_and_a_bad_config_keeps_the_running_policy() {
     let t = token("ana@example.com", &["analysts"]);
     let q = |sql: &str| http::Request::post("/").header("authorization", format!("Bearer {t}")).body(axum::body::Body::from(sql.to_owned())).unwrap();
     assert_eq!(call(&shared, q("SELECT * FROM analytics.events")).await.0, 200);
-    // The analyst loses analytics.events.
+    assert_eq!(call(&shared, q("SELECT * FROM analytics.events")).await.0, 200);
+    assert_eq!(shared.policy().cached_sql(), 1, "the second request reuses the cached verdict");
+    // The analyst loses analytics.events; the reload must not reuse the cached allow.
     let tightened = text.replace("deny = [\"analytics.salaries\"]", "deny = [\"analytics.salaries\", \"analytics.events\"]");
     shared.reload(&ProxyConfig::parse(&tightened).unwrap()).unwrap();
+    assert_eq!(shared.policy().cached_sql(), 0);
     let (s, _, body) = call(&shared, q("SELECT * FROM analytics.events")).await;
     assert_eq!(s, 403, "{body}");
     // An invalid config is refused with the key named and the running policy stays.
