@@ -21,8 +21,10 @@ pub struct StoreConfig {
     pub profile: Option<SchemaProfile>,
     /// Modern profile only: drop decisions, raw records and dead letters older than this many days.
     pub retention_days: Option<u32>,
-    /// LZ4-compress inserts (ClickHouse's native block compression).
-    pub compression: bool,
+    /// Compression of inserts: `lz4` (ClickHouse's native block compression), `none`, or
+    /// `auto` (the default): LZ4 unless the server is on a loopback address, where
+    /// compressing costs CPU on both ends and saves nothing.
+    pub compression: InsertCompression,
     /// Rows per `INSERT` statement.
     pub insert_chunk_rows: usize,
     /// Bound on a single request (query or insert).
@@ -44,7 +46,7 @@ impl Default for StoreConfig {
             cluster: None,
             profile: None,
             retention_days: None,
-            compression: true,
+            compression: InsertCompression::Auto,
             insert_chunk_rows: 50_000,
             request_timeout: Duration::from_secs(300),
             mutation_timeout: Duration::from_secs(300),
@@ -77,6 +79,43 @@ impl fmt::Debug for StoreConfig {
             .field("retry", &self.retry)
             .finish()
     }
+}
+
+/// How inserts are compressed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InsertCompression {
+    #[default]
+    Auto,
+    Lz4,
+    None,
+}
+
+impl InsertCompression {
+    /// Whether inserts to `url` are LZ4-compressed.
+    pub fn lz4_for(self, url: &str) -> bool {
+        match self {
+            InsertCompression::Lz4 => true,
+            InsertCompression::None => false,
+            InsertCompression::Auto => !is_loopback(url),
+        }
+    }
+}
+
+/// Whether an `http(s)://host[:port]/…` URL names this machine.
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Exponential backoff with jitter for retryable errors.
@@ -149,6 +188,21 @@ mod tests {
             ..StoreConfig::default()
         };
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn auto_compression_skips_loopback() {
+        let auto = InsertCompression::Auto;
+        assert!(!auto.lz4_for("http://127.0.0.1:8123"));
+        assert!(!auto.lz4_for("http://localhost:8123/"));
+        assert!(!auto.lz4_for("http://[::1]:8123"));
+        assert!(!auto.lz4_for("http://user:pw@127.0.0.2:8123"));
+        assert!(auto.lz4_for("http://clickhouse.internal:8123"));
+        assert!(auto.lz4_for("https://10.0.0.5:8443"));
+        assert!(InsertCompression::Lz4.lz4_for("http://127.0.0.1:8123"));
+        assert!(!InsertCompression::None.lz4_for("http://ch:8123"));
+        let c: StoreConfig = toml::from_str("compression = \"lz4\"").unwrap();
+        assert_eq!(c.compression, InsertCompression::Lz4);
     }
 
     #[test]

@@ -25,6 +25,7 @@
 
 pub mod config;
 pub mod error;
+mod frames;
 pub mod managed;
 mod migrate;
 pub mod profile;
@@ -36,7 +37,7 @@ mod store;
 pub mod testing;
 mod writer;
 
-pub use config::{RetryPolicy, StoreConfig};
+pub use config::{InsertCompression, RetryPolicy, StoreConfig};
 pub use error::{FailureKind, StoreError};
 pub use migrate::MigrationReport;
 pub use profile::{SchemaProfile, ServerVersion};

@@ -277,3 +277,42 @@ mod tests {
         assert_eq!(&m.take()[..], &1_740_990_713_712i64.to_le_bytes());
     }
 }
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    #[test]
+    #[ignore = "micro-benchmark"]
+    fn encode_speed() {
+        let line = "x".repeat(1400);
+        let mut d = AccessDecision::new(
+            "0123456789abcdef0123456789abcdef".into(),
+            UnixMillis(1),
+            "http_requests",
+            gatelog_model::Source::Logpush,
+        );
+        d.principal = "user1@example.com".into();
+        d.user_agent = "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0".into();
+        d.resource = "https://bi.example.com/dashboards/1/panel/2".into();
+        d.roles = vec!["analyst".into()];
+        let r = RawRecord::new(
+            "0123456789abcdef0123456789abcdef".into(),
+            "http_requests",
+            UnixMillis(1),
+            UnixMillis(1),
+            &line,
+        );
+        let t = std::time::Instant::now();
+        let mut total = 0;
+        let mut e = RowEncoder::new(SchemaProfile::Legacy, 1 << 20);
+        for _ in 0..1_000_000 {
+            e.decision(&d, "batch");
+            e.raw_record(&r, "batch");
+            if e.len() >= 512 * 1024 {
+                total += e.take().len();
+            }
+        }
+        println!("encoded {} MB in {:?}", total / 1_000_000, t.elapsed());
+    }
+}

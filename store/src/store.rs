@@ -70,7 +70,7 @@ pub struct Uniqueness {
 }
 
 pub(crate) fn client_for(config: &StoreConfig) -> clickhouse::Client {
-    let compression = if config.compression {
+    let compression = if config.compression.lz4_for(&config.url) {
         clickhouse::Compression::Lz4
     } else {
         clickhouse::Compression::None

@@ -1,5 +1,6 @@
 //! `write_batch`: one batch, stored exactly once, with the `ingest_batches` marker written last.
 
+use crate::frames::{FRAME_BYTES, FrameSender};
 use crate::profile::SchemaProfile;
 use crate::rowbinary::{BatchRow, RowEncoder};
 use crate::sql::{Lit, render, storage_table};
@@ -8,9 +9,6 @@ use crate::{Store, StoreError};
 use bytes::Bytes;
 use gatelog_model::{AccessDecision, DeadLetter, RawRecord, UnixMillis};
 use std::time::{Duration, Instant};
-
-/// Uncompressed bytes per frame sent within one `INSERT` (each frame is LZ4-compressed alone).
-const FRAME_BYTES: usize = 1 << 20;
 
 /// One batch as the spool hands it over: everything gatelog keeps from one Logpush upload,
 /// Tail post or backfill file. A `batch_id` names one immutable content: the same id is
@@ -61,6 +59,18 @@ impl Drop for Claim<'_> {
         if let Ok(mut set) = self.inner.in_flight.lock() {
             set.remove(&self.batch_id);
         }
+    }
+}
+
+static EMPTY_DECISION: std::sync::LazyLock<AccessDecision> =
+    std::sync::LazyLock::new(AccessDecision::default);
+
+impl WriteBatch {
+    /// The dataset of the raw records (they carry their own; the batch's otherwise).
+    fn dataset_of_raw(&self) -> String {
+        self.raw
+            .first()
+            .map_or_else(|| self.dataset.clone(), |r| r.dataset.clone())
     }
 }
 
@@ -201,6 +211,9 @@ impl Store {
                 (Some((lo, hi)), SchemaProfile::Modern) => (lo.0, hi.0),
             }
         };
+        if !self.probe_partial(batch).await? {
+            return Ok(0);
+        }
         let (d_lo, d_hi) = bounds(decision_range);
         let (r_lo, r_hi) = bounds(raw_range);
         let id = Lit::Str(&batch.batch_id);
@@ -239,6 +252,52 @@ impl Store {
             }
         }
         Ok(total)
+    }
+
+    /// Whether the first or last row of any table of `batch` is already stored under its id:
+    /// primary-key lookups, so the common case (a new batch) costs next to nothing.
+    async fn probe_partial(&self, batch: &WriteBatch) -> Result<bool, StoreError> {
+        let id = batch.batch_id.as_str();
+        let at = |t: UnixMillis| match self.profile() {
+            SchemaProfile::Legacy => t.as_secs(),
+            SchemaProfile::Modern => t.0,
+        };
+        // A table without rows in this batch gets an empty batch id, which matches nothing.
+        let (d_id, first, last) = match (batch.decisions.first(), batch.decisions.last()) {
+            (Some(f), Some(l)) => (id, f, l),
+            _ => ("", &*EMPTY_DECISION, &*EMPTY_DECISION),
+        };
+        let (r_id, r_first, r_last) = match (batch.raw.first(), batch.raw.last()) {
+            (Some(f), Some(l)) => (id, f.sha256.as_str(), l.sha256.as_str()),
+            _ => ("", "", ""),
+        };
+        let dl_id = if batch.dead_letters.is_empty() {
+            ""
+        } else {
+            id
+        };
+        let sql = render(
+            &self.inner.queries.partial_probe,
+            &[
+                Lit::Str(d_id),
+                Lit::Str(&first.tenant),
+                Lit::I64(at(first.time)),
+                Lit::Str(&first.event_id),
+                Lit::Str(&last.tenant),
+                Lit::I64(at(last.time)),
+                Lit::Str(&last.event_id),
+                Lit::Str(r_id),
+                Lit::Str(&batch.dataset_of_raw()),
+                Lit::Str(r_first),
+                Lit::Str(r_last),
+                Lit::Str(dl_id),
+                Lit::Str(&batch.dataset),
+            ],
+        );
+        let (d, r, dl): (u64, u64, u64) = self
+            .fetch_one("SELECT", &self.qualified("decisions"), &sql)
+            .await?;
+        Ok(d + r + dl > 0)
     }
 
     async fn delete_and_wait(
@@ -292,23 +351,30 @@ impl Store {
         let qualified = self.qualified(table);
         let timeout = Some(self.inner.config.request_timeout);
         for chunk in rows.chunks(self.inner.config.insert_chunk_rows) {
-            let err = |e| StoreError::from_clickhouse("INSERT", &qualified, e);
-            let mut insert = self
+            let insert = self
                 .inner
                 .client
                 .insert_formatted_with(sql.to_owned())
                 .with_timeouts(timeout, timeout);
+            let mut frames = FrameSender::new(
+                insert,
+                self.inner
+                    .config
+                    .compression
+                    .lz4_for(&self.inner.config.url),
+                &qualified,
+            );
             let mut enc = RowEncoder::new(self.profile(), FRAME_BYTES + FRAME_BYTES / 4);
             for row in chunk {
                 encode(&mut enc, row, batch_id);
                 if enc.len() >= FRAME_BYTES {
-                    insert.send(enc.take()).await.map_err(err)?;
+                    frames.push(enc.take()).await?;
                 }
             }
             if enc.len() > 0 {
-                insert.send(enc.take()).await.map_err(err)?;
+                frames.push(enc.take()).await?;
             }
-            insert.end().await.map_err(err)?;
+            frames.finish().await?;
         }
         if !rows.is_empty() {
             tracing::debug!(table = %qualified, rows = rows.len(), batch_id, "rows inserted");

@@ -236,6 +236,19 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
         SchemaProfile::Modern => (EXAMPLE_MS, EXAMPLE_MS),
     };
     let b = Lit::Str(EXAMPLE_BATCH);
+    let t = Lit::I64(lo);
+    let (tenant, event, ds) = (
+        Lit::Str("default"),
+        Lit::Str("example"),
+        Lit::Str(EXAMPLE_DATASET),
+    );
+    out.push(templated(
+        "query.partial_batch_probe",
+        &q.partial_probe,
+        &[
+            b, tenant, t, event, tenant, t, event, b, ds, event, event, b, ds,
+        ],
+    ));
     out.push(templated(
         "query.partial_batch_rows",
         &q.partial_rows,
@@ -352,8 +365,11 @@ mod tests {
             assert!(chunk.starts_with("-- "), "{chunk}");
         }
         assert!(dump.contains("--   INSERT INTO gl.decisions (event_id, time, received_at"));
+        let executable: Vec<&str> = dump.lines().filter(|l| !l.starts_with("--")).collect();
         assert!(
-            !dump.contains(" = ?"),
+            !executable
+                .iter()
+                .any(|l| l.contains(" = ?") || l.contains("(?")),
             "placeholders must be filled in exec variants"
         );
     }

@@ -75,7 +75,12 @@ pub(crate) struct Queries {
     pub insert_migration: String,
     pub table_engine: String,
     pub existing_batches: String,
-    /// Params: batch_id, min, max (decisions), batch_id, min, max (raw_records), batch_id, dataset.
+    /// Cheap primary-key probe for rows of an interrupted attempt: the first and last row of
+    /// each table (inserts go in order, each chunk atomically). Params: batch_id, then
+    /// (tenant, time, event_id) twice; batch_id, dataset, sha256 twice; batch_id, dataset.
+    pub partial_probe: String,
+    /// Exact counts, run only when the probe found something. Params: batch_id, min, max
+    /// (decisions), batch_id, min, max (raw_records), batch_id, dataset.
     pub partial_rows: String,
     /// (table, `ALTER TABLE … DELETE WHERE batch_id = ?`) for the three data tables.
     pub delete_batch: Vec<(&'static str, String)>,
@@ -96,6 +101,14 @@ fn insert_sql(db: &str, def: &TableDef, profile: SchemaProfile) -> String {
         def.name,
         def.insert_columns(profile).join(", ")
     )
+}
+
+/// `time = <instant>` in the profile's type (legacy: epoch seconds; modern: epoch milliseconds).
+pub(crate) fn time_equals(profile: SchemaProfile) -> &'static str {
+    match profile {
+        SchemaProfile::Legacy => "time = toDateTime(?, 'UTC')",
+        SchemaProfile::Modern => "time = fromUnixTimestamp64Milli(toInt64(?), 'UTC')",
+    }
 }
 
 /// The time-range condition used to prune partitions when looking for a batch's rows.
@@ -130,6 +143,12 @@ impl Queries {
             ),
             table_engine: "SELECT engine_full FROM system.tables WHERE database = ? AND name = ?".to_owned(),
             existing_batches: format!("SELECT DISTINCT batch_id FROM {db}.ingest_batches WHERE batch_id IN ?"),
+            partial_probe: format!(
+                "SELECT\n    (SELECT count() FROM {db}.decisions WHERE batch_id = ? AND ((tenant = ? AND {at} AND event_id = ?) OR (tenant = ? AND {at} AND event_id = ?))),\n    \
+                 (SELECT count() FROM {db}.raw_records WHERE batch_id = ? AND dataset = ? AND sha256 IN (?, ?)),\n    \
+                 (SELECT count() FROM {db}.dead_letters WHERE batch_id = ? AND dataset = ?)",
+                at = time_equals(profile)
+            ),
             partial_rows: format!(
                 "SELECT\n    (SELECT count() FROM {db}.decisions WHERE batch_id = ? AND {between}),\n    \
                  (SELECT count() FROM {db}.raw_records WHERE batch_id = ? AND {between}),\n    \
