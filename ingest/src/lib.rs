@@ -13,10 +13,14 @@
 //!   line), `fields` (forgiving borrowed field types) and `support`.
 //! - [`decode`]: gzip sniffing, capped (multi-member) decompression and the line splitter.
 //! - [`body`]: [`map_body`] / [`map_reader`], a whole body or file through decode and map.
+//! - [`http`]: the receiver of `gatelog serve` ([`http::router`]): Logpush, Tail and proxy
+//!   decisions over HTTP, authenticated, size-capped, mapped and appended to the spool
+//!   before the 2xx; health, readiness and Prometheus metrics.
 
 pub mod body;
 pub mod dataset;
 pub mod decode;
+pub mod http;
 pub mod map;
 
 pub use body::{BodyContext, BodyOutcome, Limits, map_body, map_reader, map_split_line};

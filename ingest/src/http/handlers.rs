@@ -1,0 +1,255 @@
+//! The route handlers: auth, backpressure, body limits, mapping off the runtime, the spool
+//! append, and the answer (see the module docs of [`super`] for every status).
+
+use super::error::ApiError;
+use super::metrics::Route;
+use super::process::{Mapper, Plan, PrepareError, Prepared, prepare};
+use super::ReceiverState;
+use crate::decode::DecodeError;
+use crate::{Dataset, Limits};
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use gatelog_model::Source;
+use gatelog_spool::SpoolError;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Serialize;
+
+/// Plain bodies up to this size are mapped inline; larger or gzip ones on the blocking pool.
+const INLINE_MAX: usize = 64 * 1024;
+
+/// The 2xx answer (and the counts of a 400 for a batch of dead letters only).
+#[derive(Debug, Serialize)]
+struct Accepted {
+    /// `null` when nothing was spooled (the validation probe).
+    batch_id: Option<String>,
+    spool_seq: Option<u64>,
+    lines: u64,
+    decisions: usize,
+    raw_records: usize,
+    dead_letters: usize,
+    probes: u64,
+}
+
+pub(crate) async fn logpush(
+    State(state): State<ReceiverState>,
+    Path(dataset): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let result = match Dataset::parse(&dataset).filter(|d| d.is_logpush()) {
+        _ if !state.inner.auth.allows(&headers) => Err(ApiError::unauthorized()),
+        Some(d) => {
+            let origin = format!("logpush/{}", d.as_str());
+            ingest(&state, Route::Logpush, Mapper::Dataset(d, Source::Logpush), &origin, &headers, body).await
+        }
+        None => {
+            let known: Vec<&str> = Dataset::ALL.iter().filter(|d| d.is_logpush()).map(|d| d.as_str()).collect();
+            let shown: String = dataset.chars().take(64).collect();
+            Err(ApiError::not_found(format!("unknown dataset {shown:?}; known datasets: {}", known.join(", "))))
+        }
+    };
+    finish(&state, result)
+}
+
+pub(crate) async fn tail(State(state): State<ReceiverState>, headers: HeaderMap, body: Body) -> Response {
+    let result = match state.inner.auth.allows(&headers) {
+        false => Err(ApiError::unauthorized()),
+        true => ingest(&state, Route::Tail, Mapper::Dataset(Dataset::Tail, Source::Tail), "tail", &headers, body).await,
+    };
+    finish(&state, result)
+}
+
+pub(crate) async fn decisions(State(state): State<ReceiverState>, headers: HeaderMap, body: Body) -> Response {
+    let result = match state.inner.auth.allows(&headers) {
+        false => Err(ApiError::unauthorized()),
+        true => ingest(&state, Route::Decisions, Mapper::Decisions, "decisions", &headers, body).await,
+    };
+    finish(&state, result)
+}
+
+pub(crate) async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub(crate) async fn readyz(State(state): State<ReceiverState>) -> Response {
+    match state.not_ready_reason() {
+        None => (StatusCode::OK, "ready").into_response(),
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}")).into_response(),
+    }
+}
+
+pub(crate) async fn metrics(State(state): State<ReceiverState>) -> Response {
+    let text = state.metrics().render(state.spool());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+/// Counts and logs an error answer once; passes a success through.
+fn finish(state: &ReceiverState, result: Result<Response, ApiError>) -> Response {
+    match result {
+        Ok(response) => response,
+        Err(error) => {
+            state.metrics().rejected(error.code);
+            let internal = error.internal.as_deref().unwrap_or("");
+            if error.status.is_server_error() || error.status == StatusCode::TOO_MANY_REQUESTS {
+                tracing::warn!(status = error.status.as_u16(), code = error.code.as_str(), message = %error.message, internal, "receiver: request refused");
+            } else {
+                tracing::debug!(status = error.status.as_u16(), code = error.code.as_str(), message = %error.message, internal, "receiver: request refused");
+            }
+            error.into_response()
+        }
+    }
+}
+
+async fn ingest(
+    state: &ReceiverState,
+    route: Route,
+    mapper: Mapper,
+    origin: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let config = state.config();
+    let retry_after = config.retry_after_secs();
+    if let Some(reason) = state.lag_reason() {
+        return Err(ApiError::lagging(retry_after, reason));
+    }
+    let body = read_body(headers, body, config.max_body_bytes.as_u64()).await?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request("body is empty"));
+    }
+    let limits = Limits {
+        max_decompressed: config.max_decompressed_bytes.as_u64(),
+        max_line: usize::try_from(config.max_line_bytes.as_u64()).unwrap_or(usize::MAX),
+    };
+    let reject_whole = config.reject_whole_batch;
+    let received_at = state.inner.clock.now();
+    let prepared = if body.len() <= INLINE_MAX && !crate::is_gzip(&body) {
+        prepare(&body, mapper, received_at, origin, limits, reject_whole)
+    } else {
+        let origin = origin.to_owned();
+        let body = body.clone();
+        tokio::task::spawn_blocking(move || prepare(&body, mapper, received_at, &origin, limits, reject_whole))
+            .await
+            .map_err(|e| ApiError::unavailable(retry_after, "the batch could not be processed", format!("mapping task failed: {e}")))?
+    };
+    let Prepared { batch, plan } = prepared.map_err(|e| prepare_error(e, body.len(), retry_after))?;
+    let dataset = match mapper {
+        Mapper::Dataset(d, _) => Some(d),
+        Mapper::Decisions => None,
+    };
+    state.metrics().received(route, dataset, batch.lines);
+    let mut answer = Accepted {
+        batch_id: None,
+        spool_seq: None,
+        lines: batch.lines,
+        decisions: batch.decisions.len(),
+        raw_records: batch.raw.len(),
+        dead_letters: batch.dead_letters.len(),
+        probes: batch.probes,
+    };
+    let (encoded, first_error) = match plan {
+        Plan::ProbeOnly => {
+            tracing::info!(origin, probes = batch.probes, "receiver: validation probe answered, nothing stored");
+            return Ok((StatusCode::OK, Json(answer)).into_response());
+        }
+        Plan::NoRecords => return Err(ApiError::bad_request("body has no records (only blank lines)")),
+        Plan::Reject { first_error } => {
+            return Err(ApiError::bad_request(first_error).with_internal(format!(
+                "reject_whole_batch: {} of {} lines bad, nothing stored",
+                batch.dead_letters.len(),
+                batch.lines
+            )));
+        }
+        Plan::Spool { encoded, first_error } => (encoded, first_error),
+    };
+    let seq = state.spool().append(encoded).await.map_err(|e| spool_error(state, e, retry_after))?;
+    state.spool_succeeded();
+    state.metrics().spooled(dataset, batch.dead_letters.len() as u64);
+    tracing::debug!(origin, batch_id = %batch.batch_id, seq, lines = batch.lines, decisions = answer.decisions,
+        dead_letters = answer.dead_letters, "receiver: batch spooled");
+    answer.batch_id = Some(batch.batch_id);
+    answer.spool_seq = Some(seq);
+    match first_error {
+        None => Ok((StatusCode::OK, Json(answer)).into_response()),
+        Some(first_error) => {
+            let mut extra = serde_json::Map::new();
+            extra.insert("batch_id".into(), answer.batch_id.into());
+            extra.insert("spool_seq".into(), seq.into());
+            extra.insert("dead_letters".into(), answer.dead_letters.into());
+            Err(ApiError::bad_request(first_error)
+                .with_internal("no usable line; the dead letters were stored")
+                .with_extra(extra))
+        }
+    }
+}
+
+/// Reads the body, refusing more than `limit` bytes (by `Content-Length` up front, or as it
+/// arrives).
+async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::too_large(format!("body is larger than the limit of {limit} bytes"));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(ApiError::bad_request("the request body could not be read").with_internal(e.to_string())),
+    }
+}
+
+fn prepare_error(error: PrepareError, body_len: usize, retry_after: u64) -> ApiError {
+    match error {
+        PrepareError::Decode(DecodeError::TooLarge { limit }) => {
+            ApiError::too_large(format!("body is larger than the limit of {limit} bytes once decompressed"))
+        }
+        PrepareError::Decode(DecodeError::Corrupt { offset, detail }) => {
+            let message = match offset {
+                Some(at) if at >= body_len as u64 => format!("gzip stream is truncated at byte {body_len}"),
+                Some(at) => format!("gzip stream is corrupt at byte {at}: {detail}"),
+                None => format!("gzip stream is corrupt: {detail}"),
+            };
+            ApiError::bad_request(message)
+        }
+        PrepareError::Decode(DecodeError::Io(e)) => {
+            ApiError::bad_request("the request body could not be decoded").with_internal(e.to_string())
+        }
+        PrepareError::Encode(detail) => {
+            ApiError::unavailable(retry_after, "the batch could not be stored", detail)
+        }
+    }
+}
+
+fn spool_error(state: &ReceiverState, error: SpoolError, retry_after: u64) -> ApiError {
+    let internal = error.to_string();
+    match error {
+        SpoolError::Full { .. } => {
+            state.spool_failed("spool is full");
+            ApiError::spool_full(retry_after).with_internal(internal)
+        }
+        SpoolError::RecordTooLarge { max, .. } => ApiError::too_large(format!(
+            "the mapped batch is larger than the spool's record limit of {max} bytes; send smaller batches"
+        ))
+        .with_internal(internal),
+        SpoolError::NoSpace { .. } => {
+            state.spool_failed("spool disk is full");
+            ApiError::unavailable(retry_after, "storage is temporarily unavailable", internal)
+        }
+        SpoolError::Closed => {
+            state.spool_failed("spool is closed");
+            ApiError::unavailable(retry_after, "the receiver is shutting down", internal)
+        }
+        _ => {
+            state.spool_failed("spool I/O error");
+            ApiError::unavailable(retry_after, "storage is temporarily unavailable", internal)
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! [`MetricsRegistry`]: the receiver's counters and the Prometheus text exposition of
+//! `GET /metrics`.
+//!
+//! Every label comes from a closed set, so a client cannot grow the series count: `route`
+//! from [`Route`], `dataset` from [`Dataset::ALL`] plus `proxy`, `code` from
+//! [`ErrorCode::ALL`], and `sink` from the spool's registered consumers (configured by the
+//! binary). Counters are plain atomics. The spool's gauges and fsync histogram are read at
+//! scrape time. Other parts of the binary (the sinks) add their own families through
+//! [`MetricsRegistry::register_collector`].
+
+use super::error::ErrorCode;
+use crate::Dataset;
+use gatelog_spool::Spool;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+/// An ingest route, the label of `gatelog_received_batches_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Logpush,
+    Tail,
+    Decisions,
+}
+
+impl Route {
+    pub const ALL: [Route; 3] = [Route::Logpush, Route::Tail, Route::Decisions];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Logpush => "logpush",
+            Route::Tail => "tail",
+            Route::Decisions => "decisions",
+        }
+    }
+}
+
+/// The `dataset` label of proxy decisions.
+pub const PROXY_DATASET: &str = "proxy";
+
+const STREAMS: usize = Dataset::ALL.len() + 1;
+
+fn stream_name(i: usize) -> &'static str {
+    Dataset::ALL.get(i).map_or(PROXY_DATASET, |d| d.as_str())
+}
+
+/// The `dataset` label slot of a stream: a [`Dataset`], or `None` for proxy decisions.
+fn stream_index(dataset: Option<Dataset>) -> usize {
+    dataset.and_then(|d| Dataset::ALL.iter().position(|x| *x == d)).unwrap_or(STREAMS - 1)
+}
+
+/// Writes Prometheus text exposition (format 0.0.4).
+#[derive(Debug, Default)]
+pub struct TextWriter {
+    out: String,
+}
+
+impl TextWriter {
+    /// `# HELP` and `# TYPE` lines of a family (`kind`: counter, gauge, histogram).
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.out, "# HELP {name} {}", help.replace('\\', "\\\\").replace('\n', "\\n"));
+        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    }
+
+    /// One sample; label values are escaped.
+    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.out.push_str(name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let escaped = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                let _ = write!(self.out, "{k}=\"{escaped}\"");
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+    }
+
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// A source of extra metric families (e.g. the ClickHouse and tantivy sinks).
+pub trait MetricsCollector: Send + Sync + std::fmt::Debug {
+    /// Appends complete families (with `family` headers) to the exposition.
+    fn collect(&self, out: &mut TextWriter);
+}
+
+fn counters<const N: usize>() -> [AtomicU64; N] {
+    std::array::from_fn(|_| AtomicU64::new(0))
+}
+
+/// The receiver's counters plus registered collectors.
+#[derive(Debug)]
+pub struct MetricsRegistry {
+    received_batches: [AtomicU64; 3],
+    received_lines: [AtomicU64; STREAMS],
+    spooled_batches: [AtomicU64; STREAMS],
+    dead_letters: [AtomicU64; STREAMS],
+    rejected: [AtomicU64; ErrorCode::ALL.len()],
+    collectors: RwLock<Vec<Arc<dyn MetricsCollector>>>,
+}
+
+impl Default for MetricsRegistry {
+    fn default() -> Self {
+        MetricsRegistry {
+            received_batches: counters(),
+            received_lines: counters(),
+            spooled_batches: counters(),
+            dead_letters: counters(),
+            rejected: counters(),
+            collectors: RwLock::new(Vec::new()),
+        }
+    }
+}
+
+impl MetricsRegistry {
+    /// Adds a collector whose families are appended to every scrape.
+    pub fn register_collector(&self, collector: Arc<dyn MetricsCollector>) {
+        self.collectors.write().unwrap_or_else(PoisonError::into_inner).push(collector);
+    }
+
+    pub(crate) fn received(&self, route: Route, dataset: Option<Dataset>, lines: u64) {
+        self.received_batches[route as usize].fetch_add(1, Ordering::Relaxed);
+        self.received_lines[stream_index(dataset)].fetch_add(lines, Ordering::Relaxed);
+    }
+
+    pub(crate) fn spooled(&self, dataset: Option<Dataset>, dead_letters: u64) {
+        let i = stream_index(dataset);
+        self.spooled_batches[i].fetch_add(1, Ordering::Relaxed);
+        self.dead_letters[i].fetch_add(dead_letters, Ordering::Relaxed);
+    }
+
+    pub(crate) fn rejected(&self, code: ErrorCode) {
+        self.rejected[code.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests answered with `code` so far.
+    pub fn rejected_count(&self, code: ErrorCode) -> u64 {
+        self.rejected[code.index()].load(Ordering::Relaxed)
+    }
+
+    /// The whole exposition: the receiver's counters, the spool's gauges and fsync
+    /// histogram, then every registered collector.
+    pub fn render(&self, spool: &Spool) -> String {
+        let mut w = TextWriter::default();
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+
+        w.family("gatelog_received_batches_total", "counter", "Authenticated ingest requests whose body was read, by route.");
+        for r in Route::ALL {
+            w.sample("gatelog_received_batches_total", &[("route", r.as_str())], get(&self.received_batches[r as usize]));
+        }
+        let per_stream = [
+            ("gatelog_received_lines_total", "Lines received (every kind: mapped, dead, probe, blank), by dataset.", &self.received_lines),
+            ("gatelog_spooled_batches_total", "Batches made durable in the spool, by dataset.", &self.spooled_batches),
+            ("gatelog_dead_letters_total", "Dead letters made durable in the spool, by dataset.", &self.dead_letters),
+        ];
+        for (name, help, values) in per_stream {
+            w.family(name, "counter", help);
+            for (i, v) in values.iter().enumerate() {
+                w.sample(name, &[("dataset", stream_name(i))], get(v));
+            }
+        }
+        w.family("gatelog_rejected_requests_total", "counter", "Requests answered with an error, by error code.");
+        for c in ErrorCode::ALL {
+            w.sample("gatelog_rejected_requests_total", &[("code", c.as_str())], get(&self.rejected[c.index()]));
+        }
+
+        let stats = spool.stats();
+        w.family("gatelog_spool_bytes", "gauge", "Bytes of all spool segments on disk.");
+        w.sample("gatelog_spool_bytes", &[], stats.bytes_on_disk);
+        w.family("gatelog_spool_segments", "gauge", "Spool segment files on disk.");
+        w.sample("gatelog_spool_segments", &[], stats.segments);
+        w.family("gatelog_spool_last_seq", "gauge", "Sequence number of the last durable spool record.");
+        w.sample("gatelog_spool_last_seq", &[], stats.last_seq);
+        w.family("gatelog_sink_lag_records", "gauge", "Spool records written after each sink's committed position.");
+        for c in &stats.consumers {
+            w.sample("gatelog_sink_lag_records", &[("sink", &c.name)], c.lag);
+        }
+
+        let m = spool.metrics();
+        let spool_counters = [
+            ("gatelog_spool_appends_total", "Records made durable in the spool.", m.appends),
+            ("gatelog_spool_append_bytes_total", "Payload bytes made durable in the spool.", m.append_bytes),
+            ("gatelog_spool_append_errors_total", "Spool appends that failed (I/O, disk full).", m.append_errors),
+            ("gatelog_spool_full_rejections_total", "Spool appends refused because the spool was full.", m.full_rejections),
+            ("gatelog_spool_group_commits_total", "Spool group commits.", m.group_commits),
+        ];
+        for (name, help, value) in spool_counters {
+            w.family(name, "counter", help);
+            w.sample(name, &[], value);
+        }
+        let h = &m.fsync_latency;
+        let name = "gatelog_spool_fsync_seconds";
+        w.family(name, "histogram", "Latency of spool data fsyncs.");
+        let mut cumulative = 0u64;
+        for (i, count) in h.counts.iter().enumerate() {
+            cumulative += count;
+            let le = h.bounds_secs.get(i).map_or_else(|| "+Inf".to_owned(), |b| b.to_string());
+            w.sample("gatelog_spool_fsync_seconds_bucket", &[("le", &le)], cumulative);
+        }
+        w.sample("gatelog_spool_fsync_seconds_sum", &[], h.sum_secs);
+        w.sample("gatelog_spool_fsync_seconds_count", &[], h.count);
+
+        for collector in self.collectors.read().unwrap_or_else(PoisonError::into_inner).iter() {
+            collector.collect(&mut w);
+        }
+        w.finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_labels_cover_every_dataset_and_proxy() {
+        for (i, d) in Dataset::ALL.iter().enumerate() {
+            assert_eq!(stream_index(Some(*d)), i);
+            assert_eq!(stream_name(i), d.as_str());
+        }
+        assert_eq!(stream_name(stream_index(None)), PROXY_DATASET);
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut w = TextWriter::default();
+        w.sample("m", &[("sink", "a\"b\\c\nd")], 1);
+        assert_eq!(w.finish(), "m{sink=\"a\\\"b\\\\c\\nd\"} 1\n");
+    }
+}

@@ -1,0 +1,170 @@
+//! The HTTP receiver of `gatelog serve`: Logpush, Tail and proxy decisions into the spool.
+//!
+//! [`router`] serves:
+//!
+//! | route | body | mapped as |
+//! | --- | --- | --- |
+//! | `POST /v1/logpush/{dataset}` | NDJSON, gzip (sniffed by magic bytes) or plain | the URL's Logpush dataset (404 with the list for anything else), source `logpush`, origin `logpush/<dataset>` |
+//! | `POST /v1/tail` | a JSON array of Tail `TraceItem`s (one delivery; several deliveries one per line also work) | dataset `tail`, source `tail`, origin `tail` |
+//! | `POST /v1/decisions` | NDJSON of gatelog proxy `AccessDecision`s (see [`decisions`]) | dataset `proxy`, source `proxy`, origin `decisions` |
+//! | `GET /healthz` | | 200 `ok` while the process runs (no token) |
+//! | `GET /readyz` | | 200 `ready`, or 503 with the reason (spool failing, sinks lagging); no token |
+//! | `GET /metrics` | | Prometheus text ([`MetricsRegistry`]); no token |
+//!
+//! No fallback route is installed, so the binary can merge this router with others.
+//!
+//! # One ingest request
+//! 1. **Auth** before the body is read: `Authorization: Bearer <token>` or the configured
+//!    `token_header`, against every configured token in constant time. 401 `unauthorized`
+//!    with `WWW-Authenticate: Bearer`. No tokens configured: everything is refused (and a
+//!    warning is logged at start) unless `allow_unauthenticated`.
+//! 2. **Backpressure**: while the slowest registered spool consumer lags more than
+//!    `max_lag_records`, 503 `overloaded` with `Retry-After`, before the body is read.
+//! 3. **Body**: more than `max_body_bytes` as sent (by `Content-Length` or while reading):
+//!    413 `payload_too_large`. Empty: 400 `bad_request`.
+//! 4. **Map** on the blocking pool (inline for small plain bodies): inflated past
+//!    `max_decompressed_bytes` (a gzip bomb): 413; truncated or corrupt gzip: 400
+//!    (`gzip stream is truncated at byte N`); nothing is spooled in either case.
+//! 5. **Decide**: the validation probe alone (`{"content":"tests"}` gzipped, or `test`):
+//!    200 with `probes`, nothing spooled. Only blank lines: 400, nothing spooled. With
+//!    `reject_whole_batch` and any bad line: 400 naming the first bad line, nothing spooled.
+//! 6. **Spool** the batch ([`gatelog_model::Batch`], id derived from the inflated body's
+//!    SHA-256, so a retried body has the same id) and answer only after the append is
+//!    durable: 200 `{"batch_id","spool_seq","lines","decisions","raw_records","dead_letters","probes"}`.
+//!    Bad lines (malformed JSON, invalid UTF-8, lines over `max_line_bytes`) are dead
+//!    letters in the batch and the rest is kept. When **no** line was usable (no raw
+//!    record, at least one dead letter) the batch is still spooled (dead letters are
+//!    evidence) and the answer is 400 naming the first bad line, with `batch_id`,
+//!    `spool_seq` and `dead_letters` beside the error so the sender sees the problem.
+//!    A single 10 MB line is therefore a dead letter holding its first `max_line_bytes`
+//!    (400 when it is the only line) as long as the body is within `max_body_bytes`;
+//!    a larger body is 413.
+//! 7. **Spool errors**: `Full`: 429 `overloaded` + `Retry-After`; I/O error, disk full,
+//!    closed: 503 `unavailable` + `Retry-After` (the details are logged, never sent); a
+//!    batch over the spool's record limit: 413. Nothing that was answered 2xx is lost and
+//!    nothing else was acknowledged, so the sender's retry is always safe.
+//!
+//! Submodules: [`config`] ([`ReceiverConfig`]), [`error`] (the closed set of
+//! [`ErrorCode`]s), `auth` (constant-time tokens), [`metrics`], [`decisions`] (proxy
+//! decision lines), `process` (body → batch) and `handlers`.
+
+mod auth;
+pub mod config;
+pub mod decisions;
+pub mod error;
+mod handlers;
+pub mod metrics;
+mod process;
+
+pub use config::{ConfigError, ReceiverConfig};
+pub use decisions::{DecisionLineContext, map_decision_line};
+pub use error::{ApiError, ErrorCode};
+pub use metrics::{MetricsCollector, MetricsRegistry, Route, TextWriter};
+
+use auth::TokenCheck;
+use axum::Router;
+use axum::routing::{get, post};
+use gatelog_model::{Clock, UnixMillis};
+use gatelog_spool::Spool;
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ReceiverState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ReceiverConfig,
+    spool: Spool,
+    clock: Arc<dyn Clock>,
+    auth: TokenCheck,
+    metrics: Arc<MetricsRegistry>,
+    /// The last spool failure (when, why), cleared by the next successful append; `/readyz`
+    /// reports it for `retry_after` so a receiver taken out of rotation comes back by itself.
+    last_failure: Mutex<Option<(UnixMillis, &'static str)>>,
+}
+
+impl ReceiverState {
+    /// Validates `config` and builds the state. Logs a warning when no token is configured
+    /// (every ingest request will be refused) or when unauthenticated access is allowed.
+    pub fn new(config: ReceiverConfig, spool: Spool, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let auth = TokenCheck::new(&config.tokens, config.token_header.as_deref(), config.allow_unauthenticated);
+        if auth.rejects_everything() {
+            tracing::warn!("receiver: no ingest tokens configured (receiver.tokens); every ingest request will be refused with 401");
+        } else if config.allow_unauthenticated {
+            tracing::warn!("receiver: accepting ingest requests without a token (receiver.allow_unauthenticated); local demos only");
+        }
+        Ok(ReceiverState {
+            inner: Arc::new(Inner {
+                config,
+                spool,
+                clock,
+                auth,
+                metrics: Arc::new(MetricsRegistry::default()),
+                last_failure: Mutex::new(None),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &ReceiverConfig {
+        &self.inner.config
+    }
+
+    pub fn spool(&self) -> &Spool {
+        &self.inner.spool
+    }
+
+    /// The registry behind `/metrics`; the binary adds its sinks' collectors here.
+    pub fn metrics(&self) -> &Arc<MetricsRegistry> {
+        &self.inner.metrics
+    }
+
+    /// Why the receiver should not get traffic now, if it should not.
+    pub fn not_ready_reason(&self) -> Option<String> {
+        if let Some(reason) = self.lag_reason() {
+            return Some(reason);
+        }
+        let failure = *self.inner.last_failure.lock().unwrap_or_else(PoisonError::into_inner);
+        let (at, why) = failure?;
+        let window = i64::try_from(self.inner.config.retry_after.as_millis()).unwrap_or(i64::MAX);
+        (self.inner.clock.now().0.saturating_sub(at.0) < window).then(|| why.to_owned())
+    }
+
+    /// The backpressure reason when the slowest registered consumer lags too far.
+    fn lag_reason(&self) -> Option<String> {
+        let stats = self.inner.spool.stats();
+        let slowest = stats.consumers.iter().max_by_key(|c| c.lag)?;
+        (slowest.lag > self.inner.config.max_lag_records).then(|| {
+            format!(
+                "sinks are behind: {} is {} records behind (limit {})",
+                slowest.name, slowest.lag, self.inner.config.max_lag_records
+            )
+        })
+    }
+
+    fn spool_failed(&self, why: &'static str) {
+        *self.inner.last_failure.lock().unwrap_or_else(PoisonError::into_inner) = Some((self.inner.clock.now(), why));
+    }
+
+    fn spool_succeeded(&self) {
+        let mut failure = self.inner.last_failure.lock().unwrap_or_else(PoisonError::into_inner);
+        if failure.is_some() {
+            *failure = None;
+        }
+    }
+}
+
+/// The receiver's routes (see the module docs), with `state` attached.
+pub fn router(state: ReceiverState) -> Router {
+    Router::new()
+        .route("/v1/logpush/{dataset}", post(handlers::logpush))
+        .route("/v1/tail", post(handlers::tail))
+        .route("/v1/decisions", post(handlers::decisions))
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .route("/metrics", get(handlers::metrics))
+        .with_state(state)
+}
