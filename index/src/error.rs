@@ -1,0 +1,60 @@
+//! [`IndexError`]: every way indexing or searching can fail, each with what an operator needs.
+
+use gatelog_spool::SpoolError;
+use std::io;
+use std::path::PathBuf;
+
+/// Errors from the index, the sink and search.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// tantivy failed (I/O below it, a corrupt segment, a lock held by another writer, …).
+    #[error("tantivy error on {path}: {source}")]
+    Tantivy {
+        path: PathBuf,
+        #[source]
+        source: tantivy::TantivyError,
+    },
+    /// File-system work of our own (day folders, rebuild swaps).
+    #[error("index I/O error: {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The user's query does not parse; the HTTP layer answers 400 with this text.
+    #[error("bad query: {0}")]
+    BadQuery(String),
+    /// A cursor that this index did not hand out; the HTTP layer answers 400.
+    #[error("bad cursor: {0}")]
+    BadCursor(String),
+    /// A commit payload that is not ours: the folder holds someone else's index.
+    #[error("commit payload of {path} is not a gatelog position: {detail}")]
+    BadPayload { path: PathBuf, detail: String },
+    /// A previous commit failed half-way; the indexer must be dropped and reopened, which
+    /// recovers the last complete position.
+    #[error("a previous commit failed; reopen the index to recover")]
+    Poisoned,
+    /// The spool refused (registration, reading).
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The indexing thread or a blocking task died.
+    #[error("index worker failed: {0}")]
+    Worker(String),
+    /// Injected by tests to simulate a crash half-way through a commit.
+    #[cfg(test)]
+    #[error("injected failure")]
+    Injected,
+}
+
+impl IndexError {
+    pub(crate) fn tantivy(path: impl Into<PathBuf>) -> impl FnOnce(tantivy::TantivyError) -> IndexError {
+        let path = path.into();
+        move |source| IndexError::Tantivy { path, source }
+    }
+
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> IndexError {
+        let path = path.into();
+        move |source| IndexError::Io { op, path, source }
+    }
+}

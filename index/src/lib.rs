@@ -1,0 +1,34 @@
+//! gatelog's full-text index of access decisions (PRODUCT.md §4, §5): tantivy indexes, one
+//! per UTC day, fed exactly-once from the spool and searched newest first with stable cursors.
+//! The index is disposable: ClickHouse is the store of record and [`rebuild`] recreates it.
+//!
+//! Module map:
+//! - [`schema`]: the tantivy schema (one document per decision), tokenizers, default fields.
+//! - [`day`]: [`Day`], the `decisions-YYYYMMDD/` folders, listing and retention ([`drop_before`]).
+//! - [`indexer`]: [`Indexer`], writes and commit rounds; the exactly-once design and invariant.
+//! - `payload`: the commit payload and position recovery after a crash.
+//! - [`sink`]: [`run_sink`], the spool consumer driving an [`Indexer`] on its own thread.
+//! - [`search`]: [`Searcher`], [`SearchRequest`] → [`SearchPage`] of [`Hit`]s, cursors.
+//! - [`collector`]: the newest-first `(time, event_id)` collector with cursor and time range.
+//! - [`rebuild`](mod@rebuild): [`rebuild()`](rebuild::rebuild), the index again from a stream of decisions.
+//! - [`error`]: [`IndexError`].
+
+pub mod collector;
+pub mod day;
+pub mod error;
+pub mod indexer;
+mod payload;
+pub mod rebuild;
+pub mod schema;
+pub mod search;
+pub mod sink;
+
+#[cfg(test)]
+mod tests;
+
+pub use day::{Day, drop_before, list_days};
+pub use error::IndexError;
+pub use indexer::{Indexer, IndexerOptions};
+pub use rebuild::{RebuildStats, rebuild};
+pub use search::{DEFAULT_LIMIT, Hit, MAX_LIMIT, SearchPage, SearchRequest, Searcher};
+pub use sink::run_sink;
