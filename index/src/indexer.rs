@@ -304,9 +304,11 @@ impl Indexer {
             if self.writers.len() >= self.opts.max_open_writers.max(1) {
                 // Commit what is there (records before the current one are complete; the
                 // current one's documents so far are replay-safe) and close every writer.
-                let seq = self.complete_seq;
-                self.commit_round(seq)?;
-                self.touched.clear();
+                if !self.touched.is_empty() {
+                    let seq = self.complete_seq;
+                    self.commit_round(seq)?;
+                    self.touched.clear();
+                }
                 self.writers.clear();
             }
             let path = self.dir.join(slot.name());

@@ -23,10 +23,12 @@ use gatelog_model::UnixMillis;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use tantivy::query::{AllQuery, Query, QueryParser};
+use std::ops::Bound;
+use tantivy::collector::Count;
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
 use tantivy::schema::{Field, Value};
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument};
+use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
 /// Default and maximum page sizes.
 pub const DEFAULT_LIMIT: usize = 50;
@@ -176,6 +178,31 @@ impl Searcher {
             _ => None,
         };
         Ok(SearchPage { hits, next_cursor })
+    }
+
+    /// How many documents match `q` in `[from, to)`, across all days (no cursor, no limit).
+    pub fn count(&self, q: &str, from: Option<UnixMillis>, to: Option<UnixMillis>) -> Result<u64, IndexError> {
+        let all = day::list_days(&self.dir)?;
+        self.forget_missing(&all);
+        let mut total = 0u64;
+        for (day, path) in all {
+            if from.is_some_and(|f| day.end() <= f) || to.is_some_and(|t| day.start() >= t) {
+                continue;
+            }
+            let (index, searcher) = self.day_searcher(day, &path)?;
+            let query = self.parse(&index, q)?;
+            let query: Box<dyn Query> = match (from, to) {
+                (None, None) => query,
+                _ => {
+                    let lower = from.map_or(Bound::Unbounded, |f| Bound::Included(Term::from_field_i64(self.fields.time, f.0)));
+                    let upper = to.map_or(Bound::Unbounded, |t| Bound::Excluded(Term::from_field_i64(self.fields.time, t.0)));
+                    let range: Box<dyn Query> = Box::new(RangeQuery::new(lower, upper));
+                    Box::new(BooleanQuery::new(vec![(Occur::Must, query), (Occur::Must, range)]))
+                }
+            };
+            total += searcher.search(&*query, &Count).map_err(IndexError::tantivy(&path))? as u64;
+        }
+        Ok(total)
     }
 
     fn parse(&self, index: &Index, q: &str) -> Result<Box<dyn Query>, IndexError> {
