@@ -215,3 +215,20 @@ async fn lagging_sinks_get_503_before_the_append_and_it_resumes_by_itself() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.text);
     assert_eq!(h.get("/readyz").await.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn a_failing_spool_is_503_unavailable_and_never_a_2xx() {
+    let h = Harness::new();
+    h.spool.clone().close().await.unwrap();
+    let a = h.post("/v1/logpush/http_requests", sample_lines("http_requests.ndjson", 0, 2)).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE, "{}", a.text);
+    assert_eq!(a.code(), "unavailable");
+    assert_eq!(a.retry_after(), Some("5"));
+    assert!(!a.text.contains("spool"), "internal details stay in the log: {}", a.text);
+    let ready = h.get("/readyz").await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    // The failure is reported for retry_after, then readiness is tried again.
+    h.clock.advance_ms(6_000);
+    assert_eq!(h.get("/readyz").await.status, StatusCode::OK);
+    assert_eq!(h.get("/healthz").await.status, StatusCode::OK);
+}

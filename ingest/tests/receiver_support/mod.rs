@@ -1,6 +1,6 @@
 //! Shared helpers for the receiver tests: a router over a real spool in a tempdir with a
 //! fixed clock, requests through `oneshot`, reading back what was spooled, sample files.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used)] // test helpers: a failure is a test failure
 
 use axum::Router;
 use axum::body::Body;
