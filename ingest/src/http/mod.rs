@@ -5,7 +5,7 @@
 //! | route | body | mapped as |
 //! | --- | --- | --- |
 //! | `POST /v1/logpush/{dataset}` | NDJSON, gzip (sniffed by magic bytes) or plain | the URL's Logpush dataset (404 with the list for anything else), source `logpush`, origin `logpush/<dataset>` |
-//! | `POST /v1/tail` | a JSON array of Tail `TraceItem`s (one delivery; several deliveries one per line also work) | dataset `tail`, source `tail`, origin `tail` |
+//! | `POST /v1/tail` | a JSON array of Tail `TraceItem`s as `JSON.stringify` writes it (one delivery = one line; several deliveries one per line also work; pretty-printed multi-line JSON does not) | dataset `tail`, source `tail`, origin `tail` |
 //! | `POST /v1/decisions` | NDJSON of gatelog proxy `AccessDecision`s (see [`decisions`]) | dataset `proxy`, source `proxy`, origin `decisions` |
 //! | `GET /healthz` | | 200 `ok` while the process runs (no token) |
 //! | `GET /readyz` | | 200 `ready`, or 503 with the reason (spool failing, sinks lagging); no token |
