@@ -25,8 +25,10 @@ pub struct StoreConfig {
     /// `auto` (the default): LZ4 unless the server is on a loopback address, where
     /// compressing costs CPU on both ends and saves nothing.
     pub compression: InsertCompression,
-    /// Rows per `INSERT` statement.
+    /// At most this many rows per `INSERT` statement (each `INSERT` becomes a part).
     pub insert_chunk_rows: usize,
+    /// About this many uncompressed bytes per `INSERT` at most (bounds the server's memory).
+    pub insert_chunk_bytes: u64,
     /// Bound on a single request (query or insert).
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -47,7 +49,10 @@ impl Default for StoreConfig {
             profile: None,
             retention_days: None,
             compression: InsertCompression::Auto,
-            insert_chunk_rows: 50_000,
+            // Measured on 18.16: 50k-row inserts cost ~60% more CPU than whole-batch inserts
+            // (twice the parts, then merges); bytes bound memory instead (~256 MiB per part).
+            insert_chunk_rows: 1_000_000,
+            insert_chunk_bytes: 256 * 1024 * 1024,
             request_timeout: Duration::from_secs(300),
             mutation_timeout: Duration::from_secs(300),
             retry: RetryPolicy::default(),
@@ -74,6 +79,7 @@ impl fmt::Debug for StoreConfig {
             .field("retention_days", &self.retention_days)
             .field("compression", &self.compression)
             .field("insert_chunk_rows", &self.insert_chunk_rows)
+            .field("insert_chunk_bytes", &self.insert_chunk_bytes)
             .field("request_timeout", &self.request_timeout)
             .field("mutation_timeout", &self.mutation_timeout)
             .field("retry", &self.retry)

@@ -13,6 +13,7 @@
 //! - `rowbinary`: the allocation-free RowBinary encoder for both profiles.
 //! - `writer`: [`Store::write_batch`] with [`WriteBatch`] / [`WriteOutcome`].
 //! - `store`: [`Store`] (connect, profile choice, existing batches, summary queries, retries).
+//! - [`sink`]: [`sink::run_clickhouse_sink`], the spool → ClickHouse consumer of `gatelog serve`.
 //! - [`error`]: [`StoreError`], classified retryable vs fatal.
 //! - [`managed`]: [`managed::ManagedClickHouse`], a `clickhouse-server` under a data dir.
 //! - `testing` (feature `testing`): [`testing::TestClickHouse`], one server and one database
@@ -31,6 +32,7 @@ mod migrate;
 pub mod profile;
 mod rowbinary;
 mod schema;
+pub mod sink;
 pub mod sql;
 mod store;
 #[cfg(feature = "testing")]

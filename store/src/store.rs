@@ -95,9 +95,9 @@ impl Store {
             retention_days: config.retention_days,
         };
         options.validate()?;
-        if config.insert_chunk_rows == 0 {
+        if config.insert_chunk_rows == 0 || config.insert_chunk_bytes == 0 {
             return Err(StoreError::InvalidConfig(
-                "insert_chunk_rows must be at least 1".into(),
+                "insert_chunk_rows and insert_chunk_bytes must be at least 1".into(),
             ));
         }
         let client = client_for(config);
@@ -244,6 +244,12 @@ impl Store {
     }
 
     /// Rows and distinct event ids in `decisions FINAL`.
+    /// The highest spool position of any stored decision (0 when none): where a sink resumes.
+    pub async fn max_spool_seq(&self) -> Result<u64, StoreError> {
+        self.fetch_one("SELECT", &self.qualified("decisions"), &self.inner.queries.max_spool_seq)
+            .await
+    }
+
     pub async fn decision_uniqueness(&self) -> Result<Uniqueness, StoreError> {
         let (rows, unique_event_ids): (u64, u64) = self
             .fetch_one(

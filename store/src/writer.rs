@@ -10,28 +10,9 @@ use bytes::Bytes;
 use gatelog_model::{AccessDecision, DeadLetter, RawRecord, UnixMillis};
 use std::time::{Duration, Instant};
 
-/// One batch as the spool hands it over: everything gatelog keeps from one Logpush upload,
-/// Tail post or backfill file. A `batch_id` names one immutable content: the same id is
-/// always the same rows (derive it from the spool position or the content hash).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WriteBatch {
-    pub batch_id: String,
-    pub dataset: String,
-    /// Where it came from: an endpoint or a file name.
-    pub origin: String,
-    pub received_at: UnixMillis,
-    /// Lines in the batch, whatever became of them.
-    pub lines: u64,
-    /// Validation probes (Logpush's test upload) seen in the batch.
-    pub probes: u64,
-    /// Bytes of the batch as received (decompressed).
-    pub bytes: u64,
-    /// SHA-256 (hex) of the batch as received.
-    pub sha256: String,
-    pub decisions: Vec<AccessDecision>,
-    pub raw: Vec<RawRecord>,
-    pub dead_letters: Vec<DeadLetter>,
-}
+/// One batch as the spool hands it over: the model's [`gatelog_model::Batch`]. A `batch_id`
+/// names one immutable content: the same id is always the same rows.
+pub use gatelog_model::Batch as WriteBatch;
 
 /// What `write_batch` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,7 +320,8 @@ impl Store {
         }
     }
 
-    /// Inserts `rows` in chunks of `insert_chunk_rows`, one `INSERT` per chunk; returns the count.
+    /// Inserts `rows`, one `INSERT` per chunk of at most `insert_chunk_rows` rows and about
+    /// `insert_chunk_bytes` bytes (each `INSERT` becomes one part); returns the count.
     async fn insert_rows<T>(
         &self,
         sql: &str,
@@ -349,32 +331,36 @@ impl Store {
         encode: fn(&mut RowEncoder, &T, &str),
     ) -> Result<u64, StoreError> {
         let qualified = self.qualified(table);
-        let timeout = Some(self.inner.config.request_timeout);
-        for chunk in rows.chunks(self.inner.config.insert_chunk_rows) {
+        let config = &self.inner.config;
+        let timeout = Some(config.request_timeout);
+        let lz4 = config.compression.lz4_for(&config.url);
+        let mut rest = rows;
+        while !rest.is_empty() {
             let insert = self
                 .inner
                 .client
                 .insert_formatted_with(sql.to_owned())
                 .with_timeouts(timeout, timeout);
-            let mut frames = FrameSender::new(
-                insert,
-                self.inner
-                    .config
-                    .compression
-                    .lz4_for(&self.inner.config.url),
-                &qualified,
-            );
+            let mut frames = FrameSender::new(insert, lz4, &qualified);
             let mut enc = RowEncoder::new(self.profile(), FRAME_BYTES + FRAME_BYTES / 4);
-            for row in chunk {
+            let (mut in_chunk, mut chunk_bytes) = (0usize, 0u64);
+            for row in rest {
                 encode(&mut enc, row, batch_id);
+                in_chunk += 1;
                 if enc.len() >= FRAME_BYTES {
+                    chunk_bytes += enc.len() as u64;
                     frames.push(enc.take()).await?;
+                }
+                if in_chunk >= config.insert_chunk_rows || chunk_bytes >= config.insert_chunk_bytes
+                {
+                    break;
                 }
             }
             if enc.len() > 0 {
                 frames.push(enc.take()).await?;
             }
             frames.finish().await?;
+            rest = &rest[in_chunk..];
         }
         if !rows.is_empty() {
             tracing::debug!(table = %qualified, rows = rows.len(), batch_id, "rows inserted");

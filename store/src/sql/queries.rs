@@ -93,6 +93,8 @@ pub(crate) struct Queries {
     pub summary_decisions: String,
     pub summary_counts: String,
     pub decision_uniqueness: String,
+    /// Where the ClickHouse sink resumes: the highest spool position stored.
+    pub max_spool_seq: String,
 }
 
 fn insert_sql(db: &str, def: &TableDef, profile: SchemaProfile) -> String {
@@ -179,6 +181,7 @@ impl Queries {
                  (SELECT count() FROM {db}.ingest_batches FINAL)"
             ),
             decision_uniqueness: format!("SELECT count(), uniqExact(event_id) FROM {db}.decisions FINAL"),
+            max_spool_seq: format!("SELECT max(spool_seq) FROM {db}.decisions"),
         }
     }
 }
