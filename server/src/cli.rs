@@ -25,6 +25,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Receive Logpush, Tail and proxy decisions over HTTP; store them in ClickHouse and the index.
+    Serve(ServeArgs),
     /// Backfill Logpush files (plain or gzip NDJSON, as found in an R2/S3 bucket) into ClickHouse.
     Ingest(IngestArgs),
     /// Start managed ClickHouse, ingest the sample data of every dataset, and show what was stored.
@@ -63,6 +65,18 @@ pub struct StoreArgs {
     pub clickhouse_password: Option<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address of the HTTP listener (ingest, search, metrics).
+    #[arg(long, env = "GATELOG_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// A token ingest clients must present; repeat for rotation.
+    #[arg(long = "ingest-token", env = "GATELOG_INGEST_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    pub ingest_tokens: Vec<String>,
+}
+
 impl StoreArgs {
     pub fn overrides(&self) -> Overrides {
         Overrides {
@@ -71,6 +85,7 @@ impl StoreArgs {
             clickhouse_database: self.clickhouse_database.clone(),
             clickhouse_user: self.clickhouse_user.clone(),
             clickhouse_password: self.clickhouse_password.clone(),
+            ..Overrides::default()
         }
     }
 }

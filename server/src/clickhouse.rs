@@ -30,7 +30,7 @@ impl Target {
         let ch = &config.clickhouse;
         let store_config = StoreConfig {
             url: url.clone(),
-            compression: ch.compression.unwrap_or_else(|| !is_loopback(&url)),
+            compression: ch.compression,
             database: ch.database.clone(),
             user: ch.user.clone(),
             password: ch.password.clone(),
@@ -63,21 +63,15 @@ impl Target {
 
     /// Stops the managed server, if gatelog started one.
     pub async fn shutdown(self) {
-        if let Some(mut server) = self.managed
+        // Close pooled keep-alive connections first: the server waits for them on SIGTERM.
+        let Target { store, managed, .. } = self;
+        drop(store);
+        if let Some(mut server) = managed
             && let Err(e) = server.stop().await
         {
             tracing::warn!(error = %e, "managed clickhouse did not stop cleanly");
         }
     }
-}
-
-/// Whether a URL points at this machine, where compressing inserts only costs CPU.
-fn is_loopback(url: &str) -> bool {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let host = rest.split(['/', '?']).next().unwrap_or(rest);
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    let host = if host.starts_with('[') { host.split(']').next().unwrap_or(host).trim_start_matches('[') } else { host.split(':').next().unwrap_or(host) };
-    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `gatelog clickhouse run`: the managed server in the foreground until Ctrl-C or SIGTERM.
@@ -109,20 +103,5 @@ pub async fn wait_for_shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_loopback;
-
-    #[test]
-    fn loopback_urls_are_recognised() {
-        for url in ["http://127.0.0.1:8123", "http://localhost:8123/", "http://[::1]:8123", "http://u:p@127.0.0.2:1"] {
-            assert!(is_loopback(url), "{url}");
-        }
-        for url in ["https://ch.example.com:8443", "http://10.0.0.1:8123", "http://[2001:db8::1]:8123"] {
-            assert!(!is_loopback(url), "{url}");
-        }
     }
 }

@@ -17,6 +17,60 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub clickhouse: ClickHouseSection,
     pub ingest: IngestSection,
+    pub server: ServerSection,
+    /// `[receiver]`: tokens, body limits, backpressure of the HTTP ingest routes.
+    pub receiver: gatelog_ingest::http::ReceiverConfig,
+    pub spool: SpoolSection,
+    pub index: IndexSection,
+}
+
+/// `[server]`: the HTTP listener of `gatelog serve`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: std::net::SocketAddr,
+    /// On shutdown, how long the sinks may take to store what the spool holds.
+    #[serde(with = "humantime_serde")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection { listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)), drain_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// `[spool]`: the write-ahead log under `<data_dir>/spool`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SpoolSection {
+    /// Total size; beyond it ingest answers 429 with Retry-After.
+    pub max_bytes: ByteSize,
+    pub segment_bytes: ByteSize,
+    /// Turn off only for benchmarks: a 2xx would no longer mean durable.
+    pub fsync: bool,
+}
+
+impl Default for SpoolSection {
+    fn default() -> Self {
+        SpoolSection { max_bytes: ByteSize::gib(4), segment_bytes: ByteSize::mib(64), fsync: true }
+    }
+}
+
+/// `[index]`: the tantivy full-text index under `<data_dir>/index`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexSection {
+    pub enabled: bool,
+    /// The index sink commits at least this often while anything is waiting.
+    #[serde(with = "humantime_serde")]
+    pub commit_interval: Duration,
+}
+
+impl Default for IndexSection {
+    fn default() -> Self {
+        IndexSection { enabled: true, commit_interval: Duration::from_secs(1) }
+    }
 }
 
 impl Default for Config {
@@ -25,6 +79,10 @@ impl Default for Config {
             data_dir: PathBuf::from("gatelog-data"),
             clickhouse: ClickHouseSection::default(),
             ingest: IngestSection::default(),
+            server: ServerSection::default(),
+            receiver: gatelog_ingest::http::ReceiverConfig::default(),
+            spool: SpoolSection::default(),
+            index: IndexSection::default(),
         }
     }
 }
@@ -40,8 +98,8 @@ pub struct ClickHouseSection {
     pub password: String,
     /// A cluster name from the server's `remote_servers`: tables are created `ON CLUSTER`.
     pub cluster: Option<String>,
-    /// LZ4-compress inserts. Default: on for remote servers, off on loopback (managed).
-    pub compression: Option<bool>,
+    /// `auto` (LZ4 for remote servers, none on loopback, where it only costs CPU), `lz4`, `none`.
+    pub compression: gatelog_store::InsertCompression,
     /// Attempts per write before giving up on a retryable error.
     pub max_attempts: u32,
     #[serde(with = "humantime_serde")]
@@ -58,7 +116,7 @@ impl Default for ClickHouseSection {
             user: "default".to_owned(),
             password: String::new(),
             cluster: None,
-            compression: None,
+            compression: gatelog_store::InsertCompression::Auto,
             max_attempts: 8,
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
@@ -99,6 +157,9 @@ pub struct Overrides {
     pub clickhouse_database: Option<String>,
     pub clickhouse_user: Option<String>,
     pub clickhouse_password: Option<String>,
+    pub listen: Option<std::net::SocketAddr>,
+    /// Ingest tokens from flags/env; non-empty replaces the file's `receiver.tokens`.
+    pub ingest_tokens: Vec<String>,
 }
 
 /// A configuration problem, naming the key (or the file) it is about.
@@ -110,6 +171,9 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{key}: {message}")]
     Invalid { key: &'static str, message: String },
+    /// The receiver's own validation, which names its key (`receiver.tokens[1]: …`).
+    #[error("{0}")]
+    Receiver(String),
 }
 
 impl Config {
@@ -149,6 +213,12 @@ impl Config {
         }
         if let Some(v) = o.clickhouse_password {
             self.clickhouse.password = v;
+        }
+        if let Some(v) = o.listen {
+            self.server.listen = v;
+        }
+        if !o.ingest_tokens.is_empty() {
+            self.receiver.tokens = o.ingest_tokens;
         }
         self
     }
@@ -208,6 +278,12 @@ impl Config {
                 "ingest.max_decompressed_bytes",
                 "must be at least ingest.max_line_bytes".into(),
             );
+        }
+        if let Err(e) = self.receiver.validate() {
+            return Err(ConfigError::Receiver(e.to_string()));
+        }
+        if self.spool.segment_bytes.as_u64() < 1 << 20 || self.spool.segment_bytes > self.spool.max_bytes {
+            return invalid("spool.segment_bytes", "must be at least 1 MiB and at most spool.max_bytes".into());
         }
         if !(1..=64).contains(&self.ingest.write_concurrency) {
             return invalid("ingest.write_concurrency", format!("must be between 1 and 64, got {}", self.ingest.write_concurrency));

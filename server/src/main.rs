@@ -7,6 +7,7 @@
 //! - [`clickhouse`]: connects to the configured ClickHouse or starts the managed one.
 //! - [`backfill`]: `gatelog ingest FILE...`: files → batches → mapping → ClickHouse.
 //! - [`demo`]: `gatelog demo`, the one-command tour.
+//! - [`serve`]: `gatelog serve`: receiver → spool → ClickHouse and index sinks, search.
 //! - [`proxy`]: `gatelog proxy` and `gatelog proxy check`.
 
 mod backfill;
@@ -15,6 +16,7 @@ mod clickhouse;
 mod config;
 mod demo;
 mod proxy;
+mod serve;
 
 use anyhow::Context;
 use clap::Parser;
@@ -45,6 +47,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(args) => backfill::run(args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
         Command::Clickhouse { command: ClickhouseCommand::Run(args) } => clickhouse::run_foreground(args).await,
         Command::Sql { command: SqlCommand::Dump(args) } => {
             let profile = match args.profile {

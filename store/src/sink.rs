@@ -95,7 +95,10 @@ pub async fn run_clickhouse_sink(
                 None => break, // the spool was closed
             },
         };
-        let mut batch = Batch::decode(&record.payload).map_err(|e| SinkError::Corrupt { seq: record.seq, detail: e.to_string() })?;
+        let mut batch = Batch::decode(&record.payload).map_err(|e| SinkError::Corrupt {
+            seq: record.seq,
+            detail: e.to_string(),
+        })?;
         for d in &mut batch.decisions {
             d.spool_seq = record.seq;
         }
@@ -109,13 +112,20 @@ pub async fn run_clickhouse_sink(
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
-                Err(source) => return Err(SinkError::Store { seq: record.seq, source }),
+                Err(source) => {
+                    return Err(SinkError::Store {
+                        seq: record.seq,
+                        source,
+                    });
+                }
             }
         };
         match outcome {
             crate::WriteOutcome::Written { decisions, .. } => {
                 stats.batches_written.fetch_add(1, Ordering::Relaxed);
-                stats.decisions_written.fetch_add(decisions, Ordering::Relaxed);
+                stats
+                    .decisions_written
+                    .fetch_add(decisions, Ordering::Relaxed);
             }
             crate::WriteOutcome::AlreadyStored => {
                 stats.batches_skipped.fetch_add(1, Ordering::Relaxed);
@@ -123,8 +133,14 @@ pub async fn run_clickhouse_sink(
         }
         spool.ack(SINK_NAME, record.seq)?;
         stats.position.store(record.seq, Ordering::Relaxed);
-        stats.last_received_at_ms.store(u64::try_from(batch.received_at.0).unwrap_or(0), Ordering::Relaxed);
+        stats.last_received_at_ms.store(
+            u64::try_from(batch.received_at.0).unwrap_or(0),
+            Ordering::Relaxed,
+        );
     }
-    tracing::info!(position = stats.position.load(Ordering::Relaxed), "clickhouse sink stopped");
+    tracing::info!(
+        position = stats.position.load(Ordering::Relaxed),
+        "clickhouse sink stopped"
+    );
     Ok(())
 }

@@ -75,13 +75,20 @@ pub(crate) fn client_for(config: &StoreConfig) -> clickhouse::Client {
     } else {
         clickhouse::Compression::None
     };
-    clickhouse::Client::default()
+    let client = clickhouse::Client::default()
         .with_url(config.url.clone())
         .with_user(config.user.clone())
         .with_password(config.password.clone())
         // 18.16 has no RowBinaryWithNamesAndTypes; RowBinary is validated by our own tests.
         .with_validation(false)
-        .with_compression(compression)
+        .with_compression(compression);
+    if config.cluster.is_some() {
+        // A Distributed insert returns only once the shards have the rows, so the batch
+        // marker (written last) is never visible before its data.
+        client.with_setting("insert_distributed_sync", "1")
+    } else {
+        client
+    }
 }
 
 impl Store {
@@ -246,8 +253,12 @@ impl Store {
     /// Rows and distinct event ids in `decisions FINAL`.
     /// The highest spool position of any stored decision (0 when none): where a sink resumes.
     pub async fn max_spool_seq(&self) -> Result<u64, StoreError> {
-        self.fetch_one("SELECT", &self.qualified("decisions"), &self.inner.queries.max_spool_seq)
-            .await
+        self.fetch_one(
+            "SELECT",
+            &self.qualified("decisions"),
+            &self.inner.queries.max_spool_seq,
+        )
+        .await
     }
 
     pub async fn decision_uniqueness(&self) -> Result<Uniqueness, StoreError> {

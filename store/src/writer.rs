@@ -7,7 +7,7 @@ use crate::sql::{Lit, render, storage_table};
 use crate::store::{Inner, with_retries};
 use crate::{Store, StoreError};
 use bytes::Bytes;
-use gatelog_model::{AccessDecision, DeadLetter, RawRecord, UnixMillis};
+use gatelog_model::{AccessDecision, UnixMillis};
 use std::time::{Duration, Instant};
 
 /// One batch as the spool hands it over: the model's [`gatelog_model::Batch`]. A `batch_id`
@@ -46,13 +46,12 @@ impl Drop for Claim<'_> {
 static EMPTY_DECISION: std::sync::LazyLock<AccessDecision> =
     std::sync::LazyLock::new(AccessDecision::default);
 
-impl WriteBatch {
-    /// The dataset of the raw records (they carry their own; the batch's otherwise).
-    fn dataset_of_raw(&self) -> String {
-        self.raw
-            .first()
-            .map_or_else(|| self.dataset.clone(), |r| r.dataset.clone())
-    }
+/// The dataset of a batch's raw records (they carry their own; the batch's otherwise).
+fn dataset_of_raw(batch: &WriteBatch) -> String {
+    batch
+        .raw
+        .first()
+        .map_or_else(|| batch.dataset.clone(), |r| r.dataset.clone())
 }
 
 fn time_range(times: impl Iterator<Item = UnixMillis>) -> Option<(UnixMillis, UnixMillis)> {
@@ -268,7 +267,7 @@ impl Store {
                 Lit::I64(at(last.time)),
                 Lit::Str(&last.event_id),
                 Lit::Str(r_id),
-                Lit::Str(&batch.dataset_of_raw()),
+                Lit::Str(&dataset_of_raw(batch)),
                 Lit::Str(r_first),
                 Lit::Str(r_last),
                 Lit::Str(dl_id),

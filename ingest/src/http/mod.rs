@@ -117,6 +117,12 @@ impl ReceiverState {
         &self.inner.spool
     }
 
+    /// Whether a request's headers carry one of the configured tokens (constant time), for
+    /// routes the binary adds beside the receiver's (search).
+    pub fn authorizes(&self, headers: &axum::http::HeaderMap) -> bool {
+        self.inner.auth.allows(headers)
+    }
+
     /// The registry behind `/metrics`; the binary adds its sinks' collectors here.
     pub fn metrics(&self) -> &Arc<MetricsRegistry> {
         &self.inner.metrics

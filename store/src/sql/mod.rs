@@ -275,7 +275,10 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
         "query.decision_uniqueness",
         q.decision_uniqueness.clone(),
     ));
-    out.push(Statement::same("query.max_spool_seq", q.max_spool_seq.clone()));
+    out.push(Statement::same(
+        "query.max_spool_seq",
+        q.max_spool_seq.clone(),
+    ));
     for (table, template) in &q.delete_batch {
         out.push(templated(
             &format!("mutation.delete_batch.{table}"),

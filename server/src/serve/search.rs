@@ -1,0 +1,109 @@
+//! `GET /v1/search?q=&from=&to=&limit=&cursor=`: the tantivy index, newest first.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use gatelog_index::{SearchRequest, Searcher};
+use gatelog_ingest::http::{ApiError, ReceiverState};
+use gatelog_model::UnixMillis;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct SearchState {
+    pub receiver: ReceiverState,
+    pub searcher: Arc<Searcher>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Params {
+    #[serde(default)]
+    q: String,
+    from: Option<String>,
+    to: Option<String>,
+    #[serde(default)]
+    limit: usize,
+    cursor: Option<String>,
+}
+
+/// The JSON of one page: hits newest first, and the cursor of the next page.
+#[derive(Debug, Serialize)]
+struct PageJson {
+    hits: Vec<HitJson>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct HitJson {
+    event_id: String,
+    time: UnixMillis,
+    principal: String,
+    decision: String,
+    resource: String,
+    action: String,
+    status: u16,
+    highlights: Vec<(String, String)>,
+    clickhouse_sql: String,
+}
+
+impl From<gatelog_index::SearchPage> for PageJson {
+    fn from(page: gatelog_index::SearchPage) -> Self {
+        PageJson {
+            next_cursor: page.next_cursor,
+            hits: page
+                .hits
+                .into_iter()
+                .map(|h| HitJson {
+                    event_id: h.event_id,
+                    time: h.time,
+                    principal: h.principal,
+                    decision: h.decision,
+                    resource: h.resource,
+                    action: h.action,
+                    status: h.status,
+                    highlights: h.highlights,
+                    clickhouse_sql: h.clickhouse_sql,
+                })
+                .collect(),
+        }
+    }
+}
+
+pub fn router(state: SearchState) -> axum::Router {
+    axum::Router::new().route("/v1/search", axum::routing::get(search)).with_state(state)
+}
+
+fn time(name: &str, value: Option<&str>) -> Result<Option<UnixMillis>, ApiError> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| UnixMillis::parse_str(v).map_err(|e| ApiError::bad_request(format!("{name}: {e}"))))
+        .transpose()
+}
+
+async fn search(State(state): State<SearchState>, headers: HeaderMap, Query(p): Query<Params>) -> Response {
+    if !state.receiver.authorizes(&headers) {
+        return ApiError::unauthorized().into_response();
+    }
+    if !state.enabled {
+        return ApiError::not_found("the index is disabled (index.enabled = false)").into_response();
+    }
+    let request = match (time("from", p.from.as_deref()), time("to", p.to.as_deref())) {
+        (Ok(from), Ok(to)) => SearchRequest { q: p.q, from, to, limit: p.limit, cursor: p.cursor },
+        (Err(e), _) | (_, Err(e)) => return e.into_response(),
+    };
+    let searcher = state.searcher.clone();
+    match tokio::task::spawn_blocking(move || searcher.search(&request)).await {
+        Ok(Ok(page)) => Json(PageJson::from(page)).into_response(),
+        Ok(Err(gatelog_index::IndexError::BadQuery(message))) => ApiError::bad_request(message).into_response(),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "search failed");
+            ApiError::unavailable(1, "search is unavailable", e.to_string()).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "search task panicked");
+            ApiError::unavailable(1, "search is unavailable", e.to_string()).into_response()
+        }
+    }
+}
