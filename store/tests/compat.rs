@@ -119,7 +119,7 @@ fn every_statement_runs_in_chdb() {
         let opts = SchemaOptions {
             database: "gatelog".into(),
             cluster: None,
-            retention_days: Some(30),
+            retention_days: Some(3650), // the 2025 sample rows must not expire by TTL meanwhile
         };
         let dir = tempfile::tempdir().unwrap();
         let mut manifest = Vec::new();
