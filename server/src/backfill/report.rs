@@ -45,28 +45,18 @@ impl FileReport {
     }
 }
 
-/// Counts of a whole run.
+/// Counts of a whole run: the per-file reports and their sum.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Totals {
     /// Per file: its name, its dataset and its counts.
     pub per_file: Vec<(String, String, FileReport)>,
     pub files: u64,
-    pub lines: u64,
-    pub decisions: u64,
-    pub raw: u64,
-    pub dead_letters: u64,
-    pub probes: u64,
-    pub warnings: u64,
-    pub batches_written: u64,
-    pub batches_skipped: u64,
-    pub bytes: u64,
+    pub sum: FileReport,
     pub seconds: f64,
 }
 
-impl Totals {
-    pub fn add(&mut self, name: String, dataset: &str, f: FileReport) {
-        self.per_file.push((name, dataset.to_owned(), f.clone()));
-        self.files += 1;
+impl FileReport {
+    fn add(&mut self, f: &FileReport) {
         self.lines += f.lines;
         self.decisions += f.decisions;
         self.raw += f.raw;
@@ -76,6 +66,14 @@ impl Totals {
         self.batches_written += f.batches_written;
         self.batches_skipped += f.batches_skipped;
         self.bytes += f.bytes;
+    }
+}
+
+impl Totals {
+    pub fn add(&mut self, name: String, dataset: &str, f: FileReport) {
+        self.files += 1;
+        self.sum.add(&f);
+        self.per_file.push((name, dataset.to_owned(), f));
     }
 
     /// The final summary, one fact per line, stable enough for scripts to grep.
@@ -95,22 +93,22 @@ impl Totals {
         }
         let mut line = |k: &str, v: String| out.push_str(&format!("{k:<16}{v}\n"));
         line("files", self.files.to_string());
-        line("lines read", self.lines.to_string());
-        line("decisions", self.decisions.to_string());
-        line("raw rows", self.raw.to_string());
-        line("dead letters", self.dead_letters.to_string());
-        line("probes skipped", self.probes.to_string());
-        if self.warnings > 0 {
-            line("warnings", format!("{} (partial records kept raw; see the log)", self.warnings));
+        line("lines read", self.sum.lines.to_string());
+        line("decisions", self.sum.decisions.to_string());
+        line("raw rows", self.sum.raw.to_string());
+        line("dead letters", self.sum.dead_letters.to_string());
+        line("probes skipped", self.sum.probes.to_string());
+        if self.sum.warnings > 0 {
+            line("warnings", format!("{} (partial records kept raw; see the log)", self.sum.warnings));
         }
         line(
             "batches",
-            format!("{} written, {} already stored", self.batches_written, self.batches_skipped),
+            format!("{} written, {} already stored", self.sum.batches_written, self.sum.batches_skipped),
         );
         line("seconds", format!("{:.2}", self.seconds));
         line(
             "rows/s",
-            format!("{:.0} ({:.1} MB/s of NDJSON)", self.lines as f64 / secs, self.bytes as f64 / secs / 1e6),
+            format!("{:.0} ({:.1} MB/s of NDJSON)", self.sum.lines as f64 / secs, self.sum.bytes as f64 / secs / 1e6),
         );
         out
     }
@@ -159,12 +157,8 @@ mod tests {
     fn summary_names_every_count() {
         let t = Totals {
             files: 1,
-            lines: 10,
-            decisions: 8,
-            raw: 9,
-            dead_letters: 1,
+            sum: FileReport { lines: 10, decisions: 8, raw: 9, dead_letters: 1, bytes: 2_000_000, ..FileReport::default() },
             seconds: 2.0,
-            bytes: 2_000_000,
             ..Totals::default()
         };
         let text = t.render();
