@@ -27,6 +27,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Receive Logpush, Tail and proxy decisions over HTTP; store them in ClickHouse and the index.
     Serve(ServeArgs),
+    /// Search the full-text index of `gatelog serve` (tantivy query syntax), newest first.
+    Search(SearchArgs),
     /// Backfill Logpush files (plain or gzip NDJSON, as found in an R2/S3 bucket) into ClickHouse.
     Ingest(IngestArgs),
     /// Start managed ClickHouse, ingest the sample data of every dataset, and show what was stored.
@@ -88,6 +90,28 @@ impl StoreArgs {
             ..Overrides::default()
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only decisions at or after this time (RFC 3339 or epoch).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// Only decisions before this time.
+    #[arg(long)]
+    pub to: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Continue after the page that printed this cursor.
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Print the page as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// e.g. `principal:alice@example.com AND decision:deny AND query:"system.tables"`.
+    pub query: String,
 }
 
 #[derive(Debug, Args)]

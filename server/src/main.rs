@@ -48,6 +48,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Search(args) => serve::search::run_cli(args).await,
         Command::Clickhouse { command: ClickhouseCommand::Run(args) } => clickhouse::run_foreground(args).await,
         Command::Sql { command: SqlCommand::Dump(args) } => {
             let profile = match args.profile {

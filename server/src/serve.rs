@@ -6,7 +6,7 @@
 //! `server.drain_timeout` to store what the spool holds, stop them, close the spool, stop
 //! managed ClickHouse. Whatever is left stays in the spool for the next start.
 
-mod search;
+pub mod search;
 
 use crate::cli::ServeArgs;
 use crate::clickhouse::Target;
