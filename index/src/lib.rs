@@ -11,7 +11,7 @@
 //! - [`search`]: [`Searcher`], [`SearchRequest`] → [`SearchPage`] of [`Hit`]s, cursors.
 //! - [`collector`]: the newest-first `(time, event_id)` collector with cursor and time range.
 //! - [`rebuild`](mod@rebuild): [`rebuild()`](rebuild::rebuild), the index again from a stream of decisions.
-//! - [`error`]: [`IndexError`].
+//! - [`error`]: the error type, [`IndexError`].
 
 pub mod collector;
 pub mod day;

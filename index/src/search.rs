@@ -220,18 +220,18 @@ impl Searcher {
 
     fn day_searcher(&self, day: Day, path: &Path) -> Result<(Index, tantivy::Searcher), IndexError> {
         let mut readers = self.readers.lock().unwrap_or_else(PoisonError::into_inner);
-        if !readers.contains_key(&day) {
-            let index = Index::open_in_dir(path).map_err(IndexError::tantivy(path))?;
-            schema::register_tokenizers(&index);
-            let reader = index
-                .reader_builder()
-                .reload_policy(ReloadPolicy::Manual)
-                .try_into()
-                .map_err(IndexError::tantivy(path))?;
-            readers.insert(day, DayReader { index, reader });
-        }
-        let Some(entry) = readers.get(&day) else {
-            return Err(IndexError::Worker("reader vanished".into()));
+        let entry = match readers.entry(day) {
+            std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                let index = Index::open_in_dir(path).map_err(IndexError::tantivy(path))?;
+                schema::register_tokenizers(&index);
+                let reader = index
+                    .reader_builder()
+                    .reload_policy(ReloadPolicy::Manual)
+                    .try_into()
+                    .map_err(IndexError::tantivy(path))?;
+                slot.insert(DayReader { index, reader })
+            }
         };
         entry.reader.reload().map_err(IndexError::tantivy(path))?;
         Ok((entry.index.clone(), entry.reader.searcher()))

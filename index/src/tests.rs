@@ -20,7 +20,7 @@ fn batch(seq: u64) -> Batch {
             let n = seq * 6 + i;
             let mut d = AccessDecision::new(format!("ev-{seq}-{i}"), UnixMillis(BASE + (n as i64 * 5 % 72) * HOUR + n as i64), "proxy", Source::Proxy);
             d.principal = format!("user{}@example.com", n % 5);
-            d.decision = if n % 3 == 0 { Decision::Deny } else { Decision::Allow };
+            d.decision = if n.is_multiple_of(3) { Decision::Deny } else { Decision::Allow };
             d.query = format!("SELECT * FROM db.t{n}");
             d
         })

@@ -1,5 +1,6 @@
 //! Search over the mapped sample files: exact principal matches, phrases, time ranges,
 //! cursors, order, highlights, the ClickHouse link, bad input, and rebuild.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns panic on purpose
 
 mod common;
 
