@@ -21,9 +21,8 @@ pub struct StoreConfig {
     pub profile: Option<SchemaProfile>,
     /// Modern profile only: drop decisions, raw records and dead letters older than this many days.
     pub retention_days: Option<u32>,
-    /// Compression of inserts: `lz4` (ClickHouse's native block compression), `none`, or
-    /// `auto` (the default): LZ4 unless the server is on a loopback address, where
-    /// compressing costs CPU on both ends and saves nothing.
+    /// Compression of inserts: `lz4` (the default; ClickHouse's native block compression),
+    /// `none`, or `auto`: LZ4 unless the server is on a loopback address.
     pub compression: InsertCompression,
     /// At most this many rows per `INSERT` statement (each `INSERT` becomes a part).
     pub insert_chunk_rows: usize,
@@ -48,11 +47,12 @@ impl Default for StoreConfig {
             cluster: None,
             profile: None,
             retention_days: None,
-            compression: InsertCompression::Auto,
+            compression: InsertCompression::Lz4,
             // Measured on 18.16: 50k-row inserts cost ~60% more CPU than whole-batch inserts
-            // (twice the parts, then merges); bytes bound memory instead (~256 MiB per part).
+            // (each INSERT is a part, and parts are merged again later); the byte bound caps
+            // the server's memory per INSERT (roughly 2-3x this).
             insert_chunk_rows: 1_000_000,
-            insert_chunk_bytes: 256 * 1024 * 1024,
+            insert_chunk_bytes: 1024 * 1024 * 1024,
             request_timeout: Duration::from_secs(300),
             mutation_timeout: Duration::from_secs(300),
             retry: RetryPolicy::default(),
@@ -91,8 +91,10 @@ impl fmt::Debug for StoreConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InsertCompression {
-    #[default]
+    /// LZ4 unless the URL's host is loopback (measured on one 2-core box: a wash either way).
     Auto,
+    /// LZ4 frames of 512 KiB (fewer bytes through the kernel; the clear choice across a network).
+    #[default]
     Lz4,
     None,
 }

@@ -24,7 +24,7 @@
 //! last and is the commit marker. A write first looks for the marker (done: nothing to do),
 //! then probes by primary key for rows of an interrupted attempt and deletes them (waiting
 //! for the mutation) before inserting. Each `INSERT` is one part; by default a batch's table
-//! goes in one `INSERT` of up to 1M rows / 256 MiB, which measured cheapest on 18.16.
+//! goes in one `INSERT` of up to 1M rows / 1 GiB, which measured cheapest on 18.16.
 //!
 //! Compatibility notes (18.16): the `clickhouse` client runs with validation off (RowBinary;
 //! 18.16 has no `RowBinaryWithNamesAndTypes`), queries use `query_raw` with literals escaped

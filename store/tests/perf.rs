@@ -5,6 +5,11 @@
 //! ```text
 //! GATELOG_PERF_ROWS=1000000 cargo test --release -p gatelog-store --test perf -- --ignored --nocapture
 //! ```
+//!
+//! Knobs: `GATELOG_PERF_BATCH` (rows per `write_batch`, default all in one, as the baseline
+//! is one `INSERT` per table), `GATELOG_PERF_CONCURRENCY` (writers, 2), `GATELOG_PERF_CHUNK`
+//! and `GATELOG_PERF_CHUNK_BYTES` (the store's `insert_chunk_*`). Each measurement runs on a
+//! fresh server and counts wall time and CPU (client + server, merges included).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
 use gatelog_model::{
@@ -205,7 +210,8 @@ async fn settle(store: &Store) {
 #[ignore = "benchmark; run in release with --ignored --nocapture"]
 async fn write_batch_beats_json_each_row() {
     let rows = env("GATELOG_PERF_ROWS", 1_000_000);
-    let per_batch = env("GATELOG_PERF_BATCH", 100_000);
+    // One batch by default, as the baseline is one INSERT per table (same number of parts).
+    let per_batch = env("GATELOG_PERF_BATCH", rows);
     let concurrency = env("GATELOG_PERF_CONCURRENCY", 2);
     println!(
         "{rows} rows, batches of {per_batch}, {concurrency} writers, inserts of {} rows",
@@ -245,11 +251,18 @@ async fn write_batch_beats_json_each_row() {
     // Each measurement gets a fresh server, so background merges of one do not slow the next.
     // (wall seconds, CPU seconds of client and server with the merges the inserts caused).
     let mut results = Vec::new();
-    for compression in [InsertCompression::Auto, InsertCompression::Lz4] {
+    for compression in [InsertCompression::Lz4, InsertCompression::None] {
         let mut ch = TestClickHouse::start().await.unwrap();
         let config = StoreConfig {
             compression,
-            insert_chunk_rows: env("GATELOG_PERF_CHUNK", 1_000_000),
+            insert_chunk_rows: env(
+                "GATELOG_PERF_CHUNK",
+                StoreConfig::default().insert_chunk_rows,
+            ),
+            insert_chunk_bytes: env(
+                "GATELOG_PERF_CHUNK_BYTES",
+                StoreConfig::default().insert_chunk_bytes as usize,
+            ) as u64,
             ..ch.store_config()
         };
         let store = Store::connect(&config).await.unwrap();
