@@ -83,3 +83,230 @@ pub fn count(url: &str, sql: &str) -> u64 {
     let text = query(url, sql);
     text.parse().unwrap_or_else(|_| panic!("{sql} returned {text:?}, not a number"))
 }
+
+/// An HTTP client for the tests (installs rustls' ring provider first, which reqwest's
+/// `rustls-no-provider` build needs even for plain HTTP).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().build().expect("http client")
+}
+
+/// A free loopback TCP port (bound, read, released: good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+}
+
+/// How to run `gatelog serve`; [`Serve::start`] runs it.
+#[derive(Debug, Clone)]
+pub struct ServeSpec {
+    pub data_dir: PathBuf,
+    pub port: u16,
+    pub clickhouse_url: String,
+    pub database: String,
+    pub token: String,
+    /// `--config FILE`, if any.
+    pub config: Option<PathBuf>,
+}
+
+impl ServeSpec {
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+/// A running `gatelog serve`, killed (SIGKILL) and reaped on drop. Its stdout and stderr
+/// go to `<data_dir>/serve.log` (appended across restarts).
+#[derive(Debug)]
+pub struct Serve {
+    child: Option<std::process::Child>,
+    log: PathBuf,
+}
+
+impl Serve {
+    /// Starts the server and waits (bounded, 60 s) until `/healthz` answers 200.
+    pub async fn start(spec: &ServeSpec) -> Serve {
+        let log = spec.data_dir.join("serve.log");
+        std::fs::create_dir_all(&spec.data_dir).expect("data dir");
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("serve log");
+        let err = out.try_clone().expect("serve log");
+        let listen = format!("127.0.0.1:{}", spec.port);
+        let mut cmd = Command::new(gatelog_bin());
+        cmd.arg("serve");
+        if let Some(config) = &spec.config {
+            cmd.arg("--config").arg(config);
+        }
+        cmd
+            .arg("--data-dir")
+            .arg(&spec.data_dir)
+            .args(["--listen", &listen])
+            .args(["--clickhouse-url", &spec.clickhouse_url])
+            .args(["--clickhouse-database", &spec.database])
+            .args(["--ingest-token", &spec.token])
+            .env("GATELOG_LOG", "warn")
+            .env_remove("GATELOG_CLICKHOUSE_URL")
+            .env_remove("GATELOG_CONFIG")
+            .env_remove("GATELOG_LISTEN")
+            .env_remove("GATELOG_INGEST_TOKENS")
+            .env_remove("GATELOG_DATA_DIR")
+            .stdin(std::process::Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run gatelog serve: {e}"));
+        let mut serve = Serve { child: Some(child), log };
+        let client = http_client();
+        let health = format!("{}/healthz", spec.base_url());
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(child) = serve.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!("gatelog serve exited during start-up ({status}):\n{}", serve.log_tail(40));
+            }
+            if let Ok(r) = client.get(&health).timeout(std::time::Duration::from_secs(2)).send().await
+                && r.status().is_success()
+            {
+                return serve;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "gatelog serve did not answer /healthz within 60 s:\n{}",
+                serve.log_tail(40)
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for a graceful exit; SIGKILL after `limit`.
+    pub fn terminate(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let started = std::time::Instant::now();
+        while started.elapsed() < limit {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
+    /// The last `lines` lines of the server's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// One Prometheus sample from `/metrics` text: the value of `name{labels}` where every
+/// `label="value"` in `labels` matches (`labels` empty: the unlabelled sample).
+pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (key, value) = line.rsplit_once(' ')?;
+        let (metric_name, rest) = match key.split_once('{') {
+            Some((n, rest)) => (n, rest),
+            None => (key, ""),
+        };
+        if metric_name != name {
+            return None;
+        }
+        if labels.is_empty() != rest.is_empty() {
+            return None;
+        }
+        labels
+            .iter()
+            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+            .then(|| value.parse().ok())?
+    })
+}
+
+/// All samples of `name` (any labels).
+pub fn metric_samples(text: &str, name: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            let metric_name = key.split_once('{').map_or(key, |(n, _)| n);
+            (metric_name == name).then(|| (key.to_owned(), value.parse().unwrap_or(f64::NAN)))
+        })
+        .collect()
+}
+
+/// Waits (bounded by `limit`) until the spool's last record is stored by every sink (every
+/// `gatelog_sink_lag_records` is 0 and both sinks are registered). Returns the last
+/// `/metrics` text; panics with it on timeout.
+pub async fn wait_for_sinks(base_url: &str, limit: std::time::Duration) -> String {
+    let client = http_client();
+    let started = std::time::Instant::now();
+    let mut last = String::new();
+    while started.elapsed() < limit {
+        if let Ok(r) = client.get(format!("{base_url}/metrics")).timeout(std::time::Duration::from_secs(5)).send().await
+            && let Ok(text) = r.text().await
+        {
+            let lags = metric_samples(&text, "gatelog_sink_lag_records");
+            if lags.len() >= 2 && lags.iter().all(|(_, v)| *v == 0.0) {
+                return text;
+            }
+            last = text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("the sinks did not catch up within {limit:?}; last metrics:\n{last}");
+}
+
+/// Pages through `/v1/search?q=…&limit=1000` until `next_cursor` is null and returns every
+/// hit's `event_id` in order (duplicates kept, so callers can count them).
+pub async fn search_all(base_url: &str, token: &str, q: &str) -> Vec<String> {
+    let client = http_client();
+    let mut ids = Vec::new();
+    let mut cursor: Option<String> = None;
+    for page in 0..100_000 {
+        let mut params = vec![("q", q.to_owned()), ("limit", "1000".to_owned())];
+        if let Some(c) = &cursor {
+            params.push(("cursor", c.clone()));
+        }
+        let url = reqwest::Url::parse_with_params(&format!("{base_url}/v1/search"), &params).expect("search url");
+        let response = client
+            .get(url)
+            .bearer_auth(token)
+            .timeout(std::time::Duration::from_secs(60))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("search page {page}: {e}"));
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "search page {page}: {status} {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("search page {page}: {e}: {body}"));
+        let hits = json["hits"].as_array().unwrap_or_else(|| panic!("no hits array: {body}"));
+        ids.extend(hits.iter().map(|h| h["event_id"].as_str().expect("event_id").to_owned()));
+        match json["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return ids,
+        }
+    }
+    panic!("search did not end after 100000 pages");
+}
