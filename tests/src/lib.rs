@@ -310,3 +310,135 @@ pub async fn search_all(base_url: &str, token: &str, q: &str) -> Vec<String> {
     }
     panic!("search did not end after 100000 pages");
 }
+
+/// A loopback TCP forwarder standing in for ClickHouse's HTTP port, so gatelog keeps one
+/// URL while the test stops ClickHouse and starts it again (on another port). Without a
+/// backend, connections are accepted and closed at once. Stops on drop.
+#[derive(Debug)]
+pub struct Forwarder {
+    port: u16,
+    backend: std::sync::Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Forwarder {
+    /// Listens on a free loopback port, forwarding to `backend`.
+    pub async fn start(backend: Option<std::net::SocketAddr>) -> Forwarder {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("forwarder bind");
+        let port = listener.local_addr().expect("forwarder address").port();
+        let backend = std::sync::Arc::new(std::sync::Mutex::new(backend));
+        let shared = backend.clone();
+        let task = tokio::spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                let target = *shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let Some(target) = target else {
+                    drop(inbound);
+                    continue;
+                };
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                while conns.try_join_next().is_some() {}
+            }
+        });
+        Forwarder { port, backend, task }
+    }
+
+    /// `http://127.0.0.1:<port>`: the URL to give gatelog.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Where new connections go (`None`: refused by closing them).
+    pub fn set_backend(&self, backend: Option<std::net::SocketAddr>) {
+        *self.backend.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = backend;
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The lines of `http_requests_5000.ndjson.gz`.
+pub fn http_requests_sample() -> Vec<String> {
+    use std::io::Read;
+    let path = samples_dir().join("http_requests_5000.ndjson.gz");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(&path).expect("sample file"))
+        .read_to_string(&mut text)
+        .expect("sample is gzip text");
+    text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect()
+}
+
+/// The RayID given to generated record `n` under `prefix` (4 hex digits): 16 hex digits.
+pub fn generated_ray_id(prefix: &str, n: usize) -> String {
+    format!("{prefix}{n:012x}")
+}
+
+/// Records `range` as NDJSON built from `lines` (cycled), each with its RayID replaced by
+/// [`generated_ray_id`], so every record has its own event id.
+pub fn unique_http_requests(lines: &[String], range: std::ops::Range<usize>, prefix: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for n in range {
+        let line = &lines[n % lines.len()];
+        let at = line.find("\"RayID\":\"").expect("every sample line has a RayID") + 9;
+        assert!(line[at..at + 16].bytes().all(|c| c.is_ascii_hexdigit()), "RayID is 16 hex digits");
+        out.extend_from_slice(line[..at].as_bytes());
+        out.extend_from_slice(generated_ray_id(prefix, n).as_bytes());
+        out.extend_from_slice(line[at + 16..].as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// gzip at the fastest level.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(data).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+/// Checks that ClickHouse and the index hold every decision at most once, that
+/// `required_rays` are all in ClickHouse, that every stored RayID starts with one of
+/// `allowed_prefixes`, and that the index holds exactly ClickHouse's decisions. Returns the
+/// number of decisions.
+pub async fn assert_stored_once(
+    ch_url: &str,
+    db: &str,
+    base_url: &str,
+    token: &str,
+    required_rays: &std::collections::HashSet<String>,
+    allowed_prefixes: &[&str],
+) -> u64 {
+    use std::collections::{BTreeSet, HashSet};
+    let figures: Vec<u64> = query(ch_url, &format!("SELECT count(), uniqExact(event_id), uniqExact(ray_id) FROM {db}.decisions FORMAT TSV"))
+        .split('\t')
+        .map(|v| v.parse().expect("a number"))
+        .collect();
+    assert_eq!(figures[0], figures[1], "decisions stored twice (count, uniq event_id, uniq ray_id): {figures:?}");
+    assert_eq!(figures[0], figures[2], "a RayID stored twice (count, uniq event_id, uniq ray_id): {figures:?}");
+    let stored: HashSet<String> = query(ch_url, &format!("SELECT ray_id FROM {db}.decisions FORMAT TSV")).lines().map(str::to_owned).collect();
+    let missing: Vec<&String> = required_rays.iter().filter(|r| !stored.contains(*r)).collect();
+    assert!(missing.is_empty(), "{} acknowledged records missing from ClickHouse, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    let foreign: Vec<&String> = stored.iter().filter(|r| !allowed_prefixes.iter().any(|p| r.starts_with(p))).collect();
+    assert!(foreign.is_empty(), "ClickHouse holds records nobody sent: {:?}", &foreign[..foreign.len().min(5)]);
+    let raw = count(ch_url, &format!("SELECT count() FROM {db}.raw_records"));
+    let raw_unique = count(ch_url, &format!("SELECT uniqExact(sha256) FROM {db}.raw_records"));
+    assert_eq!(raw, raw_unique, "raw records stored twice");
+
+    let indexed = search_all(base_url, token, "").await;
+    let unique: BTreeSet<&str> = indexed.iter().map(String::as_str).collect();
+    assert_eq!(indexed.len(), unique.len(), "the index returns some decisions twice");
+    let ids_text = query(ch_url, &format!("SELECT event_id FROM {db}.decisions FORMAT TSV"));
+    let ids: BTreeSet<&str> = ids_text.lines().collect();
+    assert_eq!(unique.len(), ids.len(), "index and ClickHouse disagree on the number of decisions");
+    assert!(unique == ids, "index and ClickHouse hold different decisions");
+    figures[0]
+}

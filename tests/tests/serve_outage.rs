@@ -1,0 +1,182 @@
+//! `gatelog serve` while ClickHouse is down: the spool keeps acknowledging until the
+//! ClickHouse sink lags `max_lag_records` (50) behind (or the spool is full), then the
+//! receiver answers 429/503 with `Retry-After`; once ClickHouse is
+//! back (same data dir, new port behind a forwarder gatelog keeps talking to), everything
+//! acknowledged arrives in ClickHouse and the index, nothing twice.
+
+use gatelog_e2e::{
+    Forwarder, Serve, ServeSpec, assert_stored_once, free_port, generated_ray_id, gzip, http_client, http_requests_sample,
+    metric, unique_http_requests, wait_for_sinks,
+};
+use gatelog_store::managed::{ManagedClickHouse, ManagedOptions};
+use gatelog_store::testing::TestClickHouse;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "outage-test-token-0123456789";
+const PREFIX: &str = "0a7e";
+const BATCH_LINES: usize = 100;
+
+const CONFIG: &str = r#"
+[spool]
+# 8 MiB was the plan, but `gatelog serve` cannot start with a spool of 256 MiB or less (the
+# spool's default max_record_bytes); backpressure comes from max_lag_records here.
+max_bytes = "257 MiB"
+segment_bytes = "1 MiB"
+
+[receiver]
+max_lag_records = 50
+retry_after = "1s"
+
+[server]
+drain_timeout = "2s"
+"#;
+
+enum Answer {
+    Acked,
+    /// 429 or 503, with the Retry-After seconds.
+    Backpressure(u16, u64),
+    ConnectionError,
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: &[u8]) -> Answer {
+    let sent = client
+        .post(url)
+        .bearer_auth(TOKEN)
+        .header("Content-Encoding", "gzip")
+        .body(body.to_vec())
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await;
+    let Ok(response) = sent else { return Answer::ConnectionError };
+    let status = response.status().as_u16();
+    match status {
+        200..=299 => Answer::Acked,
+        429 | 503 => {
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{status} without a numeric Retry-After"));
+            Answer::Backpressure(status, retry_after)
+        }
+        _ => panic!("unexpected {status}: {}", response.text().await.unwrap_or_default()),
+    }
+}
+
+fn port_of(url: &str) -> SocketAddr {
+    url.trim_start_matches("http://").parse().expect("clickhouse url is http://127.0.0.1:PORT")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn spool_absorbs_an_outage_then_pushes_back_and_nothing_is_lost_or_doubled() {
+    let started = Instant::now();
+    let lines = http_requests_sample();
+    gatelog_e2e::gatelog_bin();
+    let mut ch = TestClickHouse::start().await.expect("managed clickhouse");
+    let db = ch.database().to_owned();
+    let forwarder = Forwarder::start(Some(port_of(&ch.url()))).await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let config = data.path().join("gatelog.toml");
+    std::fs::write(&config, CONFIG).expect("config");
+    let spec = ServeSpec {
+        data_dir: data.path().join("gatelog"),
+        port: free_port(),
+        clickhouse_url: forwarder.url(),
+        database: db.clone(),
+        token: TOKEN.to_owned(),
+        config: Some(config),
+    };
+    let base = spec.base_url();
+    let mut server = Serve::start(&spec).await;
+    let client = http_client();
+    let url = format!("{base}/v1/logpush/http_requests");
+    let body = |b: usize| gzip(&unique_http_requests(&lines, b * BATCH_LINES..(b + 1) * BATCH_LINES, PREFIX));
+    let mut acked: Vec<usize> = Vec::new();
+    let mut next = 0;
+
+    // ClickHouse up: a few batches go straight through.
+    for _ in 0..3 {
+        assert!(matches!(post(&client, &url, &body(next)).await, Answer::Acked));
+        acked.push(next);
+        next += 1;
+    }
+    wait_for_sinks(&base, Duration::from_secs(60)).await;
+
+    // ClickHouse down: acks continue until the spool is full, then 429/503 + Retry-After.
+    forwarder.set_backend(None);
+    ch.server_mut().stop().await.expect("stop clickhouse");
+    let mut acked_during_outage = 0;
+    let mut pushed_back: Vec<(u16, u64)> = Vec::new();
+    let mut pending: Vec<usize> = Vec::new();
+    let outage = Instant::now();
+    while pushed_back.len() < 5 && outage.elapsed() < Duration::from_secs(90) && next < 1000 {
+        let b = next;
+        next += 1;
+        match post(&client, &url, &body(b)).await {
+            Answer::Acked => {
+                assert!(pushed_back.is_empty(), "an ack after backpressure while ClickHouse is still down");
+                acked.push(b);
+                acked_during_outage += 1;
+            }
+            Answer::Backpressure(status, retry_after) => {
+                pushed_back.push((status, retry_after));
+                pending.push(b);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Answer::ConnectionError => panic!("gatelog stopped answering during the outage:\n{}", server.log_tail(40)),
+        }
+    }
+    let metrics_down = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    let readyz = client.get(format!("{base}/readyz")).send().await.unwrap();
+    let readyz_status = readyz.status().as_u16();
+    eprintln!(
+        "outage: {acked_during_outage} batches acked while ClickHouse was down, then {:?} (status, Retry-After s); \
+         spool {} bytes; /readyz {readyz_status}",
+        pushed_back,
+        metric(&metrics_down, "gatelog_spool_bytes", &[]).unwrap_or(-1.0),
+    );
+    assert!(acked_during_outage >= 3, "the spool absorbed only {acked_during_outage} batches");
+    assert!(pushed_back.len() >= 5, "no backpressure within 90 s of outage (acked {acked_during_outage})");
+    assert!(pushed_back.iter().all(|(_, s)| *s == 1), "Retry-After is the configured 1 s: {pushed_back:?}");
+    assert_eq!(readyz_status, 503, "/readyz reports the backlog while ClickHouse is down");
+    assert!(server.is_running(), "{}", server.log_tail(40));
+
+    // ClickHouse back on the same data dir (another port, behind the same forwarder URL).
+    let revived = ManagedClickHouse::start(ch.data_dir(), ManagedOptions::default()).await.expect("restart clickhouse");
+    forwarder.set_backend(Some(port_of(&revived.url())));
+    let outage_length = outage.elapsed();
+
+    // Senders retry what was refused, honouring Retry-After; then some new batches.
+    pending.extend(next..next + 5);
+    for b in pending {
+        let body = body(b);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            match post(&client, &url, &body).await {
+                Answer::Acked => break,
+                Answer::Backpressure(_, s) => tokio::time::sleep(Duration::from_secs(s.min(5))).await,
+                Answer::ConnectionError => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+            assert!(Instant::now() < deadline, "batch {b} not accepted within 120 s after ClickHouse returned");
+        }
+        acked.push(b);
+    }
+    wait_for_sinks(&base, Duration::from_secs(120)).await;
+
+    let required: HashSet<String> = acked
+        .iter()
+        .flat_map(|&b| (b * BATCH_LINES..(b + 1) * BATCH_LINES).map(|n| generated_ray_id(PREFIX, n)))
+        .collect();
+    let stored = assert_stored_once(&revived.url(), &db, &base, TOKEN, &required, &[PREFIX]).await;
+    assert_eq!(stored as usize, required.len(), "every batch was acknowledged in the end, so exactly those records");
+    eprintln!(
+        "outage test: {} batches acked ({acked_during_outage} during a {outage_length:?} outage), {stored} decisions once each in ClickHouse and the index; {:?}",
+        acked.len(),
+        started.elapsed()
+    );
+    server.terminate(Duration::from_secs(20));
+    drop(revived);
+}
