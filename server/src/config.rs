@@ -130,6 +130,8 @@ impl Default for ClickHouseSection {
 pub struct IngestSection {
     /// Lines per stored batch: the unit of idempotence and of one ClickHouse insert.
     pub batch_lines: usize,
+    /// A batch closes once it holds this many bytes of NDJSON (bounds memory).
+    pub batch_bytes: ByteSize,
     /// A longer line becomes a dead letter instead of being parsed.
     pub max_line_bytes: ByteSize,
     /// Cap on the inflated size of one gzip member stream (decompression-bomb guard).
@@ -141,7 +143,8 @@ pub struct IngestSection {
 impl Default for IngestSection {
     fn default() -> Self {
         IngestSection {
-            batch_lines: 50_000,
+            batch_lines: 250_000,
+            batch_bytes: ByteSize::mib(256),
             max_line_bytes: ByteSize::mib(1),
             max_decompressed_bytes: ByteSize::gib(64),
             write_concurrency: 2,
@@ -269,6 +272,9 @@ impl Config {
         }
         if !(1..=1_000_000).contains(&self.ingest.batch_lines) {
             return invalid("ingest.batch_lines", format!("must be between 1 and 1000000, got {}", self.ingest.batch_lines));
+        }
+        if self.ingest.batch_bytes < self.ingest.max_line_bytes {
+            return invalid("ingest.batch_bytes", "must be at least ingest.max_line_bytes".into());
         }
         if self.ingest.max_line_bytes.as_u64() < 1024 {
             return invalid("ingest.max_line_bytes", format!("must be at least 1 KiB, got {}", self.ingest.max_line_bytes));

@@ -27,10 +27,11 @@ impl Chunk {
     }
 }
 
-/// Reads the next batch of at most `batch_lines` lines; `Ok(None)` at the end.
-pub fn next_chunk<R: BufRead>(reader: &mut LineReader<R>, batch_lines: usize) -> Result<Option<Chunk>, DecodeError> {
+/// Reads the next batch: at most `batch_lines` lines, and no more lines once it holds
+/// `batch_bytes`; `Ok(None)` at the end.
+pub fn next_chunk<R: BufRead>(reader: &mut LineReader<R>, batch_lines: usize, batch_bytes: usize) -> Result<Option<Chunk>, DecodeError> {
     let mut chunk = Chunk::default();
-    while chunk.lines.len() < batch_lines.max(1) {
+    while chunk.lines.len() < batch_lines.max(1) && chunk.bytes.len() < batch_bytes.max(1) {
         let Some(line) = reader.next_line()? else { break };
         let start = chunk.bytes.len();
         chunk.bytes.extend_from_slice(line.bytes);
@@ -53,13 +54,13 @@ mod tests {
     #[test]
     fn cuts_whole_lines_into_batches_and_keeps_numbers() {
         let mut reader = LineReader::new(&b"a\r\nbb\n\nccc"[..], 100);
-        let first = next_chunk(&mut reader, 2).unwrap().unwrap();
+        let first = next_chunk(&mut reader, 2, usize::MAX).unwrap().unwrap();
         assert_eq!(text(&first), ["a", "bb"]);
         assert_eq!(first.bytes, b"a\nbb\n");
-        let second = next_chunk(&mut reader, 2).unwrap().unwrap();
+        let second = next_chunk(&mut reader, 2, usize::MAX).unwrap().unwrap();
         assert_eq!(text(&second), ["", "ccc"]);
         assert_eq!(second.line(1).unwrap().no, 4);
-        assert!(next_chunk(&mut reader, 2).unwrap().is_none());
+        assert!(next_chunk(&mut reader, 2, usize::MAX).unwrap().is_none());
     }
 
     #[test]
@@ -67,10 +68,18 @@ mod tests {
         let mut input = vec![b'x'; 10_000];
         input.extend_from_slice(b"\nok\n");
         let mut reader = LineReader::new(&input[..], 100);
-        let chunk = next_chunk(&mut reader, 10).unwrap().unwrap();
+        let chunk = next_chunk(&mut reader, 10, usize::MAX).unwrap().unwrap();
         assert_eq!(chunk.line(0).unwrap().overlong, Some(10_000));
         assert_eq!(chunk.line(0).unwrap().bytes.len(), 100);
         assert_eq!(chunk.line(1).unwrap().bytes, b"ok");
         assert!(chunk.bytes.len() < 200, "the long line is not buffered");
+    }
+
+    #[test]
+    fn a_byte_budget_closes_the_batch_early() {
+        let mut reader = LineReader::new(&b"aaaa\nbbbb\ncccc\n"[..], 100);
+        let first = next_chunk(&mut reader, 100, 6).unwrap().unwrap();
+        assert_eq!(text(&first), ["aaaa", "bbbb"], "the line that crosses the budget is the last");
+        assert_eq!(text(&next_chunk(&mut reader, 100, 6).unwrap().unwrap()), ["cccc"]);
     }
 }

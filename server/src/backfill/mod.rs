@@ -152,10 +152,10 @@ pub async fn ingest_file(store: &Store, path: &Path, dataset: Dataset, opts: &In
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(opts.write_concurrency);
     let origin = path.display().to_string();
     let limits = Limits { max_decompressed: opts.max_decompressed_bytes.as_u64(), max_line: opts.max_line_bytes.as_u64() as usize };
-    let batch_lines = opts.batch_lines;
+    let (batch_lines, batch_bytes) = (opts.batch_lines, opts.batch_bytes.as_u64() as usize);
     let producer = {
         let origin = origin.clone();
-        tokio::task::spawn_blocking(move || produce(decoded, dataset, &origin, limits, batch_lines, &tx))
+        tokio::task::spawn_blocking(move || produce(decoded, dataset, &origin, limits, (batch_lines, batch_bytes), &tx))
     };
 
     let mut report = FileReport::default();
@@ -218,7 +218,7 @@ fn produce(
     dataset: Dataset,
     origin: &str,
     limits: Limits,
-    batch_lines: usize,
+    (batch_lines, batch_bytes): (usize, usize),
     tx: &tokio::sync::mpsc::Sender<Prepared>,
 ) -> anyhow::Result<()> {
     let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
@@ -226,7 +226,7 @@ fn produce(
         .name("gatelog-reader".into())
         .spawn(move || -> Result<(), gatelog_ingest::DecodeError> {
             let mut lines = LineReader::new(BufReader::with_capacity(1 << 20, decoded), limits.max_line);
-            while let Some(chunk) = chunk::next_chunk(&mut lines, batch_lines)? {
+            while let Some(chunk) = chunk::next_chunk(&mut lines, batch_lines, batch_bytes)? {
                 if chunk_tx.send(chunk).is_err() {
                     break; // the mapper stopped; its error is reported
                 }
