@@ -23,6 +23,23 @@ pub fn gatelog_bin() -> &'static Path {
     })
 }
 
+/// The `gatelog` binary built with the release profile (for tests that push volume: the
+/// debug build maps ~1,000 records per CPU second).
+pub fn gatelog_release_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let built = escargot::CargoBuild::new()
+            .manifest_path(manifest)
+            .package("gatelog")
+            .bin("gatelog")
+            .release()
+            .run()
+            .unwrap_or_else(|e| panic!("cannot build the release gatelog binary: {e}"));
+        built.path().to_path_buf()
+    })
+}
+
 /// Runs `gatelog ARGS…` to completion.
 pub fn gatelog(args: &[&str]) -> Output {
     Command::new(gatelog_bin())
@@ -109,6 +126,8 @@ pub struct ServeSpec {
     pub token: String,
     /// `--config FILE`, if any.
     pub config: Option<PathBuf>,
+    /// Run [`gatelog_release_bin`] instead of the debug build.
+    pub release: bool,
 }
 
 impl ServeSpec {
@@ -133,7 +152,7 @@ impl Serve {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("serve log");
         let err = out.try_clone().expect("serve log");
         let listen = format!("127.0.0.1:{}", spec.port);
-        let mut cmd = Command::new(gatelog_bin());
+        let mut cmd = Command::new(if spec.release { gatelog_release_bin() } else { gatelog_bin() });
         cmd.arg("serve");
         if let Some(config) = &spec.config {
             cmd.arg("--config").arg(config);
@@ -188,7 +207,7 @@ impl Serve {
     }
 
     /// SIGTERM, then wait (bounded) for a graceful exit; SIGKILL after `limit`.
-    pub fn terminate(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
+    pub async fn terminate(&mut self, limit: std::time::Duration) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
         let started = std::time::Instant::now();
@@ -196,7 +215,7 @@ impl Serve {
             if let Ok(Some(status)) = child.try_wait() {
                 return Some(status);
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         let _ = child.kill();
         let _ = child.wait();
@@ -389,9 +408,9 @@ pub fn unique_http_requests(lines: &[String], range: std::ops::Range<usize>, pre
         let line = &lines[n % lines.len()];
         let at = line.find("\"RayID\":\"").expect("every sample line has a RayID") + 9;
         assert!(line[at..at + 16].bytes().all(|c| c.is_ascii_hexdigit()), "RayID is 16 hex digits");
-        out.extend_from_slice(line[..at].as_bytes());
+        out.extend_from_slice(&line.as_bytes()[..at]);
         out.extend_from_slice(generated_ray_id(prefix, n).as_bytes());
-        out.extend_from_slice(line[at + 16..].as_bytes());
+        out.extend_from_slice(&line.as_bytes()[at + 16..]);
         out.push(b'\n');
     }
     out

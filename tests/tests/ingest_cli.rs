@@ -31,10 +31,10 @@ fn decision_request_ids(path: &Path) -> BTreeSet<String> {
     fn visit(value: &Value, out: &mut BTreeSet<String>) {
         match value {
             Value::Object(map) => {
-                if map.get("type").and_then(Value::as_str) == Some("access_decision") {
-                    if let Some(id) = map.get("request_id").and_then(Value::as_str) {
-                        out.insert(id.to_owned());
-                    }
+                if map.get("type").and_then(Value::as_str) == Some("access_decision")
+                    && let Some(id) = map.get("request_id").and_then(Value::as_str)
+                {
+                    out.insert(id.to_owned());
                 }
                 map.values().for_each(|v| visit(v, out));
             }

@@ -114,6 +114,7 @@ async fn bad_input_gets_its_status_and_never_poisons_the_receiver() {
         database: db.clone(),
         token: TOKEN.to_owned(),
         config: Some(config),
+        release: false,
     };
     let base = spec.base_url();
     let mut server = Serve::start(&spec).await;
@@ -195,5 +196,5 @@ async fn bad_input_gets_its_status_and_never_poisons_the_receiver() {
     let dead = count(&ch.url(), &format!("SELECT count() FROM {db}.dead_letters"));
     assert_eq!(dead, c.dead_letters, "the dead letters the answers announced, no more");
     eprintln!("bad input test: {stored} good records and {dead} dead letters stored");
-    server.terminate(Duration::from_secs(20));
+    server.terminate(Duration::from_secs(20)).await;
 }

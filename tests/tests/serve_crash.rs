@@ -3,14 +3,15 @@
 //! record of every acknowledged batch must end up in ClickHouse and in the tantivy index
 //! exactly once; nothing (acknowledged or not) may be stored twice.
 //!
-//! `GATELOG_CRASH_RECORDS` sets the number of records (default 200,000).
+//! `GATELOG_CRASH_RECORDS` sets the number of records (default 200,000). The server is the
+//! release build (built on first use): the debug build maps only ~1,000 records per CPU second.
 
-use flate2::Compression;
-use flate2::write::GzEncoder;
-use gatelog_e2e::{Serve, ServeSpec, count, free_port, query, samples_dir, search_all, wait_for_sinks};
+use gatelog_e2e::{
+    Serve, ServeSpec, assert_stored_once, free_port, generated_ray_id, gzip, http_requests_sample, unique_http_requests,
+    wait_for_sinks,
+};
 use gatelog_store::testing::TestClickHouse;
-use std::collections::{BTreeSet, HashSet};
-use std::io::{Read, Write};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,38 +21,17 @@ const BATCH_LINES: usize = 2_000;
 const CLIENTS: usize = 4;
 const KILLS: usize = 5;
 
-/// The 5,000 sample lines.
-fn sample_lines() -> Vec<String> {
-    let path = samples_dir().join("http_requests_5000.ndjson.gz");
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(&path).expect("sample file"))
-        .read_to_string(&mut text)
-        .expect("sample is gzip text");
-    let lines: Vec<String> = text.lines().filter(|l| !l.trim().is_empty()).map(str::to_owned).collect();
-    assert!(lines.len() >= 1000, "{} lines", lines.len());
-    lines
-}
-
-/// The RayID of record number `n`: 16 hex digits that no sample record uses.
-fn ray_id(n: usize) -> String {
-    format!("c0de{:012x}", n)
-}
+const PREFIX: &str = "c0de";
 
 /// Batch `b` gzipped: records `b * BATCH_LINES ..` with their RayIDs rewritten.
 fn batch_body(lines: &[String], b: usize, total: usize) -> Vec<u8> {
     let start = b * BATCH_LINES;
     let end = (start + BATCH_LINES).min(total);
-    let mut gz = GzEncoder::new(Vec::with_capacity(1 << 20), Compression::fast());
-    for n in start..end {
-        let line = &lines[n % lines.len()];
-        let at = line.find("\"RayID\":\"").expect("every sample line has a RayID") + 9;
-        assert!(line[at..at + 16].bytes().all(|c| c.is_ascii_hexdigit()), "RayID is 16 hex digits");
-        gz.write_all(line[..at].as_bytes()).unwrap();
-        gz.write_all(ray_id(n).as_bytes()).unwrap();
-        gz.write_all(line[at + 16..].as_bytes()).unwrap();
-        gz.write_all(b"\n").unwrap();
-    }
-    gz.finish().unwrap()
+    gzip(&unique_http_requests(lines, start..end, PREFIX))
+}
+
+fn ray_id(n: usize) -> String {
+    generated_ray_id(PREFIX, n)
 }
 
 #[derive(Debug, Default)]
@@ -84,7 +64,7 @@ async fn post_batch(client: &reqwest::Client, url: &str, body: Vec<u8>, out: &Mu
         let response = match sent {
             Ok(r) => r,
             Err(_) => {
-                out.lock().unwrap().connection_errors += 1;
+                out.lock().expect("lock").connection_errors += 1;
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
@@ -99,7 +79,7 @@ async fn post_batch(client: &reqwest::Client, url: &str, body: Vec<u8>, out: &Mu
                     return true;
                 }
                 Err(_) => {
-                    out.lock().unwrap().connection_errors += 1;
+                    out.lock().expect("lock").connection_errors += 1;
                     continue;
                 }
             }
@@ -111,7 +91,7 @@ async fn post_batch(client: &reqwest::Client, url: &str, body: Vec<u8>, out: &Mu
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok())
                 .expect("429/503 carry Retry-After in seconds");
-            out.lock().unwrap().backpressure += 1;
+            out.lock().expect("lock").backpressure += 1;
             tokio::time::sleep(Duration::from_secs(retry_after.min(2))).await;
             continue;
         }
@@ -129,8 +109,8 @@ async fn acknowledged_batches_survive_sigkill_exactly_once() {
         .map(|v| v.parse().expect("GATELOG_CRASH_RECORDS is a number"))
         .unwrap_or(200_000);
     let batches = total.div_ceil(BATCH_LINES);
-    let lines = Arc::new(sample_lines());
-    gatelog_e2e::gatelog_bin(); // build before timing anything
+    let lines = Arc::new(http_requests_sample());
+    gatelog_e2e::gatelog_release_bin(); // build before timing anything
 
     let ch = TestClickHouse::start().await.expect("managed clickhouse");
     let ch_url = ch.url();
@@ -143,6 +123,7 @@ async fn acknowledged_batches_survive_sigkill_exactly_once() {
         database: db.clone(),
         token: TOKEN.to_owned(),
         config: None,
+        release: true,
     };
     let base = spec.base_url();
     let server = Serve::start(&spec).await;
@@ -162,11 +143,11 @@ async fn acknowledged_batches_survive_sigkill_exactly_once() {
                     break;
                 }
                 let lines = lines.clone();
-                let body = tokio::task::spawn_blocking(move || batch_body(&lines, b, total)).await.unwrap();
+                let body = tokio::task::spawn_blocking(move || batch_body(&lines, b, total)).await.expect("batch builder");
                 if post_batch(&client, &url, body, &outcome).await {
-                    outcome.lock().unwrap().acked.push(b);
+                    outcome.lock().expect("lock").acked.push(b);
                 } else {
-                    outcome.lock().unwrap().given_up.push(b);
+                    outcome.lock().expect("lock").given_up.push(b);
                 }
             }
         }));
@@ -202,7 +183,7 @@ async fn acknowledged_batches_survive_sigkill_exactly_once() {
 
     let metrics = wait_for_sinks(&base, Duration::from_secs(240)).await;
     let caught_up = test_started.elapsed();
-    let outcome = std::mem::take(&mut *outcome.lock().unwrap());
+    let outcome = std::mem::take(&mut *outcome.lock().expect("lock"));
     let acked_records: usize = outcome.acked.iter().map(|b| (total - b * BATCH_LINES).min(BATCH_LINES)).sum();
     eprintln!(
         "crash test: {kills} kills, {batches} batches ({} acked, {} given up), {total} records ({acked_records} acked), \
@@ -215,51 +196,17 @@ async fn acknowledged_batches_survive_sigkill_exactly_once() {
     assert!(kills >= 3, "only {kills} kills happened while posting; raise GATELOG_CRASH_RECORDS");
     assert!(gatelog_e2e::metric(&metrics, "gatelog_spool_last_seq", &[]).unwrap_or(0.0) > 0.0, "{metrics}");
 
-    // ClickHouse: nothing twice, every acknowledged record present, nothing foreign.
-    let dup_check = query(
-        &ch_url,
-        &format!("SELECT count(), uniqExact(event_id), uniqExact(ray_id) FROM {db}.decisions FORMAT TSV"),
-    );
-    let figures: Vec<u64> = dup_check.split('\t').map(|v| v.parse().unwrap()).collect();
-    assert_eq!(figures[0], figures[1], "decisions stored twice (count, uniq event_id, uniq ray_id): {figures:?}");
-    assert_eq!(figures[0], figures[2], "a RayID stored twice: {figures:?}");
-    let stored_rays: HashSet<String> = query(&ch_url, &format!("SELECT ray_id FROM {db}.decisions FORMAT TSV"))
-        .lines()
-        .map(str::to_owned)
+    // ClickHouse and the index: nothing twice, every acknowledged record present.
+    let required: HashSet<String> = outcome
+        .acked
+        .iter()
+        .flat_map(|&b| (b * BATCH_LINES..((b + 1) * BATCH_LINES).min(total)).map(ray_id))
         .collect();
-    let mut missing = Vec::new();
-    for &b in &outcome.acked {
-        for n in b * BATCH_LINES..((b + 1) * BATCH_LINES).min(total) {
-            if !stored_rays.contains(&ray_id(n)) {
-                missing.push(n);
-            }
-        }
-    }
-    assert!(missing.is_empty(), "{} acknowledged records are missing from ClickHouse, e.g. {:?}", missing.len(), &missing[..missing.len().min(10)]);
-    let foreign = stored_rays.iter().filter(|r| !r.starts_with("c0de")).count();
-    assert_eq!(foreign, 0, "ClickHouse holds records this test did not send");
-    let raw = count(&ch_url, &format!("SELECT count() FROM {db}.raw_records"));
-    let raw_unique = count(&ch_url, &format!("SELECT uniqExact(sha256) FROM {db}.raw_records"));
-    assert_eq!(raw, raw_unique, "raw records stored twice");
-    assert_eq!(raw, figures[0], "one raw record per decision");
-
-    // The index: the same decisions as ClickHouse, each once.
-    let indexed = search_all(&base, TOKEN, "").await;
-    let unique: BTreeSet<&str> = indexed.iter().map(String::as_str).collect();
-    assert_eq!(indexed.len(), unique.len(), "the index returns some decisions twice");
-    let stored_ids: BTreeSet<String> = query(&ch_url, &format!("SELECT event_id FROM {db}.decisions FORMAT TSV"))
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let stored_refs: BTreeSet<&str> = stored_ids.iter().map(String::as_str).collect();
-    assert_eq!(unique.len(), stored_refs.len(), "index and ClickHouse disagree on the number of decisions");
-    assert!(unique == stored_refs, "index and ClickHouse hold different decisions");
-
+    let stored = assert_stored_once(&ch_url, &db, &base, TOKEN, &required, &[PREFIX]).await;
     eprintln!(
-        "crash test: {} decisions in ClickHouse and in the index, each once; total {:?}",
-        figures[0],
+        "crash test: {stored} decisions in ClickHouse and in the index, each once; total {:?}",
         test_started.elapsed()
     );
-    server.terminate(Duration::from_secs(30));
+    server.terminate(Duration::from_secs(30)).await;
     drop(ch);
 }

@@ -88,6 +88,7 @@ async fn spool_absorbs_an_outage_then_pushes_back_and_nothing_is_lost_or_doubled
         database: db.clone(),
         token: TOKEN.to_owned(),
         config: Some(config),
+        release: false,
     };
     let base = spec.base_url();
     let mut server = Serve::start(&spec).await;
@@ -129,8 +130,8 @@ async fn spool_absorbs_an_outage_then_pushes_back_and_nothing_is_lost_or_doubled
             Answer::ConnectionError => panic!("gatelog stopped answering during the outage:\n{}", server.log_tail(40)),
         }
     }
-    let metrics_down = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
-    let readyz = client.get(format!("{base}/readyz")).send().await.unwrap();
+    let metrics_down = client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("metrics");
+    let readyz = client.get(format!("{base}/readyz")).send().await.expect("readyz");
     let readyz_status = readyz.status().as_u16();
     eprintln!(
         "outage: {acked_during_outage} batches acked while ClickHouse was down, then {:?} (status, Retry-After s); \
@@ -177,6 +178,6 @@ async fn spool_absorbs_an_outage_then_pushes_back_and_nothing_is_lost_or_doubled
         acked.len(),
         started.elapsed()
     );
-    server.terminate(Duration::from_secs(20));
+    server.terminate(Duration::from_secs(20)).await;
     drop(revived);
 }
