@@ -13,7 +13,7 @@
 //!
 //! Run: `cargo bench -p gatelog-proxy --bench latency`
 //! (env: `BENCH_SECS` (5), `BENCH_CONCURRENCY` (32), `BENCH_REQUESTS` (3000 per path),
-//! `BENCH_LOG=json` to also write the JSON decision log to a file, as `gatelog proxy` does
+//! `BENCH_WORKERS` (2) proxy runtime workers, `BENCH_LOG=json` to also write the JSON decision log to a file, as `gatelog proxy` does
 //! to stderr).
 
 #[path = "../tests/support/mod.rs"]
@@ -189,8 +189,9 @@ fn main() {
         let file = std::fs::File::create(dir.path().join("proxy.log")).expect("log file");
         tracing_subscriber::fmt().json().with_writer(std::sync::Mutex::new(file)).with_max_level(tracing::Level::INFO).init();
     }
-    // The proxy's runtime: 2 workers, like `gatelog proxy` on this 2-core machine.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    // The proxy's runtime: by default 2 workers, like `gatelog proxy` on this 2-core machine.
+    let workers = env("BENCH_WORKERS", 2) as usize;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build().expect("runtime");
     let (mut ch, issuer, collector, server, stop_tx, direct, proxied) = rt.block_on(async {
         let ch = TestClickHouse::start().await.expect("clickhouse");
         ch_exec(&ch.url(), "CREATE DATABASE analytics").await;
@@ -223,6 +224,7 @@ fn main() {
     let added99 = p99 - d99;
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
     println!("load average before: {load_before}  (after: {load_after}); {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!("proxy runtime workers: {workers}");
     println!("sequential SELECT 1, {} requests per path, alternating", r.n);
     println!("  direct   p50 {d50:.3} ms  p99 {d99:.3} ms");
     println!("  proxied  p50 {p50:.3} ms  p99 {p99:.3} ms");
