@@ -223,9 +223,11 @@ fn unusable_files_fail_with_a_message_that_names_them() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("http_request") && stderr.contains("http_requests, "), "{stderr}");
 
-    let out = gatelog(&["ingest", "--dataset", "http_requests", "/nonexistent/file.ndjson"]);
+    let data_dir = dir.path().join("data");
+    let out = gatelog(&["ingest", "--data-dir", data_dir.to_str().unwrap(), "--dataset", "http_requests", "/nonexistent/file.ndjson"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/file.ndjson"), "{}", describe(&out));
+    assert!(!data_dir.exists(), "a missing file fails before managed ClickHouse is started");
 
     let unknown = dir.path().join("mystery.ndjson");
     std::fs::write(&unknown, "{\"hello\":\"world\"}\n").expect("write");

@@ -66,6 +66,8 @@ pub fn plan_files(files: &[PathBuf], forced: Option<Dataset>, opts: &IngestSecti
     files
         .iter()
         .map(|path| {
+            // Fail before anything is started (managed ClickHouse takes a moment) if a file is unreadable.
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
             let dataset = match forced.or_else(|| Dataset::from_file_name(path)) {
                 Some(d) => d,
                 None => sniff_file(path, opts)?.with_context(|| {

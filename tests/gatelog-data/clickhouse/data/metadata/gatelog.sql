@@ -1,2 +1,0 @@
-ATTACH DATABASE gatelog
-ENGINE = Ordinary
