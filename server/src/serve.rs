@@ -32,10 +32,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     config.validate()?;
 
     let spool_dir = config.data_dir.join("spool");
+    // One batch may take at most half the spool, so a small spool still opens (a larger
+    // batch is answered 413 by the receiver instead).
+    let max_bytes = config.spool.max_bytes.as_u64();
     let spool = Spool::open(
         &spool_dir,
         SpoolOptions {
-            max_bytes: config.spool.max_bytes.as_u64(),
+            max_record_bytes: SpoolOptions::default().max_record_bytes.min(max_bytes / 2),
+            max_bytes,
             segment_bytes: config.spool.segment_bytes.as_u64(),
             fsync: config.spool.fsync,
             ..SpoolOptions::default()
