@@ -58,7 +58,7 @@ ch_rows=$(q "SELECT count() FROM bench_baseline.http_requests_json")
 settle
 
 start=$(date +%s.%N)
-"$bin" ingest --no-progress --clickhouse-url "$url" --clickhouse-database bench_gatelog --dataset http_requests "$file" >"$data/gatelog.out"
+"$bin" ingest ${GATELOG_BENCH_CONFIG:+--config "$GATELOG_BENCH_CONFIG"} --no-progress --clickhouse-url "$url" --clickhouse-database bench_gatelog --dataset http_requests "$file" >"$data/gatelog.out"
 end=$(date +%s.%N)
 gl_secs=$(echo "$end - $start" | bc -l)
 gl_rows=$(q "SELECT count() FROM bench_gatelog.decisions")
