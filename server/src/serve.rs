@@ -42,7 +42,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_bytes,
             segment_bytes: config.spool.segment_bytes.as_u64(),
             fsync: config.spool.fsync,
-            ..SpoolOptions::default()
         },
     )
     .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
