@@ -298,10 +298,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let timeout = self.inner.config.request_timeout;
         let fut = self.inner.client.query_raw(sql).execute();
-        match tokio::time::timeout(timeout, fut).await {
-            Ok(result) => result.map_err(|e| StoreError::from_clickhouse(op, table, e)),
-            Err(_) => Err(StoreError::timeout(op, table, timeout)),
-        }
+        bounded(op, table, timeout, fut).await
     }
 
     pub(crate) async fn fetch_all<T>(
@@ -353,10 +350,7 @@ async fn fetch_all<T>(
 where
     T: clickhouse::RowOwned + clickhouse::RowRead,
 {
-    match tokio::time::timeout(timeout, client.query_raw(sql).fetch_all::<T>()).await {
-        Ok(result) => result.map_err(|e| StoreError::from_clickhouse(op, table, e)),
-        Err(_) => Err(StoreError::timeout(op, table, timeout)),
-    }
+    bounded(op, table, timeout, client.query_raw(sql).fetch_all::<T>()).await
 }
 
 async fn fetch_one<T>(
@@ -369,10 +363,7 @@ async fn fetch_one<T>(
 where
     T: clickhouse::RowOwned + clickhouse::RowRead,
 {
-    match tokio::time::timeout(timeout, client.query_raw(sql).fetch_one::<T>()).await {
-        Ok(result) => result.map_err(|e| StoreError::from_clickhouse(op, table, e)),
-        Err(_) => Err(StoreError::timeout(op, table, timeout)),
-    }
+    bounded(op, table, timeout, client.query_raw(sql).fetch_one::<T>()).await
 }
 
 /// Runs `attempt` until it succeeds, fails fatally, or the policy's attempts are used up.
@@ -409,5 +400,18 @@ where
                 n += 1;
             }
         }
+    }
+}
+
+/// Runs one ClickHouse request within `timeout`, naming `op` and `table` in any error.
+async fn bounded<T>(
+    op: &'static str,
+    table: &str,
+    timeout: Duration,
+    request: impl std::future::Future<Output = clickhouse::error::Result<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, request).await {
+        Ok(result) => result.map_err(|e| StoreError::from_clickhouse(op, table, e)),
+        Err(_) => Err(StoreError::timeout(op, table, timeout)),
     }
 }
