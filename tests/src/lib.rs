@@ -11,33 +11,22 @@ use std::sync::OnceLock;
 /// The `gatelog` binary of this workspace, built (or found fresh) by cargo on first use.
 pub fn gatelog_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let built = escargot::CargoBuild::new()
-            .manifest_path(manifest)
-            .package("gatelog")
-            .bin("gatelog")
-            .run()
-            .unwrap_or_else(|e| panic!("cannot build the gatelog binary: {e}"));
-        built.path().to_path_buf()
-    })
+    BIN.get_or_init(|| build_gatelog(false))
 }
 
-/// The `gatelog` binary built with the release profile (for tests that push volume: the
-/// debug build maps ~1,000 records per CPU second).
+/// The `gatelog` binary built with the release profile (`GATELOG_CRASH_RELEASE=1` in the
+/// crash test; debug builds already optimise their dependencies).
 pub fn gatelog_release_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
-        let built = escargot::CargoBuild::new()
-            .manifest_path(manifest)
-            .package("gatelog")
-            .bin("gatelog")
-            .release()
-            .run()
-            .unwrap_or_else(|e| panic!("cannot build the release gatelog binary: {e}"));
-        built.path().to_path_buf()
-    })
+    BIN.get_or_init(|| build_gatelog(true))
+}
+
+fn build_gatelog(release: bool) -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+    let build = escargot::CargoBuild::new().manifest_path(manifest).package("gatelog").bin("gatelog");
+    let build = if release { build.release() } else { build };
+    let built = build.run().unwrap_or_else(|e| panic!("cannot build the gatelog binary (release: {release}): {e}"));
+    built.path().to_path_buf()
 }
 
 /// Runs `gatelog ARGS…` to completion.
