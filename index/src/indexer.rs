@@ -117,6 +117,8 @@ pub struct Indexer {
     round: u64,
     pending_docs: usize,
     pending_bytes: u64,
+    /// Decisions added since open (committed or not); only grows.
+    added: u64,
     /// Decisions before this day are skipped (retention).
     floor: Option<Day>,
     poisoned: bool,
@@ -178,6 +180,7 @@ impl Indexer {
             round,
             pending_docs: 0,
             pending_bytes: 0,
+            added: 0,
             floor: None,
             poisoned: false,
             #[cfg(test)]
@@ -232,6 +235,7 @@ impl Indexer {
         self.touched.insert(slot);
         self.pending_docs += 1;
         self.pending_bytes += bytes;
+        self.added += 1;
         Ok(())
     }
 
@@ -248,6 +252,12 @@ impl Indexer {
     /// Decisions added since the last commit.
     pub fn pending_docs(&self) -> usize {
         self.pending_docs
+    }
+
+    /// Decisions added since [`Indexer::open`], committed or not (those skipped by
+    /// retention are not counted). Only grows, so a difference counts one batch's documents.
+    pub fn added_docs(&self) -> u64 {
+        self.added
     }
 
     /// Runs a commit round (see the module docs) and returns the new position.

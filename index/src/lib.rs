@@ -8,6 +8,7 @@
 //! - [`indexer`]: [`Indexer`], writes and commit rounds; the exactly-once design and invariant.
 //! - `payload`: the commit payload and position recovery after a crash.
 //! - [`sink`]: [`run_sink`], the spool consumer driving an [`Indexer`] on its own thread.
+//! - [`stats`]: [`IndexSinkStats`], what the sink committed and how far behind it is.
 //! - [`search`]: [`Searcher`], [`SearchRequest`] → [`SearchPage`] of [`Hit`]s, cursors.
 //! - [`collector`]: the newest-first `(time, event_id)` collector with cursor and time range.
 //! - [`rebuild`](mod@rebuild): [`rebuild()`](rebuild::rebuild), the index again from a stream of decisions.
@@ -22,6 +23,7 @@ pub mod rebuild;
 pub mod schema;
 pub mod search;
 pub mod sink;
+pub mod stats;
 
 #[cfg(test)]
 mod tests;
@@ -32,3 +34,4 @@ pub use indexer::{Indexer, IndexerOptions};
 pub use rebuild::{RebuildStats, rebuild};
 pub use search::{DEFAULT_LIMIT, Hit, MAX_LIMIT, SearchPage, SearchRequest, Searcher};
 pub use sink::run_sink;
+pub use stats::IndexSinkStats;

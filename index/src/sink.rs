@@ -4,12 +4,16 @@
 //! add, commit) and the spool `ack` run on one dedicated thread, never on the runtime.
 //! The thread commits when [`Indexer::should_commit`] says so, or on a tick every
 //! `commit_interval` when anything waits, and acknowledges the spool only after a complete
-//! commit round. On shutdown it commits what it has.
+//! commit round. On shutdown it commits what it has. Each complete round is counted in the
+//! caller's [`IndexSinkStats`] (documents, batches, position, lag).
 
-use crate::{IndexError, Indexer};
+use crate::stats::Pending;
+use crate::{IndexError, IndexSinkStats, Indexer};
 use gatelog_model::Batch;
 use gatelog_spool::{Record, Spool};
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use tokio::sync::{mpsc, oneshot};
 
 enum Msg {
@@ -20,14 +24,17 @@ enum Msg {
 
 /// Consumes the spool as `name` from `indexer.position()` until `shutdown` resolves or the
 /// spool closes, then commits and returns. Any error stops the sink; the caller reopens the
-/// [`Indexer`] (which recovers its position) and calls this again.
+/// [`Indexer`] (which recovers its position) and calls this again. `stats` follows every
+/// complete commit round.
 pub async fn run_sink(
     indexer: Indexer,
     spool: Spool,
     name: &str,
+    stats: Arc<IndexSinkStats>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), IndexError> {
     let position = indexer.position();
+    stats.position.store(position, Ordering::Relaxed);
     let interval = indexer.options().commit_interval;
     let name = name.to_owned();
     {
@@ -45,7 +52,7 @@ pub async fn run_sink(
         std::thread::Builder::new()
             .name("gatelog-index".into())
             .spawn(move || {
-                let result = work(indexer, &spool, &name, rx);
+                let result = work(indexer, &spool, &name, &stats, rx);
                 let _ = done_tx.send(result);
             })
             .map_err(IndexError::io("spawning the index thread", ""))?;
@@ -100,42 +107,61 @@ pub async fn run_sink(
     }
 }
 
-fn work(mut indexer: Indexer, spool: &Spool, name: &str, mut rx: mpsc::Receiver<Msg>) -> Result<(), IndexError> {
+/// The sink thread: its indexer, where it acks, and what it counts.
+struct Worker<'a> {
+    indexer: Indexer,
+    spool: &'a Spool,
+    name: &'a str,
+    stats: &'a IndexSinkStats,
+    pending: Pending,
+}
+
+fn work(indexer: Indexer, spool: &Spool, name: &str, stats: &IndexSinkStats, mut rx: mpsc::Receiver<Msg>) -> Result<(), IndexError> {
+    let mut w = Worker { indexer, spool, name, stats, pending: Pending::default() };
     while let Some(msg) = rx.blocking_recv() {
         match msg {
             Msg::Record(record) => {
                 match Batch::decode(&record.payload) {
-                    Ok(batch) => indexer.index_batch(record.seq, &batch)?,
+                    Ok(batch) => {
+                        let before = w.indexer.added_docs();
+                        w.indexer.index_batch(record.seq, &batch)?;
+                        let added = w.indexer.added_docs() - before;
+                        w.stats.added(&mut w.pending, &batch.dataset, batch.received_at, added);
+                    }
                     Err(e) => {
                         tracing::error!(seq = record.seq, error = %e, "spool record is not a batch; skipped by the index");
-                        indexer.skip_record(record.seq);
+                        w.indexer.skip_record(record.seq);
                     }
                 }
-                if indexer.should_commit() {
-                    commit_and_ack(&mut indexer, spool, name)?;
+                if w.indexer.should_commit() {
+                    w.commit_and_ack()?;
                 }
             }
             Msg::Tick => {
-                if indexer.has_pending() {
-                    commit_and_ack(&mut indexer, spool, name)?;
+                if w.indexer.has_pending() {
+                    w.commit_and_ack()?;
                 }
             }
             Msg::Shutdown => break,
         }
     }
-    commit_and_ack(&mut indexer, spool, name)
+    w.commit_and_ack()
 }
 
-fn commit_and_ack(indexer: &mut Indexer, spool: &Spool, name: &str) -> Result<(), IndexError> {
-    if !indexer.has_pending() {
-        return Ok(());
+impl Worker<'_> {
+    fn commit_and_ack(&mut self) -> Result<(), IndexError> {
+        let Worker { indexer, spool, name, stats, pending } = self;
+        if !indexer.has_pending() {
+            return Ok(());
+        }
+        let docs = indexer.pending_docs();
+        let position = indexer.commit()?;
+        stats.committed(std::mem::take(pending), position);
+        tracing::debug!(consumer = %name, position, docs, "index committed");
+        if let Err(e) = spool.ack(name, position) {
+            // The position is safe in the index; the ack only lets the spool delete segments.
+            tracing::warn!(consumer = %name, position, error = %e, "spool ack failed");
+        }
+        Ok(())
     }
-    let docs = indexer.pending_docs();
-    let position = indexer.commit()?;
-    tracing::debug!(consumer = %name, position, docs, "index committed");
-    if let Err(e) = spool.ack(name, position) {
-        // The position is safe in the index; the ack only lets the spool delete segments.
-        tracing::warn!(consumer = %name, position, error = %e, "spool ack failed");
-    }
-    Ok(())
 }

@@ -2,11 +2,13 @@
 //! adding documents, half-way through a commit round, and after mid-batch forced commits.
 //! Every decision must end up in the index exactly once (counted by `event_id` term).
 
-use crate::{IndexError, Indexer, IndexerOptions, Searcher, run_sink};
+use crate::{IndexError, IndexSinkStats, Indexer, IndexerOptions, Searcher, run_sink};
 use gatelog_model::{AccessDecision, Batch, Decision, Source, UnixMillis};
 use gatelog_spool::{Spool, SpoolOptions};
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 const BASE: i64 = 1_740_960_000_000; // 2025-03-03T00:00:00Z
@@ -58,8 +60,8 @@ async fn append(spool: &Spool, seqs: std::ops::RangeInclusive<u64>) {
     }
 }
 
-/// Runs the sink until the consumer acknowledged `until`, then shuts it down.
-async fn sink_until(index_dir: &Path, spool: &Spool, until: u64, opts: IndexerOptions) {
+/// Runs the sink until the consumer acknowledged `until`, then shuts it down; returns its stats.
+async fn sink_until(index_dir: &Path, spool: &Spool, until: u64, opts: IndexerOptions) -> Arc<IndexSinkStats> {
     let indexer = Indexer::open(index_dir, opts).unwrap();
     let watcher = spool.clone();
     let shutdown = async move {
@@ -71,7 +73,9 @@ async fn sink_until(index_dir: &Path, spool: &Spool, until: u64, opts: IndexerOp
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };
-    run_sink(indexer, spool.clone(), "index", shutdown).await.unwrap();
+    let stats = Arc::new(IndexSinkStats::default());
+    run_sink(indexer, spool.clone(), "index", stats.clone(), shutdown).await.unwrap();
+    stats
 }
 
 /// Reads records after the indexer's position up to `until` into it, without committing.
@@ -93,8 +97,15 @@ async fn crash_scenario(fail_after_commits: usize, max_open_writers: usize) {
     append(&spool, 1..=4).await;
     let o = IndexerOptions { commit_interval: Duration::from_millis(20), ..opts(max_open_writers) };
 
-    // 1..=4 through the sink, committed and acknowledged.
-    sink_until(&index_dir, &spool, 4, o).await;
+    // 1..=4 through the sink, committed and acknowledged, and counted.
+    let stats = sink_until(&index_dir, &spool, 4, o).await;
+    let sent: u64 = (1..=4).map(|s| batch(s).decisions.len() as u64).sum();
+    assert_eq!(stats.position.load(Ordering::Relaxed), 4);
+    assert_eq!(stats.batches.load(Ordering::Relaxed), 4);
+    assert_eq!(stats.decisions.load(Ordering::Relaxed), sent, "every added decision counts, replacements too");
+    assert_eq!(stats.decisions_by_dataset().get("proxy"), Some(&sent));
+    assert!(stats.commits.load(Ordering::Relaxed) >= 1);
+    assert_eq!(stats.lag_seconds(4, UnixMillis(0)), Some(0.0));
     let committed = Indexer::open(&index_dir, o).unwrap().position();
     assert_eq!(committed, 4);
     assert_exactly_once(&index_dir, 4);
