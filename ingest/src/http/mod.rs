@@ -46,9 +46,11 @@
 //!
 //! Submodules: [`config`] ([`ReceiverConfig`]), [`error`] (the closed set of
 //! [`ErrorCode`]s), `auth` (constant-time tokens), [`metrics`], [`decisions`] (proxy
-//! decision lines), `process` (body → batch) and `handlers`.
+//! decision lines), `process` (body → batch) and `handlers`; and [`client`], the other side:
+//! a sender that posts to these routes as Logpush and a Tail Worker do (`gatelog demo`).
 
 mod auth;
+pub mod client;
 pub mod config;
 pub mod decisions;
 pub mod error;
