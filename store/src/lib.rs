@@ -10,6 +10,7 @@
 //! - [`sql`]: every statement the store emits ([`sql::statements`], [`sql::render_dump`] for
 //!   `gatelog sql dump`) and the versioned [`sql::migrations`].
 //! - `migrate`: [`Store::migrate`], recorded in `schema_migrations` with checksums.
+//! - `order`: rows pre-sorted by each table's sorting key, so the server skips its sort.
 //! - `rowbinary`: the allocation-free RowBinary encoder for both profiles.
 //! - `writer`: [`Store::write_batch`] with [`WriteBatch`] / [`WriteOutcome`]; `frames`
 //!   streams an `INSERT`'s frames, LZ4-compressing on blocking threads when enabled.
@@ -36,6 +37,7 @@ pub mod error;
 mod frames;
 pub mod managed;
 mod migrate;
+mod order;
 pub mod profile;
 mod rowbinary;
 mod schema;

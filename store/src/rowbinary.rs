@@ -24,6 +24,12 @@ pub(crate) struct BatchRow<'a> {
     pub sha256: &'a str,
 }
 
+/// A timestamp as a legacy `DateTime` column holds it: seconds, clamped to `UInt32`.
+pub(crate) fn legacy_secs(t: UnixMillis) -> u32 {
+    let secs = t.0.div_euclid(1000).clamp(0, i64::from(u32::MAX));
+    u32::try_from(secs).unwrap_or(0)
+}
+
 /// Appends rows to a buffer in ClickHouse's RowBinary format.
 #[derive(Debug)]
 pub(crate) struct RowEncoder {
@@ -91,8 +97,7 @@ impl RowEncoder {
     fn time(&mut self, t: UnixMillis) {
         self.mark(Kind::Time);
         if self.legacy {
-            let secs = t.0.div_euclid(1000).clamp(0, i64::from(u32::MAX));
-            self.buf.put_u32_le(u32::try_from(secs).unwrap_or(0));
+            self.buf.put_u32_le(legacy_secs(t));
         }
         self.buf.put_i64_le(t.0);
     }

@@ -1,6 +1,7 @@
 //! `write_batch`: one batch, stored exactly once, with the `ingest_batches` marker written last.
 
 use crate::frames::{FRAME_BYTES, FrameSender};
+use crate::order;
 use crate::profile::SchemaProfile;
 use crate::rowbinary::{BatchRow, RowEncoder};
 use crate::sql::{Lit, render, storage_table};
@@ -27,6 +28,13 @@ pub enum WriteOutcome {
     },
     /// The batch's marker was already there; nothing was written.
     AlreadyStored,
+}
+
+/// A batch's rows in the order they are sent.
+struct Sorted<'a> {
+    decisions: Vec<&'a AccessDecision>,
+    raw: Vec<&'a gatelog_model::RawRecord>,
+    dead_letters: Vec<&'a gatelog_model::DeadLetter>,
 }
 
 /// Releases a batch id claimed by this process when the write ends.
@@ -101,8 +109,15 @@ impl Store {
         let decision_range = time_range(batch.decisions.iter().map(|d| d.time));
         let raw_range = time_range(batch.raw.iter().map(|r| r.time));
 
+        // Sent in sorting-key order (see `order`); the probe looks at the first and last
+        // rows sent, so it uses the same order.
+        let rows = Sorted {
+            decisions: order::decisions(&batch.decisions, self.profile()),
+            raw: order::raw_records(&batch.raw),
+            dead_letters: order::dead_letters(&batch.dead_letters, self.profile()),
+        };
         let removed = self
-            .remove_partial(batch, decision_range, raw_range)
+            .remove_partial(batch, &rows, decision_range, raw_range)
             .await?;
 
         let q = &self.inner.queries;
@@ -110,21 +125,21 @@ impl Store {
             self.insert_rows(
                 &q.insert_decisions,
                 "decisions",
-                &batch.decisions,
+                &rows.decisions,
                 id,
                 RowEncoder::decision
             ),
             self.insert_rows(
                 &q.insert_raw_records,
                 "raw_records",
-                &batch.raw,
+                &rows.raw,
                 id,
                 RowEncoder::raw_record
             ),
             self.insert_rows(
                 &q.insert_dead_letters,
                 "dead_letters",
-                &batch.dead_letters,
+                &rows.dead_letters,
                 id,
                 RowEncoder::dead_letter
             ),
@@ -180,6 +195,7 @@ impl Store {
     async fn remove_partial(
         &self,
         batch: &WriteBatch,
+        rows: &Sorted<'_>,
         decision_range: Option<(UnixMillis, UnixMillis)>,
         raw_range: Option<(UnixMillis, UnixMillis)>,
     ) -> Result<u64, StoreError> {
@@ -191,7 +207,7 @@ impl Store {
                 (Some((lo, hi)), SchemaProfile::Modern) => (lo.0, hi.0),
             }
         };
-        if !self.probe_partial(batch).await? {
+        if !self.probe_partial(batch, rows).await? {
             return Ok(0);
         }
         let (d_lo, d_hi) = bounds(decision_range);
@@ -236,22 +252,22 @@ impl Store {
 
     /// Whether the first or last row of any table of `batch` is already stored under its id:
     /// primary-key lookups, so the common case (a new batch) costs next to nothing.
-    async fn probe_partial(&self, batch: &WriteBatch) -> Result<bool, StoreError> {
+    async fn probe_partial(&self, batch: &WriteBatch, rows: &Sorted<'_>) -> Result<bool, StoreError> {
         let id = batch.batch_id.as_str();
         let at = |t: UnixMillis| match self.profile() {
             SchemaProfile::Legacy => t.as_secs(),
             SchemaProfile::Modern => t.0,
         };
         // A table without rows in this batch gets an empty batch id, which matches nothing.
-        let (d_id, first, last) = match (batch.decisions.first(), batch.decisions.last()) {
-            (Some(f), Some(l)) => (id, f, l),
+        let (d_id, first, last) = match (rows.decisions.first(), rows.decisions.last()) {
+            (Some(f), Some(l)) => (id, *f, *l),
             _ => ("", &*EMPTY_DECISION, &*EMPTY_DECISION),
         };
-        let (r_id, r_first, r_last) = match (batch.raw.first(), batch.raw.last()) {
+        let (r_id, r_first, r_last) = match (rows.raw.first(), rows.raw.last()) {
             (Some(f), Some(l)) => (id, f.sha256.as_str(), l.sha256.as_str()),
             _ => ("", "", ""),
         };
-        let dl_id = if batch.dead_letters.is_empty() {
+        let dl_id = if rows.dead_letters.is_empty() {
             ""
         } else {
             id
@@ -325,7 +341,7 @@ impl Store {
         &self,
         sql: &str,
         table: &str,
-        rows: &[T],
+        rows: &[&T],
         batch_id: &str,
         encode: fn(&mut RowEncoder, &T, &str),
     ) -> Result<u64, StoreError> {
@@ -344,7 +360,7 @@ impl Store {
             let mut enc = RowEncoder::new(self.profile(), FRAME_BYTES + FRAME_BYTES / 4);
             let (mut in_chunk, mut chunk_bytes) = (0usize, 0u64);
             for row in rest {
-                encode(&mut enc, row, batch_id);
+                encode(&mut enc, *row, batch_id);
                 in_chunk += 1;
                 if enc.len() >= FRAME_BYTES {
                     chunk_bytes += enc.len() as u64;

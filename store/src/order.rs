@@ -1,0 +1,90 @@
+//! Rows in their table's `ORDER BY` order before they are sent.
+//!
+//! ClickHouse sorts every inserted block by the table's sorting key unless it finds the block
+//! already sorted, in which case it skips the sort and the permutation of every column. For
+//! `raw_records` (2.5 KB lines, ordered by a hash) that permutation measured a fifth of the
+//! server's insert CPU on 18.16 (15.4 s vs 12.1 s per million rows), so the writer sends
+//! rows pre-sorted. The keys here must compare exactly as ClickHouse compares the columns:
+//! strings bytewise, `DateTime` as its clamped `UInt32` seconds (legacy), `DateTime64(3)` as
+//! milliseconds (modern). A key that disagrees only costs the saving, never correctness:
+//! the server then sorts as before.
+
+use crate::profile::SchemaProfile;
+use crate::rowbinary::legacy_secs;
+use gatelog_model::{AccessDecision, DeadLetter, RawRecord, UnixMillis};
+
+/// A timestamp as the profile's time column compares it.
+fn time_key(profile: SchemaProfile, t: UnixMillis) -> i64 {
+    match profile {
+        SchemaProfile::Legacy => i64::from(legacy_secs(t)),
+        SchemaProfile::Modern => t.0,
+    }
+}
+
+/// `decisions`: `ORDER BY tenant, time, event_id`.
+pub(crate) fn decisions(rows: &[AccessDecision], profile: SchemaProfile) -> Vec<&AccessDecision> {
+    let mut out: Vec<&AccessDecision> = rows.iter().collect();
+    out.sort_by(|a, b| {
+        (a.tenant.as_str(), time_key(profile, a.time), a.event_id.as_str()).cmp(&(
+            b.tenant.as_str(),
+            time_key(profile, b.time),
+            b.event_id.as_str(),
+        ))
+    });
+    out
+}
+
+/// `raw_records`: `ORDER BY dataset, sha256`.
+pub(crate) fn raw_records(rows: &[RawRecord]) -> Vec<&RawRecord> {
+    let mut out: Vec<&RawRecord> = rows.iter().collect();
+    out.sort_by(|a, b| (a.dataset.as_str(), a.sha256.as_str()).cmp(&(b.dataset.as_str(), b.sha256.as_str())));
+    out
+}
+
+/// `dead_letters`: `ORDER BY dataset, received_at, batch_id, line_no` (one batch per insert).
+pub(crate) fn dead_letters(rows: &[DeadLetter], profile: SchemaProfile) -> Vec<&DeadLetter> {
+    let mut out: Vec<&DeadLetter> = rows.iter().collect();
+    out.sort_by_key(|d| (d.dataset.as_str(), time_key(profile, d.received_at), d.line_no));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{DEAD_LETTERS, DECISIONS, RAW_RECORDS};
+    use gatelog_model::Source;
+
+    #[test]
+    fn keys_follow_the_tables_sorting_keys() {
+        // These functions mirror the ORDER BY clauses; a schema change must revisit them.
+        assert_eq!(DECISIONS.order_by, "tenant, time, event_id");
+        assert_eq!(RAW_RECORDS.order_by, "dataset, sha256");
+        assert_eq!(DEAD_LETTERS.order_by, "dataset, received_at, batch_id, line_no");
+    }
+
+    fn decision(tenant: &str, ms: i64, id: &str) -> AccessDecision {
+        let mut d = AccessDecision::new(id.into(), UnixMillis(ms), "http_requests", Source::Logpush);
+        d.tenant = tenant.into();
+        d
+    }
+
+    #[test]
+    fn legacy_orders_by_second_then_event_id() {
+        let rows = [decision("default", 1_200, "a"), decision("default", 1_100, "b"), decision("acme", 5_000, "z")];
+        let ids = |v: Vec<&AccessDecision>| v.iter().map(|d| d.event_id.clone()).collect::<Vec<_>>();
+        // Same second: the event id decides, not the milliseconds.
+        assert_eq!(ids(decisions(&rows, SchemaProfile::Legacy)), ["z", "a", "b"]);
+        assert_eq!(ids(decisions(&rows, SchemaProfile::Modern)), ["z", "b", "a"]);
+        // Times before 1970 clamp to 0 like the DateTime column does.
+        let early = [decision("t", 500, "b"), decision("t", -9_000, "a")];
+        assert_eq!(ids(decisions(&early, SchemaProfile::Legacy)), ["a", "b"]);
+    }
+
+    #[test]
+    fn raw_records_order_by_hash_bytes() {
+        let raw = |sha: &str| RawRecord { sha256: sha.into(), ..RawRecord::new("e".into(), "d", UnixMillis(0), UnixMillis(0), "{}") };
+        let rows = [raw("f0"), raw("0a"), raw("a0")];
+        let sorted: Vec<_> = raw_records(&rows).iter().map(|r| r.sha256.clone()).collect();
+        assert_eq!(sorted, ["0a", "a0", "f0"]);
+    }
+}
