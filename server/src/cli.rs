@@ -31,7 +31,8 @@ pub enum Command {
     Search(SearchArgs),
     /// Backfill Logpush files (plain or gzip NDJSON, as found in an R2/S3 bucket) into ClickHouse.
     Ingest(IngestArgs),
-    /// Start managed ClickHouse, ingest the sample data of every dataset, and show what was stored.
+    /// The tour: run `serve` (managed ClickHouse), post the sample data over HTTP as Logpush and
+    /// a Tail Worker would, show what was stored and the URLs to open; serve until Ctrl-C.
     Demo(DemoArgs),
     /// The enforcing edge proxy in front of ClickHouse and BI tools.
     Proxy(ProxyArgs),
@@ -71,6 +72,13 @@ pub struct StoreArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    #[command(flatten)]
+    pub receiver: ReceiverArgs,
+}
+
+/// The HTTP receiver's flags, shared by `serve` and `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct ReceiverArgs {
     /// Address of the HTTP listener (ingest, search, metrics).
     #[arg(long, env = "GATELOG_LISTEN")]
     pub listen: Option<std::net::SocketAddr>,
@@ -133,11 +141,19 @@ pub struct IngestArgs {
 pub struct DemoArgs {
     #[command(flatten)]
     pub store: StoreArgs,
+    /// `--listen` (default 127.0.0.1:8080; a free port when it is busy) and `--ingest-token`
+    /// (default: one generated for this run).
+    #[command(flatten)]
+    pub receiver: ReceiverArgs,
     /// Folder with the sample files (`http_requests.ndjson`, `tail.ndjson`, …).
     #[arg(long, env = "GATELOG_DEMO_SAMPLES")]
     pub samples: PathBuf,
-    /// Keep managed ClickHouse running until Ctrl-C, so it can be queried.
+    /// Stop (gracefully) once the samples are stored and the URLs printed, instead of serving
+    /// until Ctrl-C.
     #[arg(long)]
+    pub exit_after_ingest: bool,
+    /// Serving until Ctrl-C is the default now; accepted for old scripts.
+    #[arg(long, hide = true, conflicts_with = "exit_after_ingest")]
     pub keep_running: bool,
 }
 
