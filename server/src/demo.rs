@@ -1,126 +1,221 @@
-//! `gatelog demo`: managed ClickHouse, the sample data of every dataset, and what was stored.
+//! `gatelog demo`, the one-command tour: runs what `gatelog serve` runs (managed ClickHouse
+//! unless a URL is configured, the spool and index under the data dir, the receiver on the
+//! `--listen` address or a free loopback port when it is busy), posts the sample data to it
+//! over HTTP as Logpush and a Tail Worker would ([`post`]), waits until ClickHouse and the
+//! index hold everything the spool acknowledged, prints what was stored and the URLs to try
+//! ([`report`]), and serves until Ctrl-C or SIGTERM (graceful drain), or stops at once with
+//! `--exit-after-ingest`.
+//!
+//! Without a configured ingest token it generates one for the run (and prints it), so the
+//! demo never serves unauthenticated.
 
-use crate::backfill;
+mod post;
+mod report;
+
 use crate::cli::DemoArgs;
-use crate::clickhouse::Target;
+use crate::serve::{self, Running};
 use anyhow::Context;
-use gatelog_ingest::Dataset;
+use gatelog_ingest::http::client::Client;
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// How long the sinks may take to store the samples before the demo says so and goes on.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(120);
+const DEMO_SEARCH: &str = "decision:deny";
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    let config = crate::config::resolve(&args.store)?;
-    let files = sample_files(&args.samples)?;
-    let target = Target::connect(&config).await?;
-    let result = async {
-        let totals = backfill::ingest_with(&target.store, &config, &files).await?;
-        let summary = target.store.summary().await.context("cannot read back what was stored")?;
-        anyhow::Ok((totals, summary))
+    if args.keep_running {
+        tracing::debug!("--keep-running is the default now; --exit-after-ingest stops after the tour");
     }
-    .await;
-    let (totals, summary) = match result {
-        Ok(v) => v,
+    let mut config = serve::resolve_config(&args.store, &args.receiver)?;
+    let samples = post::sample_files(&args.samples)?;
+    let generated_token = if config.receiver.tokens.is_empty() {
+        let token = generate_token()?;
+        config.receiver.tokens = vec![token.clone()];
+        config.receiver.allow_unauthenticated = false;
+        Some(token)
+    } else {
+        None
+    };
+    let token = config.receiver.tokens[0].clone();
+    let (listener, moved) = bind(config.server.listen).await?;
+    let running = serve::start(&config, listener).await?;
+    let addr = running.addr();
+    let target = running.target();
+    let managed = if target.is_managed() { "managed " } else { "" };
+    let mut out = format!("gatelog demo: serving on http://{addr}, storing into {managed}ClickHouse at {}\n", target.url);
+    if let Some(busy) = moved {
+        let _ = writeln!(out, "  ({busy} is in use, so the demo listens on {addr} instead; --listen picks another)");
+    }
+    crate::print_stdout(&out)?;
+
+    let tour = Tour { args: &args, config: &config, running: &running, samples: &samples, token: &token, generated_token: generated_token.as_deref() };
+    let toured = tokio::select! {
+        result = tour.run() => result.map(|()| true),
+        () = crate::clickhouse::wait_for_shutdown_signal() => Ok(false),
+    };
+    let keep_serving = match toured {
+        Ok(finished) => finished && !args.exit_after_ingest,
         Err(e) => {
-            target.shutdown().await;
+            if let Err(stop) = running.shutdown().await {
+                tracing::warn!(error = %format!("{stop:#}"), "demo: shutdown after a failed tour failed too");
+            }
             return Err(e);
         }
     };
-
-    let mut out = String::new();
-    let _ = writeln!(out, "\ningested {} sample files from {}\n", files.len(), args.samples.display());
-    out.push_str(&totals.render());
-    let _ = writeln!(out, "\nstored in ClickHouse ({}), database `{}`:\n", target.url, config.clickhouse.database);
-    out.push_str(&render_summary(&summary));
-    let _ = writeln!(
-        out,
-        "  (Tail deliveries and workers_trace_events describe the same Worker invocations: their\n   decisions share event ids and are stored once; FINAL shows them deduplicated.)"
-    );
-    let db = &config.clickhouse.database;
-    let _ = writeln!(out, "\nquery it, for example:");
-    let _ = writeln!(
-        out,
-        "  curl '{}/' --data-binary \"SELECT principal, count() AS denies FROM {db}.decisions WHERE decision = 'deny' AND principal != '' GROUP BY principal ORDER BY denies DESC LIMIT 5\"",
-        target.url
-    );
-    let _ = writeln!(
-        out,
-        "  curl '{}/' --data-binary \"SELECT dataset, decision, count() FROM {db}.decisions FINAL GROUP BY dataset, decision ORDER BY dataset, decision FORMAT PrettyCompact\"",
-        target.url
-    );
-    crate::print_stdout(&out)?;
-
-    if args.keep_running && target.is_managed() {
-        crate::print_stdout("\nmanaged ClickHouse keeps running; press Ctrl-C to stop it.\n")?;
+    if keep_serving {
+        crate::print_stdout("\nserving until Ctrl-C or SIGTERM (--exit-after-ingest stops here instead)\n")?;
         crate::clickhouse::wait_for_shutdown_signal().await;
-    } else if !target.is_managed() {
-        // An external server stays up by itself.
-    } else {
-        crate::print_stdout("\n(run with --keep-running to keep managed ClickHouse up for these queries)\n")?;
     }
-    target.shutdown().await;
+    crate::print_stdout("stopping: draining the spool, stopping the sinks and ClickHouse\n")?;
+    running.shutdown().await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Every sample file whose name says its dataset; clean variants duplicate the main files.
-fn sample_files(dir: &std::path::Path) -> anyhow::Result<Vec<(PathBuf, Dataset)>> {
-    let entries = std::fs::read_dir(dir).with_context(|| {
-        format!("cannot read the sample folder {} (pass --samples DIR)", dir.display())
-    })?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let is_data = name.ends_with(".ndjson") || name.ends_with(".ndjson.gz") || name.ends_with(".txt.gz");
-        if !is_data || name.contains("_clean") {
-            continue;
+/// The configured address, else a free port on the same interface (and the busy address).
+async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, Option<SocketAddr>)> {
+    match TcpListener::bind(addr).await {
+        Ok(listener) => Ok((listener, None)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            let listener = TcpListener::bind(SocketAddr::new(addr.ip(), 0))
+                .await
+                .with_context(|| format!("{addr} is in use, and no free port on {}", addr.ip()))?;
+            Ok((listener, Some(addr)))
         }
-        let dataset = if name.starts_with("validation_probe") {
-            Some(Dataset::HttpRequests) // a probe arrives on a job's own URL; it is stored nowhere
-        } else {
-            Dataset::from_file_name(&path)
-        };
-        if let Some(dataset) = dataset {
-            files.push((path, dataset));
-        }
+        Err(e) => Err(e).with_context(|| format!("cannot listen on {addr} (server.listen / --listen)")),
     }
-    files.sort();
-    anyhow::ensure!(!files.is_empty(), "no sample files (*.ndjson, *.ndjson.gz) in {}", dir.display());
-    Ok(files)
 }
 
-/// Decisions by dataset and outcome, as a small table, then the other tables' counts.
-fn render_summary(summary: &gatelog_store::StoreSummary) -> String {
-    let mut datasets: Vec<&str> = summary.decisions.iter().map(|d| d.dataset.as_str()).collect();
-    datasets.dedup();
-    let outcomes = gatelog_model::Decision::ALL;
-    let mut out = format!("  {:<22}", "dataset");
-    for o in outcomes {
-        let _ = write!(out, "{:>10}", o.as_str());
-    }
-    out.push_str(&format!("{:>10}\n", "total"));
-    for dataset in datasets {
-        let _ = write!(out, "  {dataset:<22}");
-        let mut total = 0;
-        for o in outcomes {
-            let n: u64 = summary
-                .decisions
-                .iter()
-                .filter(|d| d.dataset == dataset && d.decision == o.as_str())
-                .map(|d| d.count)
-                .sum();
-            total += n;
-            let _ = write!(out, "{n:>10}");
+/// 128 random bits from the kernel, hex: an ingest token for this run only.
+fn generate_token() -> anyhow::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom for the demo's ingest token (pass --ingest-token)")?;
+    Ok(bytes.iter().fold(String::from("demo-"), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    }))
+}
+
+/// The URL a client uses to reach `addr` (loopback for a wildcard listener).
+fn client_base(addr: SocketAddr) -> String {
+    let ip = if addr.ip().is_unspecified() {
+        if addr.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() }
+    } else {
+        addr.ip()
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+struct Tour<'a> {
+    args: &'a DemoArgs,
+    config: &'a crate::config::Config,
+    running: &'a Running,
+    samples: &'a [post::Sample],
+    token: &'a str,
+    generated_token: Option<&'a str>,
+}
+
+impl Tour<'_> {
+    async fn run(&self) -> anyhow::Result<()> {
+        let base = client_base(self.running.addr());
+        let client = Client::new(&base, self.token)?;
+        crate::print_stdout(&format!("\nposting {} sample files from {} as Cloudflare would:\n", self.samples.len(), self.args.samples.display()))?;
+        let limit = self.config.receiver.max_decompressed_bytes.as_u64();
+        let mut posted = Vec::new();
+        for sample in self.samples {
+            let (p, line) = post::post(&client, sample, limit).await?;
+            crate::print_stdout(&line)?;
+            posted.push(p);
         }
-        let _ = writeln!(out, "{total:>10}");
+        let total = post::Posted::sum(&posted);
+
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\nposted {} lines in {} requests: {} decisions, {} dead letters, {} validation probe(s) answered and not stored",
+            total.lines, total.requests, total.decisions, total.dead_letters, total.probes
+        );
+        if !self.running.wait_caught_up(CATCH_UP_LIMIT).await {
+            let _ = writeln!(out, "warning: ClickHouse or the index has not caught up with the spool within {CATCH_UP_LIMIT:?}; counts below may be short");
+        }
+        let (written, skipped) = self.running.clickhouse_batches();
+        let _ = writeln!(
+            out,
+            "ClickHouse sink: {written} batches written, {skipped} already stored (a batch's id comes from its bytes, so a re-post stores nothing)"
+        );
+        let summary = self.running.store().summary().await.context("cannot read back what was stored")?;
+        let db = &self.config.clickhouse.database;
+        let _ = writeln!(out, "\nstored in ClickHouse ({}), database `{db}`:\n", self.running.target().url);
+        out.push_str(&report::render_summary(&summary));
+        let _ = writeln!(
+            out,
+            "  (counted FINAL: tail and workers_trace_events describe the same Worker invocations, their\n   decisions share event ids, and each is kept once, as the copy stored last)"
+        );
+
+        let mut queries = vec![DEMO_SEARCH.to_owned()];
+        match self.first_denied_principal(&client).await {
+            Ok(Some(principal)) => queries.push(format!("{DEMO_SEARCH} AND principal:{principal}")),
+            Ok(None) => {}
+            Err(e) => {
+                let _ = writeln!(out, "warning: the demo's own search failed: {e:#}");
+            }
+        }
+        let searches = queries.into_iter().map(|q| (client.url("/v1/search", &[("q", q.as_str())]), q)).collect();
+        out.push_str(&report::render_links(&report::Links {
+            base: &base,
+            generated_token: self.generated_token,
+            searches,
+            data_dir: &self.config.data_dir,
+            clickhouse_url: &self.running.target().url,
+            database: db,
+        }));
+        crate::print_stdout(&out)?;
+        Ok(())
     }
-    let _ = writeln!(
-        out,
-        "\n  {} decisions, {} raw records, {} dead letters, {} batches",
-        summary.total_decisions(),
-        summary.raw_records,
-        summary.dead_letters,
-        summary.batches
-    );
-    out
+
+    /// The principal of the newest denied decision with one, through `/v1/search`.
+    async fn first_denied_principal(&self, client: &Client) -> anyhow::Result<Option<String>> {
+        let text = client.get_text("/v1/search", &[("q", DEMO_SEARCH), ("limit", "50")]).await?;
+        let page: serde_json::Value = serde_json::from_str(&text).context("search answered something that is not JSON")?;
+        let hits = page["hits"].as_array().map(Vec::as_slice).unwrap_or_default();
+        Ok(hits
+            .iter()
+            .filter_map(|h| h["principal"].as_str())
+            .find(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "@._-".contains(c)))
+            .map(str::to_owned))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_valid() {
+        let (a, b) = (generate_token().unwrap(), generate_token().unwrap());
+        assert_ne!(a, b);
+        let config = gatelog_ingest::http::ReceiverConfig { tokens: vec![a], ..Default::default() };
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_wildcard_listener_is_reached_on_loopback() {
+        assert_eq!(client_base("0.0.0.0:8080".parse().unwrap()), "http://127.0.0.1:8080");
+        assert_eq!(client_base("127.0.0.1:9".parse().unwrap()), "http://127.0.0.1:9");
+    }
+
+    #[tokio::test]
+    async fn a_busy_port_falls_back_to_a_free_one() {
+        let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let busy = taken.local_addr().unwrap();
+        let (listener, moved) = bind(busy).await.unwrap();
+        assert_eq!(moved, Some(busy));
+        assert_ne!(listener.local_addr().unwrap().port(), busy.port());
+    }
 }

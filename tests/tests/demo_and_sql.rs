@@ -1,31 +1,201 @@
-//! `gatelog demo` with its own managed ClickHouse, and `gatelog sql dump`.
+//! `gatelog demo` with its own managed ClickHouse (serving the samples over HTTP, then
+//! serving until SIGTERM; again with the port busy and `--exit-after-ingest`), and
+//! `gatelog sql dump`.
 
-use gatelog_e2e::{describe, gatelog, samples_dir};
+use gatelog_e2e::{describe, free_port, gatelog, gatelog_bin, http_client, metric, samples_dir};
+use std::io::BufRead as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
-#[test]
-fn demo_ingests_every_dataset_and_leaves_no_server_behind() {
+const DATASETS: [&str; 8] =
+    ["http_requests", "firewall_events", "access_requests", "audit_logs", "audit_logs_v2", "gateway_http", "workers_trace_events", "tail"];
+
+/// A running `gatelog demo` whose stdout lines arrive on a channel; killed on drop.
+struct Demo {
+    child: Option<Child>,
+    lines: mpsc::Receiver<String>,
+    stdout: String,
+}
+
+impl Demo {
+    fn start(samples: &Path, data_dir: &Path, port: u16) -> Demo {
+        let mut child = Command::new(gatelog_bin())
+            .arg("demo")
+            .arg("--samples")
+            .arg(samples)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .env("GATELOG_LOG", "warn")
+            .env_remove("GATELOG_CLICKHOUSE_URL")
+            .env_remove("GATELOG_CONFIG")
+            .env_remove("GATELOG_INGEST_TOKENS")
+            .env_remove("GATELOG_LISTEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run gatelog demo");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Demo { child: Some(child), lines, stdout: String::new() }
+    }
+
+    /// Collects stdout until a line containing `marker` (bounded by `limit`).
+    fn read_until(&mut self, marker: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stdout.push_str(&line);
+                    self.stdout.push('\n');
+                    if line.contains(marker) {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no {marker:?} from gatelog demo within {limit:?}; stdout so far:\n{}", self.stdout);
+    }
+
+    /// SIGTERM, then the exit status (SIGKILL and panic after `limit`).
+    async fn terminate(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(1)) {
+                    self.stdout.push_str(&line);
+                    self.stdout.push('\n');
+                }
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("gatelog demo did not stop within {limit:?} of SIGTERM");
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn assert_no_process_uses(data_dir: &Path) {
+    let ps = Command::new("pgrep").args(["-fa", data_dir.to_str().expect("utf-8 path")]).output().expect("pgrep");
+    assert!(ps.stdout.is_empty(), "a process outlived the demo: {}", String::from_utf8_lossy(&ps.stdout));
+}
+
+/// The `curl -H … 'URL'` search lines the demo printed, as URLs.
+fn search_urls(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter(|l| l.contains("Authorization: Bearer $TOKEN"))
+        .filter_map(|l| l.rsplit_once(" '").map(|(_, url)| url.trim_end_matches('\'').to_owned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_posts_every_dataset_over_http_serves_until_sigterm_and_leaves_no_server_behind() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data_dir = dir.path().join("data");
     let samples = samples_dir();
-    let args = ["demo", "--samples", samples.to_str().unwrap(), "--data-dir", data_dir.to_str().unwrap()];
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
 
-    let out = gatelog(&args);
-    assert!(out.status.success(), "{}", describe(&out));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    for dataset in ["http_requests", "firewall_events", "access_requests", "audit_logs", "audit_logs_v2", "gateway_http", "workers_trace_events", "tail"] {
-        assert!(stdout.contains(dataset), "{dataset} missing from the demo summary:\n{stdout}");
+    let mut demo = Demo::start(&samples, &data_dir, port);
+    demo.read_until("serving until Ctrl-C", Duration::from_secs(180));
+    let stdout = demo.stdout.clone();
+    for dataset in DATASETS {
+        assert!(stdout.contains(dataset), "{dataset} missing from the demo's output:\n{stdout}");
     }
-    assert!(stdout.contains("dead letters    0"), "{stdout}");
-    assert!(stdout.contains("curl '"), "the demo says how to query: {stdout}");
+    assert!(stdout.contains(&format!("serving on {base}")), "{stdout}");
+    assert!(stdout.contains("POST /v1/tail"), "tail deliveries went over HTTP: {stdout}");
+    assert!(stdout.contains("the validation probe → 200, 1 probe, stored nowhere"), "{stdout}");
+    assert!(stdout.contains(" 0 dead letters, "), "{stdout}");
+    for url in [format!("{base}/healthz"), format!("{base}/metrics")] {
+        assert!(stdout.contains(&url), "{url} not printed:\n{stdout}");
+    }
+    assert!(stdout.contains("gatelog search --data-dir"), "{stdout}");
+    assert!(stdout.contains("curl 'http://127.0.0.1:"), "the ClickHouse query examples: {stdout}");
 
-    // A second run reuses the data dir and stores nothing new.
+    // The printed URLs work while the demo serves, with the printed token.
+    let token = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("TOKEN="))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no generated token printed:\n{stdout}"))
+        .to_owned();
+    let client = http_client();
+    let urls = search_urls(&stdout);
+    assert_eq!(urls.len(), 2, "a deny search and a principal's denies: {stdout}");
+    for url in &urls {
+        let response = client.get(url).bearer_auth(&token).send().await.expect("search");
+        assert_eq!(response.status().as_u16(), 200, "{url}");
+        let page: serde_json::Value = serde_json::from_str(&response.text().await.expect("search body")).expect("search json");
+        let hits = page["hits"].as_array().expect("hits");
+        assert!(!hits.is_empty(), "{url} found nothing");
+        assert!(hits.iter().all(|h| h["decision"] == "deny"), "{url}: {page}");
+    }
+    let unauthorised = client.get(&urls[0]).send().await.expect("search");
+    assert_eq!(unauthorised.status().as_u16(), 401, "search needs the token");
+    assert_eq!(client.get(format!("{base}/healthz")).send().await.expect("healthz").status().as_u16(), 200);
+
+    // Both sinks' metrics, after the posts: everything stored and indexed, nothing behind.
+    let metrics = client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("metrics");
+    let written = |sink| metric(&metrics, "gatelog_written_decisions_total", &[("sink", sink)]).unwrap_or(-1.0);
+    assert!(written("index") > 6000.0 && written("index") == written("clickhouse"), "{metrics}");
+    for dataset in DATASETS {
+        let indexed = metric(&metrics, "gatelog_indexed_documents_total", &[("dataset", dataset)]).unwrap_or(0.0);
+        assert!(indexed > 0.0, "no documents indexed for {dataset}:\n{metrics}");
+    }
+    for sink in ["clickhouse", "index"] {
+        assert_eq!(metric(&metrics, "gatelog_sink_lag_records", &[("sink", sink)]), Some(0.0), "{metrics}");
+        assert_eq!(metric(&metrics, "gatelog_sink_lag_seconds", &[("sink", sink)]), Some(0.0), "{metrics}");
+    }
+    assert!(metric(&metrics, "gatelog_sink_commits_total", &[("sink", "index")]).unwrap_or(0.0) >= 1.0, "{metrics}");
+
+    let status = demo.terminate(Duration::from_secs(60)).await;
+    assert!(status.success(), "demo exit after SIGTERM: {status}\n{}", demo.stdout);
+    assert!(demo.stdout.contains("stopping: draining the spool"), "{}", demo.stdout);
+    assert_no_process_uses(&data_dir);
+
+    // Again on the same data dir with the port taken: another port, nothing new stored, exits.
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", port)).expect("take the port");
+    let args = [
+        "demo",
+        "--samples",
+        samples.to_str().unwrap(),
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--exit-after-ingest",
+    ];
     let again = gatelog(&args);
     assert!(again.status.success(), "{}", describe(&again));
-    assert!(String::from_utf8_lossy(&again.stdout).contains(" 0 written"), "{}", describe(&again));
-
-    // The managed server was stopped: nothing runs from this data dir any more.
-    let ps = std::process::Command::new("pgrep").args(["-f", data_dir.to_str().unwrap()]).output().expect("pgrep");
-    assert!(ps.stdout.is_empty(), "a clickhouse-server outlived the demo: {}", String::from_utf8_lossy(&ps.stdout));
+    let stdout = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout.contains(&format!("(127.0.0.1:{port} is in use, so the demo listens on")), "{}", describe(&again));
+    assert!(stdout.contains("ClickHouse sink: 0 batches written"), "{}", describe(&again));
+    assert!(!stdout.contains("serving until Ctrl-C"), "{}", describe(&again));
+    assert_no_process_uses(&data_dir);
 }
 
 #[test]

@@ -1,0 +1,127 @@
+//! What the demo prints once the data is stored: decisions by dataset and outcome, and the
+//! URLs and commands to try on the running server.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Decisions by dataset and outcome, as a small table, then the other tables' counts.
+pub fn render_summary(summary: &gatelog_store::StoreSummary) -> String {
+    let mut datasets: Vec<&str> = summary.decisions.iter().map(|d| d.dataset.as_str()).collect();
+    datasets.dedup();
+    let outcomes = gatelog_model::Decision::ALL;
+    let mut out = format!("  {:<22}", "dataset");
+    for o in outcomes {
+        let _ = write!(out, "{:>10}", o.as_str());
+    }
+    out.push_str(&format!("{:>10}\n", "total"));
+    for dataset in datasets {
+        let _ = write!(out, "  {dataset:<22}");
+        let mut total = 0;
+        for o in outcomes {
+            let n: u64 = summary
+                .decisions
+                .iter()
+                .filter(|d| d.dataset == dataset && d.decision == o.as_str())
+                .map(|d| d.count)
+                .sum();
+            total += n;
+            let _ = write!(out, "{n:>10}");
+        }
+        let _ = writeln!(out, "{total:>10}");
+    }
+    let _ = writeln!(
+        out,
+        "\n  {} decisions, {} raw records, {} dead letters, {} batches",
+        summary.total_decisions(),
+        summary.raw_records,
+        summary.dead_letters,
+        summary.batches
+    );
+    out
+}
+
+/// Where to look next.
+#[derive(Debug)]
+pub struct Links<'a> {
+    /// `http://ADDR` of the receiver.
+    pub base: &'a str,
+    /// The token to print, or `None` when it is the user's own (never printed).
+    pub generated_token: Option<&'a str>,
+    /// Full search URLs and the query each one runs.
+    pub searches: Vec<(String, String)>,
+    pub data_dir: &'a Path,
+    pub clickhouse_url: &'a str,
+    pub database: &'a str,
+}
+
+/// `value` quoted for a POSIX shell when it needs it.
+fn shell_quote(value: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:@=+,".contains(c);
+    if !value.is_empty() && value.chars().all(plain) {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
+
+pub fn render_links(l: &Links<'_>) -> String {
+    let mut out = String::new();
+    let base = l.base;
+    let _ = writeln!(out, "\ntry it, while the demo serves on {base}:");
+    match l.generated_token {
+        Some(token) => {
+            let _ = writeln!(out, "  TOKEN={token}   # generated for this run; --ingest-token chooses one");
+        }
+        None => {
+            let _ = writeln!(out, "  TOKEN=...   # one of your ingest tokens (receiver.tokens / --ingest-token)");
+        }
+    }
+    let _ = writeln!(out, "  curl {base}/healthz");
+    let _ = writeln!(out, "  curl {base}/metrics          # receiver, spool, and both sinks (gatelog_sink_*)");
+    for (url, _) in &l.searches {
+        let _ = writeln!(out, "  curl -H \"Authorization: Bearer $TOKEN\" '{url}'");
+    }
+    let data_dir = shell_quote(&l.data_dir.display().to_string());
+    for (_, q) in l.searches.iter().rev().take(1) {
+        let _ = writeln!(out, "  gatelog search --data-dir {data_dir} {}", shell_quote(q));
+    }
+    let (url, db) = (l.clickhouse_url, l.database);
+    let _ = writeln!(out, "\nquery ClickHouse directly, for example:");
+    let _ = writeln!(
+        out,
+        "  curl '{url}/' --data-binary \"SELECT principal, count() AS denies FROM {db}.decisions WHERE decision = 'deny' AND principal != '' GROUP BY principal ORDER BY denies DESC LIMIT 5\""
+    );
+    let _ = writeln!(
+        out,
+        "  curl '{url}/' --data-binary \"SELECT dataset, decision, count() FROM {db}.decisions FINAL GROUP BY dataset, decision ORDER BY dataset, decision FORMAT PrettyCompact\""
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quoting_only_when_needed() {
+        assert_eq!(shell_quote("decision:deny"), "decision:deny");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn links_never_print_a_configured_token() {
+        let links = Links {
+            base: "http://127.0.0.1:8080",
+            generated_token: None,
+            searches: vec![("http://127.0.0.1:8080/v1/search?q=decision%3Adeny".into(), "decision:deny".into())],
+            data_dir: Path::new("/tmp/demo data"),
+            clickhouse_url: "http://127.0.0.1:9000",
+            database: "gatelog",
+        };
+        let text = render_links(&links);
+        assert!(text.contains("TOKEN=...   #"), "{text}");
+        assert!(text.contains("gatelog search --data-dir '/tmp/demo data' decision:deny"), "{text}");
+        assert!(text.contains("curl -H \"Authorization: Bearer $TOKEN\" 'http://127.0.0.1:8080/v1/search?q=decision%3Adeny'"), "{text}");
+    }
+}
