@@ -20,6 +20,12 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// An empty chunk whose buffers already hold a whole batch, so filling it neither
+    /// reallocates nor (once recycled) faults in fresh pages.
+    pub fn with_capacity(batch_lines: usize, batch_bytes: usize) -> Self {
+        Chunk { bytes: Vec::with_capacity(batch_bytes), lines: Vec::with_capacity(batch_lines) }
+    }
+
     /// The line at `index`, as the mapper expects it.
     pub fn line(&self, index: usize) -> Option<Line<'_>> {
         let (no, span, overlong) = self.lines.get(index)?;
@@ -27,10 +33,11 @@ impl Chunk {
     }
 }
 
-/// Reads the next batch: at most `batch_lines` lines, and no more lines once it holds
-/// `batch_bytes`; `Ok(None)` at the end.
-pub fn next_chunk<R: BufRead>(reader: &mut LineReader<R>, batch_lines: usize, batch_bytes: usize) -> Result<Option<Chunk>, DecodeError> {
-    let mut chunk = Chunk::default();
+/// Reads the next batch into `chunk` (emptied first, its buffers reused): at most
+/// `batch_lines` lines, and no more lines once it holds `batch_bytes`; `Ok(None)` at the end.
+pub fn next_chunk<R: BufRead>(reader: &mut LineReader<R>, batch_lines: usize, batch_bytes: usize, mut chunk: Chunk) -> Result<Option<Chunk>, DecodeError> {
+    chunk.bytes.clear();
+    chunk.lines.clear();
     while chunk.lines.len() < batch_lines.max(1) && chunk.bytes.len() < batch_bytes.max(1) {
         let Some(line) = reader.next_line()? else { break };
         let start = chunk.bytes.len();
@@ -54,13 +61,24 @@ mod tests {
     #[test]
     fn cuts_whole_lines_into_batches_and_keeps_numbers() {
         let mut reader = LineReader::new(&b"a\r\nbb\n\nccc"[..], 100);
-        let first = next_chunk(&mut reader, 2, usize::MAX).unwrap().unwrap();
+        let first = next_chunk(&mut reader, 2, usize::MAX, Chunk::default()).unwrap().unwrap();
         assert_eq!(text(&first), ["a", "bb"]);
         assert_eq!(first.bytes, b"a\nbb\n");
-        let second = next_chunk(&mut reader, 2, usize::MAX).unwrap().unwrap();
+        let second = next_chunk(&mut reader, 2, usize::MAX, Chunk::default()).unwrap().unwrap();
         assert_eq!(text(&second), ["", "ccc"]);
         assert_eq!(second.line(1).unwrap().no, 4);
-        assert!(next_chunk(&mut reader, 2, usize::MAX).unwrap().is_none());
+        assert!(next_chunk(&mut reader, 2, usize::MAX, Chunk::default()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_recycled_chunk_starts_empty_and_keeps_its_buffer() {
+        let mut reader = LineReader::new(&b"aaaa\nbb\n"[..], 100);
+        let first = next_chunk(&mut reader, 1, usize::MAX, Chunk::with_capacity(4, 1024)).unwrap().unwrap();
+        assert_eq!(text(&first), ["aaaa"]);
+        let second = next_chunk(&mut reader, 1, usize::MAX, first).unwrap().unwrap();
+        assert_eq!(text(&second), ["bb"]);
+        assert_eq!(second.bytes, b"bb\n");
+        assert!(second.bytes.capacity() >= 1024, "the buffer was reused");
     }
 
     #[test]
@@ -68,7 +86,7 @@ mod tests {
         let mut input = vec![b'x'; 10_000];
         input.extend_from_slice(b"\nok\n");
         let mut reader = LineReader::new(&input[..], 100);
-        let chunk = next_chunk(&mut reader, 10, usize::MAX).unwrap().unwrap();
+        let chunk = next_chunk(&mut reader, 10, usize::MAX, Chunk::default()).unwrap().unwrap();
         assert_eq!(chunk.line(0).unwrap().overlong, Some(10_000));
         assert_eq!(chunk.line(0).unwrap().bytes.len(), 100);
         assert_eq!(chunk.line(1).unwrap().bytes, b"ok");
@@ -78,8 +96,8 @@ mod tests {
     #[test]
     fn a_byte_budget_closes_the_batch_early() {
         let mut reader = LineReader::new(&b"aaaa\nbbbb\ncccc\n"[..], 100);
-        let first = next_chunk(&mut reader, 100, 6).unwrap().unwrap();
+        let first = next_chunk(&mut reader, 100, 6, Chunk::default()).unwrap().unwrap();
         assert_eq!(text(&first), ["aaaa", "bbbb"], "the line that crosses the budget is the last");
-        assert_eq!(text(&next_chunk(&mut reader, 100, 6).unwrap().unwrap()), ["cccc"]);
+        assert_eq!(text(&next_chunk(&mut reader, 100, 6, Chunk::default()).unwrap().unwrap()), ["cccc"]);
     }
 }

@@ -225,11 +225,18 @@ fn produce(
     tx: &tokio::sync::mpsc::Sender<Prepared>,
 ) -> anyhow::Result<()> {
     let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
+    // Mapped chunks go back to the reader: at most three chunk buffers exist, allocated once,
+    // instead of a fresh quarter-gigabyte buffer (and its page faults) per batch.
+    let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Chunk>();
     let reader = std::thread::Builder::new()
         .name("gatelog-reader".into())
         .spawn(move || -> Result<(), gatelog_ingest::DecodeError> {
             let mut lines = LineReader::new(BufReader::with_capacity(1 << 20, decoded), limits.max_line);
-            while let Some(chunk) = chunk::next_chunk(&mut lines, batch_lines, batch_bytes)? {
+            loop {
+                let buffer = recycle_rx.try_recv().unwrap_or_else(|_| {
+                    Chunk::with_capacity(batch_lines.min(1 << 20), batch_bytes.saturating_add(limits.max_line + 1))
+                });
+                let Some(chunk) = chunk::next_chunk(&mut lines, batch_lines, batch_bytes, buffer)? else { break };
                 if chunk_tx.send(chunk).is_err() {
                     break; // the mapper stopped; its error is reported
                 }
@@ -241,7 +248,9 @@ fn produce(
     let source = if dataset == Dataset::Tail { Source::Tail } else { Source::Logpush };
     for chunk in chunk_rx {
         let ctx = BodyContext { received_at: clock.now(), origin, source, limits };
-        if tx.blocking_send(map_chunk(&chunk, dataset, &ctx)).is_err() {
+        let prepared = map_chunk(&chunk, dataset, &ctx);
+        let _ = recycle_tx.send(chunk); // the reader may have finished: then it is dropped
+        if tx.blocking_send(prepared).is_err() {
             break; // the writer side failed; its error is reported
         }
     }
@@ -286,7 +295,7 @@ fn map_chunk(chunk: &Chunk, dataset: Dataset, ctx: &BodyContext<'_>) -> Prepared
         probes: 0,
         bytes: chunk.bytes.len() as u64,
         sha256: chunk_sha,
-        decisions: Vec::new(),
+        decisions: Vec::with_capacity(chunk.lines.len()),
         raw: Vec::with_capacity(chunk.lines.len()),
         dead_letters: Vec::new(),
     };
