@@ -1,8 +1,10 @@
-//! `gatelog serve` while ClickHouse is down: the spool keeps acknowledging until the
-//! ClickHouse sink lags `max_lag_records` (50) behind (or the spool is full), then the
-//! receiver answers 429/503 with `Retry-After`; once ClickHouse is
-//! back (same data dir, new port behind a forwarder gatelog keeps talking to), everything
-//! acknowledged arrives in ClickHouse and the index, nothing twice.
+//! `gatelog serve` while ClickHouse is down, with a small (8 MiB) spool: the receiver keeps
+//! acknowledging while the spool has room, then answers 429 with `Retry-After` once it is
+//! full; the index sink keeps indexing meanwhile (its metrics move while ClickHouse's lag
+//! grows). Once ClickHouse is back (same data dir, new port behind a forwarder gatelog keeps
+//! talking to), the senders' retries are accepted and everything acknowledged arrives in
+//! ClickHouse and the index, nothing twice. (503 at `max_lag_records` is covered by
+//! `ingest/tests/receiver_bad_input.rs`.)
 
 use gatelog_e2e::{
     Forwarder, Serve, ServeSpec, assert_stored_once, free_port, generated_ray_id, gzip, http_client, http_requests_sample,
@@ -17,16 +19,15 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "outage-test-token-0123456789";
 const PREFIX: &str = "0a7e";
 const BATCH_LINES: usize = 100;
+const SPOOL_BYTES: f64 = 8.0 * 1024.0 * 1024.0;
 
+// The lag limit stays at its default (a million records): only the full spool pushes back.
 const CONFIG: &str = r#"
 [spool]
-# 8 MiB was the plan, but `gatelog serve` cannot start with a spool of 256 MiB or less (the
-# spool's default max_record_bytes); backpressure comes from max_lag_records here.
-max_bytes = "257 MiB"
+max_bytes = "8 MiB"
 segment_bytes = "1 MiB"
 
 [receiver]
-max_lag_records = 50
 retry_after = "1s"
 
 [server]
@@ -106,14 +107,15 @@ async fn spool_absorbs_an_outage_then_pushes_back_and_nothing_is_lost_or_doubled
     }
     wait_for_sinks(&base, Duration::from_secs(60)).await;
 
-    // ClickHouse down: acks continue until the spool is full, then 429/503 + Retry-After.
+    // ClickHouse down: acks continue until the spool is full, then 429 + Retry-After.
     forwarder.set_backend(None);
     ch.server_mut().stop().await.expect("stop clickhouse");
     let mut acked_during_outage = 0;
     let mut pushed_back: Vec<(u16, u64)> = Vec::new();
     let mut pending: Vec<usize> = Vec::new();
+    let mut readyz_status = 0;
     let outage = Instant::now();
-    while pushed_back.len() < 5 && outage.elapsed() < Duration::from_secs(90) && next < 1000 {
+    while pushed_back.len() < 5 && outage.elapsed() < Duration::from_secs(60) && next < 1000 {
         let b = next;
         next += 1;
         match post(&client, &url, &body(b)).await {
@@ -125,25 +127,47 @@ async fn spool_absorbs_an_outage_then_pushes_back_and_nothing_is_lost_or_doubled
             Answer::Backpressure(status, retry_after) => {
                 pushed_back.push((status, retry_after));
                 pending.push(b);
+                // Within Retry-After of a full-spool answer, /readyz takes the receiver out of rotation.
+                readyz_status = client.get(format!("{base}/readyz")).send().await.expect("readyz").status().as_u16();
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Answer::ConnectionError => panic!("gatelog stopped answering during the outage:\n{}", server.log_tail(40)),
         }
     }
     let metrics_down = client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("metrics");
-    let readyz = client.get(format!("{base}/readyz")).send().await.expect("readyz");
-    let readyz_status = readyz.status().as_u16();
+    let spool_bytes = metric(&metrics_down, "gatelog_spool_bytes", &[]).unwrap_or(-1.0);
     eprintln!(
-        "outage: {acked_during_outage} batches acked while ClickHouse was down, then {:?} (status, Retry-After s); \
-         spool {} bytes; /readyz {readyz_status}",
-        pushed_back,
-        metric(&metrics_down, "gatelog_spool_bytes", &[]).unwrap_or(-1.0),
+        "outage: {acked_during_outage} batches acked while ClickHouse was down, then {pushed_back:?} (status, Retry-After s); \
+         spool {spool_bytes} bytes; /readyz {readyz_status}",
     );
     assert!(acked_during_outage >= 3, "the spool absorbed only {acked_during_outage} batches");
-    assert!(pushed_back.len() >= 5, "no backpressure within 90 s of outage (acked {acked_during_outage})");
+    assert!(pushed_back.len() >= 5, "no backpressure within 60 s of outage (acked {acked_during_outage})");
+    assert!(pushed_back.iter().all(|(status, _)| *status == 429), "a full spool answers 429: {pushed_back:?}");
     assert!(pushed_back.iter().all(|(_, s)| *s == 1), "Retry-After is the configured 1 s: {pushed_back:?}");
-    assert_eq!(readyz_status, 503, "/readyz reports the backlog while ClickHouse is down");
+    assert!(spool_bytes > SPOOL_BYTES / 2.0 && spool_bytes <= SPOOL_BYTES, "the spool filled up to its limit: {spool_bytes}");
+    assert!(metric(&metrics_down, "gatelog_spool_full_rejections_total", &[]).unwrap_or(0.0) >= 5.0, "{metrics_down}");
+    assert_eq!(readyz_status, 503, "/readyz reports the full spool");
     assert!(server.is_running(), "{}", server.log_tail(40));
+
+    // Meanwhile the index sink indexed everything acknowledged; ClickHouse's lag shows the outage.
+    let indexed = acked.len() * BATCH_LINES;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics_down = loop {
+        let text = client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("metrics");
+        if metric(&text, "gatelog_written_decisions_total", &[("sink", "index")]) == Some(indexed as f64) {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the index did not index the {indexed} acknowledged decisions:\n{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let m = |name: &str, sink: &str| metric(&metrics_down, name, &[("sink", sink)]).unwrap_or(-1.0);
+    assert_eq!(m("gatelog_sink_lag_records", "index"), 0.0, "{metrics_down}");
+    assert_eq!(m("gatelog_sink_lag_seconds", "index"), 0.0, "{metrics_down}");
+    assert_eq!(m("gatelog_written_decisions_total", "clickhouse"), (3 * BATCH_LINES) as f64, "{metrics_down}");
+    assert_eq!(m("gatelog_sink_lag_records", "clickhouse"), acked_during_outage as f64, "{metrics_down}");
+    assert!(m("gatelog_sink_lag_seconds", "clickhouse") > 0.0, "{metrics_down}");
+    let by_dataset = metric(&metrics_down, "gatelog_indexed_documents_total", &[("dataset", "http_requests")]);
+    assert_eq!(by_dataset, Some(indexed as f64), "{metrics_down}");
 
     // ClickHouse back on the same data dir (another port, behind the same forwarder URL).
     let revived = ManagedClickHouse::start(ch.data_dir(), ManagedOptions::default()).await.expect("restart clickhouse");
