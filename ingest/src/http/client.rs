@@ -1,7 +1,8 @@
 //! [`Client`]: what Cloudflare does to a gatelog receiver, over real HTTP: Logpush uploads
 //! (gzip NDJSON to `/v1/logpush/{dataset}`) and Tail Worker deliveries (one JSON array of
 //! `TraceItem`s to `/v1/tail`), with the ingest token as `Authorization: Bearer`, retrying
-//! 429 and 503 after their `Retry-After` as Logpush does. `gatelog demo` posts the sample data
+//! 429 and 503 after their `Retry-After` as Logpush does (and connection failures, with
+//! backoff), for at most [`Client::retry_for`]. `gatelog demo` posts the sample data
 //! with it; it also documents, in code, what a sender may rely on.
 //!
 //! Any other non-2xx answer (400 for bad lines, 401, 413) is a [`ClientError::Refused`]
@@ -37,6 +38,8 @@ pub enum ClientError {
     Gzip(#[source] std::io::Error),
     #[error("{url} answered {status}: {body}")]
     Refused { url: String, status: u16, body: String },
+    #[error("{url}: {source}")]
+    Send { url: String, source: reqwest::Error },
     #[error("{url} still failing after retrying for {waited:?}: {last}")]
     GaveUp { url: String, waited: Duration, last: String },
     #[error("{url} answered 2xx with a body that is not an ingest answer: {detail}")]
@@ -92,7 +95,7 @@ impl Client {
     /// GETs `path` with `params` and the token; the body of a 2xx, else `Refused`.
     pub async fn get_text(&self, path: &str, params: &[(&str, &str)]) -> Result<String, ClientError> {
         let url = self.url(path, params);
-        let failed = |e: reqwest::Error| ClientError::GaveUp { url: url.clone(), waited: Duration::ZERO, last: e.to_string() };
+        let failed = |source: reqwest::Error| ClientError::Send { url: url.clone(), source };
         let response = self.http.get(&url).bearer_auth(&self.token).timeout(self.timeout).send().await.map_err(failed)?;
         let status = response.status().as_u16();
         let body = response.text().await.map_err(failed)?;
