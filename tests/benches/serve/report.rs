@@ -1,0 +1,136 @@
+//! The printed table: rates, ratios to ClickHouse's own ingest, targets, latency, RSS.
+
+use crate::load::{Outcome, percentile};
+use crate::{ServeRun, Settings};
+use crate::input::Bodies;
+use std::time::Duration;
+
+/// Issue 3's targets on the 2-core machine.
+const TARGET_SINK_ONLY: f64 = 1.0;
+const TARGET_WITH_INDEX: f64 = 0.75;
+const TARGET_P99: Duration = Duration::from_millis(50);
+const TARGET_RSS: u64 = 512 * 1024 * 1024;
+
+#[derive(Debug)]
+pub struct Report<'a> {
+    pub settings: &'a Settings,
+    pub prepared: &'a Bodies,
+    pub batches: usize,
+    pub load_at_start: String,
+    pub cores: usize,
+    /// ClickHouse's answers and its `count()` afterwards.
+    pub baseline: &'a (Outcome, u64),
+    pub sink_only: &'a ServeRun,
+    pub with_index: &'a ServeRun,
+    pub latency: &'a ServeRun,
+    pub latency_rate: f64,
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn mb(bytes: Option<u64>) -> String {
+    bytes.map_or_else(|| "?".to_owned(), |b| format!("{:.0} MB", b as f64 / (1024.0 * 1024.0)))
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "ok" } else { "MISSED" }
+}
+
+struct Row {
+    name: String,
+    rate: f64,
+    target: Option<f64>,
+    secs: f64,
+    /// bodies, retries, ack p50, ack p99, peak RSS, rows (the timed rows only).
+    detail: Option<(usize, u64, Duration, Duration, String, u64)>,
+}
+
+pub fn print(r: &Report<'_>) {
+    let records = r.prepared.records as f64;
+    let (ch, ch_rows) = r.baseline;
+    let ch_rate = records / ch.wall.as_secs_f64();
+    let rate = |d: Duration| records / d.as_secs_f64();
+    let timed = |o: &Outcome, rss: String, rows: u64| Some((o.latencies.len(), o.retries, percentile(&o.latencies, 50.0), percentile(&o.latencies, 99.0), rss, rows));
+    let (a, b) = (r.sink_only, r.with_index);
+    let rows = [
+        Row { name: "ClickHouse JSONEachRow (baseline)".into(), rate: ch_rate, target: None, secs: ch.wall.as_secs_f64(), detail: timed(ch, "-".into(), *ch_rows) },
+        Row {
+            name: "(a) serve, ClickHouse only: end-to-end".into(),
+            rate: rate(a.end_to_end),
+            target: Some(TARGET_SINK_ONLY),
+            secs: a.end_to_end.as_secs_f64(),
+            detail: timed(&a.acks, mb(a.peak_rss), a.rows),
+        },
+        Row { name: "    acks only (all 2xx)".into(), rate: rate(a.acks.wall), target: None, secs: a.acks.wall.as_secs_f64(), detail: None },
+        Row {
+            name: "(b) serve, ClickHouse + index: end-to-end".into(),
+            rate: rate(b.end_to_end),
+            target: Some(TARGET_WITH_INDEX),
+            secs: b.end_to_end.as_secs_f64(),
+            detail: timed(&b.acks, mb(b.peak_rss), b.rows),
+        },
+        Row { name: "    acks only (all 2xx)".into(), rate: rate(b.acks.wall), target: None, secs: b.acks.wall.as_secs_f64(), detail: None },
+    ];
+
+    let p = r.prepared;
+    println!();
+    println!("gatelog serve benchmark");
+    println!(
+        "  input:   {} http_requests records ({}) in {} gzip bodies of <= {} lines: {:.1} MB NDJSON, {:.1} MB gzip",
+        p.records, p.source, r.batches, r.settings.batch_lines, p.ndjson_bytes as f64 / 1e6, p.gzip_bytes as f64 / 1e6
+    );
+    println!("  clients: {} concurrent in the throughput phases; machine: {} cores, load average at start {}", r.settings.clients, r.cores, r.load_at_start);
+    println!();
+    println!(
+        "{:<42} {:>9} {:>7} {:>13} {:>7} {:>6} {:>7} {:>9} {:>9} {:>8} {:>8}",
+        "phase", "events/s", "vs CH", "target", "secs", "bodies", "retries", "ack p50", "ack p99", "peak RSS", "rows"
+    );
+    for row in &rows {
+        let ratio = row.rate / ch_rate;
+        let target = row.target.map_or_else(String::new, |t| format!(">= {t:.2}x {}", verdict(ratio >= t)));
+        let mut line = format!("{:<42} {:>9.0} {:>6.2}x {:>13} {:>7.2}", row.name, row.rate, ratio, target, row.secs);
+        if let Some((bodies, retries, p50, p99, rss, stored)) = &row.detail {
+            line.push_str(&format!(" {bodies:>6} {retries:>7} {:>9} {:>9} {rss:>8} {stored:>8}", ms(*p50), ms(*p99)));
+        }
+        println!("{line}");
+    }
+    println!("  (ack p50/p99 above: closed loop at saturation; end-to-end = first post until every sink acknowledged the last spool record)");
+
+    let l = &r.latency.acks;
+    let (p50, p99) = (percentile(&l.latencies, 50.0), percentile(&l.latencies, 99.0));
+    let max = l.latencies.iter().max().copied().unwrap_or_default();
+    println!();
+    println!(
+        "latency, open loop at {:.0} events/s (half of (b) end-to-end), ClickHouse + index: p50 {}, p99 {} (target <= {}: {}), max {} over {} requests, {} retries",
+        r.latency_rate,
+        ms(p50),
+        ms(p99),
+        ms(TARGET_P99),
+        verdict(p99 <= TARGET_P99),
+        ms(max),
+        l.latencies.len(),
+        l.retries
+    );
+    let peaks = [a.peak_rss, b.peak_rss, r.latency.peak_rss];
+    let worst = peaks.iter().flatten().max().copied();
+    println!(
+        "peak RSS of gatelog serve (VmHWM): (a) {}, (b) {}, latency run {} (target <= {}: {})",
+        mb(a.peak_rss),
+        mb(b.peak_rss),
+        mb(r.latency.peak_rss),
+        mb(Some(TARGET_RSS)),
+        if peaks.iter().any(Option::is_none) { "unknown" } else { verdict(worst.is_some_and(|w| w <= TARGET_RSS)) }
+    );
+    println!();
+    println!("cross-check (decisions acknowledged / count() in ClickHouse / gatelog_written_decisions_total by sink):");
+    for (name, run) in [("(a)", a), ("(b)", b), ("latency", r.latency)] {
+        let written: Vec<String> = run.written.iter().map(|(sink, v)| format!("{sink} {}", v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0}")))).collect();
+        let flag = if run.rows == run.acks.decisions { "" } else { "  <- MISMATCH" };
+        println!("  {name:<8} {} / {} / {}{flag}", run.acks.decisions, run.rows, written.join(", "));
+    }
+    if *ch_rows != p.records as u64 {
+        println!("  baseline: {} rows in ClickHouse for {} records  <- MISMATCH", ch_rows, p.records);
+    }
+}
