@@ -106,6 +106,24 @@ pub struct ClickHouseSection {
     pub initial_backoff: Duration,
     #[serde(with = "humantime_serde")]
     pub max_backoff: Duration,
+    /// `gatelog serve`: spool records are written in groups of up to this many lines...
+    pub sink_batch_lines: u64,
+    /// ... or this many bytes (bounds the sink's memory) ...
+    pub sink_batch_bytes: ByteSize,
+    /// ... waiting at most this long for a group to fill.
+    #[serde(with = "humantime_serde")]
+    pub sink_linger: Duration,
+}
+
+impl ClickHouseSection {
+    /// How the ClickHouse sink of `gatelog serve` groups spool records.
+    pub fn sink_options(&self) -> gatelog_store::sink::SinkOptions {
+        gatelog_store::sink::SinkOptions {
+            max_lines: self.sink_batch_lines,
+            max_bytes: self.sink_batch_bytes.as_u64(),
+            linger: self.sink_linger,
+        }
+    }
 }
 
 impl Default for ClickHouseSection {
@@ -120,6 +138,9 @@ impl Default for ClickHouseSection {
             max_attempts: 8,
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
+            sink_batch_lines: 100_000,
+            sink_batch_bytes: ByteSize::mib(64),
+            sink_linger: Duration::from_secs(1),
         }
     }
 }
@@ -256,6 +277,18 @@ impl Config {
         }
         if self.clickhouse.user.is_empty() {
             return invalid("clickhouse.user", "must not be empty (ClickHouse's default user is `default`)".into());
+        }
+        if self.clickhouse.sink_batch_lines == 0 {
+            return invalid("clickhouse.sink_batch_lines", "must be at least 1".into());
+        }
+        if self.clickhouse.sink_batch_bytes.as_u64() == 0 {
+            return invalid("clickhouse.sink_batch_bytes", "must be more than 0 bytes".into());
+        }
+        if self.clickhouse.sink_linger > Duration::from_secs(60) {
+            return invalid(
+                "clickhouse.sink_linger",
+                format!("{} is longer than 60s: decisions would wait that long before ClickHouse sees them", humantime::format_duration(self.clickhouse.sink_linger)),
+            );
         }
         if self.clickhouse.max_attempts == 0 {
             return invalid("clickhouse.max_attempts", "must be at least 1".into());

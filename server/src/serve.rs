@@ -111,7 +111,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
 
     let (sinks_stop, stop_rx) = watch::channel(false);
     let ch_stats = Arc::new(SinkStats::default());
-    let ch_sink = tokio::spawn(run_clickhouse_sink(target.store.clone(), spool.clone(), ch_stats.clone(), stopped(stop_rx.clone())));
+    let ch_sink = tokio::spawn(run_clickhouse_sink(target.store.clone(), spool.clone(), ch_stats.clone(), config.clickhouse.sink_options(), stopped(stop_rx.clone())));
     let (index_stats, index_sink) = match indexer {
         Some(indexer) => {
             let stats = Arc::new(IndexSinkStats::default());

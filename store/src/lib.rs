@@ -53,4 +53,4 @@ pub use error::{FailureKind, StoreError};
 pub use migrate::MigrationReport;
 pub use profile::{SchemaProfile, ServerVersion};
 pub use store::{DecisionCount, Store, StoreSummary, Uniqueness};
-pub use writer::{WriteBatch, WriteOutcome};
+pub use writer::{PartialCheck, WriteBatch, WriteOutcome};

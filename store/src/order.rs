@@ -21,10 +21,13 @@ fn time_key(profile: SchemaProfile, t: UnixMillis) -> i64 {
     }
 }
 
+/// A row with the id of the batch it belongs to (a group of batches is one insert).
+pub(crate) type Tagged<'a, T> = (&'a T, &'a str);
+
 /// `decisions`: `ORDER BY tenant, time, event_id`.
-pub(crate) fn decisions(rows: &[AccessDecision], profile: SchemaProfile) -> Vec<&AccessDecision> {
-    let mut out: Vec<&AccessDecision> = rows.iter().collect();
-    out.sort_by(|a, b| {
+pub(crate) fn decisions<'a>(rows: impl Iterator<Item = Tagged<'a, AccessDecision>>, profile: SchemaProfile) -> Vec<Tagged<'a, AccessDecision>> {
+    let mut out: Vec<_> = rows.collect();
+    out.sort_by(|(a, _), (b, _)| {
         (a.tenant.as_str(), time_key(profile, a.time), a.event_id.as_str()).cmp(&(
             b.tenant.as_str(),
             time_key(profile, b.time),
@@ -35,16 +38,16 @@ pub(crate) fn decisions(rows: &[AccessDecision], profile: SchemaProfile) -> Vec<
 }
 
 /// `raw_records`: `ORDER BY dataset, sha256`.
-pub(crate) fn raw_records(rows: &[RawRecord]) -> Vec<&RawRecord> {
-    let mut out: Vec<&RawRecord> = rows.iter().collect();
-    out.sort_by(|a, b| (a.dataset.as_str(), a.sha256.as_str()).cmp(&(b.dataset.as_str(), b.sha256.as_str())));
+pub(crate) fn raw_records<'a>(rows: impl Iterator<Item = Tagged<'a, RawRecord>>) -> Vec<Tagged<'a, RawRecord>> {
+    let mut out: Vec<_> = rows.collect();
+    out.sort_by(|(a, _), (b, _)| (a.dataset.as_str(), a.sha256.as_str()).cmp(&(b.dataset.as_str(), b.sha256.as_str())));
     out
 }
 
-/// `dead_letters`: `ORDER BY dataset, received_at, batch_id, line_no` (one batch per insert).
-pub(crate) fn dead_letters(rows: &[DeadLetter], profile: SchemaProfile) -> Vec<&DeadLetter> {
-    let mut out: Vec<&DeadLetter> = rows.iter().collect();
-    out.sort_by_key(|d| (d.dataset.as_str(), time_key(profile, d.received_at), d.line_no));
+/// `dead_letters`: `ORDER BY dataset, received_at, batch_id, line_no`.
+pub(crate) fn dead_letters<'a>(rows: impl Iterator<Item = Tagged<'a, DeadLetter>>, profile: SchemaProfile) -> Vec<Tagged<'a, DeadLetter>> {
+    let mut out: Vec<_> = rows.collect();
+    out.sort_by_key(|(d, batch_id)| (d.dataset.as_str(), time_key(profile, d.received_at), *batch_id, d.line_no));
     out
 }
 
@@ -71,20 +74,22 @@ mod tests {
     #[test]
     fn legacy_orders_by_second_then_event_id() {
         let rows = [decision("default", 1_200, "a"), decision("default", 1_100, "b"), decision("acme", 5_000, "z")];
-        let ids = |v: Vec<&AccessDecision>| v.iter().map(|d| d.event_id.clone()).collect::<Vec<_>>();
+        let ids = |rows: &[AccessDecision], p| {
+            decisions(rows.iter().map(|d| (d, "batch")), p).iter().map(|(d, _)| d.event_id.clone()).collect::<Vec<_>>()
+        };
         // Same second: the event id decides, not the milliseconds.
-        assert_eq!(ids(decisions(&rows, SchemaProfile::Legacy)), ["z", "a", "b"]);
-        assert_eq!(ids(decisions(&rows, SchemaProfile::Modern)), ["z", "b", "a"]);
+        assert_eq!(ids(&rows, SchemaProfile::Legacy), ["z", "a", "b"]);
+        assert_eq!(ids(&rows, SchemaProfile::Modern), ["z", "b", "a"]);
         // Times before 1970 clamp to 0 like the DateTime column does.
         let early = [decision("t", 500, "b"), decision("t", -9_000, "a")];
-        assert_eq!(ids(decisions(&early, SchemaProfile::Legacy)), ["a", "b"]);
+        assert_eq!(ids(&early, SchemaProfile::Legacy), ["a", "b"]);
     }
 
     #[test]
     fn raw_records_order_by_hash_bytes() {
         let raw = |sha: &str| RawRecord { sha256: sha.into(), ..RawRecord::new("e".into(), "d", UnixMillis(0), UnixMillis(0), "{}") };
         let rows = [raw("f0"), raw("0a"), raw("a0")];
-        let sorted: Vec<_> = raw_records(&rows).iter().map(|r| r.sha256.clone()).collect();
+        let sorted: Vec<_> = raw_records(rows.iter().map(|r| (r, "b"))).iter().map(|(r, _)| r.sha256.clone()).collect();
         assert_eq!(sorted, ["0a", "a0", "f0"]);
     }
 }

@@ -22,6 +22,7 @@ pub(crate) struct BatchRow<'a> {
     pub max_time: UnixMillis,
     pub bytes: u64,
     pub sha256: &'a str,
+    pub spool_seq: u64,
 }
 
 /// A timestamp as a legacy `DateTime` column holds it: seconds, clamped to `UInt32`.
@@ -206,6 +207,7 @@ impl RowEncoder {
         self.time(b.max_time);
         self.u64(b.bytes);
         self.str(b.sha256);
+        self.u64(b.spool_seq);
     }
 
     /// A `schema_migrations` row: version, name, checksum, profile.
@@ -260,6 +262,7 @@ mod tests {
             max_time: UnixMillis(0),
             bytes: 0,
             sha256: "",
+            spool_seq: 0,
         };
         e.batch(&row);
         assert_eq!(e.kinds, INGEST_BATCHES.sent_kinds());

@@ -4,8 +4,13 @@
 //! - every batch carries a content-derived `batch_id`, and `write_batch` skips a batch whose
 //!   `ingest_batches` marker exists (and removes rows a crashed attempt left without one), so
 //!   replaying any spool record is harmless;
-//! - decisions carry their spool position in `spool_seq`, so on start the sink resumes right
-//!   after the highest position ClickHouse holds instead of replaying the whole spool.
+//! - decisions and batch markers carry their spool position in `spool_seq`, so on start the
+//!   sink resumes right after the highest committed position instead of replaying the spool.
+//!
+//! Records are written in groups (up to [`SinkOptions`]' lines/bytes, waiting at most its
+//! `linger` for more), one `INSERT` per table per group, each record keeping its own batch id
+//! and marker. The resume position is the highest `spool_seq` among the `ingest_batches`
+//! markers, which are written after the rows they cover, one insert per group.
 //!
 //! The spool is acknowledged only after ClickHouse acknowledged the batch, so a segment is
 //! never deleted before its rows are stored. Retryable failures (ClickHouse down, overloaded)
@@ -14,7 +19,7 @@
 //! schema mismatch, a batch ClickHouse refuses) stops the sink with the error, loudly:
 //! skipping the batch would lose acknowledged data.
 
-use crate::{Store, StoreError};
+use crate::{PartialCheck, Store, StoreError, WriteOutcome};
 use gatelog_model::Batch;
 use gatelog_spool::{Spool, SpoolError};
 use std::future::Future;
@@ -54,11 +59,37 @@ pub const SINK_NAME: &str = "clickhouse";
 const BACKOFF_START: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
-/// Runs until `shutdown` resolves (finishing the batch in hand) or a fatal error.
+/// How the sink groups spool records into writes. Each record is one HTTP body (often a few
+/// thousand lines); writing them one by one would make a ClickHouse part per table per body,
+/// which the server then spends its CPU merging (and refuses past `parts_to_throw_insert`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkOptions {
+    /// A group closes once its records hold this many lines.
+    pub max_lines: u64,
+    /// ... or this many (uncompressed) bytes: bounds the sink's memory.
+    pub max_bytes: u64,
+    /// How long a group that is not full waits for more records.
+    pub linger: Duration,
+}
+
+impl Default for SinkOptions {
+    fn default() -> Self {
+        SinkOptions { max_lines: 100_000, max_bytes: 64 * 1024 * 1024, linger: Duration::from_secs(1) }
+    }
+}
+
+/// A spool record decoded, with its position.
+struct Pending {
+    seq: u64,
+    batch: Batch,
+}
+
+/// Runs until `shutdown` resolves (finishing the group in hand) or a fatal error.
 pub async fn run_clickhouse_sink(
     store: Store,
     spool: Spool,
     stats: Arc<SinkStats>,
+    options: SinkOptions,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), SinkError> {
     let start = loop {
@@ -82,65 +113,123 @@ pub async fn run_clickhouse_sink(
         }
         Err(e) => return Err(e.into()),
     };
+    // Records up to here may have been half-written by an earlier process; later ones cannot.
+    let head_at_start = spool.last_seq();
     stats.position.store(start, Ordering::Relaxed);
     tracing::info!(position = start, "clickhouse sink started");
     let mut reader = spool.reader(start);
     tokio::pin!(shutdown);
+    // A record read but left for the next group (it would have crossed a month).
+    let mut carried: Option<Pending> = None;
     loop {
-        let record = tokio::select! {
-            biased;
-            () = &mut shutdown => break,
-            next = reader.next() => match next? {
-                Some(record) => record,
-                None => break, // the spool was closed
-            },
-        };
-        let mut batch = Batch::decode(&record.payload).map_err(|e| SinkError::Corrupt {
-            seq: record.seq,
-            detail: e.to_string(),
-        })?;
-        for d in &mut batch.decisions {
-            d.spool_seq = record.seq;
-        }
-        let mut backoff = BACKOFF_START;
-        let outcome = loop {
-            match store.write_batch(&batch).await {
-                Ok(outcome) => break outcome,
-                Err(e) if e.is_retryable() => {
-                    stats.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(seq = record.seq, batch_id = %batch.batch_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "clickhouse write failed; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-                Err(source) => {
-                    return Err(SinkError::Store {
-                        seq: record.seq,
-                        source,
-                    });
-                }
+        let first = match carried.take() {
+            Some(p) => p,
+            None => {
+                let record = tokio::select! {
+                    biased;
+                    () = &mut shutdown => break,
+                    next = reader.next() => match next? {
+                        Some(record) => record,
+                        None => break, // the spool was closed
+                    },
+                };
+                decode(record)?
             }
         };
-        match outcome {
-            crate::WriteOutcome::Written { decisions, .. } => {
-                stats.batches_written.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .decisions_written
-                    .fetch_add(decisions, Ordering::Relaxed);
-            }
-            crate::WriteOutcome::AlreadyStored => {
-                stats.batches_skipped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        spool.ack(SINK_NAME, record.seq)?;
-        stats.position.store(record.seq, Ordering::Relaxed);
-        stats.last_received_at_ms.store(
-            u64::try_from(batch.received_at.0).unwrap_or(0),
-            Ordering::Relaxed,
-        );
+        let (group, next) = gather(first, &mut reader, options).await?;
+        carried = next;
+        let check = if group.iter().any(|p| p.seq <= head_at_start) { PartialCheck::Always } else { PartialCheck::OnRetry };
+        write_group(&store, &group, check, &stats).await?;
+        let last = group.last().map_or(start, |p| p.seq);
+        spool.ack(SINK_NAME, last)?;
+        stats.position.store(last, Ordering::Relaxed);
+        let newest = group.iter().map(|p| p.batch.received_at.0).max().unwrap_or(0);
+        stats.last_received_at_ms.store(u64::try_from(newest).unwrap_or(0), Ordering::Relaxed);
     }
     tracing::info!(
         position = stats.position.load(Ordering::Relaxed),
         "clickhouse sink stopped"
     );
+    Ok(())
+}
+
+fn decode(record: gatelog_spool::Record) -> Result<Pending, SinkError> {
+    let mut batch = Batch::decode(&record.payload).map_err(|e| SinkError::Corrupt {
+        seq: record.seq,
+        detail: e.to_string(),
+    })?;
+    for d in &mut batch.decisions {
+        d.spool_seq = record.seq;
+    }
+    Ok(Pending { seq: record.seq, batch })
+}
+
+/// The calendar month of a batch's arrival: `ingest_batches` is partitioned by it, and the
+/// markers of one group must be one part (one atomic insert) for the resume position to be
+/// safe, so a group never spans two months.
+fn month(batch: &Batch) -> String {
+    batch.received_at.to_rfc3339().chars().take(7).collect()
+}
+
+/// Adds records to `first` while they are durable within `options.linger` and the group is
+/// below its limits; returns the group and a record that belongs to the next one.
+async fn gather(
+    first: Pending,
+    reader: &mut gatelog_spool::SpoolReader,
+    options: SinkOptions,
+) -> Result<(Vec<Pending>, Option<Pending>), SinkError> {
+    let deadline = tokio::time::Instant::now() + options.linger;
+    let group_month = month(&first.batch);
+    let (mut lines, mut bytes) = (first.batch.lines, first.batch.bytes);
+    let mut group = vec![first];
+    while lines < options.max_lines && bytes < options.max_bytes {
+        let next = match reader.try_next().await? {
+            Some(record) => record,
+            None => match tokio::time::timeout_at(deadline, reader.next()).await {
+                Ok(Ok(Some(record))) => record,
+                Ok(Ok(None)) | Err(_) => break, // closed, or the linger is over
+                Ok(Err(e)) => return Err(e.into()),
+            },
+        };
+        let pending = decode(next)?;
+        if month(&pending.batch) != group_month {
+            return Ok((group, Some(pending)));
+        }
+        lines += pending.batch.lines;
+        bytes += pending.batch.bytes;
+        group.push(pending);
+    }
+    Ok((group, None))
+}
+
+/// Writes a group, retrying retryable failures forever with capped backoff.
+async fn write_group(store: &Store, group: &[Pending], check: PartialCheck, stats: &SinkStats) -> Result<(), SinkError> {
+    let batches: Vec<(u64, &Batch)> = group.iter().map(|p| (p.seq, &p.batch)).collect();
+    let mut backoff = BACKOFF_START;
+    let outcomes = loop {
+        match store.write_batches(&batches, check).await {
+            Ok(outcomes) => break outcomes,
+            Err(e) if e.is_retryable() => {
+                stats.retries.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(first_seq = batches.first().map_or(0, |b| b.0), records = batches.len(), error = %e, retry_in_ms = backoff.as_millis() as u64, "clickhouse write failed; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+            Err(source) => {
+                return Err(SinkError::Store { seq: batches.first().map_or(0, |b| b.0), source });
+            }
+        }
+    };
+    for outcome in outcomes {
+        match outcome {
+            WriteOutcome::Written { decisions, .. } => {
+                stats.batches_written.fetch_add(1, Ordering::Relaxed);
+                stats.decisions_written.fetch_add(decisions, Ordering::Relaxed);
+            }
+            WriteOutcome::AlreadyStored => {
+                stats.batches_skipped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
     Ok(())
 }

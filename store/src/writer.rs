@@ -30,11 +30,38 @@ pub enum WriteOutcome {
     AlreadyStored,
 }
 
-/// A batch's rows in the order they are sent.
+/// One batch's rows in the order they are sent, for the partial-write probe.
 struct Sorted<'a> {
-    decisions: Vec<&'a AccessDecision>,
-    raw: Vec<&'a gatelog_model::RawRecord>,
-    dead_letters: Vec<&'a gatelog_model::DeadLetter>,
+    decisions: Vec<(&'a AccessDecision, &'a str)>,
+    raw: Vec<(&'a gatelog_model::RawRecord, &'a str)>,
+    dead_letters: usize,
+}
+
+/// The `ingest_batches` row of a stored batch: the commit marker.
+fn marker(batch: &WriteBatch, spool_seq: u64) -> BatchRow<'_> {
+    let decision_range = time_range(batch.decisions.iter().map(|d| d.time));
+    let raw_range = time_range(batch.raw.iter().map(|r| r.time));
+    let (min_time, max_time) = match (decision_range, raw_range) {
+        (Some((a, b)), Some((c, d))) => (a.min(c), b.max(d)),
+        (Some(r), None) | (None, Some(r)) => r,
+        (None, None) => (batch.received_at, batch.received_at),
+    };
+    BatchRow {
+        batch_id: &batch.batch_id,
+        dataset: &batch.dataset,
+        origin: &batch.origin,
+        received_at: batch.received_at,
+        lines: batch.lines,
+        decisions: batch.decisions.len() as u64,
+        raw_records: batch.raw.len() as u64,
+        dead_letters: batch.dead_letters.len() as u64,
+        probes: batch.probes,
+        min_time,
+        max_time,
+        bytes: batch.bytes,
+        sha256: &batch.sha256,
+        spool_seq,
+    }
 }
 
 /// Releases a batch id claimed by this process when the write ends.
@@ -69,18 +96,54 @@ fn time_range(times: impl Iterator<Item = UnixMillis>) -> Option<(UnixMillis, Un
     })
 }
 
+/// Whether a write first looks for rows an interrupted attempt left behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartialCheck {
+    /// Always (a backfill rerun may follow a crash at any point).
+    Always,
+    /// Only on retries: the caller knows no earlier attempt of these batches can exist (the
+    /// spool sink, for records appended after it started).
+    OnRetry,
+}
+
 impl Store {
     /// Stores `batch` exactly once: if its marker exists, [`WriteOutcome::AlreadyStored`];
     /// otherwise rows left by an interrupted attempt are deleted (waiting for the mutation),
-    /// then decisions, raw records and dead letters are inserted (RowBinary, LZ4, chunks of
+    /// then decisions, raw records and dead letters are inserted (RowBinary, chunks of
     /// `insert_chunk_rows`), and the `ingest_batches` marker last. Retryable failures are
     /// retried per the policy from the top (which makes the retry itself exactly-once).
     pub async fn write_batch(&self, batch: &WriteBatch) -> Result<WriteOutcome, StoreError> {
-        if batch.batch_id.is_empty() {
-            return Err(StoreError::InvalidBatch("batch_id is empty".into()));
+        let mut outcomes = self.write_batches(&[(0, batch)], PartialCheck::Always).await?;
+        outcomes.pop().ok_or_else(|| StoreError::InvalidBatch("no outcome".into()))
+    }
+
+    /// Stores several batches with one `INSERT` per table, each batch exactly once as in
+    /// [`Store::write_batch`]: rows keep their own batch's id and every batch gets its own
+    /// marker (carrying `spool_seq`, the spool position it came from; 0 outside the spool).
+    /// Fewer, larger inserts are what ClickHouse wants (one part each); the spool sink groups
+    /// its records this way. A batch id given twice is stored once. Outcomes are in input
+    /// order.
+    pub async fn write_batches(
+        &self,
+        batches: &[(u64, &WriteBatch)],
+        check: PartialCheck,
+    ) -> Result<Vec<WriteOutcome>, StoreError> {
+        if let Some((_, b)) = batches.iter().find(|(_, b)| b.batch_id.is_empty()) {
+            return Err(StoreError::InvalidBatch(format!("batch_id is empty (batch from {})", b.origin)));
         }
-        let _claim = self.claim(&batch.batch_id).await;
-        with_retries(&self.inner.config, "write_batch", || self.write_once(batch)).await
+        let mut claims = Vec::with_capacity(batches.len());
+        for (_, b) in batches {
+            if !claims.iter().any(|c: &Claim<'_>| c.batch_id == b.batch_id) {
+                claims.push(self.claim(&b.batch_id).await);
+            }
+        }
+        let mut attempt = 0u32;
+        with_retries(&self.inner.config, "write_batch", || {
+            attempt += 1;
+            let probe = check == PartialCheck::Always || attempt > 1;
+            self.write_group_once(batches, probe)
+        })
+        .await
     }
 
     async fn claim(&self, batch_id: &str) -> Claim<'_> {
@@ -99,106 +162,75 @@ impl Store {
         }
     }
 
-    async fn write_once(&self, batch: &WriteBatch) -> Result<WriteOutcome, StoreError> {
-        let id = batch.batch_id.as_str();
-        if self.batch_exists(id).await? {
-            tracing::info!(batch_id = %id, dataset = %batch.dataset, "batch already stored");
-            return Ok(WriteOutcome::AlreadyStored);
-        }
+    async fn write_group_once(
+        &self,
+        batches: &[(u64, &WriteBatch)],
+        probe: bool,
+    ) -> Result<Vec<WriteOutcome>, StoreError> {
         let started = Instant::now();
-        let decision_range = time_range(batch.decisions.iter().map(|d| d.time));
-        let raw_range = time_range(batch.raw.iter().map(|r| r.time));
+        let ids: Vec<&str> = batches.iter().map(|(_, b)| b.batch_id.as_str()).collect();
+        let stored = self.existing_batches(&ids).await?;
+        // Which inputs to write now: not stored yet, and the first time their id appears.
+        let mut todo: Vec<(u64, &WriteBatch)> = Vec::new();
+        for (seq, b) in batches {
+            if !stored.contains(&b.batch_id) && !todo.iter().any(|(_, t)| t.batch_id == b.batch_id) {
+                todo.push((*seq, *b));
+            }
+        }
+        let mut removed = Vec::with_capacity(todo.len());
+        for (_, batch) in &todo {
+            removed.push(if probe { self.remove_partial(batch).await? } else { 0 });
+        }
 
-        // Sent in sorting-key order (see `order`); the probe looks at the first and last
-        // rows sent, so it uses the same order.
-        let rows = Sorted {
-            decisions: order::decisions(&batch.decisions, self.profile()),
-            raw: order::raw_records(&batch.raw),
-            dead_letters: order::dead_letters(&batch.dead_letters, self.profile()),
-        };
-        let removed = self
-            .remove_partial(batch, &rows, decision_range, raw_range)
-            .await?;
-
+        // One insert per table for the whole group, rows in sorting-key order (see `order`).
+        let profile = self.profile();
+        let decisions = order::decisions(todo.iter().flat_map(|(_, b)| b.decisions.iter().map(move |d| (d, b.batch_id.as_str()))), profile);
+        let raw = order::raw_records(todo.iter().flat_map(|(_, b)| b.raw.iter().map(move |r| (r, b.batch_id.as_str()))));
+        let dead = order::dead_letters(todo.iter().flat_map(|(_, b)| b.dead_letters.iter().map(move |d| (d, b.batch_id.as_str()))), profile);
         let q = &self.inner.queries;
-        let (decisions, raw_records, dead_letters) = tokio::try_join!(
-            self.insert_rows(
-                &q.insert_decisions,
-                "decisions",
-                &rows.decisions,
-                id,
-                RowEncoder::decision
-            ),
-            self.insert_rows(
-                &q.insert_raw_records,
-                "raw_records",
-                &rows.raw,
-                id,
-                RowEncoder::raw_record
-            ),
-            self.insert_rows(
-                &q.insert_dead_letters,
-                "dead_letters",
-                &rows.dead_letters,
-                id,
-                RowEncoder::dead_letter
-            ),
+        tokio::try_join!(
+            self.insert_rows(&q.insert_decisions, "decisions", &decisions, RowEncoder::decision),
+            self.insert_rows(&q.insert_raw_records, "raw_records", &raw, RowEncoder::raw_record),
+            self.insert_rows(&q.insert_dead_letters, "dead_letters", &dead, RowEncoder::dead_letter),
         )?;
 
-        let (min_time, max_time) = match (decision_range, raw_range) {
-            (Some((a, b)), Some((c, d))) => (a.min(c), b.max(d)),
-            (Some(r), None) | (None, Some(r)) => r,
-            (None, None) => (batch.received_at, batch.received_at),
-        };
-        let marker = BatchRow {
-            batch_id: id,
-            dataset: &batch.dataset,
-            origin: &batch.origin,
-            received_at: batch.received_at,
-            lines: batch.lines,
-            decisions,
-            raw_records,
-            dead_letters,
-            probes: batch.probes,
-            min_time,
-            max_time,
-            bytes: batch.bytes,
-            sha256: &batch.sha256,
-        };
-        let mut enc = RowEncoder::new(self.profile(), 512);
-        enc.batch(&marker);
-        self.insert_bytes(
-            &q.insert_ingest_batches,
-            &self.qualified("ingest_batches"),
-            enc.take(),
-        )
-        .await?;
+        let mut enc = RowEncoder::new(profile, 512 * todo.len().max(1));
+        let mut written = std::collections::BTreeMap::new();
+        for ((seq, batch), removed) in todo.iter().zip(&removed) {
+            let outcome = WriteOutcome::Written {
+                decisions: batch.decisions.len() as u64,
+                raw_records: batch.raw.len() as u64,
+                dead_letters: batch.dead_letters.len() as u64,
+                removed_partial_rows: *removed,
+            };
+            enc.batch(&marker(batch, *seq));
+            written.insert(batch.batch_id.as_str(), outcome);
+        }
+        if !todo.is_empty() {
+            self.insert_bytes(&q.insert_ingest_batches, &self.qualified("ingest_batches"), enc.take()).await?;
+        }
         tracing::info!(
-            batch_id = %id,
-            dataset = %batch.dataset,
-            decisions,
-            raw_records,
-            dead_letters,
-            removed_partial_rows = removed,
+            batches = todo.len(),
+            already_stored = batches.len() - todo.len(),
+            decisions = decisions.len(),
+            raw_records = raw.len(),
+            dead_letters = dead.len(),
+            removed_partial_rows = removed.iter().sum::<u64>(),
             elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "batch written"
+            "batches written"
         );
-        Ok(WriteOutcome::Written {
-            decisions,
-            raw_records,
-            dead_letters,
-            removed_partial_rows: removed,
-        })
+        // The first input with an id gets its outcome; a repeat of it, or a stored batch, is
+        // already stored.
+        Ok(batches
+            .iter()
+            .map(|(_, b)| written.remove(b.batch_id.as_str()).unwrap_or(WriteOutcome::AlreadyStored))
+            .collect())
     }
 
     /// Deletes rows a previous attempt of this batch left without a marker; returns how many.
-    async fn remove_partial(
-        &self,
-        batch: &WriteBatch,
-        rows: &Sorted<'_>,
-        decision_range: Option<(UnixMillis, UnixMillis)>,
-        raw_range: Option<(UnixMillis, UnixMillis)>,
-    ) -> Result<u64, StoreError> {
+    async fn remove_partial(&self, batch: &WriteBatch) -> Result<u64, StoreError> {
+        let decision_range = time_range(batch.decisions.iter().map(|d| d.time));
+        let raw_range = time_range(batch.raw.iter().map(|r| r.time));
         let bounds = |range: Option<(UnixMillis, UnixMillis)>| -> (i64, i64) {
             match (range, self.profile()) {
                 // An empty batch part cannot have left rows: an empty range.
@@ -207,7 +239,7 @@ impl Store {
                 (Some((lo, hi)), SchemaProfile::Modern) => (lo.0, hi.0),
             }
         };
-        if !self.probe_partial(batch, rows).await? {
+        if !self.probe_partial(batch).await? {
             return Ok(0);
         }
         let (d_lo, d_hi) = bounds(decision_range);
@@ -250,24 +282,30 @@ impl Store {
         Ok(total)
     }
 
-    /// Whether the first or last row of any table of `batch` is already stored under its id:
-    /// primary-key lookups, so the common case (a new batch) costs next to nothing.
-    async fn probe_partial(&self, batch: &WriteBatch, rows: &Sorted<'_>) -> Result<bool, StoreError> {
+    /// Whether the first or last row of any table of `batch`, in sorting-key order (the order
+    /// its rows are sent in, also within a group), is already stored under its id: primary-key
+    /// lookups, so the common case (a new batch) costs next to nothing.
+    async fn probe_partial(&self, batch: &WriteBatch) -> Result<bool, StoreError> {
         let id = batch.batch_id.as_str();
+        let rows = Sorted {
+            decisions: order::decisions(batch.decisions.iter().map(|d| (d, id)), self.profile()),
+            raw: order::raw_records(batch.raw.iter().map(|r| (r, id))),
+            dead_letters: batch.dead_letters.len(),
+        };
         let at = |t: UnixMillis| match self.profile() {
             SchemaProfile::Legacy => t.as_secs(),
             SchemaProfile::Modern => t.0,
         };
         // A table without rows in this batch gets an empty batch id, which matches nothing.
         let (d_id, first, last) = match (rows.decisions.first(), rows.decisions.last()) {
-            (Some(f), Some(l)) => (id, *f, *l),
+            (Some(f), Some(l)) => (id, f.0, l.0),
             _ => ("", &*EMPTY_DECISION, &*EMPTY_DECISION),
         };
         let (r_id, r_first, r_last) = match (rows.raw.first(), rows.raw.last()) {
-            (Some(f), Some(l)) => (id, f.sha256.as_str(), l.sha256.as_str()),
+            (Some(f), Some(l)) => (id, f.0.sha256.as_str(), l.0.sha256.as_str()),
             _ => ("", "", ""),
         };
-        let dl_id = if rows.dead_letters.is_empty() {
+        let dl_id = if rows.dead_letters == 0 {
             ""
         } else {
             id
@@ -341,8 +379,7 @@ impl Store {
         &self,
         sql: &str,
         table: &str,
-        rows: &[&T],
-        batch_id: &str,
+        rows: &[(&T, &str)],
         encode: fn(&mut RowEncoder, &T, &str),
     ) -> Result<u64, StoreError> {
         let qualified = self.qualified(table);
@@ -359,8 +396,8 @@ impl Store {
             let mut frames = FrameSender::new(insert, lz4, &qualified);
             let mut enc = RowEncoder::new(self.profile(), FRAME_BYTES + FRAME_BYTES / 4);
             let (mut in_chunk, mut chunk_bytes) = (0usize, 0u64);
-            for row in rest {
-                encode(&mut enc, *row, batch_id);
+            for (row, batch_id) in rest {
+                encode(&mut enc, row, batch_id);
                 in_chunk += 1;
                 if enc.len() >= FRAME_BYTES {
                     chunk_bytes += enc.len() as u64;
@@ -378,7 +415,7 @@ impl Store {
             rest = &rest[in_chunk..];
         }
         if !rows.is_empty() {
-            tracing::debug!(table = %qualified, rows = rows.len(), batch_id, "rows inserted");
+            tracing::debug!(table = %qualified, rows = rows.len(), "rows inserted");
         }
         Ok(rows.len() as u64)
     }

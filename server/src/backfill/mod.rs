@@ -16,7 +16,7 @@ mod report;
 
 use crate::cli::IngestArgs;
 use crate::clickhouse::Target;
-use crate::config::{Config, IngestSection};
+use crate::config::IngestSection;
 use anyhow::{Context, bail};
 use chunk::Chunk;
 use gatelog_ingest::{BodyContext, BodyReader, Dataset, Limits, LineOutcome, LineReader, map_split_line};
@@ -313,9 +313,4 @@ fn map_chunk(chunk: &Chunk, dataset: Dataset, ctx: &BodyContext<'_>) -> Prepared
         }
     }
     Prepared { batch, warnings }
-}
-
-/// Used by the demo: ingest a list of files with an already connected store.
-pub async fn ingest_with(store: &Store, config: &Config, plan: &[(PathBuf, Dataset)]) -> anyhow::Result<Totals> {
-    ingest_files(store, plan, &config.ingest, false).await
 }

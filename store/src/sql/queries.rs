@@ -181,7 +181,7 @@ impl Queries {
                  (SELECT count() FROM {db}.ingest_batches FINAL)"
             ),
             decision_uniqueness: format!("SELECT count(), uniqExact(event_id) FROM {db}.decisions FINAL"),
-            max_spool_seq: format!("SELECT max(spool_seq) FROM {db}.decisions"),
+            max_spool_seq: format!("SELECT max(spool_seq) FROM {db}.ingest_batches"),
         }
     }
 }

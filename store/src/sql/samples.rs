@@ -134,6 +134,7 @@ pub fn sample_payloads(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Samp
         max_time: UnixMillis(T + 1),
         bytes: 99,
         sha256: "abc",
+        spool_seq: 17,
     });
     out.push(payload(
         &INGEST_BATCHES,
@@ -141,10 +142,10 @@ pub fn sample_payloads(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Samp
         opts,
         &mut enc,
         format!(
-            "SELECT lines, decisions, raw_records, dead_letters, min_time_ms, max_time_ms, bytes, sha256, written_at > toDateTime('2020-01-01 00:00:00') \
+            "SELECT lines, decisions, raw_records, dead_letters, min_time_ms, max_time_ms, bytes, sha256, written_at > toDateTime('2020-01-01 00:00:00'), spool_seq \
              FROM {db}.ingest_batches WHERE batch_id = '{BATCH}'"
         ),
-        format!("3,1,1,1,{T},{},99,\"abc\",1", T + 1),
+        format!("3,1,1,1,{T},{},99,\"abc\",1,17", T + 1),
     ));
     out
 }
