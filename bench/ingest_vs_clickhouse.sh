@@ -38,6 +38,10 @@ trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do [ -s "$url_file" ] && break; sleep 0.5; done
 [ -s "$url_file" ] || { echo "managed ClickHouse did not start:" >&2; cat "$data/clickhouse.out" >&2; exit 1; }
 url=$(cat "$url_file")
+# CPU seconds (user + system) ClickHouse has used so far: both sides' CPU is reported, since
+# on 2 cores the ratio is bounded by the CPU each side needs.
+chpid=$(pgrep -f "clickhouse-server.*$data/clickhouse" | head -1)
+ch_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$chpid/stat"; }
 q() { curl -sS --fail-with-body "$url/" --data-binary "$1"; }
 settle() {
   for _ in $(seq 1 240); do
@@ -49,18 +53,23 @@ settle() {
 q "CREATE DATABASE bench_baseline"
 sed "s/{db}/bench_baseline/" bench/http_requests_equivalent.sql | q "$(cat)"
 bytes=$(stat -c %s "$file")
+cpu0=$(ch_cpu)
 start=$(date +%s.%N)
 curl -sS --fail-with-body -H 'Content-Encoding: gzip' --data-binary @"$file" \
   "$url/?query=INSERT%20INTO%20bench_baseline.http_requests_json%20FORMAT%20JSONEachRow&input_format_skip_unknown_fields=1"
 end=$(date +%s.%N)
 ch_secs=$(echo "$end - $start" | bc -l)
+base_cpu=$(echo "$(ch_cpu) - $cpu0" | bc -l)
 ch_rows=$(q "SELECT count() FROM bench_baseline.http_requests_json")
 settle
 
+cpu0=$(ch_cpu)
 start=$(date +%s.%N)
-"$bin" ingest ${GATELOG_BENCH_CONFIG:+--config "$GATELOG_BENCH_CONFIG"} --no-progress --clickhouse-url "$url" --clickhouse-database bench_gatelog --dataset http_requests "$file" >"$data/gatelog.out"
+/usr/bin/time -f '%U %S' -o "$data/gatelog.time" "$bin" ingest ${GATELOG_BENCH_CONFIG:+--config "$GATELOG_BENCH_CONFIG"} --no-progress --clickhouse-url "$url" --clickhouse-database bench_gatelog --dataset http_requests "$file" >"$data/gatelog.out"
 end=$(date +%s.%N)
 gl_secs=$(echo "$end - $start" | bc -l)
+gl_ch_cpu=$(echo "$(ch_cpu) - $cpu0" | bc -l)
+gl_cpu=$(awk '{print $1 + $2}' "$data/gatelog.time")
 gl_rows=$(q "SELECT count() FROM bench_gatelog.decisions")
 raw_rows=$(q "SELECT count() FROM bench_gatelog.raw_records")
 cat "$data/gatelog.out"
@@ -69,3 +78,4 @@ printf '\nfile: %s (%s records, %.1f MB gzip)\n' "$file" "$records" "$(echo "$by
 printf 'clickhouse JSONEachRow: %10d rows in %7.2f s = %9.0f rows/s\n' "$ch_rows" "$ch_secs" "$(echo "$ch_rows / $ch_secs" | bc -l)"
 printf 'gatelog ingest:         %10d rows in %7.2f s = %9.0f rows/s  (+%d raw rows)\n' "$gl_rows" "$gl_secs" "$(echo "$gl_rows / $gl_secs" | bc -l)" "$raw_rows"
 printf 'ratio gatelog / clickhouse: %.2fx\n' "$(echo "($gl_rows / $gl_secs) / ($ch_rows / $ch_secs)" | bc -l)"
+printf 'CPU seconds: baseline clickhouse %.1f; gatelog %.1f + its clickhouse inserts %.1f\n' "$base_cpu" "$gl_cpu" "$gl_ch_cpu"

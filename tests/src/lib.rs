@@ -440,6 +440,10 @@ pub async fn assert_stored_once(
     let raw = count(ch_url, &format!("SELECT count() FROM {db}.raw_records"));
     let raw_unique = count(ch_url, &format!("SELECT uniqExact(sha256) FROM {db}.raw_records"));
     assert_eq!(raw, raw_unique, "raw records stored twice");
+    // These tests send http_requests only: one decision and one raw line per record.
+    assert_eq!(raw, figures[0], "raw records and decisions differ: a batch was half written");
+    let unmarked = count(ch_url, &format!("SELECT count() FROM {db}.decisions WHERE batch_id NOT IN (SELECT batch_id FROM {db}.ingest_batches)"));
+    assert_eq!(unmarked, 0, "decisions of batches without an ingest_batches marker");
 
     let indexed = search_all(base_url, token, "").await;
     let unique: BTreeSet<&str> = indexed.iter().map(String::as_str).collect();
