@@ -130,6 +130,7 @@ pub struct ServeRun {
     /// `count()` of the phase's `decisions` table.
     pub rows: u64,
     pub peak_rss: Option<u64>,
+    pub fsync: procs::Fsyncs,
 }
 
 /// How a serve phase posts.
@@ -256,5 +257,5 @@ async fn serve_phase(bench: &Bench, db: &str, index: bool, load: Load) -> anyhow
     if serve.terminate(Duration::from_secs(20)).await.is_none() {
         eprintln!("bench serve: {db}: gatelog serve did not stop within 20 s of SIGTERM; killed");
     }
-    Ok(ServeRun { acks, end_to_end: stored.at - started, written: stored.written, rows, peak_rss })
+    Ok(ServeRun { acks, end_to_end: stored.at - started, written: stored.written, rows, peak_rss, fsync: stored.fsync })
 }

@@ -116,6 +116,39 @@ pub struct Stored {
     pub at: Instant,
     /// `gatelog_written_decisions_total{sink}` per required sink, if the family exists.
     pub written: Vec<(String, Option<f64>)>,
+    pub fsync: Fsyncs,
+}
+
+/// The spool's fsync histogram at the end of a phase.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Fsyncs {
+    pub count: f64,
+    pub mean: Duration,
+    /// Upper bounds of the buckets holding the 50th and 99th percentile.
+    pub p50_bound: Option<f64>,
+    pub p99_bound: Option<f64>,
+}
+
+impl Fsyncs {
+    fn from_metrics(text: &str) -> Fsyncs {
+        let count = metric(text, "gatelog_spool_fsync_seconds_count", &[]).unwrap_or(0.0);
+        let sum = metric(text, "gatelog_spool_fsync_seconds_sum", &[]).unwrap_or(0.0);
+        // Cumulative buckets, in the order /metrics lists them.
+        let buckets: Vec<(f64, f64)> = metric_samples(text, "gatelog_spool_fsync_seconds_bucket")
+            .into_iter()
+            .filter_map(|(key, v)| {
+                let le = key.split("le=\"").nth(1)?.split('"').next()?;
+                Some((if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? }, v))
+            })
+            .collect();
+        let bound = |q: f64| buckets.iter().find(|(_, c)| *c >= q * count).map(|(le, _)| *le);
+        Fsyncs {
+            count,
+            mean: if count > 0.0 { Duration::from_secs_f64(sum / count) } else { Duration::ZERO },
+            p50_bound: bound(0.5),
+            p99_bound: bound(0.99),
+        }
+    }
 }
 
 /// Polls `/metrics` every 50 ms (bounded by `limit`) until the spool holds record `max_seq`
@@ -138,7 +171,7 @@ pub async fn wait_stored(client: &reqwest::Client, base_url: &str, sinks: &[&str
                     .iter()
                     .map(|s| (s.to_string(), metric(&text, "gatelog_written_decisions_total", &[("sink", s)])))
                     .collect();
-                return Ok(Stored { at, written });
+                return Ok(Stored { at, written, fsync: Fsyncs::from_metrics(&text) });
             }
             last = text;
         }

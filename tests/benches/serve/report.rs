@@ -123,6 +123,12 @@ pub fn print(r: &Report<'_>) {
         mb(Some(TARGET_RSS)),
         if peaks.iter().any(Option::is_none) { "unknown" } else { verdict(worst.is_some_and(|w| w <= TARGET_RSS)) }
     );
+    println!("spool fsyncs (count, mean, bucket bound of p50 / p99):");
+    let bound = |b: Option<f64>| b.map_or_else(|| "?".to_owned(), |s| if s.is_finite() { ms(Duration::from_secs_f64(s)) } else { "> 1 s".to_owned() });
+    for (name, run) in [("(a)", a), ("(b)", b), ("latency", r.latency)] {
+        let f = run.fsync;
+        println!("  {name:<8} {:.0} fsyncs, mean {}, p50 <= {}, p99 <= {}", f.count, ms(f.mean), bound(f.p50_bound), bound(f.p99_bound));
+    }
     println!();
     println!("cross-check (decisions acknowledged / count() in ClickHouse / gatelog_written_decisions_total by sink):");
     for (name, run) in [("(a)", a), ("(b)", b), ("latency", r.latency)] {
