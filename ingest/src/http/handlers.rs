@@ -127,16 +127,21 @@ async fn ingest(
     };
     let reject_whole = config.reject_whole_batch;
     let received_at = state.inner.clock.now();
+    let started = std::time::Instant::now();
     let prepared = if body.len() <= INLINE_MAX && !crate::is_gzip(&body) {
         prepare(&body, mapper, received_at, origin, limits, reject_whole)
     } else {
         let origin = origin.to_owned();
         let body = body.clone();
+        // The semaphore is never closed; a closed one would only mean no limit.
+        let _permit = state.inner.mapping.acquire().await.ok();
         tokio::task::spawn_blocking(move || prepare(&body, mapper, received_at, &origin, limits, reject_whole))
             .await
             .map_err(|e| ApiError::unavailable(retry_after, "the batch could not be processed", format!("mapping task failed: {e}")))?
     };
     let Prepared { batch, plan } = prepared.map_err(|e| prepare_error(e, body.len(), retry_after))?;
+    drop(body);
+    let mapped_in = started.elapsed();
     let dataset = match mapper {
         Mapper::Dataset(d, _) => Some(d),
         Mapper::Decisions => None,
@@ -166,12 +171,17 @@ async fn ingest(
         }
         Plan::Spool { encoded, first_error } => (encoded, first_error),
     };
+    // Only the encoded record is needed from here on; the mapped rows would sit in memory
+    // for the whole fsync wait.
+    let (batch_id, lines, dead_letters) = (batch.batch_id, batch.lines, batch.dead_letters.len());
+    drop((batch.decisions, batch.raw, batch.dead_letters));
     let seq = state.spool().append(encoded).await.map_err(|e| spool_error(state, e, retry_after))?;
     state.spool_succeeded();
-    state.metrics().spooled(dataset, batch.dead_letters.len() as u64);
-    tracing::debug!(origin, batch_id = %batch.batch_id, seq, lines = batch.lines, decisions = answer.decisions,
-        dead_letters = answer.dead_letters, "receiver: batch spooled");
-    answer.batch_id = Some(batch.batch_id);
+    state.metrics().spooled(dataset, dead_letters as u64);
+    tracing::debug!(origin, batch_id = %batch_id, seq, lines, decisions = answer.decisions,
+        dead_letters = answer.dead_letters, map_ms = millis(mapped_in),
+        spool_ms = millis(started.elapsed().saturating_sub(mapped_in)), "receiver: batch spooled");
+    answer.batch_id = Some(batch_id);
     answer.spool_seq = Some(seq);
     match first_error {
         None => Ok((StatusCode::OK, Json(answer)).into_response()),
@@ -185,6 +195,10 @@ async fn ingest(
                 .with_extra(extra))
         }
     }
+}
+
+fn millis(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Reads the body, refusing more than `limit` bytes (by `Content-Length` up front, or as it

@@ -83,6 +83,10 @@ struct Inner {
     clock: Arc<dyn Clock>,
     auth: TokenCheck,
     metrics: Arc<MetricsRegistry>,
+    /// Bodies being inflated and mapped at once: one per core. More would only time-slice
+    /// the same cores while each holds its inflated lines in memory; waiting requests hold
+    /// just their (compressed) body, and are served in arrival order.
+    mapping: tokio::sync::Semaphore,
     /// The last spool failure (when, why), cleared by the next successful append; `/readyz`
     /// reports it for `retry_after` so a receiver taken out of rotation comes back by itself.
     last_failure: Mutex<Option<(UnixMillis, &'static str)>>,
@@ -106,6 +110,7 @@ impl ReceiverState {
                 clock,
                 auth,
                 metrics: Arc::new(MetricsRegistry::default()),
+                mapping: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from)),
                 last_failure: Mutex::new(None),
             }),
         })
