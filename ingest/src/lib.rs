@@ -13,17 +13,21 @@
 //!   line), `fields` (forgiving borrowed field types) and `support`.
 //! - [`decode`]: gzip sniffing, capped (multi-member) decompression and the line splitter.
 //! - [`body`]: [`map_body`] / [`map_reader`], a whole body or file through decode and map.
+//! - [`chunk`]: [`Chunk`], lines copied out of the splitter so threads can map them in
+//!   parallel (the receiver and `gatelog ingest` both do).
 //! - [`http`]: the receiver of `gatelog serve` ([`http::router`]): Logpush, Tail and proxy
 //!   decisions over HTTP, authenticated, size-capped, mapped and appended to the spool
 //!   before the 2xx; health, readiness and Prometheus metrics.
 
 pub mod body;
+pub mod chunk;
 pub mod dataset;
 pub mod decode;
 pub mod http;
 pub mod map;
 
 pub use body::{BodyContext, BodyOutcome, Limits, map_body, map_reader, map_split_line};
+pub use chunk::{Chunk, next_chunk};
 pub use dataset::Dataset;
 pub use decode::{BodyReader, DecodeError, Line, LineReader, is_gzip};
 pub use map::{LineContext, LineOutcome, is_probe, map_line, map_line_bytes};

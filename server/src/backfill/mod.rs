@@ -3,7 +3,7 @@
 //! Per file, three stages run at once with bounded queues between them, so memory stays
 //! flat whatever the file size:
 //! 1. a reader thread decodes (gzip sniffed by magic bytes) and cuts batches of whole lines
-//!    ([`chunk`]);
+//!    ([`gatelog_ingest::chunk`]);
 //! 2. a mapping thread maps each batch's lines in parallel (rayon) into decisions, raw
 //!    records and dead letters;
 //! 3. async writers store up to `ingest.write_concurrency` batches at a time.
@@ -11,15 +11,13 @@
 //! A batch's id is derived from its bytes, and the store records every finished batch, so a
 //! second run over the same file stores nothing (see `gatelog_store::Store::write_batch`).
 
-mod chunk;
 mod report;
 
 use crate::cli::IngestArgs;
 use crate::clickhouse::Target;
 use crate::config::IngestSection;
 use anyhow::{Context, bail};
-use chunk::Chunk;
-use gatelog_ingest::{BodyContext, BodyReader, Dataset, Limits, LineOutcome, LineReader, map_split_line};
+use gatelog_ingest::{BodyContext, Chunk, next_chunk, BodyReader, Dataset, Limits, LineOutcome, LineReader, map_split_line};
 use gatelog_model::{Clock, DeadLetter, EventId, Source, SystemClock, sha256_hex};
 use gatelog_store::{Store, WriteBatch, WriteOutcome};
 use indicatif::ProgressBar;
@@ -236,7 +234,7 @@ fn produce(
                 let buffer = recycle_rx.try_recv().unwrap_or_else(|_| {
                     Chunk::with_capacity(batch_lines.min(1 << 20), batch_bytes.saturating_add(limits.max_line + 1))
                 });
-                let Some(chunk) = chunk::next_chunk(&mut lines, batch_lines, batch_bytes, buffer)? else { break };
+                let Some(chunk) = next_chunk(&mut lines, batch_lines, batch_bytes, buffer)? else { break };
                 if chunk_tx.send(chunk).is_err() {
                     break; // the mapper stopped; its error is reported
                 }

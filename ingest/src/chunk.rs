@@ -1,11 +1,11 @@
-//! Groups the lines of a decoded stream into batches.
+//! [`Chunk`]: lines copied out of a [`LineReader`]'s buffer so they can be mapped in parallel.
 //!
-//! A batch is the unit of idempotence: its id is derived from its lines, so running
-//! `gatelog ingest` twice over a file produces the same batches and the second run stores
-//! nothing. Line splitting and the per-line length cap are `gatelog_ingest::LineReader`'s;
-//! this module only copies lines out of its buffer so they can be mapped on other threads.
+//! `gatelog ingest` cuts a file into chunks, one per stored batch (the unit of idempotence:
+//! running it twice over a file produces the same batches, and the second run stores
+//! nothing); the HTTP receiver reads a whole request body into one. Line splitting and the
+//! per-line length cap are [`LineReader`]'s.
 
-use gatelog_ingest::{DecodeError, Line, LineReader};
+use crate::{DecodeError, Line, LineReader};
 use std::io::BufRead;
 use std::ops::Range;
 
