@@ -63,7 +63,7 @@ pub struct IndexerOptions {
 impl Default for IndexerOptions {
     fn default() -> Self {
         IndexerOptions {
-            writer_memory_bytes: 64 << 20,
+            writer_memory_bytes: 32 << 20,
             commit_docs: 50_000,
             commit_bytes: 64 << 20,
             commit_interval: Duration::from_secs(1),

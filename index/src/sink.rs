@@ -6,6 +6,12 @@
 //! `commit_interval` when anything waits, and acknowledges the spool only after a complete
 //! commit round. On shutdown it commits what it has. Each complete round is counted in the
 //! caller's [`IndexSinkStats`] (documents, batches, position, lag).
+//!
+//! The thread runs at a lower CPU priority ([`BACKGROUND_NICE`]), and so do tantivy's
+//! indexing and merge threads, which it creates and which inherit it: on a small machine
+//! the HTTP receiver's mapping (what a client waits for) comes first, and the index catches
+//! up in the gaps. It cannot fall behind unnoticed: its lag is on `/metrics`, and the
+//! receiver answers 503 once it exceeds `receiver.max_lag_records`.
 
 use crate::stats::Pending;
 use crate::{IndexError, IndexSinkStats, Indexer};
@@ -45,13 +51,15 @@ pub async fn run_sink(
     }
     tracing::info!(consumer = %name, position, "index sink started");
 
-    let (tx, rx) = mpsc::channel::<Msg>(8);
+    // Two records in flight are enough to keep the thread busy; the spool is the buffer.
+    let (tx, rx) = mpsc::channel::<Msg>(2);
     let (done_tx, mut done_rx) = oneshot::channel();
     {
         let (spool, name) = (spool.clone(), name.clone());
         std::thread::Builder::new()
             .name("gatelog-index".into())
             .spawn(move || {
+                lower_priority();
                 let result = work(indexer, &spool, &name, &stats, rx);
                 let _ = done_tx.send(result);
             })
@@ -104,6 +112,18 @@ pub async fn run_sink(
     match read_error {
         Some(e) => Err(e.into()),
         None => Ok(()),
+    }
+}
+
+/// The nice value of the index thread (and of the tantivy threads it starts).
+pub const BACKGROUND_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority to [`BACKGROUND_NICE`] (Linux: the nice value is per
+/// thread, and threads it creates inherit it). A failure only costs latency: logged, ignored.
+fn lower_priority() {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), BACKGROUND_NICE) {
+        tracing::debug!(error = %e, "index thread keeps its priority");
     }
 }
 

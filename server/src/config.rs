@@ -65,11 +65,14 @@ pub struct IndexSection {
     /// The index sink commits at least this often while anything is waiting.
     #[serde(with = "humantime_serde")]
     pub commit_interval: Duration,
+    /// tantivy's indexing memory per day being written (usually one or two days at once);
+    /// when full, tantivy writes a segment early. At least 15 MB.
+    pub writer_memory: ByteSize,
 }
 
 impl Default for IndexSection {
     fn default() -> Self {
-        IndexSection { enabled: true, commit_interval: Duration::from_secs(1) }
+        IndexSection { enabled: true, commit_interval: Duration::from_secs(1), writer_memory: ByteSize::mib(32) }
     }
 }
 
@@ -323,6 +326,12 @@ impl Config {
         }
         if self.spool.segment_bytes.as_u64() < 1 << 20 || self.spool.segment_bytes > self.spool.max_bytes {
             return invalid("spool.segment_bytes", "must be at least 1 MiB and at most spool.max_bytes".into());
+        }
+        if self.index.writer_memory.as_u64() < 15_000_000 || self.index.writer_memory > ByteSize::gib(4) {
+            return invalid("index.writer_memory", format!("must be between 15 MB (tantivy's minimum) and 4 GiB, got {}", self.index.writer_memory));
+        }
+        if self.index.commit_interval.is_zero() {
+            return invalid("index.commit_interval", "must be longer than 0s".into());
         }
         if !(1..=64).contains(&self.ingest.write_concurrency) {
             return invalid("ingest.write_concurrency", format!("must be between 1 and 64, got {}", self.ingest.write_concurrency));

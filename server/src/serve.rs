@@ -100,7 +100,11 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let index_dir = config.data_dir.join("index");
     let indexer = if config.index.enabled {
-        let opts = IndexerOptions { commit_interval: config.index.commit_interval, ..IndexerOptions::default() };
+        let opts = IndexerOptions {
+            commit_interval: config.index.commit_interval,
+            writer_memory_bytes: usize::try_from(config.index.writer_memory.as_u64()).unwrap_or(usize::MAX),
+            ..IndexerOptions::default()
+        };
         Some(Indexer::open(&index_dir, opts).with_context(|| format!("cannot open the index in {}", index_dir.display()))?)
     } else {
         None
