@@ -46,7 +46,11 @@ pub enum BatchCodecError {
 impl Batch {
     /// The spool record for this batch.
     pub fn encode(&self) -> Result<Vec<u8>, BatchCodecError> {
-        let mut out = MAGIC.to_vec();
+        // Sized first: a Logpush body's record is megabytes, and growing the buffer by
+        // doubling would copy it (and fault in fresh pages) several times over.
+        let size = postcard::experimental::serialized_size(self).map_err(|e| BatchCodecError::Encode(e.to_string()))?;
+        let mut out = Vec::with_capacity(MAGIC.len() + size);
+        out.extend_from_slice(MAGIC);
         postcard::to_io(self, &mut out).map_err(|e| BatchCodecError::Encode(e.to_string()))?;
         Ok(out)
     }
