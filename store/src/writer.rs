@@ -188,11 +188,9 @@ impl Store {
         let raw = order::raw_records(todo.iter().flat_map(|(_, b)| b.raw.iter().map(move |r| (r, b.batch_id.as_str()))));
         let dead = order::dead_letters(todo.iter().flat_map(|(_, b)| b.dead_letters.iter().map(move |d| (d, b.batch_id.as_str()))), profile);
         let q = &self.inner.queries;
-        tokio::try_join!(
-            self.insert_rows(&q.insert_decisions, "decisions", &decisions, RowEncoder::decision),
-            self.insert_rows(&q.insert_raw_records, "raw_records", &raw, RowEncoder::raw_record),
-            self.insert_rows(&q.insert_dead_letters, "dead_letters", &dead, RowEncoder::dead_letter),
-        )?;
+        self.insert_rows(&q.insert_decisions, "decisions", &decisions, RowEncoder::decision).await?;
+        self.insert_rows(&q.insert_raw_records, "raw_records", &raw, RowEncoder::raw_record).await?;
+        self.insert_rows(&q.insert_dead_letters, "dead_letters", &dead, RowEncoder::dead_letter).await?;
 
         let mut enc = RowEncoder::new(profile, 512 * todo.len().max(1));
         let mut written = std::collections::BTreeMap::new();
