@@ -141,7 +141,7 @@ fn work(indexer: Indexer, spool: &Spool, name: &str, stats: &IndexSinkStats, mut
     while let Some(msg) = rx.blocking_recv() {
         match msg {
             Msg::Record(record) => {
-                match Batch::decode(&record.payload) {
+                match Batch::decode_without_raw(&record.payload) {
                     Ok(batch) => {
                         let before = w.indexer.added_docs();
                         w.indexer.index_batch(record.seq, &batch)?;

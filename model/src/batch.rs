@@ -62,6 +62,58 @@ impl Batch {
         };
         postcard::from_bytes(body).map_err(|e| BatchCodecError::Decode(e.to_string()))
     }
+
+    /// [`Batch::decode`] for a consumer that never reads the raw lines (the index): `raw`
+    /// comes back empty, its lines skipped in place instead of copied, so a megabytes-large
+    /// record costs only its decisions. The record is still checked whole.
+    pub fn decode_without_raw(bytes: &[u8]) -> Result<Batch, BatchCodecError> {
+        let Some(body) = bytes.strip_prefix(MAGIC) else {
+            return Err(BatchCodecError::BadMagic { found: bytes.iter().take(4).copied().collect() });
+        };
+        let b: SkippingRaw<'_> = postcard::from_bytes(body).map_err(|e| BatchCodecError::Decode(e.to_string()))?;
+        Ok(Batch {
+            batch_id: b.batch_id,
+            dataset: b.dataset,
+            origin: b.origin,
+            received_at: b.received_at,
+            lines: b.lines,
+            probes: b.probes,
+            bytes: b.bytes,
+            sha256: b.sha256,
+            decisions: b.decisions,
+            raw: Vec::new(),
+            dead_letters: b.dead_letters,
+        })
+    }
+}
+
+/// [`Batch`]'s encoding, field for field (postcard is positional), with the raw records
+/// borrowed from the record. `decode_without_raw_equals_decode_minus_raw` keeps the two in step.
+#[derive(Deserialize)]
+struct SkippingRaw<'a> {
+    batch_id: String,
+    dataset: String,
+    origin: String,
+    received_at: UnixMillis,
+    lines: u64,
+    probes: u64,
+    bytes: u64,
+    sha256: String,
+    decisions: Vec<AccessDecision>,
+    #[serde(borrow)]
+    raw: Vec<RawSkipped<'a>>,
+    dead_letters: Vec<DeadLetter>,
+}
+
+/// [`RawRecord`]'s encoding, borrowed and unused.
+#[derive(Deserialize)]
+struct RawSkipped<'a> {
+    _event_id: &'a str,
+    _dataset: &'a str,
+    _received_at: UnixMillis,
+    _time: UnixMillis,
+    _line: &'a str,
+    _sha256: &'a str,
 }
 
 #[cfg(test)]
@@ -101,6 +153,18 @@ mod tests {
     fn round_trips() {
         let b = sample();
         assert_eq!(Batch::decode(&b.encode().unwrap()).unwrap(), b);
+    }
+
+    #[test]
+    fn decode_without_raw_equals_decode_minus_raw() {
+        let mut b = sample();
+        b.raw.push(RawRecord::new("e2".into(), "proxy", UnixMillis(3), UnixMillis(4), "{\"b\":\"é\"}"));
+        let bytes = b.encode().unwrap();
+        let skipped = Batch::decode_without_raw(&bytes).unwrap();
+        b.raw.clear();
+        assert_eq!(skipped, b);
+        assert!(matches!(Batch::decode_without_raw(&bytes[..bytes.len() - 3]), Err(BatchCodecError::Decode(_))));
+        assert!(matches!(Batch::decode_without_raw(b"nope"), Err(BatchCodecError::BadMagic { .. })));
     }
 
     #[test]
