@@ -13,6 +13,8 @@
 //! - `BENCH_INPUT` (optional): a gzip NDJSON `http_requests` file (e.g. the 1M-record file
 //!   `./x bench-ingest` caches in `bench/data/`); default: the shared 5000-line sample, cycled,
 //!   each record given its own RayID (so its own event id).
+//! - `BENCH_CONFIG` (optional): `gatelog.toml` text added to every serve phase's config
+//!   (`\n` for line breaks), e.g. `BENCH_CONFIG='[clickhouse]\nsink_batch_bytes = "32 MiB"'`.
 //! - `GATELOG_SHARED`: the folder holding `formats/samples` (default `../shared`).
 //!
 //! Method:
@@ -88,6 +90,8 @@ pub struct Settings {
     pub batch_lines: usize,
     pub clients: usize,
     pub input: Option<PathBuf>,
+    /// Extra `gatelog.toml` text for every serve phase (`BENCH_CONFIG`).
+    pub config: String,
 }
 
 fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
@@ -104,6 +108,7 @@ impl Settings {
             batch_lines: env_number("BENCH_BATCH_LINES", 2000)?,
             clients: env_number("BENCH_CLIENTS", 8)?,
             input: std::env::var_os("BENCH_INPUT").filter(|v| !v.is_empty()).map(PathBuf::from),
+            config: std::env::var("BENCH_CONFIG").map(|c| c.replace("\\n", "\n") + "\n").unwrap_or_default(),
         })
     }
 }
@@ -221,11 +226,12 @@ async fn serve_phase(bench: &Bench, db: &str, index: bool, load: Load) -> anyhow
         eprintln!("bench serve: warning: ClickHouse still merging after 600 s; starting {db} anyway");
     }
     let data_dir = bench.work.join(db);
-    let config = if index {
+    let text = format!("{}{}", if index { "" } else { NO_INDEX }, bench.settings.config);
+    let config = if text.is_empty() {
         None
     } else {
         let path = bench.work.join(format!("{db}.toml"));
-        std::fs::write(&path, NO_INDEX).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
         Some(path)
     };
     let spec = ServeSpec {

@@ -82,6 +82,9 @@ pub fn print(r: &Report<'_>) {
         p.records, p.source, r.batches, r.settings.batch_lines, p.ndjson_bytes as f64 / 1e6, p.gzip_bytes as f64 / 1e6
     );
     println!("  clients: {} concurrent in the throughput phases; machine: {} cores, load average at start {}", r.settings.clients, r.cores, r.load_at_start);
+    if !r.settings.config.trim().is_empty() {
+        println!("  config:  {} (BENCH_CONFIG)", r.settings.config.trim().replace('\n', "; "));
+    }
     println!();
     println!(
         "{:<42} {:>9} {:>7} {:>13} {:>7} {:>6} {:>7} {:>9} {:>9} {:>8} {:>8}",
