@@ -57,20 +57,14 @@ impl Batch {
 
     /// Reads a spool record written by [`Batch::encode`].
     pub fn decode(bytes: &[u8]) -> Result<Batch, BatchCodecError> {
-        let Some(body) = bytes.strip_prefix(MAGIC) else {
-            return Err(BatchCodecError::BadMagic { found: bytes.iter().take(4).copied().collect() });
-        };
-        postcard::from_bytes(body).map_err(|e| BatchCodecError::Decode(e.to_string()))
+        postcard::from_bytes(body(bytes)?).map_err(|e| BatchCodecError::Decode(e.to_string()))
     }
 
     /// [`Batch::decode`] for a consumer that never reads the raw lines (the index): `raw`
     /// comes back empty, its lines skipped in place instead of copied, so a megabytes-large
     /// record costs only its decisions. The record is still checked whole.
     pub fn decode_without_raw(bytes: &[u8]) -> Result<Batch, BatchCodecError> {
-        let Some(body) = bytes.strip_prefix(MAGIC) else {
-            return Err(BatchCodecError::BadMagic { found: bytes.iter().take(4).copied().collect() });
-        };
-        let b: SkippingRaw<'_> = postcard::from_bytes(body).map_err(|e| BatchCodecError::Decode(e.to_string()))?;
+        let b: SkippingRaw<'_> = postcard::from_bytes(body(bytes)?).map_err(|e| BatchCodecError::Decode(e.to_string()))?;
         Ok(Batch {
             batch_id: b.batch_id,
             dataset: b.dataset,
@@ -87,6 +81,11 @@ impl Batch {
     }
 }
 
+/// The postcard bytes of a spool record, after its magic.
+fn body(bytes: &[u8]) -> Result<&[u8], BatchCodecError> {
+    bytes.strip_prefix(MAGIC).ok_or_else(|| BatchCodecError::BadMagic { found: bytes.iter().take(4).copied().collect() })
+}
+
 /// [`Batch`]'s encoding, field for field (postcard is positional), with the raw records
 /// borrowed from the record. `decode_without_raw_equals_decode_minus_raw` keeps the two in step.
 #[derive(Deserialize)]
@@ -101,7 +100,7 @@ struct SkippingRaw<'a> {
     sha256: String,
     decisions: Vec<AccessDecision>,
     #[serde(borrow)]
-    raw: Vec<RawSkipped<'a>>,
+    _raw: Vec<RawSkipped<'a>>,
     dead_letters: Vec<DeadLetter>,
 }
 
