@@ -15,6 +15,12 @@
 //!   each record given its own RayID (so its own event id).
 //! - `BENCH_CONFIG` (optional): `gatelog.toml` text added to every serve phase's config
 //!   (`\n` for line breaks), e.g. `BENCH_CONFIG='[clickhouse]\nsink_batch_bytes = "32 MiB"'`.
+//! - `BENCH_LATENCY_RATE` (optional, events/s): run only the latency phase, at this rate
+//!   (no baseline, no throughput phases): for working on ack latency.
+//! - `GATELOG_E2E_SERVE_LOG` (optional): the serve processes' log filter (default `warn`);
+//!   when set, each phase's log is kept as `bench/data/serve-<phase>.log`, e.g.
+//!   `gatelog_ingest=debug` gives a `receiver: batch spooled` line per request with `map_ms`
+//!   and `spool_ms`.
 //! - `GATELOG_SHARED`: the folder holding `formats/samples` (default `../shared`).
 //!
 //! Method:
@@ -92,6 +98,8 @@ pub struct Settings {
     pub input: Option<PathBuf>,
     /// Extra `gatelog.toml` text for every serve phase (`BENCH_CONFIG`).
     pub config: String,
+    /// Only the latency phase, at this many events/s (`BENCH_LATENCY_RATE`).
+    pub latency_only: Option<f64>,
 }
 
 fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
@@ -109,6 +117,10 @@ impl Settings {
             clients: env_number("BENCH_CLIENTS", 8)?,
             input: std::env::var_os("BENCH_INPUT").filter(|v| !v.is_empty()).map(PathBuf::from),
             config: std::env::var("BENCH_CONFIG").map(|c| c.replace("\\n", "\n") + "\n").unwrap_or_default(),
+            latency_only: match std::env::var("BENCH_LATENCY_RATE") {
+                Ok(v) => Some(v.trim().parse::<f64>().ok().filter(|r| *r > 0.0).with_context(|| format!("BENCH_LATENCY_RATE={v:?} is not a positive rate"))?),
+                Err(_) => None,
+            },
         })
     }
 }
@@ -169,6 +181,16 @@ async fn run() -> anyhow::Result<()> {
         client: http_client(),
     };
 
+    let lines_per_body = bench.records as f64 / bench.bodies.len() as f64;
+    if let Some(rate) = bench.settings.latency_only {
+        eprintln!("bench serve: latency only, at {rate:.0} events/s (BENCH_LATENCY_RATE)");
+        let latency = serve_phase(&bench, "bench_serve_latency", true, Load::Open { bodies_per_second: rate / lines_per_body }).await?;
+        drop(bench.client);
+        drop(clickhouse);
+        drop(work);
+        report::print_latency(&bench.settings, &prepared, &latency, rate);
+        return Ok(());
+    }
     eprintln!("bench serve: baseline (ClickHouse JSONEachRow)");
     let baseline = baseline(&bench).await?;
     eprintln!("bench serve: (a) serve, ClickHouse sink only");
@@ -176,7 +198,6 @@ async fn run() -> anyhow::Result<()> {
     eprintln!("bench serve: (b) serve, ClickHouse + index");
     let with_index = serve_phase(&bench, "bench_serve_b", true, Load::Closed { clients: bench.settings.clients }).await?;
     let latency_rate = bench.records as f64 / with_index.end_to_end.as_secs_f64() / 2.0;
-    let lines_per_body = bench.records as f64 / bench.bodies.len() as f64;
     eprintln!("bench serve: latency at {latency_rate:.0} events/s (half of (b) end-to-end)");
     let latency = serve_phase(&bench, "bench_serve_latency", true, Load::Open { bodies_per_second: latency_rate / lines_per_body }).await?;
 
@@ -262,6 +283,12 @@ async fn serve_phase(bench: &Bench, db: &str, index: bool, load: Load) -> anyhow
     let rows = count(&bench.ch_url, &format!("SELECT count() FROM {db}.decisions"));
     if serve.terminate(Duration::from_secs(20)).await.is_none() {
         eprintln!("bench serve: {db}: gatelog serve did not stop within 20 s of SIGTERM; killed");
+    }
+    if std::env::var_os("GATELOG_E2E_SERVE_LOG").is_some() {
+        let kept = bench.work.join(format!("../serve-{}.log", db.trim_start_matches("bench_serve_")));
+        if let Err(e) = std::fs::copy(data_dir.join("serve.log"), &kept) {
+            eprintln!("bench serve: cannot keep {db}'s log as {}: {e}", kept.display());
+        }
     }
     Ok(ServeRun { acks, end_to_end: stored.at - started, written: stored.written, rows, peak_rss, fsync: stored.fsync })
 }

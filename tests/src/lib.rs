@@ -126,7 +126,8 @@ impl ServeSpec {
 }
 
 /// A running `gatelog serve`, killed (SIGKILL) and reaped on drop. Its stdout and stderr
-/// go to `<data_dir>/serve.log` (appended across restarts).
+/// go to `<data_dir>/serve.log` (appended across restarts), at level `warn` unless
+/// `GATELOG_E2E_SERVE_LOG` names another filter (e.g. `gatelog_ingest=debug`).
 #[derive(Debug)]
 pub struct Serve {
     child: Option<std::process::Child>,
@@ -153,7 +154,7 @@ impl Serve {
             .args(["--clickhouse-url", &spec.clickhouse_url])
             .args(["--clickhouse-database", &spec.database])
             .args(["--ingest-token", &spec.token])
-            .env("GATELOG_LOG", "warn")
+            .env("GATELOG_LOG", std::env::var("GATELOG_E2E_SERVE_LOG").unwrap_or_else(|_| "warn".to_owned()))
             .env_remove("GATELOG_CLICKHOUSE_URL")
             .env_remove("GATELOG_CONFIG")
             .env_remove("GATELOG_LISTEN")

@@ -101,21 +101,8 @@ pub fn print(r: &Report<'_>) {
     }
     println!("  (ack p50/p99 above: closed loop at saturation; end-to-end = first post until every sink acknowledged the last spool record)");
 
-    let l = &r.latency.acks;
-    let (p50, p99) = (percentile(&l.latencies, 50.0), percentile(&l.latencies, 99.0));
-    let max = l.latencies.iter().max().copied().unwrap_or_default();
     println!();
-    println!(
-        "latency, open loop at {:.0} events/s (half of (b) end-to-end), ClickHouse + index: p50 {}, p99 {} (target <= {}: {}), max {} over {} requests, {} retries",
-        r.latency_rate,
-        ms(p50),
-        ms(p99),
-        ms(TARGET_P99),
-        verdict(p99 <= TARGET_P99),
-        ms(max),
-        l.latencies.len(),
-        l.retries
-    );
+    latency_line(r.latency, r.latency_rate, "half of (b) end-to-end");
     let peaks = [a.peak_rss, b.peak_rss, r.latency.peak_rss];
     let worst = peaks.iter().flatten().max().copied();
     println!(
@@ -142,4 +129,35 @@ pub fn print(r: &Report<'_>) {
     if *ch_rows != p.records as u64 {
         println!("  baseline: {} rows in ClickHouse for {} records  <- MISMATCH", ch_rows, p.records);
     }
+}
+
+/// The latency phase's line: open-loop rate, p50/p99 against the target, max.
+fn latency_line(run: &ServeRun, rate: f64, why: &str) {
+    let l = &run.acks;
+    let (p50, p99) = (percentile(&l.latencies, 50.0), percentile(&l.latencies, 99.0));
+    let max = l.latencies.iter().max().copied().unwrap_or_default();
+    println!(
+        "latency, open loop at {rate:.0} events/s ({why}), ClickHouse + index: p50 {}, p99 {} (target <= {}: {}), max {} over {} requests, {} retries",
+        ms(p50),
+        ms(p99),
+        ms(TARGET_P99),
+        verdict(p99 <= TARGET_P99),
+        ms(max),
+        l.latencies.len(),
+        l.retries
+    );
+}
+
+/// The report of a `BENCH_LATENCY_RATE` run: the latency phase alone.
+pub fn print_latency(settings: &Settings, prepared: &Bodies, run: &ServeRun, rate: f64) {
+    println!();
+    println!("gatelog serve benchmark, latency phase only");
+    println!("  input:   {} http_requests records ({}), {:.1} MB gzip", prepared.records, prepared.source, prepared.gzip_bytes as f64 / 1e6);
+    if !settings.config.trim().is_empty() {
+        println!("  config:  {} (BENCH_CONFIG)", settings.config.trim().replace('\n', "; "));
+    }
+    latency_line(run, rate, "BENCH_LATENCY_RATE");
+    let f = run.fsync;
+    println!("peak RSS of gatelog serve (VmHWM): {}; spool: {:.0} fsyncs, mean {}", mb(run.peak_rss), f.count, ms(f.mean));
+    println!("stored: {} decisions acknowledged, {} in ClickHouse", run.acks.decisions, run.rows);
 }
