@@ -20,7 +20,7 @@ impl Target {
             Some(url) => (url.clone(), None),
             None => {
                 tracing::info!(data_dir = %config.data_dir.display(), "starting managed clickhouse");
-                let server = ManagedClickHouse::start(&config.data_dir, ManagedOptions::default())
+                let server = ManagedClickHouse::start(&config.data_dir, managed_options(config))
                     .await
                     .context("cannot start managed ClickHouse (set clickhouse.url to use an existing server)")?;
                 tracing::info!(url = %server.url(), "managed clickhouse is up");
@@ -74,10 +74,15 @@ impl Target {
     }
 }
 
+/// How gatelog runs its managed server.
+fn managed_options(config: &Config) -> ManagedOptions {
+    ManagedOptions { nice: config.clickhouse.managed_nice, ..ManagedOptions::default() }
+}
+
 /// `gatelog clickhouse run`: the managed server in the foreground until Ctrl-C or SIGTERM.
 pub async fn run_foreground(args: crate::cli::ClickhouseRunArgs) -> anyhow::Result<std::process::ExitCode> {
     let config = crate::config::resolve(&args.store)?;
-    let mut server = ManagedClickHouse::start(&config.data_dir, ManagedOptions::default())
+    let mut server = ManagedClickHouse::start(&config.data_dir, managed_options(&config))
         .await
         .context("cannot start managed ClickHouse")?;
     let url = server.url().to_owned();

@@ -116,6 +116,9 @@ pub struct ClickHouseSection {
     /// ... waiting at most this long for a group to fill.
     #[serde(with = "humantime_serde")]
     pub sink_linger: Duration,
+    /// Managed ClickHouse only: its nice value (0 = gatelog's priority, 19 = lowest), so its
+    /// inserts and merges yield the cores to the receiver's acknowledgements.
+    pub managed_nice: i32,
 }
 
 impl ClickHouseSection {
@@ -144,6 +147,7 @@ impl Default for ClickHouseSection {
             sink_batch_lines: 100_000,
             sink_batch_bytes: ByteSize::mib(64),
             sink_linger: Duration::from_secs(1),
+            managed_nice: 10,
         }
     }
 }
@@ -293,6 +297,12 @@ impl Config {
                 format!("{} is longer than 60s: decisions would wait that long before ClickHouse sees them", humantime::format_duration(self.clickhouse.sink_linger)),
             );
         }
+        if !(0..=19).contains(&self.clickhouse.managed_nice) {
+            return invalid(
+                "clickhouse.managed_nice",
+                format!("must be between 0 (gatelog's own priority) and 19 (the lowest), got {}", self.clickhouse.managed_nice),
+            );
+        }
         if self.clickhouse.max_attempts == 0 {
             return invalid("clickhouse.max_attempts", "must be at least 1".into());
         }
@@ -390,6 +400,10 @@ mod tests {
         let mut c = Config::default();
         c.ingest.batch_lines = 0;
         assert!(c.validate().unwrap_err().to_string().starts_with("ingest.batch_lines:"));
+        let mut c = Config::default();
+        c.clickhouse.managed_nice = -5;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("clickhouse.managed_nice:") && err.contains("got -5"), "{err}");
     }
 
     #[test]

@@ -64,6 +64,40 @@ async fn drop_kills_the_server() {
     assert!(!alive(pid), "server {pid} survived drop");
 }
 
+/// Each thread's nice value (field 19 of `/proc/PID/task/TID/stat`).
+fn thread_nice_values(pid: u32) -> Vec<i64> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+            // Fields after the command (which may hold spaces): state is field 3, nice 19.
+            stat.rsplit_once(") ")?.1.split(' ').nth(16)?.parse().ok()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn nice_lowers_the_priority_of_every_server_thread_and_not_ours() {
+    let ours_before = thread_nice_values(std::process::id());
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ManagedOptions { nice: 7, ..ManagedOptions::default() };
+    let mut server = ManagedClickHouse::start(dir.path(), opts).await.unwrap();
+    assert_eq!(select_one(&server.url()).await, 1);
+    let nice = thread_nice_values(server.pid().unwrap());
+    assert!(nice.len() > 1, "expected several server threads, got {nice:?}");
+    assert!(nice.iter().all(|n| *n == 7), "server threads' nice values: {nice:?}");
+    server.stop().await.unwrap();
+    assert!(thread_nice_values(std::process::id()).iter().all(|n| ours_before.contains(n)), "the test's own threads were reniced");
+}
+
+#[tokio::test]
+async fn a_nice_value_out_of_range_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = ManagedOptions { nice: 20, ..ManagedOptions::default() };
+    let err = ManagedClickHouse::start(dir.path(), opts).await.unwrap_err();
+    assert!(err.to_string().contains("nice must be between 0 and 19, got 20"), "{err}");
+}
+
 #[tokio::test]
 async fn a_missing_binary_names_the_apt_package() {
     let dir = tempfile::tempdir().unwrap();

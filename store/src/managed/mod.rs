@@ -5,6 +5,10 @@
 //! `stdout.log`). The server listens on free loopback ports only, runs in its own process
 //! group (a terminal's Ctrl-C reaches gatelog, which then stops it), and by default a
 //! watchdog kills it if this process dies without stopping it (e.g. `kill -9`).
+//!
+//! [`ManagedOptions::nice`] starts the server at a lower CPU priority. gatelog sets it for
+//! `gatelog serve`, where the same cores answer Logpush: the receiver's acknowledgements wait
+//! on CPU, while ClickHouse's inserts and merges can wait (the spool holds the difference).
 
 mod config;
 
@@ -38,6 +42,9 @@ pub struct ManagedOptions {
     pub users: Vec<ManagedUser>,
     /// Kill the server if this process dies without stopping it.
     pub watchdog: bool,
+    /// The server's nice value, 0 (unchanged) to 19 (lowest priority): it runs at this
+    /// priority relative to gatelog, every thread of it (Linux threads inherit the value).
+    pub nice: i32,
 }
 
 impl Default for ManagedOptions {
@@ -49,6 +56,7 @@ impl Default for ManagedOptions {
             log_level: "warning".to_owned(),
             users: Vec::new(),
             watchdog: true,
+            nice: 0,
         }
     }
 }
@@ -181,6 +189,12 @@ impl ManagedClickHouse {
                 bad.name
             )));
         }
+        if !(0..=19).contains(&opts.nice) {
+            return Err(ManagedError::InvalidOption(format!(
+                "nice must be between 0 and 19, got {}",
+                opts.nice
+            )));
+        }
         let root = data_dir.join("clickhouse");
         for sub in ["data", "tmp", "log", "user_files", "format_schemas"] {
             let dir = root.join(sub);
@@ -227,15 +241,15 @@ impl ManagedClickHouse {
             let stderr = stdout
                 .try_clone()
                 .map_err(io_err("cannot open", &stdout_path))?;
-            let child = Command::new(&binary)
+            let mut command = Command::new(&binary);
+            command
                 .arg(format!("--config-file={}", config_path.display()))
                 .current_dir(&root)
                 .stdin(Stdio::null())
                 .stdout(stdout)
                 .stderr(stderr)
-                .process_group(0)
-                .spawn()
-                .map_err(io_err("cannot run", &binary))?;
+                .process_group(0);
+            let child = spawn_with_nice(command, opts.nice).map_err(io_err("cannot run", &binary))?;
             let pid = child.id();
             let mut server = ManagedClickHouse {
                 child: Some(child),
@@ -390,6 +404,27 @@ impl ManagedClickHouse {
             let _ = dog.wait();
         }
     }
+}
+
+/// Spawns `command` from a short-lived thread whose nice value is `nice`: a child process
+/// inherits the spawning thread's value (Linux keeps it per thread), so the server and all
+/// its threads start at it, without racing the server's own thread creation.
+fn spawn_with_nice(mut command: Command, nice: i32) -> io::Result<Child> {
+    if nice == 0 {
+        return command.spawn();
+    }
+    std::thread::scope(|scope| {
+        scope
+            .spawn(move || {
+                let tid = rustix::thread::gettid();
+                if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
+                    tracing::warn!(nice, error = %e, "cannot lower managed clickhouse's priority; it runs at gatelog's");
+                }
+                command.spawn()
+            })
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the thread spawning clickhouse-server panicked")))
+    })
 }
 
 enum Retry {
