@@ -2,10 +2,11 @@
 //! blocking pool for anything large).
 //!
 //! The body is inflated when it starts with the gzip magic (capped at
-//! `max_decompressed_bytes`), hashed as it streams and split into one [`Chunk`] of lines,
-//! which are then mapped in parallel (rayon), their outcomes kept in line order. The chunk
-//! holds the inflated lines once more than the raw records will, for the time of one request
-//! (the receiver maps at most one body per core at a time). The batch id is
+//! `max_decompressed_bytes`), hashed as it streams and cut into [`Chunk`]s of 128 lines;
+//! each is mapped on the rayon pool as soon as it is read, so inflating one part of the body
+//! overlaps mapping the parts before it, and the outcomes are recorded in line order. The
+//! mapped chunks' buffers are reused for the next lines (the receiver maps at most one body
+//! per core at a time). The batch id is
 //! `EventId::derive(["batch", route dataset, sha256(inflated body)])`, so a body Logpush
 //! retries gets the id it had and the store skips it.
 
@@ -14,8 +15,8 @@ use crate::decode::{BodyReader, DecodeError, LineReader};
 use crate::{BodyContext, BodyOutcome, Chunk, Dataset, Limits, LineOutcome, map_split_line, next_chunk};
 use gatelog_model::{Batch, EventId, Source, UnixMillis};
 use sha2::{Digest, Sha256};
-use rayon::prelude::*;
 use std::io::{BufRead, BufReader, Read};
+use std::sync::mpsc;
 
 /// How the lines of a body are mapped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,61 +92,87 @@ pub(crate) fn map_request_body(
         limits,
     };
     let decision_ctx = DecisionLineContext { received_at, origin, max_line: limits.max_line };
+    let map = LineMapper { mapper, ctx: &ctx, decision_ctx: &decision_ctx };
     if !crate::is_gzip(body) {
         if body.len() as u64 > limits.max_decompressed {
             return Err(DecodeError::TooLarge { limit: limits.max_decompressed });
         }
-        let chunk = read_chunk(LineReader::new(body, limits.max_line), body.len())?;
-        map_chunk(&chunk, mapper, &ctx, &decision_ctx, &mut out);
+        map.pipelined(LineReader::new(body, limits.max_line), &mut out)?;
         return Ok((out, gatelog_model::sha256_hex(body), body.len() as u64));
     }
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
-    let chunk = {
+    {
         let inflated = BodyReader::new(body, limits.max_decompressed)?;
         let hashing = Hashing { inner: inflated, hasher: &mut hasher, bytes: &mut bytes };
         let lines = LineReader::new(BufReader::with_capacity(256 * 1024, hashing), limits.max_line);
-        // Logpush bodies inflate about tenfold; a wrong guess only costs a reallocation.
-        let guess = body.len().saturating_mul(10).min(usize::try_from(limits.max_decompressed).unwrap_or(usize::MAX));
-        read_chunk(lines, guess)?
-    };
-    map_chunk(&chunk, mapper, &ctx, &decision_ctx, &mut out);
+        map.pipelined(lines, &mut out)?;
+    }
     Ok((out, hex_digest(hasher), bytes))
 }
 
-/// Every line of a body, copied out of the splitter's buffer (the inflate cap bounds it).
-fn read_chunk<R: BufRead>(mut lines: LineReader<R>, size_guess: usize) -> Result<Chunk, DecodeError> {
-    let guess = size_guess.min(MAX_PREALLOCATION);
-    let chunk = Chunk::with_capacity(guess / 1024, guess);
-    Ok(next_chunk(&mut lines, usize::MAX, usize::MAX, chunk)?.unwrap_or_default())
-}
-
-/// The most a body's chunk reserves before its lines are read.
-const MAX_PREALLOCATION: usize = 64 << 20;
-
-/// Lines per rayon task: small enough to spread a 2,000-line Logpush body over the cores,
-/// big enough that the splitting costs nothing next to the mapping.
+/// Lines per rayon task: small enough that mapping starts while most of a 2,000-line
+/// Logpush body is still being inflated, big enough that handing a task over costs nothing
+/// next to mapping it.
 const LINES_PER_TASK: usize = 128;
 
-/// Maps the chunk's lines on every core, then records the outcomes in line order.
-fn map_chunk(chunk: &Chunk, mapper: Mapper, ctx: &BodyContext<'_>, decision_ctx: &DecisionLineContext<'_>, out: &mut BodyOutcome) {
-    let map_one = |i: usize| -> Option<(u64, LineOutcome)> {
-        let line = chunk.line(i)?;
-        let no = line.no;
-        Some((no, match mapper {
-            Mapper::Dataset(dataset, _) => map_split_line(dataset, line, ctx),
-            Mapper::Decisions => map_decision_line(line, decision_ctx),
-        }))
-    };
-    let outcomes: Vec<(u64, LineOutcome)> = if chunk.lines.len() <= LINES_PER_TASK {
-        (0..chunk.lines.len()).filter_map(map_one).collect()
-    } else {
-        (0..chunk.lines.len()).into_par_iter().with_min_len(LINES_PER_TASK).filter_map(map_one).collect()
-    };
-    out.decisions.reserve(outcomes.len());
-    out.raw.reserve(outcomes.len());
-    for (no, outcome) in outcomes {
-        out.push(no, outcome);
+/// How each line of one body is mapped.
+#[derive(Clone, Copy)]
+struct LineMapper<'a> {
+    mapper: Mapper,
+    ctx: &'a BodyContext<'a>,
+    decision_ctx: &'a DecisionLineContext<'a>,
+}
+
+impl LineMapper<'_> {
+    fn map(&self, chunk: &Chunk) -> Vec<(u64, LineOutcome)> {
+        (0..chunk.lines.len())
+            .filter_map(|i| {
+                let line = chunk.line(i)?;
+                Some((line.no, match self.mapper {
+                    Mapper::Dataset(dataset, _) => map_split_line(dataset, line, self.ctx),
+                    Mapper::Decisions => map_decision_line(line, self.decision_ctx),
+                }))
+            })
+            .collect()
+    }
+
+    /// Reads (inflating and hashing, for gzip) the body [`LINES_PER_TASK`] lines at a time
+    /// and maps each piece on the rayon pool as soon as it is read, so inflating and mapping
+    /// overlap; the outcomes are then recorded in line order. Mapped pieces hand their
+    /// buffers back to the reader. A read error ends the body: what was mapped is dropped.
+    fn pipelined<R: BufRead + Send>(self, mut lines: LineReader<R>, out: &mut BodyOutcome) -> Result<(), DecodeError> {
+        let (done_tx, done_rx) = mpsc::channel::<(usize, Vec<(u64, LineOutcome)>)>();
+        let read: Result<(), DecodeError> = rayon::scope(move |scope| {
+            let (free_tx, free_rx) = mpsc::channel::<Chunk>();
+            let mut pieces = 0usize;
+            let mut last_bytes = 0usize;
+            loop {
+                // A mapped piece's buffers if one is back; else buffers sized like the last piece.
+                let chunk = free_rx.try_recv().unwrap_or_else(|_| Chunk::with_capacity(LINES_PER_TASK, last_bytes + last_bytes / 8));
+                let Some(chunk) = next_chunk(&mut lines, LINES_PER_TASK, usize::MAX, chunk)? else { return Ok(()) };
+                last_bytes = chunk.bytes.len();
+                let (done, free) = (done_tx.clone(), free_tx.clone());
+                let index = pieces;
+                scope.spawn(move |_| {
+                    // `done_rx` outlives the scope, so the first send cannot fail; the second
+                    // fails once the reader has finished, and the chunk is then dropped.
+                    let _ = done.send((index, self.map(&chunk)));
+                    let _ = free.send(chunk);
+                });
+                pieces += 1;
+            }
+        });
+        let mut mapped: Vec<(usize, Vec<(u64, LineOutcome)>)> = done_rx.into_iter().collect();
+        read?;
+        mapped.sort_unstable_by_key(|(index, _)| *index);
+        let lines_total: usize = mapped.iter().map(|(_, piece)| piece.len()).sum();
+        out.decisions.reserve(lines_total);
+        out.raw.reserve(lines_total);
+        for (no, outcome) in mapped.into_iter().flat_map(|(_, piece)| piece) {
+            out.push(no, outcome);
+        }
+        Ok(())
     }
 }
 
@@ -201,4 +228,67 @@ pub(crate) enum PrepareError {
     /// A bug, not the client's fault: logged, answered 503.
     #[error("batch does not encode: {0}")]
     Encode(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::map_body;
+
+    /// 1,000 lines (several pieces): sample records with bad, blank, over-long and probe
+    /// lines among them, so every kind of outcome lands in more than one piece.
+    fn mixed_body() -> Vec<u8> {
+        let record = |i: usize| {
+            format!(
+                r#"{{"RayID":"7f00{i:012x}","EdgeStartTimestamp":"2025-03-05T00:00:{:02}Z","ClientIP":"192.0.2.{}","ClientRequestHost":"bi.example.com","ClientRequestMethod":"GET","ClientRequestURI":"/dashboards/{i}","EdgeResponseStatus":200,"Unknown":{i}}}"#,
+                i % 60,
+                i % 250
+            )
+        };
+        let mut body = String::new();
+        for i in 0..1000 {
+            match i % 97 {
+                5 => body.push_str("{\"truncated\": "),
+                17 => {}
+                29 => body.push_str(&"x".repeat(5000)),
+                41 => body.push_str("{\"content\":\"tests\"}"),
+                _ => body.push_str(&record(i)),
+            }
+            body.push_str(if i % 13 == 0 { "\r\n" } else { "\n" });
+        }
+        body.into_bytes()
+    }
+
+    fn limits() -> Limits {
+        Limits { max_decompressed: 1 << 30, max_line: 4096 }
+    }
+
+    #[test]
+    fn pipelined_mapping_equals_line_by_line_mapping_in_line_order() {
+        let plain = mixed_body();
+        let gzipped = super::super::client::gzip(&plain).unwrap();
+        let at = UnixMillis(1_741_132_800_000);
+        let ctx = BodyContext { received_at: at, origin: "o", source: Source::Logpush, limits: limits() };
+        let expected = map_body(Dataset::HttpRequests, &plain, &ctx).unwrap();
+        assert!(expected.decisions.len() > 900 && expected.dead_letters.len() >= 20 && expected.probes >= 10 && expected.blanks >= 10, "the body mixes outcomes");
+        for body in [&plain, &gzipped] {
+            let mapper = Mapper::Dataset(Dataset::HttpRequests, Source::Logpush);
+            let (got, sha256, bytes) = map_request_body(body, mapper, at, "o", limits()).unwrap();
+            assert_eq!(got, expected);
+            assert_eq!(sha256, gatelog_model::sha256_hex(&plain));
+            assert_eq!(bytes, plain.len() as u64);
+        }
+    }
+
+    #[test]
+    fn a_body_corrupt_after_several_pieces_is_an_error_not_a_partial_batch() {
+        let gzipped = super::super::client::gzip(&mixed_body()).unwrap();
+        let mut cut = gzipped[..gzipped.len() * 3 / 4].to_vec();
+        let mapper = Mapper::Dataset(Dataset::HttpRequests, Source::Logpush);
+        let truncated = map_request_body(&cut, mapper, UnixMillis(0), "o", limits());
+        assert!(matches!(truncated, Err(DecodeError::Corrupt { .. })), "{truncated:?}");
+        let middle = cut.len() / 2;
+        cut[middle] ^= 0xff;
+        assert!(map_request_body(&cut, mapper, UnixMillis(0), "o", limits()).is_err());
+    }
 }
