@@ -16,6 +16,7 @@
 use crate::stats::Pending;
 use crate::{IndexError, IndexSinkStats, Indexer};
 use gatelog_model::Batch;
+use gatelog_spool::priority::BACKGROUND_NICE;
 use gatelog_spool::{Record, Spool};
 use std::future::Future;
 use std::sync::Arc;
@@ -115,14 +116,10 @@ pub async fn run_sink(
     }
 }
 
-/// The nice value of the index thread (and of the tantivy threads it starts).
-pub const BACKGROUND_NICE: i32 = 10;
-
-/// Lowers the calling thread's priority to [`BACKGROUND_NICE`] (Linux: the nice value is per
-/// thread, and threads it creates inherit it). A failure only costs latency: logged, ignored.
+/// Lowers the calling thread's priority to [`BACKGROUND_NICE`]; tantivy's threads, started
+/// from it, inherit it. A failure only costs latency: logged, ignored.
 fn lower_priority() {
-    let tid = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(tid), BACKGROUND_NICE) {
+    if let Err(e) = gatelog_spool::priority::lower_thread_priority(BACKGROUND_NICE) {
         tracing::debug!(error = %e, "index thread keeps its priority");
     }
 }

@@ -99,6 +99,7 @@
 mod error;
 mod format;
 mod metrics;
+pub mod priority;
 mod reader;
 mod recovery;
 mod writer;

@@ -416,8 +416,7 @@ fn spawn_with_nice(mut command: Command, nice: i32) -> io::Result<Child> {
     std::thread::scope(|scope| {
         scope
             .spawn(move || {
-                let tid = rustix::thread::gettid();
-                if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
+                if let Err(e) = gatelog_spool::priority::lower_thread_priority(nice) {
                     tracing::warn!(nice, error = %e, "cannot lower managed clickhouse's priority; it runs at gatelog's");
                 }
                 command.spawn()
