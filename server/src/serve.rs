@@ -6,10 +6,14 @@
 //! `gatelog serve` then waits for a signal, `gatelog demo` first posts the sample data to it.
 //! Both stop it with [`Running::shutdown`].
 //!
+//! The ClickHouse sink runs on a thread of its own and the index sink on its own too, both
+//! at a lower CPU priority than the receiver (`gatelog_spool::priority`).
+//!
 //! Shutdown (SIGINT/SIGTERM): stop accepting, finish in-flight requests, give the sinks up to
 //! `server.drain_timeout` to store what the spool holds, stop them, close the spool, stop
 //! managed ClickHouse. Whatever is left stays in the spool for the next start.
 
+mod background;
 pub mod metrics;
 pub mod search;
 
@@ -110,12 +114,21 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         None
     };
     let addr = listener.local_addr().context("cannot read the listening address")?;
-    // Last, as it may start a server that must be stopped again: nothing below fails.
+    // Last, as it may start a server that must be stopped again (below, only a thread that
+    // cannot start fails, and stops it).
     let target = Target::connect(config).await?;
 
     let (sinks_stop, stop_rx) = watch::channel(false);
     let ch_stats = Arc::new(SinkStats::default());
-    let ch_sink = tokio::spawn(run_clickhouse_sink(target.store.clone(), spool.clone(), ch_stats.clone(), config.clickhouse.sink_options(), stopped(stop_rx.clone())));
+    // Decoding spool records and encoding rows is CPU the receiver's requests need more.
+    let sink = run_clickhouse_sink(target.store.clone(), spool.clone(), ch_stats.clone(), config.clickhouse.sink_options(), stopped(stop_rx.clone()));
+    let ch_sink = match background::spawn_background("gatelog-ch-sink", sink) {
+        Ok(handle) => handle,
+        Err(e) => {
+            target.shutdown().await;
+            return Err(anyhow::Error::new(e).context("cannot start the clickhouse sink thread"));
+        }
+    };
     let (index_stats, index_sink) = match indexer {
         Some(indexer) => {
             let stats = Arc::new(IndexSinkStats::default());

@@ -1,0 +1,61 @@
+//! [`spawn_background`]: a future on a thread of its own, at the spool consumers' lower CPU
+//! priority (see `gatelog_spool::priority`), behind an ordinary tokio [`JoinHandle`].
+
+use gatelog_spool::priority::{BACKGROUND_NICE, lower_thread_priority};
+use std::future::Future;
+use tokio::task::JoinHandle;
+
+/// Runs `future` to completion on a new thread named `name`, in a single-threaded runtime,
+/// at [`BACKGROUND_NICE`]; threads it starts (its blocking pool) inherit the priority. The
+/// handle resolves with the output, or fails as panicked if the thread panicked.
+pub fn spawn_background<F>(name: &'static str, future: F) -> std::io::Result<JoinHandle<F::Output>>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name(name.to_owned()).spawn(move || {
+        if let Err(e) = lower_thread_priority(BACKGROUND_NICE) {
+            tracing::debug!(thread = name, error = %e, "background thread keeps its priority");
+        }
+        let _ = tx.send(runtime.block_on(future));
+    })?;
+    Ok(tokio::spawn(async move {
+        match rx.await {
+            Ok(output) => output,
+            // The thread panicked (its message is already printed): fail this task the same way.
+            Err(_) => std::panic::panic_any(format!("the {name} thread panicked")),
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nice_of_this_thread() -> i64 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
+        stat.rsplit_once(") ").and_then(|(_, rest)| rest.split(' ').nth(16)?.parse().ok()).unwrap_or(i64::MIN)
+    }
+
+    #[tokio::test]
+    async fn runs_at_background_priority_and_returns_its_output() {
+        let ours = nice_of_this_thread();
+        let handle = spawn_background("test-background", async {
+            let blocking = tokio::task::spawn_blocking(nice_of_this_thread).await.unwrap_or(i64::MIN);
+            (nice_of_this_thread(), blocking)
+        })
+        .unwrap();
+        let expected = i64::from(BACKGROUND_NICE);
+        assert_eq!(handle.await.unwrap(), (expected, expected));
+        assert_eq!(nice_of_this_thread(), ours);
+    }
+
+    #[tokio::test]
+    async fn a_panic_on_the_thread_fails_the_handle() {
+        let handle = spawn_background("test-panics", async { panic!("boom") }).unwrap();
+        let err: tokio::task::JoinError = handle.await.unwrap_err();
+        assert!(err.is_panic());
+    }
+}
