@@ -147,7 +147,7 @@ impl Default for ClickHouseSection {
             sink_batch_lines: 100_000,
             sink_batch_bytes: ByteSize::mib(64),
             sink_linger: Duration::from_secs(1),
-            managed_nice: 10,
+            managed_nice: 19,
         }
     }
 }

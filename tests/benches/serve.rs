@@ -26,7 +26,9 @@
 //! Method:
 //! 1. The gzip bodies are built in memory before anything is timed; the release `gatelog` is
 //!    built; `gatelog clickhouse run` starts one managed ClickHouse (under a temporary folder
-//!    in `bench/data/`, removed at the end) shared by every phase.
+//!    in `bench/data/`, removed at the end) shared by every phase. It runs at normal priority
+//!    for the baseline, then at nice 19 for the serve phases, as `gatelog serve` runs its
+//!    managed server (`clickhouse.managed_nice`).
 //! 2. Baseline: `bench/http_requests_equivalent.sql` in database `bench_baseline`; the clients
 //!    POST every body to `INSERT INTO bench_baseline.http_requests_json FORMAT JSONEachRow`
 //!    (`Content-Encoding: gzip`, `input_format_skip_unknown_fields=1`). ClickHouse answers an
@@ -71,6 +73,9 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "bench-serve-token-0123456789abcdef";
 const NO_INDEX: &str = "[index]\nenabled = false\n";
+/// ClickHouse's nice value in the serve phases: what `gatelog serve` gives its managed server
+/// by default (`clickhouse.managed_nice`). The baseline runs it at 0.
+const SERVE_CLICKHOUSE_NICE: i32 = 19;
 
 fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -184,6 +189,7 @@ async fn run() -> anyhow::Result<()> {
     let lines_per_body = bench.records as f64 / bench.bodies.len() as f64;
     if let Some(rate) = bench.settings.latency_only {
         eprintln!("bench serve: latency only, at {rate:.0} events/s (BENCH_LATENCY_RATE)");
+        clickhouse.renice(SERVE_CLICKHOUSE_NICE)?;
         let latency = serve_phase(&bench, "bench_serve_latency", true, Load::Open { bodies_per_second: rate / lines_per_body }).await?;
         drop(bench.client);
         drop(clickhouse);
@@ -193,6 +199,7 @@ async fn run() -> anyhow::Result<()> {
     }
     eprintln!("bench serve: baseline (ClickHouse JSONEachRow)");
     let baseline = baseline(&bench).await?;
+    clickhouse.renice(SERVE_CLICKHOUSE_NICE)?;
     eprintln!("bench serve: (a) serve, ClickHouse sink only");
     let sink_only = serve_phase(&bench, "bench_serve_a", false, Load::Closed { clients: bench.settings.clients }).await?;
     eprintln!("bench serve: (b) serve, ClickHouse + index");

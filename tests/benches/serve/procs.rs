@@ -16,6 +16,7 @@ pub struct ClickHouseProcess {
     child: Option<Child>,
     pub url: String,
     log: PathBuf,
+    data_dir: PathBuf,
 }
 
 impl ClickHouseProcess {
@@ -23,9 +24,14 @@ impl ClickHouseProcess {
         std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
         let url_file = data_dir.join("clickhouse.url");
         let log = data_dir.join("clickhouse.out");
+        // At normal priority for the baseline; see `renice`.
+        let config = data_dir.join("gatelog.toml");
+        std::fs::write(&config, "[clickhouse]\nmanaged_nice = 0\n").with_context(|| format!("cannot write {}", config.display()))?;
         let out = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let child = Command::new(gatelog)
-            .args(["clickhouse", "run", "--data-dir"])
+            .args(["clickhouse", "run", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
             .arg(data_dir)
             .arg("--url-file")
             .arg(&url_file)
@@ -38,7 +44,7 @@ impl ClickHouseProcess {
             .stderr(out)
             .spawn()
             .context("cannot run gatelog clickhouse run")?;
-        let mut process = ClickHouseProcess { child: Some(child), url: String::new(), log };
+        let mut process = ClickHouseProcess { child: Some(child), url: String::new(), log, data_dir: data_dir.to_owned() };
         let started = Instant::now();
         loop {
             if let Some(url) = std::fs::read_to_string(&url_file).ok().filter(|u| !u.trim().is_empty()) {
@@ -55,6 +61,27 @@ impl ClickHouseProcess {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Gives every thread of the `clickhouse-server` process the nice value `nice` (threads
+    /// it starts later inherit it from their creator): the serve phases run ClickHouse at
+    /// the priority `gatelog serve` gives its managed server (`clickhouse.managed_nice`),
+    /// the baseline at the normal one.
+    pub fn renice(&self, nice: i32) -> anyhow::Result<()> {
+        // The server's command line names its config under the canonical data dir.
+        let needle = std::fs::canonicalize(&self.data_dir)?.to_string_lossy().into_owned();
+        let server = std::fs::read_dir("/proc")?.flatten().find_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = String::from_utf8_lossy(&std::fs::read(entry.path().join("cmdline")).ok()?).into_owned();
+            (cmdline.contains("clickhouse-server") && cmdline.contains(&needle)).then_some(pid)
+        });
+        let pid = server.context("the clickhouse-server process was not found")?;
+        let tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))?.flatten().map(|t| t.file_name().to_string_lossy().into_owned()).collect();
+        let status = Command::new("renice").args(["-n", &nice.to_string(), "-p"]).args(&tids).stdout(Stdio::null()).status().context("cannot run renice")?;
+        if !status.success() {
+            bail!("renice -n {nice} of clickhouse-server's {} threads failed ({status})", tids.len());
+        }
+        Ok(())
     }
 
     fn log_text(&self) -> String {
