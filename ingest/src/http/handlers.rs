@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 use super::metrics::Route;
-use super::process::{Mapper, Plan, PrepareError, Prepared, prepare};
+use super::process::{INLINE_MAX, Mapper, Plan, PrepareError, Prepared, prepare};
 use super::ReceiverState;
 use crate::decode::DecodeError;
 use crate::{Dataset, Limits};
@@ -17,9 +17,6 @@ use gatelog_model::Source;
 use gatelog_spool::SpoolError;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Serialize;
-
-/// Plain bodies up to this size are mapped inline; larger or gzip ones on the blocking pool.
-const INLINE_MAX: usize = 64 * 1024;
 
 /// The 2xx answer (and the counts of a 400 for a batch of dead letters only).
 #[derive(Debug, Serialize)]
@@ -128,6 +125,8 @@ async fn ingest(
     let reject_whole = config.reject_whole_batch;
     let received_at = state.inner.clock.now();
     let started = std::time::Instant::now();
+    // Small plain bodies inline (they are mapped without the rayon pool); the rest on the
+    // blocking pool, one body per core at a time.
     let prepared = if body.len() <= INLINE_MAX && !crate::is_gzip(&body) {
         prepare(&body, mapper, received_at, origin, limits, reject_whole)
     } else {

@@ -97,7 +97,12 @@ pub(crate) fn map_request_body(
         if body.len() as u64 > limits.max_decompressed {
             return Err(DecodeError::TooLarge { limit: limits.max_decompressed });
         }
-        map.pipelined(LineReader::new(body, limits.max_line), &mut out)?;
+        let lines = LineReader::new(body, limits.max_line);
+        if body.len() <= INLINE_MAX {
+            map.sequential(lines, &mut out)?;
+        } else {
+            map.pipelined(lines, &mut out)?;
+        }
         return Ok((out, gatelog_model::sha256_hex(body), body.len() as u64));
     }
     let mut hasher = Sha256::new();
@@ -110,6 +115,10 @@ pub(crate) fn map_request_body(
     }
     Ok((out, hex_digest(hasher), bytes))
 }
+
+/// Plain bodies up to this size are mapped on the calling thread, without the rayon pool:
+/// the receiver maps them inline on the async runtime, which must not wait for the pool.
+pub(crate) const INLINE_MAX: usize = 64 * 1024;
 
 /// Lines per rayon task: small enough that mapping starts while most of a 2,000-line
 /// Logpush body is still being inflated, big enough that handing a task over costs nothing
@@ -135,6 +144,16 @@ impl LineMapper<'_> {
                 }))
             })
             .collect()
+    }
+
+    /// Reads and maps every line on the calling thread.
+    fn sequential<R: BufRead>(self, mut lines: LineReader<R>, out: &mut BodyOutcome) -> Result<(), DecodeError> {
+        if let Some(chunk) = next_chunk(&mut lines, usize::MAX, usize::MAX, Chunk::default())? {
+            for (no, outcome) in self.map(&chunk) {
+                out.push(no, outcome);
+            }
+        }
+        Ok(())
     }
 
     /// Reads (inflating and hashing, for gzip) the body [`LINES_PER_TASK`] lines at a time
@@ -278,6 +297,12 @@ mod tests {
             assert_eq!(sha256, gatelog_model::sha256_hex(&plain));
             assert_eq!(bytes, plain.len() as u64);
         }
+        // A small plain body takes the inline path (no rayon pool) and maps the same.
+        let small = &plain[..plain.iter().take(INLINE_MAX).rposition(|b| *b == b'\n').unwrap() + 1];
+        let mapper = Mapper::Dataset(Dataset::HttpRequests, Source::Logpush);
+        let (got, _, _) = map_request_body(small, mapper, at, "o", limits()).unwrap();
+        assert_eq!(got, map_body(Dataset::HttpRequests, small, &ctx).unwrap());
+        assert!(got.lines > 200, "{} lines", got.lines);
     }
 
     #[test]
