@@ -145,7 +145,7 @@ impl Default for ClickHouseSection {
             initial_backoff: Duration::from_millis(200),
             max_backoff: Duration::from_secs(10),
             sink_batch_lines: 100_000,
-            sink_batch_bytes: ByteSize::mib(64),
+            sink_batch_bytes: ByteSize::mib(32),
             sink_linger: Duration::from_secs(1),
             managed_nice: 19,
         }

@@ -74,7 +74,7 @@ pub struct SinkOptions {
 
 impl Default for SinkOptions {
     fn default() -> Self {
-        SinkOptions { max_lines: 100_000, max_bytes: 64 * 1024 * 1024, linger: Duration::from_secs(1) }
+        SinkOptions { max_lines: 100_000, max_bytes: 32 * 1024 * 1024, linger: Duration::from_secs(1) }
     }
 }
 
