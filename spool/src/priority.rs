@@ -18,13 +18,24 @@ pub fn lower_thread_priority(nice: i32) -> std::io::Result<()> {
     rustix::process::setpriority_process(Some(tid), nice).map_err(std::io::Error::from)
 }
 
+/// The nice value of thread `tid` (a process id names the process's main thread).
+pub fn thread_nice(tid: u32) -> std::io::Result<i32> {
+    let pid = i32::try_from(tid).ok().and_then(rustix::process::Pid::from_raw);
+    let pid = pid.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{tid} is not a thread id")))?;
+    rustix::process::getpriority_process(Some(pid)).map_err(std::io::Error::from)
+}
+
+/// The calling thread's nice value.
+pub fn current_thread_nice() -> std::io::Result<i32> {
+    rustix::process::getpriority_process(Some(rustix::thread::gettid())).map_err(std::io::Error::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn own_nice() -> i64 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        stat.rsplit_once(") ").unwrap().1.split(' ').nth(16).unwrap().parse().unwrap()
+    fn own_nice() -> i32 {
+        current_thread_nice().unwrap()
     }
 
     #[test]
@@ -37,7 +48,7 @@ mod tests {
         })
         .join()
         .unwrap();
-        assert_eq!((lowered, inherited), (i64::from(BACKGROUND_NICE), i64::from(BACKGROUND_NICE)));
+        assert_eq!((lowered, inherited), (BACKGROUND_NICE, BACKGROUND_NICE));
         assert_eq!(own_nice(), before);
     }
 }

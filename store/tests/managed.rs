@@ -64,15 +64,12 @@ async fn drop_kills_the_server() {
     assert!(!alive(pid), "server {pid} survived drop");
 }
 
-/// Each thread's nice value (field 19 of `/proc/PID/task/TID/stat`).
-fn thread_nice_values(pid: u32) -> Vec<i64> {
+/// Each thread's nice value.
+fn thread_nice_values(pid: u32) -> Vec<i32> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
-        .filter_map(|task| {
-            let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
-            // Fields after the command (which may hold spaces): state is field 3, nice 19.
-            stat.rsplit_once(") ")?.1.split(' ').nth(16)?.parse().ok()
-        })
+        .filter_map(|task| task.ok()?.file_name().to_str()?.parse().ok())
+        .filter_map(|tid| gatelog_spool::priority::thread_nice(tid).ok())
         .collect()
 }
 

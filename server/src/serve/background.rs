@@ -34,21 +34,19 @@ where
 mod tests {
     use super::*;
 
-    fn nice_of_this_thread() -> i64 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_default();
-        stat.rsplit_once(") ").and_then(|(_, rest)| rest.split(' ').nth(16)?.parse().ok()).unwrap_or(i64::MIN)
+    fn nice_of_this_thread() -> i32 {
+        gatelog_spool::priority::current_thread_nice().unwrap_or(i32::MIN)
     }
 
     #[tokio::test]
     async fn runs_at_background_priority_and_returns_its_output() {
         let ours = nice_of_this_thread();
         let handle = spawn_background("test-background", async {
-            let blocking = tokio::task::spawn_blocking(nice_of_this_thread).await.unwrap_or(i64::MIN);
+            let blocking = tokio::task::spawn_blocking(nice_of_this_thread).await.unwrap_or(i32::MIN);
             (nice_of_this_thread(), blocking)
         })
         .unwrap();
-        let expected = i64::from(BACKGROUND_NICE);
-        assert_eq!(handle.await.unwrap(), (expected, expected));
+        assert_eq!(handle.await.unwrap(), (BACKGROUND_NICE, BACKGROUND_NICE));
         assert_eq!(nice_of_this_thread(), ours);
     }
 
