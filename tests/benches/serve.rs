@@ -46,8 +46,11 @@
 //! 5. Latency: a fresh serve with the default config; bodies are posted open-loop (body i at
 //!    i / rate, each in its own task, so a slow answer delays nothing that follows: no
 //!    coordinated omission) at half of (b)'s end-to-end events/s; latency is scheduled send →
-//!    2xx (including any Retry-After waits). With 2000-line bodies the sample is small
-//!    (records / 2000 requests), so p99 is close to the maximum.
+//!    2xx (including any Retry-After waits). p50/p99 are over the requests sent after the
+//!    first 2 s (a fresh server faults in its memory and starts threads during those); the
+//!    warm-up requests and p99 over every request are printed on the next line. With
+//!    2000-line bodies the sample is small (records / 2000 requests), so p99 is close to
+//!    the maximum.
 //! 6. Peak RSS: `VmHWM` of each serve process, read before it is stopped.
 //!
 //! Between phases the bench waits for ClickHouse's merges to finish. Every process it starts

@@ -25,7 +25,10 @@ pub struct Endpoint {
 #[derive(Debug, Default)]
 pub struct Outcome {
     /// Per body: from its start (closed loop) or its scheduled start (open loop) to its 2xx.
+    /// The open loop keeps them in sending order.
     pub latencies: Vec<Duration>,
+    /// Open loop: the first requests, sent in the first [`WARM_UP`] (in `latencies` too).
+    pub warm_up: usize,
     /// 429/503 (or "Too many parts") answers, each retried after its `Retry-After`.
     pub retries: u64,
     /// Sum of the `decisions` field of gatelog's answers (0 for ClickHouse).
@@ -82,6 +85,10 @@ pub async fn closed_loop(client: &reqwest::Client, to: &Endpoint, bodies: &Arc<V
     Ok(total)
 }
 
+/// The open loop's first seconds: a fresh server faults in its memory and starts its
+/// threads while answering them, so they are reported apart from the steady state.
+pub const WARM_UP: Duration = Duration::from_secs(2);
+
 /// Posts body `i` at `start + i / per_second`, each in its own task, so a slow answer delays
 /// no later request (no coordinated omission); latency counts from the scheduled time.
 pub async fn open_loop(client: &reqwest::Client, to: &Endpoint, bodies: &Arc<Vec<Vec<u8>>>, per_second: f64) -> anyhow::Result<Outcome> {
@@ -94,14 +101,19 @@ pub async fn open_loop(client: &reqwest::Client, to: &Endpoint, bodies: &Arc<Vec
         let (client, to, bodies) = (client.clone(), to.clone(), bodies.clone());
         tasks.spawn(async move {
             let answer = post(&client, &to, &bodies[i]).await.with_context(|| format!("body {i}"))?;
-            Ok::<_, anyhow::Error>((at.elapsed(), answer))
+            Ok::<_, anyhow::Error>((i, at.elapsed(), answer))
         });
     }
-    let mut total = Outcome::default();
+    let mut answered = Vec::with_capacity(bodies.len());
     while let Some(joined) = tasks.join_next().await {
-        let (latency, answer) = joined.context("request task panicked")??;
+        answered.push(joined.context("request task panicked")??);
+    }
+    answered.sort_unstable_by_key(|(i, _, _)| *i);
+    let mut total = Outcome::default();
+    for (_, latency, answer) in answered {
         total.add(latency, answer);
     }
+    total.warm_up = ((WARM_UP.as_secs_f64() * per_second).ceil() as usize).min(bodies.len());
     total.wall = started.elapsed();
     Ok(total)
 }

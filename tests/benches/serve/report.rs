@@ -1,6 +1,6 @@
 //! The printed table: rates, ratios to ClickHouse's own ingest, targets, latency, RSS.
 
-use crate::load::{Outcome, percentile};
+use crate::load::{Outcome, WARM_UP, percentile};
 use crate::{ServeRun, Settings};
 use crate::input::Bodies;
 use std::time::Duration;
@@ -131,20 +131,31 @@ pub fn print(r: &Report<'_>) {
     }
 }
 
-/// The latency phase's line: open-loop rate, p50/p99 against the target, max.
+/// The latency phase's lines: open-loop rate, p50/p99 after the warm-up against the target,
+/// max; then the warm-up requests and p99 over every request.
 fn latency_line(run: &ServeRun, rate: f64, why: &str) {
     let l = &run.acks;
-    let (p50, p99) = (percentile(&l.latencies, 50.0), percentile(&l.latencies, 99.0));
-    let max = l.latencies.iter().max().copied().unwrap_or_default();
+    let (warm_up, steady) = l.latencies.split_at(l.warm_up.min(l.latencies.len()));
+    let (p50, p99) = (percentile(steady, 50.0), percentile(steady, 99.0));
+    let max = |samples: &[Duration]| samples.iter().max().copied().unwrap_or_default();
     println!(
-        "latency, open loop at {rate:.0} events/s ({why}), ClickHouse + index: p50 {}, p99 {} (target <= {}: {}), max {} over {} requests, {} retries",
+        "latency, open loop at {rate:.0} events/s ({why}), ClickHouse + index, after the {} s warm-up: p50 {}, p99 {} (target <= {}: {}), max {} over {} requests, {} retries",
+        WARM_UP.as_secs(),
         ms(p50),
         ms(p99),
         ms(TARGET_P99),
         verdict(p99 <= TARGET_P99),
-        ms(max),
-        l.latencies.len(),
+        ms(max(steady)),
+        steady.len(),
         l.retries
+    );
+    println!(
+        "  warm-up: {} requests, p50 {}, max {}; every request: p50 {}, p99 {}",
+        warm_up.len(),
+        ms(percentile(warm_up, 50.0)),
+        ms(max(warm_up)),
+        ms(percentile(&l.latencies, 50.0)),
+        ms(percentile(&l.latencies, 99.0))
     );
 }
 
