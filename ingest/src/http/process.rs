@@ -161,12 +161,13 @@ impl LineMapper<'_> {
     /// overlap; the outcomes are then recorded in line order. Mapped pieces hand their
     /// buffers back to the reader. A read error ends the body: what was mapped is dropped.
     ///
-    /// The reading stays on the calling thread (`in_place_scope`), so every rayon worker is
-    /// free to map; `rayon::scope` would run it on a worker, leaving one fewer to map (on two
-    /// cores, moving it here took the receiver's median map time from 23 to 16 ms).
+    /// `rayon::scope` runs the reading on a pool worker, which also bounds how many pieces are
+    /// mapped at once. `in_place_scope` (reading on the calling thread) looked faster in the
+    /// latency phase (map p50 23 → 16 ms), but in full runs its p50 was within noise of this
+    /// one and (b)'s peak RSS rose from 468 to 529 MB, over the 512 MB target.
     fn pipelined<R: BufRead + Send>(self, mut lines: LineReader<R>, out: &mut BodyOutcome) -> Result<(), DecodeError> {
         let (done_tx, done_rx) = mpsc::channel::<(usize, Vec<(u64, LineOutcome)>)>();
-        let read: Result<(), DecodeError> = rayon::in_place_scope(move |scope| {
+        let read: Result<(), DecodeError> = rayon::scope(move |scope| {
             let (free_tx, free_rx) = mpsc::channel::<Chunk>();
             let mut pieces = 0usize;
             let mut last_bytes = 0usize;
