@@ -93,7 +93,7 @@ async fn crash_scenario(fail_after_commits: usize, max_open_writers: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let (spool_dir, index_dir) = (tmp.path().join("spool"), tmp.path().join("index"));
     let n = 12;
-    let spool = Spool::open(&spool_dir, SpoolOptions { fsync: false, ..SpoolOptions::default() }).unwrap();
+    let spool = Spool::open(&spool_dir, SpoolOptions { fsync: false, preallocate: false, ..SpoolOptions::default() }).unwrap();
     append(&spool, 1..=4).await;
     let o = IndexerOptions { commit_interval: Duration::from_millis(20), ..opts(max_open_writers) };
 

@@ -152,7 +152,7 @@ async fn wrong_token_empty_body_and_a_json_array_instead_of_ndjson() {
 
 #[tokio::test]
 async fn full_spool_is_429_with_retry_after_and_recovers_after_an_ack() {
-    let opts = SpoolOptions { segment_bytes: 32 << 10, max_bytes: 160 << 10, max_record_bytes: 64 << 10, fsync: false };
+    let opts = SpoolOptions { segment_bytes: 32 << 10, max_bytes: 160 << 10, max_record_bytes: 64 << 10, fsync: false, preallocate: false };
     let config = ReceiverConfig { retry_after: std::time::Duration::from_secs(7), ..config() };
     let h = Harness::with(config, opts);
     h.spool.register_consumer("clickhouse", 0).unwrap();

@@ -23,6 +23,11 @@
 //! - **Deletion**: a sealed (non-last) segment is deleted once every registered consumer has
 //!   acknowledged its last record ([`Spool::ack`]). With no consumer registered nothing is
 //!   deleted. Deletion goes oldest first, so the files left are always a contiguous range.
+//! - **Preallocation** (`prealloc`, on by default): a background thread keeps `spare`, a
+//!   zero-filled file of `segment_bytes`, ready; a new segment is that file renamed. Appends
+//!   then overwrite allocated blocks, and their `fdatasync` needs no journal commit, which
+//!   is what made fsync latency depend on everything else the disk was writing. A segment may
+//!   therefore end in zeros after its last record.
 //!
 //! # Record format
 //!
@@ -60,7 +65,9 @@
 //! # Recovery (`Spool::open`)
 //!
 //! The last segment is scanned record by record (magic, version, header checksum, expected
-//! sequence, payload checksum). At the first bad record:
+//! sequence, payload checksum). Where the records end, only zeros up to the end of the file
+//! are the unwritten part of a preallocated segment: kept, and written next. Otherwise, at
+//! the first bad record:
 //! - fewer bytes left than a header, or a valid header whose record runs past the end of the
 //!   file: a **torn tail** (a write after the last fsync that the crash cut). It is truncated
 //!   away with a `warn!` naming the file and offset. Nothing there was acknowledged.
@@ -72,7 +79,9 @@
 //!
 //! Sealed segments are checked cheaply at open (non-empty, first record's number matches the
 //! name) and verified record by record as readers read them; damage there is `Corrupt` from
-//! the reader. Caveat: a payload checksum failure on the very last record of the last segment
+//! the reader. A sealed segment whose preallocated zeros were not trimmed yet when the
+//! process died keeps them: readers stop at the next segment's first sequence number, before
+//! the zeros. Caveat: a payload checksum failure on the very last record of the last segment
 //! cannot be told from a torn write and is cut (with the warning).
 //!
 //! # Failure modes
@@ -100,6 +109,7 @@ mod error;
 mod format;
 mod metrics;
 mod options;
+mod prealloc;
 pub mod priority;
 mod reader;
 mod recovery;
@@ -328,6 +338,11 @@ impl Spool {
             .write(true)
             .open(&last_path)
             .map_err(|e| SpoolError::io("opening segment", &last_path, e))?;
+        // Past `valid_len` there may be the zeros of a preallocated segment: written next.
+        let file_len = file
+            .metadata()
+            .map_err(|e| SpoolError::io("reading metadata of", &last_path, e))?
+            .len();
 
         let last_seq = scan.last_seq;
         let shared = Arc::new(Shared {
@@ -346,6 +361,12 @@ impl Spool {
             #[cfg(test)]
             faults: Mutex::new(Faults::default()),
         });
+        let spares = if opts.preallocate {
+            let started = prealloc::Spares::start(&shared);
+            Some(started.map_err(|e| SpoolError::io("preparing a spare segment in", dir, e))?)
+        } else {
+            None
+        };
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             shared: Arc::clone(&shared),
@@ -355,11 +376,13 @@ impl Spool {
                 path: last_path,
                 file,
                 len: scan.valid_len,
+                file_len,
             },
             next_seq: last_seq + 1,
             needs_truncate: false,
             buf: Vec::new(),
             pending: Vec::new(),
+            spares,
             _lock: lock_file,
         };
         let thread = std::thread::Builder::new()

@@ -22,6 +22,7 @@ pub(crate) struct Metrics {
     fsync_buckets: [AtomicU64; FSYNC_BUCKETS_SECS.len() + 1],
     segments_created: AtomicU64,
     segments_deleted: AtomicU64,
+    segments_preallocated: AtomicU64,
     torn_tail_truncations: AtomicU64,
 }
 
@@ -54,6 +55,9 @@ impl Metrics {
     pub(crate) fn segments_deleted(&self, n: u64) {
         self.segments_deleted.fetch_add(n, Ordering::Relaxed);
     }
+    pub(crate) fn segment_preallocated(&self) {
+        self.segments_preallocated.fetch_add(1, Ordering::Relaxed);
+    }
     pub(crate) fn torn_tail(&self) {
         self.torn_tail_truncations.fetch_add(1, Ordering::Relaxed);
     }
@@ -75,6 +79,7 @@ impl Metrics {
             },
             segments_created: get(&self.segments_created),
             segments_deleted: get(&self.segments_deleted),
+            segments_preallocated: get(&self.segments_preallocated),
             torn_tail_truncations: get(&self.torn_tail_truncations),
         }
     }
@@ -99,6 +104,8 @@ pub struct MetricsSnapshot {
     pub fsync_latency: Histogram,
     pub segments_created: u64,
     pub segments_deleted: u64,
+    /// Segments started on a preallocated spare (the rest grew as they were written).
+    pub segments_preallocated: u64,
     /// Torn tails cut at `open`.
     pub torn_tail_truncations: u64,
 }

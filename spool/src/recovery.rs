@@ -101,7 +101,8 @@ pub(crate) fn scan_segment(path: &Path, first_seq: u64, is_last: bool) -> Result
     }
 }
 
-/// Decides what a bad record at `offset` is: torn tail (cut it) or corruption (fail loudly).
+/// Decides what a bad record at `offset` is: the zeros of a preallocated segment (the end of
+/// the data, kept), a torn tail (cut it) or corruption (fail loudly).
 fn classify(
     path: &Path,
     is_last: bool,
@@ -118,6 +119,13 @@ fn classify(
     if !is_last {
         return Err(corrupt(detail));
     }
+    if only_zeros_from(path, offset)? {
+        return Ok(Scan {
+            valid_len: offset,
+            last_seq: seq - 1,
+            torn: None,
+        });
+    }
     if resync && valid_record_follows(path, offset)? {
         return Err(corrupt(format!("{detail}, and valid records follow it")));
     }
@@ -126,6 +134,26 @@ fn classify(
         last_seq: seq - 1,
         torn: Some((offset, detail)),
     })
+}
+
+/// True if every byte from `offset` to the end of the file is zero: the unwritten part of a
+/// preallocated segment (`prealloc`). Read in pieces, so a large spare costs no memory.
+fn only_zeros_from(path: &Path, offset: u64) -> Result<bool, SpoolError> {
+    let mut file = File::open(path).map_err(|e| SpoolError::io("opening segment", path, e))?;
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| SpoolError::io("seeking segment", path, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| SpoolError::io("reading segment", path, e))?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if buf[..n].iter().any(|b| *b != 0) {
+            return Ok(false);
+        }
+    }
 }
 
 /// True if some complete, checksum-valid record starts anywhere after `offset`. Used to tell

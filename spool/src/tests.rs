@@ -10,6 +10,8 @@ fn opts() -> SpoolOptions {
         max_bytes: 1 << 30,
         max_record_bytes: 1 << 20,
         fsync: true,
+        // 64 MiB spares for every test would be slow; the tests below that want one say so.
+        preallocate: false,
     }
 }
 
@@ -103,10 +105,10 @@ async fn torn_tail_is_cut_at_every_byte_offset_of_the_last_record() {
 }
 
 #[tokio::test]
-async fn zero_filled_or_garbage_tail_is_cut() {
+async fn garbage_tail_is_cut() {
     for tail in [
-        vec![0u8; 4096],
         b"GLSP\x01garbage-that-is-not-a-record".to_vec(),
+        [b"GLSP".as_slice(), &[0u8; 4096]].concat(),
         vec![0xAB; 50],
     ] {
         let dir = TempDir::new().unwrap();
@@ -372,6 +374,7 @@ async fn full_spool_refuses_at_once_then_accepts_after_an_ack_frees_space() {
         max_bytes: rec * 4,
         max_record_bytes: 120,
         fsync: true,
+        preallocate: true,
     };
     let spool = Spool::open(dir.path(), o).unwrap();
     spool.register_consumer("sink", 0).unwrap();
@@ -414,6 +417,7 @@ async fn full_spool_seals_a_fully_acknowledged_active_segment_to_free_it() {
         max_bytes: rec * 4,
         max_record_bytes: 120,
         fsync: true,
+        preallocate: true,
     };
     let spool = Spool::open(dir.path(), o).unwrap();
     spool.register_consumer("sink", 0).unwrap();

@@ -7,6 +7,7 @@
 
 use crate::error::SpoolError;
 use crate::format::{self, segment_file_name};
+use crate::prealloc::Spares;
 use crate::recovery::{store_consumers, sync_dir};
 use crate::{Shared, lock};
 use std::fs::{File, OpenOptions};
@@ -41,6 +42,8 @@ pub(crate) struct Active {
     pub file: File,
     /// Length of the valid, written data; the next record goes here.
     pub len: u64,
+    /// Length of the file: more than `len` when the segment was preallocated.
+    pub file_len: u64,
 }
 
 #[derive(Debug)]
@@ -53,6 +56,8 @@ pub(crate) struct Writer {
     pub needs_truncate: bool,
     pub buf: Vec<u8>,
     pub pending: Vec<(u64, u64, AppendReply)>,
+    /// The preallocated spare segment (`None` when `SpoolOptions::preallocate` is off).
+    pub spares: Option<Spares>,
     /// The directory lock; released when the thread ends.
     pub _lock: File,
 }
@@ -138,6 +143,7 @@ impl Writer {
             Ok(()) => {
                 let written = self.buf.len() as u64;
                 self.active.len += written;
+                self.active.file_len = self.active.file_len.max(self.active.len);
                 let last = self.next_seq - 1;
                 {
                     let mut st = lock(&self.shared.state);
@@ -176,6 +182,7 @@ impl Writer {
                 .set_len(self.active.len)
                 .and_then(|()| self.active.file.sync_data())
                 .map_err(|e| SpoolError::io("truncating a failed write in", path.clone(), e))?;
+            self.active.file_len = self.active.len;
             self.needs_truncate = false;
         }
         #[cfg(test)]
@@ -215,27 +222,37 @@ impl Writer {
                 Ok(())
             }
         });
-        if let Err(e) = result {
-            tracing::warn!(file = %self.active.path.display(), offset = self.active.len, error = %e,
-                "cannot cut a failed spool write back; will retry before the next write");
-            self.needs_truncate = true;
+        match result {
+            Ok(()) => self.active.file_len = self.active.len,
+            Err(e) => {
+                tracing::warn!(file = %self.active.path.display(), offset = self.active.len, error = %e,
+                    "cannot cut a failed spool write back; will retry before the next write");
+                self.needs_truncate = true;
+            }
         }
     }
 
-    /// Starts a new segment at `next_seq` (no-op if the active one is empty).
+    /// Starts a new segment at `next_seq` (no-op if the active one is empty), on the
+    /// preallocated spare when one is ready.
     fn roll(&mut self) -> Result<(), SpoolError> {
         if self.active.len == 0 {
             return Ok(());
         }
         let first = self.next_seq;
         let path = self.shared.dir.join(segment_file_name(first));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .map_err(|e| SpoolError::io("creating segment", path.clone(), e))?;
+        let (file, file_len) = match self.spares.as_ref().and_then(|s| s.take(&path)) {
+            Some(file) => (file, self.shared.opts.segment_bytes),
+            None => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .open(&path)
+                    .map_err(|e| SpoolError::io("creating segment", path.clone(), e))?;
+                (file, 0)
+            }
+        };
         if let Err(e) = sync_dir(&self.shared.dir) {
             let _ = std::fs::remove_file(&path);
             return Err(e);
@@ -248,12 +265,21 @@ impl Writer {
             },
         );
         self.shared.metrics.segment_created();
-        self.active = Active {
-            first_seq: first,
-            path,
-            file,
-            len: 0,
-        };
+        let sealed = std::mem::replace(
+            &mut self.active,
+            Active {
+                first_seq: first,
+                path,
+                file,
+                len: 0,
+                file_len,
+            },
+        );
+        if sealed.file_len > sealed.len
+            && let Some(spares) = &self.spares
+        {
+            spares.trim(sealed.path, sealed.len);
+        }
         Ok(())
     }
 

@@ -62,6 +62,8 @@ fn opts() -> SpoolOptions {
         max_bytes: 1 << 30,
         max_record_bytes: 1 << 16,
         fsync: false,
+        // Tiny segments, so spares are taken, missed and trimmed all through a run.
+        preallocate: true,
     }
 }
 

@@ -57,7 +57,7 @@ pub fn config() -> ReceiverConfig {
 }
 
 pub fn test_spool_options() -> SpoolOptions {
-    SpoolOptions { fsync: false, ..SpoolOptions::default() }
+    SpoolOptions { fsync: false, preallocate: false, ..SpoolOptions::default() }
 }
 
 #[derive(Debug)]
