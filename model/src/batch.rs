@@ -81,6 +81,85 @@ impl Batch {
     }
 }
 
+/// A run of a batch's decisions and raw records, already encoded: what one thread maps from
+/// a piece of a body. [`BatchHead::encode_with`] joins runs (in line order) into exactly the
+/// record [`Batch::encode`] writes for the same batch, so a receiver can encode on every
+/// core while it maps, and never holds the mapped rows of a whole body at once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncodedRows {
+    decisions: usize,
+    decision_bytes: Vec<u8>,
+    raw: usize,
+    raw_bytes: Vec<u8>,
+}
+
+impl EncodedRows {
+    /// Appends a decision.
+    pub fn push_decision(&mut self, decision: &AccessDecision) -> Result<(), BatchCodecError> {
+        postcard::to_io(decision, &mut self.decision_bytes).map_err(|e| BatchCodecError::Encode(e.to_string()))?;
+        self.decisions += 1;
+        Ok(())
+    }
+
+    /// Appends a raw record.
+    pub fn push_raw(&mut self, raw: &RawRecord) -> Result<(), BatchCodecError> {
+        postcard::to_io(raw, &mut self.raw_bytes).map_err(|e| BatchCodecError::Encode(e.to_string()))?;
+        self.raw += 1;
+        Ok(())
+    }
+
+    /// Decisions in the run.
+    pub fn decisions(&self) -> usize {
+        self.decisions
+    }
+
+    /// Raw records in the run.
+    pub fn raw(&self) -> usize {
+        self.raw
+    }
+}
+
+/// Every field of a [`Batch`] but its rows, in [`Batch`]'s order (postcard is positional;
+/// `encoding_in_pieces_equals_encoding_the_batch` keeps the two in step).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct BatchHead<'a> {
+    pub batch_id: &'a str,
+    pub dataset: &'a str,
+    pub origin: &'a str,
+    pub received_at: UnixMillis,
+    pub lines: u64,
+    pub probes: u64,
+    pub bytes: u64,
+    pub sha256: &'a str,
+}
+
+impl BatchHead<'_> {
+    /// The spool record of this head with the rows of `runs` (in order) and `dead_letters`:
+    /// byte for byte what [`Batch::encode`] writes for the same batch.
+    pub fn encode_with(&self, runs: &[EncodedRows], dead_letters: &[DeadLetter]) -> Result<Vec<u8>, BatchCodecError> {
+        let encode = |e: postcard::Error| BatchCodecError::Encode(e.to_string());
+        let head = postcard::to_allocvec(self).map_err(encode)?;
+        let tail = postcard::to_allocvec(dead_letters).map_err(encode)?;
+        let count = |n: usize| postcard::to_allocvec(&n).map_err(encode);
+        let decisions = count(runs.iter().map(|r| r.decisions).sum())?;
+        let raw = count(runs.iter().map(|r| r.raw).sum())?;
+        let rows: usize = runs.iter().map(|r| r.decision_bytes.len() + r.raw_bytes.len()).sum();
+        let mut out = Vec::with_capacity(MAGIC.len() + head.len() + decisions.len() + raw.len() + rows + tail.len());
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&head);
+        out.extend_from_slice(&decisions);
+        for run in runs {
+            out.extend_from_slice(&run.decision_bytes);
+        }
+        out.extend_from_slice(&raw);
+        for run in runs {
+            out.extend_from_slice(&run.raw_bytes);
+        }
+        out.extend_from_slice(&tail);
+        Ok(out)
+    }
+}
+
 /// The postcard bytes of a spool record, after its magic.
 fn body(bytes: &[u8]) -> Result<&[u8], BatchCodecError> {
     bytes.strip_prefix(MAGIC).ok_or_else(|| BatchCodecError::BadMagic { found: bytes.iter().take(4).copied().collect() })
@@ -164,6 +243,41 @@ mod tests {
         assert_eq!(skipped, b);
         assert!(matches!(Batch::decode_without_raw(&bytes[..bytes.len() - 3]), Err(BatchCodecError::Decode(_))));
         assert!(matches!(Batch::decode_without_raw(b"nope"), Err(BatchCodecError::BadMagic { .. })));
+    }
+
+    #[test]
+    fn encoding_in_pieces_equals_encoding_the_batch() {
+        let mut b = sample();
+        for i in 0..5u8 {
+            let mut d = b.decisions[0].clone();
+            d.event_id = format!("e{i}");
+            d.principal = "é".repeat(usize::from(i) * 40);
+            b.raw.push(RawRecord::new(d.event_id.clone(), "proxy", UnixMillis(3), d.time, &"x".repeat(usize::from(i) * 70)));
+            b.decisions.push(d);
+        }
+        let head = BatchHead {
+            batch_id: &b.batch_id,
+            dataset: &b.dataset,
+            origin: &b.origin,
+            received_at: b.received_at,
+            lines: b.lines,
+            probes: b.probes,
+            bytes: b.bytes,
+            sha256: &b.sha256,
+        };
+        let expected = b.encode().unwrap();
+        // Every way to cut the rows into runs, empty runs included.
+        for cut in 0..=b.decisions.len() {
+            let mut runs = vec![EncodedRows::default(), EncodedRows::default(), EncodedRows::default()];
+            for (i, (d, r)) in b.decisions.iter().zip(&b.raw).enumerate() {
+                let run = if i < cut { &mut runs[0] } else { &mut runs[2] };
+                run.push_decision(d).unwrap();
+                run.push_raw(r).unwrap();
+            }
+            assert_eq!(head.encode_with(&runs, &b.dead_letters).unwrap(), expected, "cut at {cut}");
+        }
+        let empty = Batch { decisions: vec![], raw: vec![], dead_letters: vec![], ..b.clone() };
+        assert_eq!(head.encode_with(&[], &[]).unwrap(), empty.encode().unwrap());
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub mod query;
 pub mod record;
 pub mod timestamp;
 
-pub use batch::{Batch, BatchCodecError};
+pub use batch::{Batch, BatchCodecError, BatchHead, EncodedRows};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use decision::{AccessDecision, Decision, PrincipalType, Source};
 pub use event_id::EventId;

@@ -3,7 +3,7 @@
 
 use super::error::ApiError;
 use super::metrics::Route;
-use super::process::{INLINE_MAX, Mapper, Plan, PrepareError, Prepared, prepare};
+use super::process::{INLINE_MAX, Mapper, Plan, PrepareError, prepare};
 use super::ReceiverState;
 use crate::decode::DecodeError;
 use crate::{Dataset, Limits};
@@ -138,42 +138,39 @@ async fn ingest(
             .await
             .map_err(|e| ApiError::unavailable(retry_after, "the batch could not be processed", format!("mapping task failed: {e}")))?
     };
-    let Prepared { batch, plan } = prepared.map_err(|e| prepare_error(e, body.len(), retry_after))?;
+    let prepared = prepared.map_err(|e| prepare_error(e, body.len(), retry_after))?;
     drop(body);
     let mapped_in = started.elapsed();
     let dataset = match mapper {
         Mapper::Dataset(d, _) => Some(d),
         Mapper::Decisions => None,
     };
-    state.metrics().received(route, dataset, batch.lines);
+    state.metrics().received(route, dataset, prepared.lines);
     let mut answer = Accepted {
         batch_id: None,
         spool_seq: None,
-        lines: batch.lines,
-        decisions: batch.decisions.len(),
-        raw_records: batch.raw.len(),
-        dead_letters: batch.dead_letters.len(),
-        probes: batch.probes,
+        lines: prepared.lines,
+        decisions: prepared.decisions,
+        raw_records: prepared.raw_records,
+        dead_letters: prepared.dead_letters,
+        probes: prepared.probes,
     };
-    let (encoded, first_error) = match plan {
+    let (encoded, first_error) = match prepared.plan {
         Plan::ProbeOnly => {
-            tracing::info!(origin, probes = batch.probes, "receiver: validation probe answered, nothing stored");
+            tracing::info!(origin, probes = prepared.probes, "receiver: validation probe answered, nothing stored");
             return Ok((StatusCode::OK, Json(answer)).into_response());
         }
         Plan::NoRecords => return Err(ApiError::bad_request("body has no records (only blank lines)")),
         Plan::Reject { first_error } => {
             return Err(ApiError::bad_request(first_error).with_internal(format!(
                 "reject_whole_batch: {} of {} lines bad, nothing stored",
-                batch.dead_letters.len(),
-                batch.lines
+                prepared.dead_letters,
+                prepared.lines
             )));
         }
         Plan::Spool { encoded, first_error } => (encoded, first_error),
     };
-    // Only the encoded record is needed from here on; the mapped rows would sit in memory
-    // for the whole fsync wait.
-    let (batch_id, lines, dead_letters) = (batch.batch_id, batch.lines, batch.dead_letters.len());
-    drop((batch.decisions, batch.raw, batch.dead_letters));
+    let (batch_id, lines, dead_letters) = (prepared.batch_id, prepared.lines, prepared.dead_letters);
     let seq = state.spool().append(encoded).await.map_err(|e| spool_error(state, e, retry_after))?;
     state.spool_succeeded();
     state.metrics().spooled(dataset, dead_letters as u64);
@@ -235,8 +232,8 @@ fn prepare_error(error: PrepareError, body_len: usize, retry_after: u64) -> ApiE
         PrepareError::Decode(DecodeError::Io(e)) => {
             ApiError::bad_request("the request body could not be decoded").with_internal(e.to_string())
         }
-        PrepareError::Encode(detail) => {
-            ApiError::unavailable(retry_after, "the batch could not be stored", detail)
+        PrepareError::Encode(error) => {
+            ApiError::unavailable(retry_after, "the batch could not be stored", error.to_string())
         }
     }
 }
