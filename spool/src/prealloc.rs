@@ -316,6 +316,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reader_that_read_ahead_into_the_zeros_sees_records_written_there_later() {
+        let dir = TempDir::new().unwrap();
+        let o = SpoolOptions { preallocate: false, ..opts(1 << 20) };
+        let spool = Spool::open(dir.path(), o).unwrap();
+        spool.append(payload(1)).await.unwrap();
+        let seg = spool.segment_paths()[0].clone();
+        spool.close().await.unwrap();
+        OpenOptions::new().write(true).open(&seg).unwrap().set_len(1 << 20).unwrap();
+        let spool = Spool::open(dir.path(), o).unwrap();
+        let mut reader = spool.reader(0);
+        // Reading record 1 buffers what follows it: zeros, at that moment.
+        assert_eq!(reader.try_next().await.unwrap().unwrap().seq, 1);
+        assert!(reader.try_next().await.unwrap().is_none());
+        for i in 2..=3 {
+            spool.append(payload(i)).await.unwrap();
+            let record = reader.try_next().await.unwrap().unwrap();
+            assert_eq!((record.seq, record.payload), (i, payload(i)));
+        }
+    }
+
+    #[tokio::test]
     async fn a_sealed_segment_left_untrimmed_by_a_crash_still_reads() {
         let dir = TempDir::new().unwrap();
         let rec = record_size(100);

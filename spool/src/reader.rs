@@ -5,7 +5,7 @@ use crate::format::{self, HEADER_LEN};
 use crate::{Shared, lock};
 use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -127,7 +127,12 @@ fn read_batch(
         }
         let (seg_first, path) = &segments[idx - 1];
         let c = match cursor.take() {
-            Some(c) if c.seg_first == *seg_first && c.seq == seq => cursor.insert(c),
+            Some(mut c) if c.seg_first == *seg_first && c.seq == seq => {
+                if seq == from {
+                    c.drop_read_ahead()?;
+                }
+                cursor.insert(c)
+            }
             _ => cursor.insert(Cursor::open_at(path, *seg_first, seq, oldest)?),
         };
         let record = c.read_record()?;
@@ -173,6 +178,18 @@ impl Cursor {
             c.seq += 1;
         }
         Ok(c)
+    }
+
+    /// Forgets the bytes read ahead past the last record returned. A cursor kept from an
+    /// earlier batch may have buffered bytes that were not records yet: the zeros of a
+    /// preallocated segment, or a write that failed and was cut back. Records appended since
+    /// are only seen by reading the file again.
+    fn drop_read_ahead(&mut self) -> Result<(), SpoolError> {
+        // Seeking a `BufReader` always discards its buffer.
+        self.file
+            .seek(SeekFrom::Start(self.offset))
+            .map(|_| ())
+            .map_err(|e| SpoolError::io("seeking in segment", self.path.clone(), e))
     }
 
     fn corrupt(&self, detail: String) -> SpoolError {
