@@ -108,12 +108,13 @@ pub async fn run_sink(
         None => done_rx.await,
     };
     let result = result.unwrap_or_else(|_| Err(IndexError::Worker("index thread panicked".into())));
-    tracing::info!(consumer = %name, ok = result.is_ok(), "index sink stopped");
-    result?;
-    match read_error {
-        Some(e) => Err(e.into()),
-        None => Ok(()),
+    let result = result.and_then(|()| read_error.map_or(Ok(()), |e| Err(e.into())));
+    match &result {
+        Ok(()) => tracing::info!(consumer = %name, "index sink stopped"),
+        // Said now, not only when gatelog stops: acks go on while nothing more is indexed.
+        Err(e) => tracing::error!(consumer = %name, error = %e, "index sink stopped; nothing more is indexed until gatelog restarts"),
     }
+    result
 }
 
 /// Lowers the calling thread's priority to [`BACKGROUND_NICE`]; tantivy's threads, started

@@ -157,7 +157,7 @@ async fn spool_absorbs_an_outage_then_pushes_back_and_nothing_is_lost_or_doubled
         if metric(&text, "gatelog_written_decisions_total", &[("sink", "index")]) == Some(indexed as f64) {
             break text;
         }
-        assert!(Instant::now() < deadline, "the index did not index the {indexed} acknowledged decisions:\n{text}");
+        assert!(Instant::now() < deadline, "the index did not index the {indexed} acknowledged decisions:\n{text}\n{}", server.log_tail(80));
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let m = |name: &str, sink: &str| metric(&metrics_down, name, &[("sink", sink)]).unwrap_or(-1.0);
