@@ -318,12 +318,20 @@ mod tests {
     #[tokio::test]
     async fn a_reader_that_read_ahead_into_the_zeros_sees_records_written_there_later() {
         let dir = TempDir::new().unwrap();
-        let o = SpoolOptions { preallocate: false, ..opts(1 << 20) };
+        let o = SpoolOptions {
+            preallocate: false,
+            ..opts(1 << 20)
+        };
         let spool = Spool::open(dir.path(), o).unwrap();
         spool.append(payload(1)).await.unwrap();
         let seg = spool.segment_paths()[0].clone();
         spool.close().await.unwrap();
-        OpenOptions::new().write(true).open(&seg).unwrap().set_len(1 << 20).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
         let spool = Spool::open(dir.path(), o).unwrap();
         let mut reader = spool.reader(0);
         // Reading record 1 buffers what follows it: zeros, at that moment.
