@@ -124,6 +124,14 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let ch_stats = Arc::new(SinkStats::default());
     // Decoding spool records and encoding rows is CPU the receiver's requests need more.
     let sink = run_clickhouse_sink(target.store.clone(), spool.clone(), ch_stats.clone(), config.clickhouse.sink_options(), stopped(stop_rx.clone()));
+    let sink = async move {
+        let result = sink.await;
+        // Said now, not only when gatelog stops: acks go on while nothing more is written.
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "clickhouse sink stopped; nothing more is written to ClickHouse until gatelog restarts");
+        }
+        result
+    };
     let ch_sink = match background::spawn_background("gatelog-ch-sink", sink) {
         Ok(handle) => handle,
         Err(e) => {
