@@ -274,12 +274,7 @@ impl Spool {
             Err(TryLockError::Error(e)) => return Err(SpoolError::io("locking", &lock_path, e)),
         }
         let tmp = dir.join(format!("{}.tmp", recovery::CONSUMERS_FILE));
-        match fs::remove_file(&tmp) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                return Err(SpoolError::io("removing", tmp, e));
-            }
-            _ => {}
-        }
+        recovery::remove_if_present(&tmp).map_err(|e| SpoolError::io("removing", &tmp, e))?;
 
         let mut found = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| SpoolError::io("listing", dir, e))? {

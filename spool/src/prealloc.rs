@@ -35,6 +35,7 @@
 
 use crate::Shared;
 use crate::priority::{BACKGROUND_NICE, lower_thread_priority};
+use crate::recovery::remove_if_present;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -214,13 +215,6 @@ fn trim(path: &Path, len: u64) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => tracing::warn!(file = %path.display(), len, error = %e,
             "cannot trim the preallocated zeros of a sealed spool segment; they stay until it is deleted"),
-    }
-}
-
-fn remove_if_present(path: &Path) -> io::Result<()> {
-    match fs::remove_file(path) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
     }
 }
 

@@ -299,6 +299,14 @@ pub(crate) fn store_consumers(
     sync_dir(dir)
 }
 
+/// Deletes `path`; a file that is not there is fine.
+pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// fsync of a directory: makes file creations, renames and deletions in it durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
     File::open(dir)
