@@ -125,16 +125,17 @@ async fn ingest(
     let reject_whole = config.reject_whole_batch;
     let received_at = state.inner.clock.now();
     let started = std::time::Instant::now();
-    // Small plain bodies inline (they are mapped without the rayon pool); the rest on the
-    // blocking pool, one body per core at a time.
+    // Small plain bodies inline (they are mapped without the mapping threads); the rest on
+    // the blocking pool, which hands the body to the mapping threads, one body per thread.
     let prepared = if body.len() <= INLINE_MAX && !crate::is_gzip(&body) {
-        prepare(&body, mapper, received_at, origin, limits, reject_whole)
+        prepare(&body, mapper, received_at, origin, limits, reject_whole, state.inner.workers.pool())
     } else {
         let origin = origin.to_owned();
         let body = body.clone();
+        let workers = state.inner.workers.clone();
         // The semaphore is never closed; a closed one would only mean no limit.
         let _permit = state.inner.mapping.acquire().await.ok();
-        tokio::task::spawn_blocking(move || prepare(&body, mapper, received_at, &origin, limits, reject_whole))
+        tokio::task::spawn_blocking(move || prepare(&body, mapper, received_at, &origin, limits, reject_whole, workers.pool()))
             .await
             .map_err(|e| ApiError::unavailable(retry_after, "the batch could not be processed", format!("mapping task failed: {e}")))?
     };

@@ -46,7 +46,8 @@
 //!
 //! Submodules: [`config`] ([`ReceiverConfig`]), [`error`] (the closed set of
 //! [`ErrorCode`]s), `auth` (constant-time tokens), [`metrics`], [`decisions`] (proxy
-//! decision lines), `process` (body → batch) and `handlers`; and [`client`], the other side:
+//! decision lines), `process` (body → batch), `workers` (the pinned mapping threads) and
+//! `handlers`; and [`client`], the other side:
 //! a sender that posts to these routes as Logpush and a Tail Worker do (`gatelog demo`).
 
 mod auth;
@@ -57,6 +58,7 @@ pub mod error;
 mod handlers;
 pub mod metrics;
 mod process;
+mod workers;
 
 pub use config::{ConfigError, ReceiverConfig};
 pub use decisions::{DecisionLineContext, map_decision_line};
@@ -69,6 +71,7 @@ use axum::routing::{get, post};
 use gatelog_model::{Clock, UnixMillis};
 use gatelog_spool::Spool;
 use std::sync::{Arc, Mutex, PoisonError};
+use workers::MappingPool;
 
 /// Everything the handlers share. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -83,9 +86,11 @@ struct Inner {
     clock: Arc<dyn Clock>,
     auth: TokenCheck,
     metrics: Arc<MetricsRegistry>,
-    /// Bodies being inflated and mapped at once: one per core. More would only time-slice
-    /// the same cores while each holds its inflated lines in memory; waiting requests hold
-    /// just their (compressed) body, and are served in arrival order.
+    /// The threads bodies are inflated and mapped on (see [`workers`]).
+    workers: MappingPool,
+    /// Bodies being inflated and mapped at once: one per mapping thread. More would only
+    /// time-slice the same cores while each holds its inflated lines in memory; waiting
+    /// requests hold just their (compressed) body, and are served in arrival order.
     mapping: tokio::sync::Semaphore,
     /// The last spool failure (when, why), cleared by the next successful append; `/readyz`
     /// reports it for `retry_after` so a receiver taken out of rotation comes back by itself.
@@ -93,10 +98,12 @@ struct Inner {
 }
 
 impl ReceiverState {
-    /// Validates `config` and builds the state. Logs a warning when no token is configured
-    /// (every ingest request will be refused) or when unauthenticated access is allowed.
-    pub fn new(config: ReceiverConfig, spool: Spool, clock: Arc<dyn Clock>) -> Result<Self, ConfigError> {
+    /// Validates `config`, starts the mapping threads and builds the state. Logs a warning
+    /// when no token is configured (every ingest request will be refused) or when
+    /// unauthenticated access is allowed.
+    pub fn new(config: ReceiverConfig, spool: Spool, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
         config.validate()?;
+        let workers = MappingPool::new().map_err(|e| StartError::Threads(e.to_string()))?;
         let auth = TokenCheck::new(&config.tokens, config.token_header.as_deref(), config.allow_unauthenticated);
         if auth.rejects_everything() {
             tracing::warn!("receiver: no ingest tokens configured (receiver.tokens); every ingest request will be refused with 401");
@@ -110,7 +117,8 @@ impl ReceiverState {
                 clock,
                 auth,
                 metrics: Arc::new(MetricsRegistry::default()),
-                mapping: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from)),
+                mapping: tokio::sync::Semaphore::new(workers.threads()),
+                workers,
                 last_failure: Mutex::new(None),
             }),
         })
@@ -168,6 +176,15 @@ impl ReceiverState {
             *failure = None;
         }
     }
+}
+
+/// Why a receiver could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot start the receiver's mapping threads: {0}")]
+    Threads(String),
 }
 
 /// The receiver's routes (see the module docs), with `state` attached.

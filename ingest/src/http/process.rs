@@ -116,6 +116,7 @@ pub(crate) fn map_request_body(
     received_at: UnixMillis,
     origin: &str,
     limits: Limits,
+    pool: &rayon::ThreadPool,
 ) -> Result<(MappedBody, String, u64), PrepareError> {
     let ctx = BodyContext {
         received_at,
@@ -133,7 +134,7 @@ pub(crate) fn map_request_body(
             return Err(DecodeError::TooLarge { limit: limits.max_decompressed }.into());
         }
         let lines = LineReader::new(body, limits.max_line);
-        let out = if body.len() <= INLINE_MAX { map.sequential(lines)? } else { map.pipelined(lines)? };
+        let out = if body.len() <= INLINE_MAX { map.sequential(lines)? } else { map.pipelined(lines, pool)? };
         return Ok((out, gatelog_model::sha256_hex(body), body.len() as u64));
     }
     let mut hasher = Sha256::new();
@@ -142,13 +143,13 @@ pub(crate) fn map_request_body(
         let inflated = BodyReader::new(body, limits.max_decompressed)?;
         let hashing = Hashing { inner: inflated, hasher: &mut hasher, bytes: &mut bytes };
         let lines = LineReader::new(BufReader::with_capacity(256 * 1024, hashing), limits.max_line);
-        map.pipelined(lines)?
+        map.pipelined(lines, pool)?
     };
     Ok((out, hex_digest(hasher), bytes))
 }
 
-/// Plain bodies up to this size are mapped on the calling thread, without the rayon pool:
-/// the receiver maps them inline on the async runtime, which must not wait for the pool.
+/// Plain bodies up to this size are mapped on the calling thread, without the mapping
+/// threads: the receiver maps them inline on the async runtime, which must not wait for them.
 pub(crate) const INLINE_MAX: usize = 64 * 1024;
 
 /// Lines per rayon task: small enough that mapping starts while most of a 2,000-line
@@ -201,17 +202,17 @@ impl LineMapper<'_> {
     }
 
     /// Reads (inflating and hashing, for gzip) the body [`LINES_PER_TASK`] lines at a time
-    /// and maps and encodes each piece on the rayon pool as soon as it is read, so inflating
-    /// and mapping overlap; the pieces are then joined in line order. Mapped pieces hand their
+    /// and maps and encodes each piece on `pool` as soon as it is read, so inflating and
+    /// mapping overlap; the pieces are then joined in line order. Mapped pieces hand their
     /// buffers back to the reader. A read error ends the body: what was mapped is dropped.
     ///
-    /// `rayon::scope` runs the reading on a pool worker, which also bounds how many pieces are
-    /// mapped at once. `in_place_scope` (reading on the calling thread) looked faster in the
-    /// latency phase (map p50 23 → 16 ms), but in full runs its p50 was within noise of this
-    /// one and (b)'s peak RSS rose from 468 to 529 MB, over the 512 MB target.
-    fn pipelined<R: BufRead + Send>(self, mut lines: LineReader<R>) -> Result<MappedBody, PrepareError> {
+    /// `ThreadPool::scope` runs the reading on a pool thread too, which also bounds how many
+    /// pieces are mapped at once. `in_place_scope` (reading on the calling thread) looked
+    /// faster in the latency phase (map p50 23 → 16 ms), but in full runs its p50 was within
+    /// noise of this one and (b)'s peak RSS rose from 468 to 529 MB, over the 512 MB target.
+    fn pipelined<R: BufRead + Send>(self, mut lines: LineReader<R>, pool: &rayon::ThreadPool) -> Result<MappedBody, PrepareError> {
         let (done_tx, done_rx) = mpsc::channel::<(usize, Result<MappedBody, PrepareError>)>();
-        let read: Result<(), DecodeError> = rayon::scope(move |scope| {
+        let read: Result<(), DecodeError> = pool.scope(move |scope| {
             let (free_tx, free_rx) = mpsc::channel::<Chunk>();
             let mut pieces = 0usize;
             let mut last_bytes = 0usize;
@@ -258,8 +259,9 @@ pub(crate) fn prepare(
     origin: &str,
     limits: Limits,
     reject_whole_batch: bool,
+    pool: &rayon::ThreadPool,
 ) -> Result<Prepared, PrepareError> {
-    let (mapped, sha256, bytes) = map_request_body(body, mapper, received_at, origin, limits)?;
+    let (mapped, sha256, bytes) = map_request_body(body, mapper, received_at, origin, limits, pool)?;
     let dataset = mapper.dataset_name();
     let batch_id = EventId::derive(&["batch", dataset, &sha256]);
     let (decisions, raw_records) = (mapped.decisions(), mapped.raw_records());
@@ -332,6 +334,10 @@ mod tests {
         body.into_bytes()
     }
 
+    fn pool() -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap()
+    }
+
     fn limits() -> Limits {
         Limits { max_decompressed: 1 << 30, max_line: 4096 }
     }
@@ -371,14 +377,14 @@ mod tests {
         // A small plain body takes the inline path (no rayon pool, one piece).
         let small = &plain[..plain.iter().take(INLINE_MAX).rposition(|b| *b == b'\n').unwrap() + 1];
         for (body, expected) in [(&plain[..], &expected), (&gzipped[..], &expected), (small, &reference_record(small, at))] {
-            let prepared = prepare(body, mapper, at, "o", limits(), false).unwrap();
+            let prepared = prepare(body, mapper, at, "o", limits(), false, &pool()).unwrap();
             let Plan::Spool { encoded, first_error: None } = prepared.plan else { panic!("{:?}", prepared.plan) };
             assert!(&encoded == expected, "the record differs from the line-by-line one");
             let batch = gatelog_model::Batch::decode(&encoded).unwrap();
             assert_eq!((prepared.batch_id, prepared.lines, prepared.probes), (batch.batch_id, batch.lines, batch.probes));
             assert_eq!((prepared.decisions, prepared.raw_records, prepared.dead_letters), (batch.decisions.len(), batch.raw.len(), batch.dead_letters.len()));
         }
-        assert!(prepare(small, mapper, at, "o", limits(), false).unwrap().lines > 200);
+        assert!(prepare(small, mapper, at, "o", limits(), false, &pool()).unwrap().lines > 200);
     }
 
     #[test]
@@ -386,10 +392,10 @@ mod tests {
         let gzipped = super::super::client::gzip(&mixed_body()).unwrap();
         let mut cut = gzipped[..gzipped.len() * 3 / 4].to_vec();
         let mapper = Mapper::Dataset(Dataset::HttpRequests, Source::Logpush);
-        let truncated = map_request_body(&cut, mapper, UnixMillis(0), "o", limits());
+        let truncated = map_request_body(&cut, mapper, UnixMillis(0), "o", limits(), &pool());
         assert!(matches!(truncated, Err(PrepareError::Decode(DecodeError::Corrupt { .. }))), "{truncated:?}");
         let middle = cut.len() / 2;
         cut[middle] ^= 0xff;
-        assert!(map_request_body(&cut, mapper, UnixMillis(0), "o", limits()).is_err());
+        assert!(map_request_body(&cut, mapper, UnixMillis(0), "o", limits(), &pool()).is_err());
     }
 }
