@@ -82,7 +82,7 @@ impl Batch {
 }
 
 /// A run of a batch's decisions and raw records, already encoded: what one thread maps from
-/// a piece of a body. [`BatchHead::encode_with`] joins runs (in line order) into exactly the
+/// a piece of a body. [`BatchHead::encode_parts`] joins runs (in line order) into exactly the
 /// record [`Batch::encode`] writes for the same batch, so a receiver can encode on every
 /// core while it maps, and never holds the mapped rows of a whole body at once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -134,29 +134,28 @@ pub struct BatchHead<'a> {
 }
 
 impl BatchHead<'_> {
-    /// The spool record of this head with the rows of `runs` (in order) and `dead_letters`:
-    /// byte for byte what [`Batch::encode`] writes for the same batch.
-    pub fn encode_with(&self, runs: &[EncodedRows], dead_letters: &[DeadLetter]) -> Result<Vec<u8>, BatchCodecError> {
+    /// The spool record of this head with the rows of `runs` (in order) and `dead_letters`,
+    /// in parts: joined, they are byte for byte what [`Batch::encode`] writes for the same
+    /// batch. The runs' buffers become parts as they are, so a whole body's rows are never
+    /// copied into one buffer before the spool writes them (`Spool::append_parts`).
+    pub fn encode_parts(&self, runs: Vec<EncodedRows>, dead_letters: &[DeadLetter]) -> Result<Vec<Vec<u8>>, BatchCodecError> {
         let encode = |e: postcard::Error| BatchCodecError::Encode(e.to_string());
-        let head = postcard::to_allocvec(self).map_err(encode)?;
+        let mut head = MAGIC.to_vec();
+        postcard::to_io(self, &mut head).map_err(encode)?;
+        postcard::to_io(&runs.iter().map(|r| r.decisions).sum::<usize>(), &mut head).map_err(encode)?;
+        let raw = postcard::to_allocvec(&runs.iter().map(|r| r.raw).sum::<usize>()).map_err(encode)?;
         let tail = postcard::to_allocvec(dead_letters).map_err(encode)?;
-        let count = |n: usize| postcard::to_allocvec(&n).map_err(encode);
-        let decisions = count(runs.iter().map(|r| r.decisions).sum())?;
-        let raw = count(runs.iter().map(|r| r.raw).sum())?;
-        let rows: usize = runs.iter().map(|r| r.decision_bytes.len() + r.raw_bytes.len()).sum();
-        let mut out = Vec::with_capacity(MAGIC.len() + head.len() + decisions.len() + raw.len() + rows + tail.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&head);
-        out.extend_from_slice(&decisions);
+        let mut parts = Vec::with_capacity(2 * runs.len() + 3);
+        parts.push(head);
+        let mut raw_runs = Vec::with_capacity(runs.len());
         for run in runs {
-            out.extend_from_slice(&run.decision_bytes);
+            parts.push(run.decision_bytes);
+            raw_runs.push(run.raw_bytes);
         }
-        out.extend_from_slice(&raw);
-        for run in runs {
-            out.extend_from_slice(&run.raw_bytes);
-        }
-        out.extend_from_slice(&tail);
-        Ok(out)
+        parts.push(raw);
+        parts.extend(raw_runs);
+        parts.push(tail);
+        Ok(parts)
     }
 }
 
@@ -274,10 +273,10 @@ mod tests {
                 run.push_decision(d).unwrap();
                 run.push_raw(r).unwrap();
             }
-            assert_eq!(head.encode_with(&runs, &b.dead_letters).unwrap(), expected, "cut at {cut}");
+            assert_eq!(head.encode_parts(runs, &b.dead_letters).unwrap().concat(), expected, "cut at {cut}");
         }
         let empty = Batch { decisions: vec![], raw: vec![], dead_letters: vec![], ..b.clone() };
-        assert_eq!(head.encode_with(&[], &[]).unwrap(), empty.encode().unwrap());
+        assert_eq!(head.encode_parts(Vec::new(), &[]).unwrap().concat(), empty.encode().unwrap());
     }
 
     #[test]

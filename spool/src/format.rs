@@ -53,26 +53,41 @@ pub fn record_size(payload_len: u64) -> u64 {
 
 /// crc32c over `seq ‖ len ‖ payload`.
 pub fn record_crc(seq: u64, len: u32, payload: &[u8]) -> u32 {
+    record_crc_parts(seq, len, &[payload])
+}
+
+/// [`record_crc`] of the payload that is `parts` joined.
+pub fn record_crc_parts<P: AsRef<[u8]>>(seq: u64, len: u32, parts: &[P]) -> u32 {
     let crc = crc32c::crc32c(&seq.to_le_bytes());
     let crc = crc32c::crc32c_append(crc, &len.to_le_bytes());
-    crc32c::crc32c_append(crc, payload)
+    parts.iter().fold(crc, |crc, part| crc32c::crc32c_append(crc, part.as_ref()))
 }
 
 /// Appends the encoded record to `buf`. The caller guarantees `payload.len() <= u32::MAX`
 /// (enforced through `max_record_bytes`); a longer payload is a bug and panics in debug builds.
+#[cfg(test)]
 pub fn encode_into(buf: &mut Vec<u8>, seq: u64, payload: &[u8]) {
-    debug_assert!(u32::try_from(payload.len()).is_ok());
-    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    encode_parts_into(buf, seq, &[payload]);
+}
+
+/// [`encode_into`] for the payload that is `parts` joined, without joining them first.
+pub fn encode_parts_into<P: AsRef<[u8]>>(buf: &mut Vec<u8>, seq: u64, parts: &[P]) {
+    let payload_len: usize = parts.iter().map(|p| p.as_ref().len()).sum();
+    debug_assert!(u32::try_from(payload_len).is_ok());
+    let len = u32::try_from(payload_len).unwrap_or(u32::MAX);
     let mut header = [0u8; HEADER_LEN];
     header[0..4].copy_from_slice(&MAGIC);
     header[4] = VERSION;
     header[8..16].copy_from_slice(&seq.to_le_bytes());
     header[16..20].copy_from_slice(&len.to_le_bytes());
-    header[20..24].copy_from_slice(&record_crc(seq, len, payload).to_le_bytes());
+    header[20..24].copy_from_slice(&record_crc_parts(seq, len, parts).to_le_bytes());
     let hcrc = crc32c::crc32c(&header[0..24]);
     header[24..28].copy_from_slice(&hcrc.to_le_bytes());
+    buf.reserve(HEADER_LEN + payload_len);
     buf.extend_from_slice(&header);
-    buf.extend_from_slice(payload);
+    for part in parts {
+        buf.extend_from_slice(part.as_ref());
+    }
 }
 
 fn le_u32(bytes: &[u8]) -> u32 {
@@ -149,6 +164,21 @@ mod tests {
             assert_eq!(h.len as usize, payload.len());
             assert_eq!(p, payload);
         }
+    }
+
+    #[test]
+    fn a_payload_in_parts_is_the_record_of_the_parts_joined() {
+        let parts: [&[u8]; 5] = [b"", b"head", b"", b"middle part", b"t"];
+        let mut joined = Vec::new();
+        encode_into(&mut joined, 9, &parts.concat());
+        let mut in_parts = Vec::new();
+        encode_parts_into(&mut in_parts, 9, &parts);
+        assert_eq!(in_parts, joined);
+        let mut none = Vec::new();
+        encode_parts_into::<&[u8]>(&mut none, 9, &[]);
+        let mut empty = Vec::new();
+        encode_into(&mut empty, 9, b"");
+        assert_eq!(none, empty);
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! - **Sequence numbers** are dense, start at 1 and never go back, across restarts: the last
 //!   segment is never deleted, so its name and contents always say where numbering stands.
 //! - **One writer thread** owns the active (last) segment. [`Spool::append`] queues the payload
-//!   and awaits a oneshot. The thread takes everything queued at that moment (group commit:
+//!   ([`Spool::append_parts`]: a payload in parts, which the writer joins as it encodes, so a
+//!   caller never copies a large record into one buffer first) and awaits a oneshot. The thread takes everything queued at that moment (group commit:
 //!   up to 32 MiB / 8192 records), encodes it into one buffer, writes it with one `pwrite` at
 //!   the end of the valid data, calls `fdatasync` once, publishes the new last sequence to
 //!   readers (a `watch` channel) and only then answers the callers. While one fsync runs, the
@@ -41,7 +42,7 @@
 //! 16      4   len       u32 little-endian, payload length (≤ max_record_bytes < 4 GiB)
 //! 20      4   crc       crc32c(seq ‖ len ‖ payload), seq and len little-endian as stored
 //! 24      4   hcrc      crc32c(bytes 0..24 of the header)
-//! 28    len   payload   the bytes given to `append`, untouched
+//! 28    len   payload   the bytes given to `append` (or the parts given to `append_parts`, joined), untouched
 //! ```
 //!
 //! `hcrc` protects `len` on its own, so a damaged length is never mistaken for "the record runs
@@ -399,16 +400,20 @@ impl Spool {
 
     /// Appends one record and resolves with its sequence number once it is durable.
     pub async fn append(&self, payload: Vec<u8>) -> Result<u64, SpoolError> {
+        self.append_parts(vec![payload]).await
+    }
+
+    /// Appends one record whose payload is `parts` joined, in order, without joining them in
+    /// memory first (the writer copies each into its group buffer); readers see one payload.
+    pub async fn append_parts(&self, parts: Vec<Vec<u8>>) -> Result<u64, SpoolError> {
         let max = self.shared().opts.max_record_bytes;
-        if payload.len() as u64 > max {
-            return Err(SpoolError::RecordTooLarge {
-                len: payload.len() as u64,
-                max,
-            });
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        if len > max {
+            return Err(SpoolError::RecordTooLarge { len, max });
         }
         let tx = self.handle.tx.as_ref().ok_or(SpoolError::Closed)?;
         let (reply, answer) = oneshot::channel();
-        tx.send(Cmd::Append { payload, reply })
+        tx.send(Cmd::Append { parts, reply })
             .map_err(|_| SpoolError::Closed)?;
         answer.await.map_err(|_| SpoolError::Closed)?
     }

@@ -27,7 +27,8 @@ pub(crate) type AppendReply = oneshot::Sender<Result<u64, SpoolError>>;
 #[derive(Debug)]
 pub(crate) enum Cmd {
     Append {
-        payload: Vec<u8>,
+        /// The record's payload, in parts to be joined.
+        parts: Vec<Vec<u8>>,
         reply: AppendReply,
     },
     Close {
@@ -71,10 +72,11 @@ impl Writer {
             let mut records = 0usize;
             while let Some(cmd) = next.take() {
                 match cmd {
-                    Cmd::Append { payload, reply } => {
-                        bytes += payload.len() as u64;
+                    Cmd::Append { parts, reply } => {
+                        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+                        bytes += len;
                         records += 1;
-                        self.stage(&payload, reply);
+                        self.stage(&parts, len, reply);
                     }
                     Cmd::Close { reply } => {
                         close = Some(reply);
@@ -101,8 +103,8 @@ impl Writer {
         }
     }
 
-    fn stage(&mut self, payload: &[u8], reply: AppendReply) {
-        let size = format::record_size(payload.len() as u64);
+    fn stage(&mut self, parts: &[Vec<u8>], payload_len: u64, reply: AppendReply) {
+        let size = format::record_size(payload_len);
         let max = self.shared.opts.max_bytes;
         let used = lock(&self.shared.state).bytes_on_disk + self.buf.len() as u64;
         if used + size > max {
@@ -130,8 +132,8 @@ impl Writer {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        format::encode_into(&mut self.buf, seq, payload);
-        self.pending.push((seq, payload.len() as u64, reply));
+        format::encode_parts_into(&mut self.buf, seq, parts);
+        self.pending.push((seq, payload_len, reply));
     }
 
     /// Writes and fsyncs the staged records, then publishes and answers them.

@@ -156,7 +156,7 @@ async fn ingest(
         dead_letters: prepared.dead_letters,
         probes: prepared.probes,
     };
-    let (encoded, first_error) = match prepared.plan {
+    let (parts, first_error) = match prepared.plan {
         Plan::ProbeOnly => {
             tracing::info!(origin, probes = prepared.probes, "receiver: validation probe answered, nothing stored");
             return Ok((StatusCode::OK, Json(answer)).into_response());
@@ -169,10 +169,10 @@ async fn ingest(
                 prepared.lines
             )));
         }
-        Plan::Spool { encoded, first_error } => (encoded, first_error),
+        Plan::Spool { parts, first_error } => (parts, first_error),
     };
     let (batch_id, lines, dead_letters) = (prepared.batch_id, prepared.lines, prepared.dead_letters);
-    let seq = state.spool().append(encoded).await.map_err(|e| spool_error(state, e, retry_after))?;
+    let seq = state.spool().append_parts(parts).await.map_err(|e| spool_error(state, e, retry_after))?;
     state.spool_succeeded();
     state.metrics().spooled(dataset, dead_letters as u64);
     tracing::debug!(origin, batch_id = %batch_id, seq, lines, decisions = answer.decisions,

@@ -3,12 +3,13 @@
 //!
 //! The body is inflated when it starts with the gzip magic (capped at
 //! `max_decompressed_bytes`), hashed as it streams and cut into [`Chunk`]s of 128 lines;
-//! each is mapped on the rayon pool as soon as it is read, so inflating one part of the body
-//! overlaps mapping the parts before it. The worker that maps a piece also encodes its rows
-//! ([`EncodedRows`]); the record is the pieces joined in line order ([`BatchHead::encode_with`]),
-//! so the batch is never held whole as rows, and encoding is spread over every core. The
-//! mapped chunks' buffers are reused for the next lines (the receiver maps at most one body
-//! per core at a time). The batch id is
+//! each is mapped on the receiver's mapping threads (`super::workers`) as soon as it is read,
+//! so inflating one part of the body overlaps mapping the parts before it. The thread that
+//! maps a piece also encodes its rows ([`EncodedRows`]); the record is the pieces in line
+//! order ([`BatchHead::encode_parts`]), handed to the spool as parts, so the batch is never
+//! held whole as rows nor copied into one buffer, and encoding is spread over every core.
+//! The mapped chunks' buffers are reused for the next lines (the receiver maps at most one
+//! body per core at a time). The batch id is
 //! `EventId::derive(["batch", route dataset, sha256(inflated body)])`, so a body Logpush
 //! retries gets the id it had and the store skips it.
 
@@ -47,8 +48,9 @@ pub(crate) enum Plan {
     NoRecords,
     /// `reject_whole_batch` and a bad line: 400 naming the first, spool nothing.
     Reject { first_error: String },
-    /// Spool the batch; when nothing was usable (`first_error` set) answer 400 afterwards.
-    Spool { encoded: Vec<u8>, first_error: Option<String> },
+    /// Spool the batch (its record in parts, see `BatchHead::encode_parts`); when nothing
+    /// was usable (`first_error` set) answer 400 afterwards.
+    Spool { parts: Vec<Vec<u8>>, first_error: Option<String> },
 }
 
 /// A mapped body and what to do with it.
@@ -266,6 +268,7 @@ pub(crate) fn prepare(
     let batch_id = EventId::derive(&["batch", dataset, &sha256]);
     let (decisions, raw_records) = (mapped.decisions(), mapped.raw_records());
     let first_error = mapped.dead_letters.first().map(|d| d.error.clone());
+    let dead_letters = mapped.dead_letters.len();
     let plan = if raw_records == 0 && mapped.dead_letters.is_empty() {
         if mapped.probes > 0 { Plan::ProbeOnly } else { Plan::NoRecords }
     } else if let (true, Some(first_error)) = (reject_whole_batch, first_error.clone()) {
@@ -281,8 +284,8 @@ pub(crate) fn prepare(
             bytes,
             sha256: &sha256,
         };
-        let encoded = head.encode_with(&mapped.runs, &mapped.dead_letters)?;
-        Plan::Spool { encoded, first_error: first_error.filter(|_| raw_records == 0) }
+        let parts = head.encode_parts(mapped.runs, &mapped.dead_letters)?;
+        Plan::Spool { parts, first_error: first_error.filter(|_| raw_records == 0) }
     };
     Ok(Prepared {
         batch_id,
@@ -290,7 +293,7 @@ pub(crate) fn prepare(
         probes: mapped.probes,
         decisions,
         raw_records,
-        dead_letters: mapped.dead_letters.len(),
+        dead_letters,
         plan,
     })
 }
@@ -378,7 +381,8 @@ mod tests {
         let small = &plain[..plain.iter().take(INLINE_MAX).rposition(|b| *b == b'\n').unwrap() + 1];
         for (body, expected) in [(&plain[..], &expected), (&gzipped[..], &expected), (small, &reference_record(small, at))] {
             let prepared = prepare(body, mapper, at, "o", limits(), false, &pool()).unwrap();
-            let Plan::Spool { encoded, first_error: None } = prepared.plan else { panic!("{:?}", prepared.plan) };
+            let Plan::Spool { parts, first_error: None } = prepared.plan else { panic!("{:?}", prepared.plan) };
+            let encoded = parts.concat();
             assert!(&encoded == expected, "the record differs from the line-by-line one");
             let batch = gatelog_model::Batch::decode(&encoded).unwrap();
             assert_eq!((prepared.batch_id, prepared.lines, prepared.probes), (batch.batch_id, batch.lines, batch.probes));
