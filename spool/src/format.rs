@@ -60,7 +60,9 @@ pub fn record_crc(seq: u64, len: u32, payload: &[u8]) -> u32 {
 pub fn record_crc_parts<P: AsRef<[u8]>>(seq: u64, len: u32, parts: &[P]) -> u32 {
     let crc = crc32c::crc32c(&seq.to_le_bytes());
     let crc = crc32c::crc32c_append(crc, &len.to_le_bytes());
-    parts.iter().fold(crc, |crc, part| crc32c::crc32c_append(crc, part.as_ref()))
+    parts
+        .iter()
+        .fold(crc, |crc, part| crc32c::crc32c_append(crc, part.as_ref()))
 }
 
 /// Appends the encoded record to `buf`. The caller guarantees `payload.len() <= u32::MAX`

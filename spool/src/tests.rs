@@ -73,21 +73,42 @@ async fn append_then_read_back_in_order() {
 #[tokio::test]
 async fn a_record_appended_in_parts_reads_back_joined_and_is_limited_as_a_whole() {
     let dir = TempDir::new().unwrap();
-    let small = SpoolOptions { max_record_bytes: 100, ..opts() };
+    let small = SpoolOptions {
+        max_record_bytes: 100,
+        ..opts()
+    };
     let spool = Spool::open(dir.path(), small.clone()).unwrap();
-    let parts = vec![b"head|".to_vec(), Vec::new(), payload(1, 60), b"|tail".to_vec()];
+    let parts = vec![
+        b"head|".to_vec(),
+        Vec::new(),
+        payload(1, 60),
+        b"|tail".to_vec(),
+    ];
     let joined = parts.concat();
     assert_eq!(spool.append_parts(parts).await.unwrap(), 1);
     assert_eq!(spool.append(payload(2, 10)).await.unwrap(), 2);
     // Each part is under the limit, the record is not.
-    let over = spool.append_parts(vec![payload(3, 60), payload(3, 60)]).await;
-    assert!(matches!(over, Err(SpoolError::RecordTooLarge { len: 120, max: 100 })), "{over:?}");
-    let read = |recs: Vec<Record>| recs.into_iter().map(|r| (r.seq, r.payload)).collect::<Vec<_>>();
+    let over = spool
+        .append_parts(vec![payload(3, 60), payload(3, 60)])
+        .await;
+    assert!(
+        matches!(over, Err(SpoolError::RecordTooLarge { len: 120, max: 100 })),
+        "{over:?}"
+    );
+    let read = |recs: Vec<Record>| {
+        recs.into_iter()
+            .map(|r| (r.seq, r.payload))
+            .collect::<Vec<_>>()
+    };
     let expected = vec![(1, joined), (2, payload(2, 10))];
     assert_eq!(read(read_all(&spool, 0).await.unwrap()), expected);
     spool.close().await.unwrap();
     let reopened = Spool::open(dir.path(), small).unwrap();
-    assert_eq!(read(read_all(&reopened, 0).await.unwrap()), expected, "and after recovery");
+    assert_eq!(
+        read(read_all(&reopened, 0).await.unwrap()),
+        expected,
+        "and after recovery"
+    );
     reopened.close().await.unwrap();
 }
 
