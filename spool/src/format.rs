@@ -65,15 +65,25 @@ pub fn record_crc_parts<P: AsRef<[u8]>>(seq: u64, len: u32, parts: &[P]) -> u32 
         .fold(crc, |crc, part| crc32c::crc32c_append(crc, part.as_ref()))
 }
 
-/// Appends the encoded record to `buf`. The caller guarantees `payload.len() <= u32::MAX`
-/// (enforced through `max_record_bytes`); a longer payload is a bug and panics in debug builds.
+/// Appends the encoded record to `buf`.
 #[cfg(test)]
 pub fn encode_into(buf: &mut Vec<u8>, seq: u64, payload: &[u8]) {
     encode_parts_into(buf, seq, &[payload]);
 }
 
-/// [`encode_into`] for the payload that is `parts` joined, without joining them first.
+/// [`encode_into`] for the payload that is `parts` joined.
+#[cfg(test)]
 pub fn encode_parts_into<P: AsRef<[u8]>>(buf: &mut Vec<u8>, seq: u64, parts: &[P]) {
+    buf.extend_from_slice(&header_for(seq, parts));
+    for part in parts {
+        buf.extend_from_slice(part.as_ref());
+    }
+}
+
+/// The header of record `seq` whose payload is `parts` joined; the record on disk is this
+/// header followed by the parts. The caller guarantees the payload fits in a `u32`
+/// (enforced through `max_record_bytes`); a longer one is a bug and panics in debug builds.
+pub fn header_for<P: AsRef<[u8]>>(seq: u64, parts: &[P]) -> [u8; HEADER_LEN] {
     let payload_len: usize = parts.iter().map(|p| p.as_ref().len()).sum();
     debug_assert!(u32::try_from(payload_len).is_ok());
     let len = u32::try_from(payload_len).unwrap_or(u32::MAX);
@@ -85,11 +95,7 @@ pub fn encode_parts_into<P: AsRef<[u8]>>(buf: &mut Vec<u8>, seq: u64, parts: &[P
     header[20..24].copy_from_slice(&record_crc_parts(seq, len, parts).to_le_bytes());
     let hcrc = crc32c::crc32c(&header[0..24]);
     header[24..28].copy_from_slice(&hcrc.to_le_bytes());
-    buf.reserve(HEADER_LEN + payload_len);
-    buf.extend_from_slice(&header);
-    for part in parts {
-        buf.extend_from_slice(part.as_ref());
-    }
+    header
 }
 
 fn le_u32(bytes: &[u8]) -> u32 {

@@ -12,12 +12,13 @@
 //! - **Sequence numbers** are dense, start at 1 and never go back, across restarts: the last
 //!   segment is never deleted, so its name and contents always say where numbering stands.
 //! - **One writer thread** owns the active (last) segment. [`Spool::append`] queues the payload
-//!   ([`Spool::append_parts`]: a payload in parts, which the writer joins as it encodes, so a
-//!   caller never copies a large record into one buffer first) and awaits a oneshot. The thread takes everything queued at that moment (group commit:
-//!   up to 32 MiB / 8192 records), encodes it into one buffer, writes it with one `pwrite` at
-//!   the end of the valid data, calls `fdatasync` once, publishes the new last sequence to
-//!   readers (a `watch` channel) and only then answers the callers. While one fsync runs, the
-//!   next group queues up, so the fsync count per append falls as concurrency rises.
+//!   (or [`Spool::append_parts`], a payload in parts that are never joined in memory) and
+//!   awaits a oneshot. The thread takes everything queued at that moment (group commit: up to
+//!   32 MiB / 8192 records), frames each record with its header, writes headers and payloads
+//!   as they are with `pwritev` (no copy into a group buffer) at the end of the valid data,
+//!   calls `fdatasync` once, publishes the new last sequence to readers (a `watch` channel)
+//!   and only then answers the callers. While one fsync runs, the next group queues up, so
+//!   the fsync count per append falls as concurrency rises.
 //! - **Readers** ([`Spool::reader`]) only ever see records whose fsync completed. A sink that
 //!   commits position N therefore never loses record N to a crash and never sees a number
 //!   re-used for a different record.
@@ -376,7 +377,7 @@ impl Spool {
             },
             next_seq: last_seq + 1,
             needs_truncate: false,
-            buf: Vec::new(),
+            staged_bytes: 0,
             pending: Vec::new(),
             spares,
             _lock: lock_file,

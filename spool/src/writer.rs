@@ -1,9 +1,10 @@
 //! The writer thread: owns the active segment, assigns sequence numbers, and group-commits.
 //!
 //! Loop: block for one command, then drain whatever else is already queued (bounded), stage
-//! every append into one buffer, write it with one `pwrite` at the end of the valid data, fsync
-//! once, publish the new durable sequence to readers, and answer every waiting caller.
-//! Because callers queue while an fsync runs, the next round naturally covers all of them.
+//! every append (its header, and its payload parts as the caller gave them: nothing is copied
+//! into a group buffer), write them with `pwritev` at the end of the valid data, fsync once,
+//! publish the new durable sequence to readers, and answer every waiting caller. Because
+//! callers queue while an fsync runs, the next round naturally covers all of them.
 
 use crate::error::SpoolError;
 use crate::format::{self, segment_file_name};
@@ -11,7 +12,7 @@ use crate::prealloc::Spares;
 use crate::recovery::{store_consumers, sync_dir};
 use crate::{Shared, lock};
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::io::IoSlice;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -21,6 +22,8 @@ use tokio::sync::oneshot;
 /// Upper bounds for one group commit.
 const MAX_GROUP_BYTES: u64 = 32 << 20;
 const MAX_GROUP_RECORDS: usize = 8192;
+/// Slices one `pwritev` takes at most (Linux's `IOV_MAX`).
+const IOV_MAX: usize = 1024;
 
 pub(crate) type AppendReply = oneshot::Sender<Result<u64, SpoolError>>;
 
@@ -55,12 +58,23 @@ pub(crate) struct Writer {
     pub next_seq: u64,
     /// Set when cutting a failed write back did not succeed; retried before the next write.
     pub needs_truncate: bool,
-    pub buf: Vec<u8>,
-    pub pending: Vec<(u64, u64, AppendReply)>,
+    /// The staged records, in sequence order, and their bytes on disk.
+    pub pending: Vec<Staged>,
+    pub staged_bytes: u64,
     /// The preallocated spare segment (`None` when `SpoolOptions::preallocate` is off).
     pub spares: Option<Spares>,
     /// The directory lock; released when the thread ends.
     pub _lock: File,
+}
+
+/// A record waiting for the group's write and fsync.
+#[derive(Debug)]
+pub(crate) struct Staged {
+    seq: u64,
+    header: [u8; format::HEADER_LEN],
+    parts: Vec<Vec<u8>>,
+    payload_len: u64,
+    reply: AppendReply,
 }
 
 impl Writer {
@@ -76,7 +90,7 @@ impl Writer {
                         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
                         bytes += len;
                         records += 1;
-                        self.stage(&parts, len, reply);
+                        self.stage(parts, len, reply);
                     }
                     Cmd::Close { reply } => {
                         close = Some(reply);
@@ -103,10 +117,10 @@ impl Writer {
         }
     }
 
-    fn stage(&mut self, parts: &[Vec<u8>], payload_len: u64, reply: AppendReply) {
+    fn stage(&mut self, parts: Vec<Vec<u8>>, payload_len: u64, reply: AppendReply) {
         let size = format::record_size(payload_len);
         let max = self.shared.opts.max_bytes;
-        let used = lock(&self.shared.state).bytes_on_disk + self.buf.len() as u64;
+        let used = lock(&self.shared.state).bytes_on_disk + self.staged_bytes;
         if used + size > max {
             self.commit();
             self.reclaim();
@@ -121,7 +135,7 @@ impl Writer {
                 return;
             }
         }
-        let staged = self.active.len + self.buf.len() as u64;
+        let staged = self.active.len + self.staged_bytes;
         if staged > 0 && staged + size > self.shared.opts.segment_bytes {
             self.commit();
             if let Err(e) = self.roll() {
@@ -132,8 +146,15 @@ impl Writer {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        format::encode_parts_into(&mut self.buf, seq, parts);
-        self.pending.push((seq, payload_len, reply));
+        let header = format::header_for(seq, &parts);
+        self.staged_bytes += size;
+        self.pending.push(Staged {
+            seq,
+            header,
+            parts,
+            payload_len,
+            reply,
+        });
     }
 
     /// Writes and fsyncs the staged records, then publishes and answers them.
@@ -143,7 +164,7 @@ impl Writer {
         }
         match self.write_and_sync() {
             Ok(()) => {
-                let written = self.buf.len() as u64;
+                let written = self.staged_bytes;
                 self.active.len += written;
                 self.active.file_len = self.active.file_len.max(self.active.len);
                 let last = self.next_seq - 1;
@@ -156,24 +177,24 @@ impl Writer {
                     st.last_seq = last;
                 }
                 self.shared.durable.send_replace(last);
-                let payload_bytes = self.pending.iter().map(|p| p.1).sum();
+                let payload_bytes = self.pending.iter().map(|p| p.payload_len).sum();
                 self.shared
                     .metrics
                     .appended(self.pending.len() as u64, payload_bytes);
-                for (seq, _, reply) in self.pending.drain(..) {
-                    let _ = reply.send(Ok(seq));
+                for staged in self.pending.drain(..) {
+                    let _ = staged.reply.send(Ok(staged.seq));
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, records = self.pending.len(), "spool append failed; the records were not stored");
                 self.next_seq -= self.pending.len() as u64;
                 self.shared.metrics.append_failed(self.pending.len() as u64);
-                for (_, _, reply) in self.pending.drain(..) {
-                    let _ = reply.send(Err(e.clone()));
+                for staged in self.pending.drain(..) {
+                    let _ = staged.reply.send(Err(e.clone()));
                 }
             }
         }
-        self.buf.clear();
+        self.staged_bytes = 0;
     }
 
     fn write_and_sync(&mut self) -> Result<(), SpoolError> {
@@ -187,17 +208,30 @@ impl Writer {
             self.active.file_len = self.active.len;
             self.needs_truncate = false;
         }
+        let mut slices: Vec<IoSlice<'_>> =
+            Vec::with_capacity(self.pending.iter().map(|p| 1 + p.parts.len()).sum());
+        for staged in &self.pending {
+            slices.push(IoSlice::new(&staged.header));
+            slices.extend(staged.parts.iter().map(|part| IoSlice::new(part)));
+        }
         #[cfg(test)]
         let injected = lock(&self.shared.faults).fail_write_after.take();
         #[cfg(test)]
         if let Some(after) = injected {
-            let part = &self.buf[..after.min(self.buf.len())];
-            let _ = self.active.file.write_all_at(part, self.active.len);
+            let group: Vec<u8> = slices.iter().flat_map(|s| s.iter().copied()).collect();
+            let _ = std::os::unix::fs::FileExt::write_all_at(
+                &self.active.file,
+                &group[..after.min(group.len())],
+                self.active.len,
+            );
+            drop(slices);
             self.cut_back();
             let e = std::io::Error::new(std::io::ErrorKind::StorageFull, "injected ENOSPC");
             return Err(SpoolError::io("writing", self.active.path.clone(), e));
         }
-        if let Err(e) = self.active.file.write_all_at(&self.buf, self.active.len) {
+        let written = write_all_vectored_at(&self.active.file, &mut slices, self.active.len);
+        drop(slices);
+        if let Err(e) = written {
             self.cut_back();
             return Err(SpoolError::io("writing", self.active.path.clone(), e));
         }
@@ -301,5 +335,64 @@ impl Writer {
         if let Err(e) = crate::gc(&self.shared) {
             tracing::warn!(error = %e, "cannot delete consumed spool segments");
         }
+    }
+}
+
+/// Writes every byte of `slices` at `offset`, in as few `pwritev` calls as `IOV_MAX` and
+/// short writes allow.
+fn write_all_vectored_at(
+    file: &File,
+    mut slices: &mut [IoSlice<'_>],
+    mut offset: u64,
+) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        let batch = slices.len().min(IOV_MAX);
+        match rustix::io::pwritev(file, &slices[..batch], offset) {
+            Ok(0) if slices[..batch].iter().any(|s| !s.is_empty()) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::WriteZero,
+                    "pwritev wrote nothing",
+                ));
+            }
+            Ok(n) => {
+                offset += n as u64;
+                // Drops the written slices, and the empty ones in front (so this ends even
+                // when a batch is only empty slices).
+                IoSlice::advance_slices(&mut slices, n);
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vectored_write_covers_more_slices_than_one_call_takes_and_empty_ones() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("f"))
+            .unwrap();
+        let parts: Vec<Vec<u8>> = (0..3 * IOV_MAX + 7)
+            .map(|i| vec![(i % 251) as u8; i % 5])
+            .collect();
+        let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
+        write_all_vectored_at(&file, &mut slices, 10).unwrap();
+        let mut expected = vec![0u8; 10];
+        expected.extend(parts.concat());
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), expected);
+        // Only empty slices: nothing to write, and it ends.
+        let empty: Vec<Vec<u8>> = vec![Vec::new(); IOV_MAX + 1];
+        let mut slices: Vec<IoSlice<'_>> = empty.iter().map(|p| IoSlice::new(p)).collect();
+        write_all_vectored_at(&file, &mut slices, 0).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), expected);
     }
 }
