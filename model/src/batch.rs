@@ -94,6 +94,13 @@ pub struct EncodedRows {
 }
 
 impl EncodedRows {
+    /// Empty, with room for this many bytes of encoded decisions and raw records. A run is
+    /// held until the spool has written it, so room it never uses is memory held for nothing,
+    /// and growing by doubling leaves up to half of each buffer unused.
+    pub fn with_capacity(decision_bytes: usize, raw_bytes: usize) -> Self {
+        EncodedRows { decision_bytes: Vec::with_capacity(decision_bytes), raw_bytes: Vec::with_capacity(raw_bytes), ..Self::default() }
+    }
+
     /// Appends a decision.
     pub fn push_decision(&mut self, decision: &AccessDecision) -> Result<(), BatchCodecError> {
         postcard::to_io(decision, &mut self.decision_bytes).map_err(|e| BatchCodecError::Encode(e.to_string()))?;
