@@ -53,8 +53,8 @@
 //!    the maximum.
 //! 6. Peak RSS: `VmHWM` of each serve process, read before it is stopped.
 //!
-//! Between phases the bench waits for ClickHouse's merges to finish. Every process it starts
-//! is stopped on the way out, on errors too (drop guards).
+//! Between phases the bench waits for ClickHouse's merges to finish and runs `sync`. Every
+//! process it starts is stopped on the way out, on errors too (drop guards).
 #![allow(clippy::print_stdout)] // a benchmark: its output is the point
 
 #[path = "serve/input.rs"]

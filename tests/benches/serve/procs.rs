@@ -123,12 +123,17 @@ pub fn load_average() -> String {
     text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
-/// Waits (bounded, 600 s) until ClickHouse has no merges running, so one phase's background
-/// work does not slow the next. Returns whether it settled.
+/// Waits (bounded, 600 s) until ClickHouse has no merges running, then writes every dirty
+/// page out (`sync`), so one phase's background work (or a previous run's, whose hundreds of
+/// MB the kernel would otherwise flush during the next phase) does not slow the next.
+/// Returns whether it settled.
 pub async fn settle(ch_url: &str) -> bool {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(600) {
         if gatelog_e2e::count(ch_url, "SELECT count() FROM system.merges") == 0 {
+            if let Err(e) = tokio::process::Command::new("sync").status().await {
+                eprintln!("bench serve: cannot run sync ({e}); dirty pages may be written during the next phase");
+            }
             return true;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
