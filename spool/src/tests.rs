@@ -77,7 +77,7 @@ async fn a_record_appended_in_parts_reads_back_joined_and_is_limited_as_a_whole(
         max_record_bytes: 100,
         ..opts()
     };
-    let spool = Spool::open(dir.path(), small.clone()).unwrap();
+    let spool = Spool::open(dir.path(), small).unwrap();
     let parts = vec![
         b"head|".to_vec(),
         Vec::new(),
