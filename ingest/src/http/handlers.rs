@@ -114,7 +114,9 @@ async fn ingest(
     if let Some(reason) = state.lag_reason() {
         return Err(ApiError::lagging(retry_after, reason));
     }
+    let reading = std::time::Instant::now();
     let body = read_body(headers, body, config.max_body_bytes.as_u64()).await?;
+    let read_in = reading.elapsed();
     if body.is_empty() {
         return Err(ApiError::bad_request("body is empty"));
     }
@@ -176,7 +178,7 @@ async fn ingest(
     state.spool_succeeded();
     state.metrics().spooled(dataset, dead_letters as u64);
     tracing::debug!(origin, batch_id = %batch_id, seq, lines, decisions = answer.decisions,
-        dead_letters = answer.dead_letters, map_ms = millis(mapped_in),
+        dead_letters = answer.dead_letters, read_ms = millis(read_in), map_ms = millis(mapped_in),
         spool_ms = millis(started.elapsed().saturating_sub(mapped_in)), "receiver: batch spooled");
     answer.batch_id = Some(batch_id);
     answer.spool_seq = Some(seq);

@@ -94,6 +94,9 @@ pub const WARM_UP: Duration = Duration::from_secs(2);
 pub async fn open_loop(client: &reqwest::Client, to: &Endpoint, bodies: &Arc<Vec<Vec<u8>>>, per_second: f64) -> anyhow::Result<Outcome> {
     let interval = Duration::from_secs_f64(1.0 / per_second);
     let started = Instant::now();
+    // Wall time only to name when the slowest were sent, next to the server log's timestamps.
+    #[allow(clippy::disallowed_methods)]
+    let started_wall = std::time::SystemTime::now();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..bodies.len() {
         let at = started + interval.mul_f64(i as f64);
@@ -109,6 +112,19 @@ pub async fn open_loop(client: &reqwest::Client, to: &Endpoint, bodies: &Arc<Vec
         answered.push(joined.context("request task panicked")??);
     }
     answered.sort_unstable_by_key(|(i, _, _)| *i);
+    // The slowest answers with their spool sequence numbers, to find them in the server's log
+    // (`receiver: batch spooled ... seq=N read_ms map_ms spool_ms` at debug level).
+    let mut slowest: Vec<_> = answered.iter().map(|(i, latency, answer)| (*latency, *i, answer.seq)).collect();
+    slowest.sort_unstable_by(|a, b| b.cmp(a));
+    let named: Vec<String> = slowest
+        .iter()
+        .take(3)
+        .map(|(latency, i, seq)| {
+            let sent = (started_wall + interval.mul_f64(*i as f64)).duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            format!("body {i} (spool seq {seq}, sent at {:.6}) {:.1} ms", sent.as_secs_f64(), latency.as_secs_f64() * 1000.0)
+        })
+        .collect();
+    eprintln!("bench serve: slowest answers: {}", named.join(", "));
     let mut total = Outcome::default();
     for (_, latency, answer) in answered {
         total.add(latency, answer);
