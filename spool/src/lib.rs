@@ -27,7 +27,8 @@
 //!   deleted. Deletion goes oldest first, so the files left are always a contiguous range.
 //! - **Preallocation** (`prealloc`, on by default): a background thread keeps `spare`, a
 //!   zero-filled file of `segment_bytes`, ready; a new segment is that file renamed. Appends
-//!   then overwrite allocated blocks, and their `fdatasync` needs no journal commit, which
+//!   then overwrite allocated blocks, and their `fdatasync` has no size or allocation
+//!   metadata to write (no journal commit, or no metadata buffers without a journal), which
 //!   is what made fsync latency depend on everything else the disk was writing. A segment may
 //!   therefore end in zeros after its last record.
 //!

@@ -16,7 +16,7 @@ pub struct SpoolOptions {
     /// fsync before answering appends. `false` only for benchmarks.
     pub fsync: bool,
     /// Keep a zero-filled spare segment ready, so appends overwrite allocated blocks and
-    /// their fsyncs skip the file system's journal (see `prealloc`). Costs one extra write
+    /// their fsyncs write data only, no size or allocation metadata (see `prealloc`). Costs one extra write
     /// of every segment, in the background.
     pub preallocate: bool,
 }

@@ -2,12 +2,13 @@
 //!
 //! # Why
 //!
-//! Appending to a file and then `fdatasync`ing it makes ext4 (like most journaling file
-//! systems) commit a journal transaction too: the new file size and the newly allocated
-//! blocks are metadata the data sync must make durable. That commit also waits for other
-//! files' data in ordered mode, so an append's fsync takes as long as whatever else the disk
-//! is writing (ClickHouse parts, the index). Overwriting blocks that are already allocated and
-//! written changes nothing the data sync needs, so `fdatasync` writes only the data. On the
+//! Appending to a file and then `fdatasync`ing it must also make the new file size and the
+//! newly allocated blocks durable, and that metadata costs more than the data. On a
+//! journaling file system (ext4's default) it is a journal commit, which in ordered mode also
+//! waits for other files' data (ClickHouse parts, the index); on an ext4 without a journal
+//! (the bench machine's: its fsyncs go through `ext4_fsync_nojournal`) it is the inode and
+//! block bitmap buffers, written and waited for one by one. Overwriting blocks that are
+//! already allocated and written changes neither, so `fdatasync` writes only the data. On the
 //! 2-core bench machine, a 4 MB `pwrite` + `fdatasync` took p50 8.9 ms appending and 2.3 ms
 //! overwriting a zero-filled file (p90 11.0 vs 2.5 ms).
 //!
