@@ -82,8 +82,8 @@ impl Batch {
 }
 
 /// A run of a batch's decisions and raw records, already encoded: what one thread maps from
-/// a piece of a body. [`BatchHead::encode_parts`] joins runs (in line order) into exactly the
-/// record [`Batch::encode`] writes for the same batch, so a receiver can encode on every
+/// a piece of a body. [`BatchHead::encode_parts`] makes runs (in line order) the parts of
+/// exactly the record [`Batch::encode`] writes for the same batch, so a receiver can encode on every
 /// core while it maps, and never holds the mapped rows of a whole body at once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EncodedRows {

@@ -102,8 +102,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     )
     .with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let receiver = ReceiverState::new(config.receiver.clone(), spool.clone(), clock.clone())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let receiver = ReceiverState::new(config.receiver.clone(), spool.clone(), clock.clone())?;
     let index_dir = config.data_dir.join("index");
     let indexer = if config.index.enabled {
         let opts = IndexerOptions {

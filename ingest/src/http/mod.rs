@@ -103,7 +103,7 @@ impl ReceiverState {
     /// unauthenticated access is allowed.
     pub fn new(config: ReceiverConfig, spool: Spool, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
         config.validate()?;
-        let workers = MappingPool::new().map_err(|e| StartError::Threads(e.to_string()))?;
+        let workers = MappingPool::new().map_err(StartError::Threads)?;
         let auth = TokenCheck::new(&config.tokens, config.token_header.as_deref(), config.allow_unauthenticated);
         if auth.rejects_everything() {
             tracing::warn!("receiver: no ingest tokens configured (receiver.tokens); every ingest request will be refused with 401");
@@ -183,8 +183,8 @@ impl ReceiverState {
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot start the receiver's mapping threads: {0}")]
-    Threads(String),
+    #[error("cannot start the receiver's mapping threads")]
+    Threads(#[source] rayon::ThreadPoolBuildError),
 }
 
 /// The receiver's routes (see the module docs), with `state` attached.

@@ -213,7 +213,7 @@ impl LineMapper<'_> {
 
     /// Reads (inflating and hashing, for gzip) the body [`LINES_PER_TASK`] lines at a time
     /// and maps and encodes each piece on `pool` as soon as it is read, so inflating and
-    /// mapping overlap; the pieces are then joined in line order. Mapped pieces hand their
+    /// mapping overlap; the pieces are then put back in line order. Mapped pieces hand their
     /// buffers back to the reader. A read error ends the body: what was mapped is dropped.
     ///
     /// `ThreadPool::scope` runs the reading on a pool thread too, which also bounds how many

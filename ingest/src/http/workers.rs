@@ -101,9 +101,9 @@ mod tests {
         if cpus.len() == threads {
             let mut placed: Vec<usize> = seen
                 .iter()
-                .map(|(_, cpus)| {
-                    assert_eq!(cpus.len(), 1, "{seen:?}");
-                    cpus[0]
+                .map(|(_, own)| {
+                    assert_eq!(own.len(), 1, "{seen:?}");
+                    own[0]
                 })
                 .collect();
             placed.sort_unstable();
