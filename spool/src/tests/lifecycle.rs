@@ -168,17 +168,23 @@ async fn restart_keeps_sequence_numbering_even_after_everything_was_deleted() {
     );
 }
 
-#[tokio::test]
-async fn full_spool_refuses_at_once_then_accepts_after_an_ack_frees_space() {
-    let dir = TempDir::new().unwrap();
+/// A spool with room for four records of 100-byte payloads, `segment_records` of them a
+/// segment, refusing payloads over 120 bytes.
+fn room_for_four_100_byte_records(segment_records: u64) -> SpoolOptions {
     let rec = record_size(100);
-    let o = SpoolOptions {
-        segment_bytes: rec * 2,
+    SpoolOptions {
+        segment_bytes: rec * segment_records,
         max_bytes: rec * 4,
         max_record_bytes: 120,
         fsync: true,
         preallocate: true,
-    };
+    }
+}
+
+#[tokio::test]
+async fn full_spool_refuses_at_once_then_accepts_after_an_ack_frees_space() {
+    let dir = TempDir::new().unwrap();
+    let o = room_for_four_100_byte_records(2);
     let spool = Spool::open(dir.path(), o).unwrap();
     spool.register_consumer("sink", 0).unwrap();
     for i in 1..=4 {
@@ -215,13 +221,7 @@ async fn full_spool_refuses_at_once_then_accepts_after_an_ack_frees_space() {
 async fn full_spool_seals_a_fully_acknowledged_active_segment_to_free_it() {
     let dir = TempDir::new().unwrap();
     let rec = record_size(100);
-    let o = SpoolOptions {
-        segment_bytes: rec * 10,
-        max_bytes: rec * 4,
-        max_record_bytes: 120,
-        fsync: true,
-        preallocate: true,
-    };
+    let o = room_for_four_100_byte_records(10);
     let spool = Spool::open(dir.path(), o).unwrap();
     spool.register_consumer("sink", 0).unwrap();
     for i in 1..=4 {
