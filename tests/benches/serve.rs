@@ -15,6 +15,9 @@
 //!   each record given its own RayID (so its own event id).
 //! - `BENCH_CONFIG` (optional): `gatelog.toml` text added to every serve phase's config
 //!   (`\n` for line breaks), e.g. `BENCH_CONFIG='[clickhouse]\nsink_batch_bytes = "32 MiB"'`.
+//! - `BENCH_LATENCY_RECORDS` (default 1000000): records of the latency phase, its own (more
+//!   generated records, or the lines of `BENCH_INPUT` after the first `BENCH_RECORDS`), so
+//!   its p99 rests on ~500 requests rather than being the slowest of ~100.
 //! - `BENCH_LATENCY_RATE` (optional, events/s): run only the latency phase, at this rate
 //!   (no baseline, no throughput phases): for working on ack latency.
 //! - `GATELOG_E2E_SERVE_LOG` (optional): the serve processes' log filter (default `warn`);
@@ -43,14 +46,13 @@
 //!    `gatelog_sink_lag_records{sink="index"}` = 0 (the index sink acknowledges after its
 //!    commit). `gatelog_written_decisions_total{sink}` is reported next to ClickHouse's
 //!    `count()` of `decisions`, as a cross-check.
-//! 5. Latency: a fresh serve with the default config; bodies are posted open-loop (body i at
-//!    i / rate, each in its own task, so a slow answer delays nothing that follows: no
-//!    coordinated omission) at half of (b)'s end-to-end events/s; latency is scheduled send →
-//!    2xx (including any Retry-After waits). p50/p99 are over the requests sent after the
-//!    first 2 s (a fresh server faults in its memory and starts threads during those); the
-//!    warm-up requests and p99 over every request are printed on the next line. With
-//!    2000-line bodies the sample is small (records / 2000 requests), so p99 is close to
-//!    the maximum.
+//! 5. Latency: a fresh serve with the default config; the latency bodies are posted
+//!    open-loop (body i at i / rate, each in its own task, so a slow answer delays nothing
+//!    that follows: no coordinated omission) at half of (b)'s end-to-end events/s; latency is
+//!    scheduled send → 2xx (including any Retry-After waits). p50/p99 are over the requests
+//!    sent after the first 2 s (a fresh server faults in its memory and starts threads during
+//!    those); the warm-up requests and p99 over every request are printed on the next line.
+//!    p99 is nearest-rank: over 500 requests, the fifth slowest; the maximum is printed too.
 //! 6. Peak RSS: `VmHWM` of each serve process, read before it is stopped.
 //!
 //! Between phases the bench waits for ClickHouse's merges to finish and runs `sync`. Every
@@ -106,6 +108,7 @@ pub struct Settings {
     pub input: Option<PathBuf>,
     /// Extra `gatelog.toml` text for every serve phase (`BENCH_CONFIG`).
     pub config: String,
+    pub latency_records: usize,
     /// Only the latency phase, at this many events/s (`BENCH_LATENCY_RATE`).
     pub latency_only: Option<f64>,
 }
@@ -123,6 +126,7 @@ impl Settings {
             records: env_number("BENCH_RECORDS", 200_000)?,
             batch_lines: env_number("BENCH_BATCH_LINES", 2000)?,
             clients: env_number("BENCH_CLIENTS", 8)?,
+            latency_records: env_number("BENCH_LATENCY_RECORDS", 1_000_000)?,
             input: std::env::var_os("BENCH_INPUT").filter(|v| !v.is_empty()).map(PathBuf::from),
             config: std::env::var("BENCH_CONFIG").map(|c| c.replace("\\n", "\n") + "\n").unwrap_or_default(),
             latency_only: match std::env::var("BENCH_LATENCY_RATE") {
@@ -137,8 +141,11 @@ impl Settings {
 #[derive(Debug)]
 struct Bench {
     settings: Settings,
+    /// The throughput phases' bodies (and the baseline's).
     bodies: Arc<Vec<Vec<u8>>>,
     records: usize,
+    /// The latency phase's own bodies.
+    latency_bodies: Arc<Vec<Vec<u8>>>,
     ch_url: String,
     work: PathBuf,
     client: reqwest::Client,
@@ -162,6 +169,7 @@ pub struct ServeRun {
 #[derive(Debug, Clone, Copy)]
 enum Load {
     Closed { clients: usize },
+    /// The latency bodies, at this rate.
     Open { bodies_per_second: f64 },
 }
 
@@ -170,9 +178,14 @@ async fn run() -> anyhow::Result<()> {
     let load_at_start = procs::load_average();
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
 
-    let (input, records, batch_lines) = (settings.input.clone(), settings.records, settings.batch_lines);
-    let mut prepared = tokio::task::spawn_blocking(move || input::prepare(input.as_deref(), records, batch_lines)).await??;
-    eprintln!("bench serve: {} records in {} gzip bodies ({:.1} MB gzip); building gatelog (release)", prepared.records, prepared.bodies.len(), prepared.gzip_bytes as f64 / 1e6);
+    // A latency-only run needs no throughput bodies.
+    let records = if settings.latency_only.is_some() { 0 } else { settings.records };
+    let (input, latency_records, batch_lines) = (settings.input.clone(), settings.latency_records, settings.batch_lines);
+    let mut prepared = tokio::task::spawn_blocking(move || input::prepare(input.as_deref(), records, latency_records, batch_lines)).await??;
+    for (name, set) in [("throughput", &prepared.throughput), ("latency", &prepared.latency)] {
+        eprintln!("bench serve: {name}: {} records in {} gzip bodies ({:.1} MB gzip)", set.records, set.bodies.len(), set.gzip_bytes as f64 / 1e6);
+    }
+    eprintln!("bench serve: building gatelog (release)");
     let gatelog = tokio::task::spawn_blocking(gatelog_e2e::gatelog_release_bin).await?;
 
     let bench_data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/data");
@@ -181,15 +194,16 @@ async fn run() -> anyhow::Result<()> {
     // Dropped before `work`: ClickHouse stops before its folder is removed.
     let clickhouse = procs::ClickHouseProcess::start(gatelog, &work.path().join("clickhouse")).await?;
     let bench = Bench {
-        bodies: Arc::new(std::mem::take(&mut prepared.bodies)),
-        records: prepared.records,
+        bodies: Arc::new(std::mem::take(&mut prepared.throughput.bodies)),
+        records: prepared.throughput.records,
+        latency_bodies: Arc::new(std::mem::take(&mut prepared.latency.bodies)),
         settings,
         ch_url: clickhouse.url.clone(),
         work: work.path().to_owned(),
         client: http_client(),
     };
 
-    let lines_per_body = bench.records as f64 / bench.bodies.len() as f64;
+    let lines_per_body = prepared.latency.records as f64 / bench.latency_bodies.len() as f64;
     if let Some(rate) = bench.settings.latency_only {
         eprintln!("bench serve: latency only, at {rate:.0} events/s (BENCH_LATENCY_RATE)");
         clickhouse.renice(SERVE_CLICKHOUSE_NICE)?;
@@ -197,7 +211,7 @@ async fn run() -> anyhow::Result<()> {
         drop(bench.client);
         drop(clickhouse);
         drop(work);
-        report::print_latency(&bench.settings, &prepared, &latency, rate);
+        report::print_latency(&bench.settings, &prepared.latency, &latency, rate);
         return Ok(());
     }
     eprintln!("bench serve: baseline (ClickHouse JSONEachRow)");
@@ -219,7 +233,6 @@ async fn run() -> anyhow::Result<()> {
     report::print(&report::Report {
         settings: &bench.settings,
         prepared: &prepared,
-        batches: bench.bodies.len(),
         load_at_start,
         cores,
         baseline: &baseline,
@@ -282,7 +295,7 @@ async fn serve_phase(bench: &Bench, db: &str, index: bool, load: Load) -> anyhow
     let started = Instant::now();
     let posted = match load {
         Load::Closed { clients } => load::closed_loop(&bench.client, &endpoint, &bench.bodies, clients).await,
-        Load::Open { bodies_per_second } => load::open_loop(&bench.client, &endpoint, &bench.bodies, bodies_per_second).await,
+        Load::Open { bodies_per_second } => load::open_loop(&bench.client, &endpoint, &bench.latency_bodies, bodies_per_second).await,
     };
     let with_log = |e: anyhow::Error, serve: &Serve| e.context(format!("{db}; gatelog serve log:\n{}", serve.log_tail(30)));
     let acks = posted.map_err(|e| with_log(e, &serve))?;

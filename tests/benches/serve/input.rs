@@ -11,6 +11,8 @@ const PREFIX: &str = "5e7e";
 #[derive(Debug)]
 pub struct Bodies {
     pub bodies: Vec<Vec<u8>>,
+    /// How many bodies were built (`bodies` may have been moved out since).
+    pub batches: usize,
     pub records: usize,
     pub ndjson_bytes: u64,
     pub gzip_bytes: u64,
@@ -18,18 +20,37 @@ pub struct Bodies {
     pub source: String,
 }
 
-/// `records` unique records from the shared 5000-line sample (RayIDs rewritten so each
-/// record has its own event id), or at most `records` lines of `input` (gzip NDJSON).
-pub fn prepare(input: Option<&Path>, records: usize, batch_lines: usize) -> anyhow::Result<Bodies> {
+/// The throughput phases' bodies and the latency phase's own.
+#[derive(Debug)]
+pub struct Prepared {
+    pub throughput: Bodies,
+    pub latency: Bodies,
+}
+
+/// `records` unique records for the throughput phases and `latency_records` more for the
+/// latency phase: from the shared 5000-line sample (RayIDs rewritten so each record has its
+/// own event id), or from `input` (gzip NDJSON): its first `records` lines, then up to
+/// `latency_records` more. When the file holds no more, the latency phase gets the
+/// throughput bodies again (its own database and spool, so nothing is taken for a retry).
+pub fn prepare(input: Option<&Path>, records: usize, latency_records: usize, batch_lines: usize) -> anyhow::Result<Prepared> {
     match input {
-        Some(path) => from_file(path, records, batch_lines),
-        None => Ok(generated(records, batch_lines)),
+        Some(path) => {
+            let (throughput, latency) = from_file(path, records, latency_records, batch_lines)?;
+            if latency.records == 0 {
+                let again = Bodies { bodies: throughput.bodies.clone(), source: format!("{} (the throughput bodies again: no lines left)", throughput.source), ..throughput };
+                return Ok(Prepared { latency: again, throughput });
+            }
+            Ok(Prepared { throughput, latency })
+        }
+        None => Ok(Prepared { throughput: generated(0..records, batch_lines), latency: generated(records..records + latency_records, batch_lines) }),
     }
 }
 
-fn generated(records: usize, batch_lines: usize) -> Bodies {
+/// The records numbered `range` (numbers make the RayIDs), `batch_lines` per body.
+fn generated(range: std::ops::Range<usize>, batch_lines: usize) -> Bodies {
     let lines = gatelog_e2e::http_requests_sample();
-    let starts: Vec<usize> = (0..records).step_by(batch_lines).collect();
+    let (first, records) = (range.start, range.end);
+    let starts: Vec<usize> = range.step_by(batch_lines).collect();
     // gzip is the slow part: spread the batches over the cores.
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let chunk = starts.len().div_ceil(threads).max(1);
@@ -53,16 +74,22 @@ fn generated(records: usize, batch_lines: usize) -> Bodies {
     Bodies {
         ndjson_bytes: built.iter().map(|(_, n)| n).sum(),
         gzip_bytes: built.iter().map(|(b, _)| b.len() as u64).sum(),
+        batches: built.len(),
         bodies: built.into_iter().map(|(b, _)| b).collect(),
-        records,
+        records: records - first,
         source: "shared http_requests_5000 sample, RayIDs made unique".to_owned(),
     }
 }
 
-fn from_file(path: &Path, max_records: usize, batch_lines: usize) -> anyhow::Result<Bodies> {
+/// The first `records` lines of `path` as one set of bodies, the next `latency_records` as
+/// another (empty when the file holds no more).
+fn from_file(path: &Path, records: usize, latency_records: usize, batch_lines: usize) -> anyhow::Result<(Bodies, Bodies)> {
     let file = std::fs::File::open(path).with_context(|| format!("BENCH_INPUT: cannot open {}", path.display()))?;
     let reader = std::io::BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(file));
-    let mut out = Bodies { bodies: Vec::new(), records: 0, ndjson_bytes: 0, gzip_bytes: 0, source: path.display().to_string() };
+    let empty = || Bodies { bodies: Vec::new(), batches: 0, records: 0, ndjson_bytes: 0, gzip_bytes: 0, source: path.display().to_string() };
+    let mut sets = [empty(), empty()];
+    let limits = [records, latency_records];
+    let mut set = 0;
     let mut batch = Vec::new();
     let mut in_batch = 0;
     let flush = |batch: &mut Vec<u8>, out: &mut Bodies| {
@@ -70,6 +97,7 @@ fn from_file(path: &Path, max_records: usize, batch_lines: usize) -> anyhow::Res
         out.ndjson_bytes += batch.len() as u64;
         out.gzip_bytes += body.len() as u64;
         out.bodies.push(body);
+        out.batches += 1;
         batch.clear();
     };
     for line in reader.lines() {
@@ -77,23 +105,31 @@ fn from_file(path: &Path, max_records: usize, batch_lines: usize) -> anyhow::Res
         if line.trim().is_empty() {
             continue;
         }
-        if out.records == max_records {
-            break;
+        if sets[set].records == limits[set] {
+            if in_batch > 0 {
+                flush(&mut batch, &mut sets[set]);
+                in_batch = 0;
+            }
+            set += 1;
+            if set == sets.len() || limits[set] == 0 {
+                break;
+            }
         }
         batch.extend_from_slice(line.as_bytes());
         batch.push(b'\n');
-        out.records += 1;
+        sets[set].records += 1;
         in_batch += 1;
         if in_batch == batch_lines {
-            flush(&mut batch, &mut out);
+            flush(&mut batch, &mut sets[set]);
             in_batch = 0;
         }
     }
     if in_batch > 0 {
-        flush(&mut batch, &mut out);
+        flush(&mut batch, &mut sets[set.min(sets.len() - 1)]);
     }
-    if out.records == 0 {
+    if sets.iter().all(|s| s.records == 0) {
         bail!("BENCH_INPUT: {} holds no records", path.display());
     }
-    Ok(out)
+    let [throughput, latency] = sets;
+    Ok((throughput, latency))
 }

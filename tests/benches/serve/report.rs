@@ -2,7 +2,7 @@
 
 use crate::load::{Outcome, WARM_UP, percentile};
 use crate::{ServeRun, Settings};
-use crate::input::Bodies;
+use crate::input::{Bodies, Prepared};
 use std::time::Duration;
 
 /// Issue 3's targets on the 2-core machine.
@@ -14,8 +14,7 @@ const TARGET_RSS: u64 = 512 * 1024 * 1024;
 #[derive(Debug)]
 pub struct Report<'a> {
     pub settings: &'a Settings,
-    pub prepared: &'a Bodies,
-    pub batches: usize,
+    pub prepared: &'a Prepared,
     pub load_at_start: String,
     pub cores: usize,
     /// ClickHouse's answers and its `count()` afterwards.
@@ -48,7 +47,7 @@ struct Row {
 }
 
 pub fn print(r: &Report<'_>) {
-    let records = r.prepared.records as f64;
+    let records = r.prepared.throughput.records as f64;
     let (ch, ch_rows) = r.baseline;
     let ch_rate = records / ch.wall.as_secs_f64();
     let rate = |d: Duration| records / d.as_secs_f64();
@@ -74,13 +73,15 @@ pub fn print(r: &Report<'_>) {
         Row { name: "    acks only (all 2xx)".into(), rate: rate(b.acks.wall), target: None, secs: b.acks.wall.as_secs_f64(), detail: None },
     ];
 
-    let p = r.prepared;
+    let p = &r.prepared.throughput;
     println!();
     println!("gatelog serve benchmark");
     println!(
         "  input:   {} http_requests records ({}) in {} gzip bodies of <= {} lines: {:.1} MB NDJSON, {:.1} MB gzip",
-        p.records, p.source, r.batches, r.settings.batch_lines, p.ndjson_bytes as f64 / 1e6, p.gzip_bytes as f64 / 1e6
+        p.records, p.source, p.batches, r.settings.batch_lines, p.ndjson_bytes as f64 / 1e6, p.gzip_bytes as f64 / 1e6
     );
+    let l = &r.prepared.latency;
+    println!("  latency phase: {} more records in {} gzip bodies, {:.1} MB gzip", l.records, l.batches, l.gzip_bytes as f64 / 1e6);
     println!("  clients: {} concurrent in the throughput phases; machine: {} cores, load average at start {}", r.settings.clients, r.cores, r.load_at_start);
     if !r.settings.config.trim().is_empty() {
         println!("  config:  {} (BENCH_CONFIG)", r.settings.config.trim().replace('\n', "; "));
