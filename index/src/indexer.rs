@@ -35,6 +35,7 @@
 //! per event, so this needs two sources disagreeing across midnight.
 
 use crate::day::{self, Day};
+use crate::merge::CappedMergePolicy;
 use crate::payload::{self, CommitPayload};
 use crate::schema::{self, Fields};
 use crate::IndexError;
@@ -43,6 +44,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use tantivy::indexer::IndexWriterOptions;
 use tantivy::{Index, IndexWriter, TantivyDocument, Term};
 
 /// Tuning. `Default` gives the production values.
@@ -58,6 +60,9 @@ pub struct IndexerOptions {
     pub commit_interval: Duration,
     /// Day writers kept open at once; opening one more forces a commit round first.
     pub max_open_writers: usize,
+    /// The most documents one background merge may produce ([`CappedMergePolicy`]); each
+    /// writer runs one merge at a time.
+    pub merge_max_docs: u64,
 }
 
 impl Default for IndexerOptions {
@@ -68,6 +73,7 @@ impl Default for IndexerOptions {
             commit_bytes: 64 << 20,
             commit_interval: Duration::from_secs(1),
             max_open_writers: 4,
+            merge_max_docs: 100_000,
         }
     }
 }
@@ -323,9 +329,13 @@ impl Indexer {
             }
             let path = self.dir.join(slot.name());
             let index = open_index(&path, &self.fields)?;
-            let writer = index
-                .writer_with_num_threads(1, self.opts.writer_memory_bytes.max(15_000_000))
-                .map_err(IndexError::tantivy(&path))?;
+            let options = IndexWriterOptions::builder()
+                .memory_budget_per_thread(self.opts.writer_memory_bytes.max(15_000_000))
+                .num_worker_threads(1)
+                .num_merge_threads(1)
+                .build();
+            let writer = index.writer_with_options(options).map_err(IndexError::tantivy(&path))?;
+            writer.set_merge_policy(Box::new(CappedMergePolicy::new(self.opts.merge_max_docs)));
             tracing::debug!(index = %slot.name(), "opened index writer");
             self.writers.insert(slot, OpenWriter { path, writer });
         }

@@ -7,6 +7,7 @@
 //! - [`day`]: [`Day`], the `decisions-YYYYMMDD/` folders, listing and retention ([`drop_before`]).
 //! - [`indexer`]: [`Indexer`], writes and commit rounds; the exactly-once design and invariant.
 //! - `payload`: the commit payload and position recovery after a crash.
+//! - [`merge`]: [`CappedMergePolicy`], background merges bounded in size (and so in memory).
 //! - [`sink`]: [`run_sink`], the spool consumer driving an [`Indexer`] on its own thread.
 //! - [`stats`]: [`IndexSinkStats`], what the sink committed and how far behind it is.
 //! - [`search`]: [`Searcher`], [`SearchRequest`] → [`SearchPage`] of [`Hit`]s, cursors.
@@ -18,6 +19,7 @@ pub mod collector;
 pub mod day;
 pub mod error;
 pub mod indexer;
+pub mod merge;
 mod payload;
 pub mod rebuild;
 pub mod schema;
@@ -31,6 +33,7 @@ mod tests;
 pub use day::{Day, drop_before, list_days};
 pub use error::IndexError;
 pub use indexer::{Indexer, IndexerOptions};
+pub use merge::CappedMergePolicy;
 pub use rebuild::{RebuildStats, rebuild};
 pub use search::{DEFAULT_LIMIT, Hit, MAX_LIMIT, SearchPage, SearchRequest, Searcher};
 pub use sink::run_sink;

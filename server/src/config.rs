@@ -68,11 +68,14 @@ pub struct IndexSection {
     /// tantivy's indexing memory per day being written (usually one or two days at once);
     /// when full, tantivy writes a segment early. At least 15 MB.
     pub writer_memory: ByteSize,
+    /// The most decisions one background merge of a day's segments may produce. A merge
+    /// holds memory in proportion to its size; a large day ends in more, smaller segments.
+    pub merge_max_docs: u64,
 }
 
 impl Default for IndexSection {
     fn default() -> Self {
-        IndexSection { enabled: true, commit_interval: Duration::from_secs(1), writer_memory: ByteSize::mib(32) }
+        IndexSection { enabled: true, commit_interval: Duration::from_secs(1), writer_memory: ByteSize::mib(32), merge_max_docs: 100_000 }
     }
 }
 
@@ -340,6 +343,9 @@ impl Config {
         if self.index.writer_memory.as_u64() < 15_000_000 || self.index.writer_memory > ByteSize::gib(4) {
             return invalid("index.writer_memory", format!("must be between 15 MB (tantivy's minimum) and 4 GiB, got {}", self.index.writer_memory));
         }
+        if !(10_000..=10_000_000).contains(&self.index.merge_max_docs) {
+            return invalid("index.merge_max_docs", format!("must be between 10000 and 10000000, got {}", self.index.merge_max_docs));
+        }
         if self.index.commit_interval.is_zero() {
             return invalid("index.commit_interval", "must be longer than 0s".into());
         }
@@ -404,6 +410,9 @@ mod tests {
         c.clickhouse.managed_nice = -5;
         let err = c.validate().unwrap_err().to_string();
         assert!(err.starts_with("clickhouse.managed_nice:") && err.contains("got -5"), "{err}");
+        let c = Config::parse("[index]\nmerge_max_docs = 500\n").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("index.merge_max_docs:") && err.contains("got 500"), "{err}");
     }
 
     #[test]

@@ -108,6 +108,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         let opts = IndexerOptions {
             commit_interval: config.index.commit_interval,
             writer_memory_bytes: usize::try_from(config.index.writer_memory.as_u64()).unwrap_or(usize::MAX),
+            merge_max_docs: config.index.merge_max_docs,
             ..IndexerOptions::default()
         };
         Some(Indexer::open(&index_dir, opts).with_context(|| format!("cannot open the index in {}", index_dir.display()))?)
