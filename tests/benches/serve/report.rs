@@ -145,7 +145,7 @@ fn latency_line(run: &ServeRun, rate: f64, why: &str) {
         ms(p50),
         ms(p99),
         ms(TARGET_P99),
-        verdict(p99 <= TARGET_P99),
+        if steady.is_empty() { "no requests after the warm-up" } else { verdict(p99 <= TARGET_P99) },
         ms(max(steady)),
         steady.len(),
         l.retries
