@@ -12,7 +12,7 @@
 //! of at most `max_docs` documents (first fit, in the level's order, largest first), keeping
 //! only groups of two or more. A segment above half the cap is left alone: merged with one
 //! its size or larger it would pass the cap. A merge's memory is then bounded whatever the
-//! day's size (same run: 375 MB at 100k, 506–582 MB at 250k). The price is more segments in
+//! day's size (same runs: 364–375 MB at 100k, 506–582 MB at 250k). The price is more segments in
 //! a large day (between half the cap and the cap each), which search walks one by one and
 //! every commit visits to apply its `event_id` deletes.
 

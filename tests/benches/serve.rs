@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Environment:
-//! - `BENCH_RECORDS` (default 200000): records to send (with `BENCH_INPUT`: at most this many).
+//! - `BENCH_RECORDS` (default 200000): records of the baseline and throughput phases (with
+//!   `BENCH_INPUT`: at most this many); a latency-only run sends none of them.
 //! - `BENCH_BATCH_LINES` (default 2000): NDJSON lines per gzip body, like a Logpush batch.
 //! - `BENCH_CLIENTS` (default 8): concurrent clients of the throughput phases.
 //! - `BENCH_INPUT` (optional): a gzip NDJSON `http_requests` file (e.g. the 1M-record file
