@@ -30,7 +30,11 @@
 //!   then overwrite allocated blocks, and their `fdatasync` has no size or allocation
 //!   metadata to write (no journal commit, or no metadata buffers without a journal), which
 //!   is what made fsync latency depend on everything else the disk was writing. A segment may
-//!   therefore end in zeros after its last record.
+//!   therefore end in zeros after its last record. When a group leaves too little room for
+//!   another record of its size and nothing else is queued, the writer starts the next
+//!   segment at once, so taking the spare (a rename and a directory fsync) and the trim and
+//!   fill it sets off happen between requests. A last segment may therefore hold no record:
+//!   its name says where numbering stands.
 //!
 //! # Record format
 //!

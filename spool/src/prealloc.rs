@@ -20,7 +20,9 @@
 //! - When the writer starts a segment it renames `spare` to the segment's name (one rename;
 //!   the directory fsync follows as for any new segment) and asks for the next spare. With no
 //!   spare ready it creates an empty file, as without preallocation: slower fsyncs, nothing
-//!   else changes.
+//!   else changes. It takes the spare ahead of time when it is idle and the active segment
+//!   has no room for another record like the last ones (see `writer`), so none of this
+//!   waits inside an append at moderate load.
 //! - The segment it leaves is longer than its records. The same thread trims it to its
 //!   records (`ftruncate` + `fdatasync`) off the writer's path. A crash before that leaves
 //!   zeros after the last record of a sealed segment; readers never reach them (a sealed
@@ -222,6 +224,7 @@ fn trim(path: &Path, len: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::segment_file_name;
     use crate::{Record, Spool, SpoolError, SpoolOptions, record_size};
     use tempfile::TempDir;
 
@@ -308,6 +311,33 @@ mod tests {
             [1, 2, 3, 4, 5]
         );
         assert_eq!(all[4].payload, payload(5));
+    }
+
+    #[tokio::test]
+    async fn a_full_segment_is_followed_by_the_next_before_any_append_asks_for_it() {
+        let dir = TempDir::new().unwrap();
+        let rec = record_size(100);
+        let o = opts(rec * 2);
+        let spool = Spool::open(dir.path(), o).unwrap();
+        let spare = dir.path().join(SPARE_FILE);
+        eventually("the first spare", || spare.exists()).await;
+        for i in 1..=2 {
+            spool.append(payload(i)).await.unwrap();
+        }
+        // Records like these no longer fit: the idle writer starts segment 3 on the spare.
+        eventually("the next segment", || spool.segment_paths().len() == 2).await;
+        let paths = spool.segment_paths();
+        assert_eq!(paths[1], dir.path().join(segment_file_name(3)));
+        assert_eq!((len(&paths[1]), spool.metrics().segments_preallocated), (rec * 2, 1));
+        eventually("the sealed segment's trim", || len(&paths[0]) == rec * 2).await;
+        // A crash now leaves a last segment of zeros only: numbering goes on from its name.
+        drop(spool);
+        let spool = Spool::open(dir.path(), o).unwrap();
+        assert_eq!((spool.last_seq(), spool.metrics().torn_tail_truncations), (2, 0));
+        assert_eq!(spool.append(payload(3)).await.unwrap(), 3);
+        let all = read_all(&spool).await.unwrap();
+        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(spool.segment_paths()[1], paths[1]);
     }
 
     #[tokio::test]

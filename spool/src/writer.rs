@@ -4,7 +4,10 @@
 //! every append (its header, and its payload parts as the caller gave them: nothing is copied
 //! into a group buffer), write them with `pwritev` at the end of the valid data, fsync once,
 //! publish the new durable sequence to readers, and answer every waiting caller. Because
-//! callers queue while an fsync runs, the next round naturally covers all of them.
+//! callers queue while an fsync runs, the next round naturally covers all of them. When
+//! nothing is queued after a group and a record like the group's would not fit into the
+//! active segment, the next segment is started right away ([`Writer::roll_ahead`]), so its
+//! costs are paid between requests.
 
 use crate::error::SpoolError;
 use crate::format::{self, segment_file_name};
@@ -79,7 +82,15 @@ pub(crate) struct Staged {
 
 impl Writer {
     pub(crate) fn run(mut self) {
-        while let Ok(first) = self.rx.recv() {
+        let mut carried = None;
+        loop {
+            let first = match carried.take() {
+                Some(cmd) => cmd,
+                None => match self.rx.recv() {
+                    Ok(cmd) => cmd,
+                    Err(_) => return,
+                },
+            };
             let mut close = None;
             let mut next = Some(first);
             let mut bytes = 0u64;
@@ -114,6 +125,29 @@ impl Writer {
                 let _ = reply.send(result);
                 return;
             }
+            match self.rx.try_recv() {
+                Ok(cmd) => carried = Some(cmd),
+                Err(_) => self.roll_ahead(format::record_size(bytes / records.max(1) as u64)),
+            }
+        }
+    }
+
+    /// With nothing queued and a preallocated spare in use: starts the next segment now if
+    /// a record of `expected` bytes (the last group's average) would not fit into what is
+    /// left of the active one. Taking the spare costs a rename and a directory fsync, and
+    /// sets the preallocation thread trimming the sealed segment and filling the next spare
+    /// (a segment's worth of writes and their fsyncs); started here, all of that runs while
+    /// no request waits, instead of inside the next append. Without preallocation a new
+    /// segment is an empty file whose first fsyncs pay for its blocks anyway, so it is left
+    /// to the append that needs it.
+    fn roll_ahead(&mut self, expected: u64) {
+        let left = self.shared.opts.segment_bytes.saturating_sub(self.active.len);
+        if self.spares.is_none() || self.active.len == 0 || self.needs_truncate || expected <= left {
+            return;
+        }
+        if let Err(e) = self.roll() {
+            // The next append rolls again and reports the error to its caller.
+            tracing::debug!(error = %e, "spool: cannot start the next segment ahead of time");
         }
     }
 
