@@ -24,7 +24,8 @@
 //! - `GATELOG_E2E_SERVE_LOG` (optional): the serve processes' log filter (default `warn`);
 //!   when set, each phase's log is kept as `bench/data/serve-<phase>.log`, e.g.
 //!   `gatelog_ingest=debug` gives a `receiver: batch spooled` line per request with `map_ms`
-//!   and `spool_ms`.
+//!   and `spool_ms`; the latency phase's requests (body, spool seq, due time, latency) go to
+//!   `bench/data/answers-latency.tsv`, to be read next to that log.
 //! - `GATELOG_SHARED`: the folder holding `formats/samples` (default `../shared`).
 //!
 //! Method:
@@ -309,9 +310,17 @@ async fn serve_phase(bench: &Bench, db: &str, index: bool, load: Load) -> anyhow
         eprintln!("bench serve: {db}: gatelog serve did not stop within 20 s of SIGTERM; killed");
     }
     if std::env::var_os("GATELOG_E2E_SERVE_LOG").is_some() {
-        let kept = bench.work.join(format!("../serve-{}.log", db.trim_start_matches("bench_serve_")));
+        let phase = db.trim_start_matches("bench_serve_");
+        let kept = bench.work.join(format!("../serve-{phase}.log"));
         if let Err(e) = std::fs::copy(data_dir.join("serve.log"), &kept) {
             eprintln!("bench serve: cannot keep {db}'s log as {}: {e}", kept.display());
+        }
+        if !acks.timeline.is_empty() {
+            let path = bench.work.join(format!("../answers-{phase}.tsv"));
+            let lines: String = acks.timeline.iter().map(|s| s.tsv() + "\n").collect();
+            if let Err(e) = std::fs::write(&path, format!("body\tseq\tdue_unix\tlatency_ms\n{lines}")) {
+                eprintln!("bench serve: cannot write {}: {e}", path.display());
+            }
         }
     }
     Ok(ServeRun { acks, end_to_end: stored.at - started, written: stored.written, rows, peak_rss, fsync: stored.fsync })

@@ -37,6 +37,26 @@ pub struct Outcome {
     pub max_seq: u64,
     /// From the first post to the last 2xx.
     pub wall: Duration,
+    /// Open loop: every request in sending order, to be read next to the server's log.
+    pub timeline: Vec<Sent>,
+}
+
+/// One open-loop request: when it was due and what came of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    pub body: usize,
+    /// Its `spool_seq`, the key of its `receiver: batch spooled` log line.
+    pub seq: u64,
+    /// When it was due, Unix seconds (the server log's clock).
+    pub due_unix: f64,
+    pub latency: Duration,
+}
+
+impl Sent {
+    /// A tab-separated line: body, seq, due (Unix s), latency (ms).
+    pub fn tsv(&self) -> String {
+        format!("{}\t{}\t{:.6}\t{:.3}", self.body, self.seq, self.due_unix, self.latency.as_secs_f64() * 1000.0)
+    }
 }
 
 impl Outcome {
@@ -112,17 +132,22 @@ pub async fn open_loop(client: &reqwest::Client, to: &Endpoint, bodies: &Arc<Vec
         answered.push(joined.context("request task panicked")??);
     }
     answered.sort_unstable_by_key(|(i, _, _)| *i);
+    let timeline: Vec<Sent> = answered
+        .iter()
+        .map(|(i, latency, answer)| {
+            let due = started_wall + interval.mul_f64(*i as f64);
+            let due_unix = due.duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+            Sent { body: *i, seq: answer.seq, due_unix, latency: *latency }
+        })
+        .collect();
     // The slowest answers with their spool sequence numbers, to find them in the server's log
     // (`receiver: batch spooled ... seq=N read_ms map_ms spool_ms` at debug level).
-    let mut slowest: Vec<_> = answered.iter().map(|(i, latency, answer)| (*latency, *i, answer.seq)).collect();
-    slowest.sort_unstable_by(|a, b| b.cmp(a));
+    let mut slowest = timeline.clone();
+    slowest.sort_unstable_by_key(|s| std::cmp::Reverse(s.latency));
     let named: Vec<String> = slowest
         .iter()
         .take(3)
-        .map(|(latency, i, seq)| {
-            let sent = (started_wall + interval.mul_f64(*i as f64)).duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            format!("body {i} (spool seq {seq}, sent at {:.6}) {:.1} ms", sent.as_secs_f64(), latency.as_secs_f64() * 1000.0)
-        })
+        .map(|s| format!("body {} (spool seq {}, due at {:.6}) {:.1} ms", s.body, s.seq, s.due_unix, s.latency.as_secs_f64() * 1000.0))
         .collect();
     eprintln!("bench serve: slowest answers: {}", named.join(", "));
     let mut total = Outcome::default();
@@ -131,6 +156,7 @@ pub async fn open_loop(client: &reqwest::Client, to: &Endpoint, bodies: &Arc<Vec
     }
     total.warm_up = ((WARM_UP.as_secs_f64() * per_second).ceil() as usize).min(bodies.len());
     total.wall = started.elapsed();
+    total.timeline = timeline;
     Ok(total)
 }
 
