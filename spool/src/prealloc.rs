@@ -268,14 +268,22 @@ mod tests {
         panic!("timed out waiting for {what}");
     }
 
-    #[tokio::test]
-    async fn new_segments_start_on_the_spare_and_sealed_ones_are_trimmed() {
+    /// A spool of segments that hold `records` 100-byte records, once its first spare is
+    /// ready; with the directory, the options and one record's size.
+    async fn spool_with_spare(records: u64) -> (TempDir, Spool, SpoolOptions, u64) {
         let dir = TempDir::new().unwrap();
         let rec = record_size(100);
-        let o = opts(rec * 3);
+        let o = opts(rec * records);
         let spool = Spool::open(dir.path(), o).unwrap();
         let spare = dir.path().join(SPARE_FILE);
         eventually("the first spare", || spare.exists()).await;
+        (dir, spool, o, rec)
+    }
+
+    #[tokio::test]
+    async fn new_segments_start_on_the_spare_and_sealed_ones_are_trimmed() {
+        let (dir, spool, o, rec) = spool_with_spare(3).await;
+        let spare = dir.path().join(SPARE_FILE);
         assert_eq!(len(&spare), rec * 3);
         for i in 1..=4 {
             assert_eq!(spool.append(payload(i)).await.unwrap(), i);
@@ -315,12 +323,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_segment_is_followed_by_the_next_before_any_append_asks_for_it() {
-        let dir = TempDir::new().unwrap();
-        let rec = record_size(100);
-        let o = opts(rec * 2);
-        let spool = Spool::open(dir.path(), o).unwrap();
-        let spare = dir.path().join(SPARE_FILE);
-        eventually("the first spare", || spare.exists()).await;
+        let (dir, spool, o, rec) = spool_with_spare(2).await;
         for i in 1..=2 {
             spool.append(payload(i)).await.unwrap();
         }
