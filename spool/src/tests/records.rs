@@ -4,6 +4,17 @@ use super::*;
 use std::os::unix::fs::FileExt;
 use tempfile::TempDir;
 
+/// Records 1 to 3, `len` bytes each, appended to a new spool in `dir` and closed: the path of
+/// the one segment holding them.
+async fn three_records(dir: &Path, len: usize) -> PathBuf {
+    let spool = Spool::open(dir, opts()).unwrap();
+    for i in 1..=3 {
+        spool.append(payload(i, len)).await.unwrap();
+    }
+    spool.close().await.unwrap();
+    only_segment(dir)
+}
+
 #[tokio::test]
 async fn append_then_read_back_in_order() {
     let dir = TempDir::new().unwrap();
@@ -78,12 +89,7 @@ async fn a_record_appended_in_parts_reads_back_joined_and_is_limited_as_a_whole(
 #[tokio::test]
 async fn torn_tail_is_cut_at_every_byte_offset_of_the_last_record() {
     let src = TempDir::new().unwrap();
-    let spool = Spool::open(src.path(), opts()).unwrap();
-    for i in 1..=3 {
-        spool.append(payload(i, 40)).await.unwrap();
-    }
-    spool.close().await.unwrap();
-    let seg = only_segment(src.path());
+    let seg = three_records(src.path(), 40).await;
     let full = fs::read(&seg).unwrap();
     let last = record_size(payload(3, 40).len() as u64) as usize;
     let good = full.len() - last;
@@ -137,12 +143,7 @@ async fn garbage_tail_is_cut() {
 #[tokio::test]
 async fn corruption_in_the_middle_fails_loudly_with_file_and_offset() {
     let dir = TempDir::new().unwrap();
-    let spool = Spool::open(dir.path(), opts()).unwrap();
-    for i in 1..=3 {
-        spool.append(payload(i, 30)).await.unwrap();
-    }
-    spool.close().await.unwrap();
-    let seg = only_segment(dir.path());
+    let seg = three_records(dir.path(), 30).await;
     let pristine = fs::read(&seg).unwrap();
     let rec = record_size(payload(1, 30).len() as u64) as usize;
     // A payload byte, the crc, the length, the seq and the magic of record 2.
