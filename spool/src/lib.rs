@@ -211,6 +211,7 @@ pub(crate) fn gc(shared: &Shared) -> Result<(), SpoolError> {
     if victims.is_empty() {
         return Ok(());
     }
+    let started = std::time::Instant::now();
     recovery::store_consumers(&shared.dir, &consumers)?;
     let mut deleted = 0;
     let mut result = Ok(());
@@ -232,6 +233,7 @@ pub(crate) fn gc(shared: &Shared) -> Result<(), SpoolError> {
     if deleted > 0 {
         shared.metrics.segments_deleted(deleted);
         recovery::sync_dir(&shared.dir)?;
+        tracing::debug!(segments = deleted, ms = started.elapsed().as_secs_f64() * 1e3, "spool: consumed segments deleted");
     }
     result
 }

@@ -310,6 +310,7 @@ impl Writer {
         }
         let first = self.next_seq;
         let path = self.shared.dir.join(segment_file_name(first));
+        let started = Instant::now();
         let (file, file_len) = match self.spares.as_ref().and_then(|s| s.take(&path)) {
             Some(file) => (file, self.shared.opts.segment_bytes),
             None => {
@@ -335,6 +336,8 @@ impl Writer {
             },
         );
         self.shared.metrics.segment_created();
+        tracing::debug!(first_seq = first, preallocated = file_len > 0, ms = started.elapsed().as_secs_f64() * 1e3,
+            "spool: segment started");
         let sealed = std::mem::replace(
             &mut self.active,
             Active {
