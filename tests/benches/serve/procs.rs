@@ -123,6 +123,20 @@ pub fn load_average() -> String {
     text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
+/// The kernel's writeback settings (`vm.dirty_*`), which shape the ack latency's tail: every
+/// `dirty_writeback_centisecs` the flusher writes out what ClickHouse wrote without fsync
+/// more than `dirty_expire_centisecs` ago, and the spool's next `fdatasync` waits behind it.
+pub fn writeback_settings() -> String {
+    ["dirty_writeback_centisecs", "dirty_expire_centisecs", "dirty_background_ratio", "dirty_background_bytes"]
+        .iter()
+        .map(|name| {
+            let value = std::fs::read_to_string(format!("/proc/sys/vm/{name}")).unwrap_or_else(|_| "?".into());
+            format!("{name}={}", value.trim())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Waits (bounded, 600 s) until ClickHouse has no merges running, then writes every dirty
 /// page out (`sync`), so one phase's background work (or a previous run's, whose hundreds of
 /// MB the kernel would otherwise flush during the next phase) does not slow the next.

@@ -83,6 +83,7 @@ pub fn print(r: &Report<'_>) {
     let l = &r.prepared.latency;
     println!("  latency phase: {} more records in {} gzip bodies, {:.1} MB gzip", l.records, l.batches, l.gzip_bytes as f64 / 1e6);
     println!("  clients: {} concurrent in the throughput phases; machine: {} cores, load average at start {}", r.settings.clients, r.cores, r.load_at_start);
+    println!("  kernel writeback: {}", crate::procs::writeback_settings());
     if !r.settings.config.trim().is_empty() {
         println!("  config:  {} (BENCH_CONFIG)", r.settings.config.trim().replace('\n', "; "));
     }
@@ -168,6 +169,7 @@ pub fn print_latency(settings: &Settings, prepared: &Bodies, run: &ServeRun, rat
     if !settings.config.trim().is_empty() {
         println!("  config:  {} (BENCH_CONFIG)", settings.config.trim().replace('\n', "; "));
     }
+    println!("  kernel writeback: {}", crate::procs::writeback_settings());
     latency_line(run, rate, "BENCH_LATENCY_RATE");
     let f = run.fsync;
     println!("peak RSS of gatelog serve (VmHWM): {}; spool: {:.0} fsyncs, mean {}", mb(run.peak_rss), f.count, ms(f.mean));
