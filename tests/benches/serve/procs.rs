@@ -124,8 +124,9 @@ pub fn load_average() -> String {
 }
 
 /// The kernel's writeback settings (`vm.dirty_*`), which shape the ack latency's tail: every
-/// `dirty_writeback_centisecs` the flusher writes out what ClickHouse wrote without fsync
-/// more than `dirty_expire_centisecs` ago, and the spool's next `fdatasync` waits behind it.
+/// `dirty_writeback_centisecs` the flusher writes out what was written without fsync
+/// (ClickHouse's parts) more than `dirty_expire_centisecs` ago, and the spool's next
+/// `fdatasync` waits behind it (README, "Running next to ClickHouse").
 pub fn writeback_settings() -> String {
     ["dirty_writeback_centisecs", "dirty_expire_centisecs", "dirty_background_ratio", "dirty_background_bytes"]
         .iter()

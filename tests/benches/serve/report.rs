@@ -83,10 +83,7 @@ pub fn print(r: &Report<'_>) {
     let l = &r.prepared.latency;
     println!("  latency phase: {} more records in {} gzip bodies, {:.1} MB gzip", l.records, l.batches, l.gzip_bytes as f64 / 1e6);
     println!("  clients: {} concurrent in the throughput phases; machine: {} cores, load average at start {}", r.settings.clients, r.cores, r.load_at_start);
-    println!("  kernel writeback: {}", crate::procs::writeback_settings());
-    if !r.settings.config.trim().is_empty() {
-        println!("  config:  {} (BENCH_CONFIG)", r.settings.config.trim().replace('\n', "; "));
-    }
+    print_conditions(r.settings);
     println!();
     println!(
         "{:<42} {:>9} {:>7} {:>13} {:>7} {:>6} {:>7} {:>9} {:>9} {:>8} {:>8}",
@@ -161,15 +158,21 @@ fn latency_line(run: &ServeRun, rate: f64, why: &str) {
     );
 }
 
+/// What the figures were measured under besides the input: the kernel's writeback settings
+/// and any `BENCH_CONFIG`.
+fn print_conditions(settings: &Settings) {
+    println!("  kernel writeback: {}", crate::procs::writeback_settings());
+    if !settings.config.trim().is_empty() {
+        println!("  config:  {} (BENCH_CONFIG)", settings.config.trim().replace('\n', "; "));
+    }
+}
+
 /// The report of a `BENCH_LATENCY_RATE` run: the latency phase alone.
 pub fn print_latency(settings: &Settings, prepared: &Bodies, run: &ServeRun, rate: f64) {
     println!();
     println!("gatelog serve benchmark, latency phase only");
     println!("  input:   {} http_requests records ({}), {:.1} MB gzip", prepared.records, prepared.source, prepared.gzip_bytes as f64 / 1e6);
-    if !settings.config.trim().is_empty() {
-        println!("  config:  {} (BENCH_CONFIG)", settings.config.trim().replace('\n', "; "));
-    }
-    println!("  kernel writeback: {}", crate::procs::writeback_settings());
+    print_conditions(settings);
     latency_line(run, rate, "BENCH_LATENCY_RATE");
     let f = run.fsync;
     println!("peak RSS of gatelog serve (VmHWM): {}; spool: {:.0} fsyncs, mean {}", mb(run.peak_rss), f.count, ms(f.mean));
