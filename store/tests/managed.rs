@@ -53,6 +53,45 @@ async fn starts_answers_and_stops_without_leaving_a_process() {
     server.stop().await.unwrap(); // idempotent
 }
 
+/// The generated config has merges read and write with `O_DIRECT` where the data dir takes it
+/// (a folder under `target/` does; `/tmp` may be a tmpfs that refuses it): a merge must still
+/// work, and keep every row.
+#[tokio::test]
+async fn merges_work_with_direct_io() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut server = ManagedClickHouse::start(dir.path(), ManagedOptions::default())
+        .await
+        .unwrap();
+    let config = std::fs::read_to_string(dir.path().join("clickhouse/config.xml")).unwrap();
+    assert!(config.contains("<min_merge_bytes_to_use_direct_io>1<"), "{config}");
+    let client = clickhouse::Client::default()
+        .with_url(server.url())
+        .with_validation(false);
+    client
+        .query("CREATE TABLE merged (n UInt64, s String) ENGINE = MergeTree ORDER BY n")
+        .execute()
+        .await
+        .unwrap();
+    for part in 0..3 {
+        let insert = format!("INSERT INTO merged SELECT number, toString(number) FROM system.numbers WHERE number % 3 = {part} LIMIT 100000");
+        client.query(&insert).execute().await.unwrap();
+    }
+    client.query("OPTIMIZE TABLE merged FINAL").execute().await.unwrap();
+    let parts = client
+        .query("SELECT count(), sum(rows) FROM system.parts WHERE active AND database = currentDatabase() AND table = 'merged'")
+        .fetch_one::<(u64, u64)>()
+        .await
+        .unwrap();
+    assert_eq!(parts, (1, 300_000));
+    let distinct = client
+        .query("SELECT uniqExact(n) FROM merged WHERE s = toString(n)")
+        .fetch_one::<u64>()
+        .await
+        .unwrap();
+    assert_eq!(distinct, 300_000);
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn drop_kills_the_server() {
     let dir = tempfile::tempdir().unwrap();

@@ -14,7 +14,7 @@ mod config;
 
 pub use config::ManagedUser;
 
-use config::{ServerFiles, config_xml, users_xml, valid_user_name};
+use config::{ServerFiles, config_xml, takes_direct_io, users_xml, valid_user_name};
 use std::fs;
 use std::io::{self, Read as _, Seek as _, SeekFrom};
 use std::net::{Ipv4Addr, TcpListener};
@@ -208,6 +208,13 @@ impl ManagedClickHouse {
                 pid: Some(pid),
             });
         }
+        let direct_io_merges = match takes_direct_io(&root.join("data")) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::info!(dir = %root.display(), %error, "managed clickhouse: the data dir refuses O_DIRECT; merges go through the page cache");
+                false
+            }
+        };
         let users_path = root.join("users.xml");
         fs::write(&users_path, users_xml(&opts.users))
             .map_err(io_err("cannot write", &users_path))?;
@@ -228,6 +235,7 @@ impl ManagedClickHouse {
                 tcp_port,
                 display_name: &display_name,
                 log_level: &opts.log_level,
+                direct_io_merges,
             };
             let config_path = root.join("config.xml");
             fs::write(&config_path, config_xml(&files))
