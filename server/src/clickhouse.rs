@@ -2,7 +2,9 @@
 
 use crate::config::Config;
 use anyhow::Context;
+use gatelog_store::durability::{Durability, SyncFilesystem};
 use gatelog_store::managed::{ManagedClickHouse, ManagedOptions};
+use std::sync::Arc;
 use gatelog_store::{RetryPolicy, Store, StoreConfig};
 
 /// A connected, migrated store, and the server gatelog started for it (if any).
@@ -59,6 +61,22 @@ impl Target {
     /// Whether gatelog started this server itself.
     pub fn is_managed(&self) -> bool {
         self.managed.is_some()
+    }
+
+    /// What the ClickHouse sink waits for before the spool may forget records: `syncfs` of the
+    /// data dir of a managed server, or of `clickhouse.sync_data_dir` (a server on this
+    /// machine); otherwise the server's durability is its own.
+    pub fn durability(&self, config: &Config) -> anyhow::Result<Option<Arc<dyn Durability>>> {
+        let dir = match (&self.managed, &config.clickhouse.sync_data_dir) {
+            (Some(managed), _) => managed.dir().join("data"),
+            (None, Some(dir)) => {
+                anyhow::ensure!(dir.is_dir(), "clickhouse.sync_data_dir: {} is not a directory", dir.display());
+                dir.clone()
+            }
+            (None, None) => return Ok(None),
+        };
+        tracing::info!(dir = %dir.display(), "clickhouse sink: stored rows are synced before the spool lets them go");
+        Ok(Some(Arc::new(SyncFilesystem::new(dir))))
     }
 
     /// Stops the managed server, if gatelog started one.

@@ -122,6 +122,11 @@ pub struct ClickHouseSection {
     /// Managed ClickHouse only: its nice value (0 = gatelog's priority, 19 = lowest), so its
     /// inserts and merges yield the cores to the receiver's acknowledgements.
     pub managed_nice: i32,
+    /// A server given by `url` that runs on this machine: its data dir (e.g.
+    /// `/var/lib/clickhouse`). `gatelog serve` then runs `syncfs` on it before the spool may
+    /// forget records ClickHouse stored, as it does for managed ClickHouse: ClickHouse does
+    /// not fsync its parts by default, and a machine crash would lose what the spool let go.
+    pub sync_data_dir: Option<PathBuf>,
 }
 
 impl ClickHouseSection {
@@ -151,6 +156,7 @@ impl Default for ClickHouseSection {
             sink_batch_bytes: ByteSize::mib(32),
             sink_linger: Duration::from_secs(1),
             managed_nice: 19,
+            sync_data_dir: None,
         }
     }
 }
@@ -270,6 +276,14 @@ impl Config {
                 "clickhouse.url",
                 format!("expected an http:// or https:// URL of ClickHouse's HTTP interface, got {url:?}"),
             );
+        }
+        if let Some(dir) = &self.clickhouse.sync_data_dir {
+            if self.clickhouse.url.is_none() {
+                return invalid("clickhouse.sync_data_dir", "is for a server given by clickhouse.url; managed ClickHouse's data dir is synced already".into());
+            }
+            if dir.as_os_str().is_empty() {
+                return invalid("clickhouse.sync_data_dir", "must not be empty".into());
+            }
         }
         if !is_identifier(&self.clickhouse.database) {
             return invalid(
@@ -413,6 +427,11 @@ mod tests {
         let c = Config::parse("[index]\nmerge_max_docs = 500\n").unwrap();
         let err = c.validate().unwrap_err().to_string();
         assert!(err.starts_with("index.merge_max_docs:") && err.contains("got 500"), "{err}");
+        let c = Config::parse("[clickhouse]\nsync_data_dir = \"/var/lib/clickhouse\"\n").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("clickhouse.sync_data_dir:") && err.contains("managed"), "{err}");
+        let c = Config::parse("[clickhouse]\nurl = \"http://127.0.0.1:8123\"\nsync_data_dir = \"/var/lib/clickhouse\"\n").unwrap();
+        c.validate().unwrap();
     }
 
     #[test]

@@ -119,11 +119,18 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     // Last, as it may start a server that must be stopped again (below, only a thread that
     // cannot start fails, and stops it).
     let target = Target::connect(config).await?;
+    let durability = match target.durability(config) {
+        Ok(durability) => durability,
+        Err(e) => {
+            target.shutdown().await;
+            return Err(e);
+        }
+    };
 
     let (sinks_stop, stop_rx) = watch::channel(false);
     let ch_stats = Arc::new(SinkStats::default());
     // Decoding spool records and encoding rows is CPU the receiver's requests need more.
-    let sink = run_clickhouse_sink(target.store.clone(), spool.clone(), ch_stats.clone(), config.clickhouse.sink_options(), stopped(stop_rx.clone()));
+    let sink = run_clickhouse_sink(target.store.clone(), spool.clone(), ch_stats.clone(), config.clickhouse.sink_options(), durability, stopped(stop_rx.clone()));
     let sink = async move {
         let result = sink.await;
         // Said now, not only when gatelog stops: acks go on while nothing more is written.

@@ -16,6 +16,8 @@
 //!   streams an `INSERT`'s frames, LZ4-compressing on blocking threads when enabled.
 //! - `store`: [`Store`] (connect, profile choice, existing batches, summary queries, retries).
 //! - [`sink`]: [`sink::run_clickhouse_sink`], the spool → ClickHouse consumer of `gatelog serve`.
+//! - [`durability`]: [`durability::Durability`], what the sink waits for before it lets the
+//!   spool forget records (`syncfs` of a managed server's data dir).
 //! - [`error`]: [`StoreError`], classified retryable vs fatal.
 //! - [`managed`]: [`managed::ManagedClickHouse`], a `clickhouse-server` under a data dir.
 //! - `testing` (feature `testing`): [`testing::TestClickHouse`], one server and one database
@@ -33,6 +35,7 @@
 //! `Code: N, e.displayText() = …` in the body, which [`StoreError`] parses.
 
 pub mod config;
+pub mod durability;
 pub mod error;
 mod frames;
 pub mod managed;

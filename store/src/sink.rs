@@ -13,19 +13,23 @@
 //! markers, which are written after the rows they cover, one insert per group.
 //!
 //! The spool is acknowledged only after ClickHouse acknowledged the batch, so a segment is
-//! never deleted before its rows are stored. Retryable failures (ClickHouse down, overloaded)
+//! never deleted before its rows are stored; with a [`Durability`] (managed ClickHouse), only
+//! once they are also on disk. The acknowledging runs next to the writing: a sync covers every
+//! group written before it started, so under load one sync acknowledges several groups. Retryable failures (ClickHouse down, overloaded)
 //! are retried forever with capped backoff while the spool absorbs new data; the receiver
 //! answers 429/503 once the spool is full or this sink lags too far. A fatal failure (a
 //! schema mismatch, a batch ClickHouse refuses) stops the sink with the error, loudly:
 //! skipping the batch would lose acknowledged data.
 
+use crate::durability::Durability;
 use crate::{PartialCheck, Store, StoreError, WriteOutcome};
 use gatelog_model::Batch;
 use gatelog_spool::{Spool, SpoolError};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// Why the sink stopped.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +42,9 @@ pub enum SinkError {
     Resume(StoreError),
     #[error("spool record {seq} is not a batch: {detail}")]
     Corrupt { seq: u64, detail: String },
+    /// The rows are stored but could not be made durable; the spool keeps them.
+    #[error("cannot make the rows stored up to spool position {seq} durable: {source}")]
+    Durability { seq: u64, source: std::io::Error },
 }
 
 /// Counters the binary exports as metrics.
@@ -84,12 +91,14 @@ struct Pending {
     batch: Batch,
 }
 
-/// Runs until `shutdown` resolves (finishing the group in hand) or a fatal error.
+/// Runs until `shutdown` resolves (finishing the group in hand, and acknowledging it) or a
+/// fatal error. `durability`: see the module docs; `None` acknowledges once ClickHouse answered.
 pub async fn run_clickhouse_sink(
     store: Store,
     spool: Spool,
     stats: Arc<SinkStats>,
     options: SinkOptions,
+    durability: Option<Arc<dyn Durability>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), SinkError> {
     let start = loop {
@@ -117,40 +126,73 @@ pub async fn run_clickhouse_sink(
     let head_at_start = spool.last_seq();
     stats.position.store(start, Ordering::Relaxed);
     tracing::info!(position = start, "clickhouse sink started");
-    let mut reader = spool.reader(start);
-    tokio::pin!(shutdown);
-    // A record read but left for the next group (it would have crossed a month).
-    let mut carried: Option<Pending> = None;
-    loop {
-        let first = match carried.take() {
-            Some(p) => p,
-            None => {
-                let record = tokio::select! {
-                    biased;
-                    () = &mut shutdown => break,
-                    next = reader.next() => match next? {
-                        Some(record) => record,
-                        None => break, // the spool was closed
-                    },
-                };
-                decode(record)?
-            }
-        };
-        let (group, next) = gather(first, &mut reader, options).await?;
-        carried = next;
-        let check = if group.iter().any(|p| p.seq <= head_at_start) { PartialCheck::Always } else { PartialCheck::OnRetry };
-        write_group(&store, &group, check, &stats).await?;
-        let last = group.last().map_or(start, |p| p.seq);
-        spool.ack(SINK_NAME, last)?;
-        stats.position.store(last, Ordering::Relaxed);
-        let newest = group.iter().map(|p| p.batch.received_at.0).max().unwrap_or(0);
-        stats.last_received_at_ms.store(u64::try_from(newest).unwrap_or(0), Ordering::Relaxed);
-    }
+    let (written, written_rx) = watch::channel(start);
+    let acknowledging = acknowledge(&spool, durability, written_rx);
+    let writing = async {
+        let mut reader = spool.reader(start);
+        tokio::pin!(shutdown);
+        // A record read but left for the next group (it would have crossed a month).
+        let mut carried: Option<Pending> = None;
+        loop {
+            let first = match carried.take() {
+                Some(p) => p,
+                None => {
+                    let record = tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        next = reader.next() => match next? {
+                            Some(record) => record,
+                            None => break, // the spool was closed
+                        },
+                    };
+                    decode(record)?
+                }
+            };
+            let (group, next) = gather(first, &mut reader, options).await?;
+            carried = next;
+            let check = if group.iter().any(|p| p.seq <= head_at_start) { PartialCheck::Always } else { PartialCheck::OnRetry };
+            write_group(&store, &group, check, &stats).await?;
+            let last = group.last().map_or(start, |p| p.seq);
+            written.send_replace(last);
+            stats.position.store(last, Ordering::Relaxed);
+            let newest = group.iter().map(|p| p.batch.received_at.0).max().unwrap_or(0);
+            stats.last_received_at_ms.store(u64::try_from(newest).unwrap_or(0), Ordering::Relaxed);
+        }
+        // Tells the acknowledging side that nothing more comes (it then acknowledges the rest).
+        drop(written);
+        Ok::<(), SinkError>(())
+    };
+    tokio::try_join!(writing, acknowledging)?;
     tracing::info!(
         position = stats.position.load(Ordering::Relaxed),
         "clickhouse sink stopped"
     );
     Ok(())
+}
+
+/// Acknowledges to the spool each position the writing side reports, after `durability` made
+/// the rows up to it durable; ends once the writing side is done and everything it reported is
+/// acknowledged. A failed sync is fatal: after a failed `syncfs` the kernel may have dropped
+/// the pages it could not write, so a retry that succeeds proves nothing.
+async fn acknowledge(spool: &Spool, durability: Option<Arc<dyn Durability>>, mut written: watch::Receiver<u64>) -> Result<(), SinkError> {
+    let mut acked = *written.borrow_and_update();
+    loop {
+        let more = written.changed().await.is_ok();
+        let position = *written.borrow_and_update();
+        if position > acked {
+            if let Some(durability) = &durability {
+                let (durability, started) = (durability.clone(), Instant::now());
+                let synced = tokio::task::spawn_blocking(move || durability.sync()).await;
+                synced.map_err(std::io::Error::other).and_then(|r| r).map_err(|source| SinkError::Durability { seq: position, source })?;
+                tracing::debug!(position, ms = started.elapsed().as_millis() as u64, "clickhouse sink: stored rows synced");
+            }
+            spool.ack(SINK_NAME, position)?;
+            acked = position;
+        }
+        if !more {
+            return Ok(());
+        }
+    }
 }
 
 fn decode(record: gatelog_spool::Record) -> Result<Pending, SinkError> {

@@ -1,0 +1,146 @@
+//! The ClickHouse sink against the real server: it lets the spool forget records only after
+//! its `Durability` returned, and stops, keeping them, when that fails.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
+mod common;
+
+use gatelog_spool::{Spool, SpoolOptions};
+use gatelog_store::durability::{Durability, SyncFilesystem};
+use gatelog_store::sink::{SINK_NAME, SinkError, SinkOptions, SinkStats, run_clickhouse_sink};
+use gatelog_store::testing::TestClickHouse;
+use std::io;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// A sync that waits until the test opens the gate (or fails once the gate says so), counting
+/// its calls.
+#[derive(Debug, Default)]
+struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+    calls: AtomicU32,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum GateState {
+    #[default]
+    Closed,
+    Open,
+    Failing,
+}
+
+impl Gate {
+    fn set(&self, state: GateState) {
+        *self.state.lock().unwrap() = state;
+        self.changed.notify_all();
+    }
+}
+
+impl Durability for Gate {
+    fn sync(&self) -> io::Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let guard = self.state.lock().unwrap();
+        // Bounded: a test that forgets to open the gate fails instead of hanging.
+        let (state, _) = self
+            .changed
+            .wait_timeout_while(guard, Duration::from_secs(30), |s| *s == GateState::Closed)
+            .unwrap();
+        match *state {
+            GateState::Open => Ok(()),
+            GateState::Failing => Err(io::Error::other("disk went away")),
+            GateState::Closed => Err(io::Error::other("the test never opened the gate")),
+        }
+    }
+}
+
+fn committed(spool: &Spool) -> u64 {
+    let stats = spool.stats();
+    stats.consumers.iter().find(|c| c.name == SINK_NAME).map_or(0, |c| c.committed_seq)
+}
+
+/// Polls `done` every 20 ms for at most 20 s.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn append_batch(spool: &Spool, id: &str) -> u64 {
+    spool.append(common::batch(id, 5, 0).encode().unwrap()).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_spool_is_acknowledged_only_after_the_sync_and_not_after_a_failed_one() {
+    let ch = TestClickHouse::start().await.unwrap();
+    let store = ch.store().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+    let gate = Arc::new(Gate::default());
+    let stats = Arc::new(SinkStats::default());
+    let options = SinkOptions { linger: Duration::from_millis(10), ..SinkOptions::default() };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sink = tokio::spawn(run_clickhouse_sink(
+        store.clone(),
+        spool.clone(),
+        stats.clone(),
+        options,
+        Some(gate.clone() as Arc<dyn Durability>),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+
+    let first = append_batch(&spool, "durable-1").await;
+    eventually("the first batch to be written", || stats.position.load(Ordering::SeqCst) == first).await;
+    assert_eq!(store.count_rows_of_batch("decisions", "durable-1").await.unwrap(), 5);
+    eventually("the sync to start", || gate.calls.load(Ordering::SeqCst) == 1).await;
+    assert_eq!(committed(&spool), 0, "acknowledged before the sync returned");
+
+    // Written while the first sync waits: one later sync covers it.
+    let second = append_batch(&spool, "durable-2").await;
+    eventually("the second batch to be written", || stats.position.load(Ordering::SeqCst) == second).await;
+    assert_eq!(committed(&spool), 0);
+    gate.set(GateState::Open);
+    eventually("the acknowledgement", || committed(&spool) == second).await;
+    assert!(gate.calls.load(Ordering::SeqCst) <= 2, "{} syncs for two batches", gate.calls.load(Ordering::SeqCst));
+
+    // A failed sync stops the sink and leaves the record to the spool.
+    gate.set(GateState::Failing);
+    let third = append_batch(&spool, "durable-3").await;
+    let result = tokio::time::timeout(Duration::from_secs(20), sink).await.unwrap().unwrap();
+    match result {
+        Err(SinkError::Durability { seq, source }) => {
+            assert_eq!(seq, third);
+            assert!(source.to_string().contains("disk went away"), "{source}");
+        }
+        other => panic!("expected a durability error, got {other:?}"),
+    }
+    assert_eq!(committed(&spool), second);
+    drop(stop);
+    spool.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_syncs_and_acknowledges_the_last_group() {
+    let ch = TestClickHouse::start().await.unwrap();
+    let store = ch.store().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
+    // The real thing, on the managed server's data dir.
+    let durability: Arc<dyn Durability> = Arc::new(SyncFilesystem::new(ch.data_dir()));
+    let stats = Arc::new(SinkStats::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sink = tokio::spawn(run_clickhouse_sink(store.clone(), spool.clone(), stats.clone(), SinkOptions::default(), Some(durability), async move {
+        let _ = stopped.await;
+    }));
+    let seq = append_batch(&spool, "shutdown-1").await;
+    eventually("the batch to be written", || stats.position.load(Ordering::SeqCst) == seq).await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(20), sink).await.unwrap().unwrap().unwrap();
+    assert_eq!(committed(&spool), seq);
+    assert_eq!(store.count_rows_of_batch("decisions", "shutdown-1").await.unwrap(), 5);
+    spool.close().await.unwrap();
+}
