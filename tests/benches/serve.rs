@@ -39,7 +39,8 @@
 //!    (`Content-Encoding: gzip`, `input_format_skip_unknown_fields=1`). ClickHouse answers an
 //!    insert once it is stored, so events/s = records / (first post → last answer).
 //! 3. (a) `gatelog serve` with `[index] enabled = false`, its own database, data dir and
-//!    token; the clients POST every body to `/v1/logpush/http_requests` (429/503 retried after
+//!    token, and `[clickhouse] sync_data_dir` set to the shared server's tables (so its sink
+//!    syncs them before the spool lets records go, as for a managed server); the clients POST every body to `/v1/logpush/http_requests` (429/503 retried after
 //!    `Retry-After` and counted). End-to-end = first post → the spool holds the highest
 //!    acknowledged `spool_seq` and `gatelog_sink_lag_records{sink="clickhouse"}` is 0 on
 //!    `/metrics` (polled every 50 ms; the sink acknowledges the spool after ClickHouse answered
@@ -149,6 +150,9 @@ struct Bench {
     /// The latency phase's own bodies.
     latency_bodies: Arc<Vec<Vec<u8>>>,
     ch_url: String,
+    /// The serve phases' `[clickhouse] sync_data_dir`: they sync the shared server's tables
+    /// before the spool lets records go, as `gatelog serve` does for its managed server.
+    ch_tables: PathBuf,
     work: PathBuf,
     client: reqwest::Client,
 }
@@ -201,6 +205,7 @@ async fn run() -> anyhow::Result<()> {
         latency_bodies: Arc::new(std::mem::take(&mut prepared.latency.bodies)),
         settings,
         ch_url: clickhouse.url.clone(),
+        ch_tables: clickhouse.tables_dir(),
         work: work.path().to_owned(),
         client: http_client(),
     };
@@ -265,6 +270,19 @@ async fn baseline(bench: &Bench) -> anyhow::Result<(Outcome, u64)> {
     Ok((outcome, rows))
 }
 
+/// `config` (`BENCH_CONFIG`) with `sync_data_dir = dir` in its `[clickhouse]` table (added
+/// when it has none; TOML allows a table once).
+fn with_sync_data_dir(config: &str, dir: &Path) -> String {
+    let line = format!("sync_data_dir = {:?}\n", dir.to_string_lossy());
+    match config.find("[clickhouse]\n") {
+        Some(at) => {
+            let after = at + "[clickhouse]\n".len();
+            format!("{}{line}{}", &config[..after], &config[after..])
+        }
+        None => format!("[clickhouse]\n{line}{config}"),
+    }
+}
+
 /// A fresh `gatelog serve` (release) in database `db` under its own data dir: post every
 /// body, wait until the sinks stored everything, read its peak RSS, stop it.
 async fn serve_phase(bench: &Bench, db: &str, index: bool, load: Load) -> anyhow::Result<ServeRun> {
@@ -272,14 +290,10 @@ async fn serve_phase(bench: &Bench, db: &str, index: bool, load: Load) -> anyhow
         eprintln!("bench serve: warning: ClickHouse still merging after 600 s; starting {db} anyway");
     }
     let data_dir = bench.work.join(db);
-    let text = format!("{}{}", if index { "" } else { NO_INDEX }, bench.settings.config);
-    let config = if text.is_empty() {
-        None
-    } else {
-        let path = bench.work.join(format!("{db}.toml"));
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-        Some(path)
-    };
+    let text = format!("{}{}", if index { "" } else { NO_INDEX }, with_sync_data_dir(&bench.settings.config, &bench.ch_tables));
+    let path = bench.work.join(format!("{db}.toml"));
+    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    let config = Some(path);
     let spec = ServeSpec {
         data_dir: data_dir.clone(),
         port: free_port(),

@@ -20,6 +20,11 @@ pub struct ClickHouseProcess {
 }
 
 impl ClickHouseProcess {
+    /// Where the server keeps its tables (what `gatelog serve` syncs for a managed server).
+    pub fn tables_dir(&self) -> PathBuf {
+        self.data_dir.join("clickhouse/data")
+    }
+
     pub async fn start(gatelog: &Path, data_dir: &Path) -> anyhow::Result<ClickHouseProcess> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
         let url_file = data_dir.join("clickhouse.url");
