@@ -50,7 +50,8 @@ pub enum SinkError {
 /// Counters the binary exports as metrics.
 #[derive(Debug, Default)]
 pub struct SinkStats {
-    /// Highest spool position stored.
+    /// Highest spool position stored and acknowledged to the spool (so, with a
+    /// [`Durability`], also synced).
     pub position: AtomicU64,
     pub batches_written: AtomicU64,
     pub batches_skipped: AtomicU64,
@@ -127,7 +128,7 @@ pub async fn run_clickhouse_sink(
     stats.position.store(start, Ordering::Relaxed);
     tracing::info!(position = start, "clickhouse sink started");
     let (written, written_rx) = watch::channel(start);
-    let acknowledging = acknowledge(&spool, durability, written_rx);
+    let acknowledging = acknowledge(&spool, durability, written_rx, &stats);
     let writing = async {
         let mut reader = spool.reader(start);
         tokio::pin!(shutdown);
@@ -154,7 +155,6 @@ pub async fn run_clickhouse_sink(
             write_group(&store, &group, check, &stats).await?;
             let last = group.last().map_or(start, |p| p.seq);
             written.send_replace(last);
-            stats.position.store(last, Ordering::Relaxed);
             let newest = group.iter().map(|p| p.batch.received_at.0).max().unwrap_or(0);
             stats.last_received_at_ms.store(u64::try_from(newest).unwrap_or(0), Ordering::Relaxed);
         }
@@ -174,7 +174,7 @@ pub async fn run_clickhouse_sink(
 /// the rows up to it durable; ends once the writing side is done and everything it reported is
 /// acknowledged. A failed sync is fatal: after a failed `syncfs` the kernel may have dropped
 /// the pages it could not write, so a retry that succeeds proves nothing.
-async fn acknowledge(spool: &Spool, durability: Option<Arc<dyn Durability>>, mut written: watch::Receiver<u64>) -> Result<(), SinkError> {
+async fn acknowledge(spool: &Spool, durability: Option<Arc<dyn Durability>>, mut written: watch::Receiver<u64>, stats: &SinkStats) -> Result<(), SinkError> {
     let mut acked = *written.borrow_and_update();
     loop {
         let more = written.changed().await.is_ok();
@@ -187,6 +187,7 @@ async fn acknowledge(spool: &Spool, durability: Option<Arc<dyn Durability>>, mut
                 tracing::debug!(position, ms = started.elapsed().as_millis() as u64, "clickhouse sink: stored rows synced");
             }
             spool.ack(SINK_NAME, position)?;
+            stats.position.store(position, Ordering::Relaxed);
             acked = position;
         }
         if !more {

@@ -7,6 +7,7 @@ mod common;
 use gatelog_spool::{Spool, SpoolOptions};
 use gatelog_store::durability::{Durability, SyncFilesystem};
 use gatelog_store::sink::{SINK_NAME, SinkError, SinkOptions, SinkStats, run_clickhouse_sink};
+use gatelog_store::Store;
 use gatelog_store::testing::TestClickHouse;
 use std::io;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -68,6 +69,15 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// Waits (at most 20 s) until ClickHouse holds the decisions of batch `id`.
+async fn stored(store: &Store, id: &str) {
+    let started = Instant::now();
+    while store.count_rows_of_batch("decisions", id).await.unwrap() != 5 {
+        assert!(started.elapsed() < Duration::from_secs(20), "timed out waiting for batch {id} in ClickHouse");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 async fn append_batch(spool: &Spool, id: &str) -> u64 {
     spool.append(common::batch(id, 5, 0).encode().unwrap()).await.unwrap()
 }
@@ -93,18 +103,19 @@ async fn the_spool_is_acknowledged_only_after_the_sync_and_not_after_a_failed_on
         },
     ));
 
-    let first = append_batch(&spool, "durable-1").await;
-    eventually("the first batch to be written", || stats.position.load(Ordering::SeqCst) == first).await;
-    assert_eq!(store.count_rows_of_batch("decisions", "durable-1").await.unwrap(), 5);
+    append_batch(&spool, "durable-1").await;
+    stored(&store, "durable-1").await;
     eventually("the sync to start", || gate.calls.load(Ordering::SeqCst) == 1).await;
     assert_eq!(committed(&spool), 0, "acknowledged before the sync returned");
+    assert_eq!(stats.position.load(Ordering::SeqCst), 0, "reported as stored before the sync returned");
 
     // Written while the first sync waits: one later sync covers it.
     let second = append_batch(&spool, "durable-2").await;
-    eventually("the second batch to be written", || stats.position.load(Ordering::SeqCst) == second).await;
+    stored(&store, "durable-2").await;
     assert_eq!(committed(&spool), 0);
     gate.set(GateState::Open);
     eventually("the acknowledgement", || committed(&spool) == second).await;
+    assert_eq!(stats.position.load(Ordering::SeqCst), second);
     assert!(gate.calls.load(Ordering::SeqCst) <= 2, "{} syncs for two batches", gate.calls.load(Ordering::SeqCst));
 
     // A failed sync stops the sink and leaves the record to the spool.
@@ -137,7 +148,7 @@ async fn shutdown_syncs_and_acknowledges_the_last_group() {
         let _ = stopped.await;
     }));
     let seq = append_batch(&spool, "shutdown-1").await;
-    eventually("the batch to be written", || stats.position.load(Ordering::SeqCst) == seq).await;
+    stored(&store, "shutdown-1").await;
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(20), sink).await.unwrap().unwrap().unwrap();
     assert_eq!(committed(&spool), seq);
