@@ -10,6 +10,7 @@ use gatelog_store::sink::{SINK_NAME, SinkError, SinkOptions, SinkStats, run_clic
 use gatelog_store::Store;
 use gatelog_store::testing::TestClickHouse;
 use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -82,26 +83,37 @@ async fn append_batch(spool: &Spool, id: &str) -> u64 {
     spool.append(common::batch(id, 5, 0).encode().unwrap()).await.unwrap()
 }
 
-#[tokio::test]
-async fn the_spool_is_acknowledged_only_after_the_sync_and_not_after_a_failed_one() {
+/// A sink over a fresh spool and database, running until `stop` is sent or dropped.
+struct Running {
+    _ch: TestClickHouse,
+    _dir: tempfile::TempDir,
+    store: Store,
+    spool: Spool,
+    stats: Arc<SinkStats>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    sink: tokio::task::JoinHandle<Result<(), SinkError>>,
+}
+
+/// `durability` gets the server's data dir (for the real thing).
+async fn start(durability: impl FnOnce(&Path) -> Arc<dyn Durability>) -> Running {
     let ch = TestClickHouse::start().await.unwrap();
     let store = ch.store().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
-    let gate = Arc::new(Gate::default());
     let stats = Arc::new(SinkStats::default());
     let options = SinkOptions { linger: Duration::from_millis(10), ..SinkOptions::default() };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let sink = tokio::spawn(run_clickhouse_sink(
-        store.clone(),
-        spool.clone(),
-        stats.clone(),
-        options,
-        Some(gate.clone() as Arc<dyn Durability>),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let sink = tokio::spawn(run_clickhouse_sink(store.clone(), spool.clone(), stats.clone(), options, Some(durability(ch.data_dir())), async move {
+        let _ = stopped.await;
+    }));
+    Running { _ch: ch, _dir: dir, store, spool, stats, stop, sink }
+}
+
+#[tokio::test]
+async fn the_spool_is_acknowledged_only_after_the_sync_and_not_after_a_failed_one() {
+    let gate = Arc::new(Gate::default());
+    let gate_ = gate.clone();
+    let Running { _ch, _dir, store, spool, stats, stop, sink } = start(|_| gate_).await;
 
     append_batch(&spool, "durable-1").await;
     stored(&store, "durable-1").await;
@@ -136,22 +148,14 @@ async fn the_spool_is_acknowledged_only_after_the_sync_and_not_after_a_failed_on
 
 #[tokio::test]
 async fn shutdown_syncs_and_acknowledges_the_last_group() {
-    let ch = TestClickHouse::start().await.unwrap();
-    let store = ch.store().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
-    // The real thing, on the managed server's data dir.
-    let durability: Arc<dyn Durability> = Arc::new(SyncFilesystem::new(ch.data_dir()));
-    let stats = Arc::new(SinkStats::default());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let sink = tokio::spawn(run_clickhouse_sink(store.clone(), spool.clone(), stats.clone(), SinkOptions::default(), Some(durability), async move {
-        let _ = stopped.await;
-    }));
+    // The real thing, on the server's data dir.
+    let Running { _ch, _dir, store, spool, stats, stop, sink } = start(|dir| Arc::new(SyncFilesystem::new(dir))).await;
     let seq = append_batch(&spool, "shutdown-1").await;
     stored(&store, "shutdown-1").await;
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(20), sink).await.unwrap().unwrap().unwrap();
     assert_eq!(committed(&spool), seq);
+    assert_eq!(stats.position.load(Ordering::SeqCst), seq);
     assert_eq!(store.count_rows_of_batch("decisions", "shutdown-1").await.unwrap(), 5);
     spool.close().await.unwrap();
 }
