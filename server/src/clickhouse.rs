@@ -66,17 +66,14 @@ impl Target {
     /// What the ClickHouse sink waits for before the spool may forget records: `syncfs` of the
     /// data dir of a managed server, or of `clickhouse.sync_data_dir` (a server on this
     /// machine); otherwise the server's durability is its own.
-    pub fn durability(&self, config: &Config) -> anyhow::Result<Option<Arc<dyn Durability>>> {
+    pub fn durability(&self, config: &Config) -> Option<Arc<dyn Durability>> {
         let dir = match (&self.managed, &config.clickhouse.sync_data_dir) {
             (Some(managed), _) => managed.dir().join("data"),
-            (None, Some(dir)) => {
-                anyhow::ensure!(dir.is_dir(), "clickhouse.sync_data_dir: {} is not a directory", dir.display());
-                dir.clone()
-            }
-            (None, None) => return Ok(None),
+            (None, Some(dir)) => dir.clone(),
+            (None, None) => return None,
         };
         tracing::info!(dir = %dir.display(), "clickhouse sink: stored rows are synced before the spool lets them go");
-        Ok(Some(Arc::new(SyncFilesystem::new(dir))))
+        Some(Arc::new(SyncFilesystem::new(dir)))
     }
 
     /// Stops the managed server, if gatelog started one.
@@ -90,6 +87,16 @@ impl Target {
             tracing::warn!(error = %e, "managed clickhouse did not stop cleanly");
         }
     }
+}
+
+/// Opens `clickhouse.sync_data_dir` (if set) as the sync will: a missing dir, or one gatelog
+/// may not read, fails before anything starts rather than at the first sync (which stops the
+/// ClickHouse sink).
+pub fn check_sync_data_dir(config: &Config) -> anyhow::Result<()> {
+    let Some(dir) = &config.clickhouse.sync_data_dir else { return Ok(()) };
+    std::fs::File::open(dir).with_context(|| format!("clickhouse.sync_data_dir: cannot open {}", dir.display()))?;
+    anyhow::ensure!(dir.is_dir(), "clickhouse.sync_data_dir: {} is not a directory", dir.display());
+    Ok(())
 }
 
 /// How gatelog runs its managed server.

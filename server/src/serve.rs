@@ -85,6 +85,7 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 
 /// Opens the spool and the index, connects (or starts) ClickHouse, and serves on `listener`.
 pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Running> {
+    crate::clickhouse::check_sync_data_dir(config)?;
     let spool_dir = config.data_dir.join("spool");
     // One batch may take at most half the spool, so a small spool still opens (a larger
     // batch is answered 413 by the receiver instead).
@@ -119,13 +120,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     // Last, as it may start a server that must be stopped again (below, only a thread that
     // cannot start fails, and stops it).
     let target = Target::connect(config).await?;
-    let durability = match target.durability(config) {
-        Ok(durability) => durability,
-        Err(e) => {
-            target.shutdown().await;
-            return Err(e);
-        }
-    };
+    let durability = target.durability(config);
 
     let (sinks_stop, stop_rx) = watch::channel(false);
     let ch_stats = Arc::new(SinkStats::default());

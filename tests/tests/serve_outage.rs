@@ -7,8 +7,8 @@
 //! `ingest/tests/receiver_bad_input.rs`.)
 
 use gatelog_e2e::{
-    Forwarder, Serve, ServeSpec, assert_stored_once, free_port, generated_ray_id, gzip, http_client, http_requests_sample,
-    metric, unique_http_requests, wait_for_sinks,
+    Forwarder, Serve, ServeSpec, assert_stored_once, describe, free_port, gatelog, generated_ray_id, gzip, http_client,
+    http_requests_sample, metric, unique_http_requests, wait_for_sinks,
 };
 use gatelog_store::managed::{ManagedClickHouse, ManagedOptions};
 use gatelog_store::testing::TestClickHouse;
@@ -81,7 +81,9 @@ async fn spool_absorbs_an_outage_then_pushes_back_and_nothing_is_lost_or_doubled
     let forwarder = Forwarder::start(Some(port_of(&ch.url()))).await;
     let data = tempfile::tempdir().expect("tempdir");
     let config = data.path().join("gatelog.toml");
-    std::fs::write(&config, CONFIG).expect("config");
+    // A server on this machine given by URL: the sink syncs its data dir, as for managed.
+    let tables = ch.server().dir().join("data");
+    std::fs::write(&config, format!("{CONFIG}\n[clickhouse]\nsync_data_dir = {tables:?}\n")).expect("config");
     let spec = ServeSpec {
         data_dir: data.path().join("gatelog"),
         port: free_port(),
@@ -204,4 +206,28 @@ async fn spool_absorbs_an_outage_then_pushes_back_and_nothing_is_lost_or_doubled
     );
     server.terminate(Duration::from_secs(20)).await;
     drop(revived);
+}
+
+#[test]
+fn serve_refuses_a_sync_data_dir_it_cannot_open_before_starting_anything() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-such-clickhouse");
+    let config = dir.path().join("gatelog.toml");
+    std::fs::write(&config, format!("[clickhouse]\nurl = \"http://127.0.0.1:9\"\nsync_data_dir = {missing:?}\n")).expect("config");
+    let data_dir = dir.path().join("data");
+    let out = gatelog(&[
+        "serve",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--data-dir",
+        data_dir.to_str().expect("utf-8 path"),
+        "--listen",
+        "127.0.0.1:0",
+        "--ingest-token",
+        TOKEN,
+    ]);
+    assert!(!out.status.success(), "{}", describe(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("clickhouse.sync_data_dir: cannot open {}", missing.display())), "{stderr}");
+    assert!(!data_dir.join("spool").exists(), "the spool was opened before the check");
 }
