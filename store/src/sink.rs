@@ -15,8 +15,9 @@
 //! The spool is acknowledged only after ClickHouse acknowledged the batch, so a segment is
 //! never deleted before its rows are stored; with a [`Durability`] (managed ClickHouse), only
 //! once they are also on disk. The acknowledging runs next to the writing: a sync covers every
-//! group written before it started, so under load one sync acknowledges several groups. Retryable failures (ClickHouse down, overloaded)
-//! are retried forever with capped backoff while the spool absorbs new data; the receiver
+//! group written before it started, so under load one sync acknowledges several groups.
+//!
+//! Retryable failures (ClickHouse down, overloaded) are retried forever with capped backoff while the spool absorbs new data; the receiver
 //! answers 429/503 once the spool is full or this sink lags too far. A fatal failure (a
 //! schema mismatch, a batch ClickHouse refuses) stops the sink with the error, loudly:
 //! skipping the batch would lose acknowledged data.
