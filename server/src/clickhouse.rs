@@ -4,8 +4,8 @@ use crate::config::Config;
 use anyhow::Context;
 use gatelog_store::durability::{Durability, SyncFilesystem};
 use gatelog_store::managed::{ManagedClickHouse, ManagedOptions};
-use std::sync::Arc;
 use gatelog_store::{RetryPolicy, Store, StoreConfig};
+use std::sync::Arc;
 
 /// A connected, migrated store, and the server gatelog started for it (if any).
 #[derive(Debug)]
@@ -68,7 +68,7 @@ impl Target {
     /// machine); otherwise the server's durability is its own.
     pub fn durability(&self, config: &Config) -> Option<Arc<dyn Durability>> {
         let dir = match (&self.managed, &config.clickhouse.sync_data_dir) {
-            (Some(managed), _) => managed.dir().join("data"),
+            (Some(managed), _) => managed.tables_dir(),
             (None, Some(dir)) => dir.clone(),
             (None, None) => return None,
         };

@@ -82,7 +82,7 @@ async fn spool_absorbs_an_outage_then_pushes_back_and_nothing_is_lost_or_doubled
     let data = tempfile::tempdir().expect("tempdir");
     let config = data.path().join("gatelog.toml");
     // A server on this machine given by URL: the sink syncs its data dir, as for managed.
-    let tables = ch.server().dir().join("data");
+    let tables = ch.server().tables_dir();
     std::fs::write(&config, format!("{CONFIG}\n[clickhouse]\nsync_data_dir = {tables:?}\n")).expect("config");
     let spec = ServeSpec {
         data_dir: data.path().join("gatelog"),

@@ -98,7 +98,7 @@ pub(crate) fn config_xml(f: &ServerFiles<'_>) -> String {
         name = xml_escape(f.display_name),
         http = f.http_port,
         tcp = f.tcp_port,
-        data = p(&root.join("data")),
+        data = p(&super::tables_dir(root)),
         tmp = p(&root.join("tmp")),
         user_files = p(&root.join("user_files")),
         schemas = p(&root.join("format_schemas")),

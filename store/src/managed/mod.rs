@@ -25,6 +25,11 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 const BINARY: &str = "clickhouse-server";
+
+/// The server's `<path>` under `root` (`config.xml` names the same folder).
+fn tables_dir(root: &Path) -> PathBuf {
+    root.join("data")
+}
 const PORT_ATTEMPTS: u32 = 3;
 
 /// How to run the server.
@@ -201,14 +206,14 @@ impl ManagedClickHouse {
             fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
         }
         let root = fs::canonicalize(&root).map_err(io_err("cannot resolve", &root))?;
-        let status_file = root.join("data/status");
+        let status_file = tables_dir(&root).join("status");
         if let Some(pid) = running_pid(&status_file) {
             return Err(ManagedError::AlreadyRunning {
                 dir: root,
                 pid: Some(pid),
             });
         }
-        let direct_io_merges = match takes_direct_io(&root.join("data")) {
+        let direct_io_merges = match takes_direct_io(&tables_dir(&root)) {
             Ok(()) => true,
             Err(error) => {
                 tracing::info!(dir = %root.display(), %error, "managed clickhouse: the data dir refuses O_DIRECT; merges go through the page cache");
@@ -314,7 +319,7 @@ impl ManagedClickHouse {
                     return Err(Retry::Ports(log_tail));
                 }
                 if log_tail.contains("Cannot lock file") {
-                    let pid = running_pid(&self.root.join("data/status"));
+                    let pid = running_pid(&self.tables_dir().join("status"));
                     return Err(Retry::Fatal(ManagedError::AlreadyRunning {
                         dir: self.root.clone(),
                         pid,
@@ -360,6 +365,11 @@ impl ManagedClickHouse {
     /// `<data_dir>/clickhouse`.
     pub fn dir(&self) -> &Path {
         &self.root
+    }
+
+    /// `<data_dir>/clickhouse/data`: the server's `<path>`, where its tables live.
+    pub fn tables_dir(&self) -> PathBuf {
+        tables_dir(&self.root)
     }
 
     /// How long start-up took (spawn to first answer).
