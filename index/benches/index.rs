@@ -16,7 +16,8 @@ fn decisions() -> Vec<AccessDecision> {
     };
     let path = dir.join("http_requests_5000.ndjson.gz");
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let ctx = BodyContext { received_at: UnixMillis(0), origin: "bench", source: Source::Logpush, limits: Limits::default() };
+    let ctx =
+        BodyContext { received_at: UnixMillis(0), origin: "bench", source: Source::Logpush, limits: Limits::default() };
     map_body(Dataset::HttpRequests, &bytes, &ctx).expect("maps").decisions
 }
 
@@ -59,7 +60,9 @@ fn bench(c: &mut Criterion) {
     group.sample_size(20);
     for q in ["", "decision:deny", "host:example AND status:403"] {
         group.bench_function(format!("page_50 q={q:?}"), |b| {
-            b.iter(|| searcher.search(&SearchRequest { q: q.into(), limit: 50, ..SearchRequest::default() }).expect("search"));
+            b.iter(|| {
+                searcher.search(&SearchRequest { q: q.into(), limit: 50, ..SearchRequest::default() }).expect("search")
+            });
         });
     }
     group.finish();

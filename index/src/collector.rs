@@ -57,7 +57,10 @@ fn cursor_rank(ids: Option<&StrColumn>, id: &str) -> tantivy::Result<u64> {
 
 impl std::fmt::Debug for NewestFirstSegment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewestFirstSegment").field("segment", &self.segment).field("kept", &self.heap.len()).finish_non_exhaustive()
+        f.debug_struct("NewestFirstSegment")
+            .field("segment", &self.segment)
+            .field("kept", &self.heap.len())
+            .finish_non_exhaustive()
     }
 }
 

@@ -34,11 +34,11 @@
 //! two day indexes (the delete reaches only the day being written). Mappers derive one time
 //! per event, so this needs two sources disagreeing across midnight.
 
+use crate::IndexError;
 use crate::day::{self, Day};
 use crate::merge::CappedMergePolicy;
 use crate::payload::{self, CommitPayload};
 use crate::schema::{self, Fields};
-use crate::IndexError;
 use gatelog_model::{AccessDecision, Batch};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -167,9 +167,10 @@ impl Indexer {
             let metas = index.load_metas().map_err(IndexError::tantivy(&path))?;
             let payload = match metas.payload.as_deref() {
                 None => None,
-                Some(text) => Some(CommitPayload::decode(text).map_err(|detail| {
-                    IndexError::BadPayload { path: path.clone(), detail }
-                })?),
+                Some(text) => Some(
+                    CommitPayload::decode(text)
+                        .map_err(|detail| IndexError::BadPayload { path: path.clone(), detail })?,
+                ),
             };
             payloads.insert(name, payload);
         }

@@ -96,8 +96,11 @@ mod tests {
 
     fn merged_sizes(policy: &CappedMergePolicy, segments: &[SegmentMeta]) -> Vec<Vec<u32>> {
         let size: HashMap<SegmentId, u32> = segments.iter().map(|s| (s.id(), s.num_docs())).collect();
-        let mut out: Vec<Vec<u32>> =
-            policy.compute_merge_candidates(segments).into_iter().map(|c| c.0.iter().map(|id| size[id]).collect()).collect();
+        let mut out: Vec<Vec<u32>> = policy
+            .compute_merge_candidates(segments)
+            .into_iter()
+            .map(|c| c.0.iter().map(|id| size[id]).collect())
+            .collect();
         out.sort();
         out
     }

@@ -85,7 +85,8 @@ mod tests {
 
     #[test]
     fn complete_round_resumes_after_its_seq() {
-        let m = map(vec![("a", p(3, 30, 20, &["a", "b"])), ("b", p(3, 30, 20, &["a", "b"])), ("c", p(1, 5, 0, &["c"]))]);
+        let m =
+            map(vec![("a", p(3, 30, 20, &["a", "b"])), ("b", p(3, 30, 20, &["a", "b"])), ("c", p(1, 5, 0, &["c"]))]);
         assert_eq!(recover(&m), (30, 3));
     }
 

@@ -6,7 +6,7 @@
 //! [`crate::Indexer`] may run on `dir` meanwhile; searchers pick the new folders up on their
 //! next search.
 
-use crate::{Indexer, IndexerOptions, IndexError};
+use crate::{IndexError, Indexer, IndexerOptions};
 use gatelog_model::AccessDecision;
 use std::fs;
 use std::path::{Path, PathBuf};

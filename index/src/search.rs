@@ -13,17 +13,17 @@
 //!
 //! Search is blocking (tantivy I/O and CPU): call it from `spawn_blocking`.
 
+use crate::IndexError;
 use crate::collector::{Key, NewestFirst};
 use crate::day::{self, Day};
 use crate::schema::{self, DEFAULT_FIELDS, Fields};
-use crate::IndexError;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gatelog_model::UnixMillis;
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
-use std::ops::Bound;
 use tantivy::collector::Count;
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
 use tantivy::schema::{Field, Value};
@@ -194,8 +194,10 @@ impl Searcher {
             let query: Box<dyn Query> = match (from, to) {
                 (None, None) => query,
                 _ => {
-                    let lower = from.map_or(Bound::Unbounded, |f| Bound::Included(Term::from_field_i64(self.fields.time, f.0)));
-                    let upper = to.map_or(Bound::Unbounded, |t| Bound::Excluded(Term::from_field_i64(self.fields.time, t.0)));
+                    let lower =
+                        from.map_or(Bound::Unbounded, |f| Bound::Included(Term::from_field_i64(self.fields.time, f.0)));
+                    let upper =
+                        to.map_or(Bound::Unbounded, |t| Bound::Excluded(Term::from_field_i64(self.fields.time, t.0)));
                     let range: Box<dyn Query> = Box::new(RangeQuery::new(lower, upper));
                     Box::new(BooleanQuery::new(vec![(Occur::Must, query), (Occur::Must, range)]))
                 }
@@ -209,10 +211,7 @@ impl Searcher {
         if q.trim().is_empty() || q.trim() == "*" {
             return Ok(Box::new(AllQuery));
         }
-        let defaults = DEFAULT_FIELDS
-            .iter()
-            .filter_map(|name| self.fields.schema.get_field(name).ok())
-            .collect();
+        let defaults = DEFAULT_FIELDS.iter().filter_map(|name| self.fields.schema.get_field(name).ok()).collect();
         let mut parser = QueryParser::for_index(index, defaults);
         parser.set_conjunction_by_default();
         parser.parse_query(q).map_err(|e| IndexError::BadQuery(e.to_string()))
@@ -246,9 +245,16 @@ impl Searcher {
         }
     }
 
-    fn snippet_generators(&self, searcher: &tantivy::Searcher, query: &dyn Query, path: &Path) -> Result<Vec<(&'static str, Field, SnippetGenerator)>, IndexError> {
+    fn snippet_generators(
+        &self,
+        searcher: &tantivy::Searcher,
+        query: &dyn Query,
+        path: &Path,
+    ) -> Result<Vec<(&'static str, Field, SnippetGenerator)>, IndexError> {
         let mut out = Vec::new();
-        for (name, field) in [("query", self.fields.query), ("reason", self.fields.reason), ("resource", self.fields.resource)] {
+        for (name, field) in
+            [("query", self.fields.query), ("reason", self.fields.reason), ("resource", self.fields.resource)]
+        {
             let generator = SnippetGenerator::create(searcher, query, field).map_err(IndexError::tantivy(path))?;
             out.push((name, field, generator));
         }

@@ -112,7 +112,9 @@ pub async fn run_sink(
     match &result {
         Ok(()) => tracing::info!(consumer = %name, "index sink stopped"),
         // Said now, not only when gatelog stops: acks go on while nothing more is indexed.
-        Err(e) => tracing::error!(consumer = %name, error = %e, "index sink stopped; nothing more is indexed until gatelog restarts"),
+        Err(e) => {
+            tracing::error!(consumer = %name, error = %e, "index sink stopped; nothing more is indexed until gatelog restarts")
+        }
     }
     result
 }
@@ -134,7 +136,13 @@ struct Worker<'a> {
     pending: Pending,
 }
 
-fn work(indexer: Indexer, spool: &Spool, name: &str, stats: &IndexSinkStats, mut rx: mpsc::Receiver<Msg>) -> Result<(), IndexError> {
+fn work(
+    indexer: Indexer,
+    spool: &Spool,
+    name: &str,
+    stats: &IndexSinkStats,
+    mut rx: mpsc::Receiver<Msg>,
+) -> Result<(), IndexError> {
     let mut w = Worker { indexer, spool, name, stats, pending: Pending::default() };
     while let Some(msg) = rx.blocking_recv() {
         match msg {

@@ -20,7 +20,12 @@ fn batch(seq: u64) -> Batch {
     let mut decisions: Vec<AccessDecision> = (0..6)
         .map(|i| {
             let n = seq * 6 + i;
-            let mut d = AccessDecision::new(format!("ev-{seq}-{i}"), UnixMillis(BASE + (n as i64 * 5 % 72) * HOUR + n as i64), "proxy", Source::Proxy);
+            let mut d = AccessDecision::new(
+                format!("ev-{seq}-{i}"),
+                UnixMillis(BASE + (n as i64 * 5 % 72) * HOUR + n as i64),
+                "proxy",
+                Source::Proxy,
+            );
             d.principal = format!("user{}@example.com", n % 5);
             d.decision = if n.is_multiple_of(3) { Decision::Deny } else { Decision::Allow };
             d.query = format!("SELECT * FROM db.t{n}");
@@ -28,7 +33,12 @@ fn batch(seq: u64) -> Batch {
         })
         .collect();
     if seq > 1 {
-        let mut dup = AccessDecision::new(format!("ev-{}-5", seq - 1), UnixMillis(BASE + ((seq - 1) * 6 + 5) as i64 * 5 % 72 * HOUR + ((seq - 1) * 6 + 5) as i64), "proxy", Source::Tail);
+        let mut dup = AccessDecision::new(
+            format!("ev-{}-5", seq - 1),
+            UnixMillis(BASE + ((seq - 1) * 6 + 5) as i64 * 5 % 72 * HOUR + ((seq - 1) * 6 + 5) as i64),
+            "proxy",
+            Source::Tail,
+        );
         dup.principal = "copy@example.com".into();
         decisions.push(dup);
     }
@@ -51,7 +61,13 @@ fn assert_exactly_once(dir: &Path, n: u64) {
 }
 
 fn opts(max_open_writers: usize) -> IndexerOptions {
-    IndexerOptions { commit_docs: 1_000_000, commit_interval: Duration::from_secs(3600), max_open_writers, writer_memory_bytes: 15_000_000, ..IndexerOptions::default() }
+    IndexerOptions {
+        commit_docs: 1_000_000,
+        commit_interval: Duration::from_secs(3600),
+        max_open_writers,
+        writer_memory_bytes: 15_000_000,
+        ..IndexerOptions::default()
+    }
 }
 
 async fn append(spool: &Spool, seqs: std::ops::RangeInclusive<u64>) {
@@ -93,7 +109,8 @@ async fn crash_scenario(fail_after_commits: usize, max_open_writers: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let (spool_dir, index_dir) = (tmp.path().join("spool"), tmp.path().join("index"));
     let n = 12;
-    let spool = Spool::open(&spool_dir, SpoolOptions { fsync: false, preallocate: false, ..SpoolOptions::default() }).unwrap();
+    let spool =
+        Spool::open(&spool_dir, SpoolOptions { fsync: false, preallocate: false, ..SpoolOptions::default() }).unwrap();
     append(&spool, 1..=4).await;
     let o = IndexerOptions { commit_interval: Duration::from_millis(20), ..opts(max_open_writers) };
 

@@ -41,7 +41,8 @@ fn all_pages(searcher: &Searcher, base: &SearchRequest) -> Vec<(i64, String)> {
 }
 
 fn expected(decisions: &[AccessDecision], keep: impl Fn(&AccessDecision) -> bool) -> Vec<(i64, String)> {
-    let mut keys: Vec<(i64, String)> = decisions.iter().filter(|d| keep(d)).map(|d| (d.time.0, d.event_id.clone())).collect();
+    let mut keys: Vec<(i64, String)> =
+        decisions.iter().filter(|d| keep(d)).map(|d| (d.time.0, d.event_id.clone())).collect();
     keys.sort_by(|a, b| b.cmp(a));
     keys
 }
@@ -69,11 +70,23 @@ fn principal_and_decision_match_exactly() {
 #[test]
 fn bare_words_search_the_default_fields() {
     let (_tmp, all, searcher) = setup();
-    let want = all.iter().filter(|d| common::words(&d.principal).contains(&"yara".to_string())
-        || ["resource", "query", "reason", "user_agent", "host", "path"].iter().any(|f| {
-            let text = match *f { "resource" => &d.resource, "query" => &d.query, "reason" => &d.reason, "user_agent" => &d.user_agent, "host" => &d.host, _ => &d.path };
-            common::words(text).contains(&"yara".to_string())
-        })).count();
+    let want = all
+        .iter()
+        .filter(|d| {
+            common::words(&d.principal).contains(&"yara".to_string())
+                || ["resource", "query", "reason", "user_agent", "host", "path"].iter().any(|f| {
+                    let text = match *f {
+                        "resource" => &d.resource,
+                        "query" => &d.query,
+                        "reason" => &d.reason,
+                        "user_agent" => &d.user_agent,
+                        "host" => &d.host,
+                        _ => &d.path,
+                    };
+                    common::words(text).contains(&"yara".to_string())
+                })
+        })
+        .count();
     assert!(want > 0);
     assert_eq!(searcher.count("yara", None, None).unwrap(), want as u64);
 }
@@ -104,7 +117,13 @@ fn time_ranges_are_half_open_and_paged() {
     let from = all.iter().map(|d| d.time.0).filter(|t| *t >= from).min().unwrap();
     let to = all.iter().map(|d| d.time.0).filter(|t| *t >= to).min().unwrap();
     let want = expected(&all, |d| d.time.0 >= from && d.time.0 < to);
-    let base = SearchRequest { q: String::new(), from: Some(UnixMillis(from)), to: Some(UnixMillis(to)), limit: 37, cursor: None };
+    let base = SearchRequest {
+        q: String::new(),
+        from: Some(UnixMillis(from)),
+        to: Some(UnixMillis(to)),
+        limit: 37,
+        cursor: None,
+    };
     assert_eq!(all_pages(&searcher, &base), want);
     assert_eq!(searcher.count("", Some(UnixMillis(from)), Some(UnixMillis(to))).unwrap(), want.len() as u64);
     let denied = expected(&all, |d| d.time.0 >= from && d.time.0 < to && d.decision == Decision::Deny);
@@ -159,7 +178,13 @@ fn rebuild_recreates_the_index_from_decisions() {
     for (i, d) in all.iter_mut().enumerate() {
         d.spool_seq = 1 + i as u64 / 100;
     }
-    let stats = rebuild(&dir, IndexerOptions { commit_docs: 300, writer_memory_bytes: 15_000_000, ..IndexerOptions::default() }, all.clone(), None).unwrap();
+    let stats = rebuild(
+        &dir,
+        IndexerOptions { commit_docs: 300, writer_memory_bytes: 15_000_000, ..IndexerOptions::default() },
+        all.clone(),
+        None,
+    )
+    .unwrap();
     assert_eq!(stats.decisions, all.len() as u64);
     assert_eq!(stats.position, all.iter().map(|d| d.spool_seq).max().unwrap());
     let indexer = gatelog_index::Indexer::open(&dir, IndexerOptions::default()).unwrap();

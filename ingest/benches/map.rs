@@ -24,7 +24,12 @@ fn ctx(line_no: u64) -> LineContext<'static> {
 }
 
 fn body_ctx() -> BodyContext<'static> {
-    BodyContext { received_at: UnixMillis(1_741_132_800_000), origin: "bench", source: Source::Logpush, limits: Default::default() }
+    BodyContext {
+        received_at: UnixMillis(1_741_132_800_000),
+        origin: "bench",
+        source: Source::Logpush,
+        limits: Default::default(),
+    }
 }
 
 fn lines_bench(c: &mut Criterion, name: &str, file: &str, dataset: Dataset) {
@@ -36,7 +41,8 @@ fn lines_bench(c: &mut Criterion, name: &str, file: &str, dataset: Dataset) {
         b.iter(|| {
             let mut decisions = 0usize;
             for (i, line) in lines.iter().enumerate() {
-                if let LineOutcome::Mapped { decisions: d, .. } = map_line(dataset, black_box(line), &ctx(i as u64 + 1)) {
+                if let LineOutcome::Mapped { decisions: d, .. } = map_line(dataset, black_box(line), &ctx(i as u64 + 1))
+                {
                     decisions += d.len();
                 }
             }

@@ -78,7 +78,8 @@ impl BodyOutcome {
 
 /// Maps one line from a [`LineReader`], dead-lettering an over-long one.
 pub fn map_split_line(dataset: Dataset, line: Line<'_>, ctx: &BodyContext<'_>) -> LineOutcome {
-    let line_ctx = LineContext { received_at: ctx.received_at, origin: ctx.origin, line_no: line.no, source: ctx.source };
+    let line_ctx =
+        LineContext { received_at: ctx.received_at, origin: ctx.origin, line_no: line.no, source: ctx.source };
     match line.overlong {
         Some(len) => dead_letter(
             dataset,

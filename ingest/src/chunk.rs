@@ -35,7 +35,12 @@ impl Chunk {
 
 /// Reads the next batch into `chunk` (emptied first, its buffers reused): at most
 /// `batch_lines` lines, and no more lines once it holds `batch_bytes`; `Ok(None)` at the end.
-pub fn next_chunk<R: BufRead>(reader: &mut LineReader<R>, batch_lines: usize, batch_bytes: usize, mut chunk: Chunk) -> Result<Option<Chunk>, DecodeError> {
+pub fn next_chunk<R: BufRead>(
+    reader: &mut LineReader<R>,
+    batch_lines: usize,
+    batch_bytes: usize,
+    mut chunk: Chunk,
+) -> Result<Option<Chunk>, DecodeError> {
     chunk.bytes.clear();
     chunk.lines.clear();
     while chunk.lines.len() < batch_lines.max(1) && chunk.bytes.len() < batch_bytes.max(1) {
@@ -53,9 +58,7 @@ mod tests {
     use super::*;
 
     fn text(chunk: &Chunk) -> Vec<String> {
-        (0..chunk.lines.len())
-            .map(|i| String::from_utf8_lossy(chunk.line(i).unwrap().bytes).into_owned())
-            .collect()
+        (0..chunk.lines.len()).map(|i| String::from_utf8_lossy(chunk.line(i).unwrap().bytes).into_owned()).collect()
     }
 
     #[test]

@@ -113,9 +113,9 @@ fn longest_token_match(text: &str) -> Option<Dataset> {
     let mut best: Option<Dataset> = None;
     for d in Dataset::ALL {
         let name = d.as_str();
-        let found = text.match_indices(name).any(|(start, _)| {
-            (start == 0 || bounded(start - 1)) && bounded(start + name.len())
-        });
+        let found = text
+            .match_indices(name)
+            .any(|(start, _)| (start == 0 || bounded(start - 1)) && bounded(start + name.len()));
         if found && best.is_none_or(|b| name.len() > b.as_str().len()) {
             best = Some(d);
         }
@@ -187,7 +187,10 @@ mod tests {
             ("http_requests_5000.ndjson.gz", Some(Dataset::HttpRequests)),
             ("/r2/logs/audit_logs_v2/20250303/x.log.gz", Some(Dataset::AuditLogsV2)),
             ("audit_logs.ndjson", Some(Dataset::AuditLogs)),
-            ("/bucket/firewall_events/20250303/20250303T000000Z_20250303T000100Z_abc.log.gz", Some(Dataset::FirewallEvents)),
+            (
+                "/bucket/firewall_events/20250303/20250303T000000Z_20250303T000100Z_abc.log.gz",
+                Some(Dataset::FirewallEvents),
+            ),
             ("tail.ndjson", Some(Dataset::Tail)),
             ("retail.ndjson", None),
             ("workers_trace_events_clean.ndjson", Some(Dataset::WorkersTraceEvents)),

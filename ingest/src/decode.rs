@@ -139,7 +139,10 @@ impl<R: Read> BodyReader<R> {
             Inner::Plain(r) => r.read(buf),
             Inner::Gzip(gz) => gz.read(buf).map_err(|e| match e.kind() {
                 io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof => {
-                    io::Error::other(DecodeError::Corrupt { offset: Some(gz.get_ref().consumed), detail: e.to_string() })
+                    io::Error::other(DecodeError::Corrupt {
+                        offset: Some(gz.get_ref().consumed),
+                        detail: e.to_string(),
+                    })
                 }
                 _ => e,
             }),

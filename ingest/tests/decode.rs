@@ -169,7 +169,10 @@ fn a_body_with_every_kind_of_line() {
         assert!(errors[0].1.starts_with("line 4: invalid JSON, the line ends early"), "{errors:?}");
         assert_eq!(errors[1], (5, "line 5: expected a JSON object, found an array"));
         assert_eq!(errors[2], (6, "line 6: invalid UTF-8 at byte 29"));
-        assert_eq!(errors[3], (7, "line 7: line is 5033 bytes, over the limit of 4096 bytes (only its first 4096 bytes are kept)"));
+        assert_eq!(
+            errors[3],
+            (7, "line 7: line is 5033 bytes, over the limit of 4096 bytes (only its first 4096 bytes are kept)")
+        );
         assert_eq!(out.dead_letters[3].line.len(), 4096);
         assert!(out.dead_letters.iter().all(|d| d.origin == "batch.ndjson"));
     }
@@ -186,7 +189,6 @@ fn streaming_a_file_matches_mapping_it_in_memory() {
     let reader = BodyReader::new(gz.as_slice(), u64::MAX).unwrap();
     assert!(reader.is_gzip());
 }
-
 
 #[test]
 fn reader_failures_are_io_errors() {

@@ -68,7 +68,11 @@ fn every_sample_maps_completely() {
             assert_eq!(d.received_at, common::RECEIVED_AT);
             assert_eq!(d.source, if dataset == Dataset::Tail { Source::Tail } else { Source::Logpush });
             assert_eq!(d.event_id.len(), 32);
-            assert!(d.time.0 >= 1_740_960_000_000 && d.time.0 < 1_741_132_800_000, "{file}: time {} in the window", d.time);
+            assert!(
+                d.time.0 >= 1_740_960_000_000 && d.time.0 < 1_741_132_800_000,
+                "{file}: time {} in the window",
+                d.time
+            );
             assert_eq!(d.country, d.country.to_ascii_uppercase(), "{file}: country upper-cased");
         }
         // Raw record ids are unique too (Logpush retries must map to the same, distinct ids).
@@ -102,7 +106,10 @@ fn http_requests_first_line_and_deny_burst() {
     assert_eq!(first.principal_type, PrincipalType::Anonymous);
     assert_eq!(first.resource, "https://ch.example.com/query");
     assert_eq!((first.action.as_str(), first.status), ("POST", 200));
-    assert_eq!((first.host.as_str(), first.zone.as_str(), first.path.as_str()), ("ch.example.com", "example.com", "/query"));
+    assert_eq!(
+        (first.host.as_str(), first.zone.as_str(), first.path.as_str()),
+        ("ch.example.com", "example.com", "/query")
+    );
     assert_eq!((first.client_ip.as_str(), first.country.as_str(), first.asn), ("198.51.100.35", "SG", 9506));
     assert_eq!(first.duration_ms, 1387, "EdgeEnd − EdgeStart");
     assert_eq!(first.user_agent, "DataGrip/2024.3.2");
@@ -138,7 +145,14 @@ fn firewall_events_first_line_and_rate_limit_burst() {
     let first = &out.decisions[0];
     assert_eq!(
         first.event_id,
-        EventId::derive(&["firewall_events", "49e7c22cae35c2ba", "1740978175", "984ef5f72b55c255b63ee35e6e0a3671", "botmanagement", "0"])
+        EventId::derive(&[
+            "firewall_events",
+            "49e7c22cae35c2ba",
+            "1740978175",
+            "984ef5f72b55c255b63ee35e6e0a3671",
+            "botmanagement",
+            "0"
+        ])
     );
     assert_eq!(first.time, UnixMillis(1_740_978_175_000));
     assert_eq!(first.decision, Decision::Challenge);
@@ -155,7 +169,10 @@ fn firewall_events_first_line_and_rate_limit_burst() {
     }
     let count = |want: Decision| out.decisions.iter().filter(|d| d.decision == want).count();
     // Baseline actions: block 79, managedchallenge 81, managedchallengenoninteractivesolved 28, log 12.
-    assert_eq!((count(Decision::Deny), count(Decision::Challenge), count(Decision::Allow), count(Decision::Log)), (79, 81, 28, 12));
+    assert_eq!(
+        (count(Decision::Deny), count(Decision::Challenge), count(Decision::Allow), count(Decision::Log)),
+        (79, 81, 28, 12)
+    );
 }
 
 #[test]
@@ -176,7 +193,8 @@ fn access_requests_burst_and_compromised_principal() {
         assert_eq!((d.decision, d.client_ip.as_str(), d.country.as_str()), (Decision::Deny, "203.0.113.66", "DE"));
     }
     let rays = strings(&planted["new_country_offhours"]["ray_ids"]);
-    let decisions: Vec<(Decision, &str)> = rays.iter().map(|r| by_ray(&out, r)).map(|d| (d.decision, d.resource.as_str())).collect();
+    let decisions: Vec<(Decision, &str)> =
+        rays.iter().map(|r| by_ray(&out, r)).map(|d| (d.decision, d.resource.as_str())).collect();
     assert_eq!(
         decisions,
         [
@@ -185,7 +203,10 @@ fn access_requests_burst_and_compromised_principal() {
             (Decision::Deny, "https://admin.example.com")
         ]
     );
-    assert!(rays.iter().all(|r| { let d = by_ray(&out, r); d.principal == "yara@example.com" && d.country == "VN" }));
+    assert!(rays.iter().all(|r| {
+        let d = by_ray(&out, r);
+        d.principal == "yara@example.com" && d.country == "VN"
+    }));
 }
 
 #[test]
@@ -193,13 +214,17 @@ fn audit_logs_privileged_change_in_both_versions() {
     let ids = strings(&sample_json("audit_logs.summary.json")["planted"]["offhours_privileged_change"]["ids"]);
     let (_, v1) = map_sample("audit_logs.ndjson");
     let (_, v2) = map_sample("audit_logs_v2.ndjson");
-    let expect = [("login", "account"), ("update", "access_policy"), ("update", "logpush_job"), ("create", "api_token")];
+    let expect =
+        [("login", "account"), ("update", "access_policy"), ("update", "logpush_job"), ("create", "api_token")];
     for (id, (action, rtype)) in ids.iter().zip(expect) {
         let a = v1.decisions.iter().find(|d| d.event_id == EventId::derive(&["audit_logs", id])).expect("v1 record");
         let b = v2.decisions.iter().find(|d| d.event_id == EventId::derive(&["audit_logs_v2", id])).expect("v2 record");
         for d in [a, b] {
             assert_eq!((d.principal.as_str(), d.principal_type), ("yara@example.com", PrincipalType::User));
-            assert_eq!((d.client_ip.as_str(), d.decision, d.action.as_str()), ("198.51.100.201", Decision::Allow, action));
+            assert_eq!(
+                (d.client_ip.as_str(), d.decision, d.action.as_str()),
+                ("198.51.100.201", Decision::Allow, action)
+            );
             assert!(d.resource.starts_with("cloudflare:") && d.resource.contains(rtype), "{}", d.resource);
         }
         assert_eq!(a.time, b.time, "v1 and v2 describe the same event");
@@ -211,7 +236,10 @@ fn audit_logs_privileged_change_in_both_versions() {
     assert_eq!(logpush.time, UnixMillis::parse_str("2025-03-04T03:19:18Z").unwrap());
 
     let first = &v2.decisions[0];
-    assert_eq!((first.user_agent.as_str(), first.status, first.ray_id.as_str()), ("Terraform/1.9.8", 200, "66cb3755d3b3f266"));
+    assert_eq!(
+        (first.user_agent.as_str(), first.status, first.ray_id.as_str()),
+        ("Terraform/1.9.8", 200, "66cb3755d3b3f266")
+    );
     assert_eq!(first.resource, "cloudflare:rulesets/firewall_rule/af2178790ad6f69dfeb03d9d4493e483");
     let failed = &v2.decisions[1];
     assert_eq!((failed.decision, failed.status), (Decision::Deny, 403), "ActionResult failure → deny");
@@ -224,7 +252,10 @@ fn gateway_http_dlp_exfiltration() {
     let first = &out.decisions[0];
     assert_eq!(first.event_id, EventId::derive(&["gateway_http", "a3ee6e0a9755ba54e97b532a199f6141"]));
     assert_eq!((first.principal.as_str(), first.decision), ("jun@example.com", Decision::Allow));
-    assert_eq!((first.resource.as_str(), first.host.as_str()), ("https://docs.google.com/api/v1/messages", "docs.google.com"));
+    assert_eq!(
+        (first.resource.as_str(), first.host.as_str()),
+        ("https://docs.google.com/api/v1/messages", "docs.google.com")
+    );
     let planted = &sample_json("gateway_http.summary.json")["planted"]["dlp_exfil"];
     for id in strings(&planted["request_ids"]) {
         let d = by_request(&out, &id);
@@ -271,13 +302,22 @@ fn worker_events_first_decision_and_anomalies() {
     assert_eq!((first.principal.as_str(), first.principal_type), ("karl@example.com", PrincipalType::User));
     assert_eq!(first.roles, ["sre"]);
     assert_eq!((first.resource.as_str(), first.action.as_str()), ("clickhouse:system.query_log", "select"));
-    assert_eq!((first.host.as_str(), first.path.as_str(), first.ray_id.as_str()), ("ch.example.com", "/query", "c3e4fd4346373451"));
-    assert_eq!((first.rows_read, first.bytes_read, first.result_rows, first.duration_ms), (165_908, 22_005_380, 580, 16));
+    assert_eq!(
+        (first.host.as_str(), first.path.as_str(), first.ray_id.as_str()),
+        ("ch.example.com", "/query", "c3e4fd4346373451")
+    );
+    assert_eq!(
+        (first.rows_read, first.bytes_read, first.result_rows, first.duration_ms),
+        (165_908, 22_005_380, 580, 16)
+    );
     assert_eq!(first.auth_method, "cf_access_jwt");
     assert!(first.query.contains("INTERVAL ? HOUR") && first.query.ends_with("LIMIT ?"), "masked: {}", first.query);
-    assert_eq!(first.query_fingerprint, gatelog_model::query::fingerprint(
-        "SELECT query_id, user, query_duration_ms, read_rows FROM system.query_log WHERE event_time >= now() - INTERVAL 1 HOUR ORDER BY query_duration_ms DESC LIMIT 20"
-    ));
+    assert_eq!(
+        first.query_fingerprint,
+        gatelog_model::query::fingerprint(
+            "SELECT query_id, user, query_duration_ms, read_rows FROM system.query_log WHERE event_time >= now() - INTERVAL 1 HOUR ORDER BY query_duration_ms DESC LIMIT 20"
+        )
+    );
     check_worker_anomalies(&wte, &sample_json("workers_trace_events.summary.json"));
 
     // Lines without an access_decision keep a line-derived id.

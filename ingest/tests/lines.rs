@@ -5,7 +5,9 @@ mod common;
 
 use common::{RECEIVED_AT, line_ctx};
 use gatelog_ingest::{Dataset, LineContext, LineOutcome, is_probe, map_line, map_line_bytes};
-use gatelog_model::{AccessDecision, Decision, DeadLetter, EventId, PrincipalType, RawRecord, Source, UnixMillis, sha256_hex};
+use gatelog_model::{
+    AccessDecision, DeadLetter, Decision, EventId, PrincipalType, RawRecord, Source, UnixMillis, sha256_hex,
+};
 
 fn mapped(dataset: Dataset, line: &str) -> (Vec<AccessDecision>, RawRecord, Vec<String>) {
     match map_line(dataset, line, &line_ctx(1)) {
@@ -38,17 +40,21 @@ const SECS_MS: i64 = 1_740_990_713_000;
 #[test]
 fn every_timestamp_format_in_every_logpush_dataset() {
     let formats: [(&str, i64, &str); 7] = [
-        ("1740990713712549374", MS, "1740990713712549374"),                      // unixnano
-        ("1740990713", SECS_MS, "1740990713"),                                     // unix
-        ("\"2025-03-03T08:31:53Z\"", SECS_MS, "2025-03-03T08:31:53Z"),             // rfc3339
-        ("\"2025-03-03T08:31:53.712Z\"", MS, "2025-03-03T08:31:53.712Z"),          // rfc3339ms
+        ("1740990713712549374", MS, "1740990713712549374"), // unixnano
+        ("1740990713", SECS_MS, "1740990713"),              // unix
+        ("\"2025-03-03T08:31:53Z\"", SECS_MS, "2025-03-03T08:31:53Z"), // rfc3339
+        ("\"2025-03-03T08:31:53.712Z\"", MS, "2025-03-03T08:31:53.712Z"), // rfc3339ms
         ("\"2025-03-03T08:31:53.712549374Z\"", MS, "2025-03-03T08:31:53.712549374Z"), // rfc3339ns
-        ("\"1740990713\"", SECS_MS, "1740990713"),                                 // numeric string
-        ("1740990713712999999", MS, "1740990713712999999"),                        // no f64 rounding
+        ("\"1740990713\"", SECS_MS, "1740990713"),          // numeric string
+        ("1740990713712999999", MS, "1740990713712999999"), // no f64 rounding
     ];
     let datasets = [
         (Dataset::HttpRequests, "EdgeStartTimestamp", r#""RayID":"8f2c1a9b3d4e5f60""#),
-        (Dataset::FirewallEvents, "Datetime", r#""RayID":"8f2c1a9b3d4e5f60","RuleID":"r1","Source":"waf","MatchIndex":0"#),
+        (
+            Dataset::FirewallEvents,
+            "Datetime",
+            r#""RayID":"8f2c1a9b3d4e5f60","RuleID":"r1","Source":"waf","MatchIndex":0"#,
+        ),
         (Dataset::AccessRequests, "CreatedAt", r#""RayID":"8f2c1a9b3d4e5f60""#),
         (Dataset::AuditLogs, "When", r#""ID":"a-1""#),
         (Dataset::AuditLogsV2, "ActionTimestamp", r#""AuditLogID":"a-1""#),
@@ -63,7 +69,9 @@ fn every_timestamp_format_in_every_logpush_dataset() {
                 Dataset::HttpRequests | Dataset::AccessRequests => {
                     EventId::derive(&[dataset.as_str(), "8f2c1a9b3d4e5f60", id_text])
                 }
-                Dataset::FirewallEvents => EventId::derive(&[dataset.as_str(), "8f2c1a9b3d4e5f60", id_text, "r1", "waf", "0"]),
+                Dataset::FirewallEvents => {
+                    EventId::derive(&[dataset.as_str(), "8f2c1a9b3d4e5f60", id_text, "r1", "waf", "0"])
+                }
                 Dataset::AuditLogs | Dataset::AuditLogsV2 => EventId::derive(&[dataset.as_str(), "a-1"]),
                 _ => EventId::derive(&[dataset.as_str(), "0123456789abcdef0123456789abcdef"]),
             };
@@ -77,11 +85,26 @@ fn unusable_timestamps_are_dead_letters_that_say_why() {
     let cases = [
         (r#"{"RayID":"r"}"#, "line 3: EdgeStartTimestamp: missing or null"),
         (r#"{"EdgeStartTimestamp":null}"#, "line 3: EdgeStartTimestamp: missing or null"),
-        (r#"{"EdgeStartTimestamp":"x"}"#, "line 3: EdgeStartTimestamp: timestamp \"x\" is neither an epoch number nor RFC 3339"),
-        (r#"{"EdgeStartTimestamp":1.5e18}"#, "line 3: EdgeStartTimestamp: timestamp is a fractional number, expected an integer or a string"),
-        (r#"{"EdgeStartTimestamp":true}"#, "line 3: EdgeStartTimestamp: timestamp is a boolean, expected an integer or a string"),
-        (r#"{"EdgeStartTimestamp":[1]}"#, "line 3: EdgeStartTimestamp: timestamp is an array, expected an integer or a string"),
-        (r#"{"EdgeStartTimestamp":99999999999999999999999999}"#, "line 3: EdgeStartTimestamp: timestamp 99999999999999999999999999 is out of range"),
+        (
+            r#"{"EdgeStartTimestamp":"x"}"#,
+            "line 3: EdgeStartTimestamp: timestamp \"x\" is neither an epoch number nor RFC 3339",
+        ),
+        (
+            r#"{"EdgeStartTimestamp":1.5e18}"#,
+            "line 3: EdgeStartTimestamp: timestamp is a fractional number, expected an integer or a string",
+        ),
+        (
+            r#"{"EdgeStartTimestamp":true}"#,
+            "line 3: EdgeStartTimestamp: timestamp is a boolean, expected an integer or a string",
+        ),
+        (
+            r#"{"EdgeStartTimestamp":[1]}"#,
+            "line 3: EdgeStartTimestamp: timestamp is an array, expected an integer or a string",
+        ),
+        (
+            r#"{"EdgeStartTimestamp":99999999999999999999999999}"#,
+            "line 3: EdgeStartTimestamp: timestamp 99999999999999999999999999 is out of range",
+        ),
     ];
     for (line, want) in cases {
         let d = dead(Dataset::HttpRequests, line, 3);
@@ -99,7 +122,13 @@ fn unusable_timestamps_are_dead_letters_that_say_why() {
 
 #[test]
 fn probes_and_blank_lines() {
-    for probe in [r#"{"content":"tests"}"#, "{ \"content\" : \"tests\" }\r\n", "  {\n\"content\":\t\"tests\"}", "test", " test \n"] {
+    for probe in [
+        r#"{"content":"tests"}"#,
+        "{ \"content\" : \"tests\" }\r\n",
+        "  {\n\"content\":\t\"tests\"}",
+        "test",
+        " test \n",
+    ] {
         assert!(is_probe(probe), "{probe:?}");
         for dataset in Dataset::ALL {
             assert_eq!(map_line(dataset, probe, &line_ctx(1)), LineOutcome::Probe, "{dataset} {probe:?}");
@@ -127,7 +156,11 @@ fn wrong_shapes_and_broken_json_are_specific_dead_letters() {
         assert_eq!(dead(dataset, line, 7).error, want, "{dataset} {line}");
     }
     let truncated = dead(Dataset::HttpRequests, r#"{"EdgeStartTimestamp":1740990713,"RayID":"8f2c"#, 2);
-    assert!(truncated.error.starts_with("line 2: invalid JSON, the line ends early (truncated?)"), "{}", truncated.error);
+    assert!(
+        truncated.error.starts_with("line 2: invalid JSON, the line ends early (truncated?)"),
+        "{}",
+        truncated.error
+    );
     let garbage = dead(Dataset::GatewayHttp, "<html>502 Bad Gateway</html>", 4);
     assert!(garbage.error.starts_with("line 4: invalid JSON: expected value at line 1 column 1"), "{}", garbage.error);
     let trailing = dead(Dataset::HttpRequests, r#"{"EdgeStartTimestamp":1} {"#, 1);
@@ -140,18 +173,24 @@ fn wrong_shapes_and_broken_json_are_specific_dead_letters() {
 fn invalid_utf8_is_a_dead_letter_kept_lossily() {
     let bytes = b"{\"Ray\xffID\":1}\n";
     let ctx = LineContext { received_at: RECEIVED_AT, origin: "batch-9", line_no: 12, source: Source::Logpush };
-    let LineOutcome::Dead(d) = map_line_bytes(Dataset::HttpRequests, bytes, &ctx) else { panic!("expected a dead letter") };
+    let LineOutcome::Dead(d) = map_line_bytes(Dataset::HttpRequests, bytes, &ctx) else {
+        panic!("expected a dead letter")
+    };
     assert_eq!(d.error, "line 12: invalid UTF-8 at byte 5");
     assert_eq!(d.line, "{\"Ray\u{fffd}ID\":1}");
     assert_eq!(d.sha256, sha256_hex(&bytes[..bytes.len() - 1]), "hash of the original bytes, without the newline");
     assert_eq!(d.origin, "batch-9");
     // Valid UTF-8 takes the normal path.
-    assert!(matches!(map_line_bytes(Dataset::HttpRequests, b"{\"EdgeStartTimestamp\":1}", &ctx), LineOutcome::Mapped { .. }));
+    assert!(matches!(
+        map_line_bytes(Dataset::HttpRequests, b"{\"EdgeStartTimestamp\":1}", &ctx),
+        LineOutcome::Mapped { .. }
+    ));
 }
 
 #[test]
 fn raw_record_is_the_exact_line() {
-    let line = "{\"EdgeStartTimestamp\":1740990713 ,  \"Extra\":{\"nested\":[1,2,{\"x\":null}]},\"ClientCountry\":\"us\"}";
+    let line =
+        "{\"EdgeStartTimestamp\":1740990713 ,  \"Extra\":{\"nested\":[1,2,{\"x\":null}]},\"ClientCountry\":\"us\"}";
     let (decisions, raw, _) = mapped(Dataset::HttpRequests, &format!("{line}\r\n"));
     assert_eq!(raw.line, line, "newline and CR dropped, everything else kept");
     assert_eq!(raw.sha256, sha256_hex(line.as_bytes()));
@@ -189,26 +228,61 @@ fn forgiving_field_types_and_any_key_order() {
 
 #[test]
 fn http_request_decision_rules() {
-    let rec = |extra: &str| format!(r#"{{"EdgeStartTimestamp":1740990713,"ClientRequestHost":"a.example","ClientRequestPath":"/p",{extra}}}"#);
+    let rec = |extra: &str| {
+        format!(
+            r#"{{"EdgeStartTimestamp":1740990713,"ClientRequestHost":"a.example","ClientRequestPath":"/p",{extra}}}"#
+        )
+    };
     let cases = [
-        (r#""SecurityAction":"block","EdgeResponseStatus":403,"SecurityRuleID":"r9","SecurityRuleDescription":"Block bots""#, Decision::Deny, "r9", "Block bots"),
-        (r#""SecurityAction":"managedChallenge","EdgeResponseStatus":403,"SecuritySources":["botManagement"]"#, Decision::Challenge, "botManagement", "security action managedChallenge by botManagement"),
-        (r#""SecurityAction":"jschallenge","EdgeResponseStatus":503"#, Decision::Challenge, "", "security action jschallenge"),
-        (r#""SecurityAction":"log","EdgeResponseStatus":200,"SecuritySources":["","waf"]"#, Decision::Allow, "waf", "edge answered 200"),
+        (
+            r#""SecurityAction":"block","EdgeResponseStatus":403,"SecurityRuleID":"r9","SecurityRuleDescription":"Block bots""#,
+            Decision::Deny,
+            "r9",
+            "Block bots",
+        ),
+        (
+            r#""SecurityAction":"managedChallenge","EdgeResponseStatus":403,"SecuritySources":["botManagement"]"#,
+            Decision::Challenge,
+            "botManagement",
+            "security action managedChallenge by botManagement",
+        ),
+        (
+            r#""SecurityAction":"jschallenge","EdgeResponseStatus":503"#,
+            Decision::Challenge,
+            "",
+            "security action jschallenge",
+        ),
+        (
+            r#""SecurityAction":"log","EdgeResponseStatus":200,"SecuritySources":["","waf"]"#,
+            Decision::Allow,
+            "waf",
+            "edge answered 200",
+        ),
         (r#""SecurityAction":"skip","EdgeResponseStatus":429"#, Decision::Deny, "", "edge answered 429"),
         (r#""EdgeResponseStatus":401"#, Decision::Deny, "", "edge answered 401"),
         (r#""EdgeResponseStatus":502"#, Decision::Error, "", "edge answered 502"),
         (r#""EdgeResponseStatus":404"#, Decision::Allow, "", "edge answered 404"),
-        (r#""SecurityAction":"connectionClose","EdgeResponseStatus":0"#, Decision::Deny, "", "security action connectionClose"),
+        (
+            r#""SecurityAction":"connectionClose","EdgeResponseStatus":0"#,
+            Decision::Deny,
+            "",
+            "security action connectionClose",
+        ),
     ];
     for (extra, decision, policy, reason) in cases {
         let d = one(Dataset::HttpRequests, &rec(extra));
         assert_eq!((d.decision, d.policy.as_str(), d.reason.as_str()), (decision, policy, reason), "{extra}");
         assert_eq!(d.resource, "https://a.example/p");
     }
-    let d = one(Dataset::HttpRequests, r#"{"EdgeStartTimestamp":1,"ClientRequestScheme":"http","EdgeRequestHost":"e.example","ClientRequestURI":"/x?y=1"}"#);
+    let d = one(
+        Dataset::HttpRequests,
+        r#"{"EdgeStartTimestamp":1,"ClientRequestScheme":"http","EdgeRequestHost":"e.example","ClientRequestURI":"/x?y=1"}"#,
+    );
     assert_eq!((d.resource.as_str(), d.path.as_str(), d.host.as_str()), ("http://e.example/x", "/x", "e.example"));
-    let d = one(Dataset::HttpRequests, r#"{"EdgeStartTimestamp":1740990713712549374,"EdgeEndTimestamp":1740990713700000000}"#);
+    let d = one(
+        Dataset::HttpRequests,
+        r#"{"EdgeStartTimestamp":1740990713712549374,"EdgeEndTimestamp":1740990713700000000}"#,
+    );
     assert_eq!(d.duration_ms, 0, "never negative");
 }
 
@@ -220,31 +294,63 @@ fn firewall_events_sharing_a_ray_id_get_distinct_ids() {
     let c = one(Dataset::FirewallEvents, &format!(r#"{{{base},"RuleID":"r2","MatchIndex":0}}"#));
     assert!(a.event_id != b.event_id && b.event_id != c.event_id && a.event_id != c.event_id);
     assert_eq!(a.decision, Decision::Log);
-    let d = one(Dataset::FirewallEvents, r#"{"Datetime":1,"Action":"jschallengesolved","Ref":"my-ref","ClientRequestHost":"h","ClientRequestPath":"/","ClientRequestQuery":"a=1"}"#);
+    let d = one(
+        Dataset::FirewallEvents,
+        r#"{"Datetime":1,"Action":"jschallengesolved","Ref":"my-ref","ClientRequestHost":"h","ClientRequestPath":"/","ClientRequestQuery":"a=1"}"#,
+    );
     assert_eq!((d.decision, d.policy.as_str(), d.resource.as_str()), (Decision::Allow, "my-ref", "https://h/?a=1"));
 }
 
 #[test]
 fn access_audit_and_gateway_edge_cases() {
-    let d = one(Dataset::AccessRequests, r#"{"CreatedAt":1,"Email":"","Allowed":false,"AppDomain":"app.example.com/admin","Action":"login"}"#);
+    let d = one(
+        Dataset::AccessRequests,
+        r#"{"CreatedAt":1,"Email":"","Allowed":false,"AppDomain":"app.example.com/admin","Action":"login"}"#,
+    );
     assert_eq!((d.principal_type, d.decision), (PrincipalType::Anonymous, Decision::Deny));
-    assert_eq!((d.resource.as_str(), d.host.as_str(), d.path.as_str()), ("https://app.example.com/admin", "app.example.com", "/admin"));
+    assert_eq!(
+        (d.resource.as_str(), d.host.as_str(), d.path.as_str()),
+        ("https://app.example.com/admin", "app.example.com", "/admin")
+    );
     assert_eq!(one(Dataset::AccessRequests, r#"{"CreatedAt":1,"Email":"a@b.c"}"#).decision, Decision::Log);
 
-    let d = one(Dataset::AuditLogs, r#"{"When":1,"ActorEmail":"","ActorID":"svc-123","ActorType":"system","ActionResult":true}"#);
+    let d = one(
+        Dataset::AuditLogs,
+        r#"{"When":1,"ActorEmail":"","ActorID":"svc-123","ActorType":"system","ActionResult":true}"#,
+    );
     assert_eq!((d.principal.as_str(), d.principal_type), ("svc-123", PrincipalType::Service));
-    let d = one(Dataset::AuditLogsV2, r#"{"ActionTimestamp":1,"ActorEmail":"t@example.com","ActorType":"user","ActionResult":"failure","Raw":"oops"}"#);
+    let d = one(
+        Dataset::AuditLogsV2,
+        r#"{"ActionTimestamp":1,"ActorEmail":"t@example.com","ActorType":"user","ActionResult":"failure","Raw":"oops"}"#,
+    );
     assert_eq!((d.decision, d.principal_type, d.status), (Decision::Deny, PrincipalType::User, 0));
-    assert_eq!(one(Dataset::AuditLogsV2, r#"{"ActionTimestamp":1,"ActionResult":"SUCCESS"}"#).decision, Decision::Allow);
+    assert_eq!(
+        one(Dataset::AuditLogsV2, r#"{"ActionTimestamp":1,"ActionResult":"SUCCESS"}"#).decision,
+        Decision::Allow
+    );
 
     let gw = |action: &str| one(Dataset::GatewayHttp, &format!(r#"{{"Datetime":1,"Action":"{action}"}}"#)).decision;
-    for (action, want) in [("block", Decision::Deny), ("redirect", Decision::Deny), ("isolate", Decision::Allow), ("off", Decision::Allow),
-        ("noscan", Decision::Allow), ("on", Decision::Allow), ("", Decision::Log), ("weird", Decision::Log)] {
+    for (action, want) in [
+        ("block", Decision::Deny),
+        ("redirect", Decision::Deny),
+        ("isolate", Decision::Allow),
+        ("off", Decision::Allow),
+        ("noscan", Decision::Allow),
+        ("on", Decision::Allow),
+        ("", Decision::Log),
+        ("weird", Decision::Log),
+    ] {
         assert_eq!(gw(action), want, "{action}");
     }
-    let d = one(Dataset::GatewayHttp, r#"{"Datetime":1,"RequestID":"","Action":"block","PolicyID":"p-1","BlockedFileReason":"malware","DownloadMatchedDlpProfiles":["PII","Keys"]}"#);
+    let d = one(
+        Dataset::GatewayHttp,
+        r#"{"Datetime":1,"RequestID":"","Action":"block","PolicyID":"p-1","BlockedFileReason":"malware","DownloadMatchedDlpProfiles":["PII","Keys"]}"#,
+    );
     assert_eq!(d.policy, "p-1");
-    assert_eq!(d.reason, "gateway action block by policy p-1; blocked file (malware); download matched DLP profiles: PII, Keys");
+    assert_eq!(
+        d.reason,
+        "gateway action block by policy p-1; blocked file (malware); download matched DLP profiles: PII, Keys"
+    );
     assert_eq!(d.event_id.len(), 32, "empty RequestID falls back to the hash id");
 }
 
@@ -268,19 +374,33 @@ fn worker_logs_match_keys_case_insensitively_and_take_both_log_styles() {
     assert_eq!(raw.event_id, EventId::for_decision("r-object"));
     let d = &decisions[1];
     assert_eq!(d.event_id, EventId::for_decision("r-string"));
-    assert_eq!((d.principal.as_str(), d.principal_type, d.decision), ("svc:etl", PrincipalType::Service, Decision::Deny));
+    assert_eq!(
+        (d.principal.as_str(), d.principal_type, d.decision),
+        ("svc:etl", PrincipalType::Service, Decision::Deny)
+    );
     assert_eq!((d.country.as_str(), d.asn, d.status), ("GB", 2856, 403));
     assert_eq!(d.query, "SELECT * FROM finance.payroll WHERE id = ? AND name = ?");
-    assert_eq!(d.query_fingerprint, gatelog_model::query::fingerprint("SELECT * FROM finance.payroll WHERE id = 42 AND name = 'bob'"));
-    assert_eq!((d.ray_id.as_str(), d.host.as_str(), d.path.as_str()), ("c3e4fd4346373451", "ch.example.com", "/query"), "from the invocation");
+    assert_eq!(
+        d.query_fingerprint,
+        gatelog_model::query::fingerprint("SELECT * FROM finance.payroll WHERE id = 42 AND name = 'bob'")
+    );
+    assert_eq!(
+        (d.ray_id.as_str(), d.host.as_str(), d.path.as_str()),
+        ("c3e4fd4346373451", "ch.example.com", "/query"),
+        "from the invocation"
+    );
     assert_eq!(d.error, "", "null error");
-    assert_eq!((d.time, d.dataset.as_str(), d.request_id.as_str()), (UnixMillis(1_740_960_627_779), "workers_trace_events", "r-string"));
+    assert_eq!(
+        (d.time, d.dataset.as_str(), d.request_id.as_str()),
+        (UnixMillis(1_740_960_627_779), "workers_trace_events", "r-string")
+    );
 }
 
 #[test]
 fn a_broken_access_decision_does_not_cost_the_line() {
     let missing_id = decision_json("");
-    let cut = serde_json::to_string(&format!("{}<<<Logpush: messages truncated>>>", &decision_json("r-cut")[..200])).unwrap();
+    let cut =
+        serde_json::to_string(&format!("{}<<<Logpush: messages truncated>>>", &decision_json("r-cut")[..200])).unwrap();
     let good = decision_json("r-good");
     let line = format!(
         r#"{{"EventTimestampMs":1740960627779,"ScriptName":"s","Logs":[{{"Message":[{missing_id}]}},{{"Message":[{cut}]}},{{"Message":[{good}]}},{{"Message":[{good}]}}]}}"#
@@ -288,9 +408,20 @@ fn a_broken_access_decision_does_not_cost_the_line() {
     let (decisions, _, warnings) = mapped(Dataset::WorkersTraceEvents, &line);
     assert_eq!(decisions.len(), 1, "only the good one (once)");
     assert_eq!(decisions[0].request_id, "r-good");
-    assert!(warnings.iter().any(|w| w == "Logs[0].message[0]: access_decision without request_id skipped"), "{warnings:?}");
-    assert!(warnings.iter().any(|w| w.starts_with("Logs[1].message[0]: logs were truncated by Logpush")), "{warnings:?}");
-    assert!(warnings.iter().any(|w| w.starts_with("Logs[1].message[0]: access_decision is cut short (truncated by Logpush?)")), "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w == "Logs[0].message[0]: access_decision without request_id skipped"),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.starts_with("Logs[1].message[0]: logs were truncated by Logpush")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("Logs[1].message[0]: access_decision is cut short (truncated by Logpush?)")),
+        "{warnings:?}"
+    );
     assert!(warnings.iter().any(|w| w.contains("repeated in the same line")), "{warnings:?}");
 
     // No decision at all: still a usable line with its own id.
@@ -304,7 +435,8 @@ fn a_broken_access_decision_does_not_cost_the_line() {
 #[test]
 fn access_decision_fallbacks() {
     let log = r#"{"type":"access_decision","request_id":"r1","decision":"maybe","principal":"x@example.com","principal_type":"unknown","ts":"nope"}"#;
-    let line = format!(r#"{{"EventTimestampMs":1740960627779,"Logs":[{{"Message":[{log}],"TimestampMs":1740960627800}}]}}"#);
+    let line =
+        format!(r#"{{"EventTimestampMs":1740960627779,"Logs":[{{"Message":[{log}],"TimestampMs":1740960627800}}]}}"#);
     let (decisions, _, warnings) = mapped(Dataset::WorkersTraceEvents, &line);
     let d = &decisions[0];
     assert_eq!(d.time, UnixMillis(1_740_960_627_800), "log timestamp when ts is unusable");

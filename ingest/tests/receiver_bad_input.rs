@@ -103,7 +103,11 @@ async fn ten_megabyte_line_is_a_dead_letter_or_413_over_the_body_limit() {
     line.extend_from_slice(b"\"}\n");
     let a = h.post("/v1/logpush/http_requests", line.clone()).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.text);
-    assert!(a.message().starts_with("line 1: line is 10485762 bytes, over the limit of 1048576 bytes"), "{}", a.message());
+    assert!(
+        a.message().starts_with("line 1: line is 10485762 bytes, over the limit of 1048576 bytes"),
+        "{}",
+        a.message()
+    );
     let (_, batch) = h.spooled().await.remove(0);
     assert_eq!(batch.dead_letters[0].line.len(), 1 << 20, "its first max_line_bytes are kept");
     // With good lines around it, the batch is accepted.
@@ -152,7 +156,13 @@ async fn wrong_token_empty_body_and_a_json_array_instead_of_ndjson() {
 
 #[tokio::test]
 async fn full_spool_is_429_with_retry_after_and_recovers_after_an_ack() {
-    let opts = SpoolOptions { segment_bytes: 32 << 10, max_bytes: 160 << 10, max_record_bytes: 64 << 10, fsync: false, preallocate: false };
+    let opts = SpoolOptions {
+        segment_bytes: 32 << 10,
+        max_bytes: 160 << 10,
+        max_record_bytes: 64 << 10,
+        fsync: false,
+        preallocate: false,
+    };
     let config = ReceiverConfig { retry_after: std::time::Duration::from_secs(7), ..config() };
     let h = Harness::with(config, opts);
     h.spool.register_consumer("clickhouse", 0).unwrap();

@@ -52,7 +52,10 @@ async fn posts_what_logpush_and_a_tail_worker_send() {
         Err(ClientError::Refused { status: 404, .. }) => {}
         other => panic!("expected 404, got {other:?}"),
     }
-    assert_eq!(client.url("/v1/search", &[("q", "decision:deny AND principal:\"a@b\"")]), format!("{base}/v1/search?q=decision%3Adeny+AND+principal%3A%22a%40b%22"));
+    assert_eq!(
+        client.url("/v1/search", &[("q", "decision:deny AND principal:\"a@b\"")]),
+        format!("{base}/v1/search?q=decision%3Adeny+AND+principal%3A%22a%40b%22")
+    );
     server.abort();
 }
 

@@ -70,9 +70,7 @@ impl MetricsCollector for SinkMetrics {
 }
 
 fn value(text: &str, series: &str) -> Option<String> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .map(str::to_owned)
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' '))).map(str::to_owned)
 }
 
 #[tokio::test]
@@ -84,7 +82,10 @@ async fn metrics_count_what_happened() {
     let mut body = sample_lines("http_requests.ndjson", 0, 4);
     body.extend_from_slice(b"garbage\n");
     assert_eq!(h.post("/v1/logpush/http_requests", body).await.status, StatusCode::OK);
-    assert_eq!(h.post("/v1/logpush/http_requests", sample("validation_probe.test.txt.gz")).await.status, StatusCode::OK);
+    assert_eq!(
+        h.post("/v1/logpush/http_requests", sample("validation_probe.test.txt.gz")).await.status,
+        StatusCode::OK
+    );
     assert_eq!(h.post("/v1/decisions", "{\"event_id\":\"d1\"}\n{\"event_id\":\"d2\"}\n").await.status, StatusCode::OK);
     let tail_line = sample_lines("tail.ndjson", 0, 1);
     assert_eq!(h.post("/v1/tail", tail_line).await.status, StatusCode::OK);

@@ -64,7 +64,8 @@ impl Batch {
     /// comes back empty, its lines skipped in place instead of copied, so a megabytes-large
     /// record costs only its decisions. The record is still checked whole.
     pub fn decode_without_raw(bytes: &[u8]) -> Result<Batch, BatchCodecError> {
-        let b: SkippingRaw<'_> = postcard::from_bytes(body(bytes)?).map_err(|e| BatchCodecError::Decode(e.to_string()))?;
+        let b: SkippingRaw<'_> =
+            postcard::from_bytes(body(bytes)?).map_err(|e| BatchCodecError::Decode(e.to_string()))?;
         Ok(Batch {
             batch_id: b.batch_id,
             dataset: b.dataset,
@@ -98,7 +99,11 @@ impl EncodedRows {
     /// held until the spool has written it, so room it never uses is memory held for nothing,
     /// and growing by doubling leaves up to half of each buffer unused.
     pub fn with_capacity(decision_bytes: usize, raw_bytes: usize) -> Self {
-        EncodedRows { decision_bytes: Vec::with_capacity(decision_bytes), raw_bytes: Vec::with_capacity(raw_bytes), ..Self::default() }
+        EncodedRows {
+            decision_bytes: Vec::with_capacity(decision_bytes),
+            raw_bytes: Vec::with_capacity(raw_bytes),
+            ..Self::default()
+        }
     }
 
     /// Appends a decision.
@@ -145,7 +150,11 @@ impl BatchHead<'_> {
     /// in parts: joined, they are byte for byte what [`Batch::encode`] writes for the same
     /// batch. The runs' buffers become parts as they are, so a whole body's rows are never
     /// copied into one buffer before the spool writes them (`Spool::append_parts`).
-    pub fn encode_parts(&self, runs: Vec<EncodedRows>, dead_letters: &[DeadLetter]) -> Result<Vec<Vec<u8>>, BatchCodecError> {
+    pub fn encode_parts(
+        &self,
+        runs: Vec<EncodedRows>,
+        dead_letters: &[DeadLetter],
+    ) -> Result<Vec<Vec<u8>>, BatchCodecError> {
         let encode = |e: postcard::Error| BatchCodecError::Encode(e.to_string());
         let mut head = MAGIC.to_vec();
         postcard::to_io(self, &mut head).map_err(encode)?;
@@ -168,7 +177,9 @@ impl BatchHead<'_> {
 
 /// The postcard bytes of a spool record, after its magic.
 fn body(bytes: &[u8]) -> Result<&[u8], BatchCodecError> {
-    bytes.strip_prefix(MAGIC).ok_or_else(|| BatchCodecError::BadMagic { found: bytes.iter().take(4).copied().collect() })
+    bytes
+        .strip_prefix(MAGIC)
+        .ok_or_else(|| BatchCodecError::BadMagic { found: bytes.iter().take(4).copied().collect() })
 }
 
 /// [`Batch`]'s encoding, field for field (postcard is positional), with the raw records
@@ -206,7 +217,8 @@ mod tests {
     use crate::{Decision, EventId, Source};
 
     fn sample() -> Batch {
-        let mut d = AccessDecision::new(EventId::for_decision("r1"), UnixMillis(1_740_960_000_123), "proxy", Source::Proxy);
+        let mut d =
+            AccessDecision::new(EventId::for_decision("r1"), UnixMillis(1_740_960_000_123), "proxy", Source::Proxy);
         d.decision = Decision::Deny;
         d.roles = vec!["analyst".into()];
         d.rows_read = u64::MAX;
@@ -258,7 +270,13 @@ mod tests {
             let mut d = b.decisions[0].clone();
             d.event_id = format!("e{i}");
             d.principal = "é".repeat(usize::from(i) * 40);
-            b.raw.push(RawRecord::new(d.event_id.clone(), "proxy", UnixMillis(3), d.time, &"x".repeat(usize::from(i) * 70)));
+            b.raw.push(RawRecord::new(
+                d.event_id.clone(),
+                "proxy",
+                UnixMillis(3),
+                d.time,
+                &"x".repeat(usize::from(i) * 70),
+            ));
             b.decisions.push(d);
         }
         let head = BatchHead {

@@ -44,9 +44,7 @@ impl UnixMillis {
         } else {
             value.div_euclid(1_000_000)
         };
-        i64::try_from(ms)
-            .map(UnixMillis)
-            .map_err(|_| TimestampError::OutOfRange(value))
+        i64::try_from(ms).map(UnixMillis).map_err(|_| TimestampError::OutOfRange(value))
     }
 
     /// From epoch milliseconds (the Workers convention), unit not inferred.
@@ -63,12 +61,10 @@ impl UnixMillis {
         {
             return Self::from_epoch_any(n);
         }
-        let parsed = OffsetDateTime::parse(trimmed, &Rfc3339)
-            .map_err(|_| TimestampError::Unparseable(truncate(trimmed)))?;
+        let parsed =
+            OffsetDateTime::parse(trimmed, &Rfc3339).map_err(|_| TimestampError::Unparseable(truncate(trimmed)))?;
         let ms = parsed.unix_timestamp_nanos().div_euclid(1_000_000);
-        i64::try_from(ms)
-            .map(UnixMillis)
-            .map_err(|_| TimestampError::OutOfRange(ms))
+        i64::try_from(ms).map(UnixMillis).map_err(|_| TimestampError::OutOfRange(ms))
     }
 
     /// Parses a JSON value as Logpush sends it (integer or string).
@@ -164,14 +160,8 @@ mod tests {
         assert_eq!(UnixMillis::from_json(&json!(MS)).unwrap().0, MS);
         assert_eq!(UnixMillis::from_json(&json!("2025-03-03T08:31:53Z")).unwrap().0, MS - 712);
         assert_eq!(UnixMillis::from_json(&json!("2025-03-03T08:31:53.712Z")).unwrap().0, MS);
-        assert_eq!(
-            UnixMillis::from_json(&json!("2025-03-03T08:31:53.712549374Z")).unwrap().0,
-            MS
-        );
-        assert_eq!(
-            UnixMillis::from_json(&json!("2025-03-03T09:31:53.712+01:00")).unwrap().0,
-            MS
-        );
+        assert_eq!(UnixMillis::from_json(&json!("2025-03-03T08:31:53.712549374Z")).unwrap().0, MS);
+        assert_eq!(UnixMillis::from_json(&json!("2025-03-03T09:31:53.712+01:00")).unwrap().0, MS);
     }
 
     #[test]

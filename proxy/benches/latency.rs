@@ -150,7 +150,9 @@ async fn throughput(target: &Target, concurrency: usize, secs: u64) -> f64 {
 }
 
 fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" ")).unwrap_or_else(|_| "n/a".into())
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "n/a".into())
 }
 
 struct Results {
@@ -187,7 +189,11 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     if std::env::var("BENCH_LOG").as_deref() == Ok("json") {
         let file = std::fs::File::create(dir.path().join("proxy.log")).expect("log file");
-        tracing_subscriber::fmt().json().with_writer(std::sync::Mutex::new(file)).with_max_level(tracing::Level::INFO).init();
+        tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::sync::Mutex::new(file))
+            .with_max_level(tracing::Level::INFO)
+            .init();
     }
     // The proxy's runtime: by default 2 workers, like `gatelog proxy` on this 2-core machine.
     let workers = env("BENCH_WORKERS", 2) as usize;
@@ -207,8 +213,10 @@ fn main() {
             let _ = stop_rx.await;
         }));
         let now = gatelog_model::Clock::now(&gatelog_model::SystemClock).as_secs();
-        let token = sign(&claims(&issuer.url, now, "bench@example.com", &["analysts"]), "rsa", Algorithm::RS256, Some("rsa-1"));
-        let ch_addr: SocketAddr = ch.url().trim_start_matches("http://").trim_end_matches('/').parse().expect("clickhouse addr");
+        let token =
+            sign(&claims(&issuer.url, now, "bench@example.com", &["analysts"]), "rsa", Algorithm::RS256, Some("rsa-1"));
+        let ch_addr: SocketAddr =
+            ch.url().trim_start_matches("http://").trim_end_matches('/').parse().expect("clickhouse addr");
         let direct = Target { addr: ch_addr, authorization: None };
         let proxied = Target { addr: proxy_addr, authorization: Some(format!("Bearer {token}")) };
         (ch, issuer, collector, server, stop_tx, direct, proxied)
@@ -223,7 +231,10 @@ fn main() {
     let (p50, p99) = (ms(percentile(&r.proxied, 0.5)), ms(percentile(&r.proxied, 0.99)));
     let added99 = p99 - d99;
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
-    println!("load average before: {load_before}  (after: {load_after}); {} cores", std::thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "load average before: {load_before}  (after: {load_after}); {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     println!("proxy runtime workers: {workers}");
     println!("sequential SELECT 1, {} requests per path, alternating", r.n);
     println!("  direct   p50 {d50:.3} ms  p99 {d99:.3} ms");

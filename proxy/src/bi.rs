@@ -20,7 +20,14 @@ use std::time::Instant;
 const DEFAULT_PRINCIPAL_HEADER: &str = "x-gatelog-principal";
 const DEFAULT_ROLES_HEADER: &str = "x-gatelog-roles";
 const HOP_BY_HOP: &[&str] = &[
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
 ];
 
 fn route_for<'a>(routes: &'a [BiRoute], path: &str) -> Option<&'a BiRoute> {
@@ -31,10 +38,7 @@ fn route_for<'a>(routes: &'a [BiRoute], path: &str) -> Option<&'a BiRoute> {
 }
 
 fn wants_html(req: &Request) -> bool {
-    req.headers()
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"))
+    req.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/html"))
 }
 
 /// Handles every path that is not a ClickHouse route.
@@ -57,7 +61,10 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
             if let (true, Some(login)) = (wants_html(&req), shared.config.bi.login_url.as_deref()) {
                 let target = req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/");
                 let sep = if login.contains('?') { '&' } else { '?' };
-                let location = format!("{login}{sep}{}", form_urlencoded::Serializer::new(String::new()).append_pair("return_to", target).finish());
+                let location = format!(
+                    "{login}{sep}{}",
+                    form_urlencoded::Serializer::new(String::new()).append_pair("return_to", target).finish()
+                );
                 finish(&shared, d, Decision::Deny, StatusCode::FOUND, started);
                 return Response::builder()
                     .status(StatusCode::FOUND)
@@ -85,7 +92,8 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     }
 
     let (mut parts, body) = req.into_parts();
-    let rest = if route.strip_prefix { path.strip_prefix(route.prefix.trim_end_matches('/')).unwrap_or(&path) } else { &path };
+    let rest =
+        if route.strip_prefix { path.strip_prefix(route.prefix.trim_end_matches('/')).unwrap_or(&path) } else { &path };
     let rest = if rest.is_empty() { "/" } else { rest };
     let query = parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default();
     let target = format!("{}{rest}{query}", route.upstream.trim_end_matches('/'));

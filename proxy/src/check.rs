@@ -114,12 +114,8 @@ pub fn check(config: &ProxyConfig, role: &str, sql: &str, database: Option<&str>
             report.reason = verdict.reason;
             if verdict.allowed {
                 report.decision = "allow".into();
-                report.clickhouse_settings = role_policy
-                    .limits
-                    .clickhouse_settings()
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v))
-                    .collect();
+                report.clickhouse_settings =
+                    role_policy.limits.clickhouse_settings().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
                 if role_policy.read_only() {
                     report.clickhouse_settings.push(("readonly".into(), "2".into()));
                 }

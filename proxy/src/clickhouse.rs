@@ -16,13 +16,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Response headers from ClickHouse that are passed back to the client.
-const PASS_HEADERS: &[&str] = &[
-    "content-type",
-    "x-clickhouse-format",
-    "x-clickhouse-summary",
-    "x-clickhouse-query-id",
-    "x-clickhouse-timezone",
-];
+const PASS_HEADERS: &[&str] =
+    &["content-type", "x-clickhouse-format", "x-clickhouse-summary", "x-clickhouse-query-id", "x-clickhouse-timezone"];
 
 /// A new decision for one request, with the request's own facts filled in.
 pub(crate) fn new_decision(shared: &Shared, req: &Request, resource_path: &str) -> (String, AccessDecision) {
@@ -32,7 +27,8 @@ pub(crate) fn new_decision(shared: &Shared, req: &Request, resource_path: &str) 
     d.received_at = now;
     d.request_id = id.clone();
     d.client_ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
-    let header = |name: http::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let header =
+        |name: http::HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     d.user_agent = header(http::header::USER_AGENT);
     d.host = header(http::header::HOST);
     d.path = resource_path.to_owned();
@@ -46,7 +42,15 @@ pub(crate) fn finish(shared: &Shared, mut d: AccessDecision, decision: Decision,
     shared.emitter.emit(d);
 }
 
-fn deny(shared: &Shared, mut d: AccessDecision, status: StatusCode, code: &str, rule: &str, reason: &str, started: Instant) -> Response {
+fn deny(
+    shared: &Shared,
+    mut d: AccessDecision,
+    status: StatusCode,
+    code: &str,
+    rule: &str,
+    reason: &str,
+    started: Instant,
+) -> Response {
     d.policy = rule.to_owned();
     if d.reason.is_empty() {
         d.reason = reason.to_owned();
@@ -65,7 +69,9 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
 
     let identity = match shared.auth.authenticate(req.headers()).await {
         Ok(i) => i,
-        Err(e) => return deny(&shared, d, StatusCode::UNAUTHORIZED, "unauthenticated", "identity", &e.to_string(), started),
+        Err(e) => {
+            return deny(&shared, d, StatusCode::UNAUTHORIZED, "unauthenticated", "identity", &e.to_string(), started);
+        }
     };
     let policy = shared.policy();
     let roles = policy.roles_for(&identity);
@@ -103,7 +109,15 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         }
     };
     let Ok(body_text) = std::str::from_utf8(&body) else {
-        return deny(&shared, d, StatusCode::BAD_REQUEST, "bad_request", "guard.parse", "the query is not UTF-8", started);
+        return deny(
+            &shared,
+            d,
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "guard.parse",
+            "the query is not UTF-8",
+            started,
+        );
     };
     let sql = match (query_param.is_empty(), body_text.trim().is_empty()) {
         (false, false) => format!("{query_param}\n{body_text}"),
@@ -118,7 +132,8 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     let (analysis, verdict) = match outcome.as_ref() {
         Ok((a, v)) => (a, v),
         Err(rejection) => {
-            let status = if *rejection == guard::Rejection::Empty { StatusCode::BAD_REQUEST } else { StatusCode::FORBIDDEN };
+            let status =
+                if *rejection == guard::Rejection::Empty { StatusCode::BAD_REQUEST } else { StatusCode::FORBIDDEN };
             let code = if status == StatusCode::BAD_REQUEST { "bad_request" } else { "forbidden" };
             return deny(&shared, d, status, code, rejection.rule(), &rejection.to_string(), started);
         }
@@ -130,7 +145,11 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         (None, None) => format!("clickhouse:{db}"),
     };
     let tables: Vec<String> = analysis.tables.iter().map(|t| t.to_string()).collect();
-    d.reason = if tables.len() > 1 { format!("{} (tables: {})", verdict.reason, tables.join(", ")) } else { verdict.reason.clone() };
+    d.reason = if tables.len() > 1 {
+        format!("{} (tables: {})", verdict.reason, tables.join(", "))
+    } else {
+        verdict.reason.clone()
+    };
     if !verdict.allowed {
         return deny(&shared, d, StatusCode::FORBIDDEN, "forbidden", &verdict.rule, &verdict.reason, started);
     }
@@ -174,7 +193,15 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, request_id = %id, "cannot build upstream request");
-            return deny(&shared, d, StatusCode::BAD_GATEWAY, "upstream_error", "forward", "the proxy could not forward the query", started);
+            return deny(
+                &shared,
+                d,
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "forward",
+                "the proxy could not forward the query",
+                started,
+            );
         }
     };
     let resp = match shared.upstream.send(upstream_req).await {
@@ -182,7 +209,15 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         Err(e) => {
             tracing::error!(error = %e, request_id = %id, "clickhouse unreachable");
             d.error = e;
-            return deny(&shared, d, StatusCode::BAD_GATEWAY, "upstream_error", "forward", "ClickHouse is unreachable", started);
+            return deny(
+                &shared,
+                d,
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "forward",
+                "ClickHouse is unreachable",
+                started,
+            );
         }
     };
     let status = resp.status();
@@ -192,7 +227,8 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
     d.result_rows = stats.result_rows;
     if !status.is_success() {
         let (parts, body) = resp.into_parts();
-        let bytes = http_body_util::Limited::new(body, 64 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let bytes =
+            http_body_util::Limited::new(body, 64 * 1024).collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let failure = forward::classify_error(&String::from_utf8_lossy(&bytes));
         tracing::warn!(request_id = %id, clickhouse_status = %parts.status, clickhouse_code = ?failure.clickhouse_code, "clickhouse refused the query");
         d.error = failure.reason.clone();
@@ -226,5 +262,7 @@ pub async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response
         }
         finish(&shared2, d, Decision::Allow, status, started);
     });
-    out.body(Body::new(tracked)).unwrap_or_else(|_| error_response(StatusCode::BAD_GATEWAY, "upstream_error", "forward", "bad upstream response", &id))
+    out.body(Body::new(tracked)).unwrap_or_else(|_| {
+        error_response(StatusCode::BAD_GATEWAY, "upstream_error", "forward", "bad upstream response", &id)
+    })
 }

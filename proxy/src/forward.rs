@@ -81,7 +81,12 @@ pub fn clickhouse_request(
 }
 
 /// Runs `SELECT version()` and returns (major, minor).
-pub async fn server_version(upstream: &dyn Upstream, base: &str, user: &str, password: &str) -> Result<(u32, u32), String> {
+pub async fn server_version(
+    upstream: &dyn Upstream,
+    base: &str,
+    user: &str,
+    password: &str,
+) -> Result<(u32, u32), String> {
     let req = clickhouse_request(base, &[], "SELECT version()".into(), user, password)?;
     let resp = upstream.send(req).await?;
     let status = resp.status();
@@ -111,10 +116,10 @@ pub struct ReadStats {
 }
 
 pub fn read_stats(headers: &HeaderMap) -> ReadStats {
-    let value = headers
-        .get("x-clickhouse-summary")
-        .or_else(|| headers.get_all("x-clickhouse-progress").iter().next_back());
-    let Some(json) = value.and_then(|v| v.to_str().ok()).and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
+    let value =
+        headers.get("x-clickhouse-summary").or_else(|| headers.get_all("x-clickhouse-progress").iter().next_back());
+    let Some(json) =
+        value.and_then(|v| v.to_str().ok()).and_then(|s| serde_json::from_str::<serde_json::Value>(s).ok())
     else {
         return ReadStats::default();
     };
@@ -147,13 +152,7 @@ pub fn classify_error(body: &str) -> UpstreamFailure {
         .strip_prefix("Code: ")
         .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|n| n.parse::<u32>().ok());
-    let message = body
-        .split_once("DB::Exception: ")
-        .map(|(_, m)| m)
-        .unwrap_or(body)
-        .lines()
-        .next()
-        .unwrap_or_default();
+    let message = body.split_once("DB::Exception: ").map(|(_, m)| m).unwrap_or(body).lines().next().unwrap_or_default();
     let message = message.split(", e.what()").next().unwrap_or(message);
     let message = message.split(" (version ").next().unwrap_or(message);
     let message: String = message.chars().take(300).collect();
@@ -174,7 +173,10 @@ pub fn classify_error(body: &str) -> UpstreamFailure {
         };
     }
     // Errors about the client's own query are worth showing; the rest stays in the log.
-    const QUERY_ERRORS: &[u32] = &[6, 8, 10, 16, 27, 36, 38, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 53, 60, 62, 69, 70, 73, 81, 117, 179, 184, 215, 352, 386];
+    const QUERY_ERRORS: &[u32] = &[
+        6, 8, 10, 16, 27, 36, 38, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 53, 60, 62, 69, 70, 73, 81, 117, 179, 184,
+        215, 352, 386,
+    ];
     match code {
         Some(c) if QUERY_ERRORS.contains(&c) => UpstreamFailure {
             code: "query_error",
@@ -241,7 +243,10 @@ impl<F: FnOnce(Outcome) + Send + Unpin + 'static> http_body::Body for Tracked<F>
     type Data = Bytes;
     type Error = axum::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, axum::Error>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -278,13 +283,19 @@ mod tests {
 
     #[test]
     fn classifies_clickhouse_errors() {
-        let f = classify_error("Code: 158, e.displayText() = DB::Exception: Limit for rows to read exceeded: 1048576 rows read (or to read), maximum: 1000, e.what() = DB::Exception\n");
+        let f = classify_error(
+            "Code: 158, e.displayText() = DB::Exception: Limit for rows to read exceeded: 1048576 rows read (or to read), maximum: 1000, e.what() = DB::Exception\n",
+        );
         assert_eq!((f.code, f.limit), ("limit_exceeded", Some("max_rows_to_read")));
         assert!(!f.reason.contains("e.what"), "{}", f.reason);
-        let f = classify_error("Code: 60, e.displayText() = DB::Exception: Table analytics.nope doesn't exist., e.what() = DB::Exception\n");
+        let f = classify_error(
+            "Code: 60, e.displayText() = DB::Exception: Table analytics.nope doesn't exist., e.what() = DB::Exception\n",
+        );
         assert_eq!(f.code, "query_error");
         assert_eq!(f.reason, "Table analytics.nope doesn't exist.");
-        let f = classify_error("Code: 192, e.displayText() = DB::Exception: Unknown user proxy, e.what() = DB::Exception\n");
+        let f = classify_error(
+            "Code: 192, e.displayText() = DB::Exception: Unknown user proxy, e.what() = DB::Exception\n",
+        );
         assert_eq!(f.code, "upstream_error");
         assert!(!f.reason.contains("proxy"));
     }

@@ -55,9 +55,8 @@ impl Limiter {
             // Forget idle principals rather than grow without bound.
             buckets.retain(|_, b| now - b.at_ms < 60_000);
         }
-        let bucket = buckets
-            .entry((role.to_owned(), principal.to_owned()))
-            .or_insert(Bucket { tokens: capacity, at_ms: now });
+        let bucket =
+            buckets.entry((role.to_owned(), principal.to_owned())).or_insert(Bucket { tokens: capacity, at_ms: now });
         let elapsed = (now - bucket.at_ms).max(0) as f64;
         bucket.tokens = (bucket.tokens + elapsed * capacity / 60_000.0).min(capacity);
         bucket.at_ms = now;

@@ -184,7 +184,8 @@ impl Policy {
     }
 
     fn build(config: &ProxyConfig, secrets: bool) -> Result<Policy, ConfigError> {
-        let resolve = |s: &crate::config::SecretRef, key: &str| if secrets { s.resolve(key) } else { Ok(Secret::default()) };
+        let resolve =
+            |s: &crate::config::SecretRef, key: &str| if secrets { s.resolve(key) } else { Ok(Secret::default()) };
         let default_password = resolve(&config.clickhouse.password, "clickhouse.password")?;
         let mut roles = BTreeMap::new();
         for (name, r) in &config.roles {
@@ -312,14 +313,24 @@ impl Policy {
             let allowed: Vec<&str> = role.statements.iter().map(|k| k.as_str()).collect();
             return default_deny(
                 rule("statements"),
-                format!("{} statements are not allowed for role {role_name} (allowed: {})", a.kind.as_str(), allowed.join(", ")),
+                format!(
+                    "{} statements are not allowed for role {role_name} (allowed: {})",
+                    a.kind.as_str(),
+                    allowed.join(", ")
+                ),
             );
         }
         if let Some(f) = a.table_functions.iter().find(|f| !role.table_functions.contains(*f)) {
-            return default_deny(rule("table_functions"), format!("table function {f}() is not allowed for role {role_name}"));
+            return default_deny(
+                rule("table_functions"),
+                format!("table function {f}() is not allowed for role {role_name}"),
+            );
         }
         if let Some(t) = a.tables.iter().find(|t| !role.allow.iter().any(|g| table_glob_match(g, t))) {
-            return default_deny(rule("allow"), format!("no allow rule of role {role_name} covers table {t} (default deny)"));
+            return default_deny(
+                rule("allow"),
+                format!("no allow rule of role {role_name} covers table {t} (default deny)"),
+            );
         }
         let what = if a.tables.is_empty() {
             "no tables".to_owned()
@@ -344,7 +355,10 @@ impl Policy {
                     return default_deny(format!("roles.{name}"), format!("role {name} is not defined"));
                 };
                 if let Some(i) = role.http_deny.iter().position(|p| path_match(p, path)) {
-                    let mut v = Verdict::deny(format!("roles.{name}.http_deny[{i}]"), format!("path {path} is denied to role {name}"));
+                    let mut v = Verdict::deny(
+                        format!("roles.{name}.http_deny[{i}]"),
+                        format!("path {path} is denied to role {name}"),
+                    );
                     v.role = Some(name.clone());
                     return v;
                 }
@@ -356,7 +370,10 @@ impl Policy {
                         reason: format!("role {name} may open {path}"),
                         explicit: false,
                     },
-                    None => default_deny(format!("roles.{name}.http_allow"), format!("no http_allow prefix of role {name} covers {path} (default deny)")),
+                    None => default_deny(
+                        format!("roles.{name}.http_allow"),
+                        format!("no http_allow prefix of role {name} covers {path} (default deny)"),
+                    ),
                 }
             })
             .collect();
@@ -472,7 +489,8 @@ statements = ["select", "show"]
         assert_eq!(p.cached_sql(), 1);
         assert_eq!(p.clone().cached_sql(), 0);
         // A reload that denies the table: the new policy decides afresh.
-        let c = ProxyConfig::parse("[roles.analyst]\nallow = [\"analytics.*\"]\ndeny = [\"analytics.events\"]\n").unwrap();
+        let c =
+            ProxyConfig::parse("[roles.analyst]\nallow = [\"analytics.*\"]\ndeny = [\"analytics.events\"]\n").unwrap();
         let reloaded = Policy::compile(&c).unwrap();
         assert_eq!(reloaded.cached_sql(), 0);
         assert!(!reloaded.check_sql(&roles, "analytics", "SELECT * FROM events").as_ref().as_ref().unwrap().1.allowed);

@@ -92,7 +92,8 @@ impl Shared {
     pub fn new(config: ProxyConfig, deps: ProxyDeps) -> Result<Arc<Shared>, ProxyError> {
         config.validate()?;
         let policy = Policy::compile(&config)?;
-        let spill = Spill::open(&config.data_dir).map_err(|source| ProxyError::Spill { dir: config.data_dir.clone(), source })?;
+        let spill = Spill::open(&config.data_dir)
+            .map_err(|source| ProxyError::Spill { dir: config.data_dir.clone(), source })?;
         let emitter = Emitter::start(&config.decisions, deps.sink.clone(), Arc::new(spill));
         Ok(Arc::new(Shared {
             auth: Authenticator::new(&config.issuers, deps.fetch.clone(), deps.clock.clone()),
@@ -128,7 +129,9 @@ impl Shared {
     /// Asks ClickHouse for its version once; `log_comment` exists from 20.x on.
     pub async fn detect_server_version(&self) {
         let c = &self.config.clickhouse;
-        match crate::forward::server_version(self.upstream.as_ref(), &c.url, &c.user, self.default_password.expose()).await {
+        match crate::forward::server_version(self.upstream.as_ref(), &c.url, &c.user, self.default_password.expose())
+            .await
+        {
             Ok((major, minor)) => {
                 let supported = major >= 21 || (major == 20 && minor >= 5);
                 self.log_comment.store(supported, Ordering::Relaxed);
@@ -144,9 +147,10 @@ pub fn error_response(status: StatusCode, code: &str, rule: &str, reason: &str, 
     let body = serde_json::json!({"error": {"code": code, "rule": rule, "reason": reason, "decision_id": decision_id}});
     let mut resp = (status, axum::Json(body)).into_response();
     if let Ok(v) = http::HeaderValue::from_str(decision_id)
-        && !decision_id.is_empty() {
-            resp.headers_mut().insert("x-gatelog-decision-id", v);
-        }
+        && !decision_id.is_empty()
+    {
+        resp.headers_mut().insert("x-gatelog-decision-id", v);
+    }
     resp
 }
 
@@ -248,7 +252,9 @@ async fn watch_config(shared: Arc<Shared>, path: PathBuf) {
         seen = now;
         match ProxyConfig::load(&path).and_then(|c| shared.reload(&c)) {
             Ok(()) => tracing::info!(path = %path.display(), "policy reloaded"),
-            Err(e) => tracing::error!(path = %path.display(), error = %e, "policy reload failed; keeping the running policy"),
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "policy reload failed; keeping the running policy")
+            }
         }
     }
 }

@@ -40,7 +40,10 @@ fn setup(extra: &str) -> (Arc<Shared>, Arc<RecordingUpstream>, Arc<MemorySink>, 
     (Shared::new(config, deps).unwrap(), upstream, sink, dir, text)
 }
 
-async fn call(shared: &Arc<Shared>, req: http::Request<axum::body::Body>) -> (http::StatusCode, http::HeaderMap, String) {
+async fn call(
+    shared: &Arc<Shared>,
+    req: http::Request<axum::body::Body>,
+) -> (http::StatusCode, http::HeaderMap, String) {
     let resp = router(shared.clone()).oneshot(req).await.unwrap();
     let (parts, body) = resp.into_parts();
     (parts.status, parts.headers, String::from_utf8_lossy(&body.collect().await.unwrap().to_bytes()).into_owned())
@@ -51,7 +54,11 @@ async fn bi_routes() {
     let (shared, upstream, sink, _dir, _) = setup(BI);
     let get = |path: &str| http::Request::get(path);
     // Browser without a session: redirected to login with the way back.
-    let (s, h, _) = call(&shared, get("/bi/metabase/dashboard/12").header("accept", "text/html,*/*").body(axum::body::Body::empty()).unwrap()).await;
+    let (s, h, _) = call(
+        &shared,
+        get("/bi/metabase/dashboard/12").header("accept", "text/html,*/*").body(axum::body::Body::empty()).unwrap(),
+    )
+    .await;
     assert_eq!(s, 302);
     assert_eq!(h["location"], "https://login.test/start?return_to=%2Fbi%2Fmetabase%2Fdashboard%2F12");
     // API without a token: 401 with a reason.
@@ -76,7 +83,11 @@ async fn bi_routes() {
     assert_eq!(seen[0].headers.get_all("x-gatelog-principal").iter().count(), 1);
     assert!(seen[0].headers.get("authorization").is_none());
     // Denied path: 403 with the rule, even for a browser with a session.
-    let req = get("/bi/metabase/admin/settings").header("authorization", format!("Bearer {t}")).header("accept", "text/html").body(axum::body::Body::empty()).unwrap();
+    let req = get("/bi/metabase/admin/settings")
+        .header("authorization", format!("Bearer {t}"))
+        .header("accept", "text/html")
+        .body(axum::body::Body::empty())
+        .unwrap();
     let (s, _, body) = call(&shared, req).await;
     assert_eq!(s, 403);
     assert!(body.contains("roles.analyst.http_deny[0]"), "{body}");
@@ -87,7 +98,10 @@ async fn bi_routes() {
     shared.emitter.shutdown().await;
     let d = sink.decisions();
     assert_eq!(d.len(), 4);
-    assert_eq!(d.iter().map(|d| d.decision).collect::<Vec<_>>(), [Decision::Deny, Decision::Deny, Decision::Allow, Decision::Deny]);
+    assert_eq!(
+        d.iter().map(|d| d.decision).collect::<Vec<_>>(),
+        [Decision::Deny, Decision::Deny, Decision::Allow, Decision::Deny]
+    );
     assert_eq!(d[2].action, "GET");
     assert_eq!(d[2].path, "/bi/metabase/api/card");
 }
@@ -96,12 +110,18 @@ async fn bi_routes() {
 async fn policy_reloads_and_a_bad_config_keeps_the_running_policy() {
     let (shared, _upstream, _sink, _dir, text) = setup("");
     let t = token("ana@example.com", &["analysts"]);
-    let q = |sql: &str| http::Request::post("/").header("authorization", format!("Bearer {t}")).body(axum::body::Body::from(sql.to_owned())).unwrap();
+    let q = |sql: &str| {
+        http::Request::post("/")
+            .header("authorization", format!("Bearer {t}"))
+            .body(axum::body::Body::from(sql.to_owned()))
+            .unwrap()
+    };
     assert_eq!(call(&shared, q("SELECT * FROM analytics.events")).await.0, 200);
     assert_eq!(call(&shared, q("SELECT * FROM analytics.events")).await.0, 200);
     assert_eq!(shared.policy().cached_sql(), 1, "the second request reuses the cached verdict");
     // The analyst loses analytics.events; the reload must not reuse the cached allow.
-    let tightened = text.replace("deny = [\"analytics.salaries\"]", "deny = [\"analytics.salaries\", \"analytics.events\"]");
+    let tightened =
+        text.replace("deny = [\"analytics.salaries\"]", "deny = [\"analytics.salaries\", \"analytics.events\"]");
     shared.reload(&ProxyConfig::parse(&tightened).unwrap()).unwrap();
     assert_eq!(shared.policy().cached_sql(), 0);
     let (s, _, body) = call(&shared, q("SELECT * FROM analytics.events")).await;

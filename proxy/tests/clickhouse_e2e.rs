@@ -44,7 +44,11 @@ async fn proxy_against_real_clickhouse() {
     let ch_url = ch.url();
     ch_exec(&ch_url, "CREATE DATABASE analytics").await;
     ch_exec(&ch_url, "CREATE TABLE analytics.events (day Date, user_id UInt64) ENGINE = MergeTree ORDER BY (day, user_id) SETTINGS index_granularity = 64").await;
-    ch_exec(&ch_url, "INSERT INTO analytics.events SELECT toDate('2025-03-01') + number % 3, number FROM system.numbers LIMIT 10").await;
+    ch_exec(
+        &ch_url,
+        "INSERT INTO analytics.events SELECT toDate('2025-03-01') + number % 3, number FROM system.numbers LIMIT 10",
+    )
+    .await;
     ch_exec(&ch_url, "CREATE TABLE analytics.big (n UInt64) ENGINE = MergeTree ORDER BY n").await;
     ch_exec(&ch_url, "INSERT INTO analytics.big SELECT number FROM system.numbers LIMIT 200000").await;
     ch_exec(&ch_url, "CREATE TABLE analytics.salaries (user_id UInt64, amount UInt64) ENGINE = Memory").await;
@@ -67,7 +71,8 @@ async fn proxy_against_real_clickhouse() {
 
     // Real time here: tokens are minted for the system clock.
     let now = gatelog_model::Clock::now(&gatelog_model::SystemClock).as_secs();
-    let analyst = sign(&claims(&issuer.url, now, "ana@example.com", &["analysts"]), "rsa", Algorithm::RS256, Some("rsa-1"));
+    let analyst =
+        sign(&claims(&issuer.url, now, "ana@example.com", &["analysts"]), "rsa", Algorithm::RS256, Some("rsa-1"));
     let admin = sign(&claims(&issuer.url, now, "root@corp.test", &["admins"]), "ec", Algorithm::ES256, Some("ec-1"));
     let client = http_client();
     let mut sent = 0;
@@ -81,7 +86,11 @@ async fn proxy_against_real_clickhouse() {
 
     // query_id = decision id: seen in system.processes while a slow query runs.
     let slow = tokio::spawn({
-        let (client, url, admin) = (client.clone(), url.clone(), sign(&claims(&issuer.url, now, "root@corp.test", &["admins"]), "rsa", Algorithm::RS256, Some("rsa-1")));
+        let (client, url, admin) = (
+            client.clone(),
+            url.clone(),
+            sign(&claims(&issuer.url, now, "root@corp.test", &["admins"]), "rsa", Algorithm::RS256, Some("rsa-1")),
+        );
         async move { post(&client, &url, &admin, "SELECT sleep(1.5)").await }
     });
     let mut running = String::new();
@@ -183,7 +192,9 @@ async fn proxy_against_real_clickhouse() {
         assert_eq!(post(&client, &url, &analyst, "SELECT 1").await.status, 200);
     }
     for _ in 0..100 {
-        if collector.refused.load(Ordering::SeqCst) > 0 && std::fs::metadata(dir.path().join("decisions.spill.ndjson")).map(|m| m.len()).unwrap_or(0) > 0 {
+        if collector.refused.load(Ordering::SeqCst) > 0
+            && std::fs::metadata(dir.path().join("decisions.spill.ndjson")).map(|m| m.len()).unwrap_or(0) > 0
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

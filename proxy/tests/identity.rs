@@ -153,7 +153,8 @@ async fn send(shared: &Arc<Shared>, req: http::Request<axum::body::Body>) -> (u1
 #[tokio::test]
 async fn every_jwt_attack_is_refused() {
     let h = harness();
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/attacks/jwt.toml")).unwrap();
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/attacks/jwt.toml"))
+        .unwrap();
     let cases = toml::from_str::<Corpus>(&text).unwrap().case;
     let mut failures = Vec::new();
     for case in &cases {
@@ -210,13 +211,23 @@ async fn valid_tokens_are_accepted() {
 async fn unknown_kids_refresh_at_most_once_per_interval_and_rotation_works() {
     let h = harness();
     let ok = token("ana@example.com", &["analysts"]);
-    let bearer = |t: &str| http::Request::post("/").header("authorization", format!("Bearer {t}")).body(axum::body::Body::from("SELECT 1")).unwrap();
+    let bearer = |t: &str| {
+        http::Request::post("/")
+            .header("authorization", format!("Bearer {t}"))
+            .body(axum::body::Body::from("SELECT 1"))
+            .unwrap()
+    };
     assert_eq!(send(&h.shared, bearer(&ok)).await.0, 200);
     assert_eq!(h.fetch.jwks_hits.load(Ordering::SeqCst), 1);
     // A flood of random kids: at most one refresh per interval.
     tokio::time::advance(std::time::Duration::from_secs(31)).await;
     for i in 0..20 {
-        let t = sign(&claims(ISSUER, NOW, "ana@example.com", &["analysts"]), "rsa_other", Algorithm::RS256, Some(&format!("k{i}")));
+        let t = sign(
+            &claims(ISSUER, NOW, "ana@example.com", &["analysts"]),
+            "rsa_other",
+            Algorithm::RS256,
+            Some(&format!("k{i}")),
+        );
         assert_eq!(send(&h.shared, bearer(&t)).await.0, 401);
     }
     assert_eq!(h.fetch.jwks_hits.load(Ordering::SeqCst), 2, "unknown kids must not hammer the issuer");
@@ -249,7 +260,10 @@ async fn discovery_and_jwks_over_loopback() {
     };
     let shared = Shared::new(config, deps).unwrap();
     let t = sign(&claims(&issuer.url, NOW, "ana@example.com", &["analysts"]), "ec", Algorithm::ES256, Some("ec-1"));
-    let req = http::Request::post("/").header("authorization", format!("Bearer {t}")).body(axum::body::Body::from("SELECT 1")).unwrap();
+    let req = http::Request::post("/")
+        .header("authorization", format!("Bearer {t}"))
+        .body(axum::body::Body::from("SELECT 1"))
+        .unwrap();
     let (status, body) = send(&shared, req).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(issuer.hits.load(Ordering::SeqCst), 2, "discovery + jwks");
@@ -262,7 +276,12 @@ fn authenticator(capacity: usize) -> (gatelog_proxy::identity::Authenticator, Ar
     let config = ProxyConfig::parse(&config_toml(ISSUER, "http://127.0.0.1:1", dir.path(), "")).unwrap();
     let clock = Arc::new(FixedClock::new(UnixMillis(NOW * 1000)));
     let fetch = StaticFetch::for_issuer(ISSUER);
-    let auth = gatelog_proxy::identity::Authenticator::with_cache_capacity(&config.issuers, fetch.clone(), clock.clone(), capacity);
+    let auth = gatelog_proxy::identity::Authenticator::with_cache_capacity(
+        &config.issuers,
+        fetch.clone(),
+        clock.clone(),
+        capacity,
+    );
     (auth, clock, fetch)
 }
 
@@ -307,7 +326,12 @@ async fn verified_tokens_are_cached_until_exp_or_sixty_seconds() {
     clock.set(UnixMillis((NOW + 41) * 1000));
     assert_eq!(auth.authenticate(&short).await, Err(gatelog_proxy::identity::AuthError::Expired));
     // Failures are not cached: a bad signature is checked (and refused) every time.
-    let bad = bearer_headers(&sign(&claims(ISSUER, NOW, "eve@example.com", &[]), "rsa_other", Algorithm::RS256, Some("rsa-1")));
+    let bad = bearer_headers(&sign(
+        &claims(ISSUER, NOW, "eve@example.com", &[]),
+        "rsa_other",
+        Algorithm::RS256,
+        Some("rsa-1"),
+    ));
     for _ in 0..2 {
         assert_eq!(auth.authenticate(&bad).await, Err(gatelog_proxy::identity::AuthError::Signature));
     }
@@ -345,7 +369,12 @@ async fn jwks_rotation_evicts_tokens_of_revoked_keys() {
     fetch.docs.lock().unwrap().insert(format!("{ISSUER}/jwks"), bytes::Bytes::from(jwks.to_string()));
     // A token with the new kid triggers the refresh (after the minimum refresh interval).
     tokio::time::advance(std::time::Duration::from_secs(31)).await;
-    let new = bearer_headers(&sign(&claims(ISSUER, NOW, "bob@example.com", &["analysts"]), "rsa", Algorithm::RS256, Some("rsa-2")));
+    let new = bearer_headers(&sign(
+        &claims(ISSUER, NOW, "bob@example.com", &["analysts"]),
+        "rsa",
+        Algorithm::RS256,
+        Some("rsa-2"),
+    ));
     auth.authenticate(&new).await.unwrap();
     assert_eq!(fetch.jwks_hits.load(Ordering::SeqCst), 2);
     // The cached rsa-1 token is not trusted any more: it is checked again and refused.

@@ -37,7 +37,8 @@ struct Corpus {
 }
 
 fn corpus() -> Vec<Case> {
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/attacks/sql.toml")).unwrap();
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/attacks/sql.toml"))
+        .unwrap();
     toml::from_str::<Corpus>(&text).unwrap().case
 }
 
@@ -51,7 +52,13 @@ fn every_sql_attack_is_denied_by_the_dry_run() {
         let report = check(&config, &case.role, &case.sql, None);
         let rule_ok = case.rule.as_ref().is_none_or(|r| report.rule.starts_with(r.as_str()));
         if report.exit_code() != 1 || !rule_ok {
-            failures.push(format!("{}: exit {} rule {} ({})", case.name, report.exit_code(), report.rule, report.reason));
+            failures.push(format!(
+                "{}: exit {} rule {} ({})",
+                case.name,
+                report.exit_code(),
+                report.rule,
+                report.reason
+            ));
         }
     }
     println!("sql attack corpus (dry-run): {} cases, {} denied", cases.len(), cases.len() - failures.len());
@@ -105,7 +112,8 @@ async fn every_sql_attack_is_denied_by_the_proxy() {
             .unwrap();
         let resp = app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
-        let body: serde_json::Value = serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
         let rule = body["error"]["rule"].as_str().unwrap_or_default().to_owned();
         let rule_ok = case.rule.as_ref().is_none_or(|r| rule.starts_with(r.as_str()));
         if !(status == 403 || status == 400) || !rule_ok || body["error"]["reason"].as_str().is_none_or(str::is_empty) {

@@ -44,9 +44,8 @@ impl Target {
             },
             ..StoreConfig::default()
         };
-        let store = Store::connect(&store_config)
-            .await
-            .with_context(|| format!("cannot connect to ClickHouse at {url}"))?;
+        let store =
+            Store::connect(&store_config).await.with_context(|| format!("cannot connect to ClickHouse at {url}"))?;
         let report = store.migrate().await.context("cannot migrate the ClickHouse schema")?;
         tracing::info!(
             server_version = %store.server_version(),
@@ -114,7 +113,10 @@ pub async fn run_foreground(args: crate::cli::ClickhouseRunArgs) -> anyhow::Resu
     if let Some(path) = &args.url_file {
         std::fs::write(path, &url).with_context(|| format!("cannot write {}", path.display()))?;
     }
-    crate::print_stdout(&format!("managed ClickHouse is listening on {url} (data in {}); Ctrl-C stops it\n", config.data_dir.display()))?;
+    crate::print_stdout(&format!(
+        "managed ClickHouse is listening on {url} (data in {}); Ctrl-C stops it\n",
+        config.data_dir.display()
+    ))?;
     wait_for_shutdown_signal().await;
     server.stop().await.context("managed ClickHouse did not stop cleanly")?;
     Ok(std::process::ExitCode::SUCCESS)

@@ -36,7 +36,10 @@ pub struct ServerSection {
 
 impl Default for ServerSection {
     fn default() -> Self {
-        ServerSection { listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)), drain_timeout: Duration::from_secs(10) }
+        ServerSection {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+            drain_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -75,7 +78,12 @@ pub struct IndexSection {
 
 impl Default for IndexSection {
     fn default() -> Self {
-        IndexSection { enabled: true, commit_interval: Duration::from_secs(1), writer_memory: ByteSize::mib(32), merge_max_docs: 100_000 }
+        IndexSection {
+            enabled: true,
+            commit_interval: Duration::from_secs(1),
+            writer_memory: ByteSize::mib(32),
+            merge_max_docs: 100_000,
+        }
     }
 }
 
@@ -222,14 +230,9 @@ impl Config {
         let Some(path) = path else {
             return Ok(Config::default());
         };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Config::parse(&text).map_err(|message| ConfigError::Parse {
-            path: path.to_owned(),
-            message,
-        })
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::parse(&text).map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
     }
 
     /// Parses TOML text; the error is toml's message, which names the key and line.
@@ -279,7 +282,10 @@ impl Config {
         }
         if let Some(dir) = &self.clickhouse.sync_data_dir {
             if self.clickhouse.url.is_none() {
-                return invalid("clickhouse.sync_data_dir", "is for a server given by clickhouse.url; managed ClickHouse's data dir is synced already".into());
+                return invalid(
+                    "clickhouse.sync_data_dir",
+                    "is for a server given by clickhouse.url; managed ClickHouse's data dir is synced already".into(),
+                );
             }
             if dir.as_os_str().is_empty() {
                 return invalid("clickhouse.sync_data_dir", "must not be empty".into());
@@ -311,13 +317,19 @@ impl Config {
         if self.clickhouse.sink_linger > Duration::from_secs(60) {
             return invalid(
                 "clickhouse.sink_linger",
-                format!("{} is longer than 60s: decisions would wait that long before ClickHouse sees them", humantime::format_duration(self.clickhouse.sink_linger)),
+                format!(
+                    "{} is longer than 60s: decisions would wait that long before ClickHouse sees them",
+                    humantime::format_duration(self.clickhouse.sink_linger)
+                ),
             );
         }
         if !(0..=19).contains(&self.clickhouse.managed_nice) {
             return invalid(
                 "clickhouse.managed_nice",
-                format!("must be between 0 (gatelog's own priority) and 19 (the lowest), got {}", self.clickhouse.managed_nice),
+                format!(
+                    "must be between 0 (gatelog's own priority) and 19 (the lowest), got {}",
+                    self.clickhouse.managed_nice
+                ),
             );
         }
         if self.clickhouse.max_attempts == 0 {
@@ -334,19 +346,22 @@ impl Config {
             );
         }
         if !(1..=1_000_000).contains(&self.ingest.batch_lines) {
-            return invalid("ingest.batch_lines", format!("must be between 1 and 1000000, got {}", self.ingest.batch_lines));
+            return invalid(
+                "ingest.batch_lines",
+                format!("must be between 1 and 1000000, got {}", self.ingest.batch_lines),
+            );
         }
         if self.ingest.batch_bytes < self.ingest.max_line_bytes {
             return invalid("ingest.batch_bytes", "must be at least ingest.max_line_bytes".into());
         }
         if self.ingest.max_line_bytes.as_u64() < 1024 {
-            return invalid("ingest.max_line_bytes", format!("must be at least 1 KiB, got {}", self.ingest.max_line_bytes));
+            return invalid(
+                "ingest.max_line_bytes",
+                format!("must be at least 1 KiB, got {}", self.ingest.max_line_bytes),
+            );
         }
         if self.ingest.max_decompressed_bytes < self.ingest.max_line_bytes {
-            return invalid(
-                "ingest.max_decompressed_bytes",
-                "must be at least ingest.max_line_bytes".into(),
-            );
+            return invalid("ingest.max_decompressed_bytes", "must be at least ingest.max_line_bytes".into());
         }
         if let Err(e) = self.receiver.validate() {
             return Err(ConfigError::Receiver(e.to_string()));
@@ -355,16 +370,25 @@ impl Config {
             return invalid("spool.segment_bytes", "must be at least 1 MiB and at most spool.max_bytes".into());
         }
         if self.index.writer_memory.as_u64() < 15_000_000 || self.index.writer_memory > ByteSize::gib(4) {
-            return invalid("index.writer_memory", format!("must be between 15 MB (tantivy's minimum) and 4 GiB, got {}", self.index.writer_memory));
+            return invalid(
+                "index.writer_memory",
+                format!("must be between 15 MB (tantivy's minimum) and 4 GiB, got {}", self.index.writer_memory),
+            );
         }
         if !(10_000..=10_000_000).contains(&self.index.merge_max_docs) {
-            return invalid("index.merge_max_docs", format!("must be between 10000 and 10000000, got {}", self.index.merge_max_docs));
+            return invalid(
+                "index.merge_max_docs",
+                format!("must be between 10000 and 10000000, got {}", self.index.merge_max_docs),
+            );
         }
         if self.index.commit_interval.is_zero() {
             return invalid("index.commit_interval", "must be longer than 0s".into());
         }
         if !(1..=64).contains(&self.ingest.write_concurrency) {
-            return invalid("ingest.write_concurrency", format!("must be between 1 and 64, got {}", self.ingest.write_concurrency));
+            return invalid(
+                "ingest.write_concurrency",
+                format!("must be between 1 and 64, got {}", self.ingest.write_concurrency),
+            );
         }
         Ok(())
     }
@@ -430,7 +454,9 @@ mod tests {
         let c = Config::parse("[clickhouse]\nsync_data_dir = \"/var/lib/clickhouse\"\n").unwrap();
         let err = c.validate().unwrap_err().to_string();
         assert!(err.starts_with("clickhouse.sync_data_dir:") && err.contains("managed"), "{err}");
-        let c = Config::parse("[clickhouse]\nurl = \"http://127.0.0.1:8123\"\nsync_data_dir = \"/var/lib/clickhouse\"\n").unwrap();
+        let c =
+            Config::parse("[clickhouse]\nurl = \"http://127.0.0.1:8123\"\nsync_data_dir = \"/var/lib/clickhouse\"\n")
+                .unwrap();
         c.validate().unwrap();
     }
 

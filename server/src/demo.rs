@@ -46,13 +46,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let addr = running.addr();
     let target = running.target();
     let managed = if target.is_managed() { "managed " } else { "" };
-    let mut out = format!("gatelog demo: serving on http://{addr}, storing into {managed}ClickHouse at {}\n", target.url);
+    let mut out =
+        format!("gatelog demo: serving on http://{addr}, storing into {managed}ClickHouse at {}\n", target.url);
     if let Some(busy) = moved {
         let _ = writeln!(out, "  ({busy} is in use, so the demo listens on {addr} instead; --listen picks another)");
     }
     crate::print_stdout(&out)?;
 
-    let tour = Tour { args: &args, config: &config, running: &running, samples: &samples, token: &token, generated_token: generated_token.as_deref() };
+    let tour = Tour {
+        args: &args,
+        config: &config,
+        running: &running,
+        samples: &samples,
+        token: &token,
+        generated_token: generated_token.as_deref(),
+    };
     let toured = tokio::select! {
         result = tour.run() => result.map(|()| true),
         () = crate::clickhouse::wait_for_shutdown_signal() => Ok(false),
@@ -125,7 +133,11 @@ impl Tour<'_> {
     async fn run(&self) -> anyhow::Result<()> {
         let base = client_base(self.running.addr());
         let client = Client::new(&base, self.token)?;
-        crate::print_stdout(&format!("\nposting {} sample files from {} as Cloudflare would:\n", self.samples.len(), self.args.samples.display()))?;
+        crate::print_stdout(&format!(
+            "\nposting {} sample files from {} as Cloudflare would:\n",
+            self.samples.len(),
+            self.args.samples.display()
+        ))?;
         let limit = self.config.receiver.max_decompressed_bytes.as_u64();
         let mut posted = Vec::new();
         for sample in self.samples {
@@ -142,7 +154,10 @@ impl Tour<'_> {
             total.lines, total.requests, total.decisions, total.dead_letters, total.probes
         );
         if !self.running.wait_caught_up(CATCH_UP_LIMIT).await {
-            let _ = writeln!(out, "warning: ClickHouse or the index has not caught up with the spool within {CATCH_UP_LIMIT:?}; counts below may be short");
+            let _ = writeln!(
+                out,
+                "warning: ClickHouse or the index has not caught up with the spool within {CATCH_UP_LIMIT:?}; counts below may be short"
+            );
         }
         let (written, skipped) = self.running.clickhouse_batches();
         let _ = writeln!(
@@ -182,7 +197,8 @@ impl Tour<'_> {
     /// The principal of the newest denied decision with one, through `/v1/search`.
     async fn first_denied_principal(&self, client: &Client) -> anyhow::Result<Option<String>> {
         let text = client.get_text("/v1/search", &[("q", DEMO_SEARCH), ("limit", "50")]).await?;
-        let page: serde_json::Value = serde_json::from_str(&text).context("search answered something that is not JSON")?;
+        let page: serde_json::Value =
+            serde_json::from_str(&text).context("search answered something that is not JSON")?;
         let hits = page["hits"].as_array().map(Vec::as_slice).unwrap_or_default();
         Ok(hits
             .iter()

@@ -20,7 +20,7 @@ mod serve;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{ClickhouseCommand, Cli, Command, LogFormat, SqlCommand};
+use cli::{Cli, ClickhouseCommand, Command, LogFormat, SqlCommand};
 use std::process::ExitCode;
 
 /// mimalloc instead of glibc's malloc: ingest allocates and frees millions of short strings

@@ -112,7 +112,10 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
             merge_max_docs: config.index.merge_max_docs,
             ..IndexerOptions::default()
         };
-        Some(Indexer::open(&index_dir, opts).with_context(|| format!("cannot open the index in {}", index_dir.display()))?)
+        Some(
+            Indexer::open(&index_dir, opts)
+                .with_context(|| format!("cannot open the index in {}", index_dir.display()))?,
+        )
     } else {
         None
     };
@@ -125,7 +128,14 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let (sinks_stop, stop_rx) = watch::channel(false);
     let ch_stats = Arc::new(SinkStats::default());
     // Decoding spool records and encoding rows is CPU the receiver's requests need more.
-    let sink = run_clickhouse_sink(target.store.clone(), spool.clone(), ch_stats.clone(), config.clickhouse.sink_options(), durability, stopped(stop_rx.clone()));
+    let sink = run_clickhouse_sink(
+        target.store.clone(),
+        spool.clone(),
+        ch_stats.clone(),
+        config.clickhouse.sink_options(),
+        durability,
+        stopped(stop_rx.clone()),
+    );
     let sink = async move {
         let result = sink.await;
         // Said now, not only when gatelog stops: acks go on while nothing more is written.
@@ -145,7 +155,10 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         Some(indexer) => {
             let stats = Arc::new(IndexSinkStats::default());
             let (spool, stats_, rx) = (spool.clone(), stats.clone(), stop_rx.clone());
-            let task = tokio::spawn(async move { gatelog_index::run_sink(indexer, spool, INDEX_SINK, stats_, stopped(rx)).await });
+            let task =
+                tokio::spawn(
+                    async move { gatelog_index::run_sink(indexer, spool, INDEX_SINK, stats_, stopped(rx)).await },
+                );
             (Some(stats), Some(task))
         }
         None => (None, None),
@@ -158,8 +171,11 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     }));
 
     let searcher = Arc::new(Searcher::open(&index_dir, &config.clickhouse.database));
-    let app = gatelog_ingest::http::router(receiver.clone())
-        .merge(search::router(search::SearchState { receiver, searcher, enabled: config.index.enabled }));
+    let app = gatelog_ingest::http::router(receiver.clone()).merge(search::router(search::SearchState {
+        receiver,
+        searcher,
+        enabled: config.index.enabled,
+    }));
     let (http_stop, http_rx) = watch::channel(false);
     let http = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped(http_rx)).await });
     tracing::info!(%addr, clickhouse = %target.url, spool = %spool_dir.display(), "gatelog serve is listening");
@@ -211,7 +227,13 @@ impl Running {
             }
             let stopped = self.ch_sink.is_finished() || self.index_sink.as_ref().is_some_and(JoinHandle::is_finished);
             if stopped || started.elapsed() >= limit {
-                tracing::warn!(clickhouse = ch, index, last_seq = target, sink_stopped = stopped, "the sinks did not catch up with the spool; the rest stays in it");
+                tracing::warn!(
+                    clickhouse = ch,
+                    index,
+                    last_seq = target,
+                    sink_stopped = stopped,
+                    "the sinks did not catch up with the spool; the rest stays in it"
+                );
                 return false;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;

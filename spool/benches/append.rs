@@ -7,33 +7,20 @@ use gatelog_spool::{Spool, SpoolOptions};
 use std::time::{Duration, Instant};
 
 fn bench_append(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let mut group = c.benchmark_group("spool_append_fsync");
-    group
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4));
+    group.sample_size(10).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
     for size in [1024usize, 64 * 1024] {
         for concurrency in [1u64, 8, 64] {
             let dir = tempfile::TempDir::new().expect("tempdir");
-            let opts = SpoolOptions {
-                max_bytes: 64 << 30,
-                ..SpoolOptions::default()
-            };
+            let opts = SpoolOptions { max_bytes: 64 << 30, ..SpoolOptions::default() };
             let spool = Spool::open(dir.path(), opts).expect("open");
             spool.register_consumer("bench", 0).expect("register");
             group.throughput(Throughput::Bytes(size as u64));
             let mut appends = 0u64;
             let mut elapsed = Duration::ZERO;
             group.bench_with_input(
-                BenchmarkId::new(
-                    format!("{}KB", size / 1024),
-                    format!("{concurrency}_appenders"),
-                ),
+                BenchmarkId::new(format!("{}KB", size / 1024), format!("{concurrency}_appenders")),
                 &(size, concurrency),
                 |b, &(size, concurrency)| {
                     b.iter_custom(|iters| {

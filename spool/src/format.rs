@@ -60,9 +60,7 @@ pub fn record_crc(seq: u64, len: u32, payload: &[u8]) -> u32 {
 pub fn record_crc_parts<P: AsRef<[u8]>>(seq: u64, len: u32, parts: &[P]) -> u32 {
     let crc = crc32c::crc32c(&seq.to_le_bytes());
     let crc = crc32c::crc32c_append(crc, &len.to_le_bytes());
-    parts
-        .iter()
-        .fold(crc, |crc, part| crc32c::crc32c_append(crc, part.as_ref()))
+    parts.iter().fold(crc, |crc, part| crc32c::crc32c_append(crc, part.as_ref()))
 }
 
 /// Appends the encoded record to `buf`.
@@ -121,11 +119,7 @@ pub fn decode_header(bytes: &[u8; HEADER_LEN]) -> Result<Header, HeaderError> {
     if crc32c::crc32c(&bytes[0..24]) != le_u32(&bytes[24..28]) {
         return Err(HeaderError::HeaderChecksum);
     }
-    Ok(Header {
-        seq: le_u64(&bytes[8..16]),
-        len: le_u32(&bytes[16..20]),
-        crc: le_u32(&bytes[20..24]),
-    })
+    Ok(Header { seq: le_u64(&bytes[8..16]), len: le_u32(&bytes[16..20]), crc: le_u32(&bytes[20..24]) })
 }
 
 /// Verifies a payload against its header.
@@ -197,10 +191,7 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = buf.clone();
                 bad[byte] ^= 1 << bit;
-                assert!(
-                    decode_record(&bad).is_none(),
-                    "flip at byte {byte} bit {bit} undetected"
-                );
+                assert!(decode_record(&bad).is_none(), "flip at byte {byte} bit {bit} undetected");
             }
         }
     }
@@ -233,15 +224,9 @@ mod tests {
     fn segment_names() {
         assert_eq!(segment_file_name(1), "00000000000000000001.seg");
         assert_eq!(parse_segment_file_name("00000000000000000001.seg"), Some(1));
-        assert_eq!(
-            parse_segment_file_name(&segment_file_name(u64::MAX)),
-            Some(u64::MAX)
-        );
+        assert_eq!(parse_segment_file_name(&segment_file_name(u64::MAX)), Some(u64::MAX));
         assert_eq!(parse_segment_file_name("1.seg"), None);
         assert_eq!(parse_segment_file_name("0000000000000000000a.seg"), None);
-        assert_eq!(
-            parse_segment_file_name("00000000000000000001.seg.tmp"),
-            None
-        );
+        assert_eq!(parse_segment_file_name("00000000000000000001.seg.tmp"), None);
     }
 }

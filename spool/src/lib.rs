@@ -233,7 +233,11 @@ pub(crate) fn gc(shared: &Shared) -> Result<(), SpoolError> {
     if deleted > 0 {
         shared.metrics.segments_deleted(deleted);
         recovery::sync_dir(&shared.dir)?;
-        tracing::debug!(segments = deleted, ms = started.elapsed().as_secs_f64() * 1e3, "spool: consumed segments deleted");
+        tracing::debug!(
+            segments = deleted,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "spool: consumed segments deleted"
+        );
     }
     result
 }
@@ -288,11 +292,7 @@ impl Spool {
         let mut found = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| SpoolError::io("listing", dir, e))? {
             let entry = entry.map_err(|e| SpoolError::io("listing", dir, e))?;
-            if let Some(first) = entry
-                .file_name()
-                .to_str()
-                .and_then(format::parse_segment_file_name)
-            {
+            if let Some(first) = entry.file_name().to_str().and_then(format::parse_segment_file_name) {
                 found.push((first, entry.path()));
             }
         }
@@ -329,13 +329,7 @@ impl Spool {
             metrics.torn_tail();
         }
         bytes_on_disk += scan.valid_len;
-        segments.insert(
-            last_first,
-            SegmentInfo {
-                path: last_path.clone(),
-                bytes: scan.valid_len,
-            },
-        );
+        segments.insert(last_first, SegmentInfo { path: last_path.clone(), bytes: scan.valid_len });
         let consumers = recovery::load_consumers(dir)?;
         let file = OpenOptions::new()
             .read(true)
@@ -343,21 +337,13 @@ impl Spool {
             .open(&last_path)
             .map_err(|e| SpoolError::io("opening segment", &last_path, e))?;
         // Past `valid_len` there may be the zeros of a preallocated segment: written next.
-        let file_len = file
-            .metadata()
-            .map_err(|e| SpoolError::io("reading metadata of", &last_path, e))?
-            .len();
+        let file_len = file.metadata().map_err(|e| SpoolError::io("reading metadata of", &last_path, e))?.len();
 
         let last_seq = scan.last_seq;
         let shared = Arc::new(Shared {
             dir: dir.to_path_buf(),
             opts,
-            state: Mutex::new(State {
-                segments,
-                last_seq,
-                bytes_on_disk,
-                consumers,
-            }),
+            state: Mutex::new(State { segments, last_seq, bytes_on_disk, consumers }),
             durable: watch::Sender::new(last_seq),
             closed: AtomicBool::new(false),
             metrics,
@@ -375,13 +361,7 @@ impl Spool {
         let writer = Writer {
             shared: Arc::clone(&shared),
             rx,
-            active: Active {
-                first_seq: last_first,
-                path: last_path,
-                file,
-                len: scan.valid_len,
-                file_len,
-            },
+            active: Active { first_seq: last_first, path: last_path, file, len: scan.valid_len, file_len },
             next_seq: last_seq + 1,
             needs_truncate: false,
             staged_bytes: 0,
@@ -393,13 +373,7 @@ impl Spool {
             .name("gatelog-spool-writer".into())
             .spawn(move || writer.run())
             .map_err(|e| SpoolError::io("starting the writer thread for", dir, e))?;
-        Ok(Spool {
-            handle: Arc::new(Handle {
-                shared,
-                tx: Some(tx),
-                thread: Some(thread),
-            }),
-        })
+        Ok(Spool { handle: Arc::new(Handle { shared, tx: Some(tx), thread: Some(thread) }) })
     }
 
     fn shared(&self) -> &Shared {
@@ -421,8 +395,7 @@ impl Spool {
         }
         let tx = self.handle.tx.as_ref().ok_or(SpoolError::Closed)?;
         let (reply, answer) = oneshot::channel();
-        tx.send(Cmd::Append { parts, reply })
-            .map_err(|_| SpoolError::Closed)?;
+        tx.send(Cmd::Append { parts, reply }).map_err(|_| SpoolError::Closed)?;
         answer.await.map_err(|_| SpoolError::Closed)?
     }
 
@@ -437,25 +410,14 @@ impl Spool {
     /// (a small fsynced write).
     pub fn register_consumer(&self, name: &str, committed_seq: u64) -> Result<(), SpoolError> {
         if name.is_empty() || name.len() > 255 {
-            return Err(SpoolError::InvalidOptions(format!(
-                "consumer name must be 1..=255 bytes, got {name:?}"
-            )));
+            return Err(SpoolError::InvalidOptions(format!("consumer name must be 1..=255 bytes, got {name:?}")));
         }
         let shared = self.shared();
         {
             let mut st = lock(&shared.state);
-            let oldest = st
-                .segments
-                .keys()
-                .next()
-                .copied()
-                .unwrap_or(st.last_seq + 1);
+            let oldest = st.segments.keys().next().copied().unwrap_or(st.last_seq + 1);
             if committed_seq + 1 < oldest {
-                return Err(SpoolError::PositionGone {
-                    consumer: name.into(),
-                    requested: committed_seq,
-                    oldest,
-                });
+                return Err(SpoolError::PositionGone { consumer: name.into(), requested: committed_seq, oldest });
             }
             if committed_seq > st.last_seq {
                 return Err(SpoolError::PositionAhead {
@@ -482,11 +444,7 @@ impl Spool {
                 return Err(SpoolError::UnknownConsumer(name.into()));
             };
             if committed_seq > last_seq {
-                return Err(SpoolError::PositionAhead {
-                    consumer: name.into(),
-                    requested: committed_seq,
-                    last_seq,
-                });
+                return Err(SpoolError::PositionAhead { consumer: name.into(), requested: committed_seq, last_seq });
             }
             *pos = (*pos).max(committed_seq);
         }
@@ -520,12 +478,7 @@ impl Spool {
         SpoolStats {
             bytes_on_disk: st.bytes_on_disk,
             segments: st.segments.len(),
-            first_seq: st
-                .segments
-                .keys()
-                .next()
-                .copied()
-                .unwrap_or(st.last_seq + 1),
+            first_seq: st.segments.keys().next().copied().unwrap_or(st.last_seq + 1),
             last_seq: st.last_seq,
             consumers: st
                 .consumers
@@ -564,11 +517,7 @@ impl Spool {
 
     #[cfg(test)]
     pub(crate) fn segment_paths(&self) -> Vec<PathBuf> {
-        lock(&self.shared().state)
-            .segments
-            .values()
-            .map(|s| s.path.clone())
-            .collect()
+        lock(&self.shared().state).segments.values().map(|s| s.path.clone()).collect()
     }
 }
 

@@ -5,10 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Upper bounds (seconds) of the fsync latency histogram buckets; a final `+Inf` bucket follows.
-pub const FSYNC_BUCKETS_SECS: [f64; 14] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0,
-];
+pub const FSYNC_BUCKETS_SECS: [f64; 14] =
+    [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
 
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
@@ -43,10 +41,7 @@ impl Metrics {
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         self.fsync_nanos.fetch_add(nanos, Ordering::Relaxed);
         let secs = took.as_secs_f64();
-        let idx = FSYNC_BUCKETS_SECS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(FSYNC_BUCKETS_SECS.len());
+        let idx = FSYNC_BUCKETS_SECS.iter().position(|b| secs <= *b).unwrap_or(FSYNC_BUCKETS_SECS.len());
         self.fsync_buckets[idx].fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn segment_created(&self) {
@@ -154,9 +149,6 @@ mod tests {
         assert_eq!(s.fsync_latency.counts[4], 1);
         assert_eq!(s.fsync_latency.counts[FSYNC_BUCKETS_SECS.len()], 1);
         assert_eq!(s.fsync_latency.quantile_upper_bound(0.5), Some(0.001));
-        assert_eq!(
-            s.fsync_latency.quantile_upper_bound(1.0),
-            Some(f64::INFINITY)
-        );
+        assert_eq!(s.fsync_latency.quantile_upper_bound(1.0), Some(f64::INFINITY));
     }
 }

@@ -40,11 +40,7 @@ impl SpoolOptions {
             return bad("segment_bytes must be > 0".into());
         }
         if self.max_record_bytes > u64::from(u32::MAX) {
-            return bad(format!(
-                "max_record_bytes {} exceeds the format's limit {}",
-                self.max_record_bytes,
-                u32::MAX
-            ));
+            return bad(format!("max_record_bytes {} exceeds the format's limit {}", self.max_record_bytes, u32::MAX));
         }
         if self.max_bytes < record_size(self.max_record_bytes) {
             return bad(format!(

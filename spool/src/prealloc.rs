@@ -91,20 +91,12 @@ impl Spares {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let filler = Arc::new(Filler {
-            shared: Arc::clone(shared),
-            stop: AtomicBool::new(false),
-        });
+        let filler = Arc::new(Filler { shared: Arc::clone(shared), stop: AtomicBool::new(false) });
         let (tx, rx) = mpsc::channel();
         let worker = Arc::clone(&filler);
-        let thread = std::thread::Builder::new()
-            .name("gatelog-spool-prealloc".into())
-            .spawn(move || worker.run(&rx))?;
-        let spares = Spares {
-            filler,
-            tx: Some(tx),
-            thread: Some(thread),
-        };
+        let thread =
+            std::thread::Builder::new().name("gatelog-spool-prealloc".into()).spawn(move || worker.run(&rx))?;
+        let spares = Spares { filler, tx: Some(tx), thread: Some(thread) };
         spares.send(Job::Prepare);
         Ok(spares)
     }
@@ -188,10 +180,7 @@ impl Filler {
         let mut written = 0u64;
         while written < size {
             if self.stop.load(Ordering::SeqCst) {
-                return Err(io::Error::new(
-                    io::ErrorKind::Interrupted,
-                    "the spool is closing",
-                ));
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "the spool is closing"));
             }
             let n = usize::try_from(size - written).map_or(CHUNK, |left| left.min(CHUNK));
             file.write_all_at(&zeros[..n], written)?;
@@ -209,10 +198,7 @@ impl Filler {
 /// Cuts a sealed segment back to its records. A segment already deleted (every consumer was
 /// done with it) needs nothing.
 fn trim(path: &Path, len: u64) {
-    let result = OpenOptions::new()
-        .write(true)
-        .open(path)
-        .and_then(|f| f.set_len(len).and_then(|()| f.sync_data()));
+    let result = OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(len).and_then(|()| f.sync_data()));
     match result {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -229,13 +215,7 @@ mod tests {
     use tempfile::TempDir;
 
     fn opts(segment_bytes: u64) -> SpoolOptions {
-        SpoolOptions {
-            segment_bytes,
-            max_bytes: 1 << 30,
-            max_record_bytes: 1 << 20,
-            fsync: true,
-            preallocate: true,
-        }
+        SpoolOptions { segment_bytes, max_bytes: 1 << 30, max_record_bytes: 1 << 20, fsync: true, preallocate: true }
     }
 
     fn payload(i: u64) -> Vec<u8> {
@@ -288,9 +268,7 @@ mod tests {
         for i in 1..=4 {
             assert_eq!(spool.append(payload(i)).await.unwrap(), i);
         }
-        let [first, second] = &spool.segment_paths()[..] else {
-            panic!("{:?}", spool.segment_paths())
-        };
+        let [first, second] = &spool.segment_paths()[..] else { panic!("{:?}", spool.segment_paths()) };
         assert_eq!(spool.metrics().segments_preallocated, 1);
         // The active segment is the spare, written over; the sealed one loses its zeros.
         assert_eq!(len(second), rec * 3);
@@ -304,20 +282,14 @@ mod tests {
         // After a restart the zeros after record 4 are the end of the data, not a torn tail:
         // kept, and written over next.
         let spool = Spool::open(dir.path(), o).unwrap();
-        assert_eq!(
-            (spool.last_seq(), spool.metrics().torn_tail_truncations),
-            (4, 0)
-        );
+        assert_eq!((spool.last_seq(), spool.metrics().torn_tail_truncations), (4, 0));
         assert_eq!(len(second), rec * 3);
         assert_eq!(spool.append(payload(5)).await.unwrap(), 5);
         assert_eq!(len(second), rec * 3);
         drop(spool);
         let spool = Spool::open(dir.path(), o).unwrap();
         let all = read_all(&spool).await.unwrap();
-        assert_eq!(
-            all.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            [1, 2, 3, 4, 5]
-        );
+        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
         assert_eq!(all[4].payload, payload(5));
     }
 
@@ -346,20 +318,12 @@ mod tests {
     #[tokio::test]
     async fn a_reader_that_read_ahead_into_the_zeros_sees_records_written_there_later() {
         let dir = TempDir::new().unwrap();
-        let o = SpoolOptions {
-            preallocate: false,
-            ..opts(1 << 20)
-        };
+        let o = SpoolOptions { preallocate: false, ..opts(1 << 20) };
         let spool = Spool::open(dir.path(), o).unwrap();
         spool.append(payload(1)).await.unwrap();
         let seg = spool.segment_paths()[0].clone();
         spool.close().await.unwrap();
-        OpenOptions::new()
-            .write(true)
-            .open(&seg)
-            .unwrap()
-            .set_len(1 << 20)
-            .unwrap();
+        OpenOptions::new().write(true).open(&seg).unwrap().set_len(1 << 20).unwrap();
         let spool = Spool::open(dir.path(), o).unwrap();
         let mut reader = spool.reader(0);
         // Reading record 1 buffers what follows it: zeros, at that moment.
@@ -376,10 +340,7 @@ mod tests {
     async fn a_sealed_segment_left_untrimmed_by_a_crash_still_reads() {
         let dir = TempDir::new().unwrap();
         let rec = record_size(100);
-        let o = SpoolOptions {
-            preallocate: false,
-            ..opts(rec * 2)
-        };
+        let o = SpoolOptions { preallocate: false, ..opts(rec * 2) };
         let spool = Spool::open(dir.path(), o).unwrap();
         for i in 1..=3 {
             spool.append(payload(i)).await.unwrap();
@@ -387,12 +348,7 @@ mod tests {
         let first = spool.segment_paths()[0].clone();
         spool.close().await.unwrap();
         // What a crash between sealing and trimming leaves: zeros after record 2.
-        OpenOptions::new()
-            .write(true)
-            .open(&first)
-            .unwrap()
-            .set_len(rec * 5)
-            .unwrap();
+        OpenOptions::new().write(true).open(&first).unwrap().set_len(rec * 5).unwrap();
         let spool = Spool::open(dir.path(), o).unwrap();
         let all = read_all(&spool).await.unwrap();
         assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
@@ -410,18 +366,11 @@ mod tests {
         let spool = Spool::open(dir.path(), o).unwrap();
         assert!(!dir.path().join(SPARE_TMP).exists() || len(&dir.path().join(SPARE_TMP)) != 10);
         let spare = dir.path().join(SPARE_FILE);
-        eventually("a spare of the configured size", || {
-            spare.exists() && len(&spare) == rec * 2
-        })
-        .await;
+        eventually("a spare of the configured size", || spare.exists() && len(&spare) == rec * 2).await;
         drop(spool);
         // A complete spare of the right size is used as it is.
         let dir = TempDir::new().unwrap();
-        fs::write(
-            dir.path().join(SPARE_FILE),
-            vec![0u8; usize::try_from(rec * 2).unwrap()],
-        )
-        .unwrap();
+        fs::write(dir.path().join(SPARE_FILE), vec![0u8; usize::try_from(rec * 2).unwrap()]).unwrap();
         let spool = Spool::open(dir.path(), o).unwrap();
         for i in 1..=3 {
             spool.append(payload(i)).await.unwrap();
@@ -434,10 +383,7 @@ mod tests {
     async fn a_torn_write_into_preallocated_zeros_is_cut() {
         let dir = TempDir::new().unwrap();
         let rec = record_size(100);
-        let o = SpoolOptions {
-            preallocate: false,
-            ..opts(rec * 4)
-        };
+        let o = SpoolOptions { preallocate: false, ..opts(rec * 4) };
         let spool = Spool::open(dir.path(), o).unwrap();
         spool.append(payload(1)).await.unwrap();
         let seg = spool.segment_paths()[0].clone();
@@ -449,10 +395,7 @@ mod tests {
         file.write_all_at(&second[..60], rec).unwrap();
         file.set_len(rec * 4).unwrap();
         let spool = Spool::open(dir.path(), o).unwrap();
-        assert_eq!(
-            (spool.last_seq(), spool.metrics().torn_tail_truncations),
-            (1, 1)
-        );
+        assert_eq!((spool.last_seq(), spool.metrics().torn_tail_truncations), (1, 1));
         assert_eq!(len(&seg), rec);
         assert_eq!(spool.append(payload(2)).await.unwrap(), 2);
     }

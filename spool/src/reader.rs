@@ -38,13 +38,7 @@ pub struct SpoolReader {
 impl SpoolReader {
     pub(crate) fn new(shared: Arc<Shared>, after_seq: u64) -> Self {
         let durable = shared.durable.subscribe();
-        SpoolReader {
-            shared,
-            next_seq: after_seq.saturating_add(1),
-            cursor: None,
-            buffered: VecDeque::new(),
-            durable,
-        }
+        SpoolReader { shared, next_seq: after_seq.saturating_add(1), cursor: None, buffered: VecDeque::new(), durable }
     }
 
     /// The next record, waiting for one to be appended if the reader is caught up.
@@ -75,12 +69,9 @@ impl SpoolReader {
         let shared = Arc::clone(&self.shared);
         let cursor = self.cursor.take();
         let from = self.next_seq;
-        let (cursor, records) =
-            tokio::task::spawn_blocking(move || read_batch(&shared, cursor, from, durable))
-                .await
-                .map_err(|e| {
-                    SpoolError::io("reading", PathBuf::new(), io::Error::other(e.to_string()))
-                })??;
+        let (cursor, records) = tokio::task::spawn_blocking(move || read_batch(&shared, cursor, from, durable))
+            .await
+            .map_err(|e| SpoolError::io("reading", PathBuf::new(), io::Error::other(e.to_string())))??;
         self.cursor = cursor;
         self.next_seq += records.len() as u64;
         self.buffered.extend(records);
@@ -111,11 +102,8 @@ fn read_batch(
 ) -> Result<(Option<Cursor>, Vec<Record>), SpoolError> {
     // Segments are registered before any record in them becomes durable, so this snapshot
     // (taken after reading `durable`) covers every record up to it.
-    let segments: Vec<(u64, PathBuf)> = lock(&shared.state)
-        .segments
-        .iter()
-        .map(|(first, seg)| (*first, seg.path.clone()))
-        .collect();
+    let segments: Vec<(u64, PathBuf)> =
+        lock(&shared.state).segments.iter().map(|(first, seg)| (*first, seg.path.clone())).collect();
     let oldest = segments.first().map_or(durable + 1, |s| s.0);
     let mut out = Vec::new();
     let mut bytes = 0usize;
@@ -144,11 +132,7 @@ fn read_batch(
 }
 
 fn gone(seq: u64, oldest: u64) -> SpoolError {
-    SpoolError::PositionGone {
-        consumer: "reader".into(),
-        requested: seq.saturating_sub(1),
-        oldest,
-    }
+    SpoolError::PositionGone { consumer: "reader".into(), requested: seq.saturating_sub(1), oldest }
 }
 
 impl Cursor {
@@ -171,9 +155,7 @@ impl Cursor {
         };
         while c.seq < seq {
             let header = c.read_header()?;
-            c.file
-                .seek_relative(i64::from(header.len))
-                .map_err(|e| SpoolError::io("seeking in segment", path, e))?;
+            c.file.seek_relative(i64::from(header.len)).map_err(|e| SpoolError::io("seeking in segment", path, e))?;
             c.offset += format::record_size(u64::from(header.len));
             c.seq += 1;
         }
@@ -193,31 +175,21 @@ impl Cursor {
     }
 
     fn corrupt(&self, detail: String) -> SpoolError {
-        SpoolError::Corrupt {
-            file: self.path.clone(),
-            offset: self.offset,
-            detail,
-        }
+        SpoolError::Corrupt { file: self.path.clone(), offset: self.offset, detail }
     }
 
     fn read_header(&mut self) -> Result<format::Header, SpoolError> {
         let mut head = [0u8; HEADER_LEN];
         if let Err(e) = self.file.read_exact(&mut head) {
             return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
-                self.corrupt(format!(
-                    "record {} is missing: the segment ends early",
-                    self.seq
-                ))
+                self.corrupt(format!("record {} is missing: the segment ends early", self.seq))
             } else {
                 SpoolError::io("reading segment", self.path.clone(), e)
             });
         }
         let header = format::decode_header(&head).map_err(|e| self.corrupt(e.to_string()))?;
         if header.seq != self.seq {
-            return Err(self.corrupt(format!(
-                "record has sequence {} where {} was expected",
-                header.seq, self.seq
-            )));
+            return Err(self.corrupt(format!("record has sequence {} where {} was expected", header.seq, self.seq)));
         }
         Ok(header)
     }
@@ -235,10 +207,7 @@ impl Cursor {
         if !format::payload_ok(&header, &payload) {
             return Err(self.corrupt(format!("record {} payload checksum mismatch", self.seq)));
         }
-        let record = Record {
-            seq: self.seq,
-            payload,
-        };
+        let record = Record { seq: self.seq, payload };
         self.offset += format::record_size(u64::from(header.len));
         self.seq += 1;
         Ok(record)

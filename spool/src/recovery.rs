@@ -23,10 +23,7 @@ pub(crate) struct Scan {
 /// only when `is_last` and nothing valid follows it; otherwise it is `Corrupt`.
 pub(crate) fn scan_segment(path: &Path, first_seq: u64, is_last: bool) -> Result<Scan, SpoolError> {
     let file = File::open(path).map_err(|e| SpoolError::io("opening segment", path, e))?;
-    let file_len = file
-        .metadata()
-        .map_err(|e| SpoolError::io("reading metadata of", path, e))?
-        .len();
+    let file_len = file.metadata().map_err(|e| SpoolError::io("reading metadata of", path, e))?.len();
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut offset = 0u64;
     let mut seq = first_seq;
@@ -34,11 +31,7 @@ pub(crate) fn scan_segment(path: &Path, first_seq: u64, is_last: bool) -> Result
     loop {
         let remaining = file_len - offset;
         if remaining == 0 {
-            return Ok(Scan {
-                valid_len: offset,
-                last_seq: seq - 1,
-                torn: None,
-            });
+            return Ok(Scan { valid_len: offset, last_seq: seq - 1, torn: None });
         }
         if remaining < HEADER_LEN as u64 {
             return classify(
@@ -51,9 +44,7 @@ pub(crate) fn scan_segment(path: &Path, first_seq: u64, is_last: bool) -> Result
             );
         }
         let mut head = [0u8; HEADER_LEN];
-        reader
-            .read_exact(&mut head)
-            .map_err(|e| SpoolError::io("reading segment", path, e))?;
+        reader.read_exact(&mut head).map_err(|e| SpoolError::io("reading segment", path, e))?;
         let header = match format::decode_header(&head) {
             Ok(h) => h,
             Err(e) => return classify(path, is_last, offset, seq, e.to_string(), true),
@@ -63,10 +54,7 @@ pub(crate) fn scan_segment(path: &Path, first_seq: u64, is_last: bool) -> Result
             return Err(SpoolError::Corrupt {
                 file: path.to_path_buf(),
                 offset,
-                detail: format!(
-                    "record has sequence {} where {seq} was expected",
-                    header.seq
-                ),
+                detail: format!("record has sequence {} where {seq} was expected", header.seq),
             });
         }
         let size = format::record_size(u64::from(header.len));
@@ -76,25 +64,14 @@ pub(crate) fn scan_segment(path: &Path, first_seq: u64, is_last: bool) -> Result
                 is_last,
                 offset,
                 seq,
-                format!(
-                    "record {seq} of {size} bytes extends past the end of the file ({remaining} bytes left)"
-                ),
+                format!("record {seq} of {size} bytes extends past the end of the file ({remaining} bytes left)"),
                 false,
             );
         }
         payload.resize(header.len as usize, 0);
-        reader
-            .read_exact(&mut payload)
-            .map_err(|e| SpoolError::io("reading segment", path, e))?;
+        reader.read_exact(&mut payload).map_err(|e| SpoolError::io("reading segment", path, e))?;
         if !format::payload_ok(&header, &payload) {
-            return classify(
-                path,
-                is_last,
-                offset,
-                seq,
-                format!("record {seq} payload checksum mismatch"),
-                true,
-            );
+            return classify(path, is_last, offset, seq, format!("record {seq} payload checksum mismatch"), true);
         }
         offset += size;
         seq += 1;
@@ -111,42 +88,27 @@ fn classify(
     detail: String,
     resync: bool,
 ) -> Result<Scan, SpoolError> {
-    let corrupt = |detail: String| SpoolError::Corrupt {
-        file: path.to_path_buf(),
-        offset,
-        detail,
-    };
+    let corrupt = |detail: String| SpoolError::Corrupt { file: path.to_path_buf(), offset, detail };
     if !is_last {
         return Err(corrupt(detail));
     }
     if only_zeros_from(path, offset)? {
-        return Ok(Scan {
-            valid_len: offset,
-            last_seq: seq - 1,
-            torn: None,
-        });
+        return Ok(Scan { valid_len: offset, last_seq: seq - 1, torn: None });
     }
     if resync && valid_record_follows(path, offset)? {
         return Err(corrupt(format!("{detail}, and valid records follow it")));
     }
-    Ok(Scan {
-        valid_len: offset,
-        last_seq: seq - 1,
-        torn: Some((offset, detail)),
-    })
+    Ok(Scan { valid_len: offset, last_seq: seq - 1, torn: Some((offset, detail)) })
 }
 
 /// True if every byte from `offset` to the end of the file is zero: the unwritten part of a
 /// preallocated segment (`prealloc`). Read in pieces, so a large spare costs no memory.
 fn only_zeros_from(path: &Path, offset: u64) -> Result<bool, SpoolError> {
     let mut file = File::open(path).map_err(|e| SpoolError::io("opening segment", path, e))?;
-    file.seek(SeekFrom::Start(offset))
-        .map_err(|e| SpoolError::io("seeking segment", path, e))?;
+    file.seek(SeekFrom::Start(offset)).map_err(|e| SpoolError::io("seeking segment", path, e))?;
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| SpoolError::io("reading segment", path, e))?;
+        let n = file.read(&mut buf).map_err(|e| SpoolError::io("reading segment", path, e))?;
         if n == 0 {
             return Ok(true);
         }
@@ -161,11 +123,9 @@ fn only_zeros_from(path: &Path, offset: u64) -> Result<bool, SpoolError> {
 /// (only garbage or zeros follow).
 fn valid_record_follows(path: &Path, offset: u64) -> Result<bool, SpoolError> {
     let mut file = File::open(path).map_err(|e| SpoolError::io("opening segment", path, e))?;
-    file.seek(SeekFrom::Start(offset + 1))
-        .map_err(|e| SpoolError::io("seeking segment", path, e))?;
+    file.seek(SeekFrom::Start(offset + 1)).map_err(|e| SpoolError::io("seeking segment", path, e))?;
     let mut rest = Vec::new();
-    file.read_to_end(&mut rest)
-        .map_err(|e| SpoolError::io("reading segment", path, e))?;
+    file.read_to_end(&mut rest).map_err(|e| SpoolError::io("reading segment", path, e))?;
     let mut from = 0;
     while let Some(pos) = find(&rest[from..], &format::MAGIC) {
         if format::decode_record(&rest[from + pos..]).is_some() {
@@ -184,27 +144,16 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// the right sequence. Its records are verified as they are read.
 pub(crate) fn check_sealed(path: &Path, first_seq: u64) -> Result<u64, SpoolError> {
     let mut file = File::open(path).map_err(|e| SpoolError::io("opening segment", path, e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| SpoolError::io("reading metadata of", path, e))?
-        .len();
-    let corrupt = |detail: String| SpoolError::Corrupt {
-        file: path.to_path_buf(),
-        offset: 0,
-        detail,
-    };
+    let len = file.metadata().map_err(|e| SpoolError::io("reading metadata of", path, e))?.len();
+    let corrupt = |detail: String| SpoolError::Corrupt { file: path.to_path_buf(), offset: 0, detail };
     if len < HEADER_LEN as u64 {
         return Err(corrupt(format!("sealed segment is only {len} bytes long")));
     }
     let mut head = [0u8; HEADER_LEN];
-    file.read_exact(&mut head)
-        .map_err(|e| SpoolError::io("reading segment", path, e))?;
+    file.read_exact(&mut head).map_err(|e| SpoolError::io("reading segment", path, e))?;
     let header = format::decode_header(&head).map_err(|e| corrupt(e.to_string()))?;
     if header.seq != first_seq {
-        return Err(corrupt(format!(
-            "first record has sequence {} but the file name says {first_seq}",
-            header.seq
-        )));
+        return Err(corrupt(format!("first record has sequence {} but the file name says {first_seq}", header.seq)));
     }
     Ok(len)
 }
@@ -219,11 +168,7 @@ pub(crate) fn encode_consumers(consumers: &BTreeMap<String, u64>) -> Vec<u8> {
     let mut buf = Vec::new();
     buf.extend_from_slice(&CONSUMERS_MAGIC);
     buf.push(CONSUMERS_VERSION);
-    buf.extend_from_slice(
-        &u32::try_from(consumers.len())
-            .unwrap_or(u32::MAX)
-            .to_le_bytes(),
-    );
+    buf.extend_from_slice(&u32::try_from(consumers.len()).unwrap_or(u32::MAX).to_le_bytes());
     for (name, seq) in consumers {
         buf.extend_from_slice(&u16::try_from(name.len()).unwrap_or(u16::MAX).to_le_bytes());
         buf.extend_from_slice(name.as_bytes());
@@ -249,9 +194,7 @@ pub(crate) fn decode_consumers(bytes: &[u8]) -> Result<BTreeMap<String, u64>, St
     let count = u32::from_le_bytes([body[5], body[6], body[7], body[8]]);
     let mut at = 9;
     let mut take = |n: usize| -> Result<&[u8], String> {
-        let s = body
-            .get(at..at + n)
-            .ok_or_else(|| "truncated entry".to_string())?;
+        let s = body.get(at..at + n).ok_or_else(|| "truncated entry".to_string())?;
         at += n;
         Ok(s)
     };
@@ -259,8 +202,7 @@ pub(crate) fn decode_consumers(bytes: &[u8]) -> Result<BTreeMap<String, u64>, St
     for _ in 0..count {
         let l = take(2)?;
         let name_len = usize::from(u16::from_le_bytes([l[0], l[1]]));
-        let name = String::from_utf8(take(name_len)?.to_vec())
-            .map_err(|_| "consumer name is not UTF-8".to_string())?;
+        let name = String::from_utf8(take(name_len)?.to_vec()).map_err(|_| "consumer name is not UTF-8".to_string())?;
         let s = take(8)?;
         let mut a = [0u8; 8];
         a.copy_from_slice(s);
@@ -272,28 +214,19 @@ pub(crate) fn decode_consumers(bytes: &[u8]) -> Result<BTreeMap<String, u64>, St
 pub(crate) fn load_consumers(dir: &Path) -> Result<BTreeMap<String, u64>, SpoolError> {
     let path = dir.join(CONSUMERS_FILE);
     match fs::read(&path) {
-        Ok(bytes) => decode_consumers(&bytes).map_err(|detail| SpoolError::Corrupt {
-            file: path,
-            offset: 0,
-            detail,
-        }),
+        Ok(bytes) => decode_consumers(&bytes).map_err(|detail| SpoolError::Corrupt { file: path, offset: 0, detail }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
         Err(e) => Err(SpoolError::io("reading", path, e)),
     }
 }
 
 /// Atomically replaces the consumers file: write a temp file, fsync it, rename, fsync the dir.
-pub(crate) fn store_consumers(
-    dir: &Path,
-    consumers: &BTreeMap<String, u64>,
-) -> Result<(), SpoolError> {
+pub(crate) fn store_consumers(dir: &Path, consumers: &BTreeMap<String, u64>) -> Result<(), SpoolError> {
     let tmp = dir.join(format!("{CONSUMERS_FILE}.tmp"));
     let path = dir.join(CONSUMERS_FILE);
     let mut file = File::create(&tmp).map_err(|e| SpoolError::io("creating", &tmp, e))?;
-    file.write_all(&encode_consumers(consumers))
-        .map_err(|e| SpoolError::io("writing", &tmp, e))?;
-    file.sync_all()
-        .map_err(|e| SpoolError::io("fsyncing", &tmp, e))?;
+    file.write_all(&encode_consumers(consumers)).map_err(|e| SpoolError::io("writing", &tmp, e))?;
+    file.sync_all().map_err(|e| SpoolError::io("fsyncing", &tmp, e))?;
     drop(file);
     fs::rename(&tmp, &path).map_err(|e| SpoolError::io("renaming", &tmp, e))?;
     sync_dir(dir)
@@ -309,9 +242,7 @@ pub(crate) fn remove_if_present(path: &Path) -> io::Result<()> {
 
 /// fsync of a directory: makes file creations, renames and deletions in it durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), SpoolError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| SpoolError::io("fsyncing directory", dir, e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| SpoolError::io("fsyncing directory", dir, e))
 }
 
 #[cfg(test)]
@@ -325,10 +256,7 @@ mod tests {
         m.insert("tantivy".to_string(), 7);
         let bytes = encode_consumers(&m);
         assert_eq!(decode_consumers(&bytes).unwrap(), m);
-        assert_eq!(
-            decode_consumers(&encode_consumers(&BTreeMap::new())).unwrap(),
-            BTreeMap::new()
-        );
+        assert_eq!(decode_consumers(&encode_consumers(&BTreeMap::new())).unwrap(), BTreeMap::new());
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x40;

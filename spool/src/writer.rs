@@ -161,11 +161,7 @@ impl Writer {
             let used = lock(&self.shared.state).bytes_on_disk;
             if used + size > max {
                 self.shared.metrics.full();
-                let _ = reply.send(Err(SpoolError::Full {
-                    used,
-                    needed: size,
-                    max,
-                }));
+                let _ = reply.send(Err(SpoolError::Full { used, needed: size, max }));
                 return;
             }
         }
@@ -182,13 +178,7 @@ impl Writer {
         self.next_seq += 1;
         let header = format::header_for(seq, &parts);
         self.staged_bytes += size;
-        self.pending.push(Staged {
-            seq,
-            header,
-            parts,
-            payload_len,
-            reply,
-        });
+        self.pending.push(Staged { seq, header, parts, payload_len, reply });
     }
 
     /// Writes and fsyncs the staged records, then publishes and answers them.
@@ -212,9 +202,7 @@ impl Writer {
                 }
                 self.shared.durable.send_replace(last);
                 let payload_bytes = self.pending.iter().map(|p| p.payload_len).sum();
-                self.shared
-                    .metrics
-                    .appended(self.pending.len() as u64, payload_bytes);
+                self.shared.metrics.appended(self.pending.len() as u64, payload_bytes);
                 for staged in self.pending.drain(..) {
                     let _ = staged.reply.send(Ok(staged.seq));
                 }
@@ -242,8 +230,7 @@ impl Writer {
             self.active.file_len = self.active.len;
             self.needs_truncate = false;
         }
-        let mut slices: Vec<IoSlice<'_>> =
-            Vec::with_capacity(self.pending.iter().map(|p| 1 + p.parts.len()).sum());
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.pending.iter().map(|p| 1 + p.parts.len()).sum());
         for staged in &self.pending {
             slices.push(IoSlice::new(&staged.header));
             slices.extend(staged.parts.iter().map(|part| IoSlice::new(part)));
@@ -285,13 +272,11 @@ impl Writer {
     /// Removes whatever part of a failed write reached the file.
     fn cut_back(&mut self) {
         let fsync = self.shared.opts.fsync;
-        let result = self.active.file.set_len(self.active.len).and_then(|()| {
-            if fsync {
-                self.active.file.sync_data()
-            } else {
-                Ok(())
-            }
-        });
+        let result = self
+            .active
+            .file
+            .set_len(self.active.len)
+            .and_then(|()| if fsync { self.active.file.sync_data() } else { Ok(()) });
         match result {
             Ok(()) => self.active.file_len = self.active.len,
             Err(e) => {
@@ -328,26 +313,15 @@ impl Writer {
             let _ = std::fs::remove_file(&path);
             return Err(e);
         }
-        lock(&self.shared.state).segments.insert(
-            first,
-            crate::SegmentInfo {
-                path: path.clone(),
-                bytes: 0,
-            },
-        );
+        lock(&self.shared.state).segments.insert(first, crate::SegmentInfo { path: path.clone(), bytes: 0 });
         self.shared.metrics.segment_created();
-        tracing::debug!(first_seq = first, preallocated = file_len > 0, ms = started.elapsed().as_secs_f64() * 1e3,
-            "spool: segment started");
-        let sealed = std::mem::replace(
-            &mut self.active,
-            Active {
-                first_seq: first,
-                path,
-                file,
-                len: 0,
-                file_len,
-            },
+        tracing::debug!(
+            first_seq = first,
+            preallocated = file_len > 0,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "spool: segment started"
         );
+        let sealed = std::mem::replace(&mut self.active, Active { first_seq: first, path, file, len: 0, file_len });
         if sealed.file_len > sealed.len
             && let Some(spares) = &self.spares
         {
@@ -361,10 +335,7 @@ impl Writer {
     fn reclaim(&mut self) {
         let all_acked = {
             let st = lock(&self.shared.state);
-            st.consumers
-                .values()
-                .min()
-                .is_some_and(|min| *min >= st.last_seq)
+            st.consumers.values().min().is_some_and(|min| *min >= st.last_seq)
         };
         if all_acked && let Err(e) = self.roll() {
             tracing::warn!(error = %e, "cannot seal the spool's active segment to reclaim space");
@@ -377,19 +348,12 @@ impl Writer {
 
 /// Writes every byte of `slices` at `offset`, in as few `pwritev` calls as `IOV_MAX` and
 /// short writes allow.
-fn write_all_vectored_at(
-    file: &File,
-    mut slices: &mut [IoSlice<'_>],
-    mut offset: u64,
-) -> std::io::Result<()> {
+fn write_all_vectored_at(file: &File, mut slices: &mut [IoSlice<'_>], mut offset: u64) -> std::io::Result<()> {
     while !slices.is_empty() {
         let batch = slices.len().min(IOV_MAX);
         match rustix::io::pwritev(file, &slices[..batch], offset) {
             Ok(0) if slices[..batch].iter().any(|s| !s.is_empty()) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::WriteZero,
-                    "pwritev wrote nothing",
-                ));
+                return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "pwritev wrote nothing"));
             }
             Ok(n) => {
                 offset += n as u64;
@@ -411,16 +375,9 @@ mod tests {
     #[test]
     fn vectored_write_covers_more_slices_than_one_call_takes_and_empty_ones() {
         let dir = tempfile::TempDir::new().unwrap();
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(dir.path().join("f"))
-            .unwrap();
-        let parts: Vec<Vec<u8>> = (0..3 * IOV_MAX + 7)
-            .map(|i| vec![(i % 251) as u8; i % 5])
-            .collect();
+        let file =
+            OpenOptions::new().read(true).write(true).create(true).truncate(true).open(dir.path().join("f")).unwrap();
+        let parts: Vec<Vec<u8>> = (0..3 * IOV_MAX + 7).map(|i| vec![(i % 251) as u8; i % 5]).collect();
         let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p)).collect();
         write_all_vectored_at(&file, &mut slices, 10).unwrap();
         let mut expected = vec![0u8; 10];

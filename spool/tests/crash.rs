@@ -19,9 +19,7 @@ fn payload_for(id: &str) -> Vec<u8> {
 }
 
 fn crc(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(2166136261u32, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(16777619)
-    })
+    bytes.iter().fold(2166136261u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(16777619))
 }
 
 /// Kills the child on drop, so a failing assertion never leaves it running.
@@ -39,10 +37,7 @@ fn sigkill_while_appending_loses_no_acknowledged_record() {
     let dir = tempfile::TempDir::new().unwrap();
     let mut rng = fastrand::Rng::with_seed(0x5eed_0fc0_ffee);
     let mut acked: BTreeMap<u64, String> = BTreeMap::new();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let rounds = 8;
     for round in 0..rounds {
         let tasks = [1, 4, 16][round % 3];
@@ -71,10 +66,7 @@ fn sigkill_while_appending_loses_no_acknowledged_record() {
         while seen.len() < kill_after {
             match rx.recv_timeout(Duration::from_secs(30)) {
                 Ok(line) => seen.push(line),
-                Err(e) => panic!(
-                    "round {round}: the appender stopped acknowledging after {}: {e}",
-                    seen.len()
-                ),
+                Err(e) => panic!("round {round}: the appender stopped acknowledging after {}: {e}", seen.len()),
             }
         }
         child.0.kill().unwrap();
@@ -84,10 +76,7 @@ fn sigkill_while_appending_loses_no_acknowledged_record() {
         for line in &seen {
             let (seq, id) = line.split_once(' ').unwrap();
             let seq: u64 = seq.parse().unwrap();
-            assert!(
-                acked.insert(seq, id.to_string()).is_none(),
-                "seq {seq} acknowledged twice"
-            );
+            assert!(acked.insert(seq, id.to_string()).is_none(), "seq {seq} acknowledged twice");
         }
 
         // Reopen as the restarted receiver would, and check.
@@ -103,22 +92,14 @@ fn sigkill_while_appending_loses_no_acknowledged_record() {
         let mut ids = HashSet::new();
         for (i, r) in records.iter().enumerate() {
             assert_eq!(r.seq, i as u64 + 1, "gap or disorder");
-            let id = String::from_utf8_lossy(
-                &r.payload[..r.payload.iter().position(|b| *b == b'.').unwrap()],
-            )
-            .into_owned();
+            let id =
+                String::from_utf8_lossy(&r.payload[..r.payload.iter().position(|b| *b == b'.').unwrap()]).into_owned();
             assert_eq!(r.payload, payload_for(&id), "record {} damaged", r.seq);
             assert!(ids.insert(id.clone()), "record {id} stored twice");
         }
         for (seq, id) in &acked {
-            let r = records
-                .get(*seq as usize - 1)
-                .unwrap_or_else(|| panic!("acknowledged seq {seq} ({id}) lost"));
-            assert_eq!(
-                r.payload,
-                payload_for(id),
-                "acknowledged seq {seq} holds the wrong record"
-            );
+            let r = records.get(*seq as usize - 1).unwrap_or_else(|| panic!("acknowledged seq {seq} ({id}) lost"));
+            assert_eq!(r.payload, payload_for(id), "acknowledged seq {seq} holds the wrong record");
         }
         eprintln!(
             "round {round}: {tasks} tasks, killed after {} acks; spool holds {} records, {} torn tails cut",
@@ -128,8 +109,5 @@ fn sigkill_while_appending_loses_no_acknowledged_record() {
         );
         drop(spool);
     }
-    assert!(
-        acked.len() > rounds,
-        "the appender acknowledged almost nothing"
-    );
+    assert!(acked.len() > rounds, "the appender acknowledged almost nothing");
 }

@@ -99,17 +99,9 @@ async fn check(spool: &Spool, model: &mut Model) {
     let stats = spool.stats();
     assert_eq!(stats.last_seq, model.last_seq);
     let min_ack = *model.acks.iter().min().unwrap();
-    assert!(
-        stats.first_seq <= min_ack + 1,
-        "deleted past the slowest consumer: {stats:?} acks {:?}",
-        model.acks
-    );
+    assert!(stats.first_seq <= min_ack + 1, "deleted past the slowest consumer: {stats:?} acks {:?}", model.acks);
     // The model may drop what every consumer acknowledged and the spool deleted.
-    while model
-        .records
-        .front()
-        .is_some_and(|(seq, _)| *seq < stats.first_seq)
-    {
+    while model.records.front().is_some_and(|(seq, _)| *seq < stats.first_seq) {
         model.records.pop_front();
     }
     let readable = read_from(spool, stats.first_seq - 1).await.unwrap();
@@ -121,17 +113,10 @@ async fn check(spool: &Spool, model: &mut Model) {
 }
 
 fn run(ops: Vec<Op>) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let dir = tempfile::TempDir::new().unwrap();
-        let mut model = Model {
-            records: VecDeque::new(),
-            last_seq: 0,
-            acks: [0; CONSUMERS.len()],
-        };
+        let mut model = Model { records: VecDeque::new(), last_seq: 0, acks: [0; CONSUMERS.len()] };
         let mut spool = open(dir.path(), &model);
         for op in ops {
             match op {
@@ -161,10 +146,7 @@ fn run(ops: Vec<Op>) {
                 Op::Crash(torn) => {
                     drop(spool);
                     if let Some(bytes) = torn {
-                        let mut f = OpenOptions::new()
-                            .append(true)
-                            .open(last_segment(dir.path()))
-                            .unwrap();
+                        let mut f = OpenOptions::new().append(true).open(last_segment(dir.path())).unwrap();
                         f.write_all(&bytes).unwrap();
                     }
                     spool = open(dir.path(), &model);
@@ -177,12 +159,7 @@ fn run(ops: Vec<Op>) {
                     let first = spool.stats().first_seq;
                     let after = (first - 1) + (model.last_seq + 1 - first) * u64::from(f) / 255;
                     let got = read_from(&spool, after).await.unwrap();
-                    let want: Vec<_> = model
-                        .records
-                        .iter()
-                        .filter(|(s, _)| *s > after)
-                        .cloned()
-                        .collect();
+                    let want: Vec<_> = model.records.iter().filter(|(s, _)| *s > after).cloned().collect();
                     assert_eq!(got, want, "reading after {after}");
                     // Waiting readers see the same records, then block at the end.
                     let mut reader = spool.reader(after);

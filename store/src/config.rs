@@ -66,14 +66,7 @@ impl fmt::Debug for StoreConfig {
             .field("url", &self.url)
             .field("database", &self.database)
             .field("user", &self.user)
-            .field(
-                "password",
-                &if self.password.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
+            .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
             .field("cluster", &self.cluster)
             .field("profile", &self.profile)
             .field("retention_days", &self.retention_days)
@@ -120,10 +113,7 @@ fn is_loopback(url: &str) -> bool {
     } else {
         authority.split(':').next().unwrap_or_default()
     };
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost") || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Exponential backoff with jitter for retryable errors.
@@ -154,10 +144,7 @@ impl RetryPolicy {
     /// together do not retry together.
     pub fn backoff(&self, retry: u32) -> Duration {
         let exp = retry.saturating_sub(1).min(30);
-        let base = self
-            .initial_backoff
-            .saturating_mul(1u32 << exp)
-            .min(self.max_backoff);
+        let base = self.initial_backoff.saturating_mul(1u32 << exp).min(self.max_backoff);
         base.mul_f64(0.5 + fastrand::f64() * 0.5)
     }
 }
@@ -182,19 +169,14 @@ mod tests {
 
     #[test]
     fn rejects_unknown_keys() {
-        let err = toml::from_str::<StoreConfig>("urll = \"x\"")
-            .unwrap_err()
-            .to_string();
+        let err = toml::from_str::<StoreConfig>("urll = \"x\"").unwrap_err().to_string();
         assert!(err.contains("urll"), "{err}");
         assert!(toml::from_str::<StoreConfig>("[retry]\nattempts = 3").is_err());
     }
 
     #[test]
     fn debug_redacts_the_password() {
-        let c = StoreConfig {
-            password: "hunter2".into(),
-            ..StoreConfig::default()
-        };
+        let c = StoreConfig { password: "hunter2".into(), ..StoreConfig::default() };
         assert!(!format!("{c:?}").contains("hunter2"));
     }
 

@@ -64,49 +64,22 @@ pub enum StoreError {
     /// A request to ClickHouse failed. `table` names what it was about (`gatelog.decisions`,
     /// or `server` for connection-level queries).
     #[error("{op} on {table} failed ({}): {detail}", kind_text(*kind))]
-    ClickHouse {
-        op: &'static str,
-        table: String,
-        kind: FailureKind,
-        detail: String,
-    },
+    ClickHouse { op: &'static str, table: String, kind: FailureKind, detail: String },
     #[error("clickhouse-server {version} is not supported: gatelog needs 18.16 or newer")]
     UnsupportedServer { version: String },
     #[error("schema profile {profile} needs a newer ClickHouse than the server's {version}")]
-    ProfileNotSupported {
-        profile: &'static str,
-        version: String,
-    },
+    ProfileNotSupported { profile: &'static str, version: String },
     #[error(
         "migration {version} ({name}) was applied with checksum {applied}, but this build's statements \
          have checksum {expected}: an applied migration must never change; add a new migration instead"
     )]
-    MigrationChanged {
-        version: u32,
-        name: String,
-        applied: String,
-        expected: String,
-    },
-    #[error(
-        "mutation on {table} did not finish within {waited:?} while removing rows of batch {batch_id}"
-    )]
-    MutationTimeout {
-        table: String,
-        batch_id: String,
-        waited: Duration,
-    },
+    MigrationChanged { version: u32, name: String, applied: String, expected: String },
+    #[error("mutation on {table} did not finish within {waited:?} while removing rows of batch {batch_id}")]
+    MutationTimeout { table: String, batch_id: String, waited: Duration },
     #[error("mutation on {table} failed while removing rows of batch {batch_id}: {reason}")]
-    MutationFailed {
-        table: String,
-        batch_id: String,
-        reason: String,
-    },
+    MutationFailed { table: String, batch_id: String, reason: String },
     #[error("gave up after {attempts} attempts in {elapsed:?}: {last}")]
-    RetriesExhausted {
-        attempts: u32,
-        elapsed: Duration,
-        last: Box<StoreError>,
-    },
+    RetriesExhausted { attempts: u32, elapsed: Duration, last: Box<StoreError> },
     #[error("invalid batch: {0}")]
     InvalidBatch(String),
     #[error("invalid store configuration: {0}")]
@@ -141,21 +114,14 @@ impl StoreError {
     /// The ClickHouse error code, if the server sent one.
     pub fn code(&self) -> Option<u32> {
         match self {
-            StoreError::ClickHouse {
-                kind: FailureKind::Server { code },
-                ..
-            } => Some(*code),
+            StoreError::ClickHouse { kind: FailureKind::Server { code }, .. } => Some(*code),
             StoreError::RetriesExhausted { last, .. } => last.code(),
             _ => None,
         }
     }
 
     /// Classifies a `clickhouse` crate error of operation `op` on `table`.
-    pub(crate) fn from_clickhouse(
-        op: &'static str,
-        table: &str,
-        err: clickhouse::error::Error,
-    ) -> Self {
+    pub(crate) fn from_clickhouse(op: &'static str, table: &str, err: clickhouse::error::Error) -> Self {
         use clickhouse::error::Error as E;
         let (kind, detail) = match &err {
             E::Network(_) => (FailureKind::Network, err.to_string()),
@@ -163,12 +129,7 @@ impl StoreError {
             E::BadResponse(text) => classify_response(text),
             _ => (FailureKind::Client, err.to_string()),
         };
-        StoreError::ClickHouse {
-            op,
-            table: table.to_owned(),
-            kind,
-            detail,
-        }
+        StoreError::ClickHouse { op, table: table.to_owned(), kind, detail }
     }
 
     pub(crate) fn timeout(op: &'static str, table: &str, after: Duration) -> Self {
@@ -188,10 +149,7 @@ fn classify_response(text: &str) -> (FailureKind, String) {
     if let Some(code) = parse_code(text) {
         return (FailureKind::Server { code }, detail);
     }
-    let status = text
-        .split_whitespace()
-        .next()
-        .and_then(|s| s.parse::<u16>().ok());
+    let status = text.split_whitespace().next().and_then(|s| s.parse::<u16>().ok());
     match status {
         Some(status) if (100..600).contains(&status) => (FailureKind::Http { status }, detail),
         _ => (FailureKind::Client, detail),
@@ -200,10 +158,7 @@ fn classify_response(text: &str) -> (FailureKind, String) {
 
 fn parse_code(text: &str) -> Option<u32> {
     let start = text.find("Code: ")? + "Code: ".len();
-    let digits: String = text[start..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
+    let digits: String = text[start..].chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
 
@@ -212,11 +167,7 @@ mod tests {
     use super::*;
 
     fn bad(text: &str) -> StoreError {
-        StoreError::from_clickhouse(
-            "INSERT",
-            "gatelog.decisions",
-            clickhouse::error::Error::BadResponse(text.into()),
-        )
+        StoreError::from_clickhouse("INSERT", "gatelog.decisions", clickhouse::error::Error::BadResponse(text.into()))
     }
 
     #[test]
@@ -227,25 +178,15 @@ mod tests {
         assert_eq!(old.code(), Some(60));
         assert!(!old.is_retryable());
         let msg = old.to_string();
-        assert!(
-            msg.contains("gatelog.decisions")
-                && msg.contains("code 60")
-                && msg.contains("doesn't exist"),
-            "{msg}"
-        );
-        let new = bad(
-            "Code: 252. DB::Exception: Too many parts (300). (TOO_MANY_PARTS) (version 24.8.1)",
-        );
+        assert!(msg.contains("gatelog.decisions") && msg.contains("code 60") && msg.contains("doesn't exist"), "{msg}");
+        let new = bad("Code: 252. DB::Exception: Too many parts (300). (TOO_MANY_PARTS) (version 24.8.1)");
         assert_eq!(new.code(), Some(252));
         assert!(new.is_retryable());
         assert!(bad("Code: 241. DB::Exception: Memory limit (total) exceeded").is_retryable());
         assert!(!bad("Code: 62, e.displayText() = DB::Exception: Syntax error").is_retryable());
         assert!(!bad("Code: 516. DB::Exception: default: Authentication failed").is_retryable());
         assert!(
-            !bad(
-                "Code: 164, e.displayText() = DB::Exception: Cannot execute query in readonly mode"
-            )
-            .is_retryable()
+            !bad("Code: 164, e.displayText() = DB::Exception: Cannot execute query in readonly mode").is_retryable()
         );
     }
 
@@ -261,15 +202,9 @@ mod tests {
         );
         assert!(net.is_retryable());
         assert!(StoreError::timeout("SELECT", "server", Duration::from_secs(1)).is_retryable());
-        let gave_up = StoreError::RetriesExhausted {
-            attempts: 3,
-            elapsed: Duration::from_secs(1),
-            last: Box::new(net),
-        };
+        let gave_up =
+            StoreError::RetriesExhausted { attempts: 3, elapsed: Duration::from_secs(1), last: Box::new(net) };
         assert!(gave_up.to_string().contains("3 attempts"), "{gave_up}");
-        assert!(
-            gave_up.to_string().contains("connection refused"),
-            "{gave_up}"
-        );
+        assert!(gave_up.to_string().contains("connection refused"), "{gave_up}");
     }
 }

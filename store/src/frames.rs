@@ -22,12 +22,7 @@ pub(crate) struct FrameSender<'a> {
 
 impl<'a> FrameSender<'a> {
     pub(crate) fn new(insert: InsertFormatted, compress: bool, table: &'a str) -> Self {
-        FrameSender {
-            insert,
-            compress,
-            pending: None,
-            table,
-        }
+        FrameSender { insert, compress, pending: None, table }
     }
 
     fn err(&self, e: clickhouse::error::Error) -> StoreError {
@@ -40,9 +35,7 @@ impl<'a> FrameSender<'a> {
             return self.insert.send(frame).await.map_err(|e| self.err(e));
         }
         self.flush_pending().await?;
-        self.pending = Some(tokio::task::spawn_blocking(move || {
-            CompressedData::new(&frame, Compression::Lz4)
-        }));
+        self.pending = Some(tokio::task::spawn_blocking(move || CompressedData::new(&frame, Compression::Lz4)));
         Ok(())
     }
 
@@ -51,17 +44,10 @@ impl<'a> FrameSender<'a> {
             let compressed = handle
                 .await
                 .map_err(|e| {
-                    StoreError::from_clickhouse(
-                        "INSERT",
-                        self.table,
-                        clickhouse::error::Error::Other(Box::new(e)),
-                    )
+                    StoreError::from_clickhouse("INSERT", self.table, clickhouse::error::Error::Other(Box::new(e)))
                 })?
                 .map_err(|e| self.err(e))?;
-            self.insert
-                .send_compressed(compressed)
-                .await
-                .map_err(|e| self.err(e))?;
+            self.insert.send_compressed(compressed).await.map_err(|e| self.err(e))?;
         }
         Ok(())
     }
@@ -70,9 +56,6 @@ impl<'a> FrameSender<'a> {
     pub(crate) async fn finish(mut self) -> Result<(), StoreError> {
         self.flush_pending().await?;
         let table = self.table;
-        self.insert
-            .end()
-            .await
-            .map_err(|e| StoreError::from_clickhouse("INSERT", table, e))
+        self.insert.end().await.map_err(|e| StoreError::from_clickhouse("INSERT", table, e))
     }
 }

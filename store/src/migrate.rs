@@ -1,9 +1,7 @@
 //! Versioned, idempotent migrations recorded in `schema_migrations`.
 
 use crate::rowbinary::RowEncoder;
-use crate::sql::{
-    Lit, create_database, create_schema_migrations, migrations, render, retention, storage_table,
-};
+use crate::sql::{Lit, create_database, create_schema_migrations, migrations, render, retention, storage_table};
 use crate::store::with_retries;
 use crate::{Store, StoreError};
 use std::collections::BTreeMap;
@@ -40,23 +38,12 @@ impl Store {
         let opts = &self.inner.options;
         let profile = self.profile();
         let db = opts.database.as_str();
-        self.execute("CREATE DATABASE", db, &create_database(opts))
-            .await?;
+        self.execute("CREATE DATABASE", db, &create_database(opts)).await?;
         let migrations_table = self.qualified("schema_migrations");
-        self.execute(
-            "CREATE TABLE",
-            &migrations_table,
-            &create_schema_migrations(opts),
-        )
-        .await?;
+        self.execute("CREATE TABLE", &migrations_table, &create_schema_migrations(opts)).await?;
 
-        let rows: Vec<AppliedRow> = self
-            .fetch_all(
-                "SELECT",
-                &migrations_table,
-                &self.inner.queries.applied_migrations,
-            )
-            .await?;
+        let rows: Vec<AppliedRow> =
+            self.fetch_all("SELECT", &migrations_table, &self.inner.queries.applied_migrations).await?;
         let applied: BTreeMap<u32, AppliedRow> = rows.into_iter().map(|r| (r.version, r)).collect();
 
         let mut report = MigrationReport::default();
@@ -67,10 +54,7 @@ impl Store {
                 if done.checksum != checksum {
                     return Err(StoreError::MigrationChanged {
                         version: m.version,
-                        name: format!(
-                            "{} (applied as {}, profile {})",
-                            m.name, done.name, done.profile
-                        ),
+                        name: format!("{} (applied as {}, profile {})", m.name, done.name, done.profile),
                         applied: done.checksum.clone(),
                         expected: checksum,
                     });
@@ -79,17 +63,11 @@ impl Store {
                 continue;
             }
             for sql in &m.statements {
-                self.execute("CREATE TABLE", &format!("migration {label}"), sql)
-                    .await?;
+                self.execute("CREATE TABLE", &format!("migration {label}"), sql).await?;
             }
             let mut enc = RowEncoder::new(profile, 256);
             enc.migration(m.version, m.name, &checksum, profile.as_str());
-            self.insert_bytes(
-                &self.inner.queries.insert_migration,
-                &migrations_table,
-                enc.take(),
-            )
-            .await?;
+            self.insert_bytes(&self.inner.queries.insert_migration, &migrations_table, enc.take()).await?;
             tracing::info!(migration = %label, profile = %profile, database = %db, "migration applied");
             report.applied.push(label);
         }
@@ -100,16 +78,12 @@ impl Store {
                 .fetch_all(
                     "SELECT",
                     "system.tables",
-                    &render(
-                        &self.inner.queries.table_engine,
-                        &[Lit::Str(db), Lit::Str(&local)],
-                    ),
+                    &render(&self.inner.queries.table_engine, &[Lit::Str(db), Lit::Str(&local)]),
                 )
                 .await?;
             let current = engine.into_iter().next().unwrap_or_default();
             if !current.contains(&format!("TTL {expr}")) {
-                self.execute("ALTER TABLE MODIFY TTL", &self.qualified(&local), &sql)
-                    .await?;
+                self.execute("ALTER TABLE MODIFY TTL", &self.qualified(&local), &sql).await?;
                 tracing::info!(table = %local, ttl = %expr, "retention set");
                 report.retention_set.push(local);
             }

@@ -25,7 +25,10 @@ fn time_key(profile: SchemaProfile, t: UnixMillis) -> i64 {
 pub(crate) type Tagged<'a, T> = (&'a T, &'a str);
 
 /// `decisions`: `ORDER BY tenant, time, event_id`.
-pub(crate) fn decisions<'a>(rows: impl Iterator<Item = Tagged<'a, AccessDecision>>, profile: SchemaProfile) -> Vec<Tagged<'a, AccessDecision>> {
+pub(crate) fn decisions<'a>(
+    rows: impl Iterator<Item = Tagged<'a, AccessDecision>>,
+    profile: SchemaProfile,
+) -> Vec<Tagged<'a, AccessDecision>> {
     let mut out: Vec<_> = rows.collect();
     out.sort_by(|(a, _), (b, _)| {
         (a.tenant.as_str(), time_key(profile, a.time), a.event_id.as_str()).cmp(&(
@@ -45,7 +48,10 @@ pub(crate) fn raw_records<'a>(rows: impl Iterator<Item = Tagged<'a, RawRecord>>)
 }
 
 /// `dead_letters`: `ORDER BY dataset, received_at, batch_id, line_no`.
-pub(crate) fn dead_letters<'a>(rows: impl Iterator<Item = Tagged<'a, DeadLetter>>, profile: SchemaProfile) -> Vec<Tagged<'a, DeadLetter>> {
+pub(crate) fn dead_letters<'a>(
+    rows: impl Iterator<Item = Tagged<'a, DeadLetter>>,
+    profile: SchemaProfile,
+) -> Vec<Tagged<'a, DeadLetter>> {
     let mut out: Vec<_> = rows.collect();
     out.sort_by_key(|(d, batch_id)| (d.dataset.as_str(), time_key(profile, d.received_at), *batch_id, d.line_no));
     out
@@ -87,7 +93,10 @@ mod tests {
 
     #[test]
     fn raw_records_order_by_hash_bytes() {
-        let raw = |sha: &str| RawRecord { sha256: sha.into(), ..RawRecord::new("e".into(), "d", UnixMillis(0), UnixMillis(0), "{}") };
+        let raw = |sha: &str| RawRecord {
+            sha256: sha.into(),
+            ..RawRecord::new("e".into(), "d", UnixMillis(0), UnixMillis(0), "{}")
+        };
         let rows = [raw("f0"), raw("0a"), raw("a0")];
         let sorted: Vec<_> = raw_records(rows.iter().map(|r| (r, "b"))).iter().map(|(r, _)| r.sha256.clone()).collect();
         assert_eq!(sorted, ["0a", "a0", "f0"]);

@@ -4,20 +4,12 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The oldest server gatelog supports (Debian's `clickhouse-server` package).
-pub const OLDEST_SUPPORTED: ServerVersion = ServerVersion {
-    major: 18,
-    minor: 16,
-    patch: 0,
-};
+pub const OLDEST_SUPPORTED: ServerVersion = ServerVersion { major: 18, minor: 16, patch: 0 };
 
 /// The first server that gets [`SchemaProfile::Modern`]. `DateTime64` arrived in 20.1, but
 /// `toUnixTimestamp64Milli`/`fromUnixTimestamp64Milli` (used by the `*_ms` alias columns and by
 /// time-pruned queries) only in 20.5, so 20.1–20.4 stay on the legacy schema, which they fully support.
-pub const MODERN_SINCE: ServerVersion = ServerVersion {
-    major: 20,
-    minor: 5,
-    patch: 0,
-};
+pub const MODERN_SINCE: ServerVersion = ServerVersion { major: 20, minor: 5, patch: 0 };
 
 /// A ClickHouse server version as reported by `SELECT version()`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -34,11 +26,7 @@ impl ServerVersion {
         let major = parts.next()?.parse().ok()?;
         let minor = parts.next()?.parse().ok()?;
         let patch = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        Some(ServerVersion {
-            major,
-            minor,
-            patch,
-        })
+        Some(ServerVersion { major, minor, patch })
     }
 }
 
@@ -113,22 +101,9 @@ mod tests {
 
     #[test]
     fn parses_real_version_strings() {
-        assert_eq!(
-            ServerVersion::parse("18.16.1"),
-            Some(ServerVersion {
-                major: 18,
-                minor: 16,
-                patch: 1
-            })
-        );
-        assert_eq!(
-            ServerVersion::parse("26.9.2.1").map(|v| v.to_string()),
-            Some("26.9.2".into())
-        );
-        assert_eq!(
-            ServerVersion::parse("24.8.4.13-lts").map(|v| v.minor),
-            Some(8)
-        );
+        assert_eq!(ServerVersion::parse("18.16.1"), Some(ServerVersion { major: 18, minor: 16, patch: 1 }));
+        assert_eq!(ServerVersion::parse("26.9.2.1").map(|v| v.to_string()), Some("26.9.2".into()));
+        assert_eq!(ServerVersion::parse("24.8.4.13-lts").map(|v| v.minor), Some(8));
         assert_eq!(ServerVersion::parse("garbage"), None);
     }
 
@@ -136,22 +111,10 @@ mod tests {
     fn chooses_profiles_by_version() {
         let v = |s| ServerVersion::parse(s).unwrap();
         assert_eq!(SchemaProfile::for_version(v("18.14.19")), None);
-        assert_eq!(
-            SchemaProfile::for_version(v("18.16.1")),
-            Some(SchemaProfile::Legacy)
-        );
-        assert_eq!(
-            SchemaProfile::for_version(v("20.1.2")),
-            Some(SchemaProfile::Legacy)
-        );
-        assert_eq!(
-            SchemaProfile::for_version(v("20.5.1")),
-            Some(SchemaProfile::Modern)
-        );
-        assert_eq!(
-            SchemaProfile::for_version(v("26.9.2.1")),
-            Some(SchemaProfile::Modern)
-        );
+        assert_eq!(SchemaProfile::for_version(v("18.16.1")), Some(SchemaProfile::Legacy));
+        assert_eq!(SchemaProfile::for_version(v("20.1.2")), Some(SchemaProfile::Legacy));
+        assert_eq!(SchemaProfile::for_version(v("20.5.1")), Some(SchemaProfile::Modern));
+        assert_eq!(SchemaProfile::for_version(v("26.9.2.1")), Some(SchemaProfile::Modern));
         assert!(!SchemaProfile::Modern.supported_by(v("18.16.1")));
         assert_eq!(SchemaProfile::parse("LEGACY"), Some(SchemaProfile::Legacy));
     }

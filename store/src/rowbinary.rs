@@ -230,10 +230,7 @@ mod tests {
         e.decision(&AccessDecision::default(), "b");
         assert_eq!(e.kinds, DECISIONS.sent_kinds());
         e.kinds.clear();
-        e.raw_record(
-            &RawRecord::new("e".into(), "d", UnixMillis(0), UnixMillis(0), "{}"),
-            "b",
-        );
+        e.raw_record(&RawRecord::new("e".into(), "d", UnixMillis(0), UnixMillis(0), "{}"), "b");
         assert_eq!(e.kinds, RAW_RECORDS.sent_kinds());
         e.kinds.clear();
         let dl = DeadLetter {

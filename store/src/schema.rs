@@ -174,8 +174,7 @@ pub(crate) const INGEST_BATCHES: TableDef = TableDef {
 };
 
 /// The data tables in migration order.
-pub(crate) const TABLES: [&TableDef; 4] =
-    [&DECISIONS, &RAW_RECORDS, &DEAD_LETTERS, &INGEST_BATCHES];
+pub(crate) const TABLES: [&TableDef; 4] = [&DECISIONS, &RAW_RECORDS, &DEAD_LETTERS, &INGEST_BATCHES];
 
 impl TableDef {
     /// Column definitions (one per line, without trailing commas) for `profile`.
@@ -206,9 +205,7 @@ impl TableDef {
         }
         let has_batch_id = self.cols.iter().any(|c| c.name == "batch_id");
         if !legacy && has_batch_id && self.order_by != "batch_id" {
-            out.push(
-                "INDEX batch_id_idx batch_id TYPE bloom_filter(0.01) GRANULARITY 4".to_owned(),
-            );
+            out.push("INDEX batch_id_idx batch_id TYPE bloom_filter(0.01) GRANULARITY 4".to_owned());
         }
         out
     }
@@ -232,11 +229,7 @@ impl TableDef {
     /// The kinds an encoder writes per row, in order (for tests of the encoders).
     #[cfg(test)]
     pub(crate) fn sent_kinds(&self) -> Vec<Kind> {
-        self.cols
-            .iter()
-            .map(|c| c.kind)
-            .filter(|k| *k != WrittenAt)
-            .collect()
+        self.cols.iter().map(|c| c.kind).filter(|k| *k != WrittenAt).collect()
     }
 }
 
@@ -255,12 +248,7 @@ mod tests {
                     .map(|l| l.split(' ').next().unwrap_or_default().to_owned())
                     .collect()
             };
-            assert_eq!(
-                names(SchemaProfile::Legacy),
-                names(SchemaProfile::Modern),
-                "{}",
-                table.name
-            );
+            assert_eq!(names(SchemaProfile::Legacy), names(SchemaProfile::Modern), "{}", table.name);
         }
         let decision_cols: Vec<_> = DECISIONS.cols.iter().map(|c| c.name).collect();
         for required in [
@@ -285,10 +273,6 @@ mod tests {
         assert!(legacy.contains(&"time_ms".to_owned()));
         let modern = RAW_RECORDS.insert_columns(SchemaProfile::Modern);
         assert!(!modern.contains(&"time_ms".to_owned()));
-        assert!(
-            !INGEST_BATCHES
-                .insert_columns(SchemaProfile::Modern)
-                .contains(&"written_at".to_owned())
-        );
+        assert!(!INGEST_BATCHES.insert_columns(SchemaProfile::Modern).contains(&"written_at".to_owned()));
     }
 }

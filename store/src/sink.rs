@@ -152,7 +152,8 @@ pub async fn run_clickhouse_sink(
             };
             let (group, next) = gather(first, &mut reader, options).await?;
             carried = next;
-            let check = if group.iter().any(|p| p.seq <= head_at_start) { PartialCheck::Always } else { PartialCheck::OnRetry };
+            let check =
+                if group.iter().any(|p| p.seq <= head_at_start) { PartialCheck::Always } else { PartialCheck::OnRetry };
             write_group(&store, &group, check, &stats).await?;
             let last = group.last().map_or(start, |p| p.seq);
             written.send_replace(last);
@@ -164,10 +165,7 @@ pub async fn run_clickhouse_sink(
         Ok::<(), SinkError>(())
     };
     tokio::try_join!(writing, acknowledging)?;
-    tracing::info!(
-        position = stats.position.load(Ordering::Relaxed),
-        "clickhouse sink stopped"
-    );
+    tracing::info!(position = stats.position.load(Ordering::Relaxed), "clickhouse sink stopped");
     Ok(())
 }
 
@@ -175,7 +173,12 @@ pub async fn run_clickhouse_sink(
 /// the rows up to it durable; ends once the writing side is done and everything it reported is
 /// acknowledged. A failed sync is fatal: after a failed `syncfs` the kernel may have dropped
 /// the pages it could not write, so a retry that succeeds proves nothing.
-async fn acknowledge(spool: &Spool, durability: Option<Arc<dyn Durability>>, mut written: watch::Receiver<u64>, stats: &SinkStats) -> Result<(), SinkError> {
+async fn acknowledge(
+    spool: &Spool,
+    durability: Option<Arc<dyn Durability>>,
+    mut written: watch::Receiver<u64>,
+    stats: &SinkStats,
+) -> Result<(), SinkError> {
     let mut acked = *written.borrow_and_update();
     loop {
         let more = written.changed().await.is_ok();
@@ -184,8 +187,15 @@ async fn acknowledge(spool: &Spool, durability: Option<Arc<dyn Durability>>, mut
             if let Some(durability) = &durability {
                 let (durability, started) = (durability.clone(), Instant::now());
                 let synced = tokio::task::spawn_blocking(move || durability.sync()).await;
-                synced.map_err(std::io::Error::other).and_then(|r| r).map_err(|source| SinkError::Durability { seq: position, source })?;
-                tracing::debug!(position, ms = started.elapsed().as_millis() as u64, "clickhouse sink: stored rows synced");
+                synced
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r)
+                    .map_err(|source| SinkError::Durability { seq: position, source })?;
+                tracing::debug!(
+                    position,
+                    ms = started.elapsed().as_millis() as u64,
+                    "clickhouse sink: stored rows synced"
+                );
             }
             spool.ack(SINK_NAME, position)?;
             stats.position.store(position, Ordering::Relaxed);
@@ -198,10 +208,8 @@ async fn acknowledge(spool: &Spool, durability: Option<Arc<dyn Durability>>, mut
 }
 
 fn decode(record: gatelog_spool::Record) -> Result<Pending, SinkError> {
-    let mut batch = Batch::decode(&record.payload).map_err(|e| SinkError::Corrupt {
-        seq: record.seq,
-        detail: e.to_string(),
-    })?;
+    let mut batch =
+        Batch::decode(&record.payload).map_err(|e| SinkError::Corrupt { seq: record.seq, detail: e.to_string() })?;
     for d in &mut batch.decisions {
         d.spool_seq = record.seq;
     }
@@ -247,7 +255,12 @@ async fn gather(
 }
 
 /// Writes a group, retrying retryable failures forever with capped backoff.
-async fn write_group(store: &Store, group: &[Pending], check: PartialCheck, stats: &SinkStats) -> Result<(), SinkError> {
+async fn write_group(
+    store: &Store,
+    group: &[Pending],
+    check: PartialCheck,
+    stats: &SinkStats,
+) -> Result<(), SinkError> {
     let batches: Vec<(u64, &Batch)> = group.iter().map(|p| (p.seq, &p.batch)).collect();
     let mut backoff = BACKOFF_START;
     let outcomes = loop {

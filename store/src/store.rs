@@ -111,32 +111,20 @@ impl Store {
         let probe = Queries::new(SchemaProfile::Legacy, &options);
         let timeout = config.request_timeout;
         let (version_text, recorded) = with_retries(config, "connect", || async {
-            let version: String = fetch_one(
-                &client,
-                timeout,
-                "SELECT version()",
-                "server",
-                &probe.server_version,
-            )
-            .await?;
+            let version: String =
+                fetch_one(&client, timeout, "SELECT version()", "server", &probe.server_version).await?;
             let exists: u64 = fetch_one(
                 &client,
                 timeout,
                 "SELECT",
                 "system.tables",
-                &render(
-                    &probe.migrations_table_exists,
-                    &[Lit::Str(&options.database)],
-                ),
+                &render(&probe.migrations_table_exists, &[Lit::Str(&options.database)]),
             )
             .await?;
             let recorded = if exists > 0 {
-                let sql = format!(
-                    "SELECT profile FROM {}.schema_migrations ORDER BY version DESC LIMIT 1",
-                    options.database
-                );
-                let rows: Vec<String> =
-                    fetch_all(&client, timeout, "SELECT", "schema_migrations", &sql).await?;
+                let sql =
+                    format!("SELECT profile FROM {}.schema_migrations ORDER BY version DESC LIMIT 1", options.database);
+                let rows: Vec<String> = fetch_all(&client, timeout, "SELECT", "schema_migrations", &sql).await?;
                 rows.into_iter().next()
             } else {
                 None
@@ -144,23 +132,13 @@ impl Store {
             Ok((version, recorded))
         })
         .await?;
-        let version =
-            ServerVersion::parse(&version_text).ok_or_else(|| StoreError::UnsupportedServer {
-                version: version_text.clone(),
-            })?;
-        let auto =
-            SchemaProfile::for_version(version).ok_or_else(|| StoreError::UnsupportedServer {
-                version: version_text.clone(),
-            })?;
-        let profile = config
-            .profile
-            .or_else(|| recorded.as_deref().and_then(SchemaProfile::parse))
-            .unwrap_or(auto);
+        let version = ServerVersion::parse(&version_text)
+            .ok_or_else(|| StoreError::UnsupportedServer { version: version_text.clone() })?;
+        let auto = SchemaProfile::for_version(version)
+            .ok_or_else(|| StoreError::UnsupportedServer { version: version_text.clone() })?;
+        let profile = config.profile.or_else(|| recorded.as_deref().and_then(SchemaProfile::parse)).unwrap_or(auto);
         if !profile.supported_by(version) {
-            return Err(StoreError::ProfileNotSupported {
-                profile: profile.as_str(),
-                version: version_text,
-            });
+            return Err(StoreError::ProfileNotSupported { profile: profile.as_str(), version: version_text });
         }
         tracing::info!(url = %config.url, version = %version, profile = %profile, database = %options.database, "connected to clickhouse");
         let queries = Queries::new(profile, &options);
@@ -202,10 +180,7 @@ impl Store {
     }
 
     /// Which of `batch_ids` are already stored (have their `ingest_batches` marker).
-    pub async fn existing_batches<S: AsRef<str>>(
-        &self,
-        batch_ids: &[S],
-    ) -> Result<BTreeSet<String>, StoreError> {
+    pub async fn existing_batches<S: AsRef<str>>(&self, batch_ids: &[S]) -> Result<BTreeSet<String>, StoreError> {
         let mut found = BTreeSet::new();
         for chunk in batch_ids.chunks(1000) {
             let ids: Vec<&str> = chunk.iter().map(AsRef::as_ref).collect();
@@ -228,115 +203,53 @@ impl Store {
     /// Counts by dataset × decision, raw records, dead letters and batches.
     pub async fn summary(&self) -> Result<StoreSummary, StoreError> {
         let q = &self.inner.queries;
-        let rows: Vec<(String, String, u64)> = self
-            .fetch_all("SELECT", &self.qualified("decisions"), &q.summary_decisions)
-            .await?;
-        let decisions = rows
-            .into_iter()
-            .map(|(dataset, decision, count)| DecisionCount {
-                dataset,
-                decision,
-                count,
-            })
-            .collect();
-        let (raw_records, dead_letters, batches): (u64, u64, u64) = self
-            .fetch_one("SELECT", &self.qualified("raw_records"), &q.summary_counts)
-            .await?;
-        Ok(StoreSummary {
-            decisions,
-            raw_records,
-            dead_letters,
-            batches,
-        })
+        let rows: Vec<(String, String, u64)> =
+            self.fetch_all("SELECT", &self.qualified("decisions"), &q.summary_decisions).await?;
+        let decisions =
+            rows.into_iter().map(|(dataset, decision, count)| DecisionCount { dataset, decision, count }).collect();
+        let (raw_records, dead_letters, batches): (u64, u64, u64) =
+            self.fetch_one("SELECT", &self.qualified("raw_records"), &q.summary_counts).await?;
+        Ok(StoreSummary { decisions, raw_records, dead_letters, batches })
     }
 
     /// Rows and distinct event ids in `decisions FINAL`.
     /// The highest spool position of any stored decision (0 when none): where a sink resumes.
     pub async fn max_spool_seq(&self) -> Result<u64, StoreError> {
-        self.fetch_one(
-            "SELECT",
-            &self.qualified("decisions"),
-            &self.inner.queries.max_spool_seq,
-        )
-        .await
+        self.fetch_one("SELECT", &self.qualified("decisions"), &self.inner.queries.max_spool_seq).await
     }
 
     pub async fn decision_uniqueness(&self) -> Result<Uniqueness, StoreError> {
-        let (rows, unique_event_ids): (u64, u64) = self
-            .fetch_one(
-                "SELECT",
-                &self.qualified("decisions"),
-                &self.inner.queries.decision_uniqueness,
-            )
-            .await?;
-        Ok(Uniqueness {
-            rows,
-            unique_event_ids,
-        })
+        let (rows, unique_event_ids): (u64, u64) =
+            self.fetch_one("SELECT", &self.qualified("decisions"), &self.inner.queries.decision_uniqueness).await?;
+        Ok(Uniqueness { rows, unique_event_ids })
     }
 
     /// Rows in `table` of gatelog's database carrying `batch_id`, without deduplication.
-    pub async fn count_rows_of_batch(
-        &self,
-        table: &str,
-        batch_id: &str,
-    ) -> Result<u64, StoreError> {
+    pub async fn count_rows_of_batch(&self, table: &str, batch_id: &str) -> Result<u64, StoreError> {
         let qualified = self.qualified(table);
-        let sql = render(
-            &format!("SELECT count() FROM {qualified} WHERE batch_id = ?"),
-            &[Lit::Str(batch_id)],
-        );
+        let sql = render(&format!("SELECT count() FROM {qualified} WHERE batch_id = ?"), &[Lit::Str(batch_id)]);
         self.fetch_one("SELECT", &qualified, &sql).await
     }
 
     /// Runs a statement that returns nothing (DDL, `ALTER`), bounded by the request timeout.
-    pub async fn execute(
-        &self,
-        op: &'static str,
-        table: &str,
-        sql: &str,
-    ) -> Result<(), StoreError> {
+    pub async fn execute(&self, op: &'static str, table: &str, sql: &str) -> Result<(), StoreError> {
         let timeout = self.inner.config.request_timeout;
         let fut = self.inner.client.query_raw(sql).execute();
         bounded(op, table, timeout, fut).await
     }
 
-    pub(crate) async fn fetch_all<T>(
-        &self,
-        op: &'static str,
-        table: &str,
-        sql: &str,
-    ) -> Result<Vec<T>, StoreError>
+    pub(crate) async fn fetch_all<T>(&self, op: &'static str, table: &str, sql: &str) -> Result<Vec<T>, StoreError>
     where
         T: clickhouse::RowOwned + clickhouse::RowRead,
     {
-        fetch_all(
-            &self.inner.client,
-            self.inner.config.request_timeout,
-            op,
-            table,
-            sql,
-        )
-        .await
+        fetch_all(&self.inner.client, self.inner.config.request_timeout, op, table, sql).await
     }
 
-    pub(crate) async fn fetch_one<T>(
-        &self,
-        op: &'static str,
-        table: &str,
-        sql: &str,
-    ) -> Result<T, StoreError>
+    pub(crate) async fn fetch_one<T>(&self, op: &'static str, table: &str, sql: &str) -> Result<T, StoreError>
     where
         T: clickhouse::RowOwned + clickhouse::RowRead,
     {
-        fetch_one(
-            &self.inner.client,
-            self.inner.config.request_timeout,
-            op,
-            table,
-            sql,
-        )
-        .await
+        fetch_one(&self.inner.client, self.inner.config.request_timeout, op, table, sql).await
     }
 }
 
@@ -367,11 +280,7 @@ where
 }
 
 /// Runs `attempt` until it succeeds, fails fatally, or the policy's attempts are used up.
-pub(crate) async fn with_retries<T, F, Fut>(
-    config: &StoreConfig,
-    what: &str,
-    mut attempt: F,
-) -> Result<T, StoreError>
+pub(crate) async fn with_retries<T, F, Fut>(config: &StoreConfig, what: &str, mut attempt: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, StoreError>>,
@@ -387,11 +296,7 @@ where
             Err(err) if n >= max => {
                 let elapsed = started.elapsed();
                 tracing::error!(what, attempts = n, ?elapsed, error = %err, "giving up");
-                return Err(StoreError::RetriesExhausted {
-                    attempts: n,
-                    elapsed,
-                    last: Box::new(err),
-                });
+                return Err(StoreError::RetriesExhausted { attempts: n, elapsed, last: Box::new(err) });
             }
             Err(err) => {
                 let pause = policy.backoff(n);

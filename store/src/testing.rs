@@ -39,17 +39,9 @@ impl TestClickHouse {
         let dir = tempfile::Builder::new()
             .prefix("gatelog-clickhouse-")
             .tempdir()
-            .map_err(|source| ManagedError::Io {
-                what: "cannot create",
-                path: std::env::temp_dir(),
-                source,
-            })?;
+            .map_err(|source| ManagedError::Io { what: "cannot create", path: std::env::temp_dir(), source })?;
         let server = ManagedClickHouse::start(dir.path(), opts).await?;
-        Ok(TestClickHouse {
-            server,
-            dir,
-            database: random_database(),
-        })
+        Ok(TestClickHouse { server, dir, database: random_database() })
     }
 
     pub fn url(&self) -> String {

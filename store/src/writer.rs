@@ -78,15 +78,11 @@ impl Drop for Claim<'_> {
     }
 }
 
-static EMPTY_DECISION: std::sync::LazyLock<AccessDecision> =
-    std::sync::LazyLock::new(AccessDecision::default);
+static EMPTY_DECISION: std::sync::LazyLock<AccessDecision> = std::sync::LazyLock::new(AccessDecision::default);
 
 /// The dataset of a batch's raw records (they carry their own; the batch's otherwise).
 fn dataset_of_raw(batch: &WriteBatch) -> String {
-    batch
-        .raw
-        .first()
-        .map_or_else(|| batch.dataset.clone(), |r| r.dataset.clone())
+    batch.raw.first().map_or_else(|| batch.dataset.clone(), |r| r.dataset.clone())
 }
 
 fn time_range(times: impl Iterator<Item = UnixMillis>) -> Option<(UnixMillis, UnixMillis)> {
@@ -153,10 +149,7 @@ impl Store {
                 Err(_) => true, // a panicked writer: do not block everyone else
             };
             if claimed {
-                return Claim {
-                    inner: &self.inner,
-                    batch_id: batch_id.to_owned(),
-                };
+                return Claim { inner: &self.inner, batch_id: batch_id.to_owned() };
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -184,9 +177,16 @@ impl Store {
 
         // One insert per table for the whole group, rows in sorting-key order (see `order`).
         let profile = self.profile();
-        let decisions = order::decisions(todo.iter().flat_map(|(_, b)| b.decisions.iter().map(move |d| (d, b.batch_id.as_str()))), profile);
-        let raw = order::raw_records(todo.iter().flat_map(|(_, b)| b.raw.iter().map(move |r| (r, b.batch_id.as_str()))));
-        let dead = order::dead_letters(todo.iter().flat_map(|(_, b)| b.dead_letters.iter().map(move |d| (d, b.batch_id.as_str()))), profile);
+        let decisions = order::decisions(
+            todo.iter().flat_map(|(_, b)| b.decisions.iter().map(move |d| (d, b.batch_id.as_str()))),
+            profile,
+        );
+        let raw =
+            order::raw_records(todo.iter().flat_map(|(_, b)| b.raw.iter().map(move |r| (r, b.batch_id.as_str()))));
+        let dead = order::dead_letters(
+            todo.iter().flat_map(|(_, b)| b.dead_letters.iter().map(move |d| (d, b.batch_id.as_str()))),
+            profile,
+        );
         let q = &self.inner.queries;
         self.insert_rows(&q.insert_decisions, "decisions", &decisions, RowEncoder::decision).await?;
         self.insert_rows(&q.insert_raw_records, "raw_records", &raw, RowEncoder::raw_record).await?;
@@ -245,20 +245,9 @@ impl Store {
         let id = Lit::Str(&batch.batch_id);
         let sql = render(
             &self.inner.queries.partial_rows,
-            &[
-                id,
-                Lit::I64(d_lo),
-                Lit::I64(d_hi),
-                id,
-                Lit::I64(r_lo),
-                Lit::I64(r_hi),
-                id,
-                Lit::Str(&batch.dataset),
-            ],
+            &[id, Lit::I64(d_lo), Lit::I64(d_hi), id, Lit::I64(r_lo), Lit::I64(r_hi), id, Lit::Str(&batch.dataset)],
         );
-        let counts: (u64, u64, u64) = self
-            .fetch_one("SELECT", &self.qualified("decisions"), &sql)
-            .await?;
+        let counts: (u64, u64, u64) = self.fetch_one("SELECT", &self.qualified("decisions"), &sql).await?;
         let total = counts.0 + counts.1 + counts.2;
         if total == 0 {
             return Ok(0);
@@ -273,8 +262,7 @@ impl Store {
         let per_table = [counts.0, counts.1, counts.2];
         for ((table, template), rows) in self.inner.queries.delete_batch.iter().zip(per_table) {
             if rows > 0 {
-                self.delete_and_wait(table, template, &batch.batch_id)
-                    .await?;
+                self.delete_and_wait(table, template, &batch.batch_id).await?;
             }
         }
         Ok(total)
@@ -303,11 +291,7 @@ impl Store {
             (Some(f), Some(l)) => (id, f.0.sha256.as_str(), l.0.sha256.as_str()),
             _ => ("", "", ""),
         };
-        let dl_id = if rows.dead_letters == 0 {
-            ""
-        } else {
-            id
-        };
+        let dl_id = if rows.dead_letters == 0 { "" } else { id };
         let sql = render(
             &self.inner.queries.partial_probe,
             &[
@@ -326,32 +310,17 @@ impl Store {
                 Lit::Str(&batch.dataset),
             ],
         );
-        let (d, r, dl): (u64, u64, u64) = self
-            .fetch_one("SELECT", &self.qualified("decisions"), &sql)
-            .await?;
+        let (d, r, dl): (u64, u64, u64) = self.fetch_one("SELECT", &self.qualified("decisions"), &sql).await?;
         Ok(d + r + dl > 0)
     }
 
-    async fn delete_and_wait(
-        &self,
-        table: &str,
-        template: &str,
-        batch_id: &str,
-    ) -> Result<(), StoreError> {
+    async fn delete_and_wait(&self, table: &str, template: &str, batch_id: &str) -> Result<(), StoreError> {
         let local = storage_table(&self.inner.options, table);
         let qualified = self.qualified(&local);
-        self.execute(
-            "ALTER TABLE DELETE",
-            &qualified,
-            &render(template, &[Lit::Str(batch_id)]),
-        )
-        .await?;
+        self.execute("ALTER TABLE DELETE", &qualified, &render(template, &[Lit::Str(batch_id)])).await?;
         let waited_from = Instant::now();
         let limit = self.inner.config.mutation_timeout;
-        let check = render(
-            &self.inner.queries.pending_mutations,
-            &[Lit::Str(self.database()), Lit::Str(&local)],
-        );
+        let check = render(&self.inner.queries.pending_mutations, &[Lit::Str(self.database()), Lit::Str(&local)]);
         let mut pause = Duration::from_millis(20);
         loop {
             let pending: u64 = self.fetch_one("SELECT", "system.mutations", &check).await?;
@@ -386,11 +355,7 @@ impl Store {
         let lz4 = config.compression.lz4_for(&config.url);
         let mut rest = rows;
         while !rest.is_empty() {
-            let insert = self
-                .inner
-                .client
-                .insert_formatted_with(sql.to_owned())
-                .with_timeouts(timeout, timeout);
+            let insert = self.inner.client.insert_formatted_with(sql.to_owned()).with_timeouts(timeout, timeout);
             let mut frames = FrameSender::new(insert, lz4, &qualified);
             let mut enc = RowEncoder::new(self.profile(), FRAME_BYTES + FRAME_BYTES / 4);
             let (mut in_chunk, mut chunk_bytes) = (0usize, 0u64);
@@ -401,8 +366,7 @@ impl Store {
                     chunk_bytes += enc.len() as u64;
                     frames.push(enc.take()).await?;
                 }
-                if in_chunk >= config.insert_chunk_rows || chunk_bytes >= config.insert_chunk_bytes
-                {
+                if in_chunk >= config.insert_chunk_rows || chunk_bytes >= config.insert_chunk_bytes {
                     break;
                 }
             }
@@ -419,19 +383,10 @@ impl Store {
     }
 
     /// One `INSERT … FORMAT RowBinary` of pre-encoded rows.
-    pub(crate) async fn insert_bytes(
-        &self,
-        sql: &str,
-        table: &str,
-        data: Bytes,
-    ) -> Result<(), StoreError> {
+    pub(crate) async fn insert_bytes(&self, sql: &str, table: &str, data: Bytes) -> Result<(), StoreError> {
         let timeout = Some(self.inner.config.request_timeout);
         let err = |e| StoreError::from_clickhouse("INSERT", table, e);
-        let mut insert = self
-            .inner
-            .client
-            .insert_formatted_with(sql.to_owned())
-            .with_timeouts(timeout, timeout);
+        let mut insert = self.inner.client.insert_formatted_with(sql.to_owned()).with_timeouts(timeout, timeout);
         insert.send(data).await.map_err(err)?;
         insert.end().await.map_err(err)
     }

@@ -12,14 +12,8 @@ use std::process::{Command, Stdio};
 #[tokio::test]
 async fn every_legacy_statement_runs_on_clickhouse_18_16() {
     let mut ch = TestClickHouse::start().await.unwrap();
-    let opts = SchemaOptions {
-        database: ch.database().to_owned(),
-        cluster: None,
-        retention_days: Some(30),
-    };
-    let client = clickhouse::Client::default()
-        .with_url(ch.url())
-        .with_validation(false);
+    let opts = SchemaOptions { database: ch.database().to_owned(), cluster: None, retention_days: Some(30) };
+    let client = clickhouse::Client::default().with_url(ch.url()).with_validation(false);
     let all = statements(SchemaProfile::Legacy, &opts);
     assert!(all.len() >= 20, "{} statements", all.len());
     for s in &all {
@@ -29,28 +23,12 @@ async fn every_legacy_statement_runs_on_clickhouse_18_16() {
     }
     // The encoder's bytes, inserted with the column list the store sends, read back as expected.
     for p in sample_payloads(SchemaProfile::Legacy, &opts) {
-        let sql = format!(
-            "INSERT INTO {}.{} ({}) FORMAT RowBinary",
-            p.database,
-            p.table,
-            p.columns.join(", ")
-        );
+        let sql = format!("INSERT INTO {}.{} ({}) FORMAT RowBinary", p.database, p.table, p.columns.join(", "));
         let mut insert = client.insert_formatted_with(sql);
         insert.send(p.rowbinary.clone().into()).await.unwrap();
         insert.end().await.unwrap();
-        let got = client
-            .query_raw(&p.check)
-            .fetch_bytes("CSV")
-            .unwrap()
-            .collect()
-            .await
-            .unwrap();
-        assert_eq!(
-            String::from_utf8_lossy(&got).trim(),
-            p.expect,
-            "payload {}",
-            p.table
-        );
+        let got = client.query_raw(&p.check).fetch_bytes("CSV").unwrap().collect().await.unwrap();
+        assert_eq!(String::from_utf8_lossy(&got).trim(), p.expect, "payload {}", p.table);
     }
     drop(client);
     ch.stop().await.unwrap();
@@ -86,19 +64,11 @@ fn run_script(python: &str, dump: &str, extra: &[&str]) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(dump.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(dump.as_bytes()).unwrap();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "run_chdb.py {extra:?} failed:\n{stdout}\n{stderr}"
-    );
+    assert!(out.status.success(), "run_chdb.py {extra:?} failed:\n{stdout}\n{stderr}");
     stdout
 }
 
@@ -131,25 +101,14 @@ fn every_statement_runs_in_chdb() {
                 "check": p.check, "expect": p.expect,
             }));
         }
-        std::fs::write(
-            dir.path().join("manifest.json"),
-            serde_json::to_vec(&manifest).unwrap(),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
         let rowbinary = dir.path().to_string_lossy().into_owned();
-        let out = run_script(
-            &python,
-            &render_dump(profile, &opts),
-            &["--rowbinary", &rowbinary],
-        );
+        let out = run_script(&python, &render_dump(profile, &opts), &["--rowbinary", &rowbinary]);
         println!("{profile}: {out}");
         assert!(out.contains("4 RowBinary payloads checked"), "{out}");
 
         // Cluster DDL: chdb has no cluster or ZooKeeper, so it can only parse it.
-        let cluster = SchemaOptions {
-            cluster: Some("gatelog_cluster".into()),
-            ..opts
-        };
+        let cluster = SchemaOptions { cluster: Some("gatelog_cluster".into()), ..opts };
         let out = run_script(&python, &render_dump(profile, &cluster), &["--parse-only"]);
         println!("{profile} cluster: {out}");
     }

@@ -12,22 +12,10 @@ use std::time::{Duration, Instant};
 
 async fn counts(store: &Store, batch_id: &str) -> (u64, u64, u64, u64) {
     (
-        store
-            .count_rows_of_batch("decisions", batch_id)
-            .await
-            .unwrap(),
-        store
-            .count_rows_of_batch("raw_records", batch_id)
-            .await
-            .unwrap(),
-        store
-            .count_rows_of_batch("dead_letters", batch_id)
-            .await
-            .unwrap(),
-        store
-            .count_rows_of_batch("ingest_batches", batch_id)
-            .await
-            .unwrap(),
+        store.count_rows_of_batch("decisions", batch_id).await.unwrap(),
+        store.count_rows_of_batch("raw_records", batch_id).await.unwrap(),
+        store.count_rows_of_batch("dead_letters", batch_id).await.unwrap(),
+        store.count_rows_of_batch("ingest_batches", batch_id).await.unwrap(),
     )
 }
 
@@ -42,39 +30,21 @@ async fn writes_a_batch_once_and_reports_already_stored() {
     let out = store.write_batch(&b).await.unwrap();
     assert_eq!(
         out,
-        WriteOutcome::Written {
-            decisions: 120,
-            raw_records: 120,
-            dead_letters: 3,
-            removed_partial_rows: 0
-        }
+        WriteOutcome::Written { decisions: 120, raw_records: 120, dead_letters: 3, removed_partial_rows: 0 }
     );
     assert_eq!(counts(&store, "b1").await, (120, 120, 3, 1));
     assert!(store.batch_exists("b1").await.unwrap());
     assert!(!store.batch_exists("nope").await.unwrap());
     let existing = store.existing_batches(&["b1", "b2", "it's"]).await.unwrap();
-    assert_eq!(
-        existing.into_iter().collect::<Vec<_>>(),
-        vec!["b1".to_owned()]
-    );
+    assert_eq!(existing.into_iter().collect::<Vec<_>>(), vec!["b1".to_owned()]);
 
-    assert_eq!(
-        store.write_batch(&b).await.unwrap(),
-        WriteOutcome::AlreadyStored
-    );
+    assert_eq!(store.write_batch(&b).await.unwrap(), WriteOutcome::AlreadyStored);
     assert_eq!(counts(&store, "b1").await, (120, 120, 3, 1));
 
     let summary = store.summary().await.unwrap();
     assert_eq!(summary.total_decisions(), 120);
-    assert_eq!(
-        (summary.raw_records, summary.dead_letters, summary.batches),
-        (120, 3, 1)
-    );
-    let deny = summary
-        .decisions
-        .iter()
-        .find(|d| d.decision == "deny")
-        .unwrap();
+    assert_eq!((summary.raw_records, summary.dead_letters, summary.batches), (120, 3, 1));
+    let deny = summary.decisions.iter().find(|d| d.decision == "deny").unwrap();
     assert_eq!((deny.dataset.as_str(), deny.count), ("http_requests", 12));
     let u = store.decision_uniqueness().await.unwrap();
     assert_eq!((u.rows, u.unique_event_ids), (120, 120));
@@ -95,11 +65,7 @@ async fn replaces_the_rows_of_a_half_written_batch() {
     store.write_batch(&first).await.unwrap();
     let db = store.database().to_owned();
     store
-        .execute(
-            "ALTER",
-            "ingest_batches",
-            &format!("ALTER TABLE {db}.ingest_batches DELETE WHERE batch_id = 'half'"),
-        )
+        .execute("ALTER", "ingest_batches", &format!("ALTER TABLE {db}.ingest_batches DELETE WHERE batch_id = 'half'"))
         .await
         .unwrap();
     wait_mutations(&store).await;
@@ -109,31 +75,16 @@ async fn replaces_the_rows_of_a_half_written_batch() {
     let out = store.write_batch(&b).await.unwrap();
     assert_eq!(
         out,
-        WriteOutcome::Written {
-            decisions: 50,
-            raw_records: 50,
-            dead_letters: 2,
-            removed_partial_rows: 62
-        }
+        WriteOutcome::Written { decisions: 50, raw_records: 50, dead_letters: 2, removed_partial_rows: 62 }
     );
-    assert_eq!(
-        counts(&store, "half").await,
-        (50, 50, 2, 1),
-        "every row exactly once, without FINAL"
-    );
-    assert_eq!(
-        store.write_batch(&b).await.unwrap(),
-        WriteOutcome::AlreadyStored
-    );
+    assert_eq!(counts(&store, "half").await, (50, 50, 2, 1), "every row exactly once, without FINAL");
+    assert_eq!(store.write_batch(&b).await.unwrap(), WriteOutcome::AlreadyStored);
     drop(store);
     ch.stop().await.unwrap();
 }
 
 async fn wait_mutations(store: &Store) {
-    let sql = format!(
-        "SELECT count() FROM system.mutations WHERE database = '{}' AND is_done = 0",
-        store.database()
-    );
+    let sql = format!("SELECT count() FROM system.mutations WHERE database = '{}' AND is_done = 0", store.database());
     for _ in 0..500 {
         let pending: u64 = store.client().query(&sql).fetch_one().await.unwrap();
         if pending == 0 {
@@ -153,34 +104,18 @@ async fn a_fatal_error_is_not_retried_and_names_the_table() {
     let store = Store::connect(&config).await.unwrap();
     store.migrate().await.unwrap();
     let db = store.database().to_owned();
-    store
-        .execute(
-            "DROP",
-            "raw_records",
-            &format!("DROP TABLE {db}.raw_records"),
-        )
-        .await
-        .unwrap();
+    store.execute("DROP", "raw_records", &format!("DROP TABLE {db}.raw_records")).await.unwrap();
 
     let started = Instant::now();
     let err = store.write_batch(&batch("fatal", 5, 0)).await.unwrap_err();
-    assert!(
-        started.elapsed() < Duration::from_millis(500),
-        "a fatal error must not wait for a backoff"
-    );
+    assert!(started.elapsed() < Duration::from_millis(500), "a fatal error must not wait for a backoff");
     assert!(!err.is_retryable(), "{err}");
-    assert!(
-        matches!(err, StoreError::ClickHouse { .. }),
-        "not wrapped in a retry: {err}"
-    );
+    assert!(matches!(err, StoreError::ClickHouse { .. }), "not wrapped in a retry: {err}");
     assert_eq!(err.code(), Some(60));
     let msg = err.to_string();
     assert!(msg.contains(&format!("{db}.raw_records")), "{msg}");
     assert!(msg.contains("code 60"), "{msg}");
-    assert!(
-        !store.batch_exists("fatal").await.unwrap(),
-        "no marker after a failure"
-    );
+    assert!(!store.batch_exists("fatal").await.unwrap(), "no marker after a failure");
     drop(store);
     ch.stop().await.unwrap();
 }
@@ -188,20 +123,12 @@ async fn a_fatal_error_is_not_retried_and_names_the_table() {
 #[tokio::test]
 async fn a_readonly_user_gets_a_fatal_error_naming_the_table() {
     let opts = ManagedOptions {
-        users: vec![ManagedUser {
-            name: "reader".into(),
-            password: "s3cret".into(),
-            readonly: true,
-        }],
+        users: vec![ManagedUser { name: "reader".into(), password: "s3cret".into(), readonly: true }],
         ..ManagedOptions::default()
     };
     let mut ch = TestClickHouse::start_with(opts).await.unwrap();
     ch.store().await.unwrap(); // migrated as `default`
-    let config = StoreConfig {
-        user: "reader".into(),
-        password: "s3cret".into(),
-        ..ch.store_config()
-    };
+    let config = StoreConfig { user: "reader".into(), password: "s3cret".into(), ..ch.store_config() };
     let reader = Store::connect(&config).await.unwrap();
     let err = reader.write_batch(&batch("ro", 3, 0)).await.unwrap_err();
     assert!(!err.is_retryable(), "{err}");
@@ -209,15 +136,10 @@ async fn a_readonly_user_gets_a_fatal_error_naming_the_table() {
     // The three data tables are inserted concurrently; whichever refused first is named.
     let text = err.to_string();
     assert!(
-        ["decisions", "raw_records", "dead_letters"]
-            .iter()
-            .any(|t| text.contains(&format!("{}.{t}", ch.database()))),
+        ["decisions", "raw_records", "dead_letters"].iter().any(|t| text.contains(&format!("{}.{t}", ch.database()))),
         "{err}"
     );
-    let wrong = StoreConfig {
-        password: "wrong".into(),
-        ..config
-    };
+    let wrong = StoreConfig { password: "wrong".into(), ..config };
     let err = Store::connect(&wrong).await.unwrap_err();
     assert!(!err.is_retryable(), "bad credentials are fatal: {err}");
     drop(reader);
@@ -235,14 +157,8 @@ async fn a_stopped_server_is_retried_then_fails_clearly_in_bounded_time() {
     assert!(elapsed < Duration::from_secs(5), "took {elapsed:?}");
     assert!(err.is_retryable(), "{err}");
     let msg = err.to_string();
-    assert!(
-        matches!(err, StoreError::RetriesExhausted { attempts: 3, .. }),
-        "{msg}"
-    );
-    assert!(
-        msg.contains("gave up after 3 attempts") && msg.contains("network error"),
-        "{msg}"
-    );
+    assert!(matches!(err, StoreError::RetriesExhausted { attempts: 3, .. }), "{msg}");
+    assert!(msg.contains("gave up after 3 attempts") && msg.contains("network error"), "{msg}");
     println!("{msg}");
 }
 
@@ -266,22 +182,14 @@ async fn migrations_are_idempotent_across_runs_and_stores() {
     a.execute(
         "ALTER",
         "schema_migrations",
-        &format!(
-            "ALTER TABLE {db}.schema_migrations UPDATE checksum = 'tampered' WHERE version = 2"
-        ),
+        &format!("ALTER TABLE {db}.schema_migrations UPDATE checksum = 'tampered' WHERE version = 2"),
     )
     .await
     .unwrap();
     wait_mutations(&a).await;
     let err = a.migrate().await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::MigrationChanged { version: 2, .. }),
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains("create_raw_records") && err.to_string().contains("tampered"),
-        "{err}"
-    );
+    assert!(matches!(err, StoreError::MigrationChanged { version: 2, .. }), "{err}");
+    assert!(err.to_string().contains("create_raw_records") && err.to_string().contains("tampered"), "{err}");
     drop((a, b, c));
     ch.stop().await.unwrap();
 }
@@ -289,28 +197,13 @@ async fn migrations_are_idempotent_across_runs_and_stores() {
 #[tokio::test]
 async fn a_recorded_profile_is_kept_and_an_unsupported_one_refused() {
     let mut ch = TestClickHouse::start().await.unwrap();
-    let modern = StoreConfig {
-        profile: Some(SchemaProfile::Modern),
-        ..ch.store_config()
-    };
+    let modern = StoreConfig { profile: Some(SchemaProfile::Modern), ..ch.store_config() };
     let err = Store::connect(&modern).await.unwrap_err();
-    assert!(
-        matches!(err, StoreError::ProfileNotSupported { .. }),
-        "{err}"
-    );
-    let bad = StoreConfig {
-        database: "x-y".into(),
-        ..ch.store_config()
-    };
-    assert!(matches!(
-        Store::connect(&bad).await.unwrap_err(),
-        StoreError::InvalidConfig(_)
-    ));
+    assert!(matches!(err, StoreError::ProfileNotSupported { .. }), "{err}");
+    let bad = StoreConfig { database: "x-y".into(), ..ch.store_config() };
+    assert!(matches!(Store::connect(&bad).await.unwrap_err(), StoreError::InvalidConfig(_)));
     let store = ch.store().await.unwrap();
-    let sql = format!(
-        "SELECT DISTINCT profile FROM {}.schema_migrations",
-        store.database()
-    );
+    let sql = format!("SELECT DISTINCT profile FROM {}.schema_migrations", store.database());
     let profiles: Vec<String> = store.client().query(&sql).fetch_all().await.unwrap();
     assert_eq!(profiles, vec!["legacy".to_owned()]);
     drop(store);
@@ -397,22 +290,11 @@ async fn every_field_round_trips_and_copies_collapse() {
         store.database()
     )
     .replace("* EXCEPT (batch_id, time, received_at, time_ms, received_at_ms)", &columns_except_times());
-    let bytes = store
-        .client()
-        .query(&sql)
-        .fetch_bytes("JSONEachRow")
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let bytes = store.client().query(&sql).fetch_bytes("JSONEachRow").unwrap().collect().await.unwrap();
     let row: serde_json::Value = serde_json::from_slice(bytes.trim_ascii()).unwrap();
     let want = serde_json::to_value(&d).unwrap();
     for (key, value) in want.as_object().unwrap() {
-        let got = &row[if key == "time" || key == "received_at" {
-            format!("{key}_ms")
-        } else {
-            key.clone()
-        }];
+        let got = &row[if key == "time" || key == "received_at" { format!("{key}_ms") } else { key.clone() }];
         let expected = match key.as_str() {
             "time" => serde_json::json!(T0.to_string()),
             "received_at" => serde_json::json!((T0 + 1500).to_string()),
@@ -420,9 +302,7 @@ async fn every_field_round_trips_and_copies_collapse() {
         };
         // 18.16 quotes 64-bit integers in JSON.
         let same = got == &expected
-            || got
-                .as_str()
-                .is_some_and(|s| Some(s.to_owned()) == expected.as_u64().map(|n| n.to_string()));
+            || got.as_str().is_some_and(|s| Some(s.to_owned()) == expected.as_u64().map(|n| n.to_string()));
         assert!(same, "{key}: got {got}, want {expected}");
     }
     drop(store);

@@ -62,7 +62,11 @@ async fn a_group_after_a_crash_replaces_half_written_rows() {
     store.write_batch(&part).await.unwrap();
     let db = store.database().to_owned();
     store
-        .execute("ALTER", "ingest_batches", &format!("ALTER TABLE {db}.ingest_batches DELETE WHERE batch_id = 'g-half'"))
+        .execute(
+            "ALTER",
+            "ingest_batches",
+            &format!("ALTER TABLE {db}.ingest_batches DELETE WHERE batch_id = 'g-half'"),
+        )
         .await
         .unwrap();
     for _ in 0..500 {

@@ -9,11 +9,7 @@ use std::time::{Duration, Instant};
 fn alive(pid: u32) -> bool {
     // A zombie still has a /proc entry; count it as gone.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            !s.split(") ")
-                .nth(1)
-                .is_some_and(|rest| rest.starts_with('Z'))
-        })
+        .map(|s| !s.split(") ").nth(1).is_some_and(|rest| rest.starts_with('Z')))
         .unwrap_or(false)
 }
 
@@ -31,14 +27,8 @@ async fn select_one(url: &str) -> u8 {
 async fn starts_answers_and_stops_without_leaving_a_process() {
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let mut server = ManagedClickHouse::start(dir.path(), ManagedOptions::default())
-        .await
-        .unwrap();
-    println!(
-        "managed clickhouse start-up: {:?} (server {:?})",
-        started.elapsed(),
-        server.startup_time()
-    );
+    let mut server = ManagedClickHouse::start(dir.path(), ManagedOptions::default()).await.unwrap();
+    println!("managed clickhouse start-up: {:?} (server {:?})", started.elapsed(), server.startup_time());
     let pid = server.pid().unwrap();
     assert!(alive(pid));
     assert!(server.url().starts_with("http://127.0.0.1:"));
@@ -59,21 +49,15 @@ async fn starts_answers_and_stops_without_leaving_a_process() {
 #[tokio::test]
 async fn merges_work_with_direct_io() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let mut server = ManagedClickHouse::start(dir.path(), ManagedOptions::default())
-        .await
-        .unwrap();
+    let mut server = ManagedClickHouse::start(dir.path(), ManagedOptions::default()).await.unwrap();
     let config = std::fs::read_to_string(dir.path().join("clickhouse/config.xml")).unwrap();
     assert!(config.contains("<min_merge_bytes_to_use_direct_io>1<"), "{config}");
-    let client = clickhouse::Client::default()
-        .with_url(server.url())
-        .with_validation(false);
-    client
-        .query("CREATE TABLE merged (n UInt64, s String) ENGINE = MergeTree ORDER BY n")
-        .execute()
-        .await
-        .unwrap();
+    let client = clickhouse::Client::default().with_url(server.url()).with_validation(false);
+    client.query("CREATE TABLE merged (n UInt64, s String) ENGINE = MergeTree ORDER BY n").execute().await.unwrap();
     for part in 0..3 {
-        let insert = format!("INSERT INTO merged SELECT number, toString(number) FROM system.numbers WHERE number % 3 = {part} LIMIT 100000");
+        let insert = format!(
+            "INSERT INTO merged SELECT number, toString(number) FROM system.numbers WHERE number % 3 = {part} LIMIT 100000"
+        );
         client.query(&insert).execute().await.unwrap();
     }
     client.query("OPTIMIZE TABLE merged FINAL").execute().await.unwrap();
@@ -83,11 +67,8 @@ async fn merges_work_with_direct_io() {
         .await
         .unwrap();
     assert_eq!(parts, (1, 300_000));
-    let distinct = client
-        .query("SELECT uniqExact(n) FROM merged WHERE s = toString(n)")
-        .fetch_one::<u64>()
-        .await
-        .unwrap();
+    let distinct =
+        client.query("SELECT uniqExact(n) FROM merged WHERE s = toString(n)").fetch_one::<u64>().await.unwrap();
     assert_eq!(distinct, 300_000);
     server.stop().await.unwrap();
 }
@@ -95,9 +76,7 @@ async fn merges_work_with_direct_io() {
 #[tokio::test]
 async fn drop_kills_the_server() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ManagedClickHouse::start(dir.path(), ManagedOptions::default())
-        .await
-        .unwrap();
+    let server = ManagedClickHouse::start(dir.path(), ManagedOptions::default()).await.unwrap();
     let pid = server.pid().unwrap();
     drop(server);
     assert!(!alive(pid), "server {pid} survived drop");
@@ -123,7 +102,10 @@ async fn nice_lowers_the_priority_of_every_server_thread_and_not_ours() {
     assert!(nice.len() > 1, "expected several server threads, got {nice:?}");
     assert!(nice.iter().all(|n| *n == 7), "server threads' nice values: {nice:?}");
     server.stop().await.unwrap();
-    assert!(thread_nice_values(std::process::id()).iter().all(|n| ours_before.contains(n)), "the test's own threads were reniced");
+    assert!(
+        thread_nice_values(std::process::id()).iter().all(|n| ours_before.contains(n)),
+        "the test's own threads were reniced"
+    );
 }
 
 #[tokio::test]
@@ -137,19 +119,13 @@ async fn a_nice_value_out_of_range_is_refused() {
 #[tokio::test]
 async fn a_missing_binary_names_the_apt_package() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = ManagedOptions {
-        binary: Some(PathBuf::from("/nonexistent/clickhouse-server")),
-        ..ManagedOptions::default()
-    };
-    let err = ManagedClickHouse::start(dir.path(), opts)
-        .await
-        .unwrap_err();
+    let opts =
+        ManagedOptions { binary: Some(PathBuf::from("/nonexistent/clickhouse-server")), ..ManagedOptions::default() };
+    let err = ManagedClickHouse::start(dir.path(), opts).await.unwrap_err();
     assert!(matches!(err, ManagedError::NotFound { .. }));
     let msg = err.to_string();
     assert!(
-        msg.starts_with(
-            "clickhouse-server not found; install it with `apt-get install -y clickhouse-server`"
-        ),
+        msg.starts_with("clickhouse-server not found; install it with `apt-get install -y clickhouse-server`"),
         "{msg}"
     );
 }
@@ -157,27 +133,14 @@ async fn a_missing_binary_names_the_apt_package() {
 #[tokio::test]
 async fn refuses_a_second_server_on_the_same_data_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let mut first = ManagedClickHouse::start(dir.path(), ManagedOptions::default())
-        .await
-        .unwrap();
-    let err = ManagedClickHouse::start(dir.path(), ManagedOptions::default())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, ManagedError::AlreadyRunning { pid: Some(_), .. }),
-        "{err}"
-    );
+    let mut first = ManagedClickHouse::start(dir.path(), ManagedOptions::default()).await.unwrap();
+    let err = ManagedClickHouse::start(dir.path(), ManagedOptions::default()).await.unwrap_err();
+    assert!(matches!(err, ManagedError::AlreadyRunning { pid: Some(_), .. }), "{err}");
     assert!(err.to_string().contains("already running"), "{err}");
-    assert_eq!(
-        select_one(&first.url()).await,
-        1,
-        "the first server must be unharmed"
-    );
+    assert_eq!(select_one(&first.url()).await, 1, "the first server must be unharmed");
     first.stop().await.unwrap();
     // Once stopped, the same dir starts again (and keeps its data).
-    let mut again = ManagedClickHouse::start(dir.path(), ManagedOptions::default())
-        .await
-        .unwrap();
+    let mut again = ManagedClickHouse::start(dir.path(), ManagedOptions::default()).await.unwrap();
     again.stop().await.unwrap();
 }
 
@@ -192,9 +155,7 @@ async fn a_server_that_exits_at_start_reports_its_log() {
         ..ManagedOptions::default()
     };
     let started = Instant::now();
-    let err = ManagedClickHouse::start(dir.path(), opts)
-        .await
-        .unwrap_err();
+    let err = ManagedClickHouse::start(dir.path(), opts).await.unwrap_err();
     assert!(matches!(err, ManagedError::Exited { .. }), "{err}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
@@ -203,25 +164,15 @@ async fn a_server_that_exits_at_start_reports_its_log() {
 async fn a_server_that_never_answers_times_out_with_its_log() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("silent-server");
-    std::fs::write(
-        &script,
-        "#!/bin/sh\necho 'pretending to start' >&2\nexec sleep 30\n",
-    )
-    .unwrap();
-    std::process::Command::new("chmod")
-        .arg("+x")
-        .arg(&script)
-        .status()
-        .unwrap();
+    std::fs::write(&script, "#!/bin/sh\necho 'pretending to start' >&2\nexec sleep 30\n").unwrap();
+    std::process::Command::new("chmod").arg("+x").arg(&script).status().unwrap();
     let opts = ManagedOptions {
         binary: Some(script),
         startup_timeout: Duration::from_millis(500),
         stop_timeout: Duration::from_secs(1),
         ..ManagedOptions::default()
     };
-    let err = ManagedClickHouse::start(dir.path(), opts)
-        .await
-        .unwrap_err();
+    let err = ManagedClickHouse::start(dir.path(), opts).await.unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, ManagedError::StartTimeout { .. }), "{msg}");
     assert!(msg.contains("pretending to start"), "{msg}");

@@ -12,9 +12,7 @@
 //! fresh server and counts wall time and CPU (client + server, merges included).
 #![allow(clippy::unwrap_used, clippy::print_stdout)]
 
-use gatelog_model::{
-    AccessDecision, Decision, PrincipalType, RawRecord, Source, UnixMillis, sha256_hex,
-};
+use gatelog_model::{AccessDecision, Decision, PrincipalType, RawRecord, Source, UnixMillis, sha256_hex};
 use gatelog_store::testing::TestClickHouse;
 use gatelog_store::{InsertCompression, Store, StoreConfig, WriteBatch};
 use std::process::Command;
@@ -23,10 +21,7 @@ use std::time::Instant;
 const T0: i64 = 1_740_990_713_712;
 
 fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// A ~1.4 KB http_requests line and its decision.
@@ -36,12 +31,8 @@ fn row(i: usize) -> (AccessDecision, RawRecord) {
     let ip = format!("198.51.{}.{}", rng.u8(..), rng.u8(..));
     let time = UnixMillis(T0 + (i as i64) * 3);
     let path = format!("/dashboards/{}/panel/{}", rng.u16(..1000), rng.u16(..100));
-    let ua = [
-        "Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0",
-        "DataGrip/2024.3.2",
-        "curl/8.5.0",
-        "Metabase/50.1",
-    ][rng.usize(..4)];
+    let ua = ["Mozilla/5.0 (X11; Linux x86_64) Chrome/131.0", "DataGrip/2024.3.2", "curl/8.5.0", "Metabase/50.1"]
+        [rng.usize(..4)];
     let status = [200u16, 200, 200, 403, 302, 500][rng.usize(..6)];
     let mut line = format!(
         concat!(
@@ -73,11 +64,7 @@ fn row(i: usize) -> (AccessDecision, RawRecord) {
     let event_id = gatelog_model::EventId::derive(&["http_requests", &ray, &time.0.to_string()]);
     let mut d = AccessDecision::new(event_id.clone(), time, "http_requests", Source::Logpush);
     d.received_at = UnixMillis(T0 + 3_600_000);
-    d.decision = if status == 403 {
-        Decision::Deny
-    } else {
-        Decision::Allow
-    };
+    d.decision = if status == 403 { Decision::Deny } else { Decision::Allow };
     d.principal = format!("user{}@example.com", rng.u16(..500));
     d.principal_type = PrincipalType::User;
     d.roles = vec!["analyst".into()];
@@ -126,15 +113,9 @@ fn json_rows(batches: &[WriteBatch]) -> (Vec<u8>, Vec<u8>) {
     (dec, raw)
 }
 
-async fn timed_store_write(
-    store: &Store,
-    batches: &std::sync::Arc<Vec<WriteBatch>>,
-    concurrency: usize,
-) -> f64 {
+async fn timed_store_write(store: &Store, batches: &std::sync::Arc<Vec<WriteBatch>>, concurrency: usize) -> f64 {
     let started = Instant::now();
-    let queue = std::sync::Arc::new(std::sync::Mutex::new(
-        (0..batches.len()).collect::<Vec<_>>(),
-    ));
+    let queue = std::sync::Arc::new(std::sync::Mutex::new((0..batches.len()).collect::<Vec<_>>()));
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (store, queue, batches) = (store.clone(), queue.clone(), batches.clone());
@@ -172,10 +153,7 @@ fn timed(program: &str, args: &[String], input: &std::path::Path) -> (f64, f64) 
         String::from_utf8_lossy(&out.stderr)
     );
     let text = std::fs::read_to_string(times.path()).unwrap();
-    let cpu = text
-        .split_whitespace()
-        .filter_map(|v| v.parse::<f64>().ok())
-        .sum();
+    let cpu = text.split_whitespace().filter_map(|v| v.parse::<f64>().ok()).sum();
     (wall, cpu)
 }
 
@@ -192,12 +170,7 @@ fn proc_cpu(pid: u32) -> f64 {
 async fn settle(store: &Store) {
     let mut quiet = 0;
     for _ in 0..1000 {
-        let merges: u64 = store
-            .client()
-            .query("SELECT count() FROM system.merges")
-            .fetch_one()
-            .await
-            .unwrap();
+        let merges: u64 = store.client().query("SELECT count() FROM system.merges").fetch_one().await.unwrap();
         quiet = if merges == 0 { quiet + 1 } else { 0 };
         if quiet >= 3 {
             return;
@@ -220,10 +193,7 @@ async fn write_batch_beats_json_each_row() {
     let generated = Instant::now();
     let batches: std::sync::Arc<Vec<WriteBatch>> = (0..rows.div_ceil(per_batch))
         .map(|b| {
-            let (decisions, raw): (Vec<_>, Vec<_>) = (b * per_batch
-                ..((b + 1) * per_batch).min(rows))
-                .map(row)
-                .unzip();
+            let (decisions, raw): (Vec<_>, Vec<_>) = (b * per_batch..((b + 1) * per_batch).min(rows)).map(row).unzip();
             WriteBatch {
                 batch_id: format!("perf-{b}"),
                 dataset: "http_requests".into(),
@@ -237,16 +207,8 @@ async fn write_batch_beats_json_each_row() {
         })
         .collect::<Vec<_>>()
         .into();
-    let raw_bytes: usize = batches
-        .iter()
-        .flat_map(|b| &b.raw)
-        .map(|r| r.line.len())
-        .sum();
-    println!(
-        "generated {rows} rows ({} MB of raw lines) in {:?}",
-        raw_bytes / 1_000_000,
-        generated.elapsed()
-    );
+    let raw_bytes: usize = batches.iter().flat_map(|b| &b.raw).map(|r| r.line.len()).sum();
+    println!("generated {rows} rows ({} MB of raw lines) in {:?}", raw_bytes / 1_000_000, generated.elapsed());
 
     // Each measurement gets a fresh server, so background merges of one do not slow the next.
     // (wall seconds, CPU seconds of client and server with the merges the inserts caused).
@@ -255,14 +217,9 @@ async fn write_batch_beats_json_each_row() {
         let mut ch = TestClickHouse::start().await.unwrap();
         let config = StoreConfig {
             compression,
-            insert_chunk_rows: env(
-                "GATELOG_PERF_CHUNK",
-                StoreConfig::default().insert_chunk_rows,
-            ),
-            insert_chunk_bytes: env(
-                "GATELOG_PERF_CHUNK_BYTES",
-                StoreConfig::default().insert_chunk_bytes as usize,
-            ) as u64,
+            insert_chunk_rows: env("GATELOG_PERF_CHUNK", StoreConfig::default().insert_chunk_rows),
+            insert_chunk_bytes: env("GATELOG_PERF_CHUNK_BYTES", StoreConfig::default().insert_chunk_bytes as usize)
+                as u64,
             ..ch.store_config()
         };
         let store = Store::connect(&config).await.unwrap();
@@ -286,17 +243,10 @@ async fn write_batch_beats_json_each_row() {
 
     // Baseline: the same rows as JSONEachRow into the same tables on a fresh server.
     let files = tempfile::tempdir().unwrap();
-    let (dec_json, raw_json) = (
-        files.path().join("decisions.ndjson"),
-        files.path().join("raw_records.ndjson"),
-    );
+    let (dec_json, raw_json) = (files.path().join("decisions.ndjson"), files.path().join("raw_records.ndjson"));
     {
         let (dec, raw) = json_rows(&batches);
-        println!(
-            "JSONEachRow: decisions {} MB, raw_records {} MB",
-            dec.len() / 1_000_000,
-            raw.len() / 1_000_000
-        );
+        println!("JSONEachRow: decisions {} MB, raw_records {} MB", dec.len() / 1_000_000, raw.len() / 1_000_000);
         std::fs::write(&dec_json, dec).unwrap();
         std::fs::write(&raw_json, raw).unwrap();
     }
@@ -310,10 +260,7 @@ async fn write_batch_beats_json_each_row() {
         let server_cpu = proc_cpu(server);
         let (mut wall, mut cpu) = (0.0, 0.0);
         for (table, data) in [("decisions", &dec_json), ("raw_records", &raw_json)] {
-            let opts = gatelog_store::sql::SchemaOptions {
-                database: db.clone(),
-                ..Default::default()
-            };
+            let opts = gatelog_store::sql::SchemaOptions { database: db.clone(), ..Default::default() };
             let sql = gatelog_store::sql::statements(store.profile(), &opts)
                 .into_iter()
                 .find(|s| s.name == format!("insert.{table}"))
@@ -325,22 +272,13 @@ async fn write_batch_beats_json_each_row() {
                     let url = format!(
                         "{}/?query={}",
                         ch.url(),
-                        sql.replace(' ', "%20")
-                            .replace(',', "%2C")
-                            .replace('(', "%28")
-                            .replace(')', "%29")
+                        sql.replace(' ', "%20").replace(',', "%2C").replace('(', "%28").replace(')', "%29")
                     );
-                    let args =
-                        ["-sS", "--fail-with-body", "-T", "-", "-X", "POST"].map(String::from);
+                    let args = ["-sS", "--fail-with-body", "-T", "-", "-X", "POST"].map(String::from);
                     timed("curl", &[&args[..], &[url]].concat(), data)
                 }
                 _ => {
-                    let args = [
-                        "--port".to_owned(),
-                        ch.server().tcp_port().to_string(),
-                        "--query".to_owned(),
-                        sql,
-                    ];
+                    let args = ["--port".to_owned(), ch.server().tcp_port().to_string(), "--query".to_owned(), sql];
                     timed("clickhouse-client", &args, data)
                 }
             };
@@ -369,8 +307,5 @@ async fn write_batch_beats_json_each_row() {
         best_cpu / cpu
     );
     // Wall time on a shared 2-core machine is noisy; the CPU the whole system spends is not.
-    assert!(
-        cpu < best_cpu,
-        "write_batch must cost less than JSONEachRow"
-    );
+    assert!(cpu < best_cpu, "write_batch must cost less than JSONEachRow");
 }

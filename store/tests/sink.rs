@@ -5,9 +5,9 @@
 mod common;
 
 use gatelog_spool::{Spool, SpoolOptions};
+use gatelog_store::Store;
 use gatelog_store::durability::{Durability, SyncFilesystem};
 use gatelog_store::sink::{SINK_NAME, SinkError, SinkOptions, SinkStats, run_clickhouse_sink};
-use gatelog_store::Store;
 use gatelog_store::testing::TestClickHouse;
 use std::io;
 use std::path::Path;
@@ -44,10 +44,8 @@ impl Durability for Gate {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let guard = self.state.lock().unwrap();
         // Bounded: a test that forgets to open the gate fails instead of hanging.
-        let (state, _) = self
-            .changed
-            .wait_timeout_while(guard, Duration::from_secs(30), |s| *s == GateState::Closed)
-            .unwrap();
+        let (state, _) =
+            self.changed.wait_timeout_while(guard, Duration::from_secs(30), |s| *s == GateState::Closed).unwrap();
         match *state {
             GateState::Open => Ok(()),
             GateState::Failing => Err(io::Error::other("disk went away")),
@@ -103,9 +101,16 @@ async fn start(durability: impl FnOnce(&Path) -> Arc<dyn Durability>) -> Running
     let stats = Arc::new(SinkStats::default());
     let options = SinkOptions { linger: Duration::from_millis(10), ..SinkOptions::default() };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let sink = tokio::spawn(run_clickhouse_sink(store.clone(), spool.clone(), stats.clone(), options, Some(durability(ch.data_dir())), async move {
-        let _ = stopped.await;
-    }));
+    let sink = tokio::spawn(run_clickhouse_sink(
+        store.clone(),
+        spool.clone(),
+        stats.clone(),
+        options,
+        Some(durability(ch.data_dir())),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
     Running { _ch: ch, _dir: dir, store, spool, stats, stop, sink }
 }
 

@@ -118,7 +118,9 @@ pub struct Settings {
 
 fn env_number(name: &str, default: usize) -> anyhow::Result<usize> {
     match std::env::var(name) {
-        Ok(v) => v.trim().parse().ok().filter(|n| *n > 0).with_context(|| format!("{name}={v:?} is not a positive number")),
+        Ok(v) => {
+            v.trim().parse().ok().filter(|n| *n > 0).with_context(|| format!("{name}={v:?} is not a positive number"))
+        }
         Err(_) => Ok(default),
     }
 }
@@ -133,7 +135,13 @@ impl Settings {
             input: std::env::var_os("BENCH_INPUT").filter(|v| !v.is_empty()).map(PathBuf::from),
             config: std::env::var("BENCH_CONFIG").map(|c| c.replace("\\n", "\n") + "\n").unwrap_or_default(),
             latency_only: match std::env::var("BENCH_LATENCY_RATE") {
-                Ok(v) => Some(v.trim().parse::<f64>().ok().filter(|r| *r > 0.0).with_context(|| format!("BENCH_LATENCY_RATE={v:?} is not a positive rate"))?),
+                Ok(v) => Some(
+                    v.trim()
+                        .parse::<f64>()
+                        .ok()
+                        .filter(|r| *r > 0.0)
+                        .with_context(|| format!("BENCH_LATENCY_RATE={v:?} is not a positive rate"))?,
+                ),
                 Err(_) => None,
             },
         })
@@ -174,9 +182,13 @@ pub struct ServeRun {
 /// How a serve phase posts.
 #[derive(Debug, Clone, Copy)]
 enum Load {
-    Closed { clients: usize },
+    Closed {
+        clients: usize,
+    },
     /// The latency bodies, at this rate.
-    Open { bodies_per_second: f64 },
+    Open {
+        bodies_per_second: f64,
+    },
 }
 
 async fn run() -> anyhow::Result<()> {
@@ -186,17 +198,26 @@ async fn run() -> anyhow::Result<()> {
 
     // A latency-only run needs no throughput bodies.
     let records = if settings.latency_only.is_some() { 0 } else { settings.records };
-    let (input, latency_records, batch_lines) = (settings.input.clone(), settings.latency_records, settings.batch_lines);
-    let mut prepared = tokio::task::spawn_blocking(move || input::prepare(input.as_deref(), records, latency_records, batch_lines)).await??;
+    let (input, latency_records, batch_lines) =
+        (settings.input.clone(), settings.latency_records, settings.batch_lines);
+    let mut prepared =
+        tokio::task::spawn_blocking(move || input::prepare(input.as_deref(), records, latency_records, batch_lines))
+            .await??;
     for (name, set) in [("throughput", &prepared.throughput), ("latency", &prepared.latency)] {
-        eprintln!("bench serve: {name}: {} records in {} gzip bodies ({:.1} MB gzip)", set.records, set.bodies.len(), set.gzip_bytes as f64 / 1e6);
+        eprintln!(
+            "bench serve: {name}: {} records in {} gzip bodies ({:.1} MB gzip)",
+            set.records,
+            set.bodies.len(),
+            set.gzip_bytes as f64 / 1e6
+        );
     }
     eprintln!("bench serve: building gatelog (release)");
     let gatelog = tokio::task::spawn_blocking(gatelog_e2e::gatelog_release_bin).await?;
 
     let bench_data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/data");
     std::fs::create_dir_all(&bench_data).with_context(|| format!("cannot create {}", bench_data.display()))?;
-    let work = tempfile::Builder::new().prefix("serve-").tempdir_in(&bench_data).context("cannot create the work folder")?;
+    let work =
+        tempfile::Builder::new().prefix("serve-").tempdir_in(&bench_data).context("cannot create the work folder")?;
     // Dropped before `work`: ClickHouse stops before its folder is removed.
     let clickhouse = procs::ClickHouseProcess::start(gatelog, &work.path().join("clickhouse")).await?;
     let bench = Bench {
@@ -214,7 +235,9 @@ async fn run() -> anyhow::Result<()> {
     if let Some(rate) = bench.settings.latency_only {
         eprintln!("bench serve: latency only, at {rate:.0} events/s (BENCH_LATENCY_RATE)");
         clickhouse.renice(SERVE_CLICKHOUSE_NICE)?;
-        let latency = serve_phase(&bench, "bench_serve_latency", true, Load::Open { bodies_per_second: rate / lines_per_body }).await?;
+        let latency =
+            serve_phase(&bench, "bench_serve_latency", true, Load::Open { bodies_per_second: rate / lines_per_body })
+                .await?;
         drop(bench.client);
         drop(clickhouse);
         drop(work);
@@ -225,12 +248,20 @@ async fn run() -> anyhow::Result<()> {
     let baseline = baseline(&bench).await?;
     clickhouse.renice(SERVE_CLICKHOUSE_NICE)?;
     eprintln!("bench serve: (a) serve, ClickHouse sink only");
-    let sink_only = serve_phase(&bench, "bench_serve_a", false, Load::Closed { clients: bench.settings.clients }).await?;
+    let sink_only =
+        serve_phase(&bench, "bench_serve_a", false, Load::Closed { clients: bench.settings.clients }).await?;
     eprintln!("bench serve: (b) serve, ClickHouse + index");
-    let with_index = serve_phase(&bench, "bench_serve_b", true, Load::Closed { clients: bench.settings.clients }).await?;
+    let with_index =
+        serve_phase(&bench, "bench_serve_b", true, Load::Closed { clients: bench.settings.clients }).await?;
     let latency_rate = bench.records as f64 / with_index.end_to_end.as_secs_f64() / 2.0;
     eprintln!("bench serve: latency at {latency_rate:.0} events/s (half of (b) end-to-end)");
-    let latency = serve_phase(&bench, "bench_serve_latency", true, Load::Open { bodies_per_second: latency_rate / lines_per_body }).await?;
+    let latency = serve_phase(
+        &bench,
+        "bench_serve_latency",
+        true,
+        Load::Open { bodies_per_second: latency_rate / lines_per_body },
+    )
+    .await?;
 
     // Idle keep-alive connections first (ClickHouse waits for them on SIGTERM), then the
     // server, then its folder.
@@ -253,7 +284,9 @@ async fn run() -> anyhow::Result<()> {
 
 /// ClickHouse's own ingest of the same bodies with the same concurrency.
 async fn baseline(bench: &Bench) -> anyhow::Result<(Outcome, u64)> {
-    let sql = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/http_requests_equivalent.sql")).context("bench/http_requests_equivalent.sql")?;
+    let sql =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/http_requests_equivalent.sql"))
+            .context("bench/http_requests_equivalent.sql")?;
     query(&bench.ch_url, "CREATE DATABASE bench_baseline");
     query(&bench.ch_url, &sql.replace("{db}", "bench_baseline"));
     procs::settle(&bench.ch_url).await;
@@ -290,7 +323,11 @@ async fn serve_phase(bench: &Bench, db: &str, index: bool, load: Load) -> anyhow
         eprintln!("bench serve: warning: ClickHouse still merging after 600 s; starting {db} anyway");
     }
     let data_dir = bench.work.join(db);
-    let text = format!("{}{}", if index { "" } else { NO_INDEX }, with_sync_data_dir(&bench.settings.config, &bench.ch_tables));
+    let text = format!(
+        "{}{}",
+        if index { "" } else { NO_INDEX },
+        with_sync_data_dir(&bench.settings.config, &bench.ch_tables)
+    );
     let path = bench.work.join(format!("{db}.toml"));
     std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
     let config = Some(path);
@@ -305,15 +342,22 @@ async fn serve_phase(bench: &Bench, db: &str, index: bool, load: Load) -> anyhow
     };
     let mut serve = Serve::start(&spec).await;
     let pid = procs::serve_pid(&data_dir);
-    let endpoint = Endpoint { url: format!("{}/v1/logpush/http_requests", spec.base_url()), token: Some(TOKEN.to_owned()), retry_too_many_parts: false };
+    let endpoint = Endpoint {
+        url: format!("{}/v1/logpush/http_requests", spec.base_url()),
+        token: Some(TOKEN.to_owned()),
+        retry_too_many_parts: false,
+    };
     let sinks: &[&str] = if index { &["clickhouse", "index"] } else { &["clickhouse"] };
 
     let started = Instant::now();
     let posted = match load {
         Load::Closed { clients } => load::closed_loop(&bench.client, &endpoint, &bench.bodies, clients).await,
-        Load::Open { bodies_per_second } => load::open_loop(&bench.client, &endpoint, &bench.latency_bodies, bodies_per_second).await,
+        Load::Open { bodies_per_second } => {
+            load::open_loop(&bench.client, &endpoint, &bench.latency_bodies, bodies_per_second).await
+        }
     };
-    let with_log = |e: anyhow::Error, serve: &Serve| e.context(format!("{db}; gatelog serve log:\n{}", serve.log_tail(30)));
+    let with_log =
+        |e: anyhow::Error, serve: &Serve| e.context(format!("{db}; gatelog serve log:\n{}", serve.log_tail(30)));
     let acks = posted.map_err(|e| with_log(e, &serve))?;
     let stored = procs::wait_stored(&bench.client, &spec.base_url(), sinks, acks.max_seq, Duration::from_secs(600))
         .await

@@ -147,8 +147,7 @@ impl Serve {
         if let Some(config) = &spec.config {
             cmd.arg("--config").arg(config);
         }
-        cmd
-            .arg("--data-dir")
+        cmd.arg("--data-dir")
             .arg(&spec.data_dir)
             .args(["--listen", &listen])
             .args(["--clickhouse-url", &spec.clickhouse_url])
@@ -246,10 +245,7 @@ pub fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         if labels.is_empty() != rest.is_empty() {
             return None;
         }
-        labels
-            .iter()
-            .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
-            .then(|| value.parse().ok())?
+        labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))).then(|| value.parse().ok())?
     })
 }
 
@@ -309,7 +305,8 @@ pub async fn search_all(base_url: &str, token: &str, q: &str) -> Vec<String> {
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
         assert!(status.is_success(), "search page {page}: {status} {body}");
-        let json: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("search page {page}: {e}: {body}"));
+        let json: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("search page {page}: {e}: {body}"));
         let hits = json["hits"].as_array().unwrap_or_else(|| panic!("no hits array: {body}"));
         ids.extend(hits.iter().map(|h| h["event_id"].as_str().expect("event_id").to_owned()));
         match json["next_cursor"].as_str() {
@@ -427,15 +424,24 @@ pub async fn assert_stored_once(
     allowed_prefixes: &[&str],
 ) -> u64 {
     use std::collections::{BTreeSet, HashSet};
-    let figures: Vec<u64> = query(ch_url, &format!("SELECT count(), uniqExact(event_id), uniqExact(ray_id) FROM {db}.decisions FORMAT TSV"))
-        .split('\t')
-        .map(|v| v.parse().expect("a number"))
-        .collect();
+    let figures: Vec<u64> = query(
+        ch_url,
+        &format!("SELECT count(), uniqExact(event_id), uniqExact(ray_id) FROM {db}.decisions FORMAT TSV"),
+    )
+    .split('\t')
+    .map(|v| v.parse().expect("a number"))
+    .collect();
     assert_eq!(figures[0], figures[1], "decisions stored twice (count, uniq event_id, uniq ray_id): {figures:?}");
     assert_eq!(figures[0], figures[2], "a RayID stored twice (count, uniq event_id, uniq ray_id): {figures:?}");
-    let stored: HashSet<String> = query(ch_url, &format!("SELECT ray_id FROM {db}.decisions FORMAT TSV")).lines().map(str::to_owned).collect();
+    let stored: HashSet<String> =
+        query(ch_url, &format!("SELECT ray_id FROM {db}.decisions FORMAT TSV")).lines().map(str::to_owned).collect();
     let missing: Vec<&String> = required_rays.iter().filter(|r| !stored.contains(*r)).collect();
-    assert!(missing.is_empty(), "{} acknowledged records missing from ClickHouse, e.g. {:?}", missing.len(), &missing[..missing.len().min(5)]);
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged records missing from ClickHouse, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
     let foreign: Vec<&String> = stored.iter().filter(|r| !allowed_prefixes.iter().any(|p| r.starts_with(p))).collect();
     assert!(foreign.is_empty(), "ClickHouse holds records nobody sent: {:?}", &foreign[..foreign.len().min(5)]);
     let raw = count(ch_url, &format!("SELECT count() FROM {db}.raw_records"));
@@ -443,7 +449,10 @@ pub async fn assert_stored_once(
     assert_eq!(raw, raw_unique, "raw records stored twice");
     // These tests send http_requests only: one decision and one raw line per record.
     assert_eq!(raw, figures[0], "raw records and decisions differ: a batch was half written");
-    let unmarked = count(ch_url, &format!("SELECT count() FROM {db}.decisions WHERE batch_id NOT IN (SELECT batch_id FROM {db}.ingest_batches)"));
+    let unmarked = count(
+        ch_url,
+        &format!("SELECT count() FROM {db}.decisions WHERE batch_id NOT IN (SELECT batch_id FROM {db}.ingest_batches)"),
+    );
     assert_eq!(unmarked, 0, "decisions of batches without an ingest_batches marker");
 
     let indexed = search_all(base_url, token, "").await;

@@ -9,8 +9,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const DATASETS: [&str; 8] =
-    ["http_requests", "firewall_events", "access_requests", "audit_logs", "audit_logs_v2", "gateway_http", "workers_trace_events", "tail"];
+const DATASETS: [&str; 8] = [
+    "http_requests",
+    "firewall_events",
+    "access_requests",
+    "audit_logs",
+    "audit_logs_v2",
+    "gateway_http",
+    "workers_trace_events",
+    "tail",
+];
 
 /// A running `gatelog demo` whose stdout lines arrive on a channel; killed on drop.
 struct Demo {
@@ -149,7 +157,8 @@ async fn demo_posts_every_dataset_over_http_serves_until_sigterm_and_leaves_no_s
     for url in &urls {
         let response = client.get(url).bearer_auth(&token).send().await.expect("search");
         assert_eq!(response.status().as_u16(), 200, "{url}");
-        let page: serde_json::Value = serde_json::from_str(&response.text().await.expect("search body")).expect("search json");
+        let page: serde_json::Value =
+            serde_json::from_str(&response.text().await.expect("search body")).expect("search json");
         let hits = page["hits"].as_array().expect("hits");
         assert!(!hits.is_empty(), "{url} found nothing");
         assert!(hits.iter().all(|h| h["decision"] == "deny"), "{url}: {page}");

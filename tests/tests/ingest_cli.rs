@@ -111,7 +111,9 @@ async fn every_sample_is_stored_once_and_a_rerun_adds_nothing() {
     // Records checked by hand against the generator's summary.
     let burst = count(
         &url,
-        &format!("SELECT count() FROM {db}.decisions WHERE dataset = 'http_requests' AND client_ip = '203.0.113.66' AND decision = 'deny'"),
+        &format!(
+            "SELECT count() FROM {db}.decisions WHERE dataset = 'http_requests' AND client_ip = '203.0.113.66' AND decision = 'deny'"
+        ),
     );
     assert_eq!(burst, 12, "the planted deny burst: 6×401, 2×403, 4×429");
     let first_http = query(
@@ -135,13 +137,12 @@ async fn every_sample_is_stored_once_and_a_rerun_adds_nothing() {
     assert_eq!(access, "chen@example.com\tuser\tallow\tlogin\tSG");
     let runaway = count(
         &url,
-        &format!("SELECT count() FROM {db}.decisions FINAL WHERE rows_read >= 1000000000 AND principal IN ('bella@example.com', 'laura@example.com')"),
+        &format!(
+            "SELECT count() FROM {db}.decisions FINAL WHERE rows_read >= 1000000000 AND principal IN ('bella@example.com', 'laura@example.com')"
+        ),
     );
     assert!(runaway >= 2, "the planted runaway SELECTs keep their rows_read ({runaway})");
-    let hashes = count(
-        &url,
-        &format!("SELECT countIf(sha256 != lower(hex(SHA256(line)))) FROM {db}.raw_records"),
-    );
+    let hashes = count(&url, &format!("SELECT countIf(sha256 != lower(hex(SHA256(line)))) FROM {db}.raw_records"));
     assert_eq!(hashes, 0, "every raw row carries the SHA-256 of its exact line");
 
     // Idempotent: the same files again add no row at all (not even ones FINAL would hide).
@@ -224,7 +225,14 @@ fn unusable_files_fail_with_a_message_that_names_them() {
     assert!(stderr.contains("http_request") && stderr.contains("http_requests, "), "{stderr}");
 
     let data_dir = dir.path().join("data");
-    let out = gatelog(&["ingest", "--data-dir", data_dir.to_str().unwrap(), "--dataset", "http_requests", "/nonexistent/file.ndjson"]);
+    let out = gatelog(&[
+        "ingest",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--dataset",
+        "http_requests",
+        "/nonexistent/file.ndjson",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/file.ndjson"), "{}", describe(&out));
     assert!(!data_dir.exists(), "a missing file fails before managed ClickHouse is started");

@@ -8,8 +8,8 @@
 //! 200k records take under a minute; `GATELOG_CRASH_RELEASE=1` runs the release build.
 
 use gatelog_e2e::{
-    Serve, ServeSpec, assert_stored_once, free_port, generated_ray_id, gzip, http_requests_sample, unique_http_requests,
-    wait_for_sinks,
+    Serve, ServeSpec, assert_stored_once, free_port, generated_ray_id, gzip, http_requests_sample,
+    unique_http_requests, wait_for_sinks,
 };
 use gatelog_store::testing::TestClickHouse;
 use std::collections::HashSet;
@@ -141,7 +141,8 @@ async fn acknowledged_batches_survive_sigkill_exactly_once() {
     let ingest_url = format!("{base}/v1/logpush/http_requests");
     let mut clients = Vec::new();
     for _ in 0..CLIENTS {
-        let (next, outcome, lines, client, url) = (next.clone(), outcome.clone(), lines.clone(), client.clone(), ingest_url.clone());
+        let (next, outcome, lines, client, url) =
+            (next.clone(), outcome.clone(), lines.clone(), client.clone(), ingest_url.clone());
         clients.push(tokio::spawn(async move {
             loop {
                 let b = next.fetch_add(1, Ordering::Relaxed);
@@ -149,7 +150,8 @@ async fn acknowledged_batches_survive_sigkill_exactly_once() {
                     break;
                 }
                 let lines = lines.clone();
-                let body = tokio::task::spawn_blocking(move || batch_body(&lines, b, total)).await.expect("batch builder");
+                let body =
+                    tokio::task::spawn_blocking(move || batch_body(&lines, b, total)).await.expect("batch builder");
                 if post_batch(&client, &url, body, &outcome).await {
                     outcome.lock().expect("lock").acked.push(b);
                 } else {
@@ -203,11 +205,8 @@ async fn acknowledged_batches_survive_sigkill_exactly_once() {
     assert!(gatelog_e2e::metric(&metrics, "gatelog_spool_last_seq", &[]).unwrap_or(0.0) > 0.0, "{metrics}");
 
     // ClickHouse and the index: nothing twice, every acknowledged record present.
-    let required: HashSet<String> = outcome
-        .acked
-        .iter()
-        .flat_map(|&b| (b * BATCH_LINES..((b + 1) * BATCH_LINES).min(total)).map(ray_id))
-        .collect();
+    let required: HashSet<String> =
+        outcome.acked.iter().flat_map(|&b| (b * BATCH_LINES..((b + 1) * BATCH_LINES).min(total)).map(ray_id)).collect();
     let stored = assert_stored_once(&ch_url, &db, &base, TOKEN, &required, &[PREFIX]).await;
     eprintln!(
         "crash test: {stored} decisions in ClickHouse and in the index, each once; total {:?}",

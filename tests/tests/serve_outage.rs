@@ -136,7 +136,8 @@ async fn spool_absorbs_an_outage_then_pushes_back_and_nothing_is_lost_or_doubled
             Answer::ConnectionError => panic!("gatelog stopped answering during the outage:\n{}", server.log_tail(40)),
         }
     }
-    let metrics_down = client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("metrics");
+    let metrics_down =
+        client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("metrics");
     let spool_bytes = metric(&metrics_down, "gatelog_spool_bytes", &[]).unwrap_or(-1.0);
     eprintln!(
         "outage: {acked_during_outage} batches acked while ClickHouse was down, then {pushed_back:?} (status, Retry-After s); \
@@ -146,7 +147,10 @@ async fn spool_absorbs_an_outage_then_pushes_back_and_nothing_is_lost_or_doubled
     assert!(pushed_back.len() >= 5, "no backpressure within 60 s of outage (acked {acked_during_outage})");
     assert!(pushed_back.iter().all(|(status, _)| *status == 429), "a full spool answers 429: {pushed_back:?}");
     assert!(pushed_back.iter().all(|(_, s)| *s == 1), "Retry-After is the configured 1 s: {pushed_back:?}");
-    assert!(spool_bytes > SPOOL_BYTES / 2.0 && spool_bytes <= SPOOL_BYTES, "the spool filled up to its limit: {spool_bytes}");
+    assert!(
+        spool_bytes > SPOOL_BYTES / 2.0 && spool_bytes <= SPOOL_BYTES,
+        "the spool filled up to its limit: {spool_bytes}"
+    );
     assert!(metric(&metrics_down, "gatelog_spool_full_rejections_total", &[]).unwrap_or(0.0) >= 5.0, "{metrics_down}");
     assert_eq!(readyz_status, 503, "/readyz reports the full spool");
     assert!(server.is_running(), "{}", server.log_tail(40));
@@ -159,7 +163,11 @@ async fn spool_absorbs_an_outage_then_pushes_back_and_nothing_is_lost_or_doubled
         if metric(&text, "gatelog_written_decisions_total", &[("sink", "index")]) == Some(indexed as f64) {
             break text;
         }
-        assert!(Instant::now() < deadline, "the index did not index the {indexed} acknowledged decisions:\n{text}\n{}", server.log_tail(80));
+        assert!(
+            Instant::now() < deadline,
+            "the index did not index the {indexed} acknowledged decisions:\n{text}\n{}",
+            server.log_tail(80)
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let m = |name: &str, sink: &str| metric(&metrics_down, name, &[("sink", sink)]).unwrap_or(-1.0);
@@ -213,7 +221,8 @@ fn serve_refuses_a_sync_data_dir_it_cannot_open_before_starting_anything() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("no-such-clickhouse");
     let config = dir.path().join("gatelog.toml");
-    std::fs::write(&config, format!("[clickhouse]\nurl = \"http://127.0.0.1:9\"\nsync_data_dir = {missing:?}\n")).expect("config");
+    std::fs::write(&config, format!("[clickhouse]\nurl = \"http://127.0.0.1:9\"\nsync_data_dir = {missing:?}\n"))
+        .expect("config");
     let data_dir = dir.path().join("data");
     let out = gatelog(&[
         "serve",

@@ -50,7 +50,8 @@ pub fn small_samples() -> Vec<AccessDecision> {
 
 /// Indexes `decisions` as consecutive spool records of `per_batch` and commits.
 pub fn index_all(dir: &Path, decisions: &[AccessDecision], per_batch: usize) -> Indexer {
-    let mut indexer = Indexer::open(dir, IndexerOptions { writer_memory_bytes: 15_000_000, ..IndexerOptions::default() }).unwrap();
+    let mut indexer =
+        Indexer::open(dir, IndexerOptions { writer_memory_bytes: 15_000_000, ..IndexerOptions::default() }).unwrap();
     let mut seq = indexer.position();
     for chunk in decisions.chunks(per_batch.max(1)) {
         seq += 1;

@@ -94,7 +94,11 @@ mod tests {
 
     #[test]
     fn bearer_and_custom_header_with_rotation() {
-        let check = TokenCheck::new(&["old-token-0123456789".into(), "new-token-0123456789".into()], Some("X-Gatelog-Token"), false);
+        let check = TokenCheck::new(
+            &["old-token-0123456789".into(), "new-token-0123456789".into()],
+            Some("X-Gatelog-Token"),
+            false,
+        );
         assert!(check.allows(&headers(&[("authorization", "Bearer old-token-0123456789")])));
         assert!(check.allows(&headers(&[("authorization", "bearer new-token-0123456789")])));
         assert!(check.allows(&headers(&[("x-gatelog-token", "new-token-0123456789")])));

@@ -64,8 +64,15 @@ impl Client {
         // reqwest is built without a default TLS provider; plain HTTP needs one installed too.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder().build().map_err(ClientError::Build)?;
-        let base = reqwest::Url::parse(base_url).map_err(|e| ClientError::Url { url: base_url.to_owned(), detail: e.to_string() })?;
-        Ok(Client { http, base, token: token.to_owned(), retry_for: Duration::from_secs(120), timeout: Duration::from_secs(60) })
+        let base = reqwest::Url::parse(base_url)
+            .map_err(|e| ClientError::Url { url: base_url.to_owned(), detail: e.to_string() })?;
+        Ok(Client {
+            http,
+            base,
+            token: token.to_owned(),
+            retry_for: Duration::from_secs(120),
+            timeout: Duration::from_secs(60),
+        })
     }
 
     /// `base` + `path` with the query `params` percent-encoded, as a string to print or GET.
@@ -96,7 +103,8 @@ impl Client {
     pub async fn get_text(&self, path: &str, params: &[(&str, &str)]) -> Result<String, ClientError> {
         let url = self.url(path, params);
         let failed = |source: reqwest::Error| ClientError::Send { url: url.clone(), source };
-        let response = self.http.get(&url).bearer_auth(&self.token).timeout(self.timeout).send().await.map_err(failed)?;
+        let response =
+            self.http.get(&url).bearer_auth(&self.token).timeout(self.timeout).send().await.map_err(failed)?;
         let status = response.status().as_u16();
         let body = response.text().await.map_err(failed)?;
         if (200..300).contains(&status) { Ok(body) } else { Err(ClientError::Refused { url, status, body }) }
@@ -107,7 +115,8 @@ impl Client {
         let started = Instant::now();
         let mut delay = Duration::from_millis(200);
         loop {
-            let sent = self.http.post(&url).bearer_auth(&self.token).body(body.clone()).timeout(self.timeout).send().await;
+            let sent =
+                self.http.post(&url).bearer_auth(&self.token).body(body.clone()).timeout(self.timeout).send().await;
             let last = match sent {
                 Ok(response) => {
                     let status = response.status().as_u16();
@@ -119,7 +128,8 @@ impl Client {
                     let text = response.text().await.unwrap_or_default();
                     match status {
                         200..=299 => {
-                            return serde_json::from_str(&text).map_err(|e| ClientError::BadAnswer { url, detail: e.to_string() });
+                            return serde_json::from_str(&text)
+                                .map_err(|e| ClientError::BadAnswer { url, detail: e.to_string() });
                         }
                         429 | 503 => {
                             delay = retry_after.map_or(delay, Duration::from_secs);

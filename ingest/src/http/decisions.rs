@@ -47,11 +47,16 @@ fn dead(ctx: &DecisionLineContext<'_>, line_no: u64, bytes: &[u8], error: impl s
 pub fn map_decision_line(line: Line<'_>, ctx: &DecisionLineContext<'_>) -> LineOutcome {
     let no = line.no;
     if let Some(len) = line.overlong {
-        return dead(ctx, no, line.bytes, format!(
-            "line is {len} bytes, over the limit of {} bytes (only its first {} bytes are kept)",
-            ctx.max_line,
-            line.bytes.len()
-        ));
+        return dead(
+            ctx,
+            no,
+            line.bytes,
+            format!(
+                "line is {len} bytes, over the limit of {} bytes (only its first {} bytes are kept)",
+                ctx.max_line,
+                line.bytes.len()
+            ),
+        );
     }
     let text = match std::str::from_utf8(line.bytes) {
         Ok(text) => text,

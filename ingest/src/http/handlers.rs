@@ -1,17 +1,17 @@
 //! The route handlers: auth, backpressure, body limits, mapping off the runtime, the spool
 //! append, and the answer (see the module docs of [`super`] for every status).
 
+use super::ReceiverState;
 use super::error::ApiError;
 use super::metrics::Route;
 use super::process::{INLINE_MAX, Mapper, Plan, PrepareError, prepare};
-use super::ReceiverState;
 use crate::decode::DecodeError;
 use crate::{Dataset, Limits};
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use bytes::Bytes;
 use gatelog_model::Source;
 use gatelog_spool::SpoolError;
@@ -137,9 +137,13 @@ async fn ingest(
         let workers = state.inner.workers.clone();
         // The semaphore is never closed; a closed one would only mean no limit.
         let _permit = state.inner.mapping.acquire().await.ok();
-        tokio::task::spawn_blocking(move || prepare(&body, mapper, received_at, &origin, limits, reject_whole, workers.pool()))
-            .await
-            .map_err(|e| ApiError::unavailable(retry_after, "the batch could not be processed", format!("mapping task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            prepare(&body, mapper, received_at, &origin, limits, reject_whole, workers.pool())
+        })
+        .await
+        .map_err(|e| {
+            ApiError::unavailable(retry_after, "the batch could not be processed", format!("mapping task failed: {e}"))
+        })?
     };
     let prepared = prepared.map_err(|e| prepare_error(e, body.len(), retry_after))?;
     drop(body);
@@ -167,8 +171,7 @@ async fn ingest(
         Plan::Reject { first_error } => {
             return Err(ApiError::bad_request(first_error).with_internal(format!(
                 "reject_whole_batch: {} of {} lines bad, nothing stored",
-                prepared.dead_letters,
-                prepared.lines
+                prepared.dead_letters, prepared.lines
             )));
         }
         Plan::Spool { parts, first_error } => (parts, first_error),
@@ -204,10 +207,8 @@ fn millis(d: std::time::Duration) -> u64 {
 /// arrives).
 async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::too_large(format!("body is larger than the limit of {limit} bytes"));
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }

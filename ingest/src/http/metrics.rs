@@ -149,12 +149,24 @@ impl MetricsRegistry {
         let mut w = TextWriter::default();
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
 
-        w.family("gatelog_received_batches_total", "counter", "Authenticated ingest requests whose body was read, by route.");
+        w.family(
+            "gatelog_received_batches_total",
+            "counter",
+            "Authenticated ingest requests whose body was read, by route.",
+        );
         for r in Route::ALL {
-            w.sample("gatelog_received_batches_total", &[("route", r.as_str())], get(&self.received_batches[r as usize]));
+            w.sample(
+                "gatelog_received_batches_total",
+                &[("route", r.as_str())],
+                get(&self.received_batches[r as usize]),
+            );
         }
         let per_stream = [
-            ("gatelog_received_lines_total", "Lines received (every kind: mapped, dead, probe, blank), by dataset.", &self.received_lines),
+            (
+                "gatelog_received_lines_total",
+                "Lines received (every kind: mapped, dead, probe, blank), by dataset.",
+                &self.received_lines,
+            ),
             ("gatelog_spooled_batches_total", "Batches made durable in the spool, by dataset.", &self.spooled_batches),
             ("gatelog_dead_letters_total", "Dead letters made durable in the spool, by dataset.", &self.dead_letters),
         ];
@@ -186,7 +198,11 @@ impl MetricsRegistry {
             ("gatelog_spool_appends_total", "Records made durable in the spool.", m.appends),
             ("gatelog_spool_append_bytes_total", "Payload bytes made durable in the spool.", m.append_bytes),
             ("gatelog_spool_append_errors_total", "Spool appends that failed (I/O, disk full).", m.append_errors),
-            ("gatelog_spool_full_rejections_total", "Spool appends refused because the spool was full.", m.full_rejections),
+            (
+                "gatelog_spool_full_rejections_total",
+                "Spool appends refused because the spool was full.",
+                m.full_rejections,
+            ),
             ("gatelog_spool_group_commits_total", "Spool group commits.", m.group_commits),
         ];
         for (name, help, value) in spool_counters {

@@ -106,9 +106,13 @@ impl ReceiverState {
         let workers = MappingPool::new().map_err(StartError::Threads)?;
         let auth = TokenCheck::new(&config.tokens, config.token_header.as_deref(), config.allow_unauthenticated);
         if auth.rejects_everything() {
-            tracing::warn!("receiver: no ingest tokens configured (receiver.tokens); every ingest request will be refused with 401");
+            tracing::warn!(
+                "receiver: no ingest tokens configured (receiver.tokens); every ingest request will be refused with 401"
+            );
         } else if config.allow_unauthenticated {
-            tracing::warn!("receiver: accepting ingest requests without a token (receiver.allow_unauthenticated); local demos only");
+            tracing::warn!(
+                "receiver: accepting ingest requests without a token (receiver.allow_unauthenticated); local demos only"
+            );
         }
         Ok(ReceiverState {
             inner: Arc::new(Inner {

@@ -178,7 +178,8 @@ impl LineMapper<'_> {
         // Sized for the usual case, one decision and one raw record a line (a raw record is
         // its line plus about 120 bytes), so the buffers seldom grow and seldom sit half empty.
         let lines = chunk.lines.len();
-        let mut rows = EncodedRows::with_capacity(lines * DECISION_BYTES, chunk.bytes.len() + lines * RAW_RECORD_OVERHEAD);
+        let mut rows =
+            EncodedRows::with_capacity(lines * DECISION_BYTES, chunk.bytes.len() + lines * RAW_RECORD_OVERHEAD);
         let mut out = MappedBody::default();
         for line in (0..chunk.lines.len()).filter_map(|i| chunk.line(i)) {
             out.lines += 1;
@@ -220,7 +221,11 @@ impl LineMapper<'_> {
     /// pieces are mapped at once. `in_place_scope` (reading on the calling thread) looked
     /// faster in the latency phase (map p50 23 → 16 ms), but in full runs its p50 was within
     /// noise of this one and (b)'s peak RSS rose from 468 to 529 MB, over the 512 MB target.
-    fn pipelined<R: BufRead + Send>(self, mut lines: LineReader<R>, pool: &rayon::ThreadPool) -> Result<MappedBody, PrepareError> {
+    fn pipelined<R: BufRead + Send>(
+        self,
+        mut lines: LineReader<R>,
+        pool: &rayon::ThreadPool,
+    ) -> Result<MappedBody, PrepareError> {
         let (done_tx, done_rx) = mpsc::channel::<(usize, Result<MappedBody, PrepareError>)>();
         let read: Result<(), DecodeError> = pool.scope(move |scope| {
             let (free_tx, free_rx) = mpsc::channel::<Chunk>();
@@ -228,7 +233,9 @@ impl LineMapper<'_> {
             let mut last_bytes = 0usize;
             loop {
                 // A mapped piece's buffers if one is back; else buffers sized like the last piece.
-                let chunk = free_rx.try_recv().unwrap_or_else(|_| Chunk::with_capacity(LINES_PER_TASK, last_bytes + last_bytes / 8));
+                let chunk = free_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Chunk::with_capacity(LINES_PER_TASK, last_bytes + last_bytes / 8));
                 let Some(chunk) = next_chunk(&mut lines, LINES_PER_TASK, usize::MAX, chunk)? else { return Ok(()) };
                 last_bytes = chunk.bytes.len();
                 let (done, free) = (done_tx.clone(), free_tx.clone());
@@ -295,15 +302,7 @@ pub(crate) fn prepare(
         let parts = head.encode_parts(mapped.runs, &mapped.dead_letters)?;
         Plan::Spool { parts, first_error: first_error.filter(|_| raw_records == 0) }
     };
-    Ok(Prepared {
-        batch_id,
-        lines: mapped.lines,
-        probes: mapped.probes,
-        decisions,
-        raw_records,
-        dead_letters,
-        plan,
-    })
+    Ok(Prepared { batch_id, lines: mapped.lines, probes: mapped.probes, decisions, raw_records, dead_letters, plan })
 }
 
 /// Why a body could not become a batch.
@@ -382,19 +381,33 @@ mod tests {
         let at = UnixMillis(1_741_132_800_000);
         let ctx = BodyContext { received_at: at, origin: "o", source: Source::Logpush, limits: limits() };
         let outcome = map_body(Dataset::HttpRequests, &plain, &ctx).unwrap();
-        assert!(outcome.decisions.len() > 900 && outcome.dead_letters.len() >= 20 && outcome.probes >= 10 && outcome.blanks >= 10, "the body mixes outcomes");
+        assert!(
+            outcome.decisions.len() > 900
+                && outcome.dead_letters.len() >= 20
+                && outcome.probes >= 10
+                && outcome.blanks >= 10,
+            "the body mixes outcomes"
+        );
         let expected = reference_record(&plain, at);
         let mapper = Mapper::Dataset(Dataset::HttpRequests, Source::Logpush);
         // A small plain body takes the inline path (no rayon pool, one piece).
         let small = &plain[..plain.iter().take(INLINE_MAX).rposition(|b| *b == b'\n').unwrap() + 1];
-        for (body, expected) in [(&plain[..], &expected), (&gzipped[..], &expected), (small, &reference_record(small, at))] {
+        for (body, expected) in
+            [(&plain[..], &expected), (&gzipped[..], &expected), (small, &reference_record(small, at))]
+        {
             let prepared = prepare(body, mapper, at, "o", limits(), false, &pool()).unwrap();
             let Plan::Spool { parts, first_error: None } = prepared.plan else { panic!("{:?}", prepared.plan) };
             let encoded = parts.concat();
             assert!(&encoded == expected, "the record differs from the line-by-line one");
             let batch = gatelog_model::Batch::decode(&encoded).unwrap();
-            assert_eq!((prepared.batch_id, prepared.lines, prepared.probes), (batch.batch_id, batch.lines, batch.probes));
-            assert_eq!((prepared.decisions, prepared.raw_records, prepared.dead_letters), (batch.decisions.len(), batch.raw.len(), batch.dead_letters.len()));
+            assert_eq!(
+                (prepared.batch_id, prepared.lines, prepared.probes),
+                (batch.batch_id, batch.lines, batch.probes)
+            );
+            assert_eq!(
+                (prepared.decisions, prepared.raw_records, prepared.dead_letters),
+                (batch.decisions.len(), batch.raw.len(), batch.dead_letters.len())
+            );
         }
         assert!(prepare(small, mapper, at, "o", limits(), false, &pool()).unwrap().lines > 200);
     }

@@ -33,9 +33,7 @@ impl MappingPool {
         let threads = std::thread::available_parallelism().map_or(2, usize::from);
         let cpus = affinity_cpus();
         let pinned = cpus.len() == threads;
-        let builder = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .thread_name(|i| format!("gatelog-map-{i}"));
+        let builder = rayon::ThreadPoolBuilder::new().num_threads(threads).thread_name(|i| format!("gatelog-map-{i}"));
         let builder = if pinned {
             builder.start_handler(move |i| {
                 if let Err(e) = pin_current_thread(cpus[i]) {
@@ -64,9 +62,7 @@ impl MappingPool {
 /// The CPUs the calling thread may run on, in order; empty when they cannot be read.
 fn affinity_cpus() -> Vec<usize> {
     match rustix::thread::sched_getaffinity(None) {
-        Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU)
-            .filter(|cpu| set.is_set(*cpu))
-            .collect(),
+        Ok(set) => (0..rustix::thread::CpuSet::MAX_CPU).filter(|cpu| set.is_set(*cpu)).collect(),
         Err(_) => Vec::new(),
     }
 }
@@ -88,12 +84,9 @@ mod tests {
         assert_eq!(workers.threads(), threads);
         let cpus = affinity_cpus();
         // Every thread reports its name and the CPUs it may run on.
-        let seen: Vec<(String, Vec<usize>)> = workers.pool().broadcast(|_| {
-            (
-                std::thread::current().name().unwrap_or_default().to_owned(),
-                affinity_cpus(),
-            )
-        });
+        let seen: Vec<(String, Vec<usize>)> = workers
+            .pool()
+            .broadcast(|_| (std::thread::current().name().unwrap_or_default().to_owned(), affinity_cpus()));
         let mut names: Vec<&str> = seen.iter().map(|(name, _)| name.as_str()).collect();
         names.sort_unstable();
         let expected: Vec<String> = (0..threads).map(|i| format!("gatelog-map-{i}")).collect();
@@ -109,10 +102,7 @@ mod tests {
             placed.sort_unstable();
             assert_eq!(placed, cpus, "one thread on each cpu of the mask");
         } else {
-            assert!(
-                seen.iter().all(|(_, own)| *own == cpus),
-                "unpinned threads keep the mask: {seen:?}"
-            );
+            assert!(seen.iter().all(|(_, own)| *own == cpus), "unpinned threads keep the mask: {seen:?}");
         }
     }
 }

@@ -134,15 +134,16 @@ pub(crate) fn map_v2(line: &str, cx: &Cx<'_>) -> Result<Mapped, String> {
         Decision::Deny
     };
     d.action = r.ActionType.to_owned_string();
-    d.resource = format!(
-        "cloudflare:{}/{}/{}",
-        r.ResourceProduct.as_str(),
-        r.ResourceType.as_str(),
-        r.ResourceID.as_str()
-    );
+    d.resource =
+        format!("cloudflare:{}/{}/{}", r.ResourceProduct.as_str(), r.ResourceType.as_str(), r.ResourceID.as_str());
     d.reason = match r.ActionDescription.non_empty() {
         Some(description) => description.to_owned(),
-        None => format!("{} {} ({})", or(r.ActionType.as_str(), "change"), or(r.ResourceType.as_str(), "resource"), or(result, "no result")),
+        None => format!(
+            "{} {} ({})",
+            or(r.ActionType.as_str(), "change"),
+            or(r.ResourceType.as_str(), "resource"),
+            or(result, "no result")
+        ),
     };
     d.client_ip = r.ActorIPAddress.to_owned_string();
     d.auth_method = r.ActorContext.to_owned_string();

@@ -137,7 +137,8 @@ impl Collector {
                 let text = arg.get();
                 if !self.truncation_noted && text.contains(TRUNCATION_MARKER) {
                     self.truncation_noted = true;
-                    self.warnings.push(format!("{}: logs were truncated by Logpush; access decisions may be missing", at()));
+                    self.warnings
+                        .push(format!("{}: logs were truncated by Logpush; access decisions may be missing", at()));
                 }
                 let log_time = log.timestamp.0.and_then(|ms| i64::try_from(ms).ok()).map(UnixMillis);
                 if text.starts_with('{') {

@@ -62,10 +62,8 @@ fn action_decision(action: &str) -> Decision {
 pub(crate) fn map(line: &str, cx: &Cx<'_>) -> Result<Mapped, String> {
     let r: FirewallEvent<'_> = parse_line(line, Kind::Object)?;
     let ts = logpush_ts("Datetime", r.Datetime)?;
-    let event_id = cx.id_or_sha(
-        r.RayID.as_str(),
-        &[&ts.text, r.RuleID.as_str(), r.Source.as_str(), r.MatchIndex.as_str()],
-    );
+    let event_id =
+        cx.id_or_sha(r.RayID.as_str(), &[&ts.text, r.RuleID.as_str(), r.Source.as_str(), r.MatchIndex.as_str()]);
     let mut d = cx.decision(event_id, ts.ms);
     d.decision = action_decision(r.Action.as_str());
     d.policy = r.RuleID.non_empty().unwrap_or(r.Ref.as_str()).to_owned();
@@ -109,12 +107,24 @@ mod tests {
     fn every_documented_action_has_a_decision() {
         use Decision::*;
         let cases = [
-            ("unknown", Log), ("allow", Allow), ("block", Deny), ("challenge", Challenge),
-            ("jschallenge", Challenge), ("log", Log), ("connectionclose", Deny),
-            ("challengesolved", Allow), ("challengebypassed", Allow), ("jschallengesolved", Allow),
-            ("jschallengebypassed", Allow), ("bypass", Allow), ("managedchallenge", Challenge),
-            ("managedchallengenoninteractivesolved", Allow), ("managedchallengeinteractivesolved", Allow),
-            ("managedchallengebypassed", Allow), ("skip", Allow), ("somethingnew", Log),
+            ("unknown", Log),
+            ("allow", Allow),
+            ("block", Deny),
+            ("challenge", Challenge),
+            ("jschallenge", Challenge),
+            ("log", Log),
+            ("connectionclose", Deny),
+            ("challengesolved", Allow),
+            ("challengebypassed", Allow),
+            ("jschallengesolved", Allow),
+            ("jschallengebypassed", Allow),
+            ("bypass", Allow),
+            ("managedchallenge", Challenge),
+            ("managedchallengenoninteractivesolved", Allow),
+            ("managedchallengeinteractivesolved", Allow),
+            ("managedchallengebypassed", Allow),
+            ("skip", Allow),
+            ("somethingnew", Log),
         ];
         for (action, want) in cases {
             assert_eq!(action_decision(action), want, "{action}");

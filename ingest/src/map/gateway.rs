@@ -67,7 +67,8 @@ pub(crate) fn map(line: &str, cx: &Cx<'_>) -> Result<Mapped, String> {
     let policy = r.PolicyName.non_empty().or(r.PolicyID.non_empty()).unwrap_or_default();
     d.policy = policy.to_owned();
 
-    let mut reason = if action.is_empty() { "gateway logged the request".to_owned() } else { format!("gateway action {action}") };
+    let mut reason =
+        if action.is_empty() { "gateway logged the request".to_owned() } else { format!("gateway action {action}") };
     if !policy.is_empty() {
         let _ = write!(reason, " by policy {policy}");
     }

@@ -71,8 +71,12 @@ pub(crate) fn security_decision(action: &str) -> Option<Decision> {
     }
     match a.as_str() {
         "block" | "connectionclose" | "forceconnectionclose" => Some(Decision::Deny),
-        "challenge" | "jschallenge" | "managedchallenge" | "managedchallengenoninteractive"
-        | "managedchallengeinteractive" | "interactivechallenge" => Some(Decision::Challenge),
+        "challenge"
+        | "jschallenge"
+        | "managedchallenge"
+        | "managedchallengenoninteractive"
+        | "managedchallengeinteractive"
+        | "interactivechallenge" => Some(Decision::Challenge),
         _ if a.contains("challenge") => Some(Decision::Challenge),
         _ => None,
     }
@@ -102,18 +106,16 @@ pub(crate) fn map(line: &str, cx: &Cx<'_>) -> Result<Mapped, String> {
         None if status >= 500 => Decision::Error,
         None => Decision::Allow,
     };
-    d.policy = r
-        .SecurityRuleID
-        .non_empty()
-        .or_else(|| r.SecuritySources.first_non_empty())
-        .unwrap_or_default()
-        .to_owned();
+    d.policy =
+        r.SecurityRuleID.non_empty().or_else(|| r.SecuritySources.first_non_empty()).unwrap_or_default().to_owned();
     d.reason = match r.SecurityRuleDescription.non_empty() {
         Some(description) => description.to_owned(),
-        None if !security.is_empty() && security_decision(security).is_some() => match r.SecuritySources.first_non_empty() {
-            Some(source) => format!("security action {security} by {source}"),
-            None => format!("security action {security}"),
-        },
+        None if !security.is_empty() && security_decision(security).is_some() => {
+            match r.SecuritySources.first_non_empty() {
+                Some(source) => format!("security action {security} by {source}"),
+                None => format!("security action {security}"),
+            }
+        }
         None if status > 0 => format!("edge answered {status}"),
         None => String::new(),
     };

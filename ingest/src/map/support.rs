@@ -108,7 +108,8 @@ fn parse_ts<'a>(
             if text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
                 return Err(err(TimestampError::WrongType("fractional number")));
             }
-            let n = text.parse::<i128>().map_err(|_| err(TimestampError::Unparseable(text.chars().take(64).collect())))?;
+            let n =
+                text.parse::<i128>().map_err(|_| err(TimestampError::Unparseable(text.chars().take(64).collect())))?;
             let ms = epoch(n).map_err(err)?;
             Ok(Ts { ms, text: Cow::Borrowed(text) })
         }

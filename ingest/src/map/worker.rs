@@ -131,15 +131,8 @@ pub(crate) fn map_tail(line: &str, cx: &Cx<'_>) -> Result<Mapped, String> {
             first_time = time.as_ref().map(|t| t.ms);
         }
     }
-    let time = first_time
-        .or_else(|| collector.decisions.first().map(|d| d.time))
-        .unwrap_or(cx.received_at);
-    Ok(Mapped {
-        decisions: collector.decisions,
-        line_id,
-        time,
-        warnings: collector.warnings,
-    })
+    let time = first_time.or_else(|| collector.decisions.first().map(|d| d.time)).unwrap_or(cx.received_at);
+    Ok(Mapped { decisions: collector.decisions, line_id, time, warnings: collector.warnings })
 }
 
 fn kind_of(json: &str) -> &'static str {

@@ -11,8 +11,7 @@ const MAX_LEEWAY: Duration = Duration::from_secs(300);
 impl ProxyConfig {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<ProxyConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io { path: path.to_owned(), source })?;
         Self::parse(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
             other => other,
@@ -55,8 +54,7 @@ impl ProxyConfig {
                 return Err(invalid(format!("{key}.algorithms"), "expected at least one algorithm"));
             }
             for alg in &iss.algorithms {
-                crate::identity::jwt::parse_algorithm(alg)
-                    .map_err(|m| invalid(format!("{key}.algorithms"), m))?;
+                crate::identity::jwt::parse_algorithm(alg).map_err(|m| invalid(format!("{key}.algorithms"), m))?;
             }
             if iss.leeway > MAX_LEEWAY {
                 return Err(invalid(format!("{key}.leeway"), "at most 5m"));
@@ -71,9 +69,10 @@ impl ProxyConfig {
                 return Err(invalid(format!("{key}.role"), format!("no role `{}` in [roles]", m.role)));
             }
             if let Some(iss) = &m.issuer
-                && !names.contains(iss) {
-                    return Err(invalid(format!("{key}.issuer"), format!("no issuer named `{iss}`")));
-                }
+                && !names.contains(iss)
+            {
+                return Err(invalid(format!("{key}.issuer"), format!("no issuer named `{iss}`")));
+            }
             if m.groups.is_empty() && m.email_domains.is_empty() && m.subjects.is_empty() {
                 return Err(invalid(key, "expected groups, email_domains or subjects"));
             }
@@ -130,7 +129,10 @@ fn validate_role(name: &str, role: &RoleConfig) -> Result<(), ConfigError> {
     }
     for f in &role.table_functions {
         if DANGEROUS_TABLE_FUNCTIONS.contains(&f.to_ascii_lowercase().as_str()) {
-            return Err(invalid(key("table_functions"), format!("`{f}` reaches outside ClickHouse and can never be allowed")));
+            return Err(invalid(
+                key("table_functions"),
+                format!("`{f}` reaches outside ClickHouse and can never be allowed"),
+            ));
         }
     }
     for (k, globs) in [("allow", &role.allow), ("deny", &role.deny)] {
@@ -167,7 +169,10 @@ mod tests {
         assert!(err.to_string().starts_with("roles.a.table_functions:"), "{err}");
         let err = ProxyConfig::parse("[roles.a]\nmax_rowz = 1\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `max_rowz`"), "{err}");
-        let err = ProxyConfig::parse("[[issuers]]\nname=\"x\"\nissuer=\"https://i\"\naudiences=[\"a\"]\nalgorithms=[\"HS256\"]\n").unwrap_err();
+        let err = ProxyConfig::parse(
+            "[[issuers]]\nname=\"x\"\nissuer=\"https://i\"\naudiences=[\"a\"]\nalgorithms=[\"HS256\"]\n",
+        )
+        .unwrap_err();
         assert!(err.to_string().starts_with("issuers[0].algorithms:"), "{err}");
     }
 

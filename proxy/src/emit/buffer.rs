@@ -229,7 +229,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn batches_linger_until_full_or_flush_interval() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = DecisionsConfig { batch_size: 4, flush_interval: Duration::from_millis(100), ..DecisionsConfig::default() };
+        let cfg =
+            DecisionsConfig { batch_size: 4, flush_interval: Duration::from_millis(100), ..DecisionsConfig::default() };
         let sink = Arc::new(Counting::default());
         let emitter = Emitter::start(&cfg, Some(sink.clone()), Arc::new(Spill::open(dir.path()).unwrap()));
         // Three decisions a little apart: one batch, sent once flush_interval has passed.

@@ -49,11 +49,8 @@ impl HttpSink {
 impl DecisionSink for HttpSink {
     fn send(&self, ndjson: Bytes) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
-            let mut req = self
-                .client
-                .post(&self.url)
-                .header(http::header::CONTENT_TYPE, "application/x-ndjson")
-                .body(ndjson);
+            let mut req =
+                self.client.post(&self.url).header(http::header::CONTENT_TYPE, "application/x-ndjson").body(ndjson);
             if !self.token.is_empty() {
                 req = req.bearer_auth(self.token.expose());
             }

@@ -37,11 +37,8 @@ impl Spill {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(e),
         };
-        let offset = std::fs::read_to_string(&offset_path)
-            .ok()
-            .and_then(|s| s.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-            .min(len);
+        let offset =
+            std::fs::read_to_string(&offset_path).ok().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(0).min(len);
         Ok(Spill { path, offset_path, state: Mutex::new(State { len, offset }) })
     }
 

@@ -20,7 +20,9 @@ pub(crate) fn show_targets(statement: &Statement, default_database: &str) -> Opt
                 .unwrap_or_else(|| default_database.to_owned());
             Some(vec![TableName { database, table: "*".into() }])
         }
-        Statement::ShowDatabases { .. } => Some(vec![TableName { database: "system".into(), table: "databases".into() }]),
+        Statement::ShowDatabases { .. } => {
+            Some(vec![TableName { database: "system".into(), table: "databases".into() }])
+        }
         _ => None,
     }
 }
@@ -29,7 +31,9 @@ pub(crate) fn show_targets(statement: &Statement, default_database: &str) -> Opt
 pub(crate) fn explicit_targets(statement: &Statement) -> Result<Vec<ObjectName>, Rejection> {
     Ok(match statement {
         Statement::Drop { names, .. } => names.clone(),
-        Statement::RenameTable(renames) => renames.iter().flat_map(|r| [r.old_name.clone(), r.new_name.clone()]).collect(),
+        Statement::RenameTable(renames) => {
+            renames.iter().flat_map(|r| [r.old_name.clone(), r.new_name.clone()]).collect()
+        }
         Statement::CreateTable(c) => vec![c.name.clone()],
         Statement::CreateView(c) => vec![c.name.clone()],
         Statement::ShowCreate { obj_name, .. } => vec![obj_name.clone()],
@@ -48,7 +52,6 @@ pub(crate) fn explicit_targets(statement: &Statement) -> Result<Vec<ObjectName>,
         _ => Vec::new(),
     })
 }
-
 
 /// Walks a statement, collecting what it touches.
 pub(crate) struct Collector<'a> {
@@ -189,11 +192,13 @@ impl Visitor for Collector<'_> {
         if let Expr::Function(f) = expr {
             let name = f.name.to_string().to_ascii_lowercase();
             let base = name.rsplit('.').next().unwrap_or(&name);
-            if DENIED_FUNCTIONS.contains(&base) || base.starts_with("dictget") || DANGEROUS_TABLE_FUNCTIONS.contains(&base) {
+            if DENIED_FUNCTIONS.contains(&base)
+                || base.starts_with("dictget")
+                || DANGEROUS_TABLE_FUNCTIONS.contains(&base)
+            {
                 return ControlFlow::Break(Rejection::Function(name));
             }
         }
         ControlFlow::Continue(())
     }
 }
-

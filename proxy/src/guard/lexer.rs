@@ -82,4 +82,3 @@ pub(crate) fn split_trailing_format<'s>(sql: &'s str, words: &[(usize, usize)]) 
     }
     (sql, None)
 }
-

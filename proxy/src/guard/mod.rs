@@ -32,21 +32,74 @@ use std::ops::ControlFlow;
 
 /// Table functions that read files, other servers or run programs: never allowed.
 pub const DANGEROUS_TABLE_FUNCTIONS: &[&str] = &[
-    "url", "urlcluster", "file", "filecluster", "remote", "remotesecure", "cluster", "clusterallreplicas",
-    "s3", "s3cluster", "gcs", "oss", "cosn", "azureblobstorage", "azureblobstoragecluster", "hdfs",
-    "hdfscluster", "mysql", "postgresql", "jdbc", "odbc", "executable", "executablepool", "input",
-    "mongodb", "redis", "sqlite", "hive", "iceberg", "icebergs3", "deltalake", "hudi", "dictionary",
-    "merge", "view", "viewifpermitted", "loop", "fuzzjson", "format", "mergetreeindex",
+    "url",
+    "urlcluster",
+    "file",
+    "filecluster",
+    "remote",
+    "remotesecure",
+    "cluster",
+    "clusterallreplicas",
+    "s3",
+    "s3cluster",
+    "gcs",
+    "oss",
+    "cosn",
+    "azureblobstorage",
+    "azureblobstoragecluster",
+    "hdfs",
+    "hdfscluster",
+    "mysql",
+    "postgresql",
+    "jdbc",
+    "odbc",
+    "executable",
+    "executablepool",
+    "input",
+    "mongodb",
+    "redis",
+    "sqlite",
+    "hive",
+    "iceberg",
+    "icebergs3",
+    "deltalake",
+    "hudi",
+    "dictionary",
+    "merge",
+    "view",
+    "viewifpermitted",
+    "loop",
+    "fuzzjson",
+    "format",
+    "mergetreeindex",
 ];
 
 /// Scalar functions that read other tables or settings behind the policy's back.
-pub(crate) const DENIED_FUNCTIONS: &[&str] = &["joinget", "joingetornull", "hascolumnintable", "getsetting", "file", "url"];
+pub(crate) const DENIED_FUNCTIONS: &[&str] =
+    &["joinget", "joingetornull", "hascolumnintable", "getsetting", "file", "url"];
 
 /// Output formats a client may ask for (`FORMAT x` or `default_format=x`). Formats that
 /// need server-side schema or template files are left out.
 const ALLOWED_FORMAT_PREFIXES: &[&str] = &[
-    "tabseparated", "tsv", "csv", "json", "pretty", "values", "vertical", "native", "rowbinary", "null",
-    "xml", "markdown", "parquet", "arrow", "orc", "avro", "tskv", "lineasstring", "rawblob",
+    "tabseparated",
+    "tsv",
+    "csv",
+    "json",
+    "pretty",
+    "values",
+    "vertical",
+    "native",
+    "rowbinary",
+    "null",
+    "xml",
+    "markdown",
+    "parquet",
+    "arrow",
+    "orc",
+    "avro",
+    "tskv",
+    "lineasstring",
+    "rawblob",
 ];
 
 /// What kind of statement a query is (the decision's `action`).
@@ -95,10 +148,22 @@ impl StatementKind {
 
     pub fn parse(text: &str) -> Option<Self> {
         const ALL: &[StatementKind] = &[
-            StatementKind::Select, StatementKind::Show, StatementKind::Describe, StatementKind::Explain,
-            StatementKind::Insert, StatementKind::Update, StatementKind::Delete, StatementKind::Create,
-            StatementKind::Alter, StatementKind::Drop, StatementKind::Truncate, StatementKind::Rename,
-            StatementKind::Optimize, StatementKind::Set, StatementKind::Use, StatementKind::Other,
+            StatementKind::Select,
+            StatementKind::Show,
+            StatementKind::Describe,
+            StatementKind::Explain,
+            StatementKind::Insert,
+            StatementKind::Update,
+            StatementKind::Delete,
+            StatementKind::Create,
+            StatementKind::Alter,
+            StatementKind::Drop,
+            StatementKind::Truncate,
+            StatementKind::Rename,
+            StatementKind::Optimize,
+            StatementKind::Set,
+            StatementKind::Use,
+            StatementKind::Other,
         ];
         ALL.iter().copied().find(|k| k.as_str().eq_ignore_ascii_case(text))
     }
@@ -205,9 +270,10 @@ pub fn analyze(sql: &str, default_database: &str) -> Result<Analysis, Rejection>
     let words = lexical_check(trimmed)?;
     let (to_parse, trailing_format) = split_trailing_format(trimmed, &words);
     if let Some(f) = &trailing_format
-        && !format_allowed(f) {
-            return Err(Rejection::Format(f.clone()));
-        }
+        && !format_allowed(f)
+    {
+        return Err(Rejection::Format(f.clone()));
+    }
     let statements = Parser::parse_sql(&ClickHouseDialect {}, to_parse)
         .map_err(|e| Rejection::Unparseable(truncate(&e.to_string())))?;
     let statement = match statements.as_slice() {
@@ -224,7 +290,13 @@ pub fn analyze(sql: &str, default_database: &str) -> Result<Analysis, Rejection>
     }
     let mut collector = Collector::new(default_database);
     if let Some(tables) = show_targets(statement, default_database) {
-        return Ok(Analysis { kind, tables, table_functions: Vec::new(), format: trailing_format, sql: trimmed.to_owned() });
+        return Ok(Analysis {
+            kind,
+            tables,
+            table_functions: Vec::new(),
+            format: trailing_format,
+            sql: trimmed.to_owned(),
+        });
     }
     for name in explicit_targets(statement)? {
         if let ControlFlow::Break(rejection) = collector.pre_visit_relation(&name) {
@@ -303,10 +375,7 @@ mod tests {
     #[test]
     fn cte_names_are_scoped() {
         // `s` outside the derived table is a real table, not the inner CTE.
-        assert_eq!(
-            tables("SELECT * FROM (WITH s AS (SELECT 1) SELECT * FROM s) AS q, s"),
-            ["analytics.s"]
-        );
+        assert_eq!(tables("SELECT * FROM (WITH s AS (SELECT 1) SELECT * FROM s) AS q, s"), ["analytics.s"]);
         assert!(matches!(analyze("WITH s AS (SELECT * FROM s) SELECT * FROM s", "d"), Err(Rejection::AmbiguousCte(_))));
     }
 
@@ -320,7 +389,10 @@ mod tests {
         assert_eq!(analyze("DROP TABLE a.x", "d").unwrap().kind, StatementKind::Drop);
         assert_eq!(analyze("SELECT 1;", "d").unwrap().sql, "SELECT 1");
         assert!(matches!(analyze("SELECT 1; SELECT 2", "d"), Err(Rejection::MultipleStatements(2))));
-        assert!(matches!(analyze("SELECT * FROM url('http://x', CSV, 'a String')", "d"), Err(Rejection::DangerousTableFunction(_))));
+        assert!(matches!(
+            analyze("SELECT * FROM url('http://x', CSV, 'a String')", "d"),
+            Err(Rejection::DangerousTableFunction(_))
+        ));
         assert!(matches!(analyze("SELECT 1 SETTINGS max_rows_to_read = 0", "d"), Err(Rejection::Settings)));
         assert!(matches!(analyze("SELECT 1 INTO OUTFILE 'x'", "d"), Err(Rejection::IntoOutfile)));
         assert!(analyze("SELECT 'a#b', \"c$\" FROM t FORMAT JSON", "d").is_ok());

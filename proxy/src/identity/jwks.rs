@@ -32,7 +32,10 @@ pub struct VersionedKey {
 
 impl std::fmt::Debug for VersionedKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VersionedKey").field("alg", &self.alg).field("generation", &self.generation).finish_non_exhaustive()
+        f.debug_struct("VersionedKey")
+            .field("alg", &self.alg)
+            .field("generation", &self.generation)
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,7 +65,11 @@ impl JwksCache {
         if require_fresh && !fresh {
             return None;
         }
-        state.keys.get(kid).map(|(key, alg)| VersionedKey { key: key.clone(), alg: alg.clone(), generation: state.generation })
+        state.keys.get(kid).map(|(key, alg)| VersionedKey {
+            key: key.clone(),
+            alg: alg.clone(),
+            generation: state.generation,
+        })
     }
 
     /// The generation of the key set if it is within `jwks_ttl` (else `None`: the next
@@ -100,7 +107,8 @@ impl JwksCache {
             (Some(u), _) => u.clone(),
             (None, Some(u)) => u,
             (None, None) => {
-                let url = self.cfg.discovery_url.clone().unwrap_or_else(|| super::oidc::discovery_url(&self.cfg.issuer));
+                let url =
+                    self.cfg.discovery_url.clone().unwrap_or_else(|| super::oidc::discovery_url(&self.cfg.issuer));
                 super::oidc::jwks_uri(self.fetch.as_ref(), &url, &self.cfg.issuer).await?
             }
         };

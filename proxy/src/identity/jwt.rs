@@ -8,9 +8,7 @@ use std::time::Duration;
 
 /// Parses a configured algorithm name; symmetric algorithms are refused.
 pub fn parse_algorithm(name: &str) -> Result<Algorithm, String> {
-    let alg: Algorithm = name
-        .parse()
-        .map_err(|_| format!("unknown algorithm `{name}`"))?;
+    let alg: Algorithm = name.parse().map_err(|_| format!("unknown algorithm `{name}`"))?;
     match alg {
         Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
             Err(format!("`{name}` is symmetric; only public-key algorithms are accepted"))
@@ -45,8 +43,8 @@ pub fn verify(
     validation.validate_exp = false;
     validation.validate_nbf = false;
     validation.leeway = 0;
-    let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, key, &validation)
-        .map_err(|e| {
+    let data =
+        jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, key, &validation).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             match e.kind() {
                 K::InvalidIssuer => AuthError::Claim("iss does not match the issuer"),

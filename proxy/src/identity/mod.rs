@@ -12,13 +12,13 @@ pub mod jwks;
 pub mod jwt;
 pub mod oidc;
 
+use crate::cache::{Lru, key_of};
 use crate::config::IssuerConfig;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use gatelog_model::{Clock, PrincipalType};
 use http::HeaderMap;
 use jsonwebtoken::Algorithm;
-use crate::cache::{Lru, key_of};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -146,9 +146,11 @@ fn token_from(headers: &HeaderMap, cfg: &IssuerConfig) -> Option<String> {
         let v = v.trim();
         if cfg.header.eq_ignore_ascii_case("authorization") {
             if let Some((scheme, token)) = v.split_once(' ')
-                && scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() {
-                    return Some(token.trim().to_owned());
-                }
+                && scheme.eq_ignore_ascii_case("bearer")
+                && !token.trim().is_empty()
+            {
+                return Some(token.trim().to_owned());
+            }
         } else if !v.is_empty() {
             return Some(v.to_owned());
         }
@@ -170,7 +172,12 @@ impl Authenticator {
     }
 
     /// Like [`Authenticator::new`] with at most `capacity` verified tokens cached.
-    pub fn with_cache_capacity(issuers: &[IssuerConfig], fetch: Arc<dyn Fetch>, clock: Arc<dyn Clock>, capacity: usize) -> Self {
+    pub fn with_cache_capacity(
+        issuers: &[IssuerConfig],
+        fetch: Arc<dyn Fetch>,
+        clock: Arc<dyn Clock>,
+        capacity: usize,
+    ) -> Self {
         let issuers = issuers
             .iter()
             .map(|c| {
@@ -207,7 +214,11 @@ impl Authenticator {
         let generation = s.jwks.fresh_generation();
         let mut cache = self.cache();
         let hit = cache.get(key)?;
-        if hit.issuer == index && Some(hit.generation) == generation && hit.verified_at_ms <= now && now < hit.expires_at_ms {
+        if hit.issuer == index
+            && Some(hit.generation) == generation
+            && hit.verified_at_ms <= now
+            && now < hit.expires_at_ms
+        {
             return Some(hit.identity.clone());
         }
         cache.remove(key);
@@ -270,7 +281,13 @@ impl Authenticator {
         let (identity, exp, generation) = self.verify_token(s, token, now_ms).await?;
         let expires_at_ms = exp.saturating_mul(1000).min(now_ms.saturating_add(VERIFIED_TTL_MS));
         if now_ms < expires_at_ms {
-            let entry = Verified { identity: identity.clone(), issuer: index, generation, verified_at_ms: now_ms, expires_at_ms };
+            let entry = Verified {
+                identity: identity.clone(),
+                issuer: index,
+                generation,
+                verified_at_ms: now_ms,
+                expires_at_ms,
+            };
             self.cache().insert(key, entry);
         }
         Ok(identity)
@@ -287,9 +304,10 @@ impl Authenticator {
         let kid = header.kid.ok_or(AuthError::MissingKid)?;
         let crate::identity::jwks::VersionedKey { key, alg: key_alg, generation } = s.jwks.key(&kid).await?;
         if let Some(key_alg) = key_alg
-            && key_alg != format!("{:?}", header.alg) {
-                return Err(AuthError::Algorithm(format!("the key is for {key_alg}")));
-            }
+            && key_alg != format!("{:?}", header.alg)
+        {
+            return Err(AuthError::Algorithm(format!("the key is for {key_alg}")));
+        }
         let expect = jwt::Expectations {
             issuer: &s.cfg.issuer,
             audiences: &s.cfg.audiences,
@@ -298,7 +316,8 @@ impl Authenticator {
         };
         let claims = jwt::verify(token, header.alg, &key, &expect)?;
         // `verify` checked that `exp` is a number.
-        let exp = claims.get("exp").and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))).unwrap_or(i64::MIN);
+        let exp =
+            claims.get("exp").and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))).unwrap_or(i64::MIN);
         let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
         let subject = text("sub").unwrap_or_default();
         let email = text("email");
@@ -309,11 +328,14 @@ impl Authenticator {
             .find_map(|c| text(c).filter(|v| !v.is_empty()))
             .ok_or(AuthError::Claim("no principal claim"))?;
         let groups = match claims.get(&s.cfg.groups_claim) {
-            Some(serde_json::Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            Some(serde_json::Value::Array(items)) => {
+                items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+            }
             Some(serde_json::Value::String(g)) => vec![g.clone()],
             _ => Vec::new(),
         };
-        let auth_method = if s.cfg.header.eq_ignore_ascii_case("cf-access-jwt-assertion") { "cf_access_jwt" } else { "oidc" };
+        let auth_method =
+            if s.cfg.header.eq_ignore_ascii_case("cf-access-jwt-assertion") { "cf_access_jwt" } else { "oidc" };
         let identity = Identity {
             issuer: s.cfg.name.clone(),
             principal_type: if email.is_some() { PrincipalType::User } else { PrincipalType::Service },

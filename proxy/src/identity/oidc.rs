@@ -18,7 +18,8 @@ pub fn discovery_url(issuer: &str) -> String {
 /// Fetches the discovery document and returns its `jwks_uri`.
 pub async fn jwks_uri(fetch: &dyn Fetch, url: &str, issuer: &str) -> Result<String, String> {
     let body = fetch.get(url).await?;
-    let doc: Discovery = serde_json::from_slice(&body).map_err(|e| format!("bad discovery document from {url}: {e}"))?;
+    let doc: Discovery =
+        serde_json::from_slice(&body).map_err(|e| format!("bad discovery document from {url}: {e}"))?;
     if doc.issuer.trim_end_matches('/') != issuer.trim_end_matches('/') {
         return Err(format!("discovery document from {url} names issuer {:?}, expected {issuer:?}", doc.issuer));
     }

@@ -16,7 +16,6 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-
 pub const ISSUER: &str = "https://idp.test";
 pub const AUDIENCE: &str = "gatelog-proxy";
 /// The fixed "now" of tests that use a `FixedClock` (2025-03-03T00:00:00Z).

@@ -17,13 +17,15 @@ use crate::cli::IngestArgs;
 use crate::clickhouse::Target;
 use crate::config::IngestSection;
 use anyhow::{Context, bail};
-use gatelog_ingest::{BodyContext, Chunk, next_chunk, BodyReader, Dataset, Limits, LineOutcome, LineReader, map_split_line};
+use gatelog_ingest::{
+    BodyContext, BodyReader, Chunk, Dataset, Limits, LineOutcome, LineReader, map_split_line, next_chunk,
+};
 use gatelog_model::{Clock, DeadLetter, EventId, Source, SystemClock, sha256_hex};
 use gatelog_store::{Store, WriteBatch, WriteOutcome};
 use indicatif::ProgressBar;
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 pub use report::{FileReport, Totals};
+use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -61,7 +63,11 @@ fn dataset_names() -> String {
 }
 
 /// Decides each file's dataset before anything is started, so a typo fails fast.
-pub fn plan_files(files: &[PathBuf], forced: Option<Dataset>, opts: &IngestSection) -> anyhow::Result<Vec<(PathBuf, Dataset)>> {
+pub fn plan_files(
+    files: &[PathBuf],
+    forced: Option<Dataset>,
+    opts: &IngestSection,
+) -> anyhow::Result<Vec<(PathBuf, Dataset)>> {
     files
         .iter()
         .map(|path| {
@@ -118,7 +124,12 @@ fn sniff_file(path: &Path, opts: &IngestSection) -> anyhow::Result<Option<Datase
     Ok((probes > 0 && others == 0).then_some(Dataset::HttpRequests))
 }
 
-async fn ingest_files(store: &Store, plan: &[(PathBuf, Dataset)], opts: &IngestSection, progress: bool) -> anyhow::Result<Totals> {
+async fn ingest_files(
+    store: &Store,
+    plan: &[(PathBuf, Dataset)],
+    opts: &IngestSection,
+    progress: bool,
+) -> anyhow::Result<Totals> {
     let started = Instant::now();
     let mut totals = Totals::default();
     for (path, dataset) in plan {
@@ -146,13 +157,22 @@ struct Prepared {
 }
 
 /// Ingests one file; the whole pipeline of the module docs.
-pub async fn ingest_file(store: &Store, path: &Path, dataset: Dataset, opts: &IngestSection, progress: bool) -> anyhow::Result<FileReport> {
+pub async fn ingest_file(
+    store: &Store,
+    path: &Path,
+    dataset: Dataset,
+    opts: &IngestSection,
+    progress: bool,
+) -> anyhow::Result<FileReport> {
     let (decoded, counter) = open_decoded(path, opts)?;
     let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     let bar = report::progress_bar(progress, size, path);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(opts.write_concurrency);
     let origin = path.display().to_string();
-    let limits = Limits { max_decompressed: opts.max_decompressed_bytes.as_u64(), max_line: opts.max_line_bytes.as_u64() as usize };
+    let limits = Limits {
+        max_decompressed: opts.max_decompressed_bytes.as_u64(),
+        max_line: opts.max_line_bytes.as_u64() as usize,
+    };
     let (batch_lines, batch_bytes) = (opts.batch_lines, opts.batch_bytes.as_u64() as usize);
     let producer = {
         let origin = origin.clone();

@@ -101,10 +101,7 @@ impl Totals {
         if self.sum.warnings > 0 {
             line("warnings", format!("{} (partial records kept raw; see the log)", self.sum.warnings));
         }
-        line(
-            "batches",
-            format!("{} written, {} already stored", self.sum.batches_written, self.sum.batches_skipped),
-        );
+        line("batches", format!("{} written, {} already stored", self.sum.batches_written, self.sum.batches_skipped));
         line("seconds", format!("{:.2}", self.seconds));
         line(
             "rows/s",
@@ -141,9 +138,10 @@ pub fn progress_bar(wanted: bool, size: u64, path: &Path) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+    let style =
+        ProgressStyle::with_template("{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
     bar.set_style(style);
     bar.set_prefix(path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
     bar
@@ -157,12 +155,25 @@ mod tests {
     fn summary_names_every_count() {
         let t = Totals {
             files: 1,
-            sum: FileReport { lines: 10, decisions: 8, raw: 9, dead_letters: 1, bytes: 2_000_000, ..FileReport::default() },
+            sum: FileReport {
+                lines: 10,
+                decisions: 8,
+                raw: 9,
+                dead_letters: 1,
+                bytes: 2_000_000,
+                ..FileReport::default()
+            },
             seconds: 2.0,
             ..Totals::default()
         };
         let text = t.render();
-        for needle in ["lines read      10", "decisions       8", "raw rows        9", "dead letters    1", "rows/s          5 (1.0 MB/s"] {
+        for needle in [
+            "lines read      10",
+            "decisions       8",
+            "raw rows        9",
+            "dead letters    1",
+            "rows/s          5 (1.0 MB/s",
+        ] {
             assert!(text.contains(needle), "{needle:?} missing from\n{text}");
         }
     }

@@ -38,7 +38,8 @@ impl Sample {
 /// Every sample file whose name says its dataset, Logpush first, then the probe, then Tail.
 /// Skips `*.summary.json`, `README.md` and the `_clean` variants (they repeat the main files).
 pub fn sample_files(dir: &Path) -> anyhow::Result<Vec<Sample>> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read the sample folder {} (pass --samples DIR)", dir.display()))?;
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read the sample folder {} (pass --samples DIR)", dir.display()))?;
     let mut samples = Vec::new();
     for entry in entries {
         let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
@@ -141,23 +142,34 @@ pub async fn post(client: &Client, sample: &Sample, limit: u64) -> anyhow::Resul
     let (route, detail) = match sample {
         Sample::Logpush(path, dataset) => {
             for body in batches(&read(path, limit).await?) {
-                let ack = client.post_logpush(dataset.as_str(), &body).await.with_context(|| format!("posting {name}"))?;
+                let ack =
+                    client.post_logpush(dataset.as_str(), &body).await.with_context(|| format!("posting {name}"))?;
                 posted.add(&ack);
             }
             let batches = if posted.requests == 1 { "1 batch" } else { &format!("{} batches", posted.requests) };
-            let detail = format!("{} lines in {batches} → {} decisions, {} dead letters", posted.lines, posted.decisions, posted.dead_letters);
+            let detail = format!(
+                "{} lines in {batches} → {} decisions, {} dead letters",
+                posted.lines, posted.decisions, posted.dead_letters
+            );
             (format!("/v1/logpush/{dataset}"), detail)
         }
         Sample::Probe(path) => {
             let body = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            let ack = client.post_logpush(Dataset::HttpRequests.as_str(), &body).await.with_context(|| format!("posting {name}"))?;
+            let ack = client
+                .post_logpush(Dataset::HttpRequests.as_str(), &body)
+                .await
+                .with_context(|| format!("posting {name}"))?;
             posted.add(&ack);
             let stored = if ack.spool_seq.is_none() { "stored nowhere" } else { "STORED (unexpected)" };
-            ("/v1/logpush/http_requests".to_owned(), format!("the validation probe → 200, {} probe, {stored}", ack.probes))
+            (
+                "/v1/logpush/http_requests".to_owned(),
+                format!("the validation probe → 200, {} probe, {stored}", ack.probes),
+            )
         }
         Sample::Tail(path) => {
             let text = read(path, limit).await?;
-            let deliveries: Vec<Vec<u8>> = text.split(|b| *b == b'\n').filter(|l| !l.trim_ascii().is_empty()).map(<[u8]>::to_vec).collect();
+            let deliveries: Vec<Vec<u8>> =
+                text.split(|b| *b == b'\n').filter(|l| !l.trim_ascii().is_empty()).map(<[u8]>::to_vec).collect();
             let mut tasks = tokio::task::JoinSet::new();
             for delivery in deliveries {
                 if tasks.len() >= TAIL_CONCURRENCY
@@ -171,7 +183,10 @@ pub async fn post(client: &Client, sample: &Sample, limit: u64) -> anyhow::Resul
             while let Some(done) = tasks.join_next().await {
                 posted.add(&done.context("a tail post panicked")?.with_context(|| format!("posting {name}"))?);
             }
-            let detail = format!("{} deliveries → {} decisions, {} dead letters", posted.requests, posted.decisions, posted.dead_letters);
+            let detail = format!(
+                "{} deliveries → {} decisions, {} dead letters",
+                posted.requests, posted.decisions, posted.dead_letters
+            );
             ("/v1/tail".to_owned(), detail)
         }
     };

@@ -122,6 +122,11 @@ mod tests {
         let text = render_links(&links);
         assert!(text.contains("TOKEN=...   #"), "{text}");
         assert!(text.contains("gatelog search --data-dir '/tmp/demo data' decision:deny"), "{text}");
-        assert!(text.contains("curl -H \"Authorization: Bearer $TOKEN\" 'http://127.0.0.1:8080/v1/search?q=decision%3Adeny'"), "{text}");
+        assert!(
+            text.contains(
+                "curl -H \"Authorization: Bearer $TOKEN\" 'http://127.0.0.1:8080/v1/search?q=decision%3Adeny'"
+            ),
+            "{text}"
+        );
     }
 }

@@ -98,14 +98,22 @@ impl MetricsCollector for SinkMetrics {
                 out.sample(name, &[("dataset", label)], n);
             }
             let name = "gatelog_sink_commits_total";
-            out.family(name, "counter", "Commit rounds of a sink that commits in rounds (the index); each acknowledges the spool.");
+            out.family(
+                name,
+                "counter",
+                "Commit rounds of a sink that commits in rounds (the index); each acknowledges the spool.",
+            );
             out.sample(name, &ix_sink, get(&ix.commits));
         }
 
         out.family("gatelog_sink_retries_total", "counter", "Retried writes after retryable errors.");
         out.sample("gatelog_sink_retries_total", &ch_sink, get(&ch.retries));
 
-        out.family("gatelog_sink_position", "gauge", "Highest spool position a sink has stored (the index: committed).");
+        out.family(
+            "gatelog_sink_position",
+            "gauge",
+            "Highest spool position a sink has stored (the index: committed).",
+        );
         out.sample("gatelog_sink_position", &ch_sink, get(&ch.position));
         if let Some(ix) = ix {
             out.sample("gatelog_sink_position", &ix_sink, get(&ix.position));

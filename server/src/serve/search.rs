@@ -136,7 +136,11 @@ pub async fn run_cli(args: crate::cli::SearchArgs) -> anyhow::Result<std::proces
     } else {
         let mut out = String::new();
         for h in &page.hits {
-            let _ = writeln!(out, "{}  {:<9} {:<28} {:<8} {}  {}", h.time, h.decision, h.principal, h.action, h.resource, h.event_id);
+            let _ = writeln!(
+                out,
+                "{}  {:<9} {:<28} {:<8} {}  {}",
+                h.time, h.decision, h.principal, h.action, h.resource, h.event_id
+            );
         }
         let _ = writeln!(out, "{} hits", page.hits.len());
         if let Some(c) = &page.next_cursor {

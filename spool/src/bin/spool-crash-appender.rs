@@ -19,9 +19,7 @@ fn payload_for(id: &str) -> Vec<u8> {
 }
 
 fn crc(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(2166136261u32, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(16777619)
-    })
+    bytes.iter().fold(2166136261u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(16777619))
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -31,10 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let dir = PathBuf::from(args.next().ok_or(usage)?);
     let round: u32 = args.next().ok_or(usage)?.parse()?;
     let tasks: u32 = args.next().ok_or(usage)?.parse()?;
-    let opts = SpoolOptions {
-        segment_bytes: 256 << 10,
-        ..SpoolOptions::default()
-    };
+    let opts = SpoolOptions { segment_bytes: 256 << 10, ..SpoolOptions::default() };
     let spool = Spool::open(&dir, opts)?;
     let mut handles = Vec::new();
     for task in 0..tasks {

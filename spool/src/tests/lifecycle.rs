@@ -7,19 +7,13 @@ use tempfile::TempDir;
 async fn segments_roll_over_and_are_named_by_their_first_seq() {
     let dir = TempDir::new().unwrap();
     let rec = record_size(100);
-    let o = SpoolOptions {
-        segment_bytes: rec * 3,
-        ..opts()
-    };
+    let o = SpoolOptions { segment_bytes: rec * 3, ..opts() };
     let spool = Spool::open(dir.path(), o).unwrap();
     for i in 1..=10 {
         spool.append(payload(i, 100)).await.unwrap();
     }
-    let names: Vec<String> = spool
-        .segment_paths()
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
+    let names: Vec<String> =
+        spool.segment_paths().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(
         names,
         [
@@ -49,10 +43,7 @@ async fn segments_roll_over_and_are_named_by_their_first_seq() {
 async fn segments_are_deleted_only_below_every_consumers_ack() {
     let dir = TempDir::new().unwrap();
     let rec = record_size(100);
-    let o = SpoolOptions {
-        segment_bytes: rec * 2,
-        ..opts()
-    };
+    let o = SpoolOptions { segment_bytes: rec * 2, ..opts() };
     let spool = Spool::open(dir.path(), o).unwrap();
     for i in 1..=10 {
         spool.append(payload(i, 100)).await.unwrap();
@@ -64,75 +55,39 @@ async fn segments_are_deleted_only_below_every_consumers_ack() {
     spool.ack("clickhouse", 10).unwrap();
     assert_eq!(spool.stats().segments, 5, "tantivy still needs everything");
     spool.ack("tantivy", 3).unwrap();
-    assert_eq!(
-        spool.stats().first_seq,
-        3,
-        "1-2 deleted, 3-4 kept (4 not acked)"
-    );
+    assert_eq!(spool.stats().first_seq, 3, "1-2 deleted, 3-4 kept (4 not acked)");
     spool.ack("tantivy", 4).unwrap();
     assert_eq!(spool.stats().first_seq, 5);
     assert!(!dir.path().join(format::segment_file_name(1)).exists());
     assert!(!dir.path().join(format::segment_file_name(3)).exists());
     // Lower acks are ignored; unknown names are refused; acks beyond the end are refused.
     spool.ack("tantivy", 1).unwrap();
-    assert!(matches!(
-        spool.ack("nobody", 1),
-        Err(SpoolError::UnknownConsumer(_))
-    ));
-    assert!(matches!(
-        spool.ack("tantivy", 11),
-        Err(SpoolError::PositionAhead { .. })
-    ));
+    assert!(matches!(spool.ack("nobody", 1), Err(SpoolError::UnknownConsumer(_))));
+    assert!(matches!(spool.ack("tantivy", 11), Err(SpoolError::PositionAhead { .. })));
     // The active segment is never deleted, even when fully acknowledged.
     spool.ack("tantivy", 10).unwrap();
     let stats = spool.stats();
     assert_eq!((stats.first_seq, stats.segments), (9, 1));
-    assert_eq!(
-        stats.consumers.iter().map(|c| c.lag).collect::<Vec<_>>(),
-        vec![0, 0]
-    );
+    assert_eq!(stats.consumers.iter().map(|c| c.lag).collect::<Vec<_>>(), vec![0, 0]);
     // Positions whose next records are gone.
     assert!(matches!(
         spool.register_consumer("late", 3),
-        Err(SpoolError::PositionGone {
-            oldest: 9,
-            requested: 3,
-            ..
-        })
+        Err(SpoolError::PositionGone { oldest: 9, requested: 3, .. })
     ));
     spool.register_consumer("late", 8).unwrap();
-    assert!(matches!(
-        read_all(&spool, 2).await,
-        Err(SpoolError::PositionGone { .. })
-    ));
+    assert!(matches!(read_all(&spool, 2).await, Err(SpoolError::PositionGone { .. })));
     assert_eq!(read_all(&spool, 8).await.unwrap().len(), 2);
     // Deletion state survives a restart: "late" is remembered and holds back deletion.
     spool.close().await.unwrap();
     let spool = Spool::open(dir.path(), o).unwrap();
-    let names: Vec<_> = spool
-        .stats()
-        .consumers
-        .into_iter()
-        .map(|c| (c.name, c.committed_seq))
-        .collect();
-    assert_eq!(
-        names,
-        [
-            ("clickhouse".to_string(), 10),
-            ("late".to_string(), 8),
-            ("tantivy".to_string(), 10)
-        ]
-    );
+    let names: Vec<_> = spool.stats().consumers.into_iter().map(|c| (c.name, c.committed_seq)).collect();
+    assert_eq!(names, [("clickhouse".to_string(), 10), ("late".to_string(), 8), ("tantivy".to_string(), 10)]);
     for i in 11..=14 {
         spool.append(payload(i, 100)).await.unwrap();
     }
     spool.ack("clickhouse", 14).unwrap();
     spool.ack("tantivy", 14).unwrap();
-    assert_eq!(
-        spool.stats().first_seq,
-        9,
-        "late (acked 8) still needs 9-10"
-    );
+    assert_eq!(spool.stats().first_seq, 9, "late (acked 8) still needs 9-10");
     spool.unregister_consumer("late").unwrap();
     assert_eq!(spool.stats().first_seq, 13);
 }
@@ -140,10 +95,7 @@ async fn segments_are_deleted_only_below_every_consumers_ack() {
 #[tokio::test]
 async fn restart_keeps_sequence_numbering_even_after_everything_was_deleted() {
     let dir = TempDir::new().unwrap();
-    let o = SpoolOptions {
-        segment_bytes: record_size(10) * 2,
-        ..opts()
-    };
+    let o = SpoolOptions { segment_bytes: record_size(10) * 2, ..opts() };
     let spool = Spool::open(dir.path(), o).unwrap();
     for i in 1..=5 {
         assert_eq!(spool.append(payload(i, 10)).await.unwrap(), i);
@@ -157,15 +109,7 @@ async fn restart_keeps_sequence_numbering_even_after_everything_was_deleted() {
     drop(spool); // no close: a crash after the fsync
     let spool = Spool::open(dir.path(), o).unwrap();
     assert_eq!(spool.append(b"seven".to_vec()).await.unwrap(), 7);
-    assert_eq!(
-        read_all(&spool, 5)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.seq)
-            .collect::<Vec<_>>(),
-        vec![6, 7]
-    );
+    assert_eq!(read_all(&spool, 5).await.unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), vec![6, 7]);
 }
 
 /// A spool with room for four records of 100-byte payloads, `segment_records` of them a
@@ -196,24 +140,14 @@ async fn full_spool_refuses_at_once_then_accepts_after_an_ack_frees_space() {
     }
     assert_eq!(spool.metrics().full_rejections, 1);
     spool.ack("sink", 2).unwrap();
-    assert_eq!(
-        spool.append(payload(5, 100)).await.unwrap(),
-        5,
-        "the refused record did not use a number"
-    );
+    assert_eq!(spool.append(payload(5, 100)).await.unwrap(), 5, "the refused record did not use a number");
     // 5 is acked but shares its segment with 6; 5-8 fill the spool.
     spool.ack("sink", 5).unwrap();
     for i in 6..=8 {
         assert_eq!(spool.append(payload(i, 100)).await.unwrap(), i);
     }
-    assert!(matches!(
-        spool.append(payload(9, 100)).await,
-        Err(SpoolError::Full { .. })
-    ));
-    assert!(matches!(
-        spool.append(vec![0; 121]).await,
-        Err(SpoolError::RecordTooLarge { len: 121, max: 120 })
-    ));
+    assert!(matches!(spool.append(payload(9, 100)).await, Err(SpoolError::Full { .. })));
+    assert!(matches!(spool.append(vec![0; 121]).await, Err(SpoolError::RecordTooLarge { len: 121, max: 120 })));
     assert_eq!(read_all(&spool, 4).await.unwrap().len(), 4);
 }
 
@@ -227,22 +161,12 @@ async fn full_spool_seals_a_fully_acknowledged_active_segment_to_free_it() {
     for i in 1..=4 {
         spool.append(payload(i, 100)).await.unwrap();
     }
-    assert!(matches!(
-        spool.append(payload(5, 100)).await,
-        Err(SpoolError::Full { .. })
-    ));
+    assert!(matches!(spool.append(payload(5, 100)).await, Err(SpoolError::Full { .. })));
     spool.ack("sink", 4).unwrap();
-    assert_eq!(
-        spool.stats().segments,
-        1,
-        "the active segment is not deleted by ack"
-    );
+    assert_eq!(spool.stats().segments, 1, "the active segment is not deleted by ack");
     assert_eq!(spool.append(payload(5, 100)).await.unwrap(), 5);
     let stats = spool.stats();
-    assert_eq!(
-        (stats.segments, stats.first_seq, stats.bytes_on_disk),
-        (1, 5, rec)
-    );
+    assert_eq!((stats.segments, stats.first_seq, stats.bytes_on_disk), (1, 5, rec));
 }
 
 #[tokio::test]
@@ -260,11 +184,7 @@ async fn disk_full_cuts_the_partial_write_and_later_appends_work() {
         }
         other => panic!("expected NoSpace, got {other:?}"),
     }
-    assert_eq!(
-        fs::metadata(&seg).unwrap().len(),
-        len,
-        "partial record cut away"
-    );
+    assert_eq!(fs::metadata(&seg).unwrap().len(), len, "partial record cut away");
     assert_eq!(spool.last_seq(), 1);
     assert_eq!(spool.metrics().append_errors, 1);
     assert_eq!(spool.append(payload(2, 50)).await.unwrap(), 2);
@@ -294,12 +214,7 @@ async fn group_commit_uses_fewer_fsyncs_than_appends() {
     assert_eq!(seqs, (1..=n).collect::<Vec<_>>());
     let m = spool.metrics();
     assert_eq!(m.appends, n);
-    assert!(
-        m.fsyncs < m.appends,
-        "{} fsyncs for {} appends",
-        m.fsyncs,
-        m.appends
-    );
+    assert!(m.fsyncs < m.appends, "{} fsyncs for {} appends", m.fsyncs, m.appends);
     assert_eq!(m.fsync_latency.count, m.fsyncs);
     assert_eq!(m.fsyncs, m.group_commits);
     spool.close().await.unwrap();
@@ -329,39 +244,17 @@ async fn reader_waits_for_new_records_and_ends_after_close() {
 async fn closed_locked_and_invalid() {
     let dir = TempDir::new().unwrap();
     let spool = Spool::open(dir.path(), opts()).unwrap();
-    assert!(matches!(
-        Spool::open(dir.path(), opts()),
-        Err(SpoolError::Locked(_))
-    ));
-    assert!(matches!(
-        spool.register_consumer("x", 1),
-        Err(SpoolError::PositionAhead { .. })
-    ));
+    assert!(matches!(Spool::open(dir.path(), opts()), Err(SpoolError::Locked(_))));
+    assert!(matches!(spool.register_consumer("x", 1), Err(SpoolError::PositionAhead { .. })));
     let clone = spool.clone();
     spool.close().await.unwrap();
-    assert!(matches!(
-        clone.append(b"late".to_vec()).await,
-        Err(SpoolError::Closed)
-    ));
+    assert!(matches!(clone.append(b"late".to_vec()).await, Err(SpoolError::Closed)));
     drop(clone);
     // Lock released once every handle is gone.
     let spool = Spool::open(dir.path(), opts()).unwrap();
     drop(spool);
-    let bad = SpoolOptions {
-        max_record_bytes: u64::from(u32::MAX) + 1,
-        max_bytes: u64::MAX,
-        ..opts()
-    };
-    assert!(matches!(
-        Spool::open(dir.path(), bad),
-        Err(SpoolError::InvalidOptions(_))
-    ));
-    let bad = SpoolOptions {
-        segment_bytes: 0,
-        ..opts()
-    };
-    assert!(matches!(
-        Spool::open(dir.path(), bad),
-        Err(SpoolError::InvalidOptions(_))
-    ));
+    let bad = SpoolOptions { max_record_bytes: u64::from(u32::MAX) + 1, max_bytes: u64::MAX, ..opts() };
+    assert!(matches!(Spool::open(dir.path(), bad), Err(SpoolError::InvalidOptions(_))));
+    let bad = SpoolOptions { segment_bytes: 0, ..opts() };
+    assert!(matches!(Spool::open(dir.path(), bad), Err(SpoolError::InvalidOptions(_))));
 }

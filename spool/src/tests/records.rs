@@ -30,59 +30,32 @@ async fn append_then_read_back_in_order() {
         assert_eq!(rec.payload, payload(rec.seq, 100));
     }
     let tail = read_all(&spool, 15).await.unwrap();
-    assert_eq!(
-        tail.iter().map(|r| r.seq).collect::<Vec<_>>(),
-        vec![16, 17, 18, 19, 20]
-    );
+    assert_eq!(tail.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![16, 17, 18, 19, 20]);
     assert!(read_all(&spool, 20).await.unwrap().is_empty());
     // Empty payloads are records too.
     assert_eq!(spool.append(Vec::new()).await.unwrap(), 21);
-    assert_eq!(
-        read_all(&spool, 20).await.unwrap()[0].payload,
-        Vec::<u8>::new()
-    );
+    assert_eq!(read_all(&spool, 20).await.unwrap()[0].payload, Vec::<u8>::new());
     spool.close().await.unwrap();
 }
 
 #[tokio::test]
 async fn a_record_appended_in_parts_reads_back_joined_and_is_limited_as_a_whole() {
     let dir = TempDir::new().unwrap();
-    let small = SpoolOptions {
-        max_record_bytes: 100,
-        ..opts()
-    };
+    let small = SpoolOptions { max_record_bytes: 100, ..opts() };
     let spool = Spool::open(dir.path(), small).unwrap();
-    let parts = vec![
-        b"head|".to_vec(),
-        Vec::new(),
-        payload(1, 60),
-        b"|tail".to_vec(),
-    ];
+    let parts = vec![b"head|".to_vec(), Vec::new(), payload(1, 60), b"|tail".to_vec()];
     let joined = parts.concat();
     assert_eq!(spool.append_parts(parts).await.unwrap(), 1);
     assert_eq!(spool.append(payload(2, 10)).await.unwrap(), 2);
     // Each part is under the limit, the record is not.
-    let over = spool
-        .append_parts(vec![payload(3, 60), payload(3, 60)])
-        .await;
-    assert!(
-        matches!(over, Err(SpoolError::RecordTooLarge { len: 120, max: 100 })),
-        "{over:?}"
-    );
-    let read = |recs: Vec<Record>| {
-        recs.into_iter()
-            .map(|r| (r.seq, r.payload))
-            .collect::<Vec<_>>()
-    };
+    let over = spool.append_parts(vec![payload(3, 60), payload(3, 60)]).await;
+    assert!(matches!(over, Err(SpoolError::RecordTooLarge { len: 120, max: 100 })), "{over:?}");
+    let read = |recs: Vec<Record>| recs.into_iter().map(|r| (r.seq, r.payload)).collect::<Vec<_>>();
     let expected = vec![(1, joined), (2, payload(2, 10))];
     assert_eq!(read(read_all(&spool, 0).await.unwrap()), expected);
     spool.close().await.unwrap();
     let reopened = Spool::open(dir.path(), small).unwrap();
-    assert_eq!(
-        read(read_all(&reopened, 0).await.unwrap()),
-        expected,
-        "and after recovery"
-    );
+    assert_eq!(read(read_all(&reopened, 0).await.unwrap()), expected, "and after recovery");
     reopened.close().await.unwrap();
 }
 
@@ -99,11 +72,7 @@ async fn torn_tail_is_cut_at_every_byte_offset_of_the_last_record() {
         fs::write(&path, &full[..cut]).unwrap();
         let spool = Spool::open(dir.path(), opts()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         assert_eq!(spool.last_seq(), 2, "cut at {cut}");
-        assert_eq!(
-            fs::metadata(&path).unwrap().len() as usize,
-            good,
-            "cut at {cut}"
-        );
+        assert_eq!(fs::metadata(&path).unwrap().len() as usize, good, "cut at {cut}");
         assert_eq!(spool.metrics().torn_tail_truncations, u64::from(cut > good));
         let recs = read_all(&spool, 0).await.unwrap();
         assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
@@ -117,23 +86,16 @@ async fn torn_tail_is_cut_at_every_byte_offset_of_the_last_record() {
 
 #[tokio::test]
 async fn garbage_tail_is_cut() {
-    for tail in [
-        b"GLSP\x01garbage-that-is-not-a-record".to_vec(),
-        [b"GLSP".as_slice(), &[0u8; 4096]].concat(),
-        vec![0xAB; 50],
-    ] {
+    for tail in
+        [b"GLSP\x01garbage-that-is-not-a-record".to_vec(), [b"GLSP".as_slice(), &[0u8; 4096]].concat(), vec![0xAB; 50]]
+    {
         let dir = TempDir::new().unwrap();
         let spool = Spool::open(dir.path(), opts()).unwrap();
         spool.append(b"one".to_vec()).await.unwrap();
         spool.close().await.unwrap();
         let seg = only_segment(dir.path());
         let len = fs::metadata(&seg).unwrap().len();
-        fs::OpenOptions::new()
-            .write(true)
-            .open(&seg)
-            .unwrap()
-            .write_all_at(&tail, len)
-            .unwrap();
+        fs::OpenOptions::new().write(true).open(&seg).unwrap().write_all_at(&tail, len).unwrap();
         let spool = Spool::open(dir.path(), opts()).unwrap();
         assert_eq!(spool.last_seq(), 1);
         assert_eq!(fs::metadata(&seg).unwrap().len(), len);
@@ -152,11 +114,7 @@ async fn corruption_in_the_middle_fails_loudly_with_file_and_offset() {
         bad[at] ^= 0x10;
         fs::write(&seg, &bad).unwrap();
         match Spool::open(dir.path(), opts()) {
-            Err(SpoolError::Corrupt {
-                file,
-                offset,
-                detail,
-            }) => {
+            Err(SpoolError::Corrupt { file, offset, detail }) => {
                 assert_eq!(file, seg);
                 assert_eq!(offset, rec as u64, "{detail}");
             }
@@ -175,25 +133,17 @@ async fn corruption_in_the_middle_fails_loudly_with_file_and_offset() {
 #[tokio::test]
 async fn corruption_in_a_sealed_segment_is_reported_by_the_reader() {
     let dir = TempDir::new().unwrap();
-    let o = SpoolOptions {
-        segment_bytes: 200,
-        ..opts()
-    };
+    let o = SpoolOptions { segment_bytes: 200, ..opts() };
     let spool = Spool::open(dir.path(), o).unwrap();
     for i in 1..=10 {
         spool.append(payload(i, 60)).await.unwrap();
     }
     let first = spool.segment_paths()[0].clone();
     spool.close().await.unwrap();
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&first)
-        .unwrap();
+    let f = fs::OpenOptions::new().read(true).write(true).open(&first).unwrap();
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, (HEADER_LEN + 2) as u64).unwrap();
-    f.write_all_at(&[b[0] ^ 1], (HEADER_LEN + 2) as u64)
-        .unwrap();
+    f.write_all_at(&[b[0] ^ 1], (HEADER_LEN + 2) as u64).unwrap();
     let spool = Spool::open(dir.path(), o).unwrap();
     match read_all(&spool, 0).await {
         Err(SpoolError::Corrupt { file, offset, .. }) => {

@@ -113,12 +113,7 @@ pub(crate) fn config_xml(f: &ServerFiles<'_>) -> String {
 pub(crate) fn takes_direct_io(dir: &Path) -> io::Result<()> {
     let probe = dir.join(".gatelog-direct-io-probe");
     let flags = i32::try_from(rustix::fs::OFlags::DIRECT.bits()).map_err(io::Error::other)?;
-    let opened = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .custom_flags(flags)
-        .open(&probe);
+    let opened = fs::OpenOptions::new().write(true).create(true).truncate(true).custom_flags(flags).open(&probe);
     // Nothing to remove when the open failed.
     let _ = fs::remove_file(&probe);
     opened.map(drop)
@@ -158,9 +153,7 @@ pub(crate) fn users_xml(extra: &[ManagedUser]) -> String {
 /// A user name usable as an XML element name.
 pub(crate) fn valid_user_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
@@ -179,21 +172,16 @@ mod tests {
             direct_io_merges: true,
         };
         let xml = config_xml(&f);
-        assert!(
-            xml.contains("<http_port>1234</http_port>")
-                && xml.contains("<tcp_port>5678</tcp_port>")
-        );
+        assert!(xml.contains("<http_port>1234</http_port>") && xml.contains("<tcp_port>5678</tcp_port>"));
         assert!(xml.contains("<path>/x/clickhouse/data/</path>"));
         assert!(xml.contains("<listen_host>127.0.0.1</listen_host>"));
         assert!(!xml.contains("interserver_http_port") && !xml.contains("zookeeper"));
-        assert!(xml.contains("<merge_tree><min_merge_bytes_to_use_direct_io>1</min_merge_bytes_to_use_direct_io></merge_tree>"));
+        assert!(xml.contains(
+            "<merge_tree><min_merge_bytes_to_use_direct_io>1</min_merge_bytes_to_use_direct_io></merge_tree>"
+        ));
         let buffered = config_xml(&ServerFiles { direct_io_merges: false, ..f });
         assert!(buffered.contains("<min_merge_bytes_to_use_direct_io>0</min_merge_bytes_to_use_direct_io>"));
-        let users = users_xml(&[ManagedUser {
-            name: "ro".into(),
-            password: "a<b".into(),
-            readonly: true,
-        }]);
+        let users = users_xml(&[ManagedUser { name: "ro".into(), password: "a<b".into(), readonly: true }]);
         assert!(users.contains("<ro><password>a&lt;b</password>"));
         assert!(users.contains("<profile>readonly</profile>"));
         assert!(valid_user_name("gate_log-1") && !valid_user_name("a b") && !valid_user_name(""));

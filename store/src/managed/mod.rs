@@ -77,33 +77,19 @@ pub enum ManagedError {
     #[error("a clickhouse-server{} is already running on {dir}; stop it or choose another data dir", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     AlreadyRunning { dir: PathBuf, pid: Option<u32> },
     #[error("{what} {path}: {source}")]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        source: io::Error,
-    },
+    Io { what: &'static str, path: PathBuf, source: io::Error },
     #[error("invalid managed clickhouse option: {0}")]
     InvalidOption(String),
-    #[error(
-        "clickhouse-server exited during start-up ({status}); last lines of its logs:\n{log_tail}"
-    )]
+    #[error("clickhouse-server exited during start-up ({status}); last lines of its logs:\n{log_tail}")]
     Exited { status: String, log_tail: String },
-    #[error(
-        "clickhouse-server did not answer `SELECT 1` within {waited:?}; last lines of its logs:\n{log_tail}"
-    )]
+    #[error("clickhouse-server did not answer `SELECT 1` within {waited:?}; last lines of its logs:\n{log_tail}")]
     StartTimeout { waited: Duration, log_tail: String },
-    #[error(
-        "no free loopback ports after {attempts} attempts; last lines of its logs:\n{log_tail}"
-    )]
+    #[error("no free loopback ports after {attempts} attempts; last lines of its logs:\n{log_tail}")]
     NoFreePorts { attempts: u32, log_tail: String },
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ManagedError + 'a {
-    move |source| ManagedError::Io {
-        what,
-        path: path.to_owned(),
-        source,
-    }
+    move |source| ManagedError::Io { what, path: path.to_owned(), source }
 }
 
 /// A running `clickhouse-server` owned by this process. Stopped by [`ManagedClickHouse::stop`],
@@ -125,14 +111,11 @@ pub fn find_binary(explicit: Option<&Path>) -> Result<PathBuf, ManagedError> {
         return if path.is_file() {
             Ok(path.to_owned())
         } else {
-            Err(ManagedError::NotFound {
-                searched: path.display().to_string(),
-            })
+            Err(ManagedError::NotFound { searched: path.display().to_string() })
         };
     }
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
     dirs.push(PathBuf::from("/usr/sbin"));
     dirs.push(PathBuf::from("/usr/bin"));
     for dir in &dirs {
@@ -141,9 +124,7 @@ pub fn find_binary(explicit: Option<&Path>) -> Result<PathBuf, ManagedError> {
             return Ok(candidate);
         }
     }
-    Err(ManagedError::NotFound {
-        searched: format!("{BINARY} in PATH, /usr/sbin and /usr/bin"),
-    })
+    Err(ManagedError::NotFound { searched: format!("{BINARY} in PATH, /usr/sbin and /usr/bin") })
 }
 
 fn free_port() -> io::Result<u16> {
@@ -154,16 +135,9 @@ fn free_port() -> io::Result<u16> {
 /// The pid in the server's `status` file, if that process is alive.
 fn running_pid(status_file: &Path) -> Option<u32> {
     let text = fs::read_to_string(status_file).ok()?;
-    let pid: u32 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("PID:"))?
-        .trim()
-        .parse()
-        .ok()?;
+    let pid: u32 = text.lines().find_map(|l| l.strip_prefix("PID:"))?.trim().parse().ok()?;
     let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    String::from_utf8_lossy(&cmdline)
-        .contains("clickhouse")
-        .then_some(pid)
+    String::from_utf8_lossy(&cmdline).contains("clickhouse").then_some(pid)
 }
 
 /// The last `lines` lines of a file (reads at most its last 64 KiB).
@@ -184,21 +158,11 @@ impl ManagedClickHouse {
     /// free loopback ports and waits until it answers `SELECT 1`.
     pub async fn start(data_dir: &Path, opts: ManagedOptions) -> Result<Self, ManagedError> {
         let binary = find_binary(opts.binary.as_deref())?;
-        if let Some(bad) = opts
-            .users
-            .iter()
-            .find(|u| !valid_user_name(&u.name) || u.name == "default")
-        {
-            return Err(ManagedError::InvalidOption(format!(
-                "user name {:?} is not allowed",
-                bad.name
-            )));
+        if let Some(bad) = opts.users.iter().find(|u| !valid_user_name(&u.name) || u.name == "default") {
+            return Err(ManagedError::InvalidOption(format!("user name {:?} is not allowed", bad.name)));
         }
         if !(0..=19).contains(&opts.nice) {
-            return Err(ManagedError::InvalidOption(format!(
-                "nice must be between 0 and 19, got {}",
-                opts.nice
-            )));
+            return Err(ManagedError::InvalidOption(format!("nice must be between 0 and 19, got {}", opts.nice)));
         }
         let root = data_dir.join("clickhouse");
         for sub in ["data", "tmp", "log", "user_files", "format_schemas"] {
@@ -208,10 +172,7 @@ impl ManagedClickHouse {
         let root = fs::canonicalize(&root).map_err(io_err("cannot resolve", &root))?;
         let status_file = tables_dir(&root).join("status");
         if let Some(pid) = running_pid(&status_file) {
-            return Err(ManagedError::AlreadyRunning {
-                dir: root,
-                pid: Some(pid),
-            });
+            return Err(ManagedError::AlreadyRunning { dir: root, pid: Some(pid) });
         }
         let direct_io_merges = match takes_direct_io(&tables_dir(&root)) {
             Ok(()) => true,
@@ -221,15 +182,13 @@ impl ManagedClickHouse {
             }
         };
         let users_path = root.join("users.xml");
-        fs::write(&users_path, users_xml(&opts.users))
-            .map_err(io_err("cannot write", &users_path))?;
+        fs::write(&users_path, users_xml(&opts.users)).map_err(io_err("cannot write", &users_path))?;
 
         let started = Instant::now();
         let mut last_tail = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let ports = free_port().and_then(|a| free_port().map(|b| (a, b)));
-            let (http_port, tcp_port) =
-                ports.map_err(io_err("cannot pick a free port on", Path::new("127.0.0.1")))?;
+            let (http_port, tcp_port) = ports.map_err(io_err("cannot pick a free port on", Path::new("127.0.0.1")))?;
             if http_port == tcp_port {
                 continue;
             }
@@ -243,17 +202,14 @@ impl ManagedClickHouse {
                 direct_io_merges,
             };
             let config_path = root.join("config.xml");
-            fs::write(&config_path, config_xml(&files))
-                .map_err(io_err("cannot write", &config_path))?;
+            fs::write(&config_path, config_xml(&files)).map_err(io_err("cannot write", &config_path))?;
             let stdout_path = root.join("log/stdout.log");
             let stdout = fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&stdout_path)
                 .map_err(io_err("cannot open", &stdout_path))?;
-            let stderr = stdout
-                .try_clone()
-                .map_err(io_err("cannot open", &stdout_path))?;
+            let stderr = stdout.try_clone().map_err(io_err("cannot open", &stdout_path))?;
             let mut command = Command::new(&binary);
             command
                 .arg(format!("--config-file={}", config_path.display()))
@@ -276,39 +232,24 @@ impl ManagedClickHouse {
             if opts.watchdog {
                 server.watchdog = spawn_watchdog(pid);
             }
-            match server
-                .wait_ready(&display_name, started, opts.startup_timeout)
-                .await
-            {
+            match server.wait_ready(&display_name, started, opts.startup_timeout).await {
                 Ok(()) => {
                     server.startup = started.elapsed();
                     tracing::info!(url = %server.url(), pid, startup_ms = u64::try_from(server.startup.as_millis()).unwrap_or(u64::MAX), dir = %root.display(), "managed clickhouse started");
                     return Ok(server);
                 }
                 Err(Retry::Ports(log)) => {
-                    tracing::warn!(
-                        http_port,
-                        tcp_port,
-                        "port taken while starting clickhouse; retrying"
-                    );
+                    tracing::warn!(http_port, tcp_port, "port taken while starting clickhouse; retrying");
                     last_tail = log;
                     drop(server);
                 }
                 Err(Retry::Fatal(err)) => return Err(err),
             }
         }
-        Err(ManagedError::NoFreePorts {
-            attempts: PORT_ATTEMPTS,
-            log_tail: last_tail,
-        })
+        Err(ManagedError::NoFreePorts { attempts: PORT_ATTEMPTS, log_tail: last_tail })
     }
 
-    async fn wait_ready(
-        &mut self,
-        display_name: &str,
-        started: Instant,
-        limit: Duration,
-    ) -> Result<(), Retry> {
+    async fn wait_ready(&mut self, display_name: &str, started: Instant, limit: Duration) -> Result<(), Retry> {
         loop {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
@@ -320,15 +261,9 @@ impl ManagedClickHouse {
                 }
                 if log_tail.contains("Cannot lock file") {
                     let pid = running_pid(&self.tables_dir().join("status"));
-                    return Err(Retry::Fatal(ManagedError::AlreadyRunning {
-                        dir: self.root.clone(),
-                        pid,
-                    }));
+                    return Err(Retry::Fatal(ManagedError::AlreadyRunning { dir: self.root.clone(), pid }));
                 }
-                return Err(Retry::Fatal(ManagedError::Exited {
-                    status: status.to_string(),
-                    log_tail,
-                }));
+                return Err(Retry::Fatal(ManagedError::Exited { status: status.to_string(), log_tail }));
             }
             if probe(self.http_port, display_name).await {
                 return Ok(());
@@ -392,9 +327,7 @@ impl ManagedClickHouse {
         };
         let pid = child.id();
         if matches!(child.try_wait(), Ok(None)) {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
+            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
             let deadline = Instant::now() + self.stop_timeout;
             while Instant::now() < deadline {
                 if matches!(child.try_wait(), Ok(Some(_))) {
@@ -406,18 +339,14 @@ impl ManagedClickHouse {
             tracing::warn!(pid, timeout = ?self.stop_timeout, "managed clickhouse ignored SIGTERM; killing it");
         }
         let _ = child.kill();
-        child
-            .wait()
-            .map_err(io_err("cannot wait for", &self.root))?;
+        child.wait().map_err(io_err("cannot wait for", &self.root))?;
         Ok(())
     }
 
     fn stop_watchdog(&mut self) {
         if let Some(mut dog) = self.watchdog.take() {
             // The watchdog leads its own process group: kill the shell and its `sleep`.
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", dog.id())])
-                .status();
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", dog.id())]).status();
             let _ = dog.kill();
             let _ = dog.wait();
         }
@@ -453,13 +382,7 @@ enum Retry {
 fn spawn_watchdog(server_pid: u32) -> Option<Child> {
     let script = r#"while kill -0 "$1" 2>/dev/null; do sleep 1; done; kill -KILL "$2" 2>/dev/null"#;
     Command::new("sh")
-        .args([
-            "-c",
-            script,
-            "gatelog-clickhouse-watchdog",
-            &std::process::id().to_string(),
-            &server_pid.to_string(),
-        ])
+        .args(["-c", script, "gatelog-clickhouse-watchdog", &std::process::id().to_string(), &server_pid.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -472,23 +395,17 @@ fn spawn_watchdog(server_pid: u32) -> Option<Child> {
 /// `SELECT 1` over plain HTTP, accepted only from our server (its display name header).
 async fn probe(port: u16, display_name: &str) -> bool {
     let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))
-            .await
-            .ok()?;
+        let mut stream = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await.ok()?;
         let request = "GET /?query=SELECT%201 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
         stream.write_all(request.as_bytes()).await.ok()?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.ok()?;
         let text = String::from_utf8_lossy(&response);
-        let ok =
-            text.starts_with("HTTP/1.") && text.lines().next().is_some_and(|l| l.contains(" 200 "));
+        let ok = text.starts_with("HTTP/1.") && text.lines().next().is_some_and(|l| l.contains(" 200 "));
         let ours = text.contains(display_name);
         Some(ok && ours && text.trim_end().ends_with('1'))
     };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), attempt).await,
-        Ok(Some(true))
-    )
+    matches!(tokio::time::timeout(Duration::from_secs(2), attempt).await, Ok(Some(true)))
 }
 
 impl Drop for ManagedClickHouse {
@@ -496,10 +413,7 @@ impl Drop for ManagedClickHouse {
         self.stop_watchdog();
         if let Some(mut child) = self.child.take() {
             if matches!(child.try_wait(), Ok(None)) {
-                tracing::warn!(
-                    pid = child.id(),
-                    "managed clickhouse dropped without stop(); killing it"
-                );
+                tracing::warn!(pid = child.id(), "managed clickhouse dropped without stop(); killing it");
                 let _ = child.kill();
             }
             let _ = child.wait();

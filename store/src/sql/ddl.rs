@@ -20,27 +20,16 @@ impl Migration {
 }
 
 fn on_cluster(opts: &SchemaOptions) -> String {
-    opts.cluster
-        .as_deref()
-        .map(|c| format!(" ON CLUSTER {c}"))
-        .unwrap_or_default()
+    opts.cluster.as_deref().map(|c| format!(" ON CLUSTER {c}")).unwrap_or_default()
 }
 
 /// The name data is physically stored under: `<table>_local` in cluster mode.
 pub(crate) fn storage_table(opts: &SchemaOptions, table: &str) -> String {
-    if opts.cluster.is_some() {
-        format!("{table}_local")
-    } else {
-        table.to_owned()
-    }
+    if opts.cluster.is_some() { format!("{table}_local") } else { table.to_owned() }
 }
 
 pub(crate) fn create_database(opts: &SchemaOptions) -> String {
-    format!(
-        "CREATE DATABASE IF NOT EXISTS {}{}",
-        opts.database,
-        on_cluster(opts)
-    )
+    format!("CREATE DATABASE IF NOT EXISTS {}{}", opts.database, on_cluster(opts))
 }
 
 /// `schema_migrations` is the same in both profiles (a profile change must not change it).
@@ -48,9 +37,7 @@ pub(crate) fn create_database(opts: &SchemaOptions) -> String {
 pub(crate) fn create_schema_migrations(opts: &SchemaOptions) -> String {
     let db = &opts.database;
     let engine = match opts.cluster {
-        Some(_) => format!(
-            "ReplicatedReplacingMergeTree('/clickhouse/tables/{db}/schema_migrations', '{{replica}}')"
-        ),
+        Some(_) => format!("ReplicatedReplacingMergeTree('/clickhouse/tables/{db}/schema_migrations', '{{replica}}')"),
         None => "ReplacingMergeTree".to_owned(),
     };
     format!(
@@ -92,30 +79,18 @@ fn create_table(def: &TableDef, profile: SchemaProfile, opts: &SchemaOptions) ->
 
 /// The versioned migrations, oldest first. Never edit an entry once released: append.
 pub fn migrations(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Migration> {
-    let names = [
-        "create_decisions",
-        "create_raw_records",
-        "create_dead_letters",
-        "create_ingest_batches",
-    ];
+    let names = ["create_decisions", "create_raw_records", "create_dead_letters", "create_ingest_batches"];
     TABLES
         .iter()
         .zip(names)
         .zip(1u32..)
-        .map(|((def, name), version)| Migration {
-            version,
-            name,
-            statements: create_table(def, profile, opts),
-        })
+        .map(|((def, name), version)| Migration { version, name, statements: create_table(def, profile, opts) })
         .collect()
 }
 
 /// `ALTER TABLE … MODIFY TTL` per table with retention, for the modern profile with
 /// `retention_days` set. Not a migration: the retention is configuration and may change.
-pub(crate) fn retention(
-    profile: SchemaProfile,
-    opts: &SchemaOptions,
-) -> Vec<(&'static str, String, String)> {
+pub(crate) fn retention(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<(&'static str, String, String)> {
     let Some(days) = opts.retention_days else {
         return Vec::new();
     };

@@ -31,11 +31,7 @@ pub struct SchemaOptions {
 
 impl Default for SchemaOptions {
     fn default() -> Self {
-        SchemaOptions {
-            database: "gatelog".to_owned(),
-            cluster: None,
-            retention_days: None,
-        }
+        SchemaOptions { database: "gatelog".to_owned(), cluster: None, retention_days: None }
     }
 }
 
@@ -47,9 +43,7 @@ impl SchemaOptions {
             check_identifier("cluster", cluster)?;
         }
         if self.retention_days == Some(0) {
-            return Err(StoreError::InvalidConfig(
-                "retention_days must be at least 1".into(),
-            ));
+            return Err(StoreError::InvalidConfig("retention_days must be at least 1".into()));
         }
         Ok(())
     }
@@ -57,9 +51,7 @@ impl SchemaOptions {
 
 fn check_identifier(key: &str, value: &str) -> Result<(), StoreError> {
     let mut chars = value.chars();
-    let ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         && value.len() <= 128;
     if ok {
@@ -81,11 +73,7 @@ pub struct Statement {
 
 impl Statement {
     fn same(name: impl Into<String>, sql: String) -> Self {
-        Statement {
-            name: name.into(),
-            exec: sql.clone(),
-            sql,
-        }
+        Statement { name: name.into(), exec: sql.clone(), sql }
     }
 }
 
@@ -109,9 +97,7 @@ fn example_row(def: &TableDef, profile: SchemaProfile) -> String {
                 values.push(format!("toDateTime({}, 'UTC')", EXAMPLE_MS / 1000));
                 values.push(format!("toInt64({EXAMPLE_MS})"));
             }
-            Kind::Time => {
-                values.push("toDateTime64('2025-03-03 08:31:53.712', 3, 'UTC')".to_owned())
-            }
+            Kind::Time => values.push("toDateTime64('2025-03-03 08:31:53.712', 3, 'UTC')".to_owned()),
             Kind::U64 => values.push("toUInt64(1)".to_owned()),
             Kind::U32 => values.push("toUInt32(1)".to_owned()),
             Kind::U16 => values.push("toUInt16(1)".to_owned()),
@@ -121,32 +107,18 @@ fn example_row(def: &TableDef, profile: SchemaProfile) -> String {
     values.join(", ")
 }
 
-fn insert_statement(
-    name: &str,
-    sent: &str,
-    def: &TableDef,
-    db: &str,
-    profile: SchemaProfile,
-) -> Statement {
+fn insert_statement(name: &str, sent: &str, def: &TableDef, db: &str, profile: SchemaProfile) -> Statement {
     let exec = format!(
         "INSERT INTO {db}.{} ({}) SELECT {}",
         def.name,
         def.insert_columns(profile).join(", "),
         example_row(def, profile)
     );
-    Statement {
-        name: name.to_owned(),
-        sql: sent.to_owned(),
-        exec,
-    }
+    Statement { name: name.to_owned(), sql: sent.to_owned(), exec }
 }
 
 fn templated(name: &str, template: &str, params: &[Lit<'_>]) -> Statement {
-    Statement {
-        name: name.to_owned(),
-        sql: template.to_owned(),
-        exec: render(template, params),
-    }
+    Statement { name: name.to_owned(), sql: template.to_owned(), exec: render(template, params) }
 }
 
 /// Every DDL, query, mutation and insert the store can emit for `profile` and `opts`,
@@ -157,40 +129,22 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     let mut out = vec![
         Statement::same("query.server_version", q.server_version.clone()),
         Statement::same("bootstrap.create_database", create_database(opts)),
-        Statement::same(
-            "bootstrap.create_schema_migrations",
-            create_schema_migrations(opts),
-        ),
-        templated(
-            "query.migrations_table_exists",
-            &q.migrations_table_exists,
-            &[Lit::Str(db)],
-        ),
+        Statement::same("bootstrap.create_schema_migrations", create_schema_migrations(opts)),
+        templated("query.migrations_table_exists", &q.migrations_table_exists, &[Lit::Str(db)]),
         Statement::same("query.applied_migrations", q.applied_migrations.clone()),
     ];
     for m in migrations(profile, opts) {
         let count = m.statements.len();
         for (i, sql) in m.statements.into_iter().enumerate() {
-            let suffix = if count > 1 && i > 0 {
-                ".distributed".to_owned()
-            } else {
-                String::new()
-            };
-            out.push(Statement::same(
-                format!("migration.{:04}_{}{suffix}", m.version, m.name),
-                sql,
-            ));
+            let suffix = if count > 1 && i > 0 { ".distributed".to_owned() } else { String::new() };
+            out.push(Statement::same(format!("migration.{:04}_{}{suffix}", m.version, m.name), sql));
         }
     }
     for (table, sql, _) in retention(profile, opts) {
         out.push(Statement::same(format!("retention.{table}"), sql));
     }
     let local = storage_table(opts, DECISIONS.name);
-    out.push(templated(
-        "query.table_engine",
-        &q.table_engine,
-        &[Lit::Str(db), Lit::Str(&local)],
-    ));
+    out.push(templated("query.table_engine", &q.table_engine, &[Lit::Str(db), Lit::Str(&local)]));
     out.push(Statement {
         name: "insert.schema_migrations".to_owned(),
         sql: q.insert_migration.clone(),
@@ -198,34 +152,10 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
             "INSERT INTO {db}.schema_migrations (version, name, checksum, profile) SELECT toUInt32(0), 'example', '', '{profile}'"
         ),
     });
-    out.push(insert_statement(
-        "insert.decisions",
-        &q.insert_decisions,
-        &DECISIONS,
-        db,
-        profile,
-    ));
-    out.push(insert_statement(
-        "insert.raw_records",
-        &q.insert_raw_records,
-        &RAW_RECORDS,
-        db,
-        profile,
-    ));
-    out.push(insert_statement(
-        "insert.dead_letters",
-        &q.insert_dead_letters,
-        &DEAD_LETTERS,
-        db,
-        profile,
-    ));
-    out.push(insert_statement(
-        "insert.ingest_batches",
-        &q.insert_ingest_batches,
-        &INGEST_BATCHES,
-        db,
-        profile,
-    ));
+    out.push(insert_statement("insert.decisions", &q.insert_decisions, &DECISIONS, db, profile));
+    out.push(insert_statement("insert.raw_records", &q.insert_raw_records, &RAW_RECORDS, db, profile));
+    out.push(insert_statement("insert.dead_letters", &q.insert_dead_letters, &DEAD_LETTERS, db, profile));
+    out.push(insert_statement("insert.ingest_batches", &q.insert_ingest_batches, &INGEST_BATCHES, db, profile));
     out.push(templated(
         "query.existing_batches",
         &q.existing_batches,
@@ -237,60 +167,25 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     };
     let b = Lit::Str(EXAMPLE_BATCH);
     let t = Lit::I64(lo);
-    let (tenant, event, ds) = (
-        Lit::Str("default"),
-        Lit::Str("example"),
-        Lit::Str(EXAMPLE_DATASET),
-    );
+    let (tenant, event, ds) = (Lit::Str("default"), Lit::Str("example"), Lit::Str(EXAMPLE_DATASET));
     out.push(templated(
         "query.partial_batch_probe",
         &q.partial_probe,
-        &[
-            b, tenant, t, event, tenant, t, event, b, ds, event, event, b, ds,
-        ],
+        &[b, tenant, t, event, tenant, t, event, b, ds, event, event, b, ds],
     ));
     out.push(templated(
         "query.partial_batch_rows",
         &q.partial_rows,
-        &[
-            b,
-            Lit::I64(lo),
-            Lit::I64(hi),
-            b,
-            Lit::I64(lo),
-            Lit::I64(hi),
-            b,
-            Lit::Str(EXAMPLE_DATASET),
-        ],
+        &[b, Lit::I64(lo), Lit::I64(hi), b, Lit::I64(lo), Lit::I64(hi), b, Lit::Str(EXAMPLE_DATASET)],
     ));
-    out.push(Statement::same(
-        "query.summary_decisions",
-        q.summary_decisions.clone(),
-    ));
-    out.push(Statement::same(
-        "query.summary_counts",
-        q.summary_counts.clone(),
-    ));
-    out.push(Statement::same(
-        "query.decision_uniqueness",
-        q.decision_uniqueness.clone(),
-    ));
-    out.push(Statement::same(
-        "query.max_spool_seq",
-        q.max_spool_seq.clone(),
-    ));
+    out.push(Statement::same("query.summary_decisions", q.summary_decisions.clone()));
+    out.push(Statement::same("query.summary_counts", q.summary_counts.clone()));
+    out.push(Statement::same("query.decision_uniqueness", q.decision_uniqueness.clone()));
+    out.push(Statement::same("query.max_spool_seq", q.max_spool_seq.clone()));
     for (table, template) in &q.delete_batch {
-        out.push(templated(
-            &format!("mutation.delete_batch.{table}"),
-            template,
-            &[b],
-        ));
+        out.push(templated(&format!("mutation.delete_batch.{table}"), template, &[b]));
     }
-    out.push(templated(
-        "query.pending_mutations",
-        &q.pending_mutations,
-        &[Lit::Str(db), Lit::Str(&local)],
-    ));
+    out.push(templated("query.pending_mutations", &q.pending_mutations, &[Lit::Str(db), Lit::Str(&local)]));
     out
 }
 
@@ -321,27 +216,21 @@ mod tests {
     use super::*;
 
     fn opts(cluster: Option<&str>, retention: Option<u32>) -> SchemaOptions {
-        SchemaOptions {
-            database: "gl".into(),
-            cluster: cluster.map(Into::into),
-            retention_days: retention,
-        }
+        SchemaOptions { database: "gl".into(), cluster: cluster.map(Into::into), retention_days: retention }
     }
 
     #[test]
     fn legacy_uses_only_old_types() {
         let dump = render_dump(SchemaProfile::Legacy, &opts(None, Some(30)));
-        for modern in [
-            "DateTime64",
-            "LowCardinality",
-            "TTL",
-            "bloom_filter",
-            "toUnixTimestamp64Milli",
-        ] {
+        for modern in ["DateTime64", "LowCardinality", "TTL", "bloom_filter", "toUnixTimestamp64Milli"] {
             assert!(!dump.contains(modern), "{modern} in legacy dump");
         }
         assert!(dump.contains("time DateTime('UTC')") && dump.contains("time_ms Int64"));
-        assert!(dump.contains("ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(time)\nORDER BY (tenant, time, event_id)"));
+        assert!(
+            dump.contains(
+                "ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(time)\nORDER BY (tenant, time, event_id)"
+            )
+        );
     }
 
     #[test]
@@ -356,24 +245,15 @@ mod tests {
     #[test]
     fn dump_format_is_name_comment_then_statement() {
         let dump = render_dump(SchemaProfile::Modern, &opts(None, None));
-        let chunks: Vec<_> = dump
-            .trim_end()
-            .trim_end_matches(';')
-            .split(";\n\n")
-            .collect();
-        assert_eq!(
-            chunks.len(),
-            statements(SchemaProfile::Modern, &opts(None, None)).len()
-        );
+        let chunks: Vec<_> = dump.trim_end().trim_end_matches(';').split(";\n\n").collect();
+        assert_eq!(chunks.len(), statements(SchemaProfile::Modern, &opts(None, None)).len());
         for chunk in &chunks {
             assert!(chunk.starts_with("-- "), "{chunk}");
         }
         assert!(dump.contains("--   INSERT INTO gl.decisions (event_id, time, received_at"));
         let executable: Vec<&str> = dump.lines().filter(|l| !l.starts_with("--")).collect();
         assert!(
-            !executable
-                .iter()
-                .any(|l| l.contains(" = ?") || l.contains("(?")),
+            !executable.iter().any(|l| l.contains(" = ?") || l.contains("(?")),
             "placeholders must be filled in exec variants"
         );
     }
@@ -383,35 +263,19 @@ mod tests {
         let dump = render_dump(SchemaProfile::Modern, &opts(Some("c1"), None));
         assert!(dump.contains("CREATE DATABASE IF NOT EXISTS gl ON CLUSTER c1"));
         assert!(dump.contains("CREATE TABLE IF NOT EXISTS gl.decisions_local ON CLUSTER c1"));
-        assert!(dump.contains("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/gl/decisions_local', '{replica}')"));
         assert!(
-            dump.contains("ENGINE = Distributed(c1, gl, decisions_local, cityHash64(event_id))")
+            dump.contains("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/gl/decisions_local', '{replica}')")
         );
-        assert!(dump.contains(
-            "ALTER TABLE gl.decisions_local ON CLUSTER c1 DELETE WHERE batch_id = 'example-batch'"
-        ));
+        assert!(dump.contains("ENGINE = Distributed(c1, gl, decisions_local, cityHash64(event_id))"));
+        assert!(dump.contains("ALTER TABLE gl.decisions_local ON CLUSTER c1 DELETE WHERE batch_id = 'example-batch'"));
         assert!(dump.contains("INSERT INTO gl.decisions (event_id"));
     }
 
     #[test]
     fn validates_identifiers() {
         assert!(opts(None, None).validate().is_ok());
-        assert!(
-            SchemaOptions {
-                database: "g; DROP".into(),
-                ..SchemaOptions::default()
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            SchemaOptions {
-                cluster: Some("1c".into()),
-                ..SchemaOptions::default()
-            }
-            .validate()
-            .is_err()
-        );
+        assert!(SchemaOptions { database: "g; DROP".into(), ..SchemaOptions::default() }.validate().is_err());
+        assert!(SchemaOptions { cluster: Some("1c".into()), ..SchemaOptions::default() }.validate().is_err());
     }
 
     #[test]
@@ -424,9 +288,6 @@ mod tests {
         );
         let m = migrations(SchemaProfile::Modern, &opts(None, None));
         assert_ne!(a[0].checksum(), m[0].checksum());
-        assert_eq!(
-            a.iter().map(|m| m.version).collect::<Vec<_>>(),
-            vec![1, 2, 3, 4]
-        );
+        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
     }
 }

@@ -98,11 +98,7 @@ pub(crate) struct Queries {
 }
 
 fn insert_sql(db: &str, def: &TableDef, profile: SchemaProfile) -> String {
-    format!(
-        "INSERT INTO {db}.{} ({}) FORMAT RowBinary",
-        def.name,
-        def.insert_columns(profile).join(", ")
-    )
+    format!("INSERT INTO {db}.{} ({}) FORMAT RowBinary", def.name, def.insert_columns(profile).join(", "))
 }
 
 /// `time = <instant>` in the profile's type (legacy: epoch seconds; modern: epoch milliseconds).
@@ -126,17 +122,13 @@ pub(crate) fn time_between(profile: SchemaProfile) -> &'static str {
 impl Queries {
     pub(crate) fn new(profile: SchemaProfile, opts: &SchemaOptions) -> Self {
         let db = opts.database.as_str();
-        let on_cluster = opts
-            .cluster
-            .as_deref()
-            .map(|c| format!(" ON CLUSTER {c}"))
-            .unwrap_or_default();
+        let on_cluster = opts.cluster.as_deref().map(|c| format!(" ON CLUSTER {c}")).unwrap_or_default();
         let between = time_between(profile);
         Queries {
             profile,
             server_version: "SELECT version()".to_owned(),
-            migrations_table_exists: "SELECT count() FROM system.tables WHERE database = ? AND name = 'schema_migrations'"
-                .to_owned(),
+            migrations_table_exists:
+                "SELECT count() FROM system.tables WHERE database = ? AND name = 'schema_migrations'".to_owned(),
             applied_migrations: format!(
                 "SELECT version, name, checksum, profile FROM {db}.schema_migrations ORDER BY version"
             ),
@@ -194,16 +186,9 @@ mod tests {
     fn renders_escaped_literals() {
         let sql = render(
             "SELECT ? , ? FROM t WHERE x IN ?",
-            &[
-                Lit::Str("it's a \\ test"),
-                Lit::I64(-5),
-                Lit::StrList(&["a", "b'"]),
-            ],
+            &[Lit::Str("it's a \\ test"), Lit::I64(-5), Lit::StrList(&["a", "b'"])],
         );
-        assert_eq!(
-            sql,
-            r"SELECT 'it\'s a \\ test' , -5 FROM t WHERE x IN ('a', 'b\'')"
-        );
+        assert_eq!(sql, r"SELECT 'it\'s a \\ test' , -5 FROM t WHERE x IN ('a', 'b\'')");
         assert_eq!(render("x IN ?", &[Lit::StrList(&[])]), "x IN ('')");
     }
 }

@@ -5,9 +5,7 @@ use super::SchemaOptions;
 use crate::profile::SchemaProfile;
 use crate::rowbinary::{BatchRow, RowEncoder};
 use crate::schema::{DEAD_LETTERS, DECISIONS, INGEST_BATCHES, RAW_RECORDS, TableDef};
-use gatelog_model::{
-    AccessDecision, DeadLetter, Decision, PrincipalType, RawRecord, Source, UnixMillis,
-};
+use gatelog_model::{AccessDecision, DeadLetter, Decision, PrincipalType, RawRecord, Source, UnixMillis};
 
 /// One table's worth of encoded rows plus a query whose CSV output must equal `expect`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,20 +82,16 @@ pub fn sample_payloads(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Samp
     ));
 
     let line = r#"{"RayID":"8f2c1a9b3d4e5f60","ClientRequestURI":"/a?b=\"c\""}"#;
-    let raw = RawRecord::new(
-        "ev-sample".into(),
-        "http_requests",
-        UnixMillis(T + 1500),
-        UnixMillis(T),
-        line,
-    );
+    let raw = RawRecord::new("ev-sample".into(), "http_requests", UnixMillis(T + 1500), UnixMillis(T), line);
     enc.raw_record(&raw, BATCH);
     out.push(payload(
         &RAW_RECORDS,
         profile,
         opts,
         &mut enc,
-        format!("SELECT event_id, time_ms, received_at_ms, line, sha256 FROM {db}.raw_records WHERE batch_id = '{BATCH}'"),
+        format!(
+            "SELECT event_id, time_ms, received_at_ms, line, sha256 FROM {db}.raw_records WHERE batch_id = '{BATCH}'"
+        ),
         format!("\"ev-sample\",{T},{},{},{}", T + 1500, csv(line), csv(&raw.sha256)),
     ));
 

@@ -32,17 +32,29 @@ pub struct Prepared {
 /// own event id), or from `input` (gzip NDJSON): its first `records` lines, then up to
 /// `latency_records` more. When the file holds no more, the latency phase gets the
 /// throughput bodies again (its own database and spool, so nothing is taken for a retry).
-pub fn prepare(input: Option<&Path>, records: usize, latency_records: usize, batch_lines: usize) -> anyhow::Result<Prepared> {
+pub fn prepare(
+    input: Option<&Path>,
+    records: usize,
+    latency_records: usize,
+    batch_lines: usize,
+) -> anyhow::Result<Prepared> {
     match input {
         Some(path) => {
             let (throughput, latency) = from_file(path, records, latency_records, batch_lines)?;
             if latency.records == 0 {
-                let again = Bodies { bodies: throughput.bodies.clone(), source: format!("{} (the throughput bodies again: no lines left)", throughput.source), ..throughput };
+                let again = Bodies {
+                    bodies: throughput.bodies.clone(),
+                    source: format!("{} (the throughput bodies again: no lines left)", throughput.source),
+                    ..throughput
+                };
                 return Ok(Prepared { latency: again, throughput });
             }
             Ok(Prepared { throughput, latency })
         }
-        None => Ok(Prepared { throughput: generated(0..records, batch_lines), latency: generated(records..records + latency_records, batch_lines) }),
+        None => Ok(Prepared {
+            throughput: generated(0..records, batch_lines),
+            latency: generated(records..records + latency_records, batch_lines),
+        }),
     }
 }
 
@@ -62,7 +74,11 @@ fn generated(range: std::ops::Range<usize>, batch_lines: usize) -> Bodies {
                 s.spawn(move || {
                     part.iter()
                         .map(|&start| {
-                            let ndjson = gatelog_e2e::unique_http_requests(lines, start..(start + batch_lines).min(records), PREFIX);
+                            let ndjson = gatelog_e2e::unique_http_requests(
+                                lines,
+                                start..(start + batch_lines).min(records),
+                                PREFIX,
+                            );
                             (gatelog_e2e::gzip(&ndjson), ndjson.len() as u64)
                         })
                         .collect::<Vec<_>>()
@@ -83,10 +99,22 @@ fn generated(range: std::ops::Range<usize>, batch_lines: usize) -> Bodies {
 
 /// The first `records` lines of `path` as one set of bodies, the next `latency_records` as
 /// another (empty when the file holds no more).
-fn from_file(path: &Path, records: usize, latency_records: usize, batch_lines: usize) -> anyhow::Result<(Bodies, Bodies)> {
+fn from_file(
+    path: &Path,
+    records: usize,
+    latency_records: usize,
+    batch_lines: usize,
+) -> anyhow::Result<(Bodies, Bodies)> {
     let file = std::fs::File::open(path).with_context(|| format!("BENCH_INPUT: cannot open {}", path.display()))?;
     let reader = std::io::BufReader::with_capacity(1 << 20, flate2::read::MultiGzDecoder::new(file));
-    let empty = || Bodies { bodies: Vec::new(), batches: 0, records: 0, ndjson_bytes: 0, gzip_bytes: 0, source: path.display().to_string() };
+    let empty = || Bodies {
+        bodies: Vec::new(),
+        batches: 0,
+        records: 0,
+        ndjson_bytes: 0,
+        gzip_bytes: 0,
+        source: path.display().to_string(),
+    };
     let mut sets = [empty(), empty()];
     let limits = [records, latency_records];
     let mut set = 0;

@@ -76,7 +76,12 @@ struct Answer {
 }
 
 /// `clients` concurrent clients post every body once, each taking the next unsent body.
-pub async fn closed_loop(client: &reqwest::Client, to: &Endpoint, bodies: &Arc<Vec<Vec<u8>>>, clients: usize) -> anyhow::Result<Outcome> {
+pub async fn closed_loop(
+    client: &reqwest::Client,
+    to: &Endpoint,
+    bodies: &Arc<Vec<Vec<u8>>>,
+    clients: usize,
+) -> anyhow::Result<Outcome> {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -111,7 +116,12 @@ pub const WARM_UP: Duration = Duration::from_secs(2);
 
 /// Posts body `i` at `start + i / per_second`, each in its own task, so a slow answer delays
 /// no later request (no coordinated omission); latency counts from the scheduled time.
-pub async fn open_loop(client: &reqwest::Client, to: &Endpoint, bodies: &Arc<Vec<Vec<u8>>>, per_second: f64) -> anyhow::Result<Outcome> {
+pub async fn open_loop(
+    client: &reqwest::Client,
+    to: &Endpoint,
+    bodies: &Arc<Vec<Vec<u8>>>,
+    per_second: f64,
+) -> anyhow::Result<Outcome> {
     let interval = Duration::from_secs_f64(1.0 / per_second);
     let started = Instant::now();
     // Wall time only to name when the slowest were sent, next to the server log's timestamps.
@@ -147,7 +157,15 @@ pub async fn open_loop(client: &reqwest::Client, to: &Endpoint, bodies: &Arc<Vec
     let named: Vec<String> = slowest
         .iter()
         .take(3)
-        .map(|s| format!("body {} (spool seq {}, due at {:.6}) {:.1} ms", s.body, s.seq, s.due_unix, s.latency.as_secs_f64() * 1000.0))
+        .map(|s| {
+            format!(
+                "body {} (spool seq {}, due at {:.6}) {:.1} ms",
+                s.body,
+                s.seq,
+                s.due_unix,
+                s.latency.as_secs_f64() * 1000.0
+            )
+        })
         .collect();
     eprintln!("bench serve: slowest answers: {}", named.join(", "));
     let mut total = Outcome::default();

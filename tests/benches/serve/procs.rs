@@ -31,7 +31,8 @@ impl ClickHouseProcess {
         let log = data_dir.join("clickhouse.out");
         // At normal priority for the baseline; see `renice`.
         let config = data_dir.join("gatelog.toml");
-        std::fs::write(&config, "[clickhouse]\nmanaged_nice = 0\n").with_context(|| format!("cannot write {}", config.display()))?;
+        std::fs::write(&config, "[clickhouse]\nmanaged_nice = 0\n")
+            .with_context(|| format!("cannot write {}", config.display()))?;
         let out = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
         let child = Command::new(gatelog)
             .args(["clickhouse", "run", "--config"])
@@ -49,7 +50,8 @@ impl ClickHouseProcess {
             .stderr(out)
             .spawn()
             .context("cannot run gatelog clickhouse run")?;
-        let mut process = ClickHouseProcess { child: Some(child), url: String::new(), log, data_dir: data_dir.to_owned() };
+        let mut process =
+            ClickHouseProcess { child: Some(child), url: String::new(), log, data_dir: data_dir.to_owned() };
         let started = Instant::now();
         loop {
             if let Some(url) = std::fs::read_to_string(&url_file).ok().filter(|u| !u.trim().is_empty()) {
@@ -81,8 +83,16 @@ impl ClickHouseProcess {
             (cmdline.contains("clickhouse-server") && cmdline.contains(&needle)).then_some(pid)
         });
         let pid = server.context("the clickhouse-server process was not found")?;
-        let tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))?.flatten().map(|t| t.file_name().to_string_lossy().into_owned()).collect();
-        let status = Command::new("renice").args(["-n", &nice.to_string(), "-p"]).args(&tids).stdout(Stdio::null()).status().context("cannot run renice")?;
+        let tids: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))?
+            .flatten()
+            .map(|t| t.file_name().to_string_lossy().into_owned())
+            .collect();
+        let status = Command::new("renice")
+            .args(["-n", &nice.to_string(), "-p"])
+            .args(&tids)
+            .stdout(Stdio::null())
+            .status()
+            .context("cannot run renice")?;
         if !status.success() {
             bail!("renice -n {nice} of clickhouse-server's {} threads failed ({status})", tids.len());
         }
@@ -118,7 +128,8 @@ pub fn serve_pid(data_dir: &Path) -> Option<u32> {
 /// Peak resident set size (`VmHWM`) of a process, in bytes.
 pub fn peak_rss(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: u64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    let kib: u64 =
+        status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kib * 1024)
 }
 
@@ -207,7 +218,13 @@ impl Fsyncs {
 /// and every sink in `sinks` has acknowledged it (`gatelog_sink_lag_records{sink}` = 0): the
 /// ClickHouse sink acknowledges after ClickHouse answered the insert, the index sink after
 /// its commit. `gatelog_written_decisions_total` is only reported, not waited on.
-pub async fn wait_stored(client: &reqwest::Client, base_url: &str, sinks: &[&str], max_seq: u64, limit: Duration) -> anyhow::Result<Stored> {
+pub async fn wait_stored(
+    client: &reqwest::Client,
+    base_url: &str,
+    sinks: &[&str],
+    max_seq: u64,
+    limit: Duration,
+) -> anyhow::Result<Stored> {
     let started = Instant::now();
     let mut last = String::new();
     while started.elapsed() < limit {
@@ -217,7 +234,8 @@ pub async fn wait_stored(client: &reqwest::Client, base_url: &str, sinks: &[&str
         {
             let at = Instant::now();
             let head = metric(&text, "gatelog_spool_last_seq", &[]).unwrap_or(0.0);
-            let caught_up = sinks.iter().all(|s| metric(&text, "gatelog_sink_lag_records", &[("sink", s)]) == Some(0.0));
+            let caught_up =
+                sinks.iter().all(|s| metric(&text, "gatelog_sink_lag_records", &[("sink", s)]) == Some(0.0));
             if head >= max_seq as f64 && caught_up {
                 let written = sinks
                     .iter()

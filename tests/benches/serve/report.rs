@@ -1,8 +1,8 @@
 //! The printed table: rates, ratios to ClickHouse's own ingest, targets, latency, RSS.
 
+use crate::input::{Bodies, Prepared};
 use crate::load::{Outcome, WARM_UP, percentile};
 use crate::{ServeRun, Settings};
-use crate::input::{Bodies, Prepared};
 use std::time::Duration;
 
 /// Issue 3's targets on the 2-core machine.
@@ -51,10 +51,18 @@ pub fn print(r: &Report<'_>) {
     let (ch, ch_rows) = r.baseline;
     let ch_rate = records / ch.wall.as_secs_f64();
     let rate = |d: Duration| records / d.as_secs_f64();
-    let timed = |o: &Outcome, rss: String, rows: u64| Some((o.latencies.len(), o.retries, percentile(&o.latencies, 50.0), percentile(&o.latencies, 99.0), rss, rows));
+    let timed = |o: &Outcome, rss: String, rows: u64| {
+        Some((o.latencies.len(), o.retries, percentile(&o.latencies, 50.0), percentile(&o.latencies, 99.0), rss, rows))
+    };
     let (a, b) = (r.sink_only, r.with_index);
     let rows = [
-        Row { name: "ClickHouse JSONEachRow (baseline)".into(), rate: ch_rate, target: None, secs: ch.wall.as_secs_f64(), detail: timed(ch, "-".into(), *ch_rows) },
+        Row {
+            name: "ClickHouse JSONEachRow (baseline)".into(),
+            rate: ch_rate,
+            target: None,
+            secs: ch.wall.as_secs_f64(),
+            detail: timed(ch, "-".into(), *ch_rows),
+        },
         Row {
             name: "(a) serve, ClickHouse only: end-to-end".into(),
             rate: rate(a.end_to_end),
@@ -62,7 +70,13 @@ pub fn print(r: &Report<'_>) {
             secs: a.end_to_end.as_secs_f64(),
             detail: timed(&a.acks, mb(a.peak_rss), a.rows),
         },
-        Row { name: "    acks only (all 2xx)".into(), rate: rate(a.acks.wall), target: None, secs: a.acks.wall.as_secs_f64(), detail: None },
+        Row {
+            name: "    acks only (all 2xx)".into(),
+            rate: rate(a.acks.wall),
+            target: None,
+            secs: a.acks.wall.as_secs_f64(),
+            detail: None,
+        },
         Row {
             name: "(b) serve, ClickHouse + index: end-to-end".into(),
             rate: rate(b.end_to_end),
@@ -70,7 +84,13 @@ pub fn print(r: &Report<'_>) {
             secs: b.end_to_end.as_secs_f64(),
             detail: timed(&b.acks, mb(b.peak_rss), b.rows),
         },
-        Row { name: "    acks only (all 2xx)".into(), rate: rate(b.acks.wall), target: None, secs: b.acks.wall.as_secs_f64(), detail: None },
+        Row {
+            name: "    acks only (all 2xx)".into(),
+            rate: rate(b.acks.wall),
+            target: None,
+            secs: b.acks.wall.as_secs_f64(),
+            detail: None,
+        },
     ];
 
     let p = &r.prepared.throughput;
@@ -78,11 +98,24 @@ pub fn print(r: &Report<'_>) {
     println!("gatelog serve benchmark");
     println!(
         "  input:   {} http_requests records ({}) in {} gzip bodies of <= {} lines: {:.1} MB NDJSON, {:.1} MB gzip",
-        p.records, p.source, p.batches, r.settings.batch_lines, p.ndjson_bytes as f64 / 1e6, p.gzip_bytes as f64 / 1e6
+        p.records,
+        p.source,
+        p.batches,
+        r.settings.batch_lines,
+        p.ndjson_bytes as f64 / 1e6,
+        p.gzip_bytes as f64 / 1e6
     );
     let l = &r.prepared.latency;
-    println!("  latency phase: {} more records in {} gzip bodies, {:.1} MB gzip", l.records, l.batches, l.gzip_bytes as f64 / 1e6);
-    println!("  clients: {} concurrent in the throughput phases; machine: {} cores, load average at start {}", r.settings.clients, r.cores, r.load_at_start);
+    println!(
+        "  latency phase: {} more records in {} gzip bodies, {:.1} MB gzip",
+        l.records,
+        l.batches,
+        l.gzip_bytes as f64 / 1e6
+    );
+    println!(
+        "  clients: {} concurrent in the throughput phases; machine: {} cores, load average at start {}",
+        r.settings.clients, r.cores, r.load_at_start
+    );
     print_conditions(r.settings);
     println!();
     println!(
@@ -98,7 +131,9 @@ pub fn print(r: &Report<'_>) {
         }
         println!("{line}");
     }
-    println!("  (ack p50/p99 above: closed loop at saturation; end-to-end = first post until every sink acknowledged the last spool record)");
+    println!(
+        "  (ack p50/p99 above: closed loop at saturation; end-to-end = first post until every sink acknowledged the last spool record)"
+    );
 
     println!();
     latency_line(r.latency, r.latency_rate, "half of (b) end-to-end");
@@ -113,15 +148,30 @@ pub fn print(r: &Report<'_>) {
         if peaks.iter().any(Option::is_none) { "unknown" } else { verdict(worst.is_some_and(|w| w <= TARGET_RSS)) }
     );
     println!("spool fsyncs (count, mean, bucket bound of p50 / p99):");
-    let bound = |b: Option<f64>| b.map_or_else(|| "?".to_owned(), |s| if s.is_finite() { ms(Duration::from_secs_f64(s)) } else { "> 1 s".to_owned() });
+    let bound = |b: Option<f64>| {
+        b.map_or_else(
+            || "?".to_owned(),
+            |s| if s.is_finite() { ms(Duration::from_secs_f64(s)) } else { "> 1 s".to_owned() },
+        )
+    };
     for (name, run) in [("(a)", a), ("(b)", b), ("latency", r.latency)] {
         let f = run.fsync;
-        println!("  {name:<8} {:.0} fsyncs, mean {}, p50 <= {}, p99 <= {}", f.count, ms(f.mean), bound(f.p50_bound), bound(f.p99_bound));
+        println!(
+            "  {name:<8} {:.0} fsyncs, mean {}, p50 <= {}, p99 <= {}",
+            f.count,
+            ms(f.mean),
+            bound(f.p50_bound),
+            bound(f.p99_bound)
+        );
     }
     println!();
     println!("cross-check (decisions acknowledged / count() in ClickHouse / gatelog_written_decisions_total by sink):");
     for (name, run) in [("(a)", a), ("(b)", b), ("latency", r.latency)] {
-        let written: Vec<String> = run.written.iter().map(|(sink, v)| format!("{sink} {}", v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0}")))).collect();
+        let written: Vec<String> = run
+            .written
+            .iter()
+            .map(|(sink, v)| format!("{sink} {}", v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.0}"))))
+            .collect();
         let flag = if run.rows == run.acks.decisions { "" } else { "  <- MISMATCH" };
         println!("  {name:<8} {} / {} / {}{flag}", run.acks.decisions, run.rows, written.join(", "));
     }
@@ -171,10 +221,20 @@ fn print_conditions(settings: &Settings) {
 pub fn print_latency(settings: &Settings, prepared: &Bodies, run: &ServeRun, rate: f64) {
     println!();
     println!("gatelog serve benchmark, latency phase only");
-    println!("  input:   {} http_requests records ({}), {:.1} MB gzip", prepared.records, prepared.source, prepared.gzip_bytes as f64 / 1e6);
+    println!(
+        "  input:   {} http_requests records ({}), {:.1} MB gzip",
+        prepared.records,
+        prepared.source,
+        prepared.gzip_bytes as f64 / 1e6
+    );
     print_conditions(settings);
     latency_line(run, rate, "BENCH_LATENCY_RATE");
     let f = run.fsync;
-    println!("peak RSS of gatelog serve (VmHWM): {}; spool: {:.0} fsyncs, mean {}", mb(run.peak_rss), f.count, ms(f.mean));
+    println!(
+        "peak RSS of gatelog serve (VmHWM): {}; spool: {:.0} fsyncs, mean {}",
+        mb(run.peak_rss),
+        f.count,
+        ms(f.mean)
+    );
     println!("stored: {} decisions acknowledged, {} in ClickHouse", run.acks.decisions, run.rows);
 }
