@@ -2,19 +2,24 @@
 //! AI agents and ClickHouse (and BI tools), lets through only what policy allows, with limits
 //! ClickHouse enforces, and records one [`gatelog_model::AccessDecision`] per request.
 //!
-//! Module map:
-//! - [`config`]: the TOML configuration, validation naming keys, redacted secrets.
-//! - [`identity`]: OIDC discovery, JWKS cache, strict JWT validation, identities.
+//! Module map (each layer uses only the ones below it):
+//! - [`server`]: the router (one dispatching handler), start-up, reload, graceful shutdown.
+//! - [`clickhouse`], [`bi`]: the routes: the SQL route (cross-site check → identity →
+//!   guard → policy → limits → a supervised forward that kills the query of a client that
+//!   left) and the BI reverse-proxy routes (normalised paths, identity headers).
+//! - [`request`]: what every routed request shares: its decision (emitted whatever happens
+//!   to the connection), the per-source rate limit, identity → roles, the JSON error body.
+//! - [`state`]: the shared state and the injectable external resources.
+//! - [`identity`]: OIDC discovery, JWKS cache, strict JWT validation, claims → roles.
 //! - [`policy`]: roles, table globs, statement kinds, limits; deny wins, default deny.
-//! - [`guard`]: the SQL guard (sqlparser, ClickHouse dialect).
-//! - [`check`]: the policy dry-run behind `gatelog proxy check`.
-//! - [`clickhouse`]: the ClickHouse HTTP route (identity → guard → policy → forward).
-//! - [`forward`]: ClickHouse forwarding (settings the client cannot override, streaming).
-//! - [`bi`]: generic reverse-proxy routes for BI tools.
-//! - [`cache`]: the bounded LRU behind the verified-token and SQL verdict caches.
-//! - [`emit`]: decision emission: bounded buffer, spill file, replay.
-//! - [`limits`]: per-principal rate and concurrency limits.
-//! - [`server`]: the axum router, start-up, reload, graceful shutdown.
+//! - [`guard`]: the SQL guard; [`check`]: the policy dry-run behind `gatelog proxy check`.
+//! - [`forward`]: ClickHouse forwarding (settings the client cannot override, GET kept
+//!   read-only, `KILL QUERY`, streaming).
+//! - [`emit`]: decision emission: bounded fields, buffer, bounded checksummed spill, replay.
+//! - [`limits`]: per-source, per-principal rate and concurrency limits.
+//! - [`http_path`], [`net`]: path normal form; upstream URLs, CIDRs, client addresses.
+//! - [`config`]: the TOML configuration, validation naming keys, redacted secrets.
+//! - [`metrics`]: counters for `GET /metrics`; [`cache`]: the bounded LRU of the caches.
 
 pub mod bi;
 pub mod cache;
@@ -24,10 +29,15 @@ pub mod config;
 pub mod emit;
 pub mod forward;
 pub mod guard;
+pub mod http_path;
 pub mod identity;
 pub mod limits;
+pub mod metrics;
+pub mod net;
 pub mod policy;
+pub mod request;
 pub mod server;
+pub mod state;
 
 pub use check::{CheckReport, check};
 pub use config::{ConfigError, ProxyConfig};

@@ -1,5 +1,6 @@
 //! BI routes (login redirect for browsers, 401/403 with reasons for APIs, path policies,
-//! identity headers set and spoofed copies stripped) and policy reload.
+//! identity headers set and spoofed copies stripped, a decision for an unrouted path) and
+//! policy reload. The attacker's view of BI routes is in `bi_paths.rs`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -91,17 +92,18 @@ async fn bi_routes() {
     let (s, _, body) = call(&shared, req).await;
     assert_eq!(s, 403);
     assert!(body.contains("roles.analyst.http_deny[0]"), "{body}");
-    // Unknown path: 404, no decision.
+    // Unknown path: 404, with its decision.
     let (s, _, _) = call(&shared, get("/nothing").body(axum::body::Body::empty()).unwrap()).await;
     assert_eq!(s, 404);
     assert_eq!(upstream.requests().len(), 1);
     shared.emitter.shutdown().await;
     let d = sink.decisions();
-    assert_eq!(d.len(), 4);
+    assert_eq!(d.len(), 5);
     assert_eq!(
         d.iter().map(|d| d.decision).collect::<Vec<_>>(),
-        [Decision::Deny, Decision::Deny, Decision::Allow, Decision::Deny]
+        [Decision::Deny, Decision::Deny, Decision::Allow, Decision::Deny, Decision::Deny]
     );
+    assert_eq!((d[4].status, d[4].policy.as_str(), d[4].path.as_str()), (404, "routes", "/nothing"));
     assert_eq!(d[2].action, "GET");
     assert_eq!(d[2].path, "/bi/metabase/api/card");
 }

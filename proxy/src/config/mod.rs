@@ -6,10 +6,18 @@
 //! humantime (`"30s"`), byte sizes use bytesize (`"10 GiB"`). Secrets come from the file,
 //! an environment variable or a secret file and never appear in `Debug` output.
 //!
-//! This module holds the schema (the types serde reads); [`validate`] holds loading and
-//! the checks serde cannot express.
+//! This module holds the top-level schema (the types serde reads); [`identity`] the issuers
+//! and role mappings, [`bi`] the BI routes, [`secret`] the secrets; [`validate`] holds loading
+//! and the checks serde cannot express.
 
+mod bi;
+mod identity;
+mod secret;
 mod validate;
+
+pub use bi::{BiConfig, BiRoute};
+pub use identity::{EmailVerified, IssuerConfig, RoleMapping};
+pub use secret::{Secret, SecretRef};
 
 use bytesize::ByteSize;
 use serde::Deserialize;
@@ -52,6 +60,7 @@ pub struct ProxyConfig {
     pub roles: BTreeMap<String, RoleConfig>,
     pub decisions: DecisionsConfig,
     pub bi: BiConfig,
+    pub ingress: IngressConfig,
 }
 
 impl Default for ProxyConfig {
@@ -66,6 +75,7 @@ impl Default for ProxyConfig {
             roles: BTreeMap::new(),
             decisions: DecisionsConfig::default(),
             bi: BiConfig::default(),
+            ingress: IngressConfig::default(),
         }
     }
 }
@@ -83,6 +93,14 @@ pub struct ClickHouseConfig {
     pub pass_params: Vec<String>,
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// A client that has not taken any of a streamed answer for this long is treated as
+    /// gone: its query is killed and its slot freed.
+    #[serde(with = "humantime_serde")]
+    pub stalled_client_timeout: Duration,
+    /// How long the proxy waits for `KILL QUERY … SYNC` (and then for `system.processes`)
+    /// to see a query gone after its client left, before it frees the query's slot anyway.
+    #[serde(with = "humantime_serde")]
+    pub kill_timeout: Duration,
 }
 
 impl Default for ClickHouseConfig {
@@ -93,87 +111,10 @@ impl Default for ClickHouseConfig {
             password: SecretRef::default(),
             pass_params: vec!["database".into(), "default_format".into()],
             connect_timeout: Duration::from_secs(5),
+            stalled_client_timeout: Duration::from_secs(60),
+            kill_timeout: Duration::from_secs(10),
         }
     }
-}
-
-/// One token issuer.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IssuerConfig {
-    /// A short name used in logs and role mappings (`okta`, `cloudflare`).
-    pub name: String,
-    /// The exact `iss` value tokens carry.
-    pub issuer: String,
-    /// Default: `{issuer}/.well-known/openid-configuration`.
-    #[serde(default)]
-    pub discovery_url: Option<String>,
-    /// Skips discovery (Cloudflare Access: `https://TEAM.cloudflareaccess.com/cdn-cgi/access/certs`).
-    #[serde(default)]
-    pub jwks_url: Option<String>,
-    /// Accepted `aud` values; at least one.
-    pub audiences: Vec<String>,
-    /// Accepted `alg` values (`RS256`, `ES256`, …); `none` and HMAC are never accepted.
-    #[serde(default = "default_algorithms")]
-    pub algorithms: Vec<String>,
-    /// Request header carrying the token. `authorization` expects `Bearer <jwt>`.
-    #[serde(default = "default_header")]
-    pub header: String,
-    /// Cookie carrying the token for browsers (Cloudflare Access: `CF_Authorization`).
-    #[serde(default)]
-    pub cookie: Option<String>,
-    /// Allowed clock skew for `exp`/`nbf`/`iat`, at most 5 minutes.
-    #[serde(default = "default_leeway", with = "humantime_serde")]
-    pub leeway: Duration,
-    /// Claims tried in order for the principal's name.
-    #[serde(default = "default_principal_claims")]
-    pub principal_claims: Vec<String>,
-    #[serde(default = "default_groups_claim")]
-    pub groups_claim: String,
-    /// How long a fetched JWKS is trusted before it is fetched again.
-    #[serde(default = "default_jwks_ttl", with = "humantime_serde")]
-    pub jwks_ttl: Duration,
-    /// Minimum time between refreshes triggered by an unknown `kid`.
-    #[serde(default = "default_jwks_min_refresh", with = "humantime_serde")]
-    pub jwks_min_refresh: Duration,
-}
-
-fn default_algorithms() -> Vec<String> {
-    vec!["RS256".into()]
-}
-fn default_header() -> String {
-    "authorization".into()
-}
-fn default_leeway() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_principal_claims() -> Vec<String> {
-    vec!["email".into(), "sub".into()]
-}
-fn default_groups_claim() -> String {
-    "groups".into()
-}
-fn default_jwks_ttl() -> Duration {
-    Duration::from_secs(3600)
-}
-fn default_jwks_min_refresh() -> Duration {
-    Duration::from_secs(30)
-}
-
-/// Claims → one role. Matches when any listed group, e-mail domain or subject matches.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RoleMapping {
-    pub role: String,
-    /// Restrict to one issuer (by name).
-    #[serde(default)]
-    pub issuer: Option<String>,
-    #[serde(default)]
-    pub groups: Vec<String>,
-    #[serde(default)]
-    pub email_domains: Vec<String>,
-    #[serde(default)]
-    pub subjects: Vec<String>,
 }
 
 /// What one role may do.
@@ -239,6 +180,11 @@ pub struct DecisionsConfig {
     pub retry_interval: Duration,
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// The spill file's limit; decisions beyond it are dropped, counted and logged.
+    pub spill_max_bytes: ByteSize,
+    /// The SQL text kept in a decision (longer texts are cut, with a marker; the
+    /// fingerprint is of the whole text). Every other field has a fixed bound.
+    pub max_query_bytes: ByteSize,
 }
 
 impl Default for DecisionsConfig {
@@ -251,106 +197,29 @@ impl Default for DecisionsConfig {
             flush_interval: Duration::from_millis(500),
             retry_interval: Duration::from_secs(5),
             timeout: Duration::from_secs(10),
+            spill_max_bytes: ByteSize::gib(1),
+            max_query_bytes: ByteSize::kib(64),
         }
     }
 }
 
-/// Generic HTTP routes for BI tools.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BiConfig {
-    /// Where browsers without a session are sent.
-    pub login_url: Option<String>,
-    pub routes: Vec<BiRoute>,
-    /// Header names set for the upstream (incoming copies are stripped).
-    pub principal_header: Option<String>,
-    pub roles_header: Option<String>,
-}
-
-/// One reverse-proxy route.
+/// Every request, before anything else: the source address and its rate limit.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BiRoute {
-    pub name: String,
-    /// Path prefix on the proxy, e.g. `/bi/metabase/`.
-    pub prefix: String,
-    /// Upstream base URL, e.g. `http://127.0.0.1:3000`.
-    pub upstream: String,
-    /// Remove the prefix before forwarding.
-    #[serde(default)]
-    pub strip_prefix: bool,
+#[serde(deny_unknown_fields, default)]
+pub struct IngressConfig {
+    /// Requests per minute from one source address (an IPv6 /64 counts as one), before
+    /// authentication: unauthenticated, denied and unrouted requests count too. Answered
+    /// `429` with `Retry-After`. `0` turns the limit off.
+    pub per_ip_requests_per_minute: u32,
+    /// A header naming the client's address (`cf-connecting-ip`, `x-real-ip`), believed
+    /// only on connections from `trusted_proxies`.
+    pub client_ip_header: Option<String>,
+    /// Addresses or CIDR ranges of the load balancers in front of the proxy.
+    pub trusted_proxies: Vec<String>,
 }
 
-/// A secret's source: exactly one of `value`, `env`, `file`. Empty means no secret.
-#[derive(Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SecretRef {
-    #[serde(default)]
-    pub value: Option<String>,
-    #[serde(default)]
-    pub env: Option<String>,
-    #[serde(default)]
-    pub file: Option<PathBuf>,
-}
-
-impl std::fmt::Debug for SecretRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SecretRef")
-            .field("value", &self.value.as_ref().map(|_| "<redacted>"))
-            .field("env", &self.env)
-            .field("file", &self.file)
-            .finish()
-    }
-}
-
-impl SecretRef {
-    /// Checks the shape only (at most one source); reading happens at start-up.
-    pub fn check_shape(&self, key: &str) -> Result<(), ConfigError> {
-        let set = [self.value.is_some(), self.env.is_some(), self.file.is_some()];
-        if set.iter().filter(|s| **s).count() > 1 {
-            return Err(invalid(key, "set only one of value, env, file"));
-        }
-        Ok(())
-    }
-
-    /// Reads the secret; `key` names it in errors.
-    pub fn resolve(&self, key: &str) -> Result<Secret, ConfigError> {
-        self.check_shape(key)?;
-        if let Some(v) = &self.value {
-            return Ok(Secret(v.clone()));
-        }
-        if let Some(name) = &self.env {
-            return std::env::var(name)
-                .map(Secret)
-                .map_err(|_| invalid(format!("{key}.env"), format!("environment variable {name} is not set")));
-        }
-        if let Some(path) = &self.file {
-            return std::fs::read_to_string(path)
-                .map(|s| Secret(s.trim_end_matches(['\r', '\n']).to_owned()))
-                .map_err(|e| invalid(format!("{key}.file"), format!("cannot read {}: {e}", path.display())));
-        }
-        Ok(Secret(String::new()))
-    }
-}
-
-/// A resolved secret. `Debug` never shows it.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
+impl Default for IngressConfig {
+    fn default() -> Self {
+        IngressConfig { per_ip_requests_per_minute: 6000, client_ip_header: None, trusted_proxies: Vec::new() }
     }
 }

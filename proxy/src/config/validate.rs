@@ -1,12 +1,17 @@
 //! Loading and validation of a [`ProxyConfig`]: everything serde cannot check, each
 //! message naming its key.
 
-use super::{ConfigError, ProxyConfig, RoleConfig, invalid};
+use super::{BiRoute, ConfigError, ProxyConfig, RoleConfig, invalid};
 use crate::guard::{DANGEROUS_TABLE_FUNCTIONS, StatementKind};
+use crate::http_path;
+use crate::net::{Cidr, UpstreamBase};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const MAX_LEEWAY: Duration = Duration::from_secs(300);
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
+/// Paths the proxy answers itself; no BI route may take them.
+pub(crate) const RESERVED_PATHS: &[&str] = &["/", "/ping", "/healthz", "/metrics"];
 
 impl ProxyConfig {
     /// Reads, parses and validates a config file.
@@ -29,8 +34,14 @@ impl ProxyConfig {
     /// Checks everything serde cannot; the first problem is returned, naming its key.
     /// Secrets are only checked for shape here; they are read when the proxy starts.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.clickhouse.url.starts_with("http://") && !self.clickhouse.url.starts_with("https://") {
-            return Err(invalid("clickhouse.url", "expected an http:// or https:// URL"));
+        UpstreamBase::parse(&self.clickhouse.url).map_err(|m| invalid("clickhouse.url", m))?;
+        for (k, d) in [
+            ("stalled_client_timeout", self.clickhouse.stalled_client_timeout),
+            ("kill_timeout", self.clickhouse.kill_timeout),
+        ] {
+            if d < Duration::from_secs(1) {
+                return Err(invalid(format!("clickhouse.{k}"), "expected at least 1s"));
+            }
         }
         self.clickhouse.password.check_shape("clickhouse.password")?;
         for p in &self.clickhouse.pass_params {
@@ -62,6 +73,15 @@ impl ProxyConfig {
             if iss.principal_claims.is_empty() {
                 return Err(invalid(format!("{key}.principal_claims"), "expected at least one claim"));
             }
+            if iss.max_token_lifetime < Duration::from_secs(60) || iss.max_token_lifetime > MAX_TOKEN_LIFETIME {
+                return Err(invalid(format!("{key}.max_token_lifetime"), "expected between 1m and 366d"));
+            }
+            header_name(&format!("{key}.header"), &iss.header)?;
+            if let Some(c) = &iss.cookie
+                && (c.is_empty() || !c.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)))
+            {
+                return Err(invalid(format!("{key}.cookie"), format!("`{c}` is not a cookie name")));
+            }
         }
         for (i, m) in self.role_mappings.iter().enumerate() {
             let key = format!("role_mappings[{i}]");
@@ -76,6 +96,10 @@ impl ProxyConfig {
             if m.groups.is_empty() && m.email_domains.is_empty() && m.subjects.is_empty() {
                 return Err(invalid(key, "expected groups, email_domains or subjects"));
             }
+            if !m.subjects.is_empty() && m.issuer.is_none() && self.issuers.len() > 1 {
+                // A `sub` is unique only within its issuer.
+                tracing::warn!(mapping = %key, "role mapping by subjects without `issuer`: any configured issuer's tokens with that sub match");
+            }
         }
         for (name, role) in &self.roles {
             validate_role(name, role)?;
@@ -87,16 +111,96 @@ impl ProxyConfig {
             return Err(invalid("decisions.batch_size", "expected a positive integer"));
         }
         self.decisions.token.check_shape("decisions.token")?;
-        for (i, r) in self.bi.routes.iter().enumerate() {
-            if !r.prefix.starts_with('/') || r.prefix == "/" {
-                return Err(invalid(format!("bi.routes[{i}].prefix"), "expected a path like /bi/metabase/"));
+        if self.decisions.spill_max_bytes.as_u64() < 64 * 1024 {
+            return Err(invalid("decisions.spill_max_bytes", "expected at least 64 KiB"));
+        }
+        if self.decisions.max_query_bytes.as_u64() < 1024 {
+            return Err(invalid("decisions.max_query_bytes", "expected at least 1 KiB"));
+        }
+        self.validate_bi()?;
+        self.validate_ingress()
+    }
+
+    fn validate_bi(&self) -> Result<(), ConfigError> {
+        for (k, h) in [("bi.principal_header", &self.bi.principal_header), ("bi.roles_header", &self.bi.roles_header)] {
+            if let Some(h) = h {
+                header_name(k, h)?;
+                if ["authorization", "cookie", "host", "connection"].iter().any(|n| h.eq_ignore_ascii_case(n)) {
+                    return Err(invalid(k, format!("`{h}` cannot carry the identity")));
+                }
             }
-            if !r.upstream.starts_with("http://") && !r.upstream.starts_with("https://") {
-                return Err(invalid(format!("bi.routes[{i}].upstream"), "expected an http:// URL"));
+        }
+        let mut prefixes = std::collections::BTreeSet::new();
+        for (i, r) in self.bi.routes.iter().enumerate() {
+            let key = format!("bi.routes[{i}].prefix");
+            route_prefix(&key, r)?;
+            if !prefixes.insert(r.prefix.to_ascii_lowercase()) {
+                return Err(invalid(key, format!("`{}` is the prefix of another route", r.prefix)));
+            }
+            UpstreamBase::parse(&r.upstream).map_err(|m| invalid(format!("bi.routes[{i}].upstream"), m))?;
+        }
+        for (name, role) in &self.roles {
+            for (k, prefixes) in [("http_allow", &role.http_allow), ("http_deny", &role.http_deny)] {
+                for p in prefixes {
+                    let key = format!("roles.{name}.{k}");
+                    let bare = p.trim_end_matches('*');
+                    if http_path::normalize(bare).as_deref() != Ok(bare) {
+                        return Err(invalid(key, format!("`{p}` is not a normalised path (no //, ., .., %, ;, \\)")));
+                    }
+                    let insensitive = self.bi.routes.iter().any(|r| {
+                        r.case_insensitive && http_path::lowercase(bare).starts_with(&r.prefix.to_ascii_lowercase())
+                    });
+                    if insensitive && http_path::lowercase(bare) != bare {
+                        return Err(invalid(
+                            key,
+                            format!("`{p}` is under a case_insensitive route: write it in lower case"),
+                        ));
+                    }
+                }
             }
         }
         Ok(())
     }
+
+    fn validate_ingress(&self) -> Result<(), ConfigError> {
+        let ingress = &self.ingress;
+        for t in &ingress.trusted_proxies {
+            Cidr::parse(t).map_err(|m| invalid("ingress.trusted_proxies", m))?;
+        }
+        if let Some(h) = &ingress.client_ip_header {
+            header_name("ingress.client_ip_header", h)?;
+            if ingress.trusted_proxies.is_empty() {
+                return Err(invalid(
+                    "ingress.client_ip_header",
+                    "set ingress.trusted_proxies too: the header is believed only from them",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn header_name(key: &str, name: &str) -> Result<(), ConfigError> {
+    http::HeaderName::try_from(name).map(|_| ()).map_err(|_| invalid(key, format!("`{name}` is not a header name")))
+}
+
+/// A route prefix starts and ends with `/`, is in normal form and takes no reserved path.
+fn route_prefix(key: &str, r: &BiRoute) -> Result<(), ConfigError> {
+    let p = &r.prefix;
+    if !p.starts_with('/') || !p.ends_with('/') || p == "/" {
+        return Err(invalid(key, format!("`{p}` must start and end with / (like /bi/metabase/)")));
+    }
+    if http_path::normalize(p).as_deref() != Ok(p.as_str()) {
+        return Err(invalid(key, format!("`{p}` is not a normalised path (no //, ., .., %, ;, \\)")));
+    }
+    if r.case_insensitive && http_path::lowercase(p) != *p {
+        return Err(invalid(key, format!("`{p}` is a case_insensitive route: write it in lower case")));
+    }
+    let bare = p.trim_end_matches('/').to_ascii_lowercase();
+    if RESERVED_PATHS.iter().any(|r| r.trim_end_matches('/') == bare) {
+        return Err(invalid(key, format!("`{p}` is the proxy's own path")));
+    }
+    Ok(())
 }
 
 fn validate_role(name: &str, role: &RoleConfig) -> Result<(), ConfigError> {
@@ -187,6 +291,34 @@ mod tests {
         assert_eq!(r.max_execution_time, Some(Duration::from_secs(30)));
         assert_eq!(r.max_bytes_to_read, Some(ByteSize::gib(1)));
         assert_eq!(r.statements, vec!["select".to_string()]);
+    }
+
+    #[test]
+    fn edge_keys_are_checked_with_their_key_named() {
+        let issuer = "[[issuers]]\nname=\"x\"\nissuer=\"https://i\"\naudiences=[\"a\"]\n";
+        for (text, key) in [
+            (format!("{issuer}max_token_lifetime = \"10s\"\n"), "issuers[0].max_token_lifetime"),
+            (format!("{issuer}max_token_lifetime = \"400d\"\n"), "issuers[0].max_token_lifetime"),
+            (format!("{issuer}cookie = \"a;b\"\n"), "issuers[0].cookie"),
+            (format!("{issuer}header = \"bad header\"\n"), "issuers[0].header"),
+            ("[ingress]\ntrusted_proxies = [\"10.0.0.0/40\"]\n".to_owned(), "ingress.trusted_proxies"),
+            ("[ingress]\nclient_ip_header = \"x-real-ip\"\n".to_owned(), "ingress.client_ip_header"),
+            ("[decisions]\nspill_max_bytes = \"1 KiB\"\n".to_owned(), "decisions.spill_max_bytes"),
+            ("[decisions]\nmax_query_bytes = \"10 B\"\n".to_owned(), "decisions.max_query_bytes"),
+            ("[clickhouse]\nkill_timeout = \"0s\"\n".to_owned(), "clickhouse.kill_timeout"),
+            ("[clickhouse]\nstalled_client_timeout = \"500ms\"\n".to_owned(), "clickhouse.stalled_client_timeout"),
+            ("[clickhouse]\nurl = \"http://u:p@127.0.0.1:8123\"\n".to_owned(), "clickhouse.url"),
+        ] {
+            let err = ProxyConfig::parse(&text).unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{key}:")), "{text} => {err}");
+        }
+        let err = ProxyConfig::parse(&format!("{issuer}email_verified = \"maybe\"\n")).unwrap_err().to_string();
+        assert!(err.contains("email_verified") || err.contains("unknown variant"), "{err}");
+        let c = ProxyConfig::parse(&format!("{issuer}email_verified = \"required\"\n")).unwrap();
+        assert_eq!(c.issuers[0].email_verified, crate::config::EmailVerified::Required);
+        assert_eq!(c.issuers[0].max_token_lifetime, Duration::from_secs(86_400));
+        assert_eq!(c.ingress.per_ip_requests_per_minute, 6000);
+        assert_eq!(c.decisions.spill_max_bytes, ByteSize::gib(1));
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The [`Emitter`]: a bounded channel in front of one worker task.
 //!
-//! `emit` never awaits: it logs the decision and `try_send`s it; a full buffer spills the
-//! decision to the file directly. The worker sends a batch when it has `batch_size`
+//! `emit` never awaits: it bounds the decision's fields ([`super::bound`]), logs it and
+//! `try_send`s it; a full buffer spills the decision to the file directly. The worker sends a batch when it has `batch_size`
 //! decisions or `flush_interval` after the batch's first decision; on failure the batch is spilled
 //! and, from then on, new batches are appended behind it until a replay (every
 //! `retry_interval`) drains the file, so delivery order is kept and nothing acknowledged
@@ -10,6 +10,7 @@
 use super::DecisionSink;
 use super::spill::Spill;
 use crate::config::DecisionsConfig;
+use crate::metrics::{Dropped, Metrics};
 use bytes::Bytes;
 use gatelog_model::AccessDecision;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,8 @@ use tokio::time::Instant;
 pub struct Emitter {
     tx: mpsc::Sender<AccessDecision>,
     spill: Arc<Spill>,
+    metrics: Arc<Metrics>,
+    max_query_bytes: usize,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     worker: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -59,22 +62,40 @@ fn log_decision(d: &AccessDecision) {
 
 impl Emitter {
     /// Starts the worker. Without a sink decisions are only logged.
-    pub fn start(cfg: &DecisionsConfig, sink: Option<Arc<dyn DecisionSink>>, spill: Arc<Spill>) -> Emitter {
+    pub fn start(
+        cfg: &DecisionsConfig,
+        sink: Option<Arc<dyn DecisionSink>>,
+        spill: Arc<Spill>,
+        metrics: Arc<Metrics>,
+    ) -> Emitter {
         let (tx, rx) = mpsc::channel(cfg.buffer);
         let (stop_tx, stop_rx) = oneshot::channel();
-        let worker = Worker { sink, spill: spill.clone(), cfg: cfg.clone(), retry_at: None };
+        let worker = Worker { sink, spill: spill.clone(), metrics: metrics.clone(), cfg: cfg.clone(), retry_at: None };
         let handle = tokio::spawn(worker.run(rx, stop_rx));
-        Emitter { tx, spill, stop: Mutex::new(Some(stop_tx)), worker: Mutex::new(Some(handle)) }
+        Emitter {
+            tx,
+            spill,
+            metrics,
+            max_query_bytes: usize::try_from(cfg.max_query_bytes.as_u64()).unwrap_or(usize::MAX),
+            stop: Mutex::new(Some(stop_tx)),
+            worker: Mutex::new(Some(handle)),
+        }
     }
 
-    /// Logs and queues one decision. Never waits.
-    pub fn emit(&self, decision: AccessDecision) {
+    /// Bounds, counts, logs and queues one decision. Never waits.
+    pub fn emit(&self, mut decision: AccessDecision) {
+        let cut = super::bound::bound(&mut decision, self.max_query_bytes);
+        if cut > 0 {
+            self.metrics.truncated_fields(cut);
+        }
+        self.metrics.decision(decision.decision);
         log_decision(&decision);
         if let Err(e) = self.tx.try_send(decision) {
             let d = match e {
                 mpsc::error::TrySendError::Full(d) | mpsc::error::TrySendError::Closed(d) => d,
             };
             if let Err(e) = self.spill.append(&to_ndjson(std::slice::from_ref(&d))) {
+                self.metrics.dropped(Dropped::SpillError);
                 tracing::error!(error = %e, event_id = %d.event_id, "decision buffer full and spill failed; decision only logged");
             }
         }
@@ -96,6 +117,7 @@ impl Emitter {
 struct Worker {
     sink: Option<Arc<dyn DecisionSink>>,
     spill: Arc<Spill>,
+    metrics: Arc<Metrics>,
     cfg: DecisionsConfig,
     retry_at: Option<Instant>,
 }
@@ -184,6 +206,9 @@ impl Worker {
             }
         }
         if let Err(e) = self.spill.append(&body) {
+            for _ in batch {
+                self.metrics.dropped(Dropped::SpillError);
+            }
             tracing::error!(error = %e, decisions = batch.len(), "cannot spill decisions; they are only logged");
         }
     }
@@ -191,9 +216,12 @@ impl Worker {
     async fn replay(&self, sink: &dyn DecisionSink) -> Result<(), String> {
         loop {
             let chunk = self.spill.read_chunk(self.cfg.batch_size).map_err(|e| format!("reading spill: {e}"))?;
-            let Some((body, end)) = chunk else { return Ok(()) };
-            sink.send(Bytes::from(body)).await?;
-            self.spill.commit(end).map_err(|e| format!("committing spill offset: {e}"))?;
+            let Some(chunk) = chunk else { return Ok(()) };
+            // A chunk of only bad records has nothing to send; committing skips them.
+            if !chunk.ndjson.is_empty() {
+                sink.send(Bytes::from(chunk.ndjson)).await?;
+            }
+            self.spill.commit(chunk.end).map_err(|e| format!("committing spill offset: {e}"))?;
         }
     }
 }
@@ -232,7 +260,9 @@ mod tests {
         let cfg =
             DecisionsConfig { batch_size: 4, flush_interval: Duration::from_millis(100), ..DecisionsConfig::default() };
         let sink = Arc::new(Counting::default());
-        let emitter = Emitter::start(&cfg, Some(sink.clone()), Arc::new(Spill::open(dir.path()).unwrap()));
+        let metrics = Arc::new(Metrics::default());
+        let spill = Arc::new(Spill::open(dir.path(), 1 << 20, metrics.clone()).unwrap());
+        let emitter = Emitter::start(&cfg, Some(sink.clone()), spill, metrics);
         // Three decisions a little apart: one batch, sent once flush_interval has passed.
         for i in 0..3 {
             emitter.emit(decision(i));

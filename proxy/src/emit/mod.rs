@@ -5,8 +5,10 @@
 //! The user's request never waits for, or fails because of, the pipeline.
 //!
 //! - [`buffer`]: the [`Emitter`] handle and its worker.
-//! - [`spill`]: the append-only spill file with a committed offset.
+//! - [`bound`]: the bound of every field, applied before a decision is logged or queued.
+//! - [`spill`]: the bounded, checksummed, append-only spill file with a committed offset.
 
+pub mod bound;
 pub mod buffer;
 pub mod spill;
 

@@ -1,6 +1,8 @@
 //! Strict JWT validation on top of `jsonwebtoken`: an algorithm allow-list per issuer
-//! (never `none`, never HMAC: a public key is not a shared secret), `iss`, `aud`, and
-//! `exp`/`nbf`/`iat` checked against the injected clock with bounded skew.
+//! (never `none`, never HMAC: a public key is not a shared secret), no critical header
+//! parameters (`crit`: extensions the proxy would have to understand), `iss`, `aud`, and
+//! `exp`/`nbf`/`iat` checked against the injected clock with bounded skew, and a maximum
+//! lifetime.
 
 use super::AuthError;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -23,8 +25,23 @@ pub struct Expectations<'a> {
     pub issuer: &'a str,
     pub audiences: &'a [String],
     pub leeway: Duration,
+    /// The longest `exp` − issue time accepted.
+    pub max_lifetime: Duration,
     /// Seconds since the epoch, from the injected clock.
     pub now: i64,
+}
+
+/// Refuses headers the proxy does not fully understand: `crit` (RFC 7515 §4.1.11: a
+/// recipient that does not understand every listed extension must reject the token) and
+/// the unencoded-payload option `b64` that comes with it.
+pub fn check_header(header: &jsonwebtoken::Header) -> Result<(), AuthError> {
+    if header.crit.is_some() {
+        return Err(AuthError::Critical);
+    }
+    if header.extras.inner().contains_key("b64") || header.enc.is_some() || header.zip.is_some() {
+        return Err(AuthError::Malformed);
+    }
+    Ok(())
 }
 
 /// Verifies the signature with `key` and checks every claim. Returns the claims.
@@ -68,10 +85,21 @@ pub fn verify(
         Some(None) => return Err(AuthError::Claim("nbf is not a number")),
         _ => {}
     }
-    match number("iat") {
+    let iat = match number("iat") {
         Some(Some(iat)) if expect.now + leeway < iat => return Err(AuthError::NotYetValid),
+        Some(Some(iat)) => Some(iat),
         Some(None) => return Err(AuthError::Claim("iat is not a number")),
-        _ => {}
+        None => None,
+    };
+    // The lifetime runs from the issue time; without `iat`, from `nbf`; without either,
+    // from now (so what is left of it is what is bounded). A start in the future (within
+    // the leeway) counts as now.
+    let exp = number("exp").flatten().unwrap_or(i64::MAX);
+    let nbf = number("nbf").flatten();
+    let start = iat.or(nbf).unwrap_or(expect.now).min(expect.now);
+    let max = i64::try_from(expect.max_lifetime.as_secs()).unwrap_or(i64::MAX);
+    if exp.saturating_sub(start) > max {
+        return Err(AuthError::TooLongLived);
     }
     Ok(claims)
 }

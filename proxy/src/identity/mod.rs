@@ -4,16 +4,24 @@
 //! - [`oidc`]: discovery (`/.well-known/openid-configuration` → `jwks_uri`).
 //! - [`jwks`]: the per-issuer key cache with `kid`-driven, rate-limited refresh.
 //! - [`jwt`]: signature and claim validation against the injected clock.
+//! - [`roles`]: claims → roles ([`RoleMapper`]), compiled with the policy so that mappings
+//!   reload with it.
 //!
-//! Claims become an [`Identity`]; roles are assigned by [`crate::policy::Policy::roles_for`]
-//! so that mappings reload with the policy.
+//! Claims become an [`Identity`]. The `email` claim counts only as far as the issuer's
+//! `email_verified` setting trusts it (by default: unless the token says
+//! `email_verified: false`); an untrusted email neither names the principal nor maps roles.
+//! Where a token may come from is the caller's choice ([`Sources`]): the SQL route reads
+//! headers only, so a browser's cookie cannot carry a cross-site request.
 
 pub mod jwks;
 pub mod jwt;
 pub mod oidc;
+pub mod roles;
+
+pub use roles::RoleMapper;
 
 use crate::cache::{Lru, key_of};
-use crate::config::IssuerConfig;
+use crate::config::{EmailVerified, IssuerConfig};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use gatelog_model::{Clock, PrincipalType};
@@ -61,6 +69,12 @@ impl Fetch for ReqwestFetch {
 pub enum AuthError {
     #[error("no token: send Authorization: Bearer <jwt> or a configured token header/cookie")]
     Missing,
+    #[error("no token in a header: this route takes credentials from headers only, not cookies")]
+    CookieNotAccepted,
+    #[error("the token has critical header parameters (crit) the proxy does not understand")]
+    Critical,
+    #[error("the token lives longer than the issuer's max_token_lifetime")]
+    TooLongLived,
     #[error("the token is malformed")]
     Malformed,
     #[error("token algorithm not accepted: {0}")]
@@ -89,6 +103,7 @@ pub struct Identity {
     /// The issuer's configured name.
     pub issuer: String,
     pub subject: String,
+    /// The `email` claim, only when the issuer's `email_verified` setting trusts it.
     pub email: Option<String>,
     /// The name recorded in decisions (first configured principal claim present).
     pub principal: String,
@@ -141,7 +156,16 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
-fn token_from(headers: &HeaderMap, cfg: &IssuerConfig) -> Option<String> {
+/// Where a route takes tokens from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sources {
+    /// The issuers' headers only (the SQL route: a cross-site request cannot set them).
+    Headers,
+    /// Headers, then the issuers' cookies (BI routes, for browser sessions).
+    HeadersAndCookies,
+}
+
+fn token_from(headers: &HeaderMap, cfg: &IssuerConfig, sources: Sources) -> Option<String> {
     if let Some(v) = headers.get(cfg.header.as_str()).and_then(|v| v.to_str().ok()) {
         let v = v.trim();
         if cfg.header.eq_ignore_ascii_case("authorization") {
@@ -154,6 +178,9 @@ fn token_from(headers: &HeaderMap, cfg: &IssuerConfig) -> Option<String> {
         } else if !v.is_empty() {
             return Some(v.to_owned());
         }
+    }
+    if sources == Sources::Headers {
+        return None;
     }
     let cookie_name = cfg.cookie.as_deref()?;
     headers
@@ -227,15 +254,20 @@ impl Authenticator {
 
     /// Whether any token-bearing header or cookie is present (for the BI login redirect).
     pub fn has_token(&self, headers: &HeaderMap) -> bool {
-        self.issuers.iter().any(|i| token_from(headers, &i.cfg).is_some())
+        self.issuers.iter().any(|i| token_from(headers, &i.cfg, Sources::HeadersAndCookies).is_some())
     }
 
-    /// Authenticates a request by its headers.
+    /// Authenticates a request by its headers and cookies.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
+        self.authenticate_from(headers, Sources::HeadersAndCookies).await
+    }
+
+    /// Authenticates a request by its headers, and cookies for [`Sources::HeadersAndCookies`].
+    pub async fn authenticate_from(&self, headers: &HeaderMap, sources: Sources) -> Result<Identity, AuthError> {
         let mut first_error = None;
         let mut tried = Vec::new();
         for state in &self.issuers {
-            let Some(token) = token_from(headers, &state.cfg) else { continue };
+            let Some(token) = token_from(headers, &state.cfg, sources) else { continue };
             if tried.contains(&token) {
                 continue;
             }
@@ -253,7 +285,7 @@ impl Authenticator {
                 .iter()
                 .enumerate()
                 .filter(|(_, s)| s.cfg.issuer.trim_end_matches('/') == iss.trim_end_matches('/'))
-                .filter(|(_, s)| token_from(headers, &s.cfg).as_deref() == Some(token.as_str()));
+                .filter(|(_, s)| token_from(headers, &s.cfg, sources).as_deref() == Some(token.as_str()));
             let mut matched = false;
             for (index, s) in candidates {
                 matched = true;
@@ -268,6 +300,9 @@ impl Authenticator {
                 first_error.get_or_insert(AuthError::UnknownIssuer);
             }
             tried.push(token);
+        }
+        if first_error.is_none() && sources == Sources::Headers && self.has_token(headers) {
+            return Err(AuthError::CookieNotAccepted);
         }
         Err(first_error.unwrap_or(AuthError::Missing))
     }
@@ -298,6 +333,7 @@ impl Authenticator {
     async fn verify_token(&self, s: &IssuerState, token: &str, now_ms: i64) -> Result<(Identity, i64, u64), AuthError> {
         self.verifications.fetch_add(1, Ordering::Relaxed);
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        jwt::check_header(&header)?;
         if !s.algorithms.contains(&header.alg) {
             return Err(AuthError::Algorithm(format!("{:?} is not accepted for issuer {}", header.alg, s.cfg.name)));
         }
@@ -312,6 +348,7 @@ impl Authenticator {
             issuer: &s.cfg.issuer,
             audiences: &s.cfg.audiences,
             leeway: s.cfg.leeway,
+            max_lifetime: s.cfg.max_token_lifetime,
             now: now_ms.div_euclid(1000),
         };
         let claims = jwt::verify(token, header.alg, &key, &expect)?;
@@ -320,11 +357,14 @@ impl Authenticator {
             claims.get("exp").and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))).unwrap_or(i64::MIN);
         let text = |name: &str| claims.get(name).and_then(|v| v.as_str()).map(str::to_owned);
         let subject = text("sub").unwrap_or_default();
-        let email = text("email");
+        let has_email = text("email").is_some_and(|e| !e.is_empty());
+        let trusted = email_trusted(s.cfg.email_verified, claims.get("email_verified"));
+        let email = text("email").filter(|_| trusted);
         let principal = s
             .cfg
             .principal_claims
             .iter()
+            .filter(|c| trusted || *c != "email")
             .find_map(|c| text(c).filter(|v| !v.is_empty()))
             .ok_or(AuthError::Claim("no principal claim"))?;
         let groups = match claims.get(&s.cfg.groups_claim) {
@@ -338,7 +378,7 @@ impl Authenticator {
             if s.cfg.header.eq_ignore_ascii_case("cf-access-jwt-assertion") { "cf_access_jwt" } else { "oidc" };
         let identity = Identity {
             issuer: s.cfg.name.clone(),
-            principal_type: if email.is_some() { PrincipalType::User } else { PrincipalType::Service },
+            principal_type: if has_email { PrincipalType::User } else { PrincipalType::Service },
             subject,
             email,
             principal,
@@ -346,5 +386,44 @@ impl Authenticator {
             auth_method: auth_method.to_owned(),
         };
         Ok((identity, exp, generation))
+    }
+}
+
+/// Whether the `email` claim counts, by the issuer's setting and the `email_verified` claim
+/// (a boolean; the strings `"true"`/`"false"` some providers send are read as such; anything
+/// else is not a yes).
+fn email_trusted(setting: EmailVerified, claim: Option<&serde_json::Value>) -> bool {
+    let verified = match claim {
+        None => None,
+        Some(serde_json::Value::Bool(b)) => Some(*b),
+        Some(serde_json::Value::String(s)) if s.eq_ignore_ascii_case("true") => Some(true),
+        Some(_) => Some(false),
+    };
+    match setting {
+        EmailVerified::Required => verified == Some(true),
+        EmailVerified::IfPresent => verified != Some(false),
+        EmailVerified::AllowUnverified => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn email_trust_by_setting_and_claim() {
+        let (t, f, s_t, s_f, junk) = (json!(true), json!(false), json!("true"), json!("False"), json!(1));
+        let cases: [(EmailVerified, [bool; 6]); 3] = [
+            // claim:            absent  true  false "true" "False"  1
+            (EmailVerified::Required, [false, true, false, true, false, false]),
+            (EmailVerified::IfPresent, [true, true, false, true, false, false]),
+            (EmailVerified::AllowUnverified, [true, true, true, true, true, true]),
+        ];
+        for (setting, want) in cases {
+            let got =
+                [None, Some(&t), Some(&f), Some(&s_t), Some(&s_f), Some(&junk)].map(|c| email_trusted(setting, c));
+            assert_eq!(got, want, "{setting:?}");
+        }
     }
 }
