@@ -5,15 +5,16 @@
 //! and the proxy on loopback (its own 2-worker runtime, as in production). The load
 //! generator is a plain hyper HTTP/1 client with keep-alive connections on a separate
 //! single-threaded runtime and OS thread, so its cost is small and does not run on the
-//! proxy's workers. Direct and proxied paths use the same client, query (`SELECT 1`),
-//! and concurrency, in one run:
+//! proxy's workers. Direct and proxied paths use the same client, query (`BENCH_QUERY`,
+//! default `SELECT 1`; the analyst may also read `analytics.events`, 500 rows, for a small
+//! SELECT against a table) and concurrency, in one run:
 //! 1. sequential latency, one keep-alive connection per path, requests alternating between
 //!    the paths so that load drift on the machine hits both alike (p50/p99, added);
 //! 2. requests/s at `BENCH_CONCURRENCY` connections, direct then proxied, `BENCH_SECS` each.
 //!
 //! Run: `cargo bench -p gatelog-proxy --bench latency`
 //! (env: `BENCH_SECS` (5), `BENCH_CONCURRENCY` (32), `BENCH_REQUESTS` (3000 per path),
-//! `BENCH_WORKERS` (2) proxy runtime workers, `BENCH_LOG=json` to also write the JSON decision log to a file, as `gatelog proxy` does
+//! `BENCH_WORKERS` (2) proxy runtime workers, `BENCH_QUERY` (`SELECT 1`), `BENCH_LOG=json` to also write the JSON decision log to a file, as `gatelog proxy` does
 //! to stderr).
 
 #[path = "../tests/support/mod.rs"]
@@ -41,6 +42,7 @@ const TARGET_PROXIED_RPS: f64 = 5000.0;
 struct Target {
     addr: SocketAddr,
     authorization: Option<String>,
+    query: Bytes,
 }
 
 /// A decision collector that only counts (lines, bytes) and checks the bearer token.
@@ -89,14 +91,19 @@ async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
     send
 }
 
-/// One `SELECT 1` on a keep-alive connection; panics on anything but a 2xx.
+/// The query every request sends.
+fn query() -> Bytes {
+    Bytes::from(std::env::var("BENCH_QUERY").unwrap_or_else(|_| "SELECT 1".to_owned()))
+}
+
+/// One query on a keep-alive connection; panics on anything but a 2xx.
 async fn once(send: &mut SendRequest<Full<Bytes>>, target: &Target) {
     send.ready().await.expect("connection ready");
     let mut req = http::Request::post("/").header(http::header::HOST, target.addr.to_string());
     if let Some(a) = &target.authorization {
         req = req.header(http::header::AUTHORIZATION, a.as_str());
     }
-    let req = req.body(Full::new(Bytes::from_static(b"SELECT 1"))).expect("request");
+    let req = req.body(Full::new(target.query.clone())).expect("request");
     let resp = send.send_request(req).await.expect("response");
     let status = resp.status();
     let body = resp.into_body().collect().await.expect("body").to_bytes();
@@ -201,9 +208,16 @@ fn main() {
     let (mut ch, issuer, collector, server, stop_tx, direct, proxied) = rt.block_on(async {
         let ch = TestClickHouse::start().await.expect("clickhouse");
         ch_exec(&ch.url(), "CREATE DATABASE analytics").await;
+        ch_exec(&ch.url(), "CREATE TABLE analytics.events (day Date, user_id UInt64) ENGINE = MergeTree ORDER BY (day, user_id) SETTINGS index_granularity = 64").await;
+        ch_exec(&ch.url(), "INSERT INTO analytics.events SELECT toDate('2025-03-01') + number % 3, number % 50 FROM system.numbers LIMIT 500").await;
         let issuer = LoopbackIssuer::start().await;
         let collector = CountingCollector::start().await;
-        let extra = format!("url = \"{}\"\ntoken = {{ value = \"collector-token\" }}\n", collector.url);
+        // The load comes from one address: the per-source limit is set out of its way (its
+        // cost is still paid on every request).
+        let extra = format!(
+            "url = \"{}\"\ntoken = {{ value = \"collector-token\" }}\n[ingress]\nper_ip_requests_per_minute = 1000000000\n",
+            collector.url
+        );
         let config = ProxyConfig::parse(&config_toml(&issuer.url, &ch.url(), dir.path(), &extra)).expect("config");
         let deps = ProxyDeps::real(&config).expect("deps");
         let proxy = Proxy::bind(config, None, deps).await.expect("bind");
@@ -217,8 +231,8 @@ fn main() {
             sign(&claims(&issuer.url, now, "bench@example.com", &["analysts"]), "rsa", Algorithm::RS256, Some("rsa-1"));
         let ch_addr: SocketAddr =
             ch.url().trim_start_matches("http://").trim_end_matches('/').parse().expect("clickhouse addr");
-        let direct = Target { addr: ch_addr, authorization: None };
-        let proxied = Target { addr: proxy_addr, authorization: Some(format!("Bearer {token}")) };
+        let direct = Target { addr: ch_addr, authorization: None, query: query() };
+        let proxied = Target { addr: proxy_addr, authorization: Some(format!("Bearer {token}")), query: query() };
         (ch, issuer, collector, server, stop_tx, direct, proxied)
     });
 
@@ -236,10 +250,11 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!("proxy runtime workers: {workers}");
-    println!("sequential SELECT 1, {} requests per path, alternating", r.n);
+    println!("sequential {:?}, {} requests per path, alternating", String::from_utf8_lossy(&query()), r.n);
     println!("  direct   p50 {d50:.3} ms  p99 {d99:.3} ms");
     println!("  proxied  p50 {p50:.3} ms  p99 {p99:.3} ms");
     println!("  added    p50 {:.3} ms  p99 {added99:.3} ms", p50 - d50);
+    println!("  proxied/direct p50 {:.2}x", p50 / d50);
     println!("throughput, concurrency {concurrency}, {secs} s per path");
     println!("  direct   {:.0} req/s", r.direct_rps);
     println!("  proxied  {:.0} req/s", r.proxied_rps);
