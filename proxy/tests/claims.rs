@@ -6,11 +6,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/edge.rs"]
+mod edge;
 mod support;
 
-use gatelog_model::{FixedClock, UnixMillis};
+use edge::in_process;
 use gatelog_proxy::server::{Shared, router};
-use gatelog_proxy::{ProxyConfig, ProxyDeps};
 use jsonwebtoken::{Algorithm, EncodingKey};
 use serde::Deserialize;
 use serde_json::Value;
@@ -79,17 +80,8 @@ fn shared(issuer_extra: &str) -> (Arc<Shared>, Arc<MemorySink>, tempfile::TempDi
     let text = config_toml(ISSUER, "http://127.0.0.1:1", dir.path(), "")
         .replacen("leeway = \"30s\"\n", &format!("leeway = \"30s\"\n{issuer_extra}\n"), 1)
         .replace("[[role_mappings]]\nrole = \"admin\"", &format!("{MAPPINGS}\n[[role_mappings]]\nrole = \"admin\""));
-    let config = ProxyConfig::parse(&text).unwrap();
     let sink = Arc::new(MemorySink::default());
-    let upstream = Arc::new(RecordingUpstream::default());
-    let deps = ProxyDeps {
-        clock: Arc::new(FixedClock::new(UnixMillis(NOW * 1000))),
-        upstream: upstream.clone(),
-        bi_upstream: upstream,
-        fetch: StaticFetch::for_issuer(ISSUER),
-        sink: Some(sink.clone()),
-    };
-    (Shared::new(config, deps).unwrap(), sink, dir)
+    (in_process(&text, Some(sink.clone())).0, sink, dir)
 }
 
 #[tokio::test]
@@ -141,15 +133,7 @@ async fn unverified_email_is_not_the_upstream_identity() {
         "{}\n[[bi.routes]]\nname = \"m\"\nprefix = \"/bi/metabase/\"\nupstream = \"http://127.0.0.1:3000\"\n",
         config_toml(ISSUER, "http://127.0.0.1:1", dir.path(), "")
     );
-    let upstream = Arc::new(RecordingUpstream::default());
-    let deps = ProxyDeps {
-        clock: Arc::new(FixedClock::new(UnixMillis(NOW * 1000))),
-        upstream: upstream.clone(),
-        bi_upstream: upstream.clone(),
-        fetch: StaticFetch::for_issuer(ISSUER),
-        sink: None,
-    };
-    let shared = Shared::new(ProxyConfig::parse(&text).unwrap(), deps).unwrap();
+    let (shared, upstream) = in_process(&text, None);
     let mut c = claims(ISSUER, NOW, "ceo@example.com", &["analysts"]);
     c.insert("email_verified".into(), Value::Bool(false));
     let t = sign(&c, "rsa", Algorithm::RS256, Some("rsa-1"));

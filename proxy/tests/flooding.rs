@@ -12,25 +12,16 @@ mod edge;
 mod support;
 
 use edge::*;
-use gatelog_model::{AccessDecision, Decision, FixedClock, UnixMillis};
+use gatelog_model::{AccessDecision, Decision};
 use gatelog_proxy::emit::bound::MARKER;
 use gatelog_proxy::server::{Shared, router};
-use gatelog_proxy::{ProxyConfig, ProxyDeps};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use support::*;
 use tower::ServiceExt;
 
 fn shared_with(text: &str, sink: Arc<MemorySink>) -> Arc<Shared> {
-    let upstream = Arc::new(RecordingUpstream::default());
-    let deps = ProxyDeps {
-        clock: Arc::new(FixedClock::new(UnixMillis(NOW * 1000))),
-        upstream: upstream.clone(),
-        bi_upstream: upstream,
-        fetch: StaticFetch::for_issuer(ISSUER),
-        sink: Some(sink),
-    };
-    Shared::new(ProxyConfig::parse(text).unwrap(), deps).unwrap()
+    in_process(text, Some(sink)).0
 }
 
 async fn call(shared: &Arc<Shared>, req: http::Request<axum::body::Body>) -> (u16, http::HeaderMap) {

@@ -85,6 +85,20 @@ impl Running {
     }
 }
 
+/// The proxy's state for `text`, in process (for the router): the fixed test clock and
+/// issuer, one recording upstream for ClickHouse and the BI routes.
+pub fn in_process(text: &str, sink: Option<Arc<MemorySink>>) -> (Arc<Shared>, Arc<RecordingUpstream>) {
+    let upstream = Arc::new(RecordingUpstream::default());
+    let deps = ProxyDeps {
+        clock: Arc::new(FixedClock::new(UnixMillis(NOW * 1000))),
+        upstream: upstream.clone(),
+        bi_upstream: upstream.clone(),
+        fetch: StaticFetch::for_issuer(ISSUER),
+        sink: sink.map(|s| s as Arc<dyn gatelog_proxy::emit::DecisionSink>),
+    };
+    (Shared::new(ProxyConfig::parse(text).unwrap(), deps).unwrap(), upstream)
+}
+
 /// A raw HTTP/1.1 request: `method path`, headers, body (Content-Length set).
 pub fn raw_request(method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
     let mut out = format!("{method} {path} HTTP/1.1\r\nHost: proxy.test\r\n");
