@@ -161,6 +161,15 @@ async fn identity_headers_and_token_cookies_never_reach_the_upstream() {
         "Cf-Access-Authenticated-User-Email",
         "Cf_Access_Jwt_Assertion",
         "authorization",
+        "X-Original-URL",
+        "X_Rewrite_Url",
+        "X-HTTP-Method-Override",
+        "X-Forwarded-Prefix",
+        "X-Forwarded-For",
+        "X_Forwarded_Host",
+        "Forwarded",
+        "X-Real-IP",
+        "True-Client-IP",
     ];
     // The token in the header, then in the cookie (a browser session): both forwarded without it.
     for (i, (auth_header, cookie)) in [
@@ -191,6 +200,7 @@ async fn identity_headers_and_token_cookies_never_reach_the_upstream() {
         }
         assert_eq!(got.get_all("x-gatelog-principal").iter().collect::<Vec<_>>(), ["ana@example.com"]);
         assert_eq!(got.get_all("x-gatelog-roles").iter().collect::<Vec<_>>(), ["analyst"]);
+        assert_eq!(got.get_all("x-forwarded-for").iter().collect::<Vec<_>>(), ["127.0.0.1"]);
         assert!(got.get("authorization").is_none() && got.get("cf-access-jwt-assertion").is_none());
         let cookies: Vec<&str> = got.get_all("cookie").iter().map(|v| v.to_str().unwrap()).collect();
         let want = if i == 0 { "metabase.SESSION=s1; theme=dark" } else { "metabase.SESSION=s2" };

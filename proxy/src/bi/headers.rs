@@ -9,9 +9,13 @@
 //! and the identity headers other authenticating proxies set (`remote-user`,
 //! `x-forwarded-user`, `x-webauth-user`, `x-auth-request-*`, Cloudflare's
 //! `cf-access-authenticated-user-email`, …), which an upstream set up behind one of them
-//! would trust. Hop-by-hop headers go, with the ones `Connection` names. The user's own
-//! token cookies (every issuer's `cookie`) are removed from `Cookie`; the upstream's own
-//! cookies stay.
+//! would trust. So do the headers some frameworks take the path or method from instead of
+//! the request line (`x-original-url`, `x-rewrite-url`, `x-http-method-override`, …: the
+//! policy decided the request line), and the client's own forwarding headers
+//! (`forwarded`, `x-forwarded-*`, `x-real-ip`, …): the upstream gets `x-forwarded-for` with
+//! the address the proxy decided for. Hop-by-hop headers go, with the ones `Connection`
+//! names. The user's own token cookies (every issuer's `cookie`) are removed from `Cookie`;
+//! the upstream's own cookies stay.
 
 use crate::config::ProxyConfig;
 use http::{HeaderMap, HeaderName};
@@ -62,6 +66,29 @@ const FOREIGN_IDENTITY: &[&str] = &[
     "x-goog-authenticated-user-email",
     "x-goog-authenticated-user-id",
     "x-goog-iap-jwt-assertion",
+    // The path or method from a header instead of the request line.
+    "x-original-url",
+    "x-original-uri",
+    "x-rewrite-url",
+    "x-forwarded-uri",
+    "x-forwarded-path",
+    "x-forwarded-prefix",
+    "x-envoy-original-path",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    // The client's own forwarding headers (the proxy sets x-forwarded-for itself).
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-server",
+    "x-real-ip",
+    "x-client-ip",
+    "client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
 ];
 
 /// `name` lower-cased, with every character but letters and digits read as `-`.

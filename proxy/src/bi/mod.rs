@@ -146,6 +146,10 @@ pub async fn handle(shared: Arc<Shared>, req: Request, mut pending: Pending) -> 
     set(&mut parts.headers, principal_header, &principal);
     set(&mut parts.headers, roles_header, &roles.join(","));
     set(&mut parts.headers, "x-gatelog-decision-id", &id);
+    let client_ip = pending.d().client_ip.clone();
+    if !client_ip.is_empty() {
+        set(&mut parts.headers, "x-forwarded-for", &client_ip);
+    }
     pending.allowed();
     match shared.bi_upstream.send(http::Request::from_parts(parts, body)).await {
         Ok(resp) => {

@@ -77,6 +77,14 @@ impl ProxyConfig {
                 return Err(invalid(format!("{key}.max_token_lifetime"), "expected between 1m and 366d"));
             }
             header_name(&format!("{key}.header"), &iss.header)?;
+            if ["cookie", "host"].iter().any(|h| iss.header.eq_ignore_ascii_case(h)) {
+                // A cookie is what a cross-site request carries: it goes in `cookie`, which
+                // only the BI routes read.
+                return Err(invalid(
+                    format!("{key}.header"),
+                    format!("`{}` cannot carry the token; use `cookie` for cookies", iss.header),
+                ));
+            }
             if let Some(c) = &iss.cookie
                 && (c.is_empty() || !c.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)))
             {
@@ -301,6 +309,7 @@ mod tests {
             (format!("{issuer}max_token_lifetime = \"400d\"\n"), "issuers[0].max_token_lifetime"),
             (format!("{issuer}cookie = \"a;b\"\n"), "issuers[0].cookie"),
             (format!("{issuer}header = \"bad header\"\n"), "issuers[0].header"),
+            (format!("{issuer}header = \"Cookie\"\n"), "issuers[0].header"),
             ("[ingress]\ntrusted_proxies = [\"10.0.0.0/40\"]\n".to_owned(), "ingress.trusted_proxies"),
             ("[ingress]\nclient_ip_header = \"x-real-ip\"\n".to_owned(), "ingress.client_ip_header"),
             ("[decisions]\nspill_max_bytes = \"1 KiB\"\n".to_owned(), "decisions.spill_max_bytes"),
