@@ -40,7 +40,8 @@ async fn listed(ch_url: &str, needle: &str) -> Vec<String> {
 /// the decision and whether the query was seen running.
 async fn watch(proxy: &Running, ch_url: &str, needle: &str, before: usize) -> (gatelog_model::AccessDecision, bool) {
     let mut seen_running = false;
-    for _ in 0..600 {
+    // Bounded: ~60 s at most, well past kill_timeout (20 s) and the slowest kill seen (3 s).
+    for _ in 0..2000 {
         // Slot first, then ClickHouse: a free slot means the query was gone before it.
         let running = proxy.shared.limiter.running("admin", "root@corp.test");
         let queries = listed(ch_url, needle).await;
