@@ -8,11 +8,14 @@
 //! - [`timestamp`]: [`UnixMillis`] and the parser for every Cloudflare timestamp format.
 //! - [`query`]: SQL literal masking and query fingerprints.
 //! - [`clock`]: the [`Clock`] trait, so tests own their time.
+//! - [`ipe`]: [`IpeRecord`], how a reported figure was produced (query, parameters, server,
+//!   rows, reconciliations), filled by the store's read side and printed by reports.
 
 pub mod batch;
 pub mod clock;
 pub mod decision;
 pub mod event_id;
+pub mod ipe;
 pub mod query;
 pub mod record;
 pub mod timestamp;
@@ -21,5 +24,6 @@ pub use batch::{Batch, BatchCodecError, BatchHead, EncodedRows};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use decision::{AccessDecision, Decision, PrincipalType, Source};
 pub use event_id::EventId;
+pub use ipe::{IpeParameter, IpeRecord, Reconciliation};
 pub use record::{DeadLetter, RawRecord, sha256_hex};
 pub use timestamp::{TimestampError, UnixMillis};

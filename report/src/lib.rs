@@ -1,0 +1,4 @@
+pub mod bundle;
+pub mod chain;
+pub mod json;
+pub mod sign;
