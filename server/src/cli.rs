@@ -41,6 +41,18 @@ pub enum Command {
         #[command(subcommand)]
         command: ClickhouseCommand,
     },
+    /// The key that signs evidence bundles.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Check an evidence bundle offline: its signature, every file's SHA-256 and size, and
+    /// that no file is missing or extra. Exit codes: 0 verified; 1 could not check (unreadable
+    /// bundle or key); 3 not a readable bundle (not a zip, truncated, no manifest or
+    /// signature); 4 signature invalid (manifest or signature changed, or another key);
+    /// 5 a file's content differs from the manifest; 6 a file missing, added or renamed;
+    /// 7 intact, but no trusted key was given to check the signer against.
+    Verify(VerifyArgs),
     /// Print SQL that gatelog emits.
     Sql {
         #[command(subcommand)]
@@ -185,6 +197,56 @@ pub enum ProxyCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Where the config, and with it the signing key, are.
+#[derive(Debug, Clone, Args)]
+pub struct KeyLocationArgs {
+    /// gatelog.toml (its `report.signing_key` and `data_dir` locate the key).
+    #[arg(long, env = "GATELOG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// State directory; the key defaults to `<data_dir>/keys/signing.key`.
+    #[arg(long, env = "GATELOG_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create the bundle signing key (mode 0600) and print its public key. Refuses to replace
+    /// an existing key unless --force.
+    Init {
+        #[command(flatten)]
+        location: KeyLocationArgs,
+        /// Write `signing.key`, `signing.pub` and `allowed_signers` into this folder instead
+        /// of the configured place (then set `report.signing_key` to `<dir>/signing.key`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Replace an existing key. Bundles signed with the old key then verify only with the
+        /// old public key.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the public key of the configured signing key (what auditors verify with).
+    Public {
+        #[command(flatten)]
+        location: KeyLocationArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The bundle (.zip) to check.
+    pub bundle: PathBuf,
+    /// The signer's public key: a file (`signing.pub`, `allowed_signers`) or the key itself
+    /// (`"ssh-ed25519 AAAA…"`). Without it, the public key beside the configured signing
+    /// key is trusted if there is one; otherwise the check ends with exit code 7.
+    #[arg(long, env = "GATELOG_PUBLIC_KEY")]
+    pub public_key: Option<String>,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub location: KeyLocationArgs,
 }
 
 #[derive(Debug, Subcommand)]

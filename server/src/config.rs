@@ -22,6 +22,16 @@ pub struct Config {
     pub receiver: gatelog_ingest::http::ReceiverConfig,
     pub spool: SpoolSection,
     pub index: IndexSection,
+    pub report: ReportSection,
+}
+
+/// `[report]`: evidence reports and bundles.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportSection {
+    /// The Ed25519 key that signs evidence bundles (`gatelog keys init` creates it). Absent:
+    /// `<data_dir>/keys/signing.key`. Its public key sits beside it as `signing.pub`.
+    pub signing_key: Option<PathBuf>,
 }
 
 /// `[server]`: the HTTP listener of `gatelog serve`.
@@ -97,6 +107,7 @@ impl Default for Config {
             receiver: gatelog_ingest::http::ReceiverConfig::default(),
             spool: SpoolSection::default(),
             index: IndexSection::default(),
+            report: ReportSection::default(),
         }
     }
 }
@@ -225,6 +236,11 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The bundle signing key's file: `report.signing_key`, else `<data_dir>/keys/signing.key`.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.report.signing_key.clone().unwrap_or_else(|| self.data_dir.join("keys").join("signing.key"))
+    }
+
     /// Reads a TOML file; `None` means the defaults.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let Some(path) = path else {
@@ -384,6 +400,12 @@ impl Config {
         if self.index.commit_interval.is_zero() {
             return invalid("index.commit_interval", "must be longer than 0s".into());
         }
+        if self.report.signing_key.as_ref().is_some_and(|p| p.as_os_str().is_empty() || p.ends_with("..")) {
+            return invalid(
+                "report.signing_key",
+                "must name a file (or be left out for <data_dir>/keys/signing.key)".into(),
+            );
+        }
         if !(1..=64).contains(&self.ingest.write_concurrency) {
             return invalid(
                 "ingest.write_concurrency",
@@ -397,6 +419,14 @@ impl Config {
 /// Loads the file named by `--config`, applies flags and environment, and validates.
 pub fn resolve(args: &crate::cli::StoreArgs) -> Result<Config, ConfigError> {
     let config = Config::load(args.config.as_deref())?.apply(args.overrides());
+    config.validate()?;
+    Ok(config)
+}
+
+/// [`resolve`] for the commands that only need the key's location (`keys`, `verify`).
+pub fn resolve_keys(args: &crate::cli::KeyLocationArgs) -> Result<Config, ConfigError> {
+    let overrides = Overrides { data_dir: args.data_dir.clone(), ..Overrides::default() };
+    let config = Config::load(args.config.as_deref())?.apply(overrides);
     config.validate()?;
     Ok(config)
 }
@@ -458,6 +488,17 @@ mod tests {
             Config::parse("[clickhouse]\nurl = \"http://127.0.0.1:8123\"\nsync_data_dir = \"/var/lib/clickhouse\"\n")
                 .unwrap();
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn the_signing_key_defaults_under_the_data_dir() {
+        let c = Config::parse("data_dir = \"/srv/gatelog\"\n").unwrap();
+        assert_eq!(c.signing_key_path(), PathBuf::from("/srv/gatelog/keys/signing.key"));
+        let c = Config::parse("[report]\nsigning_key = \"/etc/gatelog/bundle.key\"\n").unwrap();
+        assert_eq!(c.signing_key_path(), PathBuf::from("/etc/gatelog/bundle.key"));
+        let err = Config::parse("[report]\nsigning_key = \"\"\n").unwrap().validate().unwrap_err().to_string();
+        assert!(err.starts_with("report.signing_key:"), "{err}");
+        assert!(Config::parse("[report]\nkey = \"x\"\n").unwrap_err().contains("key"));
     }
 
     #[test]

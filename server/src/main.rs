@@ -9,12 +9,14 @@
 //! - [`demo`]: `gatelog demo`, the one-command tour.
 //! - [`serve`]: `gatelog serve`: receiver → spool → ClickHouse and index sinks, search.
 //! - [`proxy`]: `gatelog proxy` and `gatelog proxy check`.
+//! - [`keys`]: `gatelog keys init | public` (the bundle signing key) and `gatelog verify`.
 
 mod backfill;
 mod cli;
 mod clickhouse;
 mod config;
 mod demo;
+mod keys;
 mod proxy;
 mod serve;
 
@@ -56,6 +58,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args).await,
         Command::Search(args) => serve::search::run_cli(args).await,
         Command::Clickhouse { command: ClickhouseCommand::Run(args) } => clickhouse::run_foreground(args).await,
+        Command::Keys { command } => keys::run_keys(command),
+        Command::Verify(args) => keys::run_verify(args),
         Command::Sql { command: SqlCommand::Dump(args) } => {
             let profile = match args.profile {
                 cli::ProfileArg::Legacy => gatelog_store::SchemaProfile::Legacy,
