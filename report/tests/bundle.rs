@@ -249,6 +249,20 @@ fn ssh_keygen_verify(dir: &Path, allowed_signers: &Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
+/// The check README.md's "For auditors" section gives, run in an unzipped bundle.
+fn readme_file_check(dir: &Path) -> String {
+    const SCRIPT: &str = r#"import json,hashlib,os
+m=json.load(open("manifest.json")); listed={f["path"] for f in m["files"]}
+bad=[f["path"] for f in m["files"] if not os.path.exists(f["path"]) or hashlib.sha256(open(f["path"],"rb").read()).hexdigest()!=f["sha256"]]
+extra=[os.path.relpath(os.path.join(d,n)) for d,_,ns in os.walk(".") for n in ns if os.path.relpath(os.path.join(d,n)) not in listed|{"manifest.json","manifest.json.sig","allowed_signers"}]
+print("changed or missing:",bad or "none"); print("not in the manifest:",extra or "none")"#;
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+    assert!(readme.contains(SCRIPT), "README.md's file check differs from the one tested here");
+    let out = Command::new("python3").arg("-c").arg(SCRIPT).current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
 fn unzip_to(bytes: &[u8], dir: &Path) {
     for (name, data) in entries(bytes) {
         let path = dir.join(&name);
@@ -276,6 +290,8 @@ fn ssh_keygen_verifies_the_signature_and_rejects_a_tampered_manifest() {
     let (ok, text) = ssh_keygen_verify(&good, &files.allowed_signers);
     assert!(ok, "ssh-keygen rejected a good bundle: {text}");
     assert!(text.contains("Good \"gatelog-bundle\" signature for gatelog"), "{text}");
+    // The README's file check (python3's standard library only) agrees.
+    assert_eq!(readme_file_check(&good), "changed or missing: none\nnot in the manifest: none\n");
 
     let bad = tmp.path().join("bad");
     unzip_to(&bundle, &bad);
@@ -285,6 +301,9 @@ fn ssh_keygen_verifies_the_signature_and_rejects_a_tampered_manifest() {
     std::fs::write(bad.join(MANIFEST_FILE), manifest).unwrap();
     let (ok, text) = ssh_keygen_verify(&bad, &files.allowed_signers);
     assert!(!ok, "ssh-keygen accepted a tampered manifest: {text}");
+    std::fs::write(good.join("report.md"), "# edited\n").unwrap();
+    std::fs::write(good.join("csv/new.csv"), "a\n").unwrap();
+    assert_eq!(readme_file_check(&good), "changed or missing: ['report.md']\nnot in the manifest: ['csv/new.csv']\n");
 
     // Signed by another key: ssh-keygen refuses it against the operator's allowed_signers.
     let other = builder(tmp.path()).to_bytes(&SigningKey::from_seed([5; 32], "")).unwrap();

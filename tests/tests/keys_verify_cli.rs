@@ -1,6 +1,8 @@
 //! `gatelog keys init` and `gatelog verify` as an operator and an auditor run them: the key
 //! file's mode, no silent overwrite, and one exit code per class of tampering.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use gatelog_e2e::gatelog;
 use gatelog_report::bundle::BundleBuilder;
 use gatelog_report::sign::SigningKey;

@@ -220,20 +220,20 @@ impl PublicKey {
     /// lines (the first key counts; `#` comments and blank lines are skipped).
     pub fn parse(text: &str, origin: &str) -> Result<Self, KeyError> {
         let format = |message: String| KeyError::Format { origin: origin.to_owned(), message };
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-            let words: Vec<&str> = line.split_whitespace().collect();
-            let Some(at) = words.iter().position(|w| *w == KEY_TYPE) else {
-                let found = words.iter().find(|w| w.starts_with("ssh-") || w.starts_with("ecdsa-"));
-                return Err(format(match found {
-                    Some(kind) => format!("{kind} keys are not used by gatelog; expected ssh-ed25519"),
-                    None => "expected `ssh-ed25519 AAAA…` (a .pub line or an allowed_signers line)".into(),
-                }));
-            };
-            let b64 = words.get(at + 1).ok_or_else(|| format("ssh-ed25519 is not followed by the key".into()))?;
-            let blob = STANDARD.decode(b64).map_err(|e| format(format!("the key is not base64: {e}")))?;
-            return Self::from_blob(&blob).map_err(format);
-        }
-        Err(format("holds no key".into()))
+        let Some(line) = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')) else {
+            return Err(format("holds no key".into()));
+        };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(at) = words.iter().position(|w| *w == KEY_TYPE) else {
+            let found = words.iter().find(|w| w.starts_with("ssh-") || w.starts_with("ecdsa-"));
+            return Err(format(match found {
+                Some(kind) => format!("{kind} keys are not used by gatelog; expected ssh-ed25519"),
+                None => "expected `ssh-ed25519 AAAA…` (a .pub line or an allowed_signers line)".into(),
+            }));
+        };
+        let b64 = words.get(at + 1).ok_or_else(|| format("ssh-ed25519 is not followed by the key".into()))?;
+        let blob = STANDARD.decode(b64).map_err(|e| format(format!("the key is not base64: {e}")))?;
+        Self::from_blob(&blob).map_err(format)
     }
 
     /// [`PublicKey::parse`] of a file, or of the text itself when `arg` is not a file but
