@@ -1,0 +1,194 @@
+//! `off_hours`: a principal active outside its own usual hours — at least `min_events`
+//! allowed requests within `window`, each off-hours by the principal's hour-of-week
+//! profile ([`crate::baseline`]).
+//!
+//! A single request at an odd hour is common (people do check something at night); a
+//! session of them is the signal. Profiles judge only once `profile.min_events` events
+//! are settled, and only settled days count, so the session cannot make itself usual.
+//! One finding per session; a session ends when `window` passes without an off-hours
+//! request. Dedup key: `off_hours:<principal>`.
+
+use crate::baseline::{Assessment, learns_from, principal_key};
+use crate::checkpoint::CheckpointError;
+use crate::config::OffHoursConfig;
+use crate::detector::{Context, Detector, Draft, Rule, clock_time, load_state, save_state};
+use crate::keyed::{Keyed, Recency};
+use gatelog_model::{AccessDecision, Finding, UnixMillis};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+
+const RULE: Rule = Rule { id: "off_hours", version: 1 };
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+struct Session {
+    /// Off-hours requests within the window: (time, event id).
+    recent: VecDeque<(i64, String)>,
+    /// While a reported session lasts: when it ends unless another request comes.
+    reported_until: Option<i64>,
+}
+
+impl Recency for Session {
+    fn last_seen(&self) -> UnixMillis {
+        UnixMillis(self.recent.back().map_or(i64::MIN, |x| x.0))
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct State {
+    sessions: Keyed<Session>,
+    newest: i64,
+    since_sweep: u32,
+}
+
+#[derive(Debug)]
+pub(crate) struct OffHours {
+    cfg: OffHoursConfig,
+    state: State,
+}
+
+impl OffHours {
+    pub(crate) fn new(cfg: OffHoursConfig) -> Self {
+        OffHours { cfg, state: State::default() }
+    }
+}
+
+impl Detector for OffHours {
+    fn rule(&self) -> Rule {
+        RULE
+    }
+
+    fn on_decision(&mut self, cx: &Context<'_>, d: &AccessDecision, out: &mut Vec<Finding>) {
+        if !learns_from(d) {
+            return;
+        }
+        let Some(profile) = cx.baselines.profile(&d.principal) else { return };
+        if profile.assess_hours(d.time, cx.profile) != Assessment::OffHours {
+            return;
+        }
+        let window = i64::try_from(self.cfg.window.as_millis()).unwrap_or(i64::MAX);
+        self.state.newest = self.state.newest.max(d.time.0);
+        self.state.since_sweep += 1;
+        if self.state.since_sweep >= 1024 {
+            self.state.since_sweep = 0;
+            let horizon = self.state.newest.saturating_sub(window);
+            self.state.sessions.retain(|_, s| {
+                s.recent.back().is_some_and(|x| x.0 >= horizon) || s.reported_until.is_some_and(|u| u >= horizon)
+            });
+        }
+        let t = d.time.0;
+        let s = self.state.sessions.entry(&principal_key(&d.principal), self.cfg.max_principals, Session::default);
+        let at = s.recent.partition_point(|x| x.0 <= t);
+        s.recent.insert(at, (t, d.event_id.clone()));
+        let newest = s.recent.back().map_or(t, |x| x.0);
+        while s.recent.front().is_some_and(|x| x.0 < newest - window) {
+            s.recent.pop_front();
+        }
+        if let Some(until) = s.reported_until {
+            if t <= until {
+                s.reported_until = Some(until.max(t.saturating_add(window)));
+                return;
+            }
+            s.reported_until = None;
+        }
+        if s.recent.len() < self.cfg.min_events as usize {
+            return;
+        }
+        s.reported_until = Some(newest.saturating_add(window));
+        let first = s.recent.front().map_or(t, |x| x.0);
+        out.push(
+            Draft::about(RULE, self.cfg.severity, &principal_key(&d.principal), d)
+                .window(UnixMillis(first), UnixMillis(newest))
+                .events(s.recent.iter().map(|x| x.1.as_str()))
+                .summary(format!(
+                    "{} made {} requests between {} and {}, outside their usual hours ({})",
+                    d.principal,
+                    s.recent.len(),
+                    clock_time(UnixMillis(first)),
+                    clock_time(UnixMillis(newest)),
+                    profile.usual_hours()
+                ))
+                .evidence("requests", s.recent.len())
+                .evidence("usual_hours", profile.usual_hours())
+                .evidence("settled_events", profile.settled_events())
+                .finish(),
+        );
+    }
+
+    fn save(&self) -> Result<Vec<u8>, CheckpointError> {
+        save_state(&self.state)
+    }
+
+    fn load(&mut self, state: &[u8]) -> Result<(), CheckpointError> {
+        self.state = load_state(RULE, state)?;
+        Ok(())
+    }
+
+    fn tracked(&self) -> usize {
+        self.state.sessions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::testing::{DAY, HOUR, Harness, MONDAY, assert_deterministic, decision};
+
+    /// Five weekdays of 09–16 UTC work, eight requests a day.
+    fn history() -> Vec<AccessDecision> {
+        (0..5)
+            .flat_map(|day| {
+                (9..17).map(move |h| decision("frank@example.com", MONDAY + day * DAY + h * HOUR, "192.0.2.6", "IN"))
+            })
+            .collect()
+    }
+
+    fn night(minutes: &[i64]) -> Vec<AccessDecision> {
+        minutes
+            .iter()
+            .map(|m| decision("frank@example.com", MONDAY + 7 * DAY + 2 * HOUR + m * 60_000, "192.0.2.6", "IN"))
+            .collect()
+    }
+
+    #[test]
+    fn a_night_session_fires_once_and_a_stray_request_does_not() {
+        let mut h = Harness::default();
+        let mut det = OffHours::new(OffHoursConfig::default());
+        h.feed_all(&mut det, &history());
+        assert!(h.feed_all(&mut det, &night(&[0, 10])).is_empty(), "2 < min_events");
+        let f = h.feed_all(&mut det, &night(&[20, 30, 40]));
+        assert_eq!(f.len(), 1, "the third within the hour fires, later ones join the session");
+        assert_eq!(f[0].event_ids.len(), 3);
+        assert_eq!(f[0].dedup_key, "off_hours:frank@example.com");
+        assert!(f[0].summary.contains("09:00–16:59 UTC"), "{}", f[0].summary);
+    }
+
+    #[test]
+    fn requests_spread_wider_than_the_window_do_not_fire() {
+        let mut h = Harness::default();
+        let mut det = OffHours::new(OffHoursConfig::default());
+        h.feed_all(&mut det, &history());
+        assert!(h.feed_all(&mut det, &night(&[0, 61, 122])).is_empty());
+    }
+
+    #[test]
+    fn usual_hours_and_unknown_profiles_never_fire() {
+        let mut h = Harness::default();
+        let mut det = OffHours::new(OffHoursConfig::default());
+        let fresh: Vec<_> =
+            (0..10).map(|m| decision("new@example.com", MONDAY + 3 * HOUR + m * 60_000, "192.0.2.1", "US")).collect();
+        assert!(h.feed_all(&mut det, &fresh).is_empty(), "no settled history");
+        h.feed_all(&mut det, &history());
+        let day: Vec<_> = (0..10)
+            .map(|m| decision("frank@example.com", MONDAY + 7 * DAY + 10 * HOUR + m * 60_000, "192.0.2.6", "IN"))
+            .collect();
+        assert!(h.feed_all(&mut det, &day).is_empty());
+    }
+
+    #[test]
+    fn deterministic() {
+        let mut stream = history();
+        stream.extend(night(&[0, 5, 10, 15, 200, 205, 210]));
+        let f = assert_deterministic(|| Box::new(OffHours::new(OffHoursConfig::default())), &stream);
+        assert_eq!(f.len(), 2);
+    }
+}
