@@ -31,6 +31,21 @@ pub(crate) fn robust_z(x: f64, median: f64, mad: f64, min_scale: f64) -> f64 {
     (x - median) / (MAD_TO_SIGMA * mad).max(min_scale)
 }
 
+/// P(X ≥ n) for X ~ Poisson(λ).
+pub(crate) fn poisson_at_least(n: u32, lambda: f64) -> f64 {
+    if n == 0 {
+        return 1.0;
+    }
+    let lambda = lambda.max(0.0);
+    let mut term = (-lambda).exp();
+    let mut below = term;
+    for k in 1..n {
+        term *= lambda / f64::from(k);
+        below += term;
+    }
+    (1.0 - below).max(0.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,6 +63,15 @@ mod tests {
         assert_eq!(m, 10.0);
         assert_eq!(mad, 1.0);
         assert!((robust_z(16.0, m, mad, 0.5) - 6.0 / 1.4826).abs() < 1e-9);
+    }
+
+    #[test]
+    fn poisson_tail() {
+        assert_eq!(poisson_at_least(0, 3.0), 1.0);
+        assert!((poisson_at_least(1, 2.0) - (1.0 - (-2.0f64).exp())).abs() < 1e-12);
+        assert!((poisson_at_least(5, 2.0) - 0.052_653).abs() < 1e-5);
+        assert!(poisson_at_least(5, 0.05) < 1e-7);
+        assert_eq!(poisson_at_least(3, 0.0), 0.0);
     }
 
     #[test]

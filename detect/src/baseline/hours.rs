@@ -7,11 +7,17 @@
 //! judged against, so an intruder active at 3 a.m. cannot make 3 a.m. normal within the
 //! same day.
 //!
-//! Judgement ([`HourProfile::assess`]), once `min_events` events are settled:
+//! Judgement ([`HourProfile::assess`]), once the caller's minimum of events is settled
+//! (`profile.min_events` for evidence, each detector's own where it judges by hours):
 //! - **hour of day**: the moment is off-hours when its hour lies outside the shortest
-//!   circular run of hours that holds `active_share` of the settled events (e.g. 90%: the
+//!   circular run of hours that holds `active_share` of the settled events (e.g. 80%: the
 //!   principal's working day, whatever their zone), widened by the neighbouring hours that
-//!   are as busy as its quieter edge (so a flat day is not cut short by the share);
+//!   are as busy as its quieter edge and half its average (so a flat day is not cut short
+//!   by the share, while thin tails stay out), plus
+//!   `margin_hours` on each side (a late evening is not a night) — and only if the hours
+//!   outside are, on average, quieter than `quiet_share` of the usual ones (a principal
+//!   busy around the clock, like a service, has no off-hours; judged over all outside
+//!   hours at once, so one stray night in a short history does not make that hour usual);
 //! - **day of week**: once the settled history spans `weekday_min_span`, a weekday that
 //!   holds less than `weekday_min_share` of the events (a weekend for a weekday worker) is
 //!   off-hours at any hour.
@@ -76,16 +82,29 @@ pub(crate) struct HourProfile {
     pending_day: i64,
     /// Cached (start hour, length) of the active run of hours; `None` before anything settled.
     active: Option<(u8, u8)>,
+    /// Cached: bit `h` set when UTC hour `h` is off-hours.
+    off_mask: u32,
+    /// Cached: bit `h` set when hour `h` is off-hours and, with its neighbours, itself
+    /// quieter than `quiet_share` of an average usual hour (the dead of night, not an
+    /// evening that runs late).
+    deep_mask: u32,
+    /// The hour (since the epoch) of the first event, and the last settled day: which
+    /// hours the settled days could have seen activity in.
+    first_hour: i64,
+    last_settled_day: i64,
 }
 
 impl HourProfile {
     /// Counts an event at `t`.
     pub(crate) fn record(&mut self, t: UnixMillis, cfg: &ProfileConfig) {
         let day = day_of(t);
+        let hour_index = t.0.div_euclid(HOUR_MS);
         if self.pending.is_empty() {
             self.pending = vec![0; 24];
             self.pending_day = day;
+            self.first_hour = hour_index;
         }
+        self.first_hour = self.first_hour.min(hour_index);
         if day > self.pending_day {
             self.settle(cfg);
             self.pending_day = day;
@@ -96,7 +115,7 @@ impl HourProfile {
         } else {
             // A late event of a day already settled.
             self.add_settled(day, &[(hour, 1)]);
-            self.active = active_run(&self.hour_of_day_counts(), cfg.active_share);
+            self.refresh(cfg);
         }
     }
 
@@ -113,14 +132,43 @@ impl HourProfile {
         self.settled_events
     }
 
-    /// Whether `t` is off-hours for this profile (see the module docs).
-    pub(crate) fn assess(&self, t: UnixMillis, cfg: &ProfileConfig) -> Assessment {
-        let Some((start, len)) = self.active else { return Assessment::Unknown };
-        if self.settled_events < cfg.min_events {
-            return Assessment::Unknown;
+    /// Whether `t` is off-hours and its hour is itself quiet for the principal (see
+    /// `deep_mask`); meaningful once many events are settled.
+    pub(crate) fn deep_off_hours(&self, t: UnixMillis) -> bool {
+        self.deep_mask & (1 << hour_of_day(t)) != 0
+    }
+
+    /// The principal's usual number of events per hour at `t`'s hour of the day: settled
+    /// events at that hour over the days it was observed (0 when never observed).
+    pub(crate) fn hourly_rate(&self, t: UnixMillis) -> f64 {
+        let days = self.observed_days(t);
+        if days <= 0 {
+            return 0.0;
         }
         let hour = hour_of_day(t);
-        if (hour + 24 - usize::from(start)) % 24 >= usize::from(len) {
+        let n: u32 = (0..7).map(|d| u32::from(self.settled[d * 24 + hour])).sum();
+        f64::from(n) / days as f64
+    }
+
+    /// On how many settled days the principal was already known at `t`'s hour of day: the
+    /// first day does not count for the hours before its first event. An hour never
+    /// observed is quiet for lack of observation, not by habit.
+    pub(crate) fn observed_days(&self, t: UnixMillis) -> i64 {
+        if self.settled.is_empty() {
+            return 0;
+        }
+        let first_day = self.first_hour.div_euclid(24);
+        let days = self.last_settled_day - first_day + 1;
+        let first_hour_of_day = usize::try_from(self.first_hour.rem_euclid(24)).unwrap_or(0);
+        if hour_of_day(t) < first_hour_of_day { days - 1 } else { days }
+    }
+
+    /// Whether `t` is off-hours for this profile (see the module docs).
+    pub(crate) fn assess(&self, t: UnixMillis, cfg: &ProfileConfig, min_settled: u32) -> Assessment {
+        if self.active.is_none() || self.settled_events < min_settled.max(1) {
+            return Assessment::Unknown;
+        }
+        if self.off_mask & (1 << hour_of_day(t)) != 0 {
             return Assessment::OffHours;
         }
         let day = day_of(t);
@@ -153,15 +201,17 @@ impl HourProfile {
         }
         self.add_settled(self.pending_day, &counts);
         self.pending.iter_mut().for_each(|c| *c = 0);
-        self.active = active_run(&self.hour_of_day_counts(), cfg.active_share);
+        self.refresh(cfg);
     }
 
     fn add_settled(&mut self, day: i64, counts: &[(usize, u16)]) {
         if self.settled.is_empty() {
             self.settled = vec![0; 168];
             self.first_day = day;
+            self.last_settled_day = day;
         }
         self.first_day = self.first_day.min(day);
+        self.last_settled_day = self.last_settled_day.max(day);
         let base = weekday(day) * 24;
         for &(hour, n) in counts {
             if self.settled[base + hour].checked_add(n).is_none() {
@@ -170,6 +220,40 @@ impl HourProfile {
             self.settled[base + hour] = self.settled[base + hour].saturating_add(n);
         }
         self.settled_events = self.settled.iter().map(|&c| u32::from(c)).sum();
+    }
+
+    /// Recomputes the usual run and the off-hours mask from the settled counts.
+    fn refresh(&mut self, cfg: &ProfileConfig) {
+        let hod = self.hour_of_day_counts();
+        self.active = active_run(&hod, cfg.active_share);
+        self.off_mask = 0;
+        self.deep_mask = 0;
+        let Some((start, len)) = self.active else { return };
+        let (start, len) = (usize::from(start), usize::from(len));
+        let margin = usize::try_from(cfg.margin_hours).unwrap_or(0).min(6);
+        if len + 2 * margin >= 24 {
+            return;
+        }
+        let outside = |hour: usize| (hour + 24 + margin - start) % 24 >= len + 2 * margin;
+        let (mut events_in, mut events_out, mut hours_out) = (0u32, 0u32, 0u32);
+        for (hour, &n) in hod.iter().enumerate() {
+            if outside(hour) {
+                events_out += n;
+                hours_out += 1;
+            } else {
+                events_in += n;
+            }
+        }
+        let density_in = f64::from(events_in) / f64::from(24 - hours_out);
+        let density_out = f64::from(events_out) / f64::from(hours_out.max(1));
+        if density_out < cfg.quiet_share * density_in {
+            self.off_mask = (0..24).filter(|&h| outside(h)).fold(0, |mask, h| mask | 1 << h);
+            let run_mean = (0..len).map(|k| f64::from(hod[(start + k) % 24])).sum::<f64>() / len as f64;
+            let around = |h: usize| f64::from(hod[(h + 23) % 24] + hod[h] + hod[(h + 1) % 24]) / 3.0;
+            self.deep_mask = (0..24)
+                .filter(|&h| self.off_mask & (1 << h) != 0 && around(h) < cfg.quiet_share * run_mean)
+                .fold(0, |mask, h| mask | 1 << h);
+        }
     }
 
     fn hour_of_day_counts(&self) -> [u32; 24] {
@@ -207,15 +291,17 @@ fn active_run(hod: &[u32; 24], share: f64) -> Option<(u8, u8)> {
     Some((0, 24))
 }
 
-/// Grows a run by the hours next to it that are as busy as its quieter edge, so a flat
-/// working day is not cut short by the share (ten equally busy hours at 90% would lose one).
+/// Grows a run by the hours next to it that are as busy as its quieter edge and at least
+/// half as busy as its average hour, so a flat working day is not cut short by the share
+/// (ten equally busy hours at 80% would lose two) while a day's thin tails stay outside.
 fn widen(hod: &[u32; 24], mut start: usize, mut len: usize) -> (usize, usize) {
     while len < 24 {
-        let edge = hod[start].min(hod[(start + len - 1) % 24]);
+        let sum: u32 = (0..len).map(|k| hod[(start + k) % 24]).sum();
+        let bar = hod[start].min(hod[(start + len - 1) % 24]).max(sum.div_ceil(2 * u32::try_from(len).unwrap_or(1)));
         let (left, right) = (hod[(start + 23) % 24], hod[(start + len) % 24]);
-        if right > 0 && right >= edge {
+        if right > 0 && right >= bar {
             len += 1;
-        } else if left > 0 && left >= edge {
+        } else if left > 0 && left >= bar {
             start = (start + 23) % 24;
             len += 1;
         } else {
@@ -271,10 +357,10 @@ mod tests {
         for hour in 8..18 {
             p.record(at(0, hour), &cfg());
         }
-        assert_eq!(p.assess(at(0, 3), &cfg()), Assessment::Unknown, "day 0 is still pending");
+        assert_eq!(p.assess(at(0, 3), &cfg(), 20), Assessment::Unknown, "day 0 is still pending");
         p.roll(at(1, 0), &cfg());
         assert_eq!(p.settled_events(), 10);
-        assert_eq!(p.assess(at(1, 3), &cfg()), Assessment::Unknown, "below min_events");
+        assert_eq!(p.assess(at(1, 3), &cfg(), 20), Assessment::Unknown, "below min_events");
     }
 
     #[test]
@@ -282,10 +368,13 @@ mod tests {
         let mut p = office_worker(5);
         p.roll(at(7, 0), &cfg());
         assert_eq!(p.describe(), "08:00–17:59 UTC");
-        assert_eq!(p.assess(at(7, 9), &cfg()), Assessment::Usual);
-        assert_eq!(p.assess(at(7, 17), &cfg()), Assessment::Usual);
-        assert_eq!(p.assess(at(7, 18), &cfg()), Assessment::OffHours, "just past the edge");
-        assert_eq!(p.assess(at(7, 3), &cfg()), Assessment::OffHours);
+        assert_eq!(p.assess(at(7, 9), &cfg(), 20), Assessment::Usual);
+        assert_eq!(p.assess(at(7, 17), &cfg(), 20), Assessment::Usual);
+        assert_eq!(p.assess(at(7, 18), &cfg(), 20), Assessment::Usual, "within margin_hours of the edge");
+        assert_eq!(p.assess(at(7, 7), &cfg(), 20), Assessment::Usual, "within margin_hours of the start");
+        assert_eq!(p.assess(at(7, 19), &cfg(), 20), Assessment::OffHours, "just past the margin");
+        assert_eq!(p.assess(at(7, 6), &cfg(), 20), Assessment::OffHours);
+        assert_eq!(p.assess(at(7, 3), &cfg(), 20), Assessment::OffHours);
     }
 
     #[test]
@@ -297,9 +386,43 @@ mod tests {
             }
         }
         p.roll(at(5, 0), &cfg());
-        assert_eq!(p.assess(at(5, 23), &cfg()), Assessment::Usual);
-        assert_eq!(p.assess(at(5, 1), &cfg()), Assessment::Usual);
-        assert_eq!(p.assess(at(5, 12), &cfg()), Assessment::OffHours);
+        assert_eq!(p.assess(at(5, 23), &cfg(), 20), Assessment::Usual);
+        assert_eq!(p.assess(at(5, 1), &cfg(), 20), Assessment::Usual);
+        assert_eq!(p.assess(at(5, 12), &cfg(), 20), Assessment::OffHours);
+        assert_eq!(p.assess(at(5, 3), &cfg(), 20), Assessment::Usual, "margin after 02:59");
+        assert_eq!(p.assess(at(5, 4), &cfg(), 20), Assessment::OffHours);
+    }
+
+    #[test]
+    fn hours_before_the_first_event_are_not_observed_on_the_first_day() {
+        let mut p = HourProfile::default();
+        for hour in 14..18 {
+            p.record(at(0, hour), &cfg());
+        }
+        assert_eq!(p.observed_days(at(1, 3)), 0, "nothing settled");
+        p.roll(at(1, 3), &cfg());
+        assert_eq!(p.observed_days(at(1, 3)), 0, "03:00 was before the first event of day 0");
+        assert_eq!(p.observed_days(at(1, 15)), 1);
+        p.record(at(1, 9), &cfg());
+        p.roll(at(2, 3), &cfg());
+        assert_eq!(p.observed_days(at(2, 3)), 1, "day 1 saw 03:00");
+        assert_eq!(p.observed_days(at(2, 15)), 2);
+    }
+
+    #[test]
+    fn round_the_clock_activity_has_no_off_hours() {
+        let mut p = HourProfile::default();
+        for day in 0..3 {
+            for hour in 0..24 {
+                for k in 0..(3 + (hour * 7 + day) % 4) {
+                    p.record(UnixMillis(at(day, hour).0 + k * 60_000), &cfg());
+                }
+            }
+        }
+        p.roll(at(3, 0), &cfg());
+        for hour in 0..24 {
+            assert_eq!(p.assess(at(3, hour), &cfg(), 20), Assessment::Usual, "{hour}:00");
+        }
     }
 
     #[test]
@@ -307,7 +430,7 @@ mod tests {
         let mut p = office_worker(5);
         p.record(at(4, 3), &cfg()); // one 3 a.m. event among 50
         p.roll(at(7, 0), &cfg());
-        assert_eq!(p.assess(at(7, 3), &cfg()), Assessment::OffHours);
+        assert_eq!(p.assess(at(7, 3), &cfg(), 20), Assessment::OffHours);
     }
 
     #[test]
@@ -317,18 +440,18 @@ mod tests {
         for minute in 0..30 {
             p.record(UnixMillis(at(7, 3).0 + minute * 60_000), &cfg());
         }
-        assert_eq!(p.assess(at(7, 3), &cfg()), Assessment::OffHours);
+        assert_eq!(p.assess(at(7, 3), &cfg(), 20), Assessment::OffHours);
     }
 
     #[test]
     fn weekends_are_off_hours_once_two_weeks_are_known() {
         let mut p = office_worker(14);
         p.roll(at(15, 0), &cfg());
-        assert_eq!(p.assess(at(19, 10), &cfg()), Assessment::OffHours, "Saturday 10:00");
-        assert_eq!(p.assess(at(15, 10), &cfg()), Assessment::Usual, "Tuesday 10:00");
+        assert_eq!(p.assess(at(19, 10), &cfg(), 20), Assessment::OffHours, "Saturday 10:00");
+        assert_eq!(p.assess(at(15, 10), &cfg(), 20), Assessment::Usual, "Tuesday 10:00");
         let mut short = office_worker(5);
         short.roll(at(5, 0), &cfg());
-        assert_eq!(short.assess(at(5, 10), &cfg()), Assessment::Usual, "one week: weekday rule not yet");
+        assert_eq!(short.assess(at(5, 10), &cfg(), 20), Assessment::Usual, "one week: weekday rule not yet");
     }
 
     #[test]
@@ -341,6 +464,6 @@ mod tests {
         }
         p.roll(at(28, 0), &cfg());
         assert!(p.settled_events() < 70_000);
-        assert_eq!(p.assess(at(28, 9), &cfg()), Assessment::Usual, "a Monday, like the history");
+        assert_eq!(p.assess(at(28, 9), &cfg(), 20), Assessment::Usual, "a Monday, like the history");
     }
 }

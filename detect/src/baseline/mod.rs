@@ -82,9 +82,31 @@ impl Profile {
         self.ips.iter().find(|s| s.value == ip)
     }
 
-    /// Whether `t` is off-hours for this principal (settled days only).
+    /// Whether `t` is off-hours for this principal (settled days only), judged once
+    /// `profile.min_events` events are settled.
     pub fn assess_hours(&self, t: UnixMillis, cfg: &ProfileConfig) -> Assessment {
-        self.hours.assess(t, cfg)
+        self.hours.assess(t, cfg, cfg.min_events)
+    }
+
+    /// [`Profile::assess_hours`] with another minimum of settled events.
+    pub fn assess_hours_after(&self, t: UnixMillis, cfg: &ProfileConfig, min_settled: u32) -> Assessment {
+        self.hours.assess(t, cfg, min_settled)
+    }
+
+    /// Whether `t` is off-hours and its hour of day is itself quiet for the principal (the
+    /// dead of night rather than a late evening).
+    pub fn deep_off_hours(&self, t: UnixMillis) -> bool {
+        self.hours.deep_off_hours(t)
+    }
+
+    /// The principal's usual events per hour at `t`'s hour of the day.
+    pub fn hourly_rate(&self, t: UnixMillis) -> f64 {
+        self.hours.hourly_rate(t)
+    }
+
+    /// On how many settled days the principal was known at `t`'s hour of day.
+    pub fn hour_observed_days(&self, t: UnixMillis) -> i64 {
+        self.hours.observed_days(t)
     }
 
     /// Events the hour profile judges with.

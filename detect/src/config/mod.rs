@@ -82,7 +82,13 @@ pub struct ProfileConfig {
     /// A principal's usual hours are the shortest run of hours of the day holding this
     /// share of their settled activity; outside it is off-hours.
     pub active_share: f64,
-    /// Settled events needed before anything is judged off-hours.
+    /// Hours next to the usual ones still count as usual (a late evening, an early start).
+    pub margin_hours: u32,
+    /// Hours outside them are off-hours only if they are, on average, quieter than this
+    /// share of the usual hours (round-the-clock principals have none).
+    pub quiet_share: f64,
+    /// Settled events needed before anything is judged off-hours (for evidence; detectors
+    /// that judge by hours have their own minimum).
     pub min_events: u32,
     /// Once a profile spans this long, a weekday holding less than `weekday_min_share` of
     /// the activity (a weekend for a weekday worker) is off-hours at any hour.
@@ -98,7 +104,9 @@ pub struct ProfileConfig {
 impl Default for ProfileConfig {
     fn default() -> Self {
         ProfileConfig {
-            active_share: 0.9,
+            active_share: 0.8,
+            margin_hours: 1,
+            quiet_share: 0.25,
             min_events: 20,
             weekday_min_span: Duration::from_secs(14 * 86_400),
             weekday_min_share: 0.02,
@@ -149,6 +157,10 @@ impl ProfileConfig {
                 format!("{} would call most of a principal's own activity off-hours; use 0.5 to 1", self.active_share),
             );
         }
+        if self.margin_hours > 6 {
+            return invalid(format!("{at}.margin_hours"), format!("must be at most 6, got {}", self.margin_hours));
+        }
+        share(&format!("{at}.quiet_share"), self.quiet_share)?;
         at_least(&format!("{at}.min_events"), u64::from(self.min_events), 1)?;
         positive_duration(&format!("{at}.weekday_min_span"), self.weekday_min_span)?;
         share(&format!("{at}.weekday_min_share"), self.weekday_min_share)?;

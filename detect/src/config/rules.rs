@@ -118,13 +118,21 @@ impl Default for NoveltyConfig {
 }
 
 /// `[detect.off_hours]`: `min_events` allowed requests within `window`, all outside the
-/// principal's usual hours ([`ProfileConfig`](super::ProfileConfig)).
+/// principal's usual hours ([`ProfileConfig`](super::ProfileConfig)), once `min_history` of
+/// its events are settled.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OffHoursConfig {
     pub enabled: bool,
     pub severity: Severity,
     pub min_events: u32,
+    /// A session is reported only if that many requests in `window` at that hour are this
+    /// unlikely for the principal (Poisson, from its own rate at that hour).
+    pub max_probability: f64,
+    pub min_history: u32,
+    /// Settled days on which the principal was already known at that hour of the day: an
+    /// hour is quiet by habit only once it was watched.
+    pub min_observed_days: u32,
     #[serde(with = "humantime_serde")]
     pub window: Duration,
     /// Principals with off-hours activity in flight, at most.
@@ -136,7 +144,10 @@ impl Default for OffHoursConfig {
         OffHoursConfig {
             enabled: true,
             severity: Severity::Low,
-            min_events: 3,
+            min_events: 5,
+            max_probability: 0.001,
+            min_history: 50,
+            min_observed_days: 2,
             window: Duration::from_secs(HOUR),
             max_principals: 50_000,
         }
@@ -146,6 +157,9 @@ impl Default for OffHoursConfig {
 impl OffHoursConfig {
     pub(super) fn validate(&self, at: &str) -> Result<(), ConfigError> {
         at_least(&format!("{at}.min_events"), u64::from(self.min_events), 1)?;
+        super::share(&format!("{at}.max_probability"), self.max_probability)?;
+        at_least(&format!("{at}.min_history"), u64::from(self.min_history), 1)?;
+        at_least(&format!("{at}.min_observed_days"), u64::from(self.min_observed_days), 1)?;
         positive_duration(&format!("{at}.window"), self.window)?;
         at_least(&format!("{at}.max_principals"), self.max_principals as u64, 1)
     }
@@ -334,8 +348,9 @@ impl RarePairConfig {
 }
 
 /// `[detect.privileged_change]`: a change to a security-relevant resource in an audit log,
-/// by an actor with history, from an IP new to it (first used less than `new_ip_grace`
-/// ago) and off its usual hours (or while its hours are still unknown).
+/// by an actor with `min_history` allowed requests, from an IP new to it (first used less
+/// than `new_ip_grace` ago, and at least that long after the actor was first seen) and off
+/// its usual hours (judged once `min_settled_events` are settled).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PrivilegedConfig {
@@ -352,6 +367,7 @@ pub struct PrivilegedConfig {
     pub new_ip_grace: Duration,
     /// Allowed requests the actor must have made before (else everything would be new).
     pub min_history: u32,
+    pub min_settled_events: u32,
 }
 
 impl Default for PrivilegedConfig {
@@ -384,7 +400,8 @@ impl Default for PrivilegedConfig {
             require_new_ip: true,
             require_off_hours: true,
             new_ip_grace: Duration::from_secs(HOUR),
-            min_history: 5,
+            min_history: 3,
+            min_settled_events: 5,
         }
     }
 }
@@ -394,7 +411,8 @@ impl PrivilegedConfig {
         names(&format!("{at}.datasets"), &self.datasets, false)?;
         names(&format!("{at}.resource_types"), &self.resource_types, false)?;
         names(&format!("{at}.ignore_actions"), &self.ignore_actions, true)?;
-        at_least(&format!("{at}.min_history"), u64::from(self.min_history), 1)
+        at_least(&format!("{at}.min_history"), u64::from(self.min_history), 1)?;
+        at_least(&format!("{at}.min_settled_events"), u64::from(self.min_settled_events), 1)
     }
 }
 
@@ -460,9 +478,10 @@ impl DlpConfig {
     }
 }
 
-/// `[detect.source_silence]`: a dataset (and, with `per_zone`, a zone of it) that stops
-/// arriving. Silent when nothing arrived for `max(min_silence, factor × median gap)`, or
-/// for `expected.<dataset>` when set.
+/// `[detect.source_silence]`: a dataset (and, for `zone_datasets`, each zone of it) that
+/// stops arriving. Silent when nothing arrived for `expected.<dataset>` when set, else for
+/// `max(min_silence, gap_factor × median gap, longest_gap_factor × longest gap of the last
+/// week)`, once the source was watched for `learn_for` with `min_samples` gaps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SilenceConfig {
@@ -470,12 +489,17 @@ pub struct SilenceConfig {
     pub severity: Severity,
     #[serde(with = "humantime_serde")]
     pub min_silence: Duration,
-    pub factor: f64,
-    /// Gaps observed before the learned gap is trusted (the `expected` values need none).
+    pub gap_factor: f64,
+    pub longest_gap_factor: f64,
+    /// How long a source is watched before its cadence is trusted (a day sees its night).
+    #[serde(with = "humantime_serde")]
+    pub learn_for: Duration,
+    /// Gaps observed before the learned cadence is trusted (the `expected` values need none).
     pub min_samples: u32,
     /// Per dataset: the silence after which it counts as stopped.
     pub expected: BTreeMap<String, humantime_serde::Serde<Duration>>,
-    pub per_zone: bool,
+    /// Zone-scoped datasets whose zones are watched one by one as well.
+    pub zone_datasets: Vec<String>,
     /// A source silent this long is forgotten (it was retired, not broken).
     #[serde(with = "humantime_serde")]
     pub forget_after: Duration,
@@ -488,10 +512,12 @@ impl Default for SilenceConfig {
             enabled: true,
             severity: Severity::High,
             min_silence: Duration::from_secs(30 * MINUTE),
-            factor: 10.0,
-            min_samples: 5,
+            gap_factor: 10.0,
+            longest_gap_factor: 3.0,
+            learn_for: Duration::from_secs(DAY),
+            min_samples: 20,
             expected: BTreeMap::new(),
-            per_zone: true,
+            zone_datasets: strings(&["http_requests", "firewall_events"]),
             forget_after: Duration::from_secs(7 * DAY),
             max_sources: 10_000,
         }
@@ -501,8 +527,16 @@ impl Default for SilenceConfig {
 impl SilenceConfig {
     pub(super) fn validate(&self, at: &str) -> Result<(), ConfigError> {
         positive_duration(&format!("{at}.min_silence"), self.min_silence)?;
-        positive(&format!("{at}.factor"), self.factor)?;
+        positive(&format!("{at}.gap_factor"), self.gap_factor)?;
+        positive(&format!("{at}.longest_gap_factor"), self.longest_gap_factor)?;
+        names(&format!("{at}.zone_datasets"), &self.zone_datasets, true)?;
         at_least(&format!("{at}.min_samples"), u64::from(self.min_samples), 1)?;
+        if self.min_samples > 32 {
+            return invalid(
+                format!("{at}.min_samples"),
+                format!("must be at most 32 (gaps kept), got {}", self.min_samples),
+            );
+        }
         for (dataset, d) in &self.expected {
             if dataset.trim().is_empty() {
                 return invalid(format!("{at}.expected"), "a dataset name must not be empty");

@@ -1,10 +1,15 @@
 //! `off_hours`: a principal active outside its own usual hours — at least `min_events`
 //! allowed requests within `window`, each off-hours by the principal's hour-of-week
-//! profile ([`crate::baseline`]).
+//! profile ([`crate::baseline`]) and at an hour that is itself quiet for the principal (the
+//! dead of night; a working day that runs late is not reported on its own).
 //!
 //! A single request at an odd hour is common (people do check something at night); a
-//! session of them is the signal. Profiles judge only once `profile.min_events` events
-//! are settled, and only settled days count, so the session cannot make itself usual.
+//! session of them is the signal: `min_events` of them, and more than the principal's own
+//! rate at that hour makes likely (Poisson probability below `max_probability`; someone who
+//! often works at night needs a bigger session to stand out). Profiles judge only once `min_history` events are
+//! settled, and only settled days count, so the session cannot make itself usual; and an
+//! hour counts as quiet only once the principal was watched at it on `min_observed_days`
+//! days (a stream that started at noon has not seen anyone's night yet).
 //! One finding per session; a session ends when `window` passes without an off-hours
 //! request. Dedup key: `off_hours:<principal>`.
 
@@ -13,6 +18,7 @@ use crate::checkpoint::CheckpointError;
 use crate::config::OffHoursConfig;
 use crate::detector::{Context, Detector, Draft, Rule, clock_time, load_state, save_state};
 use crate::keyed::{Keyed, Recency};
+use crate::stats::poisson_at_least;
 use gatelog_model::{AccessDecision, Finding, UnixMillis};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -62,7 +68,10 @@ impl Detector for OffHours {
             return;
         }
         let Some(profile) = cx.baselines.profile(&d.principal) else { return };
-        if profile.assess_hours(d.time, cx.profile) != Assessment::OffHours {
+        if profile.assess_hours_after(d.time, cx.profile, self.cfg.min_history) != Assessment::OffHours
+            || !profile.deep_off_hours(d.time)
+            || profile.hour_observed_days(d.time) < i64::from(self.cfg.min_observed_days)
+        {
             return;
         }
         let window = i64::try_from(self.cfg.window.as_millis()).unwrap_or(i64::MAX);
@@ -90,7 +99,10 @@ impl Detector for OffHours {
             }
             s.reported_until = None;
         }
-        if s.recent.len() < self.cfg.min_events as usize {
+        let n = u32::try_from(s.recent.len()).unwrap_or(u32::MAX);
+        let expected = profile.hourly_rate(d.time) * window as f64 / 3_600_000.0;
+        let p = poisson_at_least(n, expected);
+        if n < self.cfg.min_events || p >= self.cfg.max_probability {
             return;
         }
         s.reported_until = Some(newest.saturating_add(window));
@@ -108,6 +120,8 @@ impl Detector for OffHours {
                     profile.usual_hours()
                 ))
                 .evidence("requests", s.recent.len())
+                .evidence("expected_requests", format!("{expected:.2}"))
+                .evidence("probability", format!("{p:.1e}"))
                 .evidence("usual_hours", profile.usual_hours())
                 .evidence("settled_events", profile.settled_events())
                 .finish(),
@@ -133,9 +147,9 @@ mod tests {
     use super::*;
     use crate::rules::testing::{DAY, HOUR, Harness, MONDAY, assert_deterministic, decision};
 
-    /// Five weekdays of 09–16 UTC work, eight requests a day.
+    /// Ten days of 09–16 UTC work, eight requests a day.
     fn history() -> Vec<AccessDecision> {
-        (0..5)
+        (0..10)
             .flat_map(|day| {
                 (9..17).map(move |h| decision("frank@example.com", MONDAY + day * DAY + h * HOUR, "192.0.2.6", "IN"))
             })
@@ -145,7 +159,7 @@ mod tests {
     fn night(minutes: &[i64]) -> Vec<AccessDecision> {
         minutes
             .iter()
-            .map(|m| decision("frank@example.com", MONDAY + 7 * DAY + 2 * HOUR + m * 60_000, "192.0.2.6", "IN"))
+            .map(|m| decision("frank@example.com", MONDAY + 11 * DAY + 2 * HOUR + m * 60_000, "192.0.2.6", "IN"))
             .collect()
     }
 
@@ -154,10 +168,10 @@ mod tests {
         let mut h = Harness::default();
         let mut det = OffHours::new(OffHoursConfig::default());
         h.feed_all(&mut det, &history());
-        assert!(h.feed_all(&mut det, &night(&[0, 10])).is_empty(), "2 < min_events");
-        let f = h.feed_all(&mut det, &night(&[20, 30, 40]));
-        assert_eq!(f.len(), 1, "the third within the hour fires, later ones join the session");
-        assert_eq!(f[0].event_ids.len(), 3);
+        assert!(h.feed_all(&mut det, &night(&[0, 10, 15, 20])).is_empty(), "4 < min_events");
+        let f = h.feed_all(&mut det, &night(&[30, 40, 50]));
+        assert_eq!(f.len(), 1, "the fifth within the hour fires, later ones join the session");
+        assert_eq!(f[0].event_ids.len(), 5);
         assert_eq!(f[0].dedup_key, "off_hours:frank@example.com");
         assert!(f[0].summary.contains("09:00–16:59 UTC"), "{}", f[0].summary);
     }
@@ -167,7 +181,7 @@ mod tests {
         let mut h = Harness::default();
         let mut det = OffHours::new(OffHoursConfig::default());
         h.feed_all(&mut det, &history());
-        assert!(h.feed_all(&mut det, &night(&[0, 61, 122])).is_empty());
+        assert!(h.feed_all(&mut det, &night(&[0, 31, 62, 93, 124, 155])).is_empty());
     }
 
     #[test]
@@ -179,7 +193,7 @@ mod tests {
         assert!(h.feed_all(&mut det, &fresh).is_empty(), "no settled history");
         h.feed_all(&mut det, &history());
         let day: Vec<_> = (0..10)
-            .map(|m| decision("frank@example.com", MONDAY + 7 * DAY + 10 * HOUR + m * 60_000, "192.0.2.6", "IN"))
+            .map(|m| decision("frank@example.com", MONDAY + 11 * DAY + 10 * HOUR + m * 60_000, "192.0.2.6", "IN"))
             .collect();
         assert!(h.feed_all(&mut det, &day).is_empty());
     }
@@ -187,7 +201,7 @@ mod tests {
     #[test]
     fn deterministic() {
         let mut stream = history();
-        stream.extend(night(&[0, 5, 10, 15, 200, 205, 210]));
+        stream.extend(night(&[0, 5, 10, 15, 20, 25, 200, 205, 210, 215, 220]));
         let f = assert_deterministic(|| Box::new(OffHours::new(OffHoursConfig::default())), &stream);
         assert_eq!(f.len(), 2);
     }

@@ -8,9 +8,13 @@
 //! dataset), else everything about it is new. Then, by default, both must hold:
 //! - **new IP**: the actor never used the IP, or first used it less than `new_ip_grace`
 //!   before this change (an intruder's own login a minute earlier does not make the IP
-//!   familiar);
-//! - **off-hours**: the time is off the actor's usual hours, or its hours are not known yet
-//!   (too little settled history: an unknown actor does not get the benefit of the doubt).
+//!   familiar) — and the IP appeared at least `new_ip_grace` after the actor was first seen
+//!   (when a stream starts cold, every actor's usual IPs appear with it);
+//! - **off-hours**: the time is off the actor's usual hours, judged once
+//!   `min_settled_events` of its events are settled (on earlier UTC days). Before that the
+//!   hours are unknown and the change is not reported: when a stream starts cold, every
+//!   actor is unknown for its first day, and reporting their ordinary second IPs would
+//!   drown the signal. The runtime's warm-up from history closes that gap.
 //!
 //! Failed changes count too (an attempt is worth knowing about). One finding per change;
 //! the dedup key `privileged_change:<actor>:<ip>` groups an intrusion's changes.
@@ -61,12 +65,17 @@ impl Detector for Privileged {
         }
         let grace = i64::try_from(self.cfg.new_ip_grace.as_millis()).unwrap_or(i64::MAX);
         let ip_first = profile.ip(&d.client_ip).map(|s| s.first);
-        let new_ip = !d.client_ip.is_empty() && ip_first.is_none_or(|first| d.time.0 - first.0 < grace);
+        let appeared = ip_first.unwrap_or(d.time).0;
+        // New: it appeared less than `grace` ago, and at least `grace` after the actor did
+        // (when a stream starts, every actor's IPs appear with it).
+        let new_ip = !d.client_ip.is_empty()
+            && d.time.0 - appeared < grace
+            && appeared.saturating_sub(profile.first_seen.0) >= grace;
         if self.cfg.require_new_ip && !new_ip {
             return;
         }
-        let hours = profile.assess_hours(d.time, cx.profile);
-        if self.cfg.require_off_hours && hours == Assessment::Usual {
+        let hours = profile.assess_hours_after(d.time, cx.profile, self.cfg.min_settled_events);
+        if self.cfg.require_off_hours && hours != Assessment::OffHours {
             return;
         }
         let ip_note = match ip_first {
@@ -75,7 +84,7 @@ impl Detector for Privileged {
         };
         let when = match hours {
             Assessment::OffHours => format!("off their usual hours ({})", profile.usual_hours()),
-            Assessment::Unknown => "while their usual hours are not yet known".to_owned(),
+            Assessment::Unknown => "while their usual hours are unknown".to_owned(),
             Assessment::Usual => format!("within their usual hours ({})", profile.usual_hours()),
         };
         let mut ips: Vec<&str> = profile.ips.iter().map(|s| s.value.as_str()).collect();
@@ -177,18 +186,34 @@ mod tests {
     }
 
     #[test]
-    fn actors_without_history_are_not_judged_but_unknown_hours_are_suspicious() {
+    fn actors_without_history_or_settled_hours_are_not_judged() {
         let mut h = Harness::default();
         let mut p = det();
-        let t = MONDAY + 3 * HOUR;
+        let t = MONDAY + 9 * HOUR;
         let policy = "cloudflare:access_policy/1";
         assert!(h.feed(&mut p, &change(t, "198.51.100.1", policy, "update")).is_empty(), "no history");
         for i in 1..5 {
+            h.feed(&mut p, &change(t + i * 10 * 60_000, "192.0.2.13", "cloudflare:zone/zone/1", "purge"));
+        }
+        let same_day = change(t + 90 * 60_000, "198.51.100.9", policy, "update");
+        let f = h.feed(&mut p, &same_day);
+        assert!(f.is_empty(), "a new IP, but nothing settled yet: hours unknown");
+        let next_night = change(MONDAY + DAY + 3 * HOUR, "198.51.100.10", policy, "update");
+        let f = h.feed(&mut p, &next_night);
+        assert_eq!(f.len(), 1, "03:00 is off a settled 09:00–09:59 day");
+        assert_eq!(f[0].evidence["off_hours"], "off");
+    }
+
+    #[test]
+    fn when_a_stream_starts_the_actors_own_ips_are_not_new() {
+        let mut h = Harness::default();
+        let mut p = det();
+        let t = MONDAY + 3 * HOUR;
+        for i in 0..5 {
             h.feed(&mut p, &change(t + i * 60_000, "192.0.2.13", "cloudflare:zone/zone/1", "purge"));
         }
-        let f = h.feed(&mut p, &change(t + 10 * 60_000, "198.51.100.9", policy, "update"));
-        assert_eq!(f.len(), 1, "5 events of history, hours unknown, new IP");
-        assert_eq!(f[0].evidence["off_hours"], "unknown");
+        let second_ip = change(t + 59 * 60_000, "198.51.100.13", "cloudflare:access_policy/1", "update");
+        assert!(h.feed(&mut p, &second_ip).is_empty(), "appeared within new_ip_grace of the actor");
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! `source_silence`: a dataset (or one zone of it) that stopped arriving.
 //!
 //! Fed [`Arrival`]s (batches received, from the spool or from `ingest_batches`) and clock
-//! ticks. Per source, the gaps between arrivals are remembered (the last 32); on a tick, a
-//! source is silent when nothing arrived for longer than its expected silence:
-//! `expected.<dataset>` when configured, else `max(min_silence, factor × median gap)` once
-//! `min_samples` gaps are known (a source seen too rarely to know its cadence is not
-//! judged). One finding per silence; an arrival ends it. A source silent longer than
-//! `forget_after` is dropped (retired, not broken), and at most `max_sources` are kept.
+//! ticks. Per source (a dataset; for `zone_datasets` also each zone of it), the last 32 gaps
+//! between arrivals and the longest gap of each of the last 8 days are remembered. On a
+//! tick, a source is silent when nothing arrived for longer than its allowed silence:
+//! `expected.<dataset>` when configured, else `max(min_silence, gap_factor × median gap,
+//! longest_gap_factor × longest gap of the last week)` — the median for busy sources, the
+//! longest gap so a source that is quiet every night is not reported every night. A source
+//! watched for less than `learn_for`, or with fewer than `min_samples` gaps, is not judged
+//! (its cadence is unknown). One finding per silence; an arrival ends it, and that gap is
+//! not learned (an outage must not teach the source's cadence). A source silent
+//! longer than `forget_after` is dropped (retired, not broken); at most `max_sources` kept.
 //!
 //! Times here are receipt times (wall clock), not event times: a source is silent when
 //! gatelog stops receiving it, whatever its records say. Dedup key:
@@ -15,7 +19,7 @@
 use crate::arrival::Arrival;
 use crate::checkpoint::CheckpointError;
 use crate::config::SilenceConfig;
-use crate::detector::{Context, Detector, Draft, Rule, load_state, save_state};
+use crate::detector::{Context, Detector, Draft, Rule, in_list, load_state, save_state};
 use crate::stats::median;
 use gatelog_model::{AccessDecision, Finding, UnixMillis};
 use serde::{Deserialize, Serialize};
@@ -26,11 +30,16 @@ const GAPS_KEPT: usize = 32;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 struct Source {
+    first: i64,
     last: i64,
     /// Gaps between arrivals, seconds, newest last.
     gaps: VecDeque<u32>,
+    /// (day, longest gap that ended that day, seconds), the last `LONGEST_DAYS` days.
+    longest: VecDeque<(i64, u32)>,
     reported: bool,
 }
+
+const LONGEST_DAYS: usize = 8;
 
 #[derive(Debug)]
 pub(crate) struct Silence {
@@ -55,31 +64,46 @@ impl Silence {
         let fresh = !self.sources.contains_key(&key);
         let s = self.sources.entry(key).or_default();
         if fresh {
+            s.first = t;
             s.last = t;
             return;
         }
         if t <= s.last {
             return; // replayed or out of order: no new gap
         }
-        s.gaps.push_back(u32::try_from((t - s.last) / 1000).unwrap_or(u32::MAX));
+        let gap = u32::try_from((t - s.last) / 1000).unwrap_or(u32::MAX);
+        s.last = t;
+        if std::mem::take(&mut s.reported) {
+            return; // an outage reported as one is not learned as the source's cadence
+        }
+        s.gaps.push_back(gap);
         while s.gaps.len() > GAPS_KEPT {
             s.gaps.pop_front();
         }
-        s.last = t;
-        s.reported = false;
+        let day = t.div_euclid(86_400_000);
+        match s.longest.back_mut() {
+            Some((d, longest)) if *d == day => *longest = (*longest).max(gap),
+            _ => s.longest.push_back((day, gap)),
+        }
+        while s.longest.len() > LONGEST_DAYS {
+            s.longest.pop_front();
+        }
     }
 
-    /// How long `dataset` may be silent, if known.
-    fn allowed_silence_ms(&self, dataset: &str, s: &Source) -> Option<i64> {
+    /// How long `dataset` may be silent at `now`, if known.
+    fn allowed_silence_ms(&self, dataset: &str, s: &Source, now: i64) -> Option<i64> {
         if let Some(d) = self.cfg.expected.get(dataset) {
             return Some(millis(**d));
         }
-        if s.gaps.len() < self.cfg.min_samples as usize {
+        if s.gaps.len() < self.cfg.min_samples as usize || now - s.first < millis(self.cfg.learn_for) {
             return None;
         }
         let mut gaps: Vec<f64> = s.gaps.iter().map(|&g| f64::from(g)).collect();
-        let typical_ms = median(&mut gaps)? * 1000.0 * self.cfg.factor;
-        Some(millis(self.cfg.min_silence).max(typical_ms as i64))
+        let typical_ms = median(&mut gaps)? * 1000.0 * self.cfg.gap_factor;
+        let week_ago = now.div_euclid(86_400_000) - 7;
+        let longest = s.longest.iter().filter(|(d, _)| *d >= week_ago).map(|(_, g)| *g).max().unwrap_or(0);
+        let longest_ms = f64::from(longest) * 1000.0 * self.cfg.longest_gap_factor;
+        Some(millis(self.cfg.min_silence).max(typical_ms as i64).max(longest_ms as i64))
     }
 }
 
@@ -103,7 +127,7 @@ impl Detector for Silence {
             return;
         }
         self.arrived((a.dataset.clone(), String::new()), a.received_at.0);
-        if self.cfg.per_zone && !a.zone.is_empty() {
+        if !a.zone.is_empty() && in_list(&self.cfg.zone_datasets, &a.dataset) {
             self.arrived((a.dataset.clone(), a.zone.clone()), a.received_at.0);
         }
     }
@@ -114,7 +138,7 @@ impl Detector for Silence {
         let mut fired = Vec::new();
         for ((dataset, zone), s) in &self.sources {
             let silent = now.0 - s.last;
-            let Some(allowed) = self.allowed_silence_ms(dataset, s) else { continue };
+            let Some(allowed) = self.allowed_silence_ms(dataset, s, now.0) else { continue };
             if s.reported || silent <= allowed {
                 continue;
             }
@@ -182,12 +206,14 @@ mod tests {
         out
     }
 
-    /// Batches every minute for an hour, then nothing.
+    const HOUR: i64 = 60 * MIN;
+
+    /// Batches every minute for 25 hours (longer than learn_for), then nothing.
     fn steady(det: &mut Silence, dataset: &str, zone: &str) -> i64 {
-        for i in 0..=60 {
+        for i in 0..=25 * 60 {
             arrive(det, dataset, zone, T0 + i * MIN);
         }
-        T0 + 60 * MIN
+        T0 + 25 * HOUR
     }
 
     #[test]
@@ -208,16 +234,37 @@ mod tests {
     #[test]
     fn the_cadence_sets_the_threshold_and_unknown_cadences_are_not_judged() {
         let mut det = Silence::new(SilenceConfig::default(), "default");
-        for i in 0..=6 {
+        for i in 0..=26 {
             arrive(&mut det, "audit_logs", "", T0 + i * 60 * MIN); // hourly
         }
-        let last = T0 + 6 * 60 * MIN;
+        let last = T0 + 26 * 60 * MIN;
         assert!(tick(&mut det, last + 9 * 60 * MIN).is_empty(), "10 × 1 h allowed");
         assert_eq!(tick(&mut det, last + 10 * 60 * MIN + 1).len(), 1);
         let mut det = Silence::new(SilenceConfig::default(), "default");
         arrive(&mut det, "gateway_http", "", T0);
         arrive(&mut det, "gateway_http", "", T0 + MIN);
         assert!(tick(&mut det, T0 + 100 * 60 * MIN).is_empty(), "two arrivals: cadence unknown");
+        let mut det = Silence::new(SilenceConfig::default(), "default");
+        for i in 0..=120 {
+            arrive(&mut det, "gateway_http", "", T0 + i * MIN);
+        }
+        assert!(tick(&mut det, T0 + 10 * HOUR).is_empty(), "watched 2 h < learn_for: cadence unknown");
+    }
+
+    #[test]
+    fn a_source_quiet_every_night_is_not_reported_every_night() {
+        let mut det = Silence::new(SilenceConfig::default(), "default");
+        let mut t = T0;
+        for _day in 0..2 {
+            for _ in 0..(21 * 60) {
+                arrive(&mut det, "access_requests", "", t);
+                t += MIN;
+            }
+            t += 3 * HOUR; // the night
+        }
+        arrive(&mut det, "access_requests", "", t);
+        assert!(tick(&mut det, t + 9 * HOUR).is_empty(), "within three times the longest gap");
+        assert_eq!(tick(&mut det, t + 9 * HOUR + 5 * MIN).len(), 1, "three times the longest (3 h 1 min) gap");
     }
 
     #[test]
@@ -239,6 +286,9 @@ mod tests {
         let f = tick(&mut det, last + 40 * MIN);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].dedup_key, "source_silence:http_requests:example.com");
+        let mut det = Silence::new(SilenceConfig::default(), "default");
+        steady(&mut det, "audit_logs_v2", "example.com");
+        assert_eq!(det.tracked(), 1, "audit_logs_v2 is not zone-scoped: one source");
     }
 
     #[test]
