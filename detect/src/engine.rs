@@ -264,3 +264,27 @@ pub enum RestoreError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rule_saved_by_another_version_starts_fresh_and_is_reported() {
+        let mut engine = Engine::new(DetectConfig::default()).unwrap();
+        let mut d =
+            AccessDecision::new("e1".into(), UnixMillis(1_741_564_800_000), "proxy", gatelog_model::Source::Proxy);
+        d.decision = gatelog_model::Decision::Deny;
+        d.client_ip = "192.0.2.1".into();
+        engine.process(&d, &mut Vec::new());
+        let mut snapshot = checkpoint::decode(&engine.checkpoint().unwrap()).unwrap();
+        let saved = snapshot.shards[0].detectors.iter_mut().find(|s| s.rule_id == "deny_burst_ip").unwrap();
+        saved.rule_version = 0;
+        saved.state = vec![0xff, 0xff];
+        let (restored, report) =
+            Engine::restore(DetectConfig::default(), &checkpoint::encode(&snapshot).unwrap()).unwrap();
+        assert_eq!(report.fresh, vec!["default/deny_burst_ip: saved by version 0, this is version 1".to_owned()]);
+        assert_eq!(restored.tracked()["deny_burst_ip"], 0, "fresh, not the saved bytes");
+        assert_eq!(restored.tracked()["baselines"], engine.tracked()["baselines"]);
+    }
+}
