@@ -10,7 +10,7 @@
 //! baselines after every detector has seen a decision.
 
 use crate::arrival::Arrival;
-use crate::baseline::{Baselines, principal_key};
+use crate::baseline::{Baselines, Profile, principal_key};
 use crate::checkpoint::CheckpointError;
 use crate::config::ProfileConfig;
 use gatelog_model::{AccessDecision, Finding, Severity, UnixMillis};
@@ -32,6 +32,8 @@ pub struct Rule {
 pub struct Context<'a> {
     pub baselines: &'a Baselines,
     pub profile: &'a ProfileConfig,
+    /// The profile of the decision's principal (looked up once for every detector).
+    pub principal: Option<&'a Profile>,
 }
 
 /// A detector. See the module docs for the contract.

@@ -172,7 +172,8 @@ impl Engine {
         };
         let profile = &self.config.profile;
         shard.baselines.roll(d, profile);
-        let cx = Context { baselines: &shard.baselines, profile };
+        let principal = if d.principal.is_empty() { None } else { shard.baselines.profile(&d.principal) };
+        let cx = Context { baselines: &shard.baselines, profile, principal };
         for det in &mut shard.detectors {
             det.on_decision(&cx, d, out);
         }

@@ -275,8 +275,13 @@ fn active_run(hod: &[u32; 24], share: f64) -> Option<(u8, u8)> {
     let target = (share * f64::from(total)).ceil().max(1.0);
     for len in 1..=24usize {
         let mut best: Option<(u32, usize)> = None;
+        // Sliding sums: the run starting at `start` is the previous one minus its first hour
+        // plus the hour after it.
+        let mut sum: u32 = hod[..len].iter().sum();
         for start in 0..24 {
-            let sum: u32 = (0..len).map(|k| hod[(start + k) % 24]).sum();
+            if start > 0 {
+                sum = sum - hod[start - 1] + hod[(start + len - 1) % 24];
+            }
             if best.is_none_or(|(b, _)| sum > b) {
                 best = Some((sum, start));
             }

@@ -134,31 +134,65 @@ impl Profile {
         self.last_seen = self.last_seen.max(d.time);
         self.events += 1;
         if !d.client_ip.is_empty() {
-            remember(&mut self.ips, &d.client_ip, d.time, cfg.max_ips);
+            remember(&mut self.ips, |v| *v == d.client_ip, || d.client_ip.clone(), d.time, cfg.max_ips);
         }
         if d.asn != 0 {
             self.events_with_asn += 1;
-            remember(&mut self.asns, &d.asn, d.time, cfg.max_asns);
+            remember(&mut self.asns, |v| *v == d.asn, || d.asn, d.time, cfg.max_asns);
         }
         if !d.country.is_empty() {
             self.events_with_country += 1;
-            remember(&mut self.countries, &d.country.to_ascii_uppercase(), d.time, cfg.max_countries);
-            if self.last_place.as_ref().is_none_or(|p| p.time <= d.time) {
-                self.last_place = Some(Place {
-                    time: d.time,
-                    country: d.country.to_ascii_uppercase(),
-                    client_ip: d.client_ip.clone(),
-                    event_id: d.event_id.clone(),
-                });
+            let country = &d.country;
+            remember(
+                &mut self.countries,
+                |v| v.eq_ignore_ascii_case(country),
+                || country.to_ascii_uppercase(),
+                d.time,
+                cfg.max_countries,
+            );
+            // Updated in place: this runs for nearly every allowed request.
+            match &mut self.last_place {
+                Some(p) if p.time <= d.time => {
+                    p.time = d.time;
+                    set_upper(&mut p.country, country);
+                    set(&mut p.client_ip, &d.client_ip);
+                    set(&mut p.event_id, &d.event_id);
+                }
+                Some(_) => {}
+                None => {
+                    self.last_place = Some(Place {
+                        time: d.time,
+                        country: country.to_ascii_uppercase(),
+                        client_ip: d.client_ip.clone(),
+                        event_id: d.event_id.clone(),
+                    });
+                }
             }
         }
         self.hours.record(d.time, cfg);
     }
 }
 
-/// Adds a sighting of `value` to a capped list (the least recently seen goes first).
-fn remember<T: Clone + PartialEq + Ord>(list: &mut Vec<Seen<T>>, value: &T, t: UnixMillis, cap: usize) {
-    if let Some(seen) = list.iter_mut().find(|s| s.value == *value) {
+fn set(target: &mut String, value: &str) {
+    target.clear();
+    target.push_str(value);
+}
+
+fn set_upper(target: &mut String, value: &str) {
+    target.clear();
+    target.extend(value.chars().map(|c| c.to_ascii_uppercase()));
+}
+
+/// Adds a sighting of the value `is` recognises to a capped list (the least recently seen
+/// goes first); `make` builds it only when it is new.
+fn remember<T: Ord>(
+    list: &mut Vec<Seen<T>>,
+    is: impl Fn(&T) -> bool,
+    make: impl FnOnce() -> T,
+    t: UnixMillis,
+    cap: usize,
+) {
+    if let Some(seen) = list.iter_mut().find(|s| is(&s.value)) {
         seen.first = seen.first.min(t);
         seen.last = seen.last.max(t);
         seen.count += 1;
@@ -170,7 +204,7 @@ fn remember<T: Clone + PartialEq + Ord>(list: &mut Vec<Seen<T>>, value: &T, t: U
     {
         list.swap_remove(stalest);
     }
-    list.push(Seen { value: value.clone(), first: t, last: t, count: 1 });
+    list.push(Seen { value: make(), first: t, last: t, count: 1 });
 }
 
 /// Whether a decision may teach a profile: allowed, by a named, non-anonymous principal.

@@ -151,10 +151,7 @@ impl Detector for Dlp {
         let hosts: BTreeSet<&str> = e.recent.iter().map(|u| u.host.as_str()).collect();
         let found: BTreeSet<&str> = e.recent.iter().flat_map(|u| u.profiles.split(", ")).collect();
         let ips: BTreeSet<&str> = e.recent.iter().map(|u| u.client_ip.as_str()).filter(|s| !s.is_empty()).collect();
-        let hours = cx
-            .baselines
-            .profile(&d.principal)
-            .map_or(crate::baseline::Assessment::Unknown, |p| p.assess_hours(d.time, cx.profile));
+        let hours = cx.principal.map_or(crate::baseline::Assessment::Unknown, |p| p.assess_hours(d.time, cx.profile));
         let join = |s: &BTreeSet<&str>| s.iter().copied().collect::<Vec<_>>().join(",");
         out.push(
             Draft::about(RULE, self.cfg.severity, &key, d)

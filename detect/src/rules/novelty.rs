@@ -36,15 +36,12 @@ impl Novelty {
         Novelty { attribute, cfg }
     }
 
-    /// The value of `d` for this attribute, if it carries one, and whether `p` knows it.
-    fn judge(&self, d: &AccessDecision, p: &Profile) -> Option<(String, bool, u64)> {
+    /// Whether `p` knows the attribute's value in `d` and how much history it has of it;
+    /// `None` when `d` carries no value.
+    fn judge(&self, d: &AccessDecision, p: &Profile) -> Option<(bool, u64)> {
         match self.attribute {
-            Attribute::Country if !d.country.is_empty() => {
-                let cc = d.country.to_ascii_uppercase();
-                let known = p.has_country(&cc);
-                Some((cc, known, p.events_with_country))
-            }
-            Attribute::Asn if d.asn != 0 => Some((d.asn.to_string(), p.has_asn(d.asn), p.events_with_asn)),
+            Attribute::Country if !d.country.is_empty() => Some((p.has_country(&d.country), p.events_with_country)),
+            Attribute::Asn if d.asn != 0 => Some((p.has_asn(d.asn), p.events_with_asn)),
             _ => None,
         }
     }
@@ -62,11 +59,15 @@ impl Detector for Novelty {
         if !learns_from(d) {
             return;
         }
-        let Some(profile) = cx.baselines.profile(&d.principal) else { return };
-        let Some((value, known, history)) = self.judge(d, profile) else { return };
+        let Some(profile) = cx.principal else { return };
+        let Some((known, history)) = self.judge(d, profile) else { return };
         if known || history < u64::from(self.cfg.min_history) {
             return;
         }
+        let value = match self.attribute {
+            Attribute::Country => d.country.to_ascii_uppercase(),
+            Attribute::Asn => d.asn.to_string(),
+        };
         let hours = profile.assess_hours(d.time, cx.profile);
         let severity = if hours == Assessment::OffHours { self.cfg.off_hours_severity } else { self.cfg.severity };
         let (what, seen) = match self.attribute {

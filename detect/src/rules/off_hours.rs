@@ -67,7 +67,7 @@ impl Detector for OffHours {
         if !learns_from(d) {
             return;
         }
-        let Some(profile) = cx.baselines.profile(&d.principal) else { return };
+        let Some(profile) = cx.principal else { return };
         if profile.assess_hours_after(d.time, cx.profile, self.cfg.min_history) != Assessment::OffHours
             || !profile.deep_off_hours(d.time)
             || profile.hour_observed_days(d.time) < i64::from(self.cfg.min_observed_days)

@@ -59,7 +59,7 @@ impl Detector for Privileged {
             return;
         }
         let Some(kind) = self.resource_type(&d.resource) else { return };
-        let Some(profile) = cx.baselines.profile(&d.principal) else { return };
+        let Some(profile) = cx.principal else { return };
         if profile.events < u64::from(self.cfg.min_history) {
             return;
         }

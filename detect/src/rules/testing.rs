@@ -18,7 +18,7 @@ static PROFILE: LazyLock<ProfileConfig> = LazyLock::new(ProfileConfig::default);
 
 /// A context with no baselines.
 pub(crate) fn cx_none() -> Context<'static> {
-    Context { baselines: &EMPTY, profile: &PROFILE }
+    Context { baselines: &EMPTY, profile: &PROFILE, principal: None }
 }
 
 /// An allowed request by a user, with a unique event id.
@@ -43,7 +43,8 @@ impl Harness {
     pub(crate) fn feed(&mut self, det: &mut dyn Detector, d: &AccessDecision) -> Vec<Finding> {
         self.baselines.roll(d, &self.profile);
         let mut out = Vec::new();
-        det.on_decision(&Context { baselines: &self.baselines, profile: &self.profile }, d, &mut out);
+        let principal = self.baselines.profile(&d.principal);
+        det.on_decision(&Context { baselines: &self.baselines, profile: &self.profile, principal }, d, &mut out);
         self.baselines.learn(d, &self.profile, usize::MAX);
         out
     }

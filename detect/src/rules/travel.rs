@@ -39,12 +39,11 @@ impl Detector for Travel {
         if !learns_from(d) || d.country.is_empty() {
             return;
         }
-        let Some(last) = cx.baselines.profile(&d.principal).and_then(|p| p.last_place.as_ref()) else { return };
-        let to = d.country.to_ascii_uppercase();
-        if last.country == to {
+        let Some(last) = cx.principal.and_then(|p| p.last_place.as_ref()) else { return };
+        if last.country.eq_ignore_ascii_case(&d.country) {
             return;
         }
-        let (Some(a), Some(b)) = (centroid(&last.country), centroid(&to)) else { return };
+        let (Some(a), Some(b)) = (centroid(&last.country), centroid(&d.country)) else { return };
         let km = haversine_km(a, b);
         if km < self.cfg.min_distance_km {
             return;
@@ -55,6 +54,7 @@ impl Detector for Travel {
         if speed <= self.cfg.max_speed_kmh {
             return;
         }
+        let to = d.country.to_ascii_uppercase();
         let (start, end) = if last.time <= d.time { (last.time, d.time) } else { (d.time, last.time) };
         let ids = if last.time <= d.time {
             [last.event_id.as_str(), d.event_id.as_str()]
