@@ -16,10 +16,11 @@ use crate::baseline::principal_key;
 use crate::checkpoint::CheckpointError;
 use crate::config::DenyBurstConfig;
 use crate::detector::{Context, Detector, Draft, Rule, load_state, save_state};
-use crate::keyed::{Keyed, Recency};
+use crate::keyed::Keyed;
+use crate::rules::window::{Added, Sweep, Window};
 use gatelog_model::{AccessDecision, Decision, Finding, UnixMillis};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 /// What a burst is counted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,33 +31,15 @@ pub(crate) enum By {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct Denial {
-    time: i64,
     event_id: String,
     /// The principal tried (by IP) or the IP it came from (by principal).
     other: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-struct KeyState {
-    /// The latest denials, oldest first, at most `threshold`.
-    recent: VecDeque<Denial>,
-    /// While a burst lasts: when it ends unless another denial comes.
-    burst_until: Option<i64>,
-    /// Denials counted in the current burst.
-    burst_count: u64,
-}
-
-impl Recency for KeyState {
-    fn last_seen(&self) -> UnixMillis {
-        UnixMillis(self.recent.back().map_or(i64::MIN, |d| d.time))
-    }
-}
-
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct State {
-    keys: Keyed<KeyState>,
-    newest: i64,
-    since_sweep: u32,
+    keys: Keyed<Window<Denial>>,
+    sweep: Sweep,
 }
 
 #[derive(Debug)]
@@ -73,13 +56,6 @@ impl DenyBurst {
 
     fn window_ms(&self) -> i64 {
         i64::try_from(self.cfg.window.as_millis()).unwrap_or(i64::MAX)
-    }
-
-    fn sweep(&mut self) {
-        let horizon = self.state.newest.saturating_sub(self.window_ms());
-        self.state.keys.retain(|_, k| {
-            k.recent.back().is_some_and(|d| d.time >= horizon) || k.burst_until.is_some_and(|u| u >= horizon)
-        });
     }
 }
 
@@ -103,54 +79,36 @@ impl Detector for DenyBurst {
         if key.is_empty() {
             return;
         }
-        self.state.newest = self.state.newest.max(d.time.0);
-        self.state.since_sweep += 1;
-        if self.state.since_sweep >= 1024 {
-            self.state.since_sweep = 0;
-            self.sweep();
-        }
         let rule = self.rule();
         let window = self.window_ms();
-        let threshold = usize::try_from(self.cfg.threshold).unwrap_or(usize::MAX);
-        let k = self.state.keys.entry(&key, self.cfg.max_keys, KeyState::default);
         let t = d.time.0;
-        let denial = Denial { time: t, event_id: d.event_id.clone(), other: other.to_owned() };
-        let at = k.recent.partition_point(|x| x.time <= t);
-        k.recent.insert(at, denial);
-        while k.recent.len() > threshold {
-            k.recent.pop_front();
+        if let Some(horizon) = self.state.sweep.tick(t, window) {
+            self.state.keys.retain(|_, w| w.live_at(horizon));
         }
-        if let Some(until) = k.burst_until {
-            if t <= until {
-                k.burst_until = Some(until.max(t.saturating_add(window)));
-                k.burst_count += 1;
-                return;
-            }
-            k.burst_until = None;
-        }
-        let (Some(first), Some(last)) = (k.recent.front(), k.recent.back()) else { return };
-        if k.recent.len() < threshold || last.time - first.time > window {
+        let threshold = usize::try_from(self.cfg.threshold).unwrap_or(usize::MAX);
+        let w = self.state.keys.entry(&key, self.cfg.max_keys, Window::default);
+        let denial = Denial { event_id: d.event_id.clone(), other: other.to_owned() };
+        if w.add(t, denial, window, threshold) == Added::Ongoing || w.len() < threshold {
             return;
         }
-        k.burst_until = Some(last.time.saturating_add(window));
-        k.burst_count = k.recent.len() as u64;
-        let others: BTreeSet<&str> = k.recent.iter().map(|x| x.other.as_str()).filter(|s| !s.is_empty()).collect();
+        w.report(window);
+        let others: BTreeSet<&str> = w.items().map(|x| x.other.as_str()).filter(|s| !s.is_empty()).collect();
         let others: Vec<&str> = others.into_iter().collect();
-        let span_s = (last.time - first.time) / 1000;
+        let span_s = (w.newest() - w.first()) / 1000;
         let (what, others_key) = match self.by {
             By::Ip => (format!("from {key}"), "principals"),
             By::Principal => (format!("for {}", d.principal), "client_ips"),
         };
         let mut draft = Draft::about(rule, self.cfg.severity, &key, d)
-            .window(UnixMillis(first.time), UnixMillis(last.time))
-            .events(k.recent.iter().map(|x| x.event_id.as_str()))
+            .window(UnixMillis(w.first()), UnixMillis(w.newest()))
+            .events(w.items().map(|x| x.event_id.as_str()))
             .summary(format!(
                 "{} denials {what} within {span_s}s (threshold {} in {})",
-                k.recent.len(),
+                w.len(),
                 self.cfg.threshold,
                 humantime::format_duration(self.cfg.window)
             ))
-            .evidence("denials", k.recent.len())
+            .evidence("denials", w.len())
             .evidence("threshold", self.cfg.threshold)
             .evidence("window", humantime::format_duration(self.cfg.window))
             .evidence(others_key, others.iter().take(20).copied().collect::<Vec<_>>().join(","))
@@ -278,9 +236,7 @@ mod tests {
         run(&mut det, &ds);
         assert!(det.tracked() <= 50);
         // After the sweep, only keys denied in the last window remain.
-        assert!(
-            det.tracked() <= 50 && det.state.keys.values().all(|k| k.recent.back().unwrap().time > MONDAY + 4_000_000)
-        );
+        assert!(det.state.keys.values().all(|w| w.newest() > MONDAY + 4_000_000));
     }
 
     #[test]

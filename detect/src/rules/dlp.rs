@@ -15,10 +15,11 @@ use crate::baseline::principal_key;
 use crate::checkpoint::CheckpointError;
 use crate::config::DlpConfig;
 use crate::detector::{Context, Detector, Draft, Rule, in_list, load_state, save_state};
-use crate::keyed::{Keyed, Recency};
+use crate::keyed::Keyed;
+use crate::rules::window::{Added, Sweep, Window};
 use gatelog_model::{AccessDecision, Finding, UnixMillis};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 
 const RULE: Rule = Rule { id: "dlp_exfil", version: 1 };
 
@@ -35,31 +36,20 @@ pub(crate) fn upload_profiles(reason: &str) -> Vec<&str> {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct Upload {
-    time: i64,
     event_id: String,
     host: String,
     client_ip: String,
     profiles: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-struct Episode {
-    recent: VecDeque<Upload>,
-    reported_until: Option<i64>,
-}
-
-impl Recency for Episode {
-    fn last_seen(&self) -> UnixMillis {
-        UnixMillis(self.recent.back().map_or(i64::MIN, |u| u.time))
-    }
-}
-
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct State {
-    users: Keyed<Episode>,
-    newest: i64,
-    since_sweep: u32,
+    users: Keyed<Window<Upload>>,
+    sweep: Sweep,
 }
+
+/// Uploads held per user (the finding names at most this many).
+const MAX_UPLOADS: usize = 100;
 
 #[derive(Debug)]
 pub(crate) struct Dlp {
@@ -112,60 +102,40 @@ impl Detector for Dlp {
             return;
         }
         let window = i64::try_from(self.cfg.window.as_millis()).unwrap_or(i64::MAX);
-        self.state.newest = self.state.newest.max(d.time.0);
-        self.state.since_sweep += 1;
-        if self.state.since_sweep >= 1024 {
-            self.state.since_sweep = 0;
-            let horizon = self.state.newest.saturating_sub(window);
-            self.state.users.retain(|_, e| {
-                e.recent.back().is_some_and(|u| u.time >= horizon) || e.reported_until.is_some_and(|u| u >= horizon)
-            });
-        }
         let t = d.time.0;
+        if let Some(horizon) = self.state.sweep.tick(t, window) {
+            self.state.users.retain(|_, w| w.live_at(horizon));
+        }
         let upload = Upload {
-            time: t,
             event_id: d.event_id.clone(),
             host: host.to_ascii_lowercase(),
             client_ip: d.client_ip.clone(),
             profiles: profiles.join(", "),
         };
-        let e = self.state.users.entry(&key, self.cfg.max_principals, Episode::default);
-        let at = e.recent.partition_point(|u| u.time <= t);
-        e.recent.insert(at, upload);
-        let newest = e.recent.back().map_or(t, |u| u.time);
-        while e.recent.front().is_some_and(|u| u.time < newest - window) || e.recent.len() > 100 {
-            e.recent.pop_front();
-        }
-        if let Some(until) = e.reported_until {
-            if t <= until {
-                e.reported_until = Some(until.max(t.saturating_add(window)));
-                return;
-            }
-            e.reported_until = None;
-        }
-        if e.recent.len() < self.cfg.min_matches as usize {
+        let e = self.state.users.entry(&key, self.cfg.max_principals, Window::default);
+        if e.add(t, upload, window, MAX_UPLOADS) == Added::Ongoing || e.len() < self.cfg.min_matches as usize {
             return;
         }
-        e.reported_until = Some(newest.saturating_add(window));
-        let first = e.recent.front().map_or(t, |u| u.time);
-        let hosts: BTreeSet<&str> = e.recent.iter().map(|u| u.host.as_str()).collect();
-        let found: BTreeSet<&str> = e.recent.iter().flat_map(|u| u.profiles.split(", ")).collect();
-        let ips: BTreeSet<&str> = e.recent.iter().map(|u| u.client_ip.as_str()).filter(|s| !s.is_empty()).collect();
+        e.report(window);
+        let (first, newest) = (e.first(), e.newest());
+        let hosts: BTreeSet<&str> = e.items().map(|u| u.host.as_str()).collect();
+        let found: BTreeSet<&str> = e.items().flat_map(|u| u.profiles.split(", ")).collect();
+        let ips: BTreeSet<&str> = e.items().map(|u| u.client_ip.as_str()).filter(|s| !s.is_empty()).collect();
         let hours = cx.principal.map_or(crate::baseline::Assessment::Unknown, |p| p.assess_hours(d.time, cx.profile));
         let join = |s: &BTreeSet<&str>| s.iter().copied().collect::<Vec<_>>().join(",");
         out.push(
             Draft::about(RULE, self.cfg.severity, &key, d)
                 .window(UnixMillis(first), UnixMillis(newest))
-                .events(e.recent.iter().map(|u| u.event_id.as_str()))
+                .events(e.items().map(|u| u.event_id.as_str()))
                 .summary(format!(
                     "{} tried {} uploads matching DLP profiles ({}) to personal hosts ({}) within {} min",
                     if d.principal.is_empty() { &d.client_ip } else { &d.principal },
-                    e.recent.len(),
+                    e.len(),
                     join(&found),
                     join(&hosts),
                     (newest - first) / 60_000
                 ))
-                .evidence("uploads", e.recent.len())
+                .evidence("uploads", e.len())
                 .evidence("hosts", join(&hosts))
                 .evidence("dlp_profiles", join(&found))
                 .evidence("client_ips", join(&ips))

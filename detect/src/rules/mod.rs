@@ -24,6 +24,7 @@ pub(crate) mod runaway;
 pub(crate) mod silence;
 pub(crate) mod travel;
 pub(crate) mod volume;
+pub(crate) mod window;
 
 #[cfg(test)]
 pub(crate) mod testing;

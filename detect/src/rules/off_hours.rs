@@ -17,33 +17,21 @@ use crate::baseline::{Assessment, learns_from, principal_key};
 use crate::checkpoint::CheckpointError;
 use crate::config::OffHoursConfig;
 use crate::detector::{Context, Detector, Draft, Rule, clock_time, load_state, save_state};
-use crate::keyed::{Keyed, Recency};
+use crate::keyed::Keyed;
+use crate::rules::window::{Added, Sweep, Window};
 use crate::stats::poisson_at_least;
 use gatelog_model::{AccessDecision, Finding, UnixMillis};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
 
 const RULE: Rule = Rule { id: "off_hours", version: 1 };
+/// Requests held per session (the finding names at most this many).
+const MAX_SESSION: usize = 100;
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-struct Session {
-    /// Off-hours requests within the window: (time, event id).
-    recent: VecDeque<(i64, String)>,
-    /// While a reported session lasts: when it ends unless another request comes.
-    reported_until: Option<i64>,
-}
-
-impl Recency for Session {
-    fn last_seen(&self) -> UnixMillis {
-        UnixMillis(self.recent.back().map_or(i64::MIN, |x| x.0))
-    }
-}
-
+/// Off-hours requests in flight per principal (their event ids).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct State {
-    sessions: Keyed<Session>,
-    newest: i64,
-    since_sweep: u32,
+    sessions: Keyed<Window<String>>,
+    sweep: Sweep,
 }
 
 #[derive(Debug)]
@@ -75,51 +63,35 @@ impl Detector for OffHours {
             return;
         }
         let window = i64::try_from(self.cfg.window.as_millis()).unwrap_or(i64::MAX);
-        self.state.newest = self.state.newest.max(d.time.0);
-        self.state.since_sweep += 1;
-        if self.state.since_sweep >= 1024 {
-            self.state.since_sweep = 0;
-            let horizon = self.state.newest.saturating_sub(window);
-            self.state.sessions.retain(|_, s| {
-                s.recent.back().is_some_and(|x| x.0 >= horizon) || s.reported_until.is_some_and(|u| u >= horizon)
-            });
-        }
         let t = d.time.0;
-        let s = self.state.sessions.entry(&principal_key(&d.principal), self.cfg.max_principals, Session::default);
-        let at = s.recent.partition_point(|x| x.0 <= t);
-        s.recent.insert(at, (t, d.event_id.clone()));
-        let newest = s.recent.back().map_or(t, |x| x.0);
-        while s.recent.front().is_some_and(|x| x.0 < newest - window) {
-            s.recent.pop_front();
+        if let Some(horizon) = self.state.sweep.tick(t, window) {
+            self.state.sessions.retain(|_, s| s.live_at(horizon));
         }
-        if let Some(until) = s.reported_until {
-            if t <= until {
-                s.reported_until = Some(until.max(t.saturating_add(window)));
-                return;
-            }
-            s.reported_until = None;
+        let s = self.state.sessions.entry(&principal_key(&d.principal), self.cfg.max_principals, Window::default);
+        if s.add(t, d.event_id.clone(), window, MAX_SESSION) == Added::Ongoing {
+            return;
         }
-        let n = u32::try_from(s.recent.len()).unwrap_or(u32::MAX);
+        let n = u32::try_from(s.len()).unwrap_or(u32::MAX);
         let expected = profile.hourly_rate(d.time) * window as f64 / 3_600_000.0;
         let p = poisson_at_least(n, expected);
         if n < self.cfg.min_events || p >= self.cfg.max_probability {
             return;
         }
-        s.reported_until = Some(newest.saturating_add(window));
-        let first = s.recent.front().map_or(t, |x| x.0);
+        s.report(window);
+        let (first, newest) = (s.first(), s.newest());
         out.push(
             Draft::about(RULE, self.cfg.severity, &principal_key(&d.principal), d)
                 .window(UnixMillis(first), UnixMillis(newest))
-                .events(s.recent.iter().map(|x| x.1.as_str()))
+                .events(s.items().map(String::as_str))
                 .summary(format!(
                     "{} made {} requests between {} and {}, outside their usual hours ({})",
                     d.principal,
-                    s.recent.len(),
+                    s.len(),
                     clock_time(UnixMillis(first)),
                     clock_time(UnixMillis(newest)),
                     profile.usual_hours()
                 ))
-                .evidence("requests", s.recent.len())
+                .evidence("requests", s.len())
                 .evidence("expected_requests", format!("{expected:.2}"))
                 .evidence("probability", format!("{p:.1e}"))
                 .evidence("usual_hours", profile.usual_hours())

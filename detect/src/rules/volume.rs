@@ -220,6 +220,18 @@ mod tests {
     }
 
     #[test]
+    fn the_z_threshold_edge() {
+        // Flat history of 10 an hour: MAD 0, so the scale is min_scale (1) and z = x − 10.
+        let cfg = VolumeConfig { min_count: 1, ..VolumeConfig::default() };
+        let mut det = Volume::new(cfg.clone());
+        assert!(run(&mut det, &weeks("n@example.com", &[10, 10, 10, 10, 15])).is_empty(), "z 5 < 6");
+        let mut det = Volume::new(cfg);
+        let f = run(&mut det, &weeks("o@example.com", &[10, 10, 10, 10, 16]));
+        assert_eq!(f.len(), 1, "z 6 fires");
+        assert_eq!(f[0].evidence["z"], "6.00");
+    }
+
+    #[test]
     fn hours_a_principal_was_unknown_in_are_not_zeros() {
         // Seen first in week 2: weeks 0 and 1 are not "0 requests".
         let mut det = Volume::new(VolumeConfig::default());
