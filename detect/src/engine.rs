@@ -1,7 +1,9 @@
 //! [`Engine`]: runs the configured detectors over a stream of decisions, in order.
 //!
-//! Per decision: skip it if its event id was seen within `dedup_window` (Tail and Logpush
-//! copies, retried batches); find its tenant's shard (baselines + detectors, made on first
+//! Per decision: skip it if it belongs to a dataset that arrives by two paths and its event
+//! id was seen within `dedup_window` (the Tail and Logpush copies of a Worker decision; a
+//! batch the spool holds twice is skipped whole by [`Engine::process_batch`]); find its
+//! tenant's shard (baselines + detectors, made on first
 //! sight, at most `max_tenants`); settle the principal's finished days; let every detector
 //! judge it against the baselines; then let the baselines learn from it. Findings come out
 //! in that order, so the same input always gives the same findings in the same order.
@@ -17,7 +19,7 @@ use crate::arrival::Arrival;
 use crate::baseline::Baselines;
 use crate::checkpoint::{self, CheckpointError, DetectorSnapshot, EngineStats, RestoreReport, ShardSnapshot, Snapshot};
 use crate::config::{ConfigError, DetectConfig};
-use crate::detector::{Context, Detector};
+use crate::detector::{Context, Detector, in_list};
 use crate::keyed::stable_hash;
 use crate::recent::RecentIds;
 use crate::rules;
@@ -158,7 +160,7 @@ impl Engine {
             return;
         }
         let tenant = tenant_of(&d.tenant);
-        if !d.event_id.is_empty() {
+        if !d.event_id.is_empty() && in_list(&self.config.dedup_datasets, &d.dataset) {
             let hash = stable_hash(&[tenant, &d.event_id]);
             let window = i64::try_from(self.config.dedup_window.as_millis()).unwrap_or(i64::MAX);
             if self.recent.seen(hash, d.time.0, window, self.config.dedup_capacity) {

@@ -8,8 +8,8 @@
 //!
 //! Module map:
 //! - [`engine`]: [`Engine`], which runs the configured detectors over decisions in order:
-//!   duplicate skipping, per-tenant shards, warm-up from history, [`Engine::checkpoint`] /
-//!   [`Engine::restore`].
+//!   duplicate skipping (re-spooled batches; Tail and Logpush copies of a Worker decision),
+//!   per-tenant shards, warm-up from history, [`Engine::checkpoint`] / [`Engine::restore`].
 //! - [`detector`]: the [`Detector`] trait (decision, arrival, tick in; findings out; state
 //!   saved and loaded as bytes) and [`Rule`].
 //! - [`rules`]: the built-in detectors (table of rule ids there) and [`rules::RULE_IDS`].

@@ -172,6 +172,8 @@ fn restore_rejects_what_is_not_a_checkpoint_and_reports_rules_it_could_not_carry
 #[test]
 fn memory_stays_within_the_caps_under_a_flood_of_new_keys() {
     let mut c = DetectConfig { max_principals: 200, dedup_capacity: 5_000, ..DetectConfig::default() };
+    c.dedup_datasets.push("proxy".into());
+    c.dedup_datasets.push("gateway_http".into());
     c.deny_burst_ip.max_keys = 300;
     c.deny_burst_principal.max_keys = 300;
     c.off_hours.max_principals = 100;

@@ -28,8 +28,11 @@ pub struct DetectConfig {
     pub max_principals: usize,
     /// Tenants detected on; decisions of further tenants are counted and skipped.
     pub max_tenants: usize,
-    /// A decision whose event id was seen within this much event time is a duplicate (Tail
-    /// and Logpush copies of one Worker decision, Logpush retries) and is not counted twice.
+    /// Datasets whose decisions reach gatelog by more than one path (a Worker's decision by
+    /// Tail and again in `workers_trace_events`): a decision of these whose event id was seen
+    /// within `dedup_window` of event time is a duplicate and is not counted twice. (A batch
+    /// the spool holds twice is skipped whole, whatever its dataset.)
+    pub dedup_datasets: Vec<String>,
     #[serde(with = "humantime_serde")]
     pub dedup_window: Duration,
     /// At most this many recent event ids are remembered for that.
@@ -56,6 +59,7 @@ impl Default for DetectConfig {
             enabled: true,
             max_principals: 50_000,
             max_tenants: 100,
+            dedup_datasets: vec!["tail".to_owned(), "workers_trace_events".to_owned()],
             dedup_window: Duration::from_secs(600),
             dedup_capacity: 1_000_000,
             profile: ProfileConfig::default(),
@@ -131,6 +135,7 @@ impl DetectConfig {
         at_least("detect.max_principals", self.max_principals as u64, 1)?;
         at_least("detect.max_tenants", self.max_tenants as u64, 1)?;
         at_least("detect.dedup_capacity", self.dedup_capacity as u64, 1)?;
+        names("detect.dedup_datasets", &self.dedup_datasets, true)?;
         positive_duration("detect.dedup_window", self.dedup_window)?;
         self.profile.validate("detect.profile")?;
         self.runaway_select.validate("detect.runaway_select")?;
