@@ -4,10 +4,14 @@
 //! (`x IN t`, `x NOT IN db.t`, `x GLOBAL IN (t)`, `in(x, t)`, `globalNotIn(x, t)`, …).
 //!
 //! Special forms are those of ClickHouse's parsers: `CAST(x AS T)`, `x::T`, `EXTRACT(DAY
-//! FROM d)`, `SUBSTRING(s FROM a FOR b)`, `TRIM(BOTH c FROM s)`, `POSITION(a IN b)` (which
-//! is no IN), `INTERVAL n UNIT`, `DATE 'd'`, `CASE … END`, `EXISTS (subquery)`,
+//! FROM d)`, `SUBSTRING(s FROM a FOR b)`, `TRIM(BOTH c FROM s)`, `INTERVAL n UNIT`,
+//! `DATE 'd'`, `CASE … END`, `EXISTS (subquery)`,
 //! `= ANY (subquery)`, lambdas, `*`/`t.*`/`COLUMNS(…)` with `EXCEPT`/`REPLACE`/`APPLY`,
 //! parametric aggregates `f(p)(x)`, `f(DISTINCT x)` (= `fDistinct`), and window functions.
+//!
+//! `POSITION(a IN b)` is no special form here: 26.x reads it as position(b, a), but 18.16
+//! reads `a IN b` and, when `a` is a key column, reads the table `b` for index analysis
+//! before it finds position's arguments wrong (the fuzz found it). So `b` is a table.
 
 use super::Rejection;
 use super::lexer::Kind;
@@ -45,7 +49,7 @@ impl<'s> Parser<'s> {
                     None => break,
                     Some(Operator::In) => {
                         let rhs = self.prefixed_operand()?;
-                        self.table_ref_shape(rhs)?;
+                        self.table_ref_shape(rhs, true)?;
                     }
                     Some(Operator::Other) => {
                         self.prefixed_operand()?;
@@ -183,13 +187,17 @@ impl<'s> Parser<'s> {
 
     /// `(subquery)`, `(expr)` (its shape is the inner one's) or a tuple `(a, b)`.
     fn parenthesised(&mut self) -> Result<Shape, Rejection> {
-        if self.subquery_ahead() {
-            let saved = self.c.pos;
+        let saved = self.c.pos;
+        if self.subquery_ahead() && !self.not_subquery.contains(&saved) {
             let (tables, functions) = (self.tables.len(), self.table_functions.len());
             match self.subquery() {
                 Ok(()) => return Ok(Shape::Other),
+                // A refusal of what is inside (a function, SETTINGS, …) stands.
+                Err(e) if !matches!(e, Rejection::Unparseable(_)) => return Err(e),
                 Err(_) => {
                     // As ClickHouse does: not a subquery, so a parenthesised expression.
+                    // Remembered, so that nested parentheses are not tried again and again.
+                    self.not_subquery.insert(saved);
                     self.c.pos = saved;
                     self.tables.truncate(tables);
                     self.table_functions.truncate(functions);
@@ -303,7 +311,26 @@ impl<'s> Parser<'s> {
         if !distinct {
             self.c.kw("ALL");
         }
-        let mut args = self.expr_list(Kind::RParen)?;
+        let mut args = if bare && matches!(upper.as_str(), "SUBSTRING" | "SUBSTR") && self.c.kind() != Kind::RParen {
+            // `SUBSTRING(s FROM a [FOR b])`, decided after the first argument (read once).
+            let first = self.expr()?;
+            if self.c.kw("FROM") {
+                self.expr()?;
+                if self.c.kw("FOR") {
+                    self.expr()?;
+                }
+                self.c.expect(Kind::RParen, "`)`")?;
+                return self.after_call(name, false);
+            }
+            self.opt_alias(false)?;
+            let mut args = vec![first];
+            if self.c.eat(Kind::Comma) {
+                args.extend(self.expr_list(Kind::RParen)?);
+            }
+            args
+        } else {
+            self.expr_list(Kind::RParen)?
+        };
         self.c.expect(Kind::RParen, "`)`")?;
         if self.c.kind() == Kind::LParen {
             // Parametric aggregate: the first list was the parameters.
@@ -315,7 +342,11 @@ impl<'s> Parser<'s> {
         if in_family(name)
             && let Some(&second) = args.get(1)
         {
-            self.table_ref_shape(second)?;
+            // Only these four (in exactly this spelling) see CTEs in every ClickHouse version
+            // (`checkFunctionIsInOrGlobalInOperator`); `nullIn(x, cte)` reads the table
+            // `cte` where the old analyzer runs.
+            let ctes = matches!(name, "in" | "notIn" | "globalIn" | "globalNotIn");
+            self.table_ref_shape(second, ctes)?;
         }
         self.after_call(name, distinct)
     }
@@ -346,18 +377,6 @@ impl<'s> Parser<'s> {
                 self.c.advance();
                 self.expr()?;
             }
-            "SUBSTRING" | "SUBSTR" => {
-                let saved = self.c.pos;
-                self.expr()?;
-                if !self.c.kw("FROM") {
-                    self.c.pos = saved;
-                    return Ok(false);
-                }
-                self.expr()?;
-                if self.c.kw("FOR") {
-                    self.expr()?;
-                }
-            }
             "TRIM" if ["BOTH", "LEADING", "TRAILING"].iter().any(|w| self.c.is_kw(w)) => {
                 self.c.advance();
                 if !self.c.is_kw("FROM") {
@@ -365,21 +384,6 @@ impl<'s> Parser<'s> {
                 }
                 self.c.expect_kw("FROM")?;
                 self.expr()?;
-            }
-            "POSITION" => {
-                // `POSITION(needle IN haystack)`: no IN operator (18.16 reads it as
-                // position(in(…)) and fails before reading anything). Any other shape is
-                // an ordinary call, where IN is IN.
-                let saved = self.c.pos;
-                let (tables, functions) = (self.tables.len(), self.table_functions.len());
-                self.prefixed_operand()?;
-                let special = self.c.kw("IN") && self.prefixed_operand().is_ok() && self.c.kind() == Kind::RParen;
-                if !special {
-                    self.c.pos = saved;
-                    self.tables.truncate(tables);
-                    self.table_functions.truncate(functions);
-                    return Ok(false);
-                }
             }
             _ => return Ok(false),
         }

@@ -11,6 +11,7 @@
 use super::cursor::Cursor;
 use super::lexer::Kind;
 use super::{Rejection, TableName};
+use std::collections::BTreeSet;
 
 /// Deeper nesting than this is refused (ClickHouse's own `max_parser_depth` is 1000).
 pub const MAX_DEPTH: usize = 200;
@@ -105,6 +106,8 @@ pub struct Parser<'s> {
     /// CTE names visible at this point, innermost scope last.
     scopes: Vec<Vec<&'s str>>,
     depth: usize,
+    /// Token positions where a `(` turned out not to start a subquery.
+    pub not_subquery: BTreeSet<usize>,
 }
 
 impl<'s> Parser<'s> {
@@ -117,6 +120,7 @@ impl<'s> Parser<'s> {
             format: None,
             scopes: Vec::new(),
             depth: 0,
+            not_subquery: BTreeSet::new(),
         }
     }
 
@@ -161,8 +165,18 @@ impl<'s> Parser<'s> {
 
     /// Records a table reference (`[db.]table`); an unqualified name in a CTE's scope is the CTE.
     pub fn table_ref(&mut self, parts: &[&str]) -> Result<(), Rejection> {
+        self.table_ref_in(parts, true)
+    }
+
+    /// Records a table reference; with `ctes` false, a name is a table even where a CTE of
+    /// that name is in scope.
+    pub fn table_ref_in(&mut self, parts: &[&str], ctes: bool) -> Result<(), Rejection> {
+        if parts.iter().any(|p| p.contains('.')) {
+            // ClickHouse reads `a.b` in quotes as one name; the guard will not guess.
+            return Err(Rejection::UnsupportedTable(format!("a quoted table name with a dot: {}", parts.join("."))));
+        }
         let table = match parts {
-            [t] if self.is_cte(t) => return Ok(()),
+            [t] if ctes && self.is_cte(t) => return Ok(()),
             [t] => TableName { database: self.default_database.to_owned(), table: (*t).to_owned() },
             [d, t] => TableName { database: (*d).to_owned(), table: (*t).to_owned() },
             _ => return Err(Rejection::UnsupportedTable(parts.join("."))),
@@ -173,11 +187,12 @@ impl<'s> Parser<'s> {
         Ok(())
     }
 
-    /// Records the name an expression of [`Shape::Ident`] spells as a table.
-    pub fn table_ref_shape(&mut self, shape: Shape) -> Result<(), Rejection> {
+    /// Records the name an expression of [`Shape::Ident`] spells as a table (`ctes`: as for
+    /// [`Parser::table_ref_in`]).
+    pub fn table_ref_shape(&mut self, shape: Shape, ctes: bool) -> Result<(), Rejection> {
         if let Shape::Ident { first, parts } = shape {
             let names: Vec<&'s str> = (0..parts).map(|i| self.c.name_of(&self.c.token(first + 2 * i))).collect();
-            self.table_ref(&names)?;
+            self.table_ref_in(&names, ctes)?;
         }
         Ok(())
     }

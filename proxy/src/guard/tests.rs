@@ -42,18 +42,20 @@ fn in_with_a_name_reads_a_table() {
         "SELECT arrayMap(x -> x IN salaries, [1])",
         "SELECT position(1 IN salaries, 1)",
         "SELECT `position`(1 IN salaries)",
+        // 18.16 reads `a IN b` here, and reads `b` when `a` is a key column.
+        "SELECT count() FROM events WHERE position(toString(user_id) IN salaries) > 0",
     ] {
         assert!(tables(sql).contains(&"analytics.salaries".to_owned()), "{sql}: {:?}", tables(sql));
     }
     assert_eq!(tables("SELECT 1 IN analytics.salaries"), ["analytics.salaries"]);
-    // Columns, tuples, expressions and POSITION(a IN b) are no tables.
+    // Columns, tuples and expressions are no tables.
     for sql in [
         "SELECT 1 FROM events WHERE id IN (a, b)",
         "SELECT 1 FROM events WHERE id IN tuple(a)",
         "SELECT 1 FROM events WHERE id IN [a]",
         "SELECT 1 FROM events WHERE id IN (a + 1)",
         "SELECT 1 FROM events WHERE id IN (SELECT 1)",
-        "SELECT position(name IN haystack) FROM events",
+        "SELECT position(name, 'x') FROM events",
     ] {
         assert_eq!(tables(sql), ["analytics.events"], "{sql}");
     }
@@ -75,6 +77,19 @@ fn cte_names_are_scoped_as_narrowly_as_clickhouse_scopes_them() {
     // An expression alias is no CTE; a qualified name never is.
     assert_eq!(tables("WITH (SELECT 1) AS s SELECT * FROM s"), ["analytics.s"]);
     assert_eq!(tables("WITH s AS (SELECT 1) SELECT * FROM analytics.s"), ["analytics.s"]);
+    // The IN functions other than in/notIn/globalIn/globalNotIn read the table on servers
+    // with the old analyzer.
+    assert!(tables("WITH s AS (SELECT 1) SELECT in(1, s), globalNotIn(1, s), 1 IN s").is_empty());
+    assert_eq!(tables("WITH s AS (SELECT 1) SELECT nullIn(1, s)"), ["analytics.s"]);
+    assert_eq!(tables("WITH s AS (SELECT 1) SELECT `IN`(1, s)"), ["analytics.s"]);
+}
+
+#[test]
+fn dotted_quoted_table_names_are_refused() {
+    for sql in ["SELECT * FROM `analytics.salaries`", "SELECT 1 IN `analytics.salaries`", "DESCRIBE `a.b`.c"] {
+        assert!(matches!(refused(sql), Rejection::UnsupportedTable(_)), "{sql}");
+    }
+    assert_eq!(tables("SELECT `a.b` FROM events"), ["analytics.events"]);
 }
 
 #[test]
@@ -139,6 +154,18 @@ fn clause_words_are_not_columns() {
     // A keyword is a column when quoted, and a call when followed by `(`.
     assert_eq!(tables("SELECT `format`, left(s, 1), any(x) FROM events"), ["analytics.events"]);
     assert_eq!(tables("SELECT 1 AS settings FROM events"), ["analytics.events"]);
+}
+
+#[test]
+fn backtracking_stays_bounded() {
+    // Each of these would take 2^n steps if a failed attempt were retried at every level.
+    let n = 45;
+    let nested = format!("SELECT {}(SELECT 1){}", "(".repeat(n), " + 1)".repeat(n));
+    assert!(analyze(&nested, "d").is_ok());
+    let substrings = format!("SELECT {}'abc'{}", "substring(".repeat(n), ", 1)".repeat(n));
+    assert!(analyze(&substrings, "d").is_ok());
+    let lambdas = format!("SELECT {}1{}", "arrayMap((x, y) -> ".repeat(n), ", [1], [2])".repeat(n));
+    assert!(analyze(&lambdas, "d").is_ok());
 }
 
 #[test]
