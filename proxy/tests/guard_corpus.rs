@@ -10,13 +10,14 @@
 
 #[path = "support/chdb.rs"]
 mod chdb;
+#[path = "support/guard_env.rs"]
+mod guard_env;
 mod support;
 
 use gatelog_proxy::ProxyConfig;
 use gatelog_proxy::policy::Policy;
 use gatelog_store::testing::TestClickHouse;
 use serde::Deserialize;
-use std::path::Path;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -67,21 +68,9 @@ table_functions = ["numbers"]
 default_database = "analytics"
 "#;
 
-fn corpus_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus"))
-}
-
 fn corpus() -> Vec<Query> {
-    let text = std::fs::read_to_string(corpus_dir().join("ordinary.toml")).unwrap();
+    let text = std::fs::read_to_string(guard_env::corpus_dir().join("ordinary.toml")).unwrap();
     toml::from_str::<Corpus>(&text).unwrap().query
-}
-
-pub fn schema() -> Vec<String> {
-    let text = std::fs::read_to_string(corpus_dir().join("schema.sql")).unwrap();
-    text.split("\n;;\n")
-        .map(|s| s.lines().filter(|l| !l.starts_with("--")).collect::<Vec<_>>().join("\n"))
-        .filter(|s| !s.trim().is_empty())
-        .collect()
 }
 
 /// (query, forwarded SQL, is a read) for every query; panics listing every false deny.
@@ -120,14 +109,7 @@ fn normalise(text: &str) -> String {
 }
 
 async fn run(client: &reqwest::Client, url: &str, sql: &str) -> Result<String, String> {
-    run_in(client, &format!("{url}/?database=analytics"), sql).await
-}
-
-async fn run_in(client: &reqwest::Client, url: &str, sql: &str) -> Result<String, String> {
-    let resp = client.post(url).body(sql.to_owned()).send().await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let text = resp.text().await.map_err(|e| e.to_string())?;
-    if status.is_success() { Ok(text) } else { Err(text.lines().next().unwrap_or_default().to_owned()) }
+    guard_env::exec(client, &format!("{url}/?database=analytics"), sql).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -135,8 +117,8 @@ async fn ordinary_queries_run_alike_on_clickhouse_18_16() {
     let mut ch = TestClickHouse::start().await.unwrap();
     let url = ch.url();
     let client = support::http_client();
-    for sql in schema() {
-        run_in(&client, &url, &sql).await.unwrap_or_else(|e| panic!("schema: {sql}: {e}"));
+    for sql in guard_env::schema() {
+        guard_env::exec(&client, &format!("{url}/"), &sql).await.unwrap_or_else(|e| panic!("schema: {sql}: {e}"));
     }
     let mut failures = Vec::new();
     let mut ran = 0;
@@ -164,8 +146,8 @@ fn ordinary_queries_run_alike_in_chdb_26_9() {
         .into_iter()
         .map(|(q, rendered, read)| serde_json::json!({"name": q.name, "original": q.sql, "rendered": rendered, "compare": read}))
         .collect();
-    let job = serde_json::json!({"schema": schema(), "cases": cases});
-    let results = chdb::run(&python, &corpus_dir().join("run_chdb.py"), &job);
+    let job = serde_json::json!({"schema": guard_env::schema(), "cases": cases});
+    let results = chdb::run(&python, &guard_env::corpus_dir().join("run_chdb.py"), &job);
     let failures: Vec<String> = results
         .iter()
         .filter(|r| r["ok"] != true || r["same"] == false)

@@ -1,4 +1,6 @@
--- The corpus schema: created in ClickHouse 18.16 and in chdb 26.9 before the corpus runs.
+-- The guard tests' schema, in ClickHouse 18.16 and in chdb 26.9. analytics.salaries and
+-- secret.vault are denied to every test role; their marker values (987654321987,
+-- 98765432123, VAULT-7f3a9c) must never reach a client.
 -- Statements are separated by lines holding only `;;`.
 CREATE DATABASE analytics
 ;;
@@ -18,4 +20,10 @@ CREATE TABLE analytics.scratch (id UInt64, note String, at DateTime) ENGINE = Me
 ;;
 CREATE TABLE analytics.salaries (user_id UInt64, amount UInt64) ENGINE = MergeTree ORDER BY user_id
 ;;
-INSERT INTO analytics.salaries VALUES (1, 987654321)
+INSERT INTO analytics.salaries VALUES (1, 987654321987)
+;;
+CREATE DATABASE secret
+;;
+CREATE TABLE secret.vault (user_id UInt64, amount UInt64, note String) ENGINE = MergeTree ORDER BY user_id
+;;
+INSERT INTO secret.vault VALUES (2, 98765432123, 'VAULT-7f3a9c')
