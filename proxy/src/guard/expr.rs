@@ -264,7 +264,7 @@ impl<'s> Parser<'s> {
             }
             _ => {}
         }
-        if self.is_clause_word() && next != Kind::LParen {
+        if self.is_non_operand() && next != Kind::LParen {
             return Err(self.c.error("an expression (quote a column named like a keyword)"));
         }
         self.name_primary()

@@ -16,11 +16,9 @@ use std::collections::BTreeSet;
 /// Deeper nesting than this is refused (ClickHouse's own `max_parser_depth` is 1000).
 pub const MAX_DEPTH: usize = 200;
 
-/// Words that start or continue a clause, never an operand unless a call (`left(s, 1)`):
-/// ClickHouse's `ParserAlias::restricted_keywords` of 18.16 and 26.x, and the other words
-/// that end an expression in a clause. A clause keyword read as a column would hide the
-/// clause, and the table after it, from the guard.
-pub const CLAUSE_WORDS: &[&str] = &[
+/// Words that are never an alias without `AS`: ClickHouse's `ParserAlias::restricted_keywords`
+/// of 18.16 and 26.x together, and the other words that end an expression in a clause.
+pub const RESTRICTED_ALIASES: &[&str] = &[
     "ALL",
     "AND",
     "ANTI",
@@ -80,6 +78,48 @@ pub const CLAUSE_WORDS: &[&str] = &[
     "WHEN",
     "WHERE",
     "WINDOW",
+    "WITH",
+];
+
+/// Words that are never a column unless quoted (they may still name a call: `left(s, 1)`):
+/// those that start a SELECT, its clauses or a set operation, and the operator words. Read
+/// as a column, `FROM` would hide the table after it: 18.16 reads `SELECT x div FROM t` as
+/// `x AS div FROM t`, and 26.x reads `x DIV FROM` only if FROM can be an operand.
+pub const NON_OPERANDS: &[&str] = &[
+    "AND",
+    "AS",
+    "BETWEEN",
+    "BY",
+    "DISTINCT",
+    "DIV",
+    "ELSE",
+    "EXCEPT",
+    "FROM",
+    "GLOBAL",
+    "GROUP",
+    "HAVING",
+    "ILIKE",
+    "IN",
+    "INTERSECT",
+    "INTO",
+    "IS",
+    "JOIN",
+    "LIKE",
+    "MOD",
+    "NOT",
+    "ON",
+    "OR",
+    "ORDER",
+    "PREWHERE",
+    "QUALIFY",
+    "REGEXP",
+    "SELECT",
+    "SETTINGS",
+    "THEN",
+    "UNION",
+    "USING",
+    "WHEN",
+    "WHERE",
     "WITH",
 ];
 
@@ -223,20 +263,19 @@ impl<'s> Parser<'s> {
         Ok(parts)
     }
 
-    /// Whether the current bare word may be read as an operand (column, literal, call).
-    pub fn is_clause_word(&mut self) -> bool {
-        self.c.word_upper().is_some_and(|w| CLAUSE_WORDS.contains(&w.as_str()))
+    /// Whether the current bare word is never an operand (unless a call).
+    pub fn is_non_operand(&mut self) -> bool {
+        self.c.word_upper().is_some_and(|w| NON_OPERANDS.contains(&w.as_str()))
     }
 
     /// An identifier that may be an alias without `AS`: a bare word that is not a clause word,
     /// or a quoted name that does not spell one (18.16 compares the decoded name).
     pub fn is_implicit_alias(&mut self) -> bool {
         match self.c.kind() {
-            Kind::Word => !self.is_clause_word(),
-            Kind::Quoted => {
+            Kind::Word | Kind::Quoted => {
                 let t = self.c.peek();
                 let name = self.c.name_of(&t).to_ascii_uppercase();
-                !CLAUSE_WORDS.contains(&name.as_str())
+                !RESTRICTED_ALIASES.contains(&name.as_str())
             }
             _ => false,
         }
