@@ -8,8 +8,9 @@
 //! forward it, against ClickHouse, which must then have touched only allowed tables:
 //! - on 18.16 (debug log): every MergeTree table ClickHouse logs reading for that query id
 //!   is one the guard reported, and never a denied one; no answer holds a denied marker;
-//! - in chdb (26.9), where the denied tables are views that fail when read: no answer
-//!   holds a marker, no error says one was read;
+//! - in chdb (26.9), where the denied tables are views that fail when read and a file in
+//!   the server's user files holds a marker: no answer holds a marker, no error says a
+//!   denied table was read;
 //! - afterwards the denied tables hold exactly what they held.
 //!
 //! Bounded: `GATELOG_FUZZ_CASES` cases (default 10,000) from `GATELOG_FUZZ_SEED`.
@@ -142,6 +143,10 @@ const FUNCTIONS: &[&str] = &[
     "`length`('x')",
     "\"lower\"('X')",
     "position('a' IN 'abc')",
+    "arrayMap(file, ['trap.txt'])",
+    "arrayMap(`file`, ['trap.txt'])",
+    "arrayMap((\"file\"), ['trap.txt'])[1]",
+    "arrayMap(upper, ['trap.txt'])",
 ];
 const TABLE_FUNCTIONS: &[&str] = &[
     "numbers(2)",

@@ -9,13 +9,17 @@
 //! `= ANY (subquery)`, lambdas, `*`/`t.*`/`COLUMNS(…)` with `EXCEPT`/`REPLACE`/`APPLY`,
 //! parametric aggregates `f(p)(x)`, `f(DISTINCT x)` (= `fDistinct`), and window functions.
 //!
+//! Functions are checked by the name ClickHouse calls: a call's own name (bare or quoted),
+//! `APPLY(name)`, and a bare name as the first argument of a higher-order function, which
+//! 26.x calls as a lambda (`arrayMap(file, arr)` reads files).
+//!
 //! `POSITION(a IN b)` is no special form here: 26.x reads it as position(b, a), but 18.16
 //! reads `a IN b` and, when `a` is a key column, reads the table `b` for index analysis
 //! before it finds position's arguments wrong (the fuzz found it). So `b` is a table.
 
 use super::Rejection;
 use super::lexer::Kind;
-use super::names::{function_allowed, in_family};
+use super::names::{function_allowed, higher_order, in_family};
 use super::parser::{Parser, Shape};
 
 /// What follows an operand.
@@ -338,6 +342,16 @@ impl<'s> Parser<'s> {
             self.c.kw("DISTINCT");
             args = self.expr_list(Kind::RParen)?;
             self.c.expect(Kind::RParen, "`)`")?;
+        }
+        if let [Shape::Ident { first, parts: 1 }, _, ..] = args.as_slice()
+            && higher_order(name)
+        {
+            // 26.x calls a function named here (`arrayMap(file, …)`), unless a column or
+            // alias has the name: checked as a call. A column there needs qualifying.
+            let function = self.c.name_of(&self.c.token(*first));
+            if !function_allowed(function) {
+                return Err(Rejection::Function(function.to_owned()));
+            }
         }
         if in_family(name)
             && let Some(&second) = args.get(1)

@@ -160,6 +160,58 @@ fn aggregate_with_combinators(name: &str, depth: usize) -> bool {
     })
 }
 
+/// Higher-order functions (lower case) of the allow-list: ClickHouse 26.x reads a bare function
+/// name as their first argument as a lambda that calls it (`arrayMap(upper, arr)` =
+/// `arrayMap(x -> upper(x), arr)`), so that name is a call the guard must check too
+/// (`arrayMap(file, ['/etc/passwd'])` reads a file). `tests/guard_functions.rs` finds them in
+/// 26.9 by that behaviour and checks this list against it.
+pub const HIGHER_ORDER: &[&str] = &[
+    "arrayall",
+    "arrayavg",
+    "arraybottomk",
+    "arraycompact",
+    "arraycount",
+    "arraycumsum",
+    "arraycumsumnonnegative",
+    "arraydifference",
+    "arrayexists",
+    "arrayfill",
+    "arrayfilter",
+    "arrayfirst",
+    "arrayfirstindex",
+    "arrayfirstornull",
+    "arrayfold",
+    "arraylast",
+    "arraylastindex",
+    "arraylastornull",
+    "arraymap",
+    "arraymax",
+    "arraymin",
+    "arraypartialreversesort",
+    "arraypartialsort",
+    "arrayproduct",
+    "arrayreversefill",
+    "arrayreversesort",
+    "arrayreversesplit",
+    "arraysort",
+    "arraysplit",
+    "arraysum",
+    "arraytopk",
+    "mapall",
+    "mapapply",
+    "mapexists",
+    "mapfilter",
+    "mappartialreversesort",
+    "mappartialsort",
+    "mapreversesort",
+    "mapsort",
+];
+
+/// Whether a function (any case) takes a function, by name or as a lambda, first.
+pub fn higher_order(name: &str) -> bool {
+    HIGHER_ORDER.contains(&name.to_ascii_lowercase().as_str())
+}
+
 /// Whether a function (any case) is one of the IN family (`in`, `notIn`, `globalIn`,
 /// `nullIn`, `globalNotNullInIgnoreSet`, …): with a name as second argument ClickHouse
 /// reads that table.
