@@ -197,6 +197,28 @@ pub enum ProxyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print ClickHouse's own restrictions for the roles' ClickHouse users, mirroring the
+    /// policy (defence in depth): a users.d XML file for 18.16, or GRANT statements.
+    Grants {
+        /// Which server generation to write for.
+        #[arg(long, value_enum, default_value_t = GrantsServer::Modern)]
+        server: GrantsServer,
+        /// Do not read the password secrets; the users must exist already.
+        #[arg(long)]
+        without_passwords: bool,
+        /// An address or CIDR the proxy connects to ClickHouse from (repeatable; default:
+        /// loopback when clickhouse.url is on loopback, else anywhere).
+        #[arg(long = "network", value_name = "CIDR")]
+        networks: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GrantsServer {
+    /// ClickHouse 18.16 to 20.x: a users.d XML file (allow_databases, readonly).
+    Legacy,
+    /// ClickHouse with SQL access control: CREATE USER, GRANT, REVOKE.
+    Modern,
 }
 
 /// Where the config, and with it the signing key, are.
