@@ -112,9 +112,12 @@
 //! [`Spool::metrics`] returns counters (appends, bytes, group commits, fsyncs, errors, full
 //! rejections, segments created/deleted, torn tails) and an fsync latency histogram.
 
+mod acks;
 mod error;
 mod format;
+mod gc;
 mod metrics;
+mod open;
 mod options;
 mod prealloc;
 pub mod priority;
@@ -128,21 +131,23 @@ pub use metrics::{FSYNC_BUCKETS_SECS, Histogram, MetricsSnapshot};
 pub use options::{ConsumerStats, SpoolOptions, SpoolStats};
 pub use reader::{Record, SpoolReader};
 
+use acks::{AcksFile, Slots};
 use metrics::Metrics;
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use tokio::sync::{oneshot, watch};
-use writer::{Active, Cmd, Writer};
+use writer::Cmd;
 
 #[derive(Debug)]
 pub(crate) struct SegmentInfo {
     pub path: PathBuf,
+    /// Bytes of records.
     pub bytes: u64,
+    /// Length of the file: more than `bytes` while it holds preallocated zeros.
+    pub file_len: u64,
 }
 
 #[derive(Debug)]
@@ -150,8 +155,22 @@ pub(crate) struct State {
     /// first seq → segment; the last entry is the active segment.
     pub segments: BTreeMap<u64, SegmentInfo>,
     pub last_seq: u64,
+    /// What the spool's files take, the cap `max_bytes` applies to: every segment file
+    /// (preallocated zeros included) and the spare (from the moment its filling starts).
     pub bytes_on_disk: u64,
+    /// The part of `bytes_on_disk` that is the spare.
+    pub spare_bytes: u64,
     pub consumers: BTreeMap<String, u64>,
+}
+
+impl State {
+    /// Sets a segment's file length, keeping `bytes_on_disk` in step.
+    pub(crate) fn set_file_len(&mut self, first: u64, file_len: u64) {
+        if let Some(seg) = self.segments.get_mut(&first) {
+            self.bytes_on_disk = self.bytes_on_disk - seg.file_len + file_len;
+            seg.file_len = file_len;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -170,8 +189,10 @@ pub(crate) struct Shared {
     pub durable: watch::Sender<u64>,
     pub closed: AtomicBool,
     pub metrics: Metrics,
-    /// Serialises writes of `consumers.ack` and segment deletion.
-    pub gc_lock: Mutex<()>,
+    /// The `acks` file: the writer thread owns its mark slots, `gc_lock` the consumers' slots.
+    pub acks: AcksFile,
+    /// The consumers' slots of `acks`; held while they are written and segments deleted.
+    pub gc_lock: Mutex<Slots>,
     #[cfg(test)]
     pub faults: Mutex<Faults>,
 }
@@ -186,60 +207,6 @@ impl Shared {
 /// Locks a mutex, ignoring poisoning: every critical section leaves the state consistent.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Deletes every sealed segment whose records are all acknowledged by every consumer.
-pub(crate) fn gc(shared: &Shared) -> Result<(), SpoolError> {
-    let _g = lock(&shared.gc_lock);
-    let (victims, consumers) = {
-        let st = lock(&shared.state);
-        let Some(min) = st.consumers.values().min().copied() else {
-            return Ok(());
-        };
-        let firsts: Vec<u64> = st.segments.keys().copied().collect();
-        let mut victims = Vec::new();
-        for pair in firsts.windows(2) {
-            if pair[1] - 1 > min {
-                break;
-            }
-            if let Some(seg) = st.segments.get(&pair[0]) {
-                victims.push((pair[0], seg.path.clone()));
-            }
-        }
-        (victims, st.consumers.clone())
-    };
-    if victims.is_empty() {
-        return Ok(());
-    }
-    let started = std::time::Instant::now();
-    recovery::store_consumers(&shared.dir, &consumers)?;
-    let mut deleted = 0;
-    let mut result = Ok(());
-    for (first, path) in victims {
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => {
-                result = Err(SpoolError::io("deleting segment", path, e));
-                break;
-            }
-        }
-        let mut st = lock(&shared.state);
-        if let Some(seg) = st.segments.remove(&first) {
-            st.bytes_on_disk -= seg.bytes;
-        }
-        deleted += 1;
-    }
-    if deleted > 0 {
-        shared.metrics.segments_deleted(deleted);
-        recovery::sync_dir(&shared.dir)?;
-        tracing::debug!(
-            segments = deleted,
-            ms = started.elapsed().as_secs_f64() * 1e3,
-            "spool: consumed segments deleted"
-        );
-    }
-    result
 }
 
 #[derive(Debug)]
@@ -269,111 +236,11 @@ pub struct Spool {
 
 impl Spool {
     /// Opens or creates the spool in `dir`, recovering after a crash (see the crate docs).
-    /// Blocking file I/O: call it at start-up or from `spawn_blocking`.
+    /// Fails with [`SpoolError::Corrupt`] (naming the file and offset, changing nothing) when
+    /// records it had acknowledged are damaged or missing. Blocking file I/O: call it at
+    /// start-up or from `spawn_blocking`.
     pub fn open(dir: &Path, opts: SpoolOptions) -> Result<Spool, SpoolError> {
-        opts.validate()?;
-        fs::create_dir_all(dir).map_err(|e| SpoolError::io("creating directory", dir, e))?;
-        let lock_path = dir.join("LOCK");
-        let lock_file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(|e| SpoolError::io("opening", &lock_path, e))?;
-        match lock_file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(SpoolError::Locked(dir.to_path_buf())),
-            Err(TryLockError::Error(e)) => return Err(SpoolError::io("locking", &lock_path, e)),
-        }
-        let tmp = dir.join(format!("{}.tmp", recovery::CONSUMERS_FILE));
-        recovery::remove_if_present(&tmp).map_err(|e| SpoolError::io("removing", &tmp, e))?;
-
-        let mut found = Vec::new();
-        for entry in fs::read_dir(dir).map_err(|e| SpoolError::io("listing", dir, e))? {
-            let entry = entry.map_err(|e| SpoolError::io("listing", dir, e))?;
-            if let Some(first) = entry.file_name().to_str().and_then(format::parse_segment_file_name) {
-                found.push((first, entry.path()));
-            }
-        }
-        found.sort();
-        let metrics = Metrics::default();
-        let mut segments = BTreeMap::new();
-        let mut bytes_on_disk = 0;
-        let (last_first, last_path) = match found.pop() {
-            Some(last) => last,
-            None => {
-                let path = dir.join(format::segment_file_name(1));
-                File::create(&path).map_err(|e| SpoolError::io("creating segment", &path, e))?;
-                recovery::sync_dir(dir)?;
-                metrics.segment_created();
-                (1, path)
-            }
-        };
-        for (first, path) in found {
-            let bytes = recovery::check_sealed(&path, first)?;
-            bytes_on_disk += bytes;
-            segments.insert(first, SegmentInfo { path, bytes });
-        }
-        let scan = recovery::scan_segment(&last_path, last_first, true)?;
-        if let Some((offset, detail)) = &scan.torn {
-            tracing::warn!(file = %last_path.display(), offset, detail = %detail,
-                "spool: cutting a torn tail left by a crash (a write that was never acknowledged)");
-            let f = OpenOptions::new()
-                .write(true)
-                .open(&last_path)
-                .map_err(|e| SpoolError::io("opening", &last_path, e))?;
-            f.set_len(scan.valid_len)
-                .and_then(|()| f.sync_all())
-                .map_err(|e| SpoolError::io("truncating torn tail of", &last_path, e))?;
-            metrics.torn_tail();
-        }
-        bytes_on_disk += scan.valid_len;
-        segments.insert(last_first, SegmentInfo { path: last_path.clone(), bytes: scan.valid_len });
-        let consumers = recovery::load_consumers(dir)?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&last_path)
-            .map_err(|e| SpoolError::io("opening segment", &last_path, e))?;
-        // Past `valid_len` there may be the zeros of a preallocated segment: written next.
-        let file_len = file.metadata().map_err(|e| SpoolError::io("reading metadata of", &last_path, e))?.len();
-
-        let last_seq = scan.last_seq;
-        let shared = Arc::new(Shared {
-            dir: dir.to_path_buf(),
-            opts,
-            state: Mutex::new(State { segments, last_seq, bytes_on_disk, consumers }),
-            durable: watch::Sender::new(last_seq),
-            closed: AtomicBool::new(false),
-            metrics,
-            gc_lock: Mutex::new(()),
-            #[cfg(test)]
-            faults: Mutex::new(Faults::default()),
-        });
-        let spares = if opts.preallocate {
-            let started = prealloc::Spares::start(&shared);
-            Some(started.map_err(|e| SpoolError::io("preparing a spare segment in", dir, e))?)
-        } else {
-            None
-        };
-        let (tx, rx) = mpsc::channel();
-        let writer = Writer {
-            shared: Arc::clone(&shared),
-            rx,
-            active: Active { first_seq: last_first, path: last_path, file, len: scan.valid_len, file_len },
-            next_seq: last_seq + 1,
-            needs_truncate: false,
-            staged_bytes: 0,
-            pending: Vec::new(),
-            spares,
-            _lock: lock_file,
-        };
-        let thread = std::thread::Builder::new()
-            .name("gatelog-spool-writer".into())
-            .spawn(move || writer.run())
-            .map_err(|e| SpoolError::io("starting the writer thread for", dir, e))?;
-        Ok(Spool { handle: Arc::new(Handle { shared, tx: Some(tx), thread: Some(thread) }) })
+        open::open(dir, opts)
     }
 
     fn shared(&self) -> &Shared {
@@ -428,13 +295,17 @@ impl Spool {
             }
             st.consumers.insert(name.to_string(), committed_seq);
         }
-        self.persist_consumers()?;
-        gc(shared)
+        if let Err(e) = gc::persist_consumers(shared) {
+            lock(&shared.state).consumers.remove(name);
+            return Err(e);
+        }
+        gc::gc(shared).map(|_| ())
     }
 
     /// Records that `name` committed everything up to `committed_seq` and deletes the segments
-    /// every consumer is done with. Lower values than a previous ack are ignored. May do
-    /// blocking file I/O (the consumers file, unlinks, a directory fsync) when it deletes.
+    /// every consumer is done with. Lower values than a previous ack are ignored. Writes the
+    /// position in place in the `acks` file (no free space needed, no fsync); when it deletes
+    /// segments, also an fsync of that file, the unlinks and a directory fsync.
     pub fn ack(&self, name: &str, committed_seq: u64) -> Result<(), SpoolError> {
         let shared = self.shared();
         {
@@ -448,7 +319,7 @@ impl Spool {
             }
             *pos = (*pos).max(committed_seq);
         }
-        gc(shared)
+        gc::gc(shared).map(|_| ())
     }
 
     /// Forgets a consumer (a sink that was removed), so it no longer holds back deletion.
@@ -457,15 +328,8 @@ impl Spool {
         if !removed {
             return Err(SpoolError::UnknownConsumer(name.into()));
         }
-        self.persist_consumers()?;
-        gc(self.shared())
-    }
-
-    fn persist_consumers(&self) -> Result<(), SpoolError> {
-        let shared = self.shared();
-        let _g = lock(&shared.gc_lock);
-        let consumers = lock(&shared.state).consumers.clone();
-        recovery::store_consumers(&shared.dir, &consumers)
+        gc::persist_consumers(self.shared())?;
+        gc::gc(self.shared()).map(|_| ())
     }
 
     /// The last durable sequence number (0 if nothing was ever appended).
@@ -497,8 +361,9 @@ impl Spool {
         self.shared().metrics.snapshot()
     }
 
-    /// Completes every queued append, persists the consumers file and stops the writer thread.
-    /// Appends through other clones fail with `Closed` afterwards; readers drain and end.
+    /// Completes every queued append, makes the `acks` file durable and stops the writer
+    /// thread. Appends through other clones fail with `Closed` afterwards; readers drain and
+    /// end.
     pub async fn close(self) -> Result<(), SpoolError> {
         let Some(tx) = self.handle.tx.as_ref() else {
             return Ok(());

@@ -1,11 +1,14 @@
 //! Unit tests that need the crate's internals (fault injection, segment paths): `records`
-//! (appending, reading back, torn tails and corruption) and `lifecycle` (segments, deletion
-//! below the consumers' acks, restarts, a full spool or disk, group commit, closing).
+//! (appending, reading back, torn tails and corruption), `acked` (damaged or missing records
+//! below what was acknowledged: refused) and `lifecycle` (segments, deletion below the
+//! consumers' acks, restarts, a full spool or disk, group commit, closing).
 
+mod acked;
 mod lifecycle;
 mod records;
 
 use super::*;
+use std::fs;
 
 pub(super) fn opts() -> SpoolOptions {
     SpoolOptions {
