@@ -1,15 +1,17 @@
 //! Model-based property test: random operations against the spool and against a reference
 //! model (a VecDeque of the acknowledged records). After every step the records the spool can
-//! read must equal the model's, and deletion must never pass any consumer's acknowledgement.
+//! read must equal the model's, deletion must never pass any consumer's acknowledgement, and
+//! the space the spool counts must cover its files. Damage to acknowledged records at the end
+//! of the spool must make `open` refuse (and change nothing); a torn write after them is cut.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use gatelog_spool::{Spool, SpoolError, SpoolOptions};
 use proptest::prelude::*;
 use std::collections::VecDeque;
-use std::fs::OpenOptions;
+use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const CONSUMERS: [&str; 2] = ["clickhouse", "tantivy"];
 
@@ -26,6 +28,11 @@ enum Op {
     Reopen,
     /// Read from a point `.0`/255 of the way from the oldest readable record to the end.
     Read(u8),
+    /// Drop without close, then damage the end of the spool (`.0` picks how: a flipped byte
+    /// in the last record, the last segment cut inside its last record or at its start, or
+    /// the last segment deleted): `open` must refuse if acknowledged records were hit. The
+    /// bytes are put back and the spool reopened.
+    Damage(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -46,6 +53,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => proptest::option::of(torn).prop_map(Op::Crash),
         1 => Just(Op::Reopen),
         2 => any::<u8>().prop_map(Op::Read),
+        1 => any::<u8>().prop_map(Op::Damage),
     ]
 }
 
@@ -75,14 +83,71 @@ fn open(dir: &Path, model: &Model) -> Spool {
     spool
 }
 
-fn last_segment(dir: &Path) -> std::path::PathBuf {
-    let mut segs: Vec<_> = std::fs::read_dir(dir)
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut segs: Vec<_> = fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "seg"))
         .collect();
     segs.sort();
-    segs.pop().unwrap()
+    segs
+}
+
+fn last_segment(dir: &Path) -> PathBuf {
+    segments(dir).pop().unwrap()
+}
+
+/// `(offset, size)` of each record at the start of a segment's bytes (the format's header:
+/// magic at 0, payload length at 16, 28 bytes), up to the zeros or the end.
+fn records_in(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while bytes.len() >= at + 28 && bytes[at..at + 4] == *b"GLSP" {
+        let len = u32::from_le_bytes(bytes[at + 16..at + 20].try_into().unwrap()) as usize;
+        out.push((at, 28 + len));
+        at += 28 + len;
+    }
+    out
+}
+
+/// Bytes of the spool's segment and spare files, as the file system reports their lengths.
+fn files_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.ends_with(".seg") || name.starts_with("spare")
+        })
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Damages the end of the spool as `shape` says; true if that hit acknowledged records.
+fn damage(dir: &Path, shape: u8) -> bool {
+    let path = last_segment(dir);
+    let bytes = fs::read(&path).unwrap();
+    let Some(&(offset, size)) = records_in(&bytes).last() else {
+        // Nothing in the last segment: deleting it loses nothing (its name only said where
+        // numbering stands, and the acks file says it too).
+        if shape % 4 == 3 && segments(dir).len() > 1 {
+            fs::remove_file(&path).unwrap();
+        }
+        return false;
+    };
+    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    match shape % 4 {
+        0 => {
+            let mut bad = bytes[offset..offset + size].to_vec();
+            bad[size - 1] ^= 0x41;
+            std::os::unix::fs::FileExt::write_all_at(&file, &bad, offset as u64).unwrap();
+        }
+        1 => file.set_len((offset + size / 2) as u64).unwrap(),
+        2 => file.set_len(offset as u64).unwrap(),
+        _ => fs::remove_file(&path).unwrap(),
+    }
+    true
 }
 
 async fn read_from(spool: &Spool, after: u64) -> Result<Vec<(u64, Vec<u8>)>, SpoolError> {
@@ -94,7 +159,7 @@ async fn read_from(spool: &Spool, after: u64) -> Result<Vec<(u64, Vec<u8>)>, Spo
     Ok(out)
 }
 
-async fn check(spool: &Spool, model: &mut Model) {
+async fn check(dir: &Path, spool: &Spool, model: &mut Model) {
     assert_eq!(spool.last_seq(), model.last_seq);
     let stats = spool.stats();
     assert_eq!(stats.last_seq, model.last_seq);
@@ -104,6 +169,8 @@ async fn check(spool: &Spool, model: &mut Model) {
     while model.records.front().is_some_and(|(seq, _)| *seq < stats.first_seq) {
         model.records.pop_front();
     }
+    let on_disk = files_bytes(dir);
+    assert!(on_disk <= stats.bytes_on_disk, "files take {on_disk} bytes, the spool counts {}", stats.bytes_on_disk);
     let readable = read_from(spool, stats.first_seq - 1).await.unwrap();
     assert_eq!(readable, Vec::from(model.records.clone()));
     for (name, ack) in CONSUMERS.iter().zip(model.acks) {
@@ -151,6 +218,24 @@ fn run(ops: Vec<Op>) {
                     }
                     spool = open(dir.path(), &model);
                 }
+                Op::Damage(shape) => {
+                    drop(spool);
+                    let saved: Vec<(PathBuf, Vec<u8>)> =
+                        segments(dir.path()).into_iter().map(|p| (p.clone(), fs::read(&p).unwrap())).collect();
+                    let hit = damage(dir.path(), shape);
+                    match Spool::open(dir.path(), opts()) {
+                        Err(SpoolError::Corrupt { file, detail, .. }) if hit => {
+                            assert!(file.starts_with(dir.path()), "{file:?}");
+                            assert!(detail.contains("were acknowledged"), "{detail}");
+                        }
+                        Ok(reopened) if !hit => drop(reopened),
+                        other => panic!("damage {shape} (acknowledged records hit: {hit}): {other:?}"),
+                    }
+                    for (path, bytes) in saved {
+                        fs::write(path, bytes).unwrap();
+                    }
+                    spool = open(dir.path(), &model);
+                }
                 Op::Reopen => {
                     spool.close().await.unwrap();
                     spool = open(dir.path(), &model);
@@ -169,7 +254,7 @@ fn run(ops: Vec<Op>) {
                     assert!(reader.try_next().await.unwrap().is_none());
                 }
             }
-            check(&spool, &mut model).await;
+            check(dir.path(), &spool, &mut model).await;
         }
         spool.close().await.unwrap();
     });
