@@ -431,6 +431,53 @@ mod tests {
         assert_eq!(all[4].payload, payload(5));
     }
 
+    /// Bytes of the segment and spare files in `dir`.
+    fn files_bytes(dir: &Path) -> u64 {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".seg") || e.file_name() == SPARE_FILE)
+            .map(|e| e.metadata().unwrap().len())
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn the_spare_counts_in_max_bytes_and_is_given_back_when_the_spool_is_full() {
+        let dir = TempDir::new().unwrap();
+        let rec = record_size(100);
+        // Segments of 8 records; the spare is a sixteenth of max_bytes: 2 records' worth.
+        let o = SpoolOptions { max_bytes: rec * 32, max_record_bytes: 100, ..opts(rec * 8) };
+        assert_eq!(o.spare_bytes(), Some(rec * 2));
+        let spool = Spool::open(dir.path(), o).unwrap();
+        spool.register_consumer("sink", 0).unwrap();
+        let spare = dir.path().join(SPARE_FILE);
+        eventually("the first spare", || spare.exists()).await;
+        assert_eq!((len(&spare), spool.stats().bytes_on_disk), (rec * 2, rec * 2));
+        let mut n = 0;
+        let full = loop {
+            match spool.append(payload(n + 1)).await {
+                Ok(_) => n += 1,
+                Err(e) => break e,
+            }
+            assert!(files_bytes(dir.path()) <= o.max_bytes);
+            assert!(n < 64, "never full");
+        };
+        let SpoolError::Full { used, max, .. } = full else { panic!("{full}") };
+        assert!(used <= max, "{used} > {max}");
+        // Full: the spare went first, so records took nearly all of max_bytes (less the
+        // zeros of sealed segments not trimmed yet).
+        assert!(!spare.exists(), "the spare is given back to records when the spool is full");
+        assert!(n >= 28, "only {n} records fit in room for 32");
+        eventually("counted bytes matching the files", || files_bytes(dir.path()) == spool.stats().bytes_on_disk).await;
+        // Consumed: space for records again, and a spare once it fits.
+        spool.ack("sink", n).unwrap();
+        for i in 0..10 {
+            spool.append(payload(n + 1 + i)).await.unwrap();
+        }
+        eventually("a spare once it fits again", || spare.exists()).await;
+        assert!(spool.stats().bytes_on_disk <= o.max_bytes);
+    }
+
     #[tokio::test]
     async fn a_full_segment_is_followed_by_the_next_before_any_append_asks_for_it() {
         let (dir, spool, o, rec) = spool_with_spare(2).await;
