@@ -123,6 +123,7 @@ mod prealloc;
 pub mod priority;
 mod reader;
 mod recovery;
+mod repair;
 mod writer;
 
 pub use error::SpoolError;
@@ -130,6 +131,7 @@ pub use format::{HEADER_LEN, record_size};
 pub use metrics::{FSYNC_BUCKETS_SECS, Histogram, MetricsSnapshot};
 pub use options::{ConsumerStats, SpoolOptions, SpoolStats};
 pub use reader::{Record, SpoolReader};
+pub use repair::{Lost, Repair, repair};
 
 use acks::{AcksFile, Slots};
 use metrics::Metrics;

@@ -20,14 +20,7 @@ pub(crate) fn open(dir: &Path, opts: SpoolOptions) -> Result<Spool, SpoolError> 
     let acks = AcksFile::open(dir, opts.fsync)?;
     let acked = Acked::new(acks.mark, &acks.consumers);
 
-    let mut found = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| SpoolError::io("listing", dir, e))? {
-        let entry = entry.map_err(|e| SpoolError::io("listing", dir, e))?;
-        if let Some(first) = entry.file_name().to_str().and_then(format::parse_segment_file_name) {
-            found.push((first, entry.path()));
-        }
-    }
-    found.sort();
+    let mut found = list_segments(dir)?;
     let metrics = Metrics::default();
     let (last_first, last_path) = match found.pop() {
         Some(last) => last,
@@ -129,8 +122,21 @@ pub(crate) fn open(dir: &Path, opts: SpoolOptions) -> Result<Spool, SpoolError> 
     Ok(Spool { handle: Arc::new(Handle { shared, tx: Some(tx), thread: Some(thread) }) })
 }
 
+/// The segment files in `dir`, by first sequence number.
+pub(crate) fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, SpoolError> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| SpoolError::io("listing", dir, e))? {
+        let entry = entry.map_err(|e| SpoolError::io("listing", dir, e))?;
+        if let Some(first) = entry.file_name().to_str().and_then(format::parse_segment_file_name) {
+            found.push((first, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
 /// Takes the directory's `LOCK` (one process per spool).
-fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<File, SpoolError> {
     let lock_path = dir.join("LOCK");
     let lock_file = OpenOptions::new()
         .read(true)

@@ -32,13 +32,22 @@ pub struct SpoolReader {
     next_seq: u64,
     cursor: Option<Cursor>,
     buffered: VecDeque<Record>,
+    /// Sequence number of the last record returned (`after_seq` before the first).
+    returned: u64,
     durable: watch::Receiver<u64>,
 }
 
 impl SpoolReader {
     pub(crate) fn new(shared: Arc<Shared>, after_seq: u64) -> Self {
         let durable = shared.durable.subscribe();
-        SpoolReader { shared, next_seq: after_seq.saturating_add(1), cursor: None, buffered: VecDeque::new(), durable }
+        SpoolReader {
+            shared,
+            next_seq: after_seq.saturating_add(1),
+            cursor: None,
+            buffered: VecDeque::new(),
+            returned: after_seq,
+            durable,
+        }
     }
 
     /// The next record, waiting for one to be appended if the reader is caught up.
@@ -60,6 +69,7 @@ impl SpoolReader {
     /// The next record if one is durable now, `Ok(None)` when caught up.
     pub async fn try_next(&mut self) -> Result<Option<Record>, SpoolError> {
         if let Some(record) = self.buffered.pop_front() {
+            self.returned = record.seq;
             return Ok(Some(record));
         }
         let durable = *self.durable.borrow_and_update();
@@ -69,18 +79,22 @@ impl SpoolReader {
         let shared = Arc::clone(&self.shared);
         let cursor = self.cursor.take();
         let from = self.next_seq;
-        let (cursor, records) = tokio::task::spawn_blocking(move || read_batch(&shared, cursor, from, durable))
+        let (cursor, records, next) = tokio::task::spawn_blocking(move || read_batch(&shared, cursor, from, durable))
             .await
             .map_err(|e| SpoolError::io("reading", PathBuf::new(), io::Error::other(e.to_string())))??;
         self.cursor = cursor;
-        self.next_seq += records.len() as u64;
+        self.next_seq = next;
         self.buffered.extend(records);
-        Ok(self.buffered.pop_front())
+        let record = self.buffered.pop_front();
+        if let Some(r) = &record {
+            self.returned = r.seq;
+        }
+        Ok(record)
     }
 
     /// Sequence number of the last record returned (the reader's position).
     pub fn position(&self) -> u64 {
-        self.next_seq - 1 - self.buffered.len() as u64
+        self.returned
     }
 }
 
@@ -94,12 +108,14 @@ struct Cursor {
     seq: u64,
 }
 
+/// Reads the durable records from `from` on (a bounded batch): the cursor to keep, the
+/// records, and the sequence number to read next (past any gap record).
 fn read_batch(
     shared: &Shared,
     mut cursor: Option<Cursor>,
     from: u64,
     durable: u64,
-) -> Result<(Option<Cursor>, Vec<Record>), SpoolError> {
+) -> Result<(Option<Cursor>, Vec<Record>, u64), SpoolError> {
     // Segments are registered before any record in them becomes durable, so this snapshot
     // (taken after reading `durable`) covers every record up to it.
     let segments: Vec<(u64, PathBuf)> =
@@ -123,12 +139,23 @@ fn read_batch(
             }
             _ => cursor.insert(Cursor::open_at(path, *seg_first, seq, oldest)?),
         };
-        let record = c.read_record()?;
-        bytes += record.payload.len() + HEADER_LEN;
-        out.push(record);
-        seq += 1;
+        match c.read_entry()? {
+            Entry::Record(record) => {
+                bytes += record.payload.len() + HEADER_LEN;
+                out.push(record);
+                seq += 1;
+            }
+            // Numbers whose records were lost (and the loss accepted): nothing to return.
+            Entry::Gap { last } => seq = last + 1,
+        }
     }
-    Ok((cursor, out))
+    Ok((cursor, out, seq))
+}
+
+/// What a cursor reads: a record, or a gap record standing for lost numbers up to `last`.
+enum Entry {
+    Record(Record),
+    Gap { last: u64 },
 }
 
 fn gone(seq: u64, oldest: u64) -> SpoolError {
@@ -155,9 +182,26 @@ impl Cursor {
         };
         while c.seq < seq {
             let header = c.read_header()?;
-            c.file.seek_relative(i64::from(header.len)).map_err(|e| SpoolError::io("seeking in segment", path, e))?;
+            let next = if header.flags & format::FLAG_GAP != 0 {
+                let mut payload = vec![0u8; header.len as usize];
+                c.read_payload(&header, &mut payload)?;
+                let last = c.gap_last(&header, &payload)?;
+                if last >= seq {
+                    // `seq` is one of the gap's numbers: stop at the gap, which reads as a gap.
+                    c.file
+                        .seek(SeekFrom::Start(c.offset))
+                        .map_err(|e| SpoolError::io("seeking in segment", path, e))?;
+                    return Ok(c);
+                }
+                last + 1
+            } else {
+                c.file
+                    .seek_relative(i64::from(header.len))
+                    .map_err(|e| SpoolError::io("seeking in segment", path, e))?;
+                c.seq + 1
+            };
             c.offset += format::record_size(u64::from(header.len));
-            c.seq += 1;
+            c.seq = next;
         }
         Ok(c)
     }
@@ -194,22 +238,40 @@ impl Cursor {
         Ok(header)
     }
 
-    fn read_record(&mut self) -> Result<Record, SpoolError> {
-        let header = self.read_header()?;
-        let mut payload = vec![0u8; header.len as usize];
-        if let Err(e) = self.file.read_exact(&mut payload) {
+    fn read_payload(&mut self, header: &format::Header, payload: &mut [u8]) -> Result<(), SpoolError> {
+        if let Err(e) = self.file.read_exact(payload) {
             return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
                 self.corrupt(format!("record {} is cut short", self.seq))
             } else {
                 SpoolError::io("reading segment", self.path.clone(), e)
             });
         }
-        if !format::payload_ok(&header, &payload) {
+        if !format::payload_ok(header, payload) {
             return Err(self.corrupt(format!("record {} payload checksum mismatch", self.seq)));
         }
-        let record = Record { seq: self.seq, payload };
+        Ok(())
+    }
+
+    fn gap_last(&self, header: &format::Header, payload: &[u8]) -> Result<u64, SpoolError> {
+        match header.gap_last(payload) {
+            Some(Ok(last)) => Ok(last),
+            Some(Err(detail)) => Err(self.corrupt(detail)),
+            None => Ok(header.seq),
+        }
+    }
+
+    fn read_entry(&mut self) -> Result<Entry, SpoolError> {
+        let header = self.read_header()?;
+        let mut payload = vec![0u8; header.len as usize];
+        self.read_payload(&header, &mut payload)?;
+        let gap = if header.flags & format::FLAG_GAP != 0 { Some(self.gap_last(&header, &payload)?) } else { None };
         self.offset += format::record_size(u64::from(header.len));
+        if let Some(last) = gap {
+            self.seq = last + 1;
+            return Ok(Entry::Gap { last });
+        }
+        let record = Record { seq: self.seq, payload };
         self.seq += 1;
-        Ok(record)
+        Ok(Entry::Record(record))
     }
 }

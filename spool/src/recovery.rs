@@ -86,7 +86,13 @@ pub(crate) fn scan_last(path: &Path, first_seq: u64, acked: &Acked) -> Result<Sc
             return end(offset, seq, format!("record {seq} payload checksum mismatch"), true).classify(acked);
         }
         offset += size;
-        seq += 1;
+        seq = match header.gap_last(&payload) {
+            None => seq + 1,
+            Some(Ok(last)) => last + 1,
+            Some(Err(detail)) => {
+                return Err(SpoolError::Corrupt { file: path.to_path_buf(), offset: offset - size, detail });
+            }
+        };
     }
 }
 

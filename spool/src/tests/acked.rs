@@ -8,21 +8,21 @@ use std::os::unix::fs::FileExt;
 use tempfile::TempDir;
 
 /// Four 100-byte records a segment: records 1-4, 5-8, 9-10 for ten records.
-fn four_a_segment() -> SpoolOptions {
+pub(super) fn four_a_segment() -> SpoolOptions {
     SpoolOptions { segment_bytes: record_size(100) * 4, ..opts() }
 }
 
-fn rec() -> u64 {
+pub(super) fn rec() -> u64 {
     record_size(100)
 }
 
-fn seg(dir: &Path, first: u64) -> PathBuf {
+pub(super) fn seg(dir: &Path, first: u64) -> PathBuf {
     dir.join(format::segment_file_name(first))
 }
 
 /// Ten records; `consumed` acknowledged by a consumer (deleting what it can). Closed cleanly
 /// if `clean`, else dropped as a crash would leave it.
-async fn ten_records(dir: &Path, consumed: Option<u64>, clean: bool) {
+pub(super) async fn ten_records(dir: &Path, consumed: Option<u64>, clean: bool) {
     let spool = Spool::open(dir, four_a_segment()).unwrap();
     spool.register_consumer("clickhouse", 0).unwrap();
     for i in 1..=10 {
@@ -37,7 +37,7 @@ async fn ten_records(dir: &Path, consumed: Option<u64>, clean: bool) {
 }
 
 /// Every file of the spool directory and its bytes, to show a refused open changed nothing.
-fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(super) fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap())
@@ -68,11 +68,11 @@ fn refused(dir: &Path, file: &Path, offset: u64, words: &[&str]) -> String {
     report
 }
 
-fn truncate(path: &Path, len: u64) {
+pub(super) fn truncate(path: &Path, len: u64) {
     OpenOptions::new().write(true).open(path).unwrap().set_len(len).unwrap();
 }
 
-fn flip(path: &Path, at: u64) {
+pub(super) fn flip(path: &Path, at: u64) {
     let f = OpenOptions::new().read(true).write(true).open(path).unwrap();
     let mut b = [0u8; 1];
     f.read_exact_at(&mut b, at).unwrap();

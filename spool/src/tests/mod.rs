@@ -1,11 +1,13 @@
 //! Unit tests that need the crate's internals (fault injection, segment paths): `records`
 //! (appending, reading back, torn tails and corruption), `acked` (damaged or missing records
-//! below what was acknowledged: refused) and `lifecycle` (segments, deletion below the
-//! consumers' acks, restarts, a full spool or disk, group commit, closing).
+//! below what was acknowledged: refused), `repair` (accepting such a loss) and `lifecycle`
+//! (segments, deletion below the consumers' acks, restarts, a full spool or disk, group
+//! commit, closing).
 
 mod acked;
 mod lifecycle;
 mod records;
+mod repair;
 
 use super::*;
 use std::fs;
