@@ -7,18 +7,20 @@
 //!
 //! - A directory of **segments**, append-only files named by the sequence number of their first
 //!   record (`00000000000000000001.seg`, 20 digits, so names sort like numbers), plus `LOCK`
-//!   (an exclusive `flock` held by the writer thread: one process per spool) and
-//!   `consumers.ack` (the last acknowledgement of each registered consumer).
+//!   (an exclusive `flock` held by the writer thread: one process per spool), `acks` (what was
+//!   acknowledged, below) and `spare` (a preallocated segment, below).
 //! - **Sequence numbers** are dense, start at 1 and never go back, across restarts: the last
-//!   segment is never deleted, so its name and contents always say where numbering stands.
+//!   segment is never deleted, so its name and contents say where numbering stands, and the
+//!   acknowledged mark in `acks` says it too (so losing that segment is noticed).
 //! - **One writer thread** owns the active (last) segment. [`Spool::append`] queues the payload
 //!   (or [`Spool::append_parts`], a payload in parts that are never joined in memory) and
 //!   awaits a oneshot. The thread takes everything queued at that moment (group commit: up to
 //!   32 MiB / 8192 records), frames each record with its header, writes headers and payloads
 //!   as they are with `pwritev` (no copy into a group buffer) at the end of the valid data,
-//!   calls `fdatasync` once, publishes the new last sequence to readers (a `watch` channel)
-//!   and only then answers the callers. While one fsync runs, the next group queues up, so
-//!   the fsync count per append falls as concurrency rises.
+//!   calls `fdatasync` once, publishes the new last sequence to readers (a `watch` channel),
+//!   writes the **acknowledged mark** (that last sequence) to `acks` with a `pwrite`, and only
+//!   then answers the callers. While one fsync runs, the next group queues up, so the fsync
+//!   count per append falls as concurrency rises.
 //! - **Readers** ([`Spool::reader`]) only ever see records whose fsync completed. A sink that
 //!   commits position N therefore never loses record N to a crash and never sees a number
 //!   re-used for a different record.
@@ -26,15 +28,18 @@
 //!   acknowledged its last record ([`Spool::ack`]). With no consumer registered nothing is
 //!   deleted. Deletion goes oldest first, so the files left are always a contiguous range.
 //! - **Preallocation** (`prealloc`, on by default): a background thread keeps `spare`, a
-//!   zero-filled file of `segment_bytes`, ready; a new segment is that file renamed. Appends
-//!   then overwrite allocated blocks, and their `fdatasync` has no size or allocation
-//!   metadata to write (no journal commit, or no metadata buffers without a journal), which
-//!   is what made fsync latency depend on everything else the disk was writing. A segment may
-//!   therefore end in zeros after its last record. When a group leaves too little room for
-//!   another record of its size and nothing else is queued, the writer starts the next
-//!   segment at once, so taking the spare (a rename and a directory fsync) and the trim and
-//!   fill it sets off happen between requests. A last segment may therefore hold no record:
-//!   its name says where numbering stands.
+//!   zero-filled file (a segment, at most a sixteenth of `max_bytes`), ready; a new segment is
+//!   that file renamed. Appends then overwrite allocated blocks, and their `fdatasync` has no
+//!   size or allocation metadata to write (no journal commit, or no metadata buffers without
+//!   a journal), which is what made fsync latency depend on everything else the disk was
+//!   writing. A segment may therefore end in zeros after its last record. When a group leaves
+//!   too little room for another record of its size and nothing else is queued, the writer
+//!   starts the next segment at once, so taking the spare (a rename and a directory fsync)
+//!   and the trim and fill it sets off happen between requests. A last segment may therefore
+//!   hold no record: its name says where numbering stands.
+//! - **Space**: `max_bytes` caps what the spool's files take on disk, the spare and the
+//!   preallocated zeros included ([`SpoolStats::bytes_on_disk`]); the `acks` file (40 KiB)
+//!   and `LOCK` are not counted.
 //!
 //! # Record format
 //!
@@ -42,7 +47,7 @@
 //! offset size field
 //!  0      4   magic     b"GLSP"
 //!  4      1   version   1
-//!  5      1   flags     0 (reserved)
+//!  5      1   flags     0; FLAG_GAP (1) for a gap record; other bits are damage
 //!  6      2   reserved  0
 //!  8      8   seq       u64 little-endian
 //! 16      4   len       u32 little-endian, payload length (≤ max_record_bytes < 4 GiB)
@@ -52,44 +57,76 @@
 //! ```
 //!
 //! `hcrc` protects `len` on its own, so a damaged length is never mistaken for "the record runs
-//! past the end of the file" (which would look like a torn tail and hide the damage).
+//! past the end of the file" (which would look like a torn tail and hide the damage). A **gap
+//! record** (only [`repair`] writes one) stands for the numbers `seq..=last` whose records
+//! were lost and whose loss an operator accepted: its payload is `last` (u64 LE); readers skip
+//! it, and the record after it is numbered `last + 1`.
 //!
-//! `consumers.ack`: `b"GLCA" ‖ version u8 ‖ count u32 ‖ (name_len u16 ‖ name ‖ seq u64)* ‖
-//! crc32c(everything before)`, replaced atomically (temp file, fsync, rename, directory fsync).
+//! # The `acks` file
+//!
+//! What the spool acknowledged, in fixed slots written in place (layout and proof in `acks`):
+//! the **mark**, the highest sequence number answered to an appender, and each registered
+//! **consumer's position**. Two slots per value, each with a generation and a crc32c; the
+//! slot holding the last durable state is never overwritten before the other one's newer
+//! state is fsynced, so a torn write loses at most the newest update, never the file. The file
+//! is created whole (zeros, fsync, rename) before the spool opens, so every later update
+//! overwrites allocated blocks: **acknowledging never needs free space**, which is what lets
+//! a full disk recover (below). An older spool's `consumers.ack` is taken over at open.
 //!
 //! # What fsync covers
 //!
 //! - Every group commit: `fdatasync` of the active segment (data and the file size) before any
-//!   caller in the group is answered and before readers can see the records.
+//!   caller in the group is answered and before readers can see the records. The mark's
+//!   `pwrite` after it costs no fsync: a process crash keeps it (the page cache survives), and
+//!   the writer fsyncs `acks` after a second without appends and at close.
+//! - An ack: the position's `pwrite`. Deleting segments: `acks` is fsynced first (so the
+//!   positions that allow the deletion are durable), then the files are unlinked and the
+//!   directory fsynced.
 //! - Creating a segment: the directory is fsynced before the first record in it is written.
-//! - Deleting segments: `consumers.ack` is made durable first, then the files are unlinked and
-//!   the directory fsynced.
-//! - Torn-tail truncation at open: `ftruncate` then `fsync` of the segment.
+//! - Open: `acks` is fsynced before it is read; a torn tail is cut with `ftruncate` + `fsync`.
 //!
 //! With `SpoolOptions::fsync = false` (benchmarks only) nothing is fsynced and a machine crash
-//! can lose acknowledged records; a process crash still cannot.
+//! can lose acknowledged records (which `open` then reports); a process crash still cannot.
 //!
 //! # Recovery (`Spool::open`)
 //!
-//! The last segment is scanned record by record (magic, version, header checksum, expected
-//! sequence, payload checksum). Where the records end, only zeros up to the end of the file
-//! are the unwritten part of a preallocated segment: kept, and written next. Otherwise, at
-//! the first bad record:
-//! - fewer bytes left than a header, or a valid header whose record runs past the end of the
-//!   file: a **torn tail** (a write after the last fsync that the crash cut). It is truncated
-//!   away with a `warn!` naming the file and offset. Nothing there was acknowledged.
-//! - a bad header or payload checksum: a torn tail only if no valid record follows anywhere
-//!   after it (zeros and garbage from an interrupted write). If a valid record follows, the
-//!   damage is in the middle of acknowledged data: [`SpoolError::Corrupt`] with file and
-//!   offset, and the spool refuses to open. Never repaired silently.
-//! - a valid header with the wrong sequence number: always `Corrupt`.
+//! What was acknowledged is read first: `acked` = the larger of the mark and every consumer's
+//! position. Everything up to it must be there. Then the last segment is scanned record by
+//! record (magic, version, flags, header checksum, expected sequence, payload checksum). Where
+//! the records end:
+//! - at the end of the file, or where only zeros follow (the unwritten part of a preallocated
+//!   segment, kept and written next): the end of the data;
+//! - fewer bytes left than a header, a header whose record runs past the end of the file, or a
+//!   bad header or payload checksum with no valid record anywhere after it: a **torn tail**, a
+//!   write after the last fsync that the crash cut;
+//! - a bad record followed by a valid one, or a valid header with the wrong sequence number:
+//!   damage in the middle, always [`SpoolError::Corrupt`].
+//!
+//! If records up to `acked` are damaged or missing there (the last record damaged, the file
+//! cut inside a record or at a record boundary, the last segment or every segment gone), that
+//! is not a torn tail: the spool **refuses to open** with `Corrupt`, naming the file and the
+//! offset where the acknowledged records end, what was acknowledged and by whom, and what to
+//! do (restore a backup, or accept the loss with [`repair`]); it changes nothing. So does a
+//! consumer position below the oldest segment (records it never read were deleted). Only
+//! what lies above `acked` is a torn tail; it is cut (an info log, `torn_tail_truncations`),
+//! and its numbers, which nobody was ever given, are used again. After a clean open the mark
+//! is raised to the last record found: everything readable counts as acknowledged.
+//!
+//! Why a genuine torn tail is still cut quietly, and an acknowledged record never is: the
+//! writer pwrites the mark only after the group's fdatasync returned, so the mark never
+//! exceeds a durable record, and a crash during a group's write or fsync leaves it at the
+//! previous group, below every record of the torn one (tested at every byte offset of a torn
+//! record, by the model test's crashes and by SIGKILL in `tests/crash.rs`). Conversely, after
+//! a process crash every record answered is at or below the mark (it is written before any
+//! answer); after a machine crash the mark is at least its last fsynced value (a second of
+//! idleness ago, the last deletion, or the kernel's writeback since), so detection can lag by
+//! that window but never refuses a spool that lost nothing.
 //!
 //! Sealed segments are checked cheaply at open (non-empty, first record's number matches the
 //! name) and verified record by record as readers read them; damage there is `Corrupt` from
-//! the reader. A sealed segment whose preallocated zeros were not trimmed yet when the
-//! process died keeps them: readers stop at the next segment's first sequence number, before
-//! the zeros. Caveat: a payload checksum failure on the very last record of the last segment
-//! cannot be told from a torn write and is cut (with the warning).
+//! the reader (and [`repair`] mends it too). A sealed segment whose preallocated zeros were
+//! not trimmed yet when the process died keeps them: readers stop at the next segment's first
+//! sequence number, before the zeros.
 //!
 //! # Failure modes
 //!
@@ -97,14 +134,26 @@
 //!   unacknowledged partial write is cut at open. A record whose append was written but not
 //!   yet answered may survive: the client saw no 2xx, retries, and the batch appears twice.
 //!   Receivers de-duplicate retried batches by content (PRODUCT §3), not the spool.
-//! - **Disk full (ENOSPC/EDQUOT)**: the group fails with [`SpoolError::NoSpace`]; whatever part
-//!   reached the file is cut back (`ftruncate` + fsync) so the segment ends at the last good
-//!   record, sequence numbers are handed out again, and later appends work once space is back.
-//!   If the cut itself fails it is retried before the next write (which fails until then).
+//! - **Disk full (ENOSPC/EDQUOT)**: the group's partial write is cut back (`ftruncate` +
+//!   fsync, which also frees the active segment's preallocated zeros), the spare is released
+//!   and the consumed segments deleted, and the group is tried once more; if it still fails,
+//!   its callers get [`SpoolError::NoSpace`] and its sequence numbers are handed out again
+//!   (nobody saw them). While the disk stays full, each new group first seals a fully
+//!   consumed active segment so it can be deleted too, and no spare is made until the disk
+//!   has twice its size free. Since acknowledging needs no space, the sinks keep
+//!   acknowledging, segments are deleted, and appends succeed again by themselves once the
+//!   sinks catch up. If cutting the failed write back itself fails it is retried before the
+//!   next write (which fails until then).
 //! - **fsync error**: the fsync is not retried (the kernel may have dropped the dirty pages,
 //!   "fsyncgate"); the records are cut back as for ENOSPC and the callers get an error.
-//! - **Spool full** (`max_bytes`): [`SpoolError::Full`] at once, never a wait. If every consumer
-//!   has acknowledged everything, the active segment is sealed first so it can be deleted.
+//! - **Spool full** (`max_bytes`): [`SpoolError::Full`] at once, never a wait. The spare is
+//!   released first; if every consumer has acknowledged everything, the active segment is
+//!   sealed so it can be deleted.
+//! - **Acknowledged records damaged or lost** (a disk error, an operator's mistake): `open`
+//!   refuses as above. [`repair`] accepts the loss: it keeps every intact record with its
+//!   number, turns each run of lost numbers into a gap record (readers skip it), sets the
+//!   damaged originals aside as `*.damaged`, and numbering continues after everything
+//!   acknowledged, so no number a caller or consumer saw is ever given to another record.
 //! - **Dropping an `append` future** does not cancel the write: the record may still be stored.
 //!
 //! # Metrics
