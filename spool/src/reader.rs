@@ -30,7 +30,7 @@ pub struct SpoolReader {
     shared: Arc<Shared>,
     /// Next sequence number to fetch from disk.
     next_seq: u64,
-    cursor: Option<Cursor>,
+    cursor: Option<Kept>,
     buffered: VecDeque<Record>,
     /// Sequence number of the last record returned (`after_seq` before the first).
     returned: u64,
@@ -74,6 +74,12 @@ impl SpoolReader {
         }
         let durable = *self.durable.borrow_and_update();
         if self.next_seq > durable {
+            // Caught up: let go of the file. A segment every consumer is done with may be
+            // deleted meanwhile, and an open file would keep its space (which a full disk
+            // needs back).
+            if let Some(Kept::Open(c)) = self.cursor.take() {
+                self.cursor = Some(Kept::Parked(c.park()));
+            }
             return Ok(None);
         }
         let shared = Arc::clone(&self.shared);
@@ -98,6 +104,22 @@ impl SpoolReader {
     }
 }
 
+/// Where a reader is in a segment: with the file open, or parked (the file closed while the
+/// reader waits for records).
+#[derive(Debug)]
+enum Kept {
+    Open(Cursor),
+    Parked(Parked),
+}
+
+#[derive(Debug)]
+struct Parked {
+    seg_first: u64,
+    path: PathBuf,
+    offset: u64,
+    seq: u64,
+}
+
 #[derive(Debug)]
 struct Cursor {
     seg_first: u64,
@@ -112,15 +134,20 @@ struct Cursor {
 /// records, and the sequence number to read next (past any gap record).
 fn read_batch(
     shared: &Shared,
-    mut cursor: Option<Cursor>,
+    kept: Option<Kept>,
     from: u64,
     durable: u64,
-) -> Result<(Option<Cursor>, Vec<Record>, u64), SpoolError> {
+) -> Result<(Option<Kept>, Vec<Record>, u64), SpoolError> {
     // Segments are registered before any record in them becomes durable, so this snapshot
     // (taken after reading `durable`) covers every record up to it.
     let segments: Vec<(u64, PathBuf)> =
         lock(&shared.state).segments.iter().map(|(first, seg)| (*first, seg.path.clone())).collect();
     let oldest = segments.first().map_or(durable + 1, |s| s.0);
+    let mut cursor = match kept {
+        Some(Kept::Open(c)) => Some(c),
+        Some(Kept::Parked(p)) if p.seq == from => Cursor::resume(p)?,
+        Some(Kept::Parked(_)) | None => None,
+    };
     let mut out = Vec::new();
     let mut bytes = 0usize;
     let mut seq = from;
@@ -149,7 +176,7 @@ fn read_batch(
             Entry::Gap { last } => seq = last + 1,
         }
     }
-    Ok((cursor, out, seq))
+    Ok((cursor.map(Kept::Open), out, seq))
 }
 
 /// What a cursor reads: a record, or a gap record standing for lost numbers up to `last`.
@@ -163,6 +190,29 @@ fn gone(seq: u64, oldest: u64) -> SpoolError {
 }
 
 impl Cursor {
+    /// Closes the file, keeping the place.
+    fn park(self) -> Parked {
+        Parked { seg_first: self.seg_first, path: self.path, offset: self.offset, seq: self.seq }
+    }
+
+    /// Opens a parked cursor's file again at its place; `None` if the segment was deleted
+    /// (the caller starts from the segment list again).
+    fn resume(p: Parked) -> Result<Option<Cursor>, SpoolError> {
+        let mut file = match File::open(&p.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(SpoolError::io("opening segment", &p.path, e)),
+        };
+        file.seek(SeekFrom::Start(p.offset)).map_err(|e| SpoolError::io("seeking in segment", &p.path, e))?;
+        Ok(Some(Cursor {
+            seg_first: p.seg_first,
+            path: p.path,
+            file: BufReader::with_capacity(256 << 10, file),
+            offset: p.offset,
+            seq: p.seq,
+        }))
+    }
+
     /// Opens `path` and skips to the record `seq` (headers are verified on the way).
     fn open_at(path: &Path, seg_first: u64, seq: u64, oldest: u64) -> Result<Cursor, SpoolError> {
         let file = match File::open(path) {
