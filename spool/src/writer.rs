@@ -278,7 +278,12 @@ impl Writer {
                     st.set_file_len(self.active.first_seq, self.active.file_len);
                     st.last_seq = last;
                 }
-                self.disk_full = false;
+                if std::mem::take(&mut self.disk_full) {
+                    tracing::info!(
+                        first_seq = self.pending[0].seq,
+                        "spool: appends succeed again after the disk was full"
+                    );
+                }
                 self.shared.durable.send_replace(last);
                 // Before any caller hears of it: after a process crash the mark is exact.
                 if let Err(e) = self.mark.write_mark(&self.shared.acks, last) {
@@ -291,8 +296,15 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, records = self.pending.len(), "spool append failed; the records were not stored");
-                self.disk_full = matches!(e, SpoolError::NoSpace { .. });
+                let no_space = matches!(e, SpoolError::NoSpace { .. });
+                if no_space && self.disk_full {
+                    // Said once when the disk filled; every request refused meanwhile is
+                    // counted (`append_errors`) and answered.
+                    tracing::debug!(error = %e, records = self.pending.len(), "spool append failed: the disk is still full");
+                } else {
+                    tracing::warn!(error = %e, records = self.pending.len(), "spool append failed; the records were not stored");
+                }
+                self.disk_full = no_space;
                 self.next_seq -= self.pending.len() as u64;
                 self.shared.metrics.append_failed(self.pending.len() as u64);
                 for staged in self.pending.drain(..) {
