@@ -4,6 +4,10 @@
 //!
 //! Mounting needs root (`./x test` runs as root in CI); elsewhere these tests say loudly that
 //! they did not run. The unit tests (`src/tests`) cover the same paths with injected ENOSPC.
+//!
+//! The tests take turns (see [`Volume::mount`]), and each fills its volume only once the
+//! spool's background work that gives space back (trims, a spare being released) is done, so
+//! what they measure is the spool, not a moment when another process or thread held space.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
@@ -11,24 +15,35 @@ use gatelog_spool::{Spool, SpoolError, SpoolOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
+
+/// Held by each test from mounting its volume to unmounting it.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 /// A tmpfs of a fixed size, unmounted on drop.
 struct Volume {
     dir: tempfile::TempDir,
     bytes: u64,
+    _turn: MutexGuard<'static, ()>,
 }
 
 impl Volume {
-    /// `None` (after saying so on stderr) when this process may not mount.
+    /// `None` (after saying so on stderr) when this process may not mount. Waits for the
+    /// other tests' volumes to be gone first: the tests share this process's file
+    /// descriptors, and a child one of them spawns (`mount`, `df`) holds a copy of every open
+    /// file until it execs, so a segment another test deletes at that moment gives its
+    /// space back a little late, and a test measuring that the first append after an ack
+    /// succeeds would see ENOSPC once or twice.
     fn mount(bytes: u64) -> Option<Volume> {
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
         let dir = tempfile::TempDir::new().unwrap();
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={bytes},mode=0700"), "gatelog-spool-test"])
             .arg(dir.path())
             .output();
         match out {
-            Ok(out) if out.status.success() => Some(Volume { dir, bytes }),
+            Ok(out) if out.status.success() => Some(Volume { dir, bytes, _turn: turn }),
             other => {
                 eprintln!(
                     "\n!!!!!!!! SKIPPED: cannot mount a {bytes}-byte tmpfs ({other:?}); this small-volume \
@@ -48,8 +63,10 @@ impl Volume {
         String::from_utf8_lossy(&out.stdout).lines().nth(1).unwrap().trim().parse().unwrap()
     }
 
-    /// Fills what is left of the volume with a file, so not one byte is free.
-    fn fill_up(&self) -> PathBuf {
+    /// Fills what is left of the volume with a file, so not one byte is free, once the
+    /// spool in `spool_dir` has no background work left that would give space back.
+    async fn fill_up(&self, spool_dir: &Path) -> PathBuf {
+        eventually("the spool's background work giving space back", || settled(spool_dir)).await;
         let path = self.path().join("ballast");
         let mut f = std::fs::File::create(&path).unwrap();
         let chunk = vec![0xbb_u8; 4096];
@@ -92,6 +109,30 @@ fn spare(dir: &Path) -> bool {
     dir.join("spare").exists() || dir.join("spare.tmp").exists()
 }
 
+/// True once nothing in the spool's background gives space back any more: no spare (being
+/// made or released) and every sealed segment trimmed to its records.
+fn settled(dir: &Path) -> bool {
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    segments.pop();
+    !spare(dir) && segments.iter().all(|p| std::fs::metadata(p).unwrap().len() == records_end(p))
+}
+
+/// Where a segment's records end (the format's 28-byte header: magic at 0, payload length at
+/// 16), before any preallocated zeros.
+fn records_end(path: &Path) -> u64 {
+    let bytes = std::fs::read(path).unwrap();
+    let mut at = 0;
+    while bytes.len() >= at + 28 && bytes[at..at + 4] == *b"GLSP" {
+        at += 28 + u32::from_le_bytes(bytes[at + 16..at + 20].try_into().unwrap()) as usize;
+    }
+    at as u64
+}
+
 #[tokio::test]
 async fn a_full_disk_recovers_by_itself_once_the_consumers_catch_up() {
     let Some(volume) = Volume::mount(8 << 20) else { return };
@@ -106,9 +147,9 @@ async fn a_full_disk_recovers_by_itself_once_the_consumers_catch_up() {
     spool.register_consumer("sink", 0).unwrap();
     let (first, e) = append_until_error(&spool, 32 << 10, 10_000).await;
     assert!(matches!(e, SpoolError::NoSpace { .. }), "{e}");
-    assert!(!spare(&dir), "the spare was given back when the disk filled");
+    eventually("the spare given back when the disk filled", || !spare(&dir)).await;
     // Whatever the spool left, something else takes: the disk is full to the last byte.
-    volume.fill_up();
+    volume.fill_up(&dir).await;
     let refused = spool.append(vec![b'x'; 32 << 10]).await;
     assert!(matches!(refused, Err(SpoolError::NoSpace { .. })), "{refused:?}");
     let stored = spool.stats();
@@ -162,7 +203,7 @@ async fn a_disk_full_of_one_unsealed_segment_recovers_too() {
     spool.register_consumer("sink", 0).unwrap();
     let (first, e) = append_until_error(&spool, 64 << 10, 10_000).await;
     assert!(matches!(e, SpoolError::NoSpace { .. }), "{e}");
-    volume.fill_up();
+    volume.fill_up(&dir).await;
     let last = *first.last().unwrap();
     // The sink reads everything and waits for more, as sinks do: its reader must not keep
     // the segment's space once the segment is deleted.
@@ -224,7 +265,7 @@ async fn a_spare_is_released_under_enospc_and_made_again_once_there_is_room() {
     eventually("the first spare", || dir.join("spare").exists()).await;
     let (seqs, e) = append_until_error(&spool, 64 << 10, 10_000).await;
     assert!(matches!(e, SpoolError::NoSpace { .. }), "{e}");
-    assert!(!spare(&dir), "released at ENOSPC");
+    eventually("the spare released at ENOSPC", || !spare(&dir)).await;
     let stored = seqs.len() as f64 * 64.0 * 1024.0;
     eprintln!(
         "16 MiB volume, 2 MiB segments and spare: {:.1} MiB stored ({:.0}%) before ENOSPC, spare released",
