@@ -122,11 +122,17 @@
 //! idleness ago, the last deletion, or the kernel's writeback since), so detection can lag by
 //! that window but never refuses a spool that lost nothing.
 //!
-//! Sealed segments are checked cheaply at open (non-empty, first record's number matches the
-//! name) and verified record by record as readers read them; damage there is `Corrupt` from
-//! the reader (and [`repair`] mends it too). A sealed segment whose preallocated zeros were
-//! not trimmed yet when the process died keeps them: readers stop at the next segment's first
-//! sequence number, before the zeros.
+//! Sealed segments are checked at open by their headers alone (checksums and numbers, not
+//! payloads): each must hold every record from its name's number up to the next segment's,
+//! so a segment lost between two others, or the one holding the last records lost while an
+//! empty segment started ahead of time follows it, is refused like a cut last segment,
+//! naming the file and offset where the records stop. That reads a page per record at most
+//! (on a loaded 2-core machine, from the page cache: 0.22 s for 1 GiB of 1 KiB records,
+//! 0.09 s for 2 GiB of 64 KiB records, the last segment's full scan included). Payloads are
+//! verified as readers read them; damage there is `Corrupt` from the reader (and [`repair`]
+//! mends it too). A sealed segment whose preallocated zeros were not trimmed yet when the
+//! process died keeps them: readers stop at the next segment's first sequence number, before
+//! the zeros.
 //!
 //! # Failure modes
 //!

@@ -46,10 +46,11 @@ pub(crate) fn open(dir: &Path, opts: SpoolOptions) -> Result<Spool, SpoolError> 
     };
     let mut segments = BTreeMap::new();
     let mut bytes_on_disk = 0;
-    for (first, path) in found {
-        let bytes = recovery::check_sealed(&path, first)?;
-        bytes_on_disk += bytes;
-        segments.insert(first, SegmentInfo { path, bytes, file_len: bytes });
+    let nexts: Vec<u64> = found.iter().skip(1).map(|(first, _)| *first).chain([last_first]).collect();
+    for ((first, path), next_first) in found.into_iter().zip(nexts) {
+        let sealed = recovery::check_sealed(&path, first, next_first, &acked)?;
+        bytes_on_disk += sealed.file_len;
+        segments.insert(first, SegmentInfo { path, bytes: sealed.records_end, file_len: sealed.file_len });
     }
     // Everything is checked before anything is changed: a refused open leaves the files as
     // they were, for the operator (or `repair`) to look at.

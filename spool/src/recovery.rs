@@ -189,22 +189,91 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Cheap check of a sealed (non-last) segment at open: non-empty and its first header names
-/// the right sequence. Its records are verified as they are read.
-pub(crate) fn check_sealed(path: &Path, first_seq: u64) -> Result<u64, SpoolError> {
-    let mut file = File::open(path).map_err(|e| SpoolError::io("opening segment", path, e))?;
-    let len = file.metadata().map_err(|e| SpoolError::io("reading metadata of", path, e))?.len();
-    let corrupt = |detail: String| SpoolError::Corrupt { file: path.to_path_buf(), offset: 0, detail };
-    if len < HEADER_LEN as u64 {
-        return Err(corrupt(format!("sealed segment is only {len} bytes long")));
+/// What [`check_sealed`] found in a sealed segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sealed {
+    /// Where its records end (zeros a crash kept from being trimmed may follow).
+    pub records_end: u64,
+    pub file_len: u64,
+}
+
+/// Checks a sealed (non-last) segment at open: its records run without a break from
+/// `first_seq` to `next_first - 1`, where the next segment starts. Only the headers are read
+/// (magic, version, flags, header checksum, sequence, length; and a gap record's end): the
+/// payloads are verified as readers read them. So a segment lost between two others, or the
+/// segment holding the last records lost while an empty segment after it remains (the writer
+/// starts the next segment ahead of time), is refused here with the file and offset where
+/// the records stop, instead of being found by the first reader to get there.
+pub(crate) fn check_sealed(path: &Path, first_seq: u64, next_first: u64, acked: &Acked) -> Result<Sealed, SpoolError> {
+    let file = File::open(path).map_err(|e| SpoolError::io("opening segment", path, e))?;
+    let file_len = file.metadata().map_err(|e| SpoolError::io("reading metadata of", path, e))?.len();
+    // A page: with large records each header costs one page read, not the record's.
+    let mut reader = BufReader::with_capacity(4096, file);
+    let mut offset = 0u64;
+    let mut seq = first_seq;
+    let corrupt = |offset: u64, detail: String| SpoolError::Corrupt { file: path.to_path_buf(), offset, detail };
+    let stopped = loop {
+        if seq >= next_first {
+            break None;
+        }
+        let remaining = file_len - offset;
+        if remaining == 0 {
+            break Some("the file ends there".to_string());
+        }
+        if remaining < HEADER_LEN as u64 {
+            break Some(format!("a partial record header ({remaining} of {HEADER_LEN} bytes) follows"));
+        }
+        let mut head = [0u8; HEADER_LEN];
+        reader.read_exact(&mut head).map_err(|e| SpoolError::io("reading segment", path, e))?;
+        if head.iter().all(|b| *b == 0) {
+            break Some("only zeros follow".to_string());
+        }
+        let header = format::decode_header(&head).map_err(|e| {
+            corrupt(offset, format!("{e} in a sealed segment (record {seq} expected); {}", lost_advice(acked.seq)))
+        })?;
+        if header.seq != seq {
+            return Err(corrupt(offset, format!("record has sequence {} where {seq} was expected", header.seq)));
+        }
+        let size = format::record_size(u64::from(header.len));
+        if size > remaining {
+            break Some(format!("record {seq} of {size} bytes runs past the end of the file ({remaining} bytes left)"));
+        }
+        seq = if header.flags & format::FLAG_GAP != 0 {
+            let mut payload = vec![0u8; header.len as usize];
+            reader.read_exact(&mut payload).map_err(|e| SpoolError::io("reading segment", path, e))?;
+            match header.gap_last(&payload) {
+                Some(Ok(last)) if format::payload_ok(&header, &payload) => last + 1,
+                Some(Err(detail)) => return Err(corrupt(offset, detail)),
+                _ => return Err(corrupt(offset, format!("gap record {seq} payload checksum mismatch"))),
+            }
+        } else {
+            reader.seek_relative(i64::from(header.len)).map_err(|e| SpoolError::io("seeking in segment", path, e))?;
+            seq + 1
+        };
+        offset += size;
+    };
+    if let Some(why) = stopped {
+        let next = path.with_file_name(format::segment_file_name(next_first));
+        return Err(corrupt(
+            offset,
+            format!(
+                "the records of this sealed segment stop at record {} ({why}), but the next segment, {}, starts \
+                 at record {next_first}: records {seq}..={} are missing (this segment was cut short, or the \
+                 segment that held them was lost), and records up to {} were acknowledged ({}); {}",
+                seq - 1,
+                next.display(),
+                next_first - 1,
+                acked.seq.max(next_first - 1),
+                acked.why,
+                lost_advice(acked.seq.max(next_first - 1))
+            ),
+        ));
     }
-    let mut head = [0u8; HEADER_LEN];
-    file.read_exact(&mut head).map_err(|e| SpoolError::io("reading segment", path, e))?;
-    let header = format::decode_header(&head).map_err(|e| corrupt(e.to_string()))?;
-    if header.seq != first_seq {
-        return Err(corrupt(format!("first record has sequence {} but the file name says {first_seq}", header.seq)));
+    if seq > next_first {
+        let detail = format!("a gap record runs to {}, past the next segment's first record {next_first}", seq - 1);
+        return Err(corrupt(offset, detail));
     }
-    Ok(len)
+    Ok(Sealed { records_end: offset, file_len })
 }
 
 /// The consumers file of older spools (`consumers.ack`, replaced by `acks`):

@@ -218,3 +218,49 @@ async fn sequence_numbers_are_never_reused_across_restarts_and_crashes() {
     let expected: Vec<u64> = (1..=18).collect();
     assert_eq!(answered, expected, "dense, and never handed out twice");
 }
+
+#[tokio::test]
+async fn records_missing_before_a_later_segment_are_refused_too() {
+    // Records 1-4 and 5-8 in two segments, then segment 9 started ahead of time (the idle
+    // writer takes the spare when a segment is full): it holds no record, only a name.
+    let dir = TempDir::new().unwrap();
+    let d = dir.path();
+    let spool = Spool::open(d, SpoolOptions { preallocate: true, ..four_a_segment() }).unwrap();
+    for i in 1..=8 {
+        spool.append(payload(i, 100)).await.unwrap();
+    }
+    for _ in 0..1000 {
+        if seg(d, 9).exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    spool.close().await.unwrap();
+    assert!(seg(d, 9).exists(), "segment 9 was started ahead of time");
+    let pristine = fs::read(seg(d, 5)).unwrap();
+    let restore = || fs::write(seg(d, 5), &pristine).unwrap();
+
+    // The segment with the last records lost, the empty one after it kept (the same as a
+    // segment lost between two others).
+    fs::remove_file(seg(d, 5)).unwrap();
+    refused(d, &seg(d, 1), 4 * rec(), &["stop at record 4", "starts at record 9", "records 5..=8 are missing"]);
+    restore();
+    // Cut at a record boundary and inside a record.
+    truncate(&seg(d, 5), 3 * rec());
+    refused(d, &seg(d, 5), 3 * rec(), &["stop at record 7 (the file ends there)", "records 8..=8 are missing"]);
+    restore();
+    truncate(&seg(d, 5), 3 * rec() + 30);
+    refused(d, &seg(d, 5), 3 * rec(), &["runs past the end of the file", "up to 8 were acknowledged"]);
+    restore();
+    // A damaged header.
+    flip(&seg(d, 5), rec() + 9);
+    refused(d, &seg(d, 5), rec(), &["header checksum mismatch in a sealed segment (record 6 expected)"]);
+    restore();
+    // Repaired, the missing records are a gap and numbering goes on after them.
+    fs::remove_file(seg(d, 5)).unwrap();
+    let report = repair(d).unwrap();
+    assert_eq!(report.lost.iter().map(|l| (l.first, l.last)).collect::<Vec<_>>(), [(5, 8)], "{report}");
+    let spool = Spool::open(d, four_a_segment()).unwrap();
+    assert_eq!(read_all(&spool, 0).await.unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(spool.append(b"nine".to_vec()).await.unwrap(), 9);
+}
