@@ -44,17 +44,21 @@ pub(crate) fn open(dir: &Path, opts: SpoolOptions) -> Result<Spool, SpoolError> 
             (1, path)
         }
     };
-    let mut segments = BTreeMap::new();
-    let mut bytes_on_disk = 0;
-    let nexts: Vec<u64> = found.iter().skip(1).map(|(first, _)| *first).chain([last_first]).collect();
-    for ((first, path), next_first) in found.into_iter().zip(nexts) {
-        let sealed = recovery::check_sealed(&path, first, next_first, &acked)?;
-        bytes_on_disk += sealed.file_len;
-        segments.insert(first, SegmentInfo { path, bytes: sealed.records_end, file_len: sealed.file_len });
-    }
     // Everything is checked before anything is changed: a refused open leaves the files as
     // they were, for the operator (or `repair`) to look at.
     let scan = recovery::scan_last(&last_path, last_first, &acked)?;
+    let mut segments = BTreeMap::new();
+    let mut bytes_on_disk = 0;
+    let nexts: Vec<u64> = found.iter().skip(1).map(|(first, _)| *first).chain([last_first]).collect();
+    let newest_sealed = found.len().checked_sub(1);
+    for (i, ((first, path), next_first)) in found.into_iter().zip(nexts).enumerate() {
+        // The newest records are read in full: the last segment's above, and the segment
+        // before it when the last holds none yet (the writer starts one ahead of time).
+        let payloads = Some(i) == newest_sealed && scan.last_seq < last_first;
+        let sealed = recovery::check_sealed(&path, first, next_first, &acked, payloads)?;
+        bytes_on_disk += sealed.file_len;
+        segments.insert(first, SegmentInfo { path, bytes: sealed.records_end, file_len: sealed.file_len });
+    }
     let oldest = segments.keys().next().copied().unwrap_or(last_first);
     check_consumers_have_their_records(&acks.consumers, oldest, &segments, &last_path, acked.seq)?;
 

@@ -141,6 +141,17 @@ impl Bad<'_> {
     }
 }
 
+/// Why records of a sealed segment (before `next_first`) were acknowledged, and the advice.
+fn sealed_acked(acked: &Acked, next_first: u64) -> String {
+    format!(
+        "A segment is only started once every record before it was acknowledged; records up to {} were \
+         acknowledged ({}); {}",
+        acked.seq,
+        acked.why,
+        lost_advice(acked.seq.max(next_first - 1))
+    )
+}
+
 /// What an operator can do about acknowledged records that are damaged or gone.
 pub(crate) fn lost_advice(acked: u64) -> String {
     format!(
@@ -203,14 +214,22 @@ pub(crate) struct Sealed {
 /// payloads are verified as readers read them. So a segment lost between two others, or the
 /// segment holding the last records lost while an empty segment after it remains (the writer
 /// starts the next segment ahead of time), is refused here with the file and offset where
-/// the records stop, instead of being found by the first reader to get there.
-pub(crate) fn check_sealed(path: &Path, first_seq: u64, next_first: u64, acked: &Acked) -> Result<Sealed, SpoolError> {
+/// the records stop, instead of being found by the first reader to get there. With
+/// `payloads`, every payload's checksum is verified too.
+pub(crate) fn check_sealed(
+    path: &Path,
+    first_seq: u64,
+    next_first: u64,
+    acked: &Acked,
+    payloads: bool,
+) -> Result<Sealed, SpoolError> {
     let file = File::open(path).map_err(|e| SpoolError::io("opening segment", path, e))?;
     let file_len = file.metadata().map_err(|e| SpoolError::io("reading metadata of", path, e))?.len();
     // A page: with large records each header costs one page read, not the record's.
     let mut reader = BufReader::with_capacity(4096, file);
     let mut offset = 0u64;
     let mut seq = first_seq;
+    let mut payload = Vec::new();
     let corrupt = |offset: u64, detail: String| SpoolError::Corrupt { file: path.to_path_buf(), offset, detail };
     let stopped = loop {
         if seq >= next_first {
@@ -238,13 +257,18 @@ pub(crate) fn check_sealed(path: &Path, first_seq: u64, next_first: u64, acked: 
         if size > remaining {
             break Some(format!("record {seq} of {size} bytes runs past the end of the file ({remaining} bytes left)"));
         }
-        seq = if header.flags & format::FLAG_GAP != 0 {
-            let mut payload = vec![0u8; header.len as usize];
+        seq = if payloads || header.flags & format::FLAG_GAP != 0 {
+            payload.resize(header.len as usize, 0);
             reader.read_exact(&mut payload).map_err(|e| SpoolError::io("reading segment", path, e))?;
+            if !format::payload_ok(&header, &payload) {
+                let detail =
+                    format!("record {seq} is damaged (payload checksum mismatch). {}", sealed_acked(acked, next_first));
+                return Err(corrupt(offset, detail));
+            }
             match header.gap_last(&payload) {
-                Some(Ok(last)) if format::payload_ok(&header, &payload) => last + 1,
+                None => seq + 1,
+                Some(Ok(last)) => last + 1,
                 Some(Err(detail)) => return Err(corrupt(offset, detail)),
-                _ => return Err(corrupt(offset, format!("gap record {seq} payload checksum mismatch"))),
             }
         } else {
             reader.seek_relative(i64::from(header.len)).map_err(|e| SpoolError::io("seeking in segment", path, e))?;
@@ -259,13 +283,11 @@ pub(crate) fn check_sealed(path: &Path, first_seq: u64, next_first: u64, acked: 
             format!(
                 "the records of this sealed segment stop at record {} ({why}), but the next segment, {}, starts \
                  at record {next_first}: records {seq}..={} are missing (this segment was cut short, or the \
-                 segment that held them was lost), and records up to {} were acknowledged ({}); {}",
+                 segment that held them was lost). {}",
                 seq - 1,
                 next.display(),
                 next_first - 1,
-                acked.seq.max(next_first - 1),
-                acked.why,
-                lost_advice(acked.seq.max(next_first - 1))
+                sealed_acked(acked, next_first)
             ),
         ));
     }

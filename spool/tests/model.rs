@@ -28,11 +28,11 @@ enum Op {
     Reopen,
     /// Read from a point `.0`/255 of the way from the oldest readable record to the end.
     Read(u8),
-    /// Drop without close, then damage the end of the spool (`.0` picks how: a flipped byte
-    /// in the last record, the last segment cut inside its last record or at its start, the
-    /// last segment deleted, or the last segment holding records deleted while an empty one
-    /// started ahead of time stays): `open` must refuse if acknowledged records were hit.
-    /// The bytes are put back and the spool reopened.
+    /// Drop without close, then damage the end of the spool: `.0` picks how, on the last
+    /// segment holding records (a flipped byte in its last record, the file cut inside that
+    /// record or where it starts, the file deleted) or the last segment deleted (nothing lost
+    /// if it holds no record yet). `open` must refuse if acknowledged records were hit. The
+    /// bytes are put back and the spool reopened.
     Damage(u8),
 }
 
@@ -126,27 +126,23 @@ fn files_bytes(dir: &Path) -> u64 {
 }
 
 /// Damages the end of the spool as `shape` says; true if that hit acknowledged records.
+/// The damage goes to the last segment holding records, which is the segment before the last
+/// one when the writer started that one ahead of time.
 fn damage(dir: &Path, shape: u8) -> bool {
-    let path = last_segment(dir);
-    let bytes = fs::read(&path).unwrap();
-    let Some(&(offset, size)) = records_in(&bytes).last() else {
-        if shape % 5 == 4 {
-            // The segment before the empty last one holds the last records (a sealed
-            // segment is never empty): lost, while the empty one stays.
-            let all = segments(dir);
-            if all.len() > 1 {
-                fs::remove_file(&all[all.len() - 2]).unwrap();
-                return true;
-            }
-        }
-        // Nothing in the last segment: deleting it loses nothing (its name only said where
-        // numbering stands, and the acks file says it too).
-        if shape % 5 == 3 && segments(dir).len() > 1 {
-            fs::remove_file(&path).unwrap();
+    let all = segments(dir);
+    let last = all[all.len() - 1].clone();
+    let target = all.iter().rev().find(|p| !records_in(&fs::read(p).unwrap()).is_empty()).cloned();
+    let Some(target) = target else {
+        // No record anywhere: deleting the last segment loses nothing (its name only said
+        // where numbering stands, and the acks file says it too).
+        if shape % 5 == 3 && all.len() > 1 {
+            fs::remove_file(&last).unwrap();
         }
         return false;
     };
-    let file = OpenOptions::new().write(true).open(&path).unwrap();
+    let bytes = fs::read(&target).unwrap();
+    let &(offset, size) = records_in(&bytes).last().unwrap();
+    let file = OpenOptions::new().write(true).open(&target).unwrap();
     match shape % 5 {
         0 => {
             let mut bad = bytes[offset..offset + size].to_vec();
@@ -155,7 +151,12 @@ fn damage(dir: &Path, shape: u8) -> bool {
         }
         1 => file.set_len((offset + size / 2) as u64).unwrap(),
         2 => file.set_len(offset as u64).unwrap(),
-        _ => fs::remove_file(&path).unwrap(),
+        // The last segment lost: if it holds no record, nothing acknowledged went with it.
+        3 if last != target => {
+            fs::remove_file(&last).unwrap();
+            return false;
+        }
+        _ => fs::remove_file(&target).unwrap(),
     }
     true
 }

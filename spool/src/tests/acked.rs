@@ -252,9 +252,14 @@ async fn records_missing_before_a_later_segment_are_refused_too() {
     truncate(&seg(d, 5), 3 * rec() + 30);
     refused(d, &seg(d, 5), 3 * rec(), &["runs past the end of the file", "up to 8 were acknowledged"]);
     restore();
-    // A damaged header.
+    // A damaged header anywhere in a sealed segment.
     flip(&seg(d, 5), rec() + 9);
     refused(d, &seg(d, 5), rec(), &["header checksum mismatch in a sealed segment (record 6 expected)"]);
+    restore();
+    // The last record damaged: the newest records are read in full, in the segment before an
+    // empty last one too.
+    flip(&seg(d, 5), 3 * rec() + HEADER_LEN as u64 + 40);
+    refused(d, &seg(d, 5), 3 * rec(), &["record 8 is damaged (payload checksum mismatch)", "were acknowledged"]);
     restore();
     // Repaired, the missing records are a gap and numbering goes on after them.
     fs::remove_file(seg(d, 5)).unwrap();
