@@ -278,13 +278,16 @@ pub(crate) fn check_sealed(
     };
     if let Some(why) = stopped {
         let next = path.with_file_name(format::segment_file_name(next_first));
+        let held = if seq == first_seq {
+            format!("this sealed segment holds no record ({why})")
+        } else {
+            format!("the records of this sealed segment stop at record {} ({why})", seq - 1)
+        };
         return Err(corrupt(
             offset,
             format!(
-                "the records of this sealed segment stop at record {} ({why}), but the next segment, {}, starts \
-                 at record {next_first}: records {seq}..={} are missing (this segment was cut short, or the \
-                 segment that held them was lost). {}",
-                seq - 1,
+                "{held}, but the next segment, {}, starts at record {next_first}: records {seq}..={} are missing \
+                 (this segment was cut short, or the segment that held them was lost). {}",
                 next.display(),
                 next_first - 1,
                 sealed_acked(acked, next_first)

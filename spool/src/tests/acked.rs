@@ -249,6 +249,9 @@ async fn records_missing_before_a_later_segment_are_refused_too() {
     truncate(&seg(d, 5), 3 * rec());
     refused(d, &seg(d, 5), 3 * rec(), &["stop at record 7 (the file ends there)", "records 8..=8 are missing"]);
     restore();
+    truncate(&seg(d, 5), 0);
+    refused(d, &seg(d, 5), 0, &["this sealed segment holds no record (the file ends there)", "records 5..=8"]);
+    restore();
     truncate(&seg(d, 5), 3 * rec() + 30);
     refused(d, &seg(d, 5), 3 * rec(), &["runs past the end of the file", "up to 8 were acknowledged"]);
     restore();
