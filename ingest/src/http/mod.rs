@@ -51,6 +51,7 @@
 //! a sender that posts to these routes as Logpush and a Tail Worker do (`gatelog demo`).
 
 mod auth;
+mod budget;
 pub mod client;
 pub mod config;
 pub mod decisions;
@@ -58,6 +59,7 @@ pub mod error;
 mod handlers;
 pub mod metrics;
 mod process;
+pub mod serve;
 mod workers;
 
 pub use config::{ConfigError, ReceiverConfig};
@@ -92,6 +94,8 @@ struct Inner {
     /// time-slice the same cores while each holds its inflated lines in memory; waiting
     /// requests hold just their (compressed) body, and are served in arrival order.
     mapping: tokio::sync::Semaphore,
+    /// What every ingest request holds at once (`max_buffered_bytes`; see [`budget`]).
+    budget: budget::MemoryBudget,
     /// The last spool failure (when, why), cleared by the next successful append; `/readyz`
     /// reports it for `retry_after` so a receiver taken out of rotation comes back by itself.
     last_failure: Mutex<Option<(UnixMillis, &'static str)>>,
@@ -114,13 +118,18 @@ impl ReceiverState {
                 "receiver: accepting ingest requests without a token (receiver.allow_unauthenticated); local demos only"
             );
         }
+        let budget =
+            budget::MemoryBudget::new(usize::try_from(config.max_buffered_bytes.as_u64()).unwrap_or(usize::MAX));
+        let metrics = Arc::new(MetricsRegistry::default());
+        metrics.register_collector(Arc::new(budget.clone()));
         Ok(ReceiverState {
             inner: Arc::new(Inner {
+                budget,
                 config,
                 spool,
                 clock,
                 auth,
-                metrics: Arc::new(MetricsRegistry::default()),
+                metrics,
                 mapping: tokio::sync::Semaphore::new(workers.threads()),
                 workers,
                 last_failure: Mutex::new(None),
