@@ -8,6 +8,7 @@
 //! - [`timestamp`]: [`UnixMillis`] and the parser for every Cloudflare timestamp format.
 //! - [`query`]: SQL literal masking and query fingerprints.
 //! - [`clock`]: the [`Clock`] trait, so tests own their time.
+//! - [`redact`]: [`RedactedUrl`], the one way a URL from configuration is displayed.
 
 pub mod batch;
 pub mod clock;
@@ -15,6 +16,7 @@ pub mod decision;
 pub mod event_id;
 pub mod query;
 pub mod record;
+pub mod redact;
 pub mod timestamp;
 
 pub use batch::{Batch, BatchCodecError, BatchHead, EncodedRows};
@@ -22,4 +24,5 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use decision::{AccessDecision, Decision, PrincipalType, Source};
 pub use event_id::EventId;
 pub use record::{DeadLetter, RawRecord, sha256_hex};
+pub use redact::{RedactedUrl, redact_url};
 pub use timestamp::{TimestampError, UnixMillis};

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod login;
 mod server;
 
 pub use server::ServerSection;
@@ -86,8 +87,8 @@ impl Default for Config {
     }
 }
 
-/// `[clickhouse]`: the store of record.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// `[clickhouse]`: the store of record. Its `Debug` hides the password and the URL's.
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClickHouseSection {
     /// HTTP URL of an existing server. Absent: gatelog starts and stops its own.
@@ -265,13 +266,17 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty".into());
         }
-        if let Some(url) = &self.clickhouse.url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return invalid(
-                "clickhouse.url",
-                format!("expected an http:// or https:// URL of ClickHouse's HTTP interface, got {url:?}"),
-            );
+        if let Some(url) = &self.clickhouse.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid(
+                    "clickhouse.url",
+                    format!(
+                        "expected an http:// or https:// URL of ClickHouse's HTTP interface, got \"{}\"",
+                        gatelog_model::RedactedUrl::new(url)
+                    ),
+                );
+            }
+            self.clickhouse.login(url)?;
         }
         if let Some(dir) = &self.clickhouse.sync_data_dir {
             if self.clickhouse.url.is_none() {

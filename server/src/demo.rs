@@ -188,6 +188,10 @@ impl Tour<'_> {
             searches,
             data_dir: &self.config.data_dir,
             clickhouse_url: &self.running.target().url,
+            clickhouse_user: {
+                let target = self.running.target();
+                (target.has_password || target.user != "default").then_some(target.user.as_str())
+            },
             database: db,
         }));
         crate::print_stdout(&out)?;
