@@ -146,6 +146,22 @@ impl EncodedRows {
         self.dead_letters
     }
 
+    /// Whether the run holds no row and no dead letter.
+    pub fn is_empty(&self) -> bool {
+        self.decisions == 0 && self.raw == 0 && self.dead_letters == 0
+    }
+
+    /// Appends the next run's rows and dead letters (copying them): for runs too small to be
+    /// parts of their own.
+    pub fn append(&mut self, next: EncodedRows) {
+        self.decision_bytes.extend_from_slice(&next.decision_bytes);
+        self.raw_bytes.extend_from_slice(&next.raw_bytes);
+        self.dead_letter_bytes.extend_from_slice(&next.dead_letter_bytes);
+        self.decisions += next.decisions;
+        self.raw += next.raw;
+        self.dead_letters += next.dead_letters;
+    }
+
     /// The memory the run holds: its buffers' capacity, used or not.
     pub fn held_bytes(&self) -> usize {
         self.decision_bytes.capacity() + self.raw_bytes.capacity() + self.dead_letter_bytes.capacity()
@@ -177,6 +193,13 @@ pub struct BatchHead<'a> {
 }
 
 impl BatchHead<'_> {
+    /// At most what [`BatchHead::encode_parts`] adds to its runs' bytes: the magic, this
+    /// head and the three row counts.
+    pub fn overhead(&self) -> usize {
+        let head = postcard::experimental::serialized_size(self).unwrap_or(usize::MAX / 2);
+        MAGIC.len() + head + 3 * 10
+    }
+
     /// The spool record of this head with the rows and dead letters of `runs` (in order), in
     /// parts: joined, they are byte for byte what [`Batch::encode`] writes for the same batch.
     /// The runs' buffers become parts as they are, so a whole body's rows are never copied
@@ -345,10 +368,26 @@ mod tests {
             for run in &mut runs {
                 run.trim();
             }
-            assert_eq!(head.encode_parts(runs).unwrap().concat(), expected, "cut at {cut}");
+            assert_eq!(head.encode_parts(runs.clone()).unwrap().concat(), expected, "cut at {cut}");
+            let mut merged = EncodedRows::default();
+            for run in runs {
+                merged.append(run);
+            }
+            assert_eq!(head.encode_parts(vec![merged]).unwrap().concat(), expected, "merged, cut at {cut}");
+            let rows: usize = runs_len(&b);
+            assert!(expected.len() <= rows + head.overhead(), "the head's overhead bounds what it adds");
         }
         let empty = Batch { decisions: vec![], raw: vec![], dead_letters: vec![], ..b.clone() };
         assert_eq!(head.encode_parts(Vec::new()).unwrap().concat(), empty.encode().unwrap());
+    }
+
+    /// The encoded size of a batch's rows and dead letters alone.
+    fn runs_len(b: &Batch) -> usize {
+        let mut run = EncodedRows::default();
+        b.decisions.iter().for_each(|d| run.push_decision(d).unwrap());
+        b.raw.iter().for_each(|r| run.push_raw(r).unwrap());
+        b.dead_letters.iter().for_each(|d| run.push_dead_letter(d).unwrap());
+        run.decision_bytes.len() + run.raw_bytes.len() + run.dead_letter_bytes.len()
     }
 
     #[test]

@@ -153,6 +153,13 @@ impl Reservation {
         Ok(())
     }
 
+    /// Gives back `bytes` of the mapped batch (buffers dropped or shrunk).
+    pub(crate) fn shrink_batch(&mut self, bytes: usize) {
+        let bytes = bytes.min(self.batch);
+        self.release(bytes);
+        self.batch -= bytes;
+    }
+
     /// Gives back everything charged to the mapped batch (a body mapped again).
     pub(crate) fn release_batch(&mut self) {
         self.release(self.batch);

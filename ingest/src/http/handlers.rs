@@ -252,9 +252,10 @@ fn check_encoding(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Reads the body, refusing more than `limit` bytes (by `Content-Length` up front, or as it
-/// arrives). The buffer grows with what arrives (doubling, capped at the announced length)
-/// and each growth is charged to `reservation` first, so a request holds in the budget what
-/// it holds in memory, not what it announced. Returns the body and the bytes charged for it.
+/// arrives). Every byte of buffer is charged to `reservation` before it is allocated: with a
+/// `Content-Length`, one buffer of exactly that size (503 at once when the budget has no room
+/// for it, before a byte is read); without, a buffer that doubles as the body arrives.
+/// Returns the body and the bytes charged for it.
 async fn read_body(
     headers: &HeaderMap,
     mut body: Body,
@@ -269,8 +270,13 @@ async fn read_body(
         return Err(too_large());
     }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let cap = declared.and_then(|n| usize::try_from(n).ok()).unwrap_or(limit);
     let mut buf: Vec<u8> = Vec::new();
+    let mut charged = 0;
+    if let Some(declared) = declared.and_then(|n| usize::try_from(n).ok()) {
+        reservation.grow_body(declared).map_err(|_| busy(retry_after))?;
+        charged = declared;
+        buf.reserve_exact(declared);
+    }
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(body_error)?;
         let Ok(data) = frame.into_data() else { continue };
@@ -279,14 +285,15 @@ async fn read_body(
             return Err(too_large());
         }
         if want > buf.capacity() {
-            let target = want.max(buf.capacity() * 2).max(64 * 1024).min(cap.max(want));
-            reservation.grow_body(target - buf.capacity()).map_err(|_| busy(retry_after))?;
+            // No Content-Length (or a body longer than it said, which hyper refuses anyway).
+            let target = want.max(charged * 2).max(64 * 1024).min(limit);
+            reservation.grow_body(target - charged).map_err(|_| busy(retry_after))?;
+            charged = target;
             buf.reserve_exact(target - buf.len());
         }
         buf.extend_from_slice(&data);
     }
-    let held = buf.capacity();
-    Ok((Bytes::from(buf), held))
+    Ok((Bytes::from(buf), charged))
 }
 
 fn busy(retry_after: u64) -> ApiError {

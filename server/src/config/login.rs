@@ -171,7 +171,10 @@ mod tests {
         assert!(err.starts_with("clickhouse.url: http://bob:***@h:8123 logs in as \"bob\""), "{err}");
         assert!(err.contains("clickhouse.user") && !err.contains("hunter22"), "{err}");
         let err = section("default", "zz-other-pw").login("http://bob:hunter22@h:8123").unwrap_err().to_string();
-        assert!(err.contains("clickhouse.password") && !err.contains("hunter22") && !err.contains("zz-other-pw"), "{err}");
+        assert!(
+            err.contains("clickhouse.password") && !err.contains("hunter22") && !err.contains("zz-other-pw"),
+            "{err}"
+        );
         let err = section("default", "").login("http://bob:pw1@h/?password=pw2").unwrap_err().to_string();
         assert!(err.contains("twice") && !err.contains("pw1") && !err.contains("pw2"), "{err}");
         let err = section("default", "").login("http://u:topsecret@[bad").unwrap_err().to_string();

@@ -14,6 +14,8 @@
 //! retries gets the id it had and the store skips it.
 
 mod days;
+#[cfg(test)]
+mod fuzz;
 mod pipeline;
 
 use super::budget::{OverBudget, Reservation};
@@ -200,6 +202,8 @@ pub(crate) fn prepare(
             bytes,
             sha256: &sha256,
         };
+        // The record's head counts against max_batch_bytes too.
+        reservation.grow_batch(head.overhead())?;
         let parts = head.encode_parts(std::mem::take(&mut mapped.runs))?;
         Plan::Spool { parts, first_error: first_error.filter(|_| raw_records == 0) }
     };

@@ -18,7 +18,7 @@ use super::{Mapper, PrepareError};
 use crate::decode::LineReader;
 use crate::{BodyContext, Chunk, LineOutcome, map_split_line, next_chunk};
 use gatelog_model::EncodedRows;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
 use std::sync::mpsc;
 
@@ -67,17 +67,68 @@ impl MappedBody {
         self.runs.iter().map(EncodedRows::held_bytes).sum::<usize>()
             + self.first_error.as_ref().map_or(0, String::capacity)
     }
+}
 
-    /// Adds the next piece (in line order).
-    fn append(&mut self, piece: MappedBody) {
-        self.runs.extend(piece.runs);
-        self.lines += piece.lines;
-        self.probes += piece.probes;
-        self.blanks += piece.blanks;
-        if self.first_error.is_none() {
-            self.first_error = piece.first_error;
+/// A run holding less than this is appended to the run before it rather than kept as a part
+/// of its own, so a body of many pieces with little in them holds few runs.
+const SMALL_RUN: usize = 64 * 1024;
+
+/// Puts mapped pieces back in line order as they come in and merges them into one
+/// [`MappedBody`] at once, charging what they hold: pieces waiting for an earlier one are at
+/// most the pieces handed out, and a piece costs its runs' buffers, not a record of its own.
+struct Assembler<'r> {
+    out: MappedBody,
+    next: usize,
+    waiting: BTreeMap<usize, MappedBody>,
+    reservation: &'r mut Reservation,
+}
+
+impl<'r> Assembler<'r> {
+    fn new(reservation: &'r mut Reservation) -> Self {
+        Assembler { out: MappedBody::default(), next: 0, waiting: BTreeMap::new(), reservation }
+    }
+
+    /// Takes piece `index` (any order).
+    fn add(&mut self, index: usize, piece: MappedBody) -> Result<(), PrepareError> {
+        self.reservation.grow_batch(piece.held())?;
+        self.waiting.insert(index, piece);
+        while let Some(piece) = self.waiting.remove(&self.next) {
+            self.next += 1;
+            self.append(piece)?;
         }
-        self.days.merge(&piece.days);
+        Ok(())
+    }
+
+    fn append(&mut self, piece: MappedBody) -> Result<(), PrepareError> {
+        let out = &mut self.out;
+        out.lines += piece.lines;
+        out.probes += piece.probes;
+        out.blanks += piece.blanks;
+        if out.first_error.is_none() {
+            out.first_error = piece.first_error;
+        }
+        out.days.merge(&piece.days);
+        for run in piece.runs {
+            let held = run.held_bytes();
+            match out.runs.last_mut() {
+                _ if run.is_empty() => self.reservation.shrink_batch(held),
+                Some(last) if held < SMALL_RUN => {
+                    let before = last.held_bytes() + held;
+                    last.append(run);
+                    match last.held_bytes() {
+                        after if after > before => self.reservation.grow_batch(after - before)?,
+                        after => self.reservation.shrink_batch(before - after),
+                    }
+                }
+                _ => out.runs.push(run),
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> MappedBody {
+        debug_assert!(self.waiting.is_empty(), "every piece handed out came back");
+        self.out
     }
 }
 
@@ -141,15 +192,15 @@ impl LineMapper<'_> {
         mut lines: LineReader<R>,
         reservation: &mut Reservation,
     ) -> Result<MappedBody, PrepareError> {
-        let mut out = MappedBody::default();
+        let mut out = Assembler::new(reservation);
         let mut chunk = Chunk::default();
+        let mut index = 0;
         while let Some(read) = next_chunk(&mut lines, LINES_PER_TASK, PIECE_BYTES, chunk)? {
-            let piece = self.map(&read)?;
-            reservation.grow_batch(piece.held())?;
-            out.append(piece);
+            out.add(index, self.map(&read)?)?;
+            index += 1;
             chunk = read;
         }
-        Ok(out)
+        Ok(out.finish())
     }
 
     /// Reads (inflating and hashing, for gzip) the body piece by piece and maps each on
@@ -170,18 +221,14 @@ impl LineMapper<'_> {
         type Done = (usize, Result<MappedBody, PrepareError>, Chunk);
         let (done_tx, done_rx) = mpsc::channel::<Done>();
         let max_in_flight = 2 * pool.current_num_threads().max(1);
-        let mut pieces: Vec<(usize, MappedBody)> = Vec::new();
+        let mut out = Assembler::new(reservation);
         let (read, done_rx) = {
-            let pieces = &mut pieces;
-            let reservation = &mut *reservation;
+            let out = &mut out;
             pool.scope(move |scope| {
                 let mut lines = lines;
                 let mut take = |(index, piece, chunk): Done, free: &mut Vec<Chunk>| -> Result<(), PrepareError> {
                     free.push(chunk);
-                    let piece = piece?;
-                    reservation.grow_batch(piece.held())?;
-                    pieces.push((index, piece));
-                    Ok(())
+                    out.add(index, piece?)
                 };
                 let mut read = || -> Result<(), PrepareError> {
                     let mut free: Vec<Chunk> = Vec::new();
@@ -220,24 +267,11 @@ impl LineMapper<'_> {
                 (result, done_rx)
             })
         };
-        // The scope waited for every piece handed out; charge the ones not taken back yet.
-        let mut rest = Ok(());
-        for (index, piece, _) in done_rx.try_iter() {
-            if rest.is_ok() {
-                rest = piece.and_then(|piece| {
-                    reservation.grow_batch(piece.held())?;
-                    pieces.push((index, piece));
-                    Ok(())
-                });
-            }
-        }
         read?;
-        rest?;
-        pieces.sort_unstable_by_key(|(index, _)| *index);
-        let mut out = MappedBody { runs: Vec::with_capacity(pieces.len()), ..MappedBody::default() };
-        for (_, piece) in pieces {
-            out.append(piece);
+        // The scope waited for every piece handed out; take the ones not taken back yet.
+        for (index, piece, _) in done_rx.try_iter() {
+            out.add(index, piece?)?;
         }
-        Ok(out)
+        Ok(out.finish())
     }
 }
