@@ -42,8 +42,7 @@ use tokio::task::JoinHandle;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = resolve_config(&args.store, &args.receiver)?;
-    let listener = TcpListener::bind(config.server.listen)
-        .await
+    let listener = gatelog_ingest::http::serve::bind(config.server.listen)
         .with_context(|| format!("cannot listen on {} (server.listen / --listen)", config.server.listen))?;
     let running = start(&config, listener).await?;
     let addr = running.addr();

@@ -55,6 +55,20 @@ impl Default for ServerLimits {
     }
 }
 
+/// Connections the kernel may hold completed for the server before it accepts them (capped
+/// by `net.core.somaxconn`). tokio's (and std's) 128 overflows under a burst of a thousand
+/// connects: the kernel then drops handshakes, and clients whose connect already succeeded
+/// are left on connections the server never sees, so it cannot close them.
+const BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a backlog for bursts ([`BACKLOG`]).
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// Serves a router on a listener within [`ServerLimits`].
 #[derive(Debug)]
 pub struct HttpServer {
