@@ -61,7 +61,7 @@ impl Default for ServerLimits {
 /// are left on connections the server never sees, so it cannot close them.
 const BACKLOG: u32 = 4096;
 
-/// A listener on `addr` with a backlog for bursts ([`BACKLOG`]).
+/// A listener on `addr` with a backlog of 4096 for bursts of connects.
 pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
