@@ -3,8 +3,10 @@
 //! connection, what normal clients got meanwhile, and how long the process took to exit.
 //! Checked: each kind is closed within the limit that applies to it (plus slack for a
 //! loaded machine), normal clients get 200 throughout, and the exit is bounded by
-//! `server.drain_timeout`. Before this, 50 slowloris and 1,000 idle connections stayed open
-//! for 90 s and SIGTERM waited 60 s for them.
+//! `server.drain_timeout`, even with waiting connections a minute from their timeouts and
+//! bodies that keep pace (busy until shutdown cuts them, never acknowledged). Before this,
+//! 50 slowloris and 1,000 idle connections stayed open for 90 s and SIGTERM waited 60 s for
+//! them.
 
 use gatelog_e2e::edge::{post_head, read_to_end};
 use gatelog_e2e::{Serve, ServeSpec, free_port, gzip, http_client, http_requests_sample, metric, unique_http_requests};
@@ -23,10 +25,15 @@ const DRAIN: Duration = Duration::from_secs(3);
 /// reading: what a close may come later than its limit.
 const SLACK: Duration = Duration::from_secs(6);
 
-fn config(max_connections: usize) -> String {
+/// The server's limits; `waits` is its header and idle timeout (`HEADER`, `IDLE`, or longer
+/// so that waiting connections are still open when SIGTERM comes).
+fn config(max_connections: usize, waits: Option<Duration>) -> String {
+    let (header, idle) = waits.map_or((HEADER, IDLE), |w| (w, w));
     format!(
-        "[server]\nheader_read_timeout = \"2s\"\nidle_timeout = \"3s\"\nbody_read_timeout = \"2s\"\n\
-         min_body_rate = \"1 KiB\"\ndrain_timeout = \"3s\"\nmax_connections = {max_connections}\n"
+        "[server]\nheader_read_timeout = \"{}s\"\nidle_timeout = \"{}s\"\nbody_read_timeout = \"2s\"\n\
+         min_body_rate = \"1 KiB\"\ndrain_timeout = \"3s\"\nmax_connections = {max_connections}\n",
+        header.as_secs(),
+        idle.as_secs()
     )
 }
 
@@ -117,6 +124,26 @@ async fn slow_body(addr: String, stop: bool) -> (u16, Duration) {
     (answer.status, started.elapsed())
 }
 
+/// A body that keeps pace (8 KiB/s, above `min_body_rate`) and would take 17 minutes to end:
+/// busy until shutdown cuts it. When the server closed the connection, and what it answered.
+async fn paced_body(addr: String) -> (Instant, u16) {
+    let stream = TcpStream::connect(&addr).await.expect("connect");
+    let (mut read, mut write) = stream.into_split();
+    let head = post_head("/v1/logpush/http_requests", TOKEN, Some(8 << 20), &[]);
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(head.as_bytes()).await;
+        for _ in 0..2048 {
+            if write.write_all(&[b'{'; 4096]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    let answer = read_to_end(&mut read, Duration::from_secs(120)).await;
+    writer.abort();
+    (Instant::now(), answer.status)
+}
+
 /// Posts good batches every 100 ms until `stop`: statuses and latencies.
 async fn normal_client(
     base: String,
@@ -191,9 +218,9 @@ struct Setup {
 }
 
 impl Setup {
-    async fn serve(&self, max_connections: usize) -> (Serve, ServeSpec) {
-        let path = self.data.path().join(format!("gatelog-{max_connections}.toml"));
-        std::fs::write(&path, config(max_connections)).expect("config");
+    async fn serve(&self, max_connections: usize, waits: Option<Duration>) -> (Serve, ServeSpec) {
+        let path = self.data.path().join(format!("gatelog-{max_connections}-{waits:?}.toml"));
+        std::fs::write(&path, config(max_connections, waits)).expect("config");
         let spec = ServeSpec {
             data_dir: self.data.path().join("gatelog"),
             port: free_port(),
@@ -217,7 +244,7 @@ async fn slow_idle_and_too_many_clients_are_dropped_and_shutdown_is_bounded() {
 
     // 1. Timeouts, with room for every connection: 1,000 idle, 50 slowloris, 20 quiet
     //    keep-alive clients, 5 slow and 2 stalled bodies, while a normal client posts.
-    let (mut server, spec) = setup.serve(4096).await;
+    let (mut server, spec) = setup.serve(4096, None).await;
     let addr = format!("127.0.0.1:{}", spec.port);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let normal = tokio::spawn(normal_client(spec.base_url(), stop_rx, "con1"));
@@ -265,7 +292,7 @@ async fn slow_idle_and_too_many_clients_are_dropped_and_shutdown_is_bounded() {
 
     // 2. The cap: 64 connections, 500 idle ones and 50 slowloris arriving: the longest-waiting
     //    are evicted for new ones, and the normal client is served all along.
-    let (mut server, spec) = setup.serve(64).await;
+    let (mut server, spec) = setup.serve(64, None).await;
     let addr = format!("127.0.0.1:{}", spec.port);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let normal = tokio::spawn(normal_client(spec.base_url(), stop_rx, "con2"));
@@ -284,13 +311,21 @@ async fn slow_idle_and_too_many_clients_are_dropped_and_shutdown_is_bounded() {
     eprintln!("gatelog_http_connections_dropped_total{{reason=\"evicted\"}} {evicted}");
     assert!(evicted > 0.0, "the cap evicted waiting connections");
 
-    // 3. SIGTERM with idle, quiet, slowloris connections and bodies in flight: bounded by
-    //    drain_timeout, a clean exit.
+    // 3. SIGTERM with connections of every kind open, waiting ones with a minute left on
+    //    their header and idle timeouts, and bodies that keep pace (busy until shutdown):
+    //    bounded by drain_timeout, a clean exit, nothing unfinished acknowledged.
     let (mut server, spec) = {
         server.terminate(Duration::from_secs(30)).await;
-        setup.serve(4096).await
+        setup.serve(4096, Some(Duration::from_secs(60))).await
     };
     let addr = format!("127.0.0.1:{}", spec.port);
+    let mut paced = JoinSet::new();
+    for _ in 0..5 {
+        paced.spawn(paced_body(addr.clone()));
+    }
+    // Past body_read_timeout: only drain_timeout can end them now.
+    tokio::time::sleep(BODY + Duration::from_millis(500)).await;
+    assert_eq!(paced.len(), 5, "a body that keeps pace is not cut off");
     let mut open = JoinSet::new();
     for i in 0..300 {
         let addr = addr.clone();
@@ -303,17 +338,33 @@ async fn slow_idle_and_too_many_clients_are_dropped_and_shutdown_is_bounded() {
             }
         });
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let open_now = metric(&metrics_text(&spec.base_url()).await, "gatelog_http_connections_open", &[]).unwrap_or(0.0);
+    let started = Instant::now();
+    let open_now = loop {
+        let open = metric(&metrics_text(&spec.base_url()).await, "gatelog_http_connections_open", &[]).unwrap_or(0.0);
+        if open >= 305.0 || started.elapsed() > Duration::from_secs(30) {
+            break open;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let started = Instant::now();
     let status = server.terminate(Duration::from_secs(60)).await;
     let took = started.elapsed();
+    let paced = paced.join_all().await;
+    let cut = paced.iter().map(|(at, _)| at.saturating_duration_since(started)).max().unwrap_or_default();
+    let answers: Vec<u16> = paced.iter().map(|(_, status)| *status).collect();
     eprintln!(
-        "SIGTERM with {open_now} connections open (idle, quiet keep-alive, slowloris, slow bodies): exited {status:?} after {:.2} s (drain_timeout {:.0} s)",
+        "SIGTERM with {open_now} connections open (idle, quiet keep-alive, slowloris, slow bodies, 5 bodies keeping \
+         pace): exited {status:?} after {:.2} s (drain_timeout {:.0} s); the busy bodies were cut {:.2} s after \
+         SIGTERM (answers {answers:?}, 0 = none: nothing of them was acknowledged)",
         took.as_secs_f64(),
-        DRAIN.as_secs_f64()
+        DRAIN.as_secs_f64(),
+        cut.as_secs_f64()
     );
+    assert!(open_now >= 305.0, "only {open_now} connections were open");
     assert!(status.is_some_and(|s| s.success()), "exit status {status:?}:\n{}", server.log_tail(30));
     assert!(took <= DRAIN + SLACK, "shutdown took {took:?}");
-    open.abort_all();
+    assert!(answers.iter().all(|s| *s != 200), "an unfinished body was acknowledged: {answers:?}");
+    let waiting = open.join_all().await;
+    let still_open = waiting.iter().filter(|t| t.is_none()).count();
+    assert_eq!(still_open, 0, "{still_open} connections outlived the server");
 }

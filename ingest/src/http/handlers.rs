@@ -252,10 +252,14 @@ fn check_encoding(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Reads the body, refusing more than `limit` bytes (by `Content-Length` up front, or as it
-/// arrives). Every byte of buffer is charged to `reservation` before it is allocated: with a
-/// `Content-Length`, one buffer of exactly that size (503 at once when the budget has no room
-/// for it, before a byte is read); without, a buffer that doubles as the body arrives.
-/// Returns the body and the bytes charged for it.
+/// arrives). The buffer grows with what arrives, doubling from 64 KiB up to the announced
+/// length (so a body with a `Content-Length` ends in a buffer of exactly its size), and every
+/// buffer is charged to `reservation` before it is allocated, the old one until its bytes
+/// are copied. So a request holds in the budget what it holds in memory, a small multiple of
+/// what it sent, never what it only announced: a client that announces 64 MiB and sends a
+/// byte a second holds 64 KiB, and a few of them cannot refuse everyone else for as long
+/// as they keep trickling (`server.min_body_rate` ends them). Returns the body and the
+/// bytes charged for it.
 async fn read_body(
     headers: &HeaderMap,
     mut body: Body,
@@ -270,13 +274,10 @@ async fn read_body(
         return Err(too_large());
     }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    // hyper refuses a body longer than its Content-Length, so the buffer never outgrows it.
+    let cap = declared.and_then(|n| usize::try_from(n).ok()).unwrap_or(limit);
     let mut buf: Vec<u8> = Vec::new();
     let mut charged = 0;
-    if let Some(declared) = declared.and_then(|n| usize::try_from(n).ok()) {
-        reservation.grow_body(declared).map_err(|_| busy(retry_after))?;
-        charged = declared;
-        buf.reserve_exact(declared);
-    }
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(body_error)?;
         let Ok(data) = frame.into_data() else { continue };
@@ -284,17 +285,24 @@ async fn read_body(
         if want > limit {
             return Err(too_large());
         }
-        if want > buf.capacity() {
-            // No Content-Length (or a body longer than it said, which hyper refuses anyway).
-            let target = want.max(charged * 2).max(64 * 1024).min(limit);
+        if want > charged {
+            let target = want.max(charged * 2).max(MIN_BODY_BUFFER).min(cap.max(want));
             reservation.grow_body(target - charged).map_err(|_| busy(retry_after))?;
             charged = target;
-            buf.reserve_exact(target - buf.len());
+        }
+        if want > buf.capacity() {
+            let target = if declared.is_some() { cap.max(want) } else { charged };
+            if buf.try_reserve_exact(target - buf.len()).is_err() {
+                return Err(busy(retry_after));
+            }
         }
         buf.extend_from_slice(&data);
     }
     Ok((Bytes::from(buf), charged))
 }
+
+/// The first buffer of a body (or all of it, when it announced less).
+const MIN_BODY_BUFFER: usize = 64 * 1024;
 
 fn busy(retry_after: u64) -> ApiError {
     ApiError::busy(retry_after, "the receiver is holding as many request bodies as it may; retry later")

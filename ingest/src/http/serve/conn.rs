@@ -83,12 +83,14 @@ impl Conn {
         if self.is_busy() {
             return None;
         }
+        // The first head is due `header_read` after the accept, however late its first
+        // byte came: a client cannot wait almost that long and then trickle for as long again.
+        if self.served.load(Ordering::Acquire) == 0 {
+            return Some((self.at(self.accepted_ms) + t.header_read, DropReason::HeaderTimeout));
+        }
         let head = self.head_started_ms.load(Ordering::Acquire);
         if head != 0 {
             return Some((self.at(head) + t.header_read, DropReason::HeaderTimeout));
-        }
-        if self.served.load(Ordering::Acquire) == 0 {
-            return Some((self.at(self.accepted_ms) + t.header_read, DropReason::HeaderTimeout));
         }
         Some((self.at(self.last_activity_ms.load(Ordering::Acquire)) + t.idle, DropReason::IdleTimeout))
     }
@@ -334,4 +336,64 @@ pub(super) async fn serve(
     }
     registry.remove(conn.id);
     stats.closed();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timeouts = Timeouts {
+        header_read: Duration::from_secs(10),
+        idle: Duration::from_secs(60),
+        body: BodyPace { read_timeout: Duration::from_secs(30), min_rate: 0 },
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn each_waiting_state_has_its_deadline() {
+        let registry = Registry::new();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let accepted = Instant::now();
+        let conn = registry.add();
+        assert_eq!(conn.deadline(&T), Some((accepted + T.header_read, DropReason::HeaderTimeout)));
+
+        // A first byte late in the first head does not move its deadline.
+        tokio::time::advance(Duration::from_secs(9)).await;
+        conn.bytes_read();
+        assert_eq!(conn.deadline(&T), Some((accepted + T.header_read, DropReason::HeaderTimeout)));
+
+        // Busy: no deadline (the body has its own pace).
+        let guard = conn.request_started();
+        assert_eq!(conn.deadline(&T), None);
+        conn.bytes_read();
+        tokio::time::advance(Duration::from_secs(100)).await;
+        assert_eq!(conn.deadline(&T), None);
+        let answered = Instant::now();
+        drop(guard);
+
+        // Between requests: idle_timeout after the answer, then header_read_timeout after
+        // the first byte of the next head.
+        assert_eq!(conn.deadline(&T), Some((answered + T.idle, DropReason::IdleTimeout)));
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let head = Instant::now();
+        conn.bytes_read();
+        assert_eq!(conn.deadline(&T), Some((head + T.header_read, DropReason::HeaderTimeout)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_longest_waiting_is_evicted_never_a_busy_one() {
+        let registry = Registry::new();
+        let old = registry.add();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let busy = registry.add();
+        let _guard = busy.request_started();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let newer = registry.add();
+        assert_eq!(registry.live(), 3);
+        assert!(registry.evict_one());
+        assert!(old.close.load(Ordering::Acquire) && !newer.close.load(Ordering::Acquire));
+        assert!(registry.evict_one());
+        assert!(newer.close.load(Ordering::Acquire));
+        assert!(!registry.evict_one(), "only a busy connection is left");
+        assert_eq!(registry.live(), 1);
+    }
 }
