@@ -11,6 +11,7 @@
 //! - [`clock`]: the [`Clock`] trait, so tests own their time.
 //! - [`ipe`]: [`IpeRecord`], how a reported figure was produced (query, parameters, server,
 //!   rows, reconciliations), filled by the store's read side and printed by reports.
+//! - [`redact`]: [`RedactedUrl`], the one way a URL from configuration is displayed.
 
 #[macro_use]
 mod macros;
@@ -23,6 +24,7 @@ pub mod finding;
 pub mod ipe;
 pub mod query;
 pub mod record;
+pub mod redact;
 pub mod timestamp;
 
 pub use batch::{Batch, BatchCodecError, BatchHead, EncodedRows};
@@ -32,4 +34,5 @@ pub use event_id::EventId;
 pub use finding::{Finding, Severity};
 pub use ipe::{IpeParameter, IpeRecord, Reconciliation};
 pub use record::{DeadLetter, RawRecord, sha256_hex};
+pub use redact::{RedactedUrl, redact_url};
 pub use timestamp::{TimestampError, UnixMillis};

@@ -69,8 +69,9 @@ pub struct StoreArgs {
     /// State directory (managed ClickHouse lives below it).
     #[arg(long, env = "GATELOG_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// ClickHouse HTTP URL; absent (or empty) means gatelog starts its own server.
-    #[arg(long, env = "GATELOG_CLICKHOUSE_URL")]
+    /// ClickHouse HTTP URL; absent (or empty) means gatelog starts its own server. Credentials
+    /// in it (`http://user:password@host:8123`) are used; its value is never shown in --help.
+    #[arg(long, env = "GATELOG_CLICKHOUSE_URL", hide_env_values = true)]
     pub clickhouse_url: Option<String>,
     #[arg(long, env = "GATELOG_CLICKHOUSE_DATABASE")]
     pub clickhouse_database: Option<String>,

@@ -11,7 +11,11 @@ use std::sync::Arc;
 #[derive(Debug)]
 pub struct Target {
     pub store: Store,
+    /// The server's URL without credentials (see `config::login`), safe to show.
     pub url: String,
+    /// The user gatelog logs in as, and whether with a password (for the demo's hints).
+    pub user: String,
+    pub has_password: bool,
     managed: Option<ManagedClickHouse>,
 }
 
@@ -30,12 +34,15 @@ impl Target {
             }
         };
         let ch = &config.clickhouse;
+        // Credentials leave the URL here; only `login.url` is ever shown or sent as a URL.
+        let login = ch.login(&url)?;
+        let url = login.url.clone();
         let store_config = StoreConfig {
-            url: url.clone(),
+            url: login.url,
             compression: ch.compression,
             database: ch.database.clone(),
-            user: ch.user.clone(),
-            password: ch.password.clone(),
+            user: login.user.clone(),
+            password: login.password.clone(),
             cluster: ch.cluster.clone(),
             retry: RetryPolicy {
                 max_attempts: ch.max_attempts,
@@ -44,8 +51,9 @@ impl Target {
             },
             ..StoreConfig::default()
         };
-        let store =
-            Store::connect(&store_config).await.with_context(|| format!("cannot connect to ClickHouse at {url}"))?;
+        let store = Store::connect(&store_config)
+            .await
+            .with_context(|| format!("cannot connect to ClickHouse at {url} as {}", login.user))?;
         let report = store.migrate().await.context("cannot migrate the ClickHouse schema")?;
         tracing::info!(
             server_version = %store.server_version(),
@@ -54,7 +62,7 @@ impl Target {
             applied = report.applied.len(),
             "clickhouse schema ready"
         );
-        Ok(Target { store, url, managed })
+        Ok(Target { store, url, user: login.user, has_password: !login.password.is_empty(), managed })
     }
 
     /// Whether gatelog started this server itself.

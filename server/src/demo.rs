@@ -85,11 +85,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
 /// The configured address, else a free port on the same interface (and the busy address).
 async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, Option<SocketAddr>)> {
-    match TcpListener::bind(addr).await {
+    match gatelog_ingest::http::serve::bind(addr) {
         Ok(listener) => Ok((listener, None)),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            let listener = TcpListener::bind(SocketAddr::new(addr.ip(), 0))
-                .await
+            let listener = gatelog_ingest::http::serve::bind(SocketAddr::new(addr.ip(), 0))
                 .with_context(|| format!("{addr} is in use, and no free port on {}", addr.ip()))?;
             Ok((listener, Some(addr)))
         }
@@ -188,6 +187,10 @@ impl Tour<'_> {
             searches,
             data_dir: &self.config.data_dir,
             clickhouse_url: &self.running.target().url,
+            clickhouse_user: {
+                let target = self.running.target();
+                (target.has_password || target.user != "default").then_some(target.user.as_str())
+            },
             database: db,
         }));
         crate::print_stdout(&out)?;

@@ -9,9 +9,11 @@
 //! The ClickHouse sink runs on a thread of its own and the index sink on its own too, both
 //! at a lower CPU priority than the receiver (`gatelog_spool::priority`).
 //!
-//! Shutdown (SIGINT/SIGTERM): stop accepting, finish in-flight requests, give the sinks up to
-//! `server.drain_timeout` to store what the spool holds, stop them, close the spool, stop
-//! managed ClickHouse. Whatever is left stays in the spool for the next start.
+//! Shutdown (SIGINT/SIGTERM): stop accepting, close idle connections at once and give busy
+//! ones up to `server.drain_timeout` to finish their request (`gatelog_ingest::http::serve`),
+//! give the sinks what is left of `server.drain_timeout` to store what the spool holds, stop
+//! them, close the spool, stop managed ClickHouse. Whatever is left stays in the spool for
+//! the next start.
 
 mod background;
 pub mod metrics;
@@ -23,6 +25,7 @@ use crate::config::Config;
 use anyhow::Context;
 use gatelog_index::{IndexError, IndexSinkStats, Indexer, IndexerOptions, Searcher};
 use gatelog_ingest::http::ReceiverState;
+use gatelog_ingest::http::serve::HttpServer;
 use gatelog_model::{Clock, SystemClock};
 use gatelog_spool::{Spool, SpoolOptions};
 use gatelog_store::Store;
@@ -39,8 +42,7 @@ use tokio::task::JoinHandle;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = resolve_config(&args.store, &args.receiver)?;
-    let listener = TcpListener::bind(config.server.listen)
-        .await
+    let listener = gatelog_ingest::http::serve::bind(config.server.listen)
         .with_context(|| format!("cannot listen on {} (server.listen / --listen)", config.server.listen))?;
     let running = start(&config, listener).await?;
     let addr = running.addr();
@@ -171,13 +173,19 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     }));
 
     let searcher = Arc::new(Searcher::open(&index_dir, &config.clickhouse.database));
+    let server = HttpServer::new(config.server.limits());
+    receiver.metrics().register_collector(server.stats());
     let app = gatelog_ingest::http::router(receiver.clone()).merge(search::router(search::SearchState {
         receiver,
         searcher,
         enabled: config.index.enabled,
     }));
     let (http_stop, http_rx) = watch::channel(false);
-    let http = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(stopped(http_rx)).await });
+    // Bounded by server.drain_timeout once stopped (idle and slow connections included).
+    let http = tokio::spawn(async move {
+        server.serve(listener, app, stopped(http_rx)).await;
+        Ok(())
+    });
     tracing::info!(%addr, clickhouse = %target.url, spool = %spool_dir.display(), "gatelog serve is listening");
     Ok(Running {
         addr,
@@ -240,13 +248,15 @@ impl Running {
         }
     }
 
-    /// Stops accepting, finishes in-flight requests, drains (bounded), stops the sinks, closes
-    /// the spool and stops managed ClickHouse; then reports the first failure, if any.
+    /// Stops accepting, closes idle connections and finishes in-flight requests (both within
+    /// `drain_timeout`), drains the spool in what is left of it, stops the sinks, closes the
+    /// spool and stops managed ClickHouse; then reports the first failure, if any.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        let started = Instant::now();
         let _ = self.http_stop.send(true);
         let served = (&mut self.http).await;
         tracing::info!("http listener stopped; draining the spool into the sinks");
-        self.wait_caught_up(self.drain_timeout).await;
+        self.wait_caught_up(self.drain_timeout.saturating_sub(started.elapsed())).await;
         let Running { spool, target, sinks_stop, ch_sink, index_sink, .. } = self;
         let _ = sinks_stop.send(true);
         let ch_result = ch_sink.await;

@@ -140,7 +140,7 @@ impl Store {
         if !profile.supported_by(version) {
             return Err(StoreError::ProfileNotSupported { profile: profile.as_str(), version: version_text });
         }
-        tracing::info!(url = %config.url, version = %version, profile = %profile, database = %options.database, "connected to clickhouse");
+        tracing::info!(url = %gatelog_model::RedactedUrl::new(&config.url), user = %config.user, version = %version, profile = %profile, database = %options.database, "connected to clickhouse");
         let queries = Queries::new(profile, &options);
         Ok(Store {
             inner: Arc::new(Inner {

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod edge;
+
 /// The `gatelog` binary of this workspace, built (or found fresh) by cargo on first use.
 pub fn gatelog_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -209,6 +211,11 @@ impl Serve {
         let _ = child.kill();
         let _ = child.wait();
         None
+    }
+
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
     }
 
     /// Whether the process is still running.

@@ -18,19 +18,31 @@
 //!    `token_header`, against every configured token in constant time. 401 `unauthorized`
 //!    with `WWW-Authenticate: Bearer`. No tokens configured: everything is refused (and a
 //!    warning is logged at start) unless `allow_unauthenticated`.
-//! 2. **Backpressure**: while the slowest registered spool consumer lags more than
+//! 2. **Encoding**: a `Content-Encoding` other than `gzip`, `x-gzip` or `identity` (`br`,
+//!    `deflate`, `zstd`, gzip twice, anything unknown): 415 `unsupported_encoding` naming
+//!    it. Bodies are sniffed by the gzip magic bytes whatever the header says.
+//! 3. **Backpressure**: while the slowest registered spool consumer lags more than
 //!    `max_lag_records`, 503 `overloaded` with `Retry-After`, before the body is read.
-//! 3. **Body**: more than `max_body_bytes` as sent (by `Content-Length` or while reading):
-//!    413 `payload_too_large`. Empty: 400 `bad_request`.
-//! 4. **Map** on the blocking pool (inline for small plain bodies): inflated past
+//! 4. **Body**: more than `max_body_bytes` as sent (by `Content-Length` or while reading):
+//!    413 `payload_too_large`. Empty: 400 `bad_request`. Its buffer is charged to the
+//!    receiver's memory budget before it is allocated (`budget`): past
+//!    `max_buffered_bytes` held by all requests, 503 `overloaded` with `Retry-After`. A body
+//!    that stops or slows below the server's rate: 408 `request_timeout` (see [`serve`]).
+//! 5. **Map** on the mapping threads (inline for small plain bodies): inflated past
 //!    `max_decompressed_bytes` (a gzip bomb): 413; truncated or corrupt gzip: 400
-//!    (`gzip stream is truncated at byte N`); nothing is spooled in either case.
-//! 5. **Decide**: the validation probe alone (`{"content":"tests"}` gzipped, or `test`):
+//!    (`gzip stream is truncated at byte N`); a batch that would hold more than
+//!    `max_batch_bytes`: 413; nothing is spooled in any of these cases. Lines whose event
+//!    time is outside `max_event_age` / `max_event_lead` around `received_at` are dead
+//!    letters ([`crate::TimeWindow`]), and so are the lines of days beyond the batch's
+//!    `max_days_per_batch` busiest.
+//! 6. **Decide**: the validation probe alone (`{"content":"tests"}` gzipped, or `test`):
 //!    200 with `probes`, nothing spooled. Only blank lines: 400, nothing spooled. With
 //!    `reject_whole_batch` and any bad line: 400 naming the first bad line, nothing spooled.
-//! 6. **Spool** the batch ([`gatelog_model::Batch`], id derived from the inflated body's
+//! 7. **Spool** the batch ([`gatelog_model::Batch`], id derived from the inflated body's
 //!    SHA-256, so a retried body has the same id) and answer only after the append is
-//!    durable: 200 `{"batch_id","spool_seq","lines","decisions","raw_records","dead_letters","probes"}`.
+//!    durable: 200 `{"batch_id","spool_seq","lines","decisions","raw_records","dead_letters","probes","blank_lines"}`
+//!    (`lines` = `raw_records` + `dead_letters` + `probes` + `blank_lines`; Logpush sends no
+//!    blank lines, each is counted and nothing of it kept).
 //!    Bad lines (malformed JSON, invalid UTF-8, lines over `max_line_bytes`) are dead
 //!    letters in the batch and the rest is kept. When **no** line was usable (no raw
 //!    record, at least one dead letter) the batch is still spooled (dead letters are
@@ -39,18 +51,20 @@
 //!    A single 10 MB line is therefore a dead letter holding its first `max_line_bytes`
 //!    (400 when it is the only line) as long as the body is within `max_body_bytes`;
 //!    a larger body is 413.
-//! 7. **Spool errors**: `Full`: 429 `overloaded` + `Retry-After`; I/O error, disk full,
+//! 8. **Spool errors**: `Full`: 429 `overloaded` + `Retry-After`; I/O error, disk full,
 //!    closed: 503 `unavailable` + `Retry-After` (the details are logged, never sent); a
 //!    batch over the spool's record limit: 413. Nothing that was answered 2xx is lost and
 //!    nothing else was acknowledged, so the sender's retry is always safe.
 //!
 //! Submodules: [`config`] ([`ReceiverConfig`]), [`error`] (the closed set of
-//! [`ErrorCode`]s), `auth` (constant-time tokens), [`metrics`], [`decisions`] (proxy
-//! decision lines), `process` (body → batch), `workers` (the pinned mapping threads) and
-//! `handlers`; and [`client`], the other side:
+//! [`ErrorCode`]s), `auth` (constant-time tokens), `budget` (what requests hold), [`metrics`],
+//! [`decisions`] (proxy decision lines), `process` (body → batch, bounded), `workers` (the
+//! pinned mapping threads), `handlers`, and [`serve`] (the connection loop: timeouts, cap,
+//! shutdown); and [`client`], the other side:
 //! a sender that posts to these routes as Logpush and a Tail Worker do (`gatelog demo`).
 
 mod auth;
+mod budget;
 pub mod client;
 pub mod config;
 pub mod decisions;
@@ -58,6 +72,7 @@ pub mod error;
 mod handlers;
 pub mod metrics;
 mod process;
+pub mod serve;
 mod workers;
 
 pub use config::{ConfigError, ReceiverConfig};
@@ -92,6 +107,8 @@ struct Inner {
     /// time-slice the same cores while each holds its inflated lines in memory; waiting
     /// requests hold just their (compressed) body, and are served in arrival order.
     mapping: tokio::sync::Semaphore,
+    /// What every ingest request holds at once (`max_buffered_bytes`; see [`budget`]).
+    budget: budget::MemoryBudget,
     /// The last spool failure (when, why), cleared by the next successful append; `/readyz`
     /// reports it for `retry_after` so a receiver taken out of rotation comes back by itself.
     last_failure: Mutex<Option<(UnixMillis, &'static str)>>,
@@ -114,13 +131,18 @@ impl ReceiverState {
                 "receiver: accepting ingest requests without a token (receiver.allow_unauthenticated); local demos only"
             );
         }
+        let budget =
+            budget::MemoryBudget::new(usize::try_from(config.max_buffered_bytes.as_u64()).unwrap_or(usize::MAX));
+        let metrics = Arc::new(MetricsRegistry::default());
+        metrics.register_collector(Arc::new(budget.clone()));
         Ok(ReceiverState {
             inner: Arc::new(Inner {
+                budget,
                 config,
                 spool,
                 clock,
                 auth,
-                metrics: Arc::new(MetricsRegistry::default()),
+                metrics,
                 mapping: tokio::sync::Semaphore::new(workers.threads()),
                 workers,
                 last_failure: Mutex::new(None),
