@@ -114,6 +114,7 @@
 
 mod error;
 mod format;
+mod locate;
 mod metrics;
 mod options;
 mod prealloc;
@@ -124,6 +125,7 @@ mod writer;
 
 pub use error::SpoolError;
 pub use format::{HEADER_LEN, record_size};
+pub use locate::RecordLocation;
 pub use metrics::{FSYNC_BUCKETS_SECS, Histogram, MetricsSnapshot};
 pub use options::{ConsumerStats, SpoolOptions, SpoolStats};
 pub use reader::{Record, SpoolReader};
