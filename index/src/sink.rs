@@ -7,16 +7,16 @@
 //! commit round. On shutdown it commits what it has. Each complete round is counted in the
 //! caller's [`IndexSinkStats`] (documents, batches, position, lag).
 //!
-//! The thread runs at a lower CPU priority ([`BACKGROUND_NICE`]), and so do tantivy's
-//! indexing and merge threads, which it creates and which inherit it: on a small machine
-//! the HTTP receiver's mapping (what a client waits for) comes first, and the index catches
-//! up in the gaps. It cannot fall behind unnoticed: its lag is on `/metrics`, and the
-//! receiver answers 503 once it exceeds `receiver.max_lag_records`.
+//! The thread inherits the CPU priority of the thread that calls [`run_sink`], and tantivy's
+//! indexing and merge threads inherit the thread's: `gatelog serve` runs the sink on a
+//! background-priority thread, so on a small machine the HTTP receiver's mapping (what a
+//! client waits for) comes first, and the index catches up in the gaps. It cannot fall
+//! behind unnoticed: its lag is on `/metrics`, and the receiver answers 503 once it exceeds
+//! `receiver.max_lag_records`.
 
 use crate::stats::Pending;
 use crate::{IndexError, IndexSinkStats, Indexer};
 use gatelog_model::Batch;
-use gatelog_spool::priority::BACKGROUND_NICE;
 use gatelog_spool::{Record, Spool};
 use std::future::Future;
 use std::sync::Arc;
@@ -60,7 +60,6 @@ pub async fn run_sink(
         std::thread::Builder::new()
             .name("gatelog-index".into())
             .spawn(move || {
-                lower_priority();
                 let result = work(indexer, &spool, &name, &stats, rx);
                 let _ = done_tx.send(result);
             })
@@ -117,14 +116,6 @@ pub async fn run_sink(
         }
     }
     result
-}
-
-/// Lowers the calling thread's priority to [`BACKGROUND_NICE`]; tantivy's threads, started
-/// from it, inherit it. A failure only costs latency: logged, ignored.
-fn lower_priority() {
-    if let Err(e) = gatelog_spool::priority::lower_thread_priority(BACKGROUND_NICE) {
-        tracing::debug!(error = %e, "index thread keeps its priority");
-    }
 }
 
 /// The sink thread: its indexer, where it acks, and what it counts.

@@ -9,12 +9,14 @@
 //! - [`demo`]: `gatelog demo`, the one-command tour.
 //! - [`serve`]: `gatelog serve`: receiver → spool → ClickHouse and index sinks, search.
 //! - [`proxy`]: `gatelog proxy` and `gatelog proxy check`.
+//! - [`priority`]: the CPU priority of the work behind the spool (the sinks' threads).
 
 mod backfill;
 mod cli;
 mod clickhouse;
 mod config;
 mod demo;
+mod priority;
 mod proxy;
 mod serve;
 

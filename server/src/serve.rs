@@ -7,7 +7,7 @@
 //! Both stop it with [`Running::shutdown`].
 //!
 //! The ClickHouse sink runs on a thread of its own and the index sink on its own too, both
-//! at a lower CPU priority than the receiver (`gatelog_spool::priority`).
+//! at a lower CPU priority than the receiver ([`crate::priority`]).
 //!
 //! Shutdown (SIGINT/SIGTERM): stop accepting, finish in-flight requests, give the sinks up to
 //! `server.drain_timeout` to store what the spool holds, stop them, close the spool, stop
@@ -155,10 +155,15 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         Some(indexer) => {
             let stats = Arc::new(IndexSinkStats::default());
             let (spool, stats_, rx) = (spool.clone(), stats.clone(), stop_rx.clone());
-            let task =
-                tokio::spawn(
-                    async move { gatelog_index::run_sink(indexer, spool, INDEX_SINK, stats_, stopped(rx)).await },
-                );
+            // The index thread it starts, and tantivy's threads, inherit the background priority.
+            let sink = async move { gatelog_index::run_sink(indexer, spool, INDEX_SINK, stats_, stopped(rx)).await };
+            let task = match background::spawn_background("gatelog-index-sink", sink) {
+                Ok(handle) => handle,
+                Err(e) => {
+                    target.shutdown().await;
+                    return Err(anyhow::Error::new(e).context("cannot start the index sink thread"));
+                }
+            };
             (Some(stats), Some(task))
         }
         None => (None, None),

@@ -118,7 +118,6 @@ mod locate;
 mod metrics;
 mod options;
 mod prealloc;
-pub mod priority;
 mod reader;
 mod recovery;
 mod writer;
