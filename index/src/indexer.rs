@@ -128,8 +128,17 @@ pub struct Indexer {
     /// Decisions before this day are skipped (retention).
     floor: Option<Day>,
     poisoned: bool,
+    /// `(device, inode)` of `dir` when opened, to notice it deleted or replaced.
+    identity: (u64, u64),
     #[cfg(test)]
     pub(crate) fail_after_commits: Option<usize>,
+}
+
+/// `(device, inode)` of a directory.
+fn identity(dir: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = fs::metadata(dir)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// Opens (creating if needed) the tantivy index in `path`.
@@ -176,6 +185,7 @@ impl Indexer {
         }
         let (position, round) = payload::recover(&payloads);
         tracing::info!(dir = %dir.display(), position, round, indexes = payloads.len(), "opened index");
+        let identity = identity(dir).map_err(IndexError::io("reading metadata of", dir))?;
         Ok(Indexer {
             dir: dir.to_owned(),
             opts,
@@ -190,9 +200,34 @@ impl Indexer {
             added: 0,
             floor: None,
             poisoned: false,
+            identity,
             #[cfg(test)]
             fail_after_commits: None,
         })
+    }
+
+    /// Whether the index was ever committed (a fresh directory was not).
+    pub fn is_fresh(&self) -> bool {
+        self.round == 0
+    }
+
+    /// Fails with [`IndexError::Lost`] when the index directory is no longer the one opened
+    /// (deleted, or deleted and created again), or the folder of a day being written is gone:
+    /// commits would then go nowhere, or into an index that lost everything before.
+    pub fn check_intact(&self) -> Result<(), IndexError> {
+        let lost = |detail: String| Err(IndexError::Lost { path: self.dir.clone(), detail });
+        match identity(&self.dir) {
+            Ok(now) if now == self.identity => {}
+            Ok(_) => return lost("the directory was replaced".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return lost("the directory was deleted".into()),
+            Err(e) => return Err(IndexError::io("reading metadata of", &self.dir)(e)),
+        }
+        for open in self.writers.values() {
+            if !open.path.is_dir() {
+                return lost(format!("{} was deleted", open.path.display()));
+            }
+        }
+        Ok(())
     }
 
     /// The spool position whose decisions are all committed: resume reading after it.

@@ -144,6 +144,7 @@ impl ClickHouseSection {
             max_lines: self.sink_batch_lines,
             max_bytes: self.sink_batch_bytes.as_u64(),
             linger: self.sink_linger,
+            ..gatelog_store::sink::SinkOptions::default()
         }
     }
 }

@@ -21,12 +21,13 @@ use crate::cli::{ReceiverArgs, ServeArgs, StoreArgs};
 use crate::clickhouse::Target;
 use crate::config::Config;
 use anyhow::Context;
+use gatelog_consumer::{State, Status, Statuses};
 use gatelog_index::{IndexError, IndexSinkStats, Indexer, IndexerOptions, Searcher};
 use gatelog_ingest::http::ReceiverState;
 use gatelog_model::{Clock, SystemClock};
 use gatelog_spool::{Spool, SpoolOptions};
 use gatelog_store::Store;
-use gatelog_store::sink::{SinkError, SinkStats, run_clickhouse_sink};
+use gatelog_store::sink::{SINK_NAME, SinkError, SinkStats, run_clickhouse_sink};
 use metrics::{INDEX_SINK, SinkMetrics};
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -69,7 +70,7 @@ pub struct Running {
     spool: Spool,
     target: Target,
     ch_stats: Arc<SinkStats>,
-    index_stats: Option<Arc<IndexSinkStats>>,
+    statuses: Statuses,
     http_stop: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
     sinks_stop: watch::Sender<bool>,
@@ -81,6 +82,18 @@ pub struct Running {
 /// Resolves once `true` is sent (or the sender is gone).
 async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Runs a sink; an error stops its status with the reason (logged there, once).
+async fn reported<E: std::fmt::Display>(
+    status: Arc<Status>,
+    sink: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), E> {
+    let result = sink.await;
+    if let Err(e) = &result {
+        status.stop(e.to_string());
+    }
+    result
 }
 
 /// Opens the spool and the index, connects (or starts) ClickHouse, and serves on `listener`.
@@ -126,24 +139,20 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let durability = target.durability(config);
 
     let (sinks_stop, stop_rx) = watch::channel(false);
+    let statuses = Statuses::default();
     let ch_stats = Arc::new(SinkStats::default());
+    let ch_status = statuses.add(SINK_NAME);
     // Decoding spool records and encoding rows is CPU the receiver's requests need more.
     let sink = run_clickhouse_sink(
         target.store.clone(),
         spool.clone(),
+        ch_status.clone(),
         ch_stats.clone(),
         config.clickhouse.sink_options(),
         durability,
         stopped(stop_rx.clone()),
     );
-    let sink = async move {
-        let result = sink.await;
-        // Said now, not only when gatelog stops: acks go on while nothing more is written.
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "clickhouse sink stopped; nothing more is written to ClickHouse until gatelog restarts");
-        }
-        result
-    };
+    let sink = reported(ch_status, sink);
     let ch_sink = match background::spawn_background("gatelog-ch-sink", sink) {
         Ok(handle) => handle,
         Err(e) => {
@@ -154,9 +163,16 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let (index_stats, index_sink) = match indexer {
         Some(indexer) => {
             let stats = Arc::new(IndexSinkStats::default());
-            let (spool, stats_, rx) = (spool.clone(), stats.clone(), stop_rx.clone());
+            let status = statuses.add(INDEX_SINK);
+            let sink = gatelog_index::run_sink(
+                indexer,
+                spool.clone(),
+                status.clone(),
+                stats.clone(),
+                stopped(stop_rx.clone()),
+            );
             // The index thread it starts, and tantivy's threads, inherit the background priority.
-            let sink = async move { gatelog_index::run_sink(indexer, spool, INDEX_SINK, stats_, stopped(rx)).await };
+            let sink = reported(status, sink);
             let task = match background::spawn_background("gatelog-index-sink", sink) {
                 Ok(handle) => handle,
                 Err(e) => {
@@ -170,7 +186,8 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     };
     receiver.metrics().register_collector(Arc::new(SinkMetrics {
         clickhouse: ch_stats.clone(),
-        index: index_stats.clone(),
+        index: index_stats,
+        statuses: statuses.clone(),
         spool: spool.clone(),
         clock,
     }));
@@ -189,7 +206,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         spool,
         target,
         ch_stats,
-        index_stats,
+        statuses,
         http_stop,
         http,
         sinks_stop,
@@ -225,16 +242,18 @@ impl Running {
         let started = Instant::now();
         let target = self.spool.last_seq();
         loop {
-            let ch = self.ch_stats.position.load(Ordering::Relaxed);
-            let index = self.index_stats.as_ref().map_or(u64::MAX, |s| s.position.load(Ordering::Relaxed));
-            if ch >= target && index >= target {
+            let statuses = self.statuses.all();
+            if statuses.iter().all(|s| s.position() >= target) {
                 return true;
             }
-            let stopped = self.ch_sink.is_finished() || self.index_sink.as_ref().is_some_and(JoinHandle::is_finished);
+            let stopped = self.ch_sink.is_finished()
+                || self.index_sink.as_ref().is_some_and(JoinHandle::is_finished)
+                || statuses.iter().any(|s| matches!(s.state(), State::Stopped(_)));
             if stopped || started.elapsed() >= limit {
+                let positions: Vec<String> =
+                    statuses.iter().map(|s| format!("{}={}", s.name(), s.position())).collect();
                 tracing::warn!(
-                    clickhouse = ch,
-                    index,
+                    positions = %positions.join(" "),
                     last_seq = target,
                     sink_stopped = stopped,
                     "the sinks did not catch up with the spool; the rest stays in it"
