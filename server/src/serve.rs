@@ -15,6 +15,7 @@
 
 mod background;
 pub mod metrics;
+mod ready;
 pub mod search;
 
 use crate::cli::{ReceiverArgs, ServeArgs, StoreArgs};
@@ -187,6 +188,11 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     receiver.metrics().register_collector(Arc::new(SinkMetrics {
         clickhouse: ch_stats.clone(),
         index: index_stats,
+        statuses: statuses.clone(),
+        spool: spool.clone(),
+        clock: clock.clone(),
+    }));
+    receiver.add_readiness_check(Arc::new(ready::SinksReady {
         statuses: statuses.clone(),
         spool: spool.clone(),
         clock,

@@ -153,4 +153,34 @@ mod tests {
         assert_eq!(dataset_label("proxy"), "proxy");
         assert_eq!(dataset_label("anything else"), "other");
     }
+
+    #[tokio::test]
+    async fn every_consumer_has_one_up_sample_and_one_state_set_to_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = gatelog_spool::SpoolOptions { preallocate: false, ..gatelog_spool::SpoolOptions::default() };
+        let spool = Spool::open(dir.path(), options).unwrap();
+        let statuses = Statuses::default();
+        let ch = statuses.add(SINK_NAME);
+        let ix = statuses.add(INDEX_SINK);
+        ch.set_waiting("unreachable");
+        ix.stop("record 3 does not decode");
+        let metrics = SinkMetrics {
+            clickhouse: Arc::default(),
+            index: Some(Arc::default()),
+            statuses,
+            spool: spool.clone(),
+            clock: Arc::new(gatelog_model::FixedClock::new(gatelog_model::UnixMillis(0))),
+        };
+        let mut out = TextWriter::default();
+        metrics.collect(&mut out);
+        let text = out.finish();
+        assert!(text.contains("gatelog_sink_up{sink=\"clickhouse\"} 1\n"), "{text}");
+        assert!(text.contains("gatelog_sink_up{sink=\"index\"} 0\n"), "{text}");
+        assert!(text.contains("gatelog_sink_state{sink=\"clickhouse\",state=\"waiting\"} 1\n"), "{text}");
+        assert!(text.contains("gatelog_sink_state{sink=\"index\",state=\"stopped\"} 1\n"), "{text}");
+        let ones = text.lines().filter(|l| l.starts_with("gatelog_sink_state{") && l.ends_with(" 1")).count();
+        assert_eq!(ones, 2, "{text}");
+        assert_eq!(text.matches("# TYPE gatelog_sink_state gauge").count(), 1);
+        spool.close().await.unwrap();
+    }
 }
