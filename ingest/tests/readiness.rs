@@ -14,7 +14,7 @@ struct Reasons(Mutex<Vec<String>>);
 
 impl ReadinessCheck for Reasons {
     fn not_ready(&self) -> Vec<String> {
-        self.0.lock().unwrap().clone()
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 }
 
