@@ -46,6 +46,9 @@ pub enum IndexError {
     /// The index directory was deleted or replaced under a running indexer.
     #[error("the index in {path} is gone or was replaced ({detail})")]
     Lost { path: PathBuf, detail: String },
+    /// The stream a rebuild read from failed (ClickHouse, for the binary).
+    #[error("the decisions to rebuild from could not be read: {0}")]
+    Source(String),
     /// The indexing thread or a blocking task died.
     #[error("index worker failed: {0}")]
     Worker(String),

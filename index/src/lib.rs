@@ -35,7 +35,7 @@ pub use day::{Day, drop_before, list_days};
 pub use error::IndexError;
 pub use indexer::{Indexer, IndexerOptions};
 pub use merge::CappedMergePolicy;
-pub use rebuild::{RebuildStats, rebuild};
+pub use rebuild::{RebuildStats, rebuild, try_rebuild};
 pub use search::{DEFAULT_LIMIT, Hit, MAX_LIMIT, SearchPage, SearchRequest, Searcher};
 pub use sink::run_sink;
 pub use stats::IndexSinkStats;

@@ -182,6 +182,8 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     out.push(Statement::same("query.summary_counts", q.summary_counts.clone()));
     out.push(Statement::same("query.decision_uniqueness", q.decision_uniqueness.clone()));
     out.push(Statement::same("query.max_spool_seq", q.max_spool_seq.clone()));
+    out.push(Statement::same("query.decision_days", q.decision_days.clone()));
+    out.push(templated("query.scan_day", &q.scan_day, &[Lit::I64(lo), Lit::I64(hi)]));
     for (table, template) in &q.delete_batch {
         out.push(templated(&format!("mutation.delete_batch.{table}"), template, &[b]));
     }
