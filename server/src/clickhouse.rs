@@ -8,12 +8,12 @@ use gatelog_store::durability::{Durability, SyncFilesystem};
 use gatelog_store::managed::{ManagedClickHouse, ManagedOptions};
 use gatelog_store::{RetryPolicy, Store, StoreConfig};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A connected, migrated store, and the server gatelog started for it (if any).
 #[derive(Debug)]
 pub struct Target {
     pub store: Store,
-    pub url: String,
     managed: Option<ManagedClickHouse>,
 }
 
@@ -29,12 +29,7 @@ impl Target {
                 return Err(anyhow::Error::new(e).context(format!("cannot use ClickHouse at {url}")));
             }
         };
-        Ok(Target { store, url, managed })
-    }
-
-    /// Whether gatelog started this server itself.
-    pub fn is_managed(&self) -> bool {
-        self.managed.is_some()
+        Ok(Target { store, managed })
     }
 
     /// Stops the managed server, if gatelog started one.
@@ -133,8 +128,17 @@ pub fn check_sync_data_dir(config: &Config) -> anyhow::Result<()> {
 
 /// How gatelog runs its managed server.
 fn managed_options(config: &Config) -> ManagedOptions {
-    ManagedOptions { nice: config.clickhouse.managed_nice, ..ManagedOptions::default() }
+    ManagedOptions {
+        nice: config.clickhouse.managed_nice,
+        stop_timeout: MANAGED_STOP_TIMEOUT,
+        ..ManagedOptions::default()
+    }
 }
+
+/// How long managed ClickHouse gets to stop on SIGTERM before it is killed (a hung or stopped
+/// server would otherwise hold gatelog's exit). Killing it loses nothing: the spool keeps
+/// every record whose rows were not synced, and the sink checks for half-written batches.
+pub const MANAGED_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `gatelog clickhouse run`: the managed server in the foreground until Ctrl-C or SIGTERM.
 pub async fn run_foreground(args: crate::cli::ClickhouseRunArgs) -> anyhow::Result<std::process::ExitCode> {

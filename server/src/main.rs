@@ -7,6 +7,7 @@
 //! - [`clickhouse`]: connects to the configured ClickHouse or starts the managed one.
 //! - [`backfill`]: `gatelog ingest FILE...`: files → batches → mapping → ClickHouse.
 //! - [`demo`]: `gatelog demo`, the one-command tour.
+//! - [`index`]: `gatelog index rebuild`, and the rebuild from ClickHouse that `serve` runs too.
 //! - [`serve`]: `gatelog serve`: receiver → spool → ClickHouse and index sinks, search.
 //! - [`proxy`]: `gatelog proxy` and `gatelog proxy check`.
 //! - [`priority`]: the CPU priority of the work behind the spool (the sinks' threads).
@@ -16,13 +17,14 @@ mod cli;
 mod clickhouse;
 mod config;
 mod demo;
+mod index;
 mod priority;
 mod proxy;
 mod serve;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{Cli, ClickhouseCommand, Command, LogFormat, SqlCommand};
+use cli::{Cli, ClickhouseCommand, Command, IndexCommand, LogFormat, SqlCommand};
 use std::process::ExitCode;
 
 /// mimalloc instead of glibc's malloc: ingest allocates and frees millions of short strings
@@ -57,6 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Proxy(args) => proxy::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Search(args) => serve::search::run_cli(args).await,
+        Command::Index { command: IndexCommand::Rebuild(args) } => index::run_cli(args).await,
         Command::Clickhouse { command: ClickhouseCommand::Run(args) } => clickhouse::run_foreground(args).await,
         Command::Sql { command: SqlCommand::Dump(args) } => {
             let profile = match args.profile {

@@ -16,9 +16,15 @@
 //! | `gatelog_sink_up{sink}` | all | 0 once the sink stopped (it needs an operator: see `/readyz`), else 1 |
 //! | `gatelog_sink_state{sink,state}` | all | 1 for the sink's current state, 0 for the others |
 //!
+//! | `gatelog_index_rebuilding` | index | 1 while the index is being rebuilt from ClickHouse |
+//! | `gatelog_index_rebuild_decisions` | index | rows read by the current (or last) rebuild |
+//! | `gatelog_index_rebuild_total_decisions` | index | rows ClickHouse held when it started |
+//! | `gatelog_index_rebuilds_total` | index | rebuilds completed since the start |
+//!
 //! `gatelog_sink_lag_records{sink}` (spool head − the sink's acknowledged position) comes
 //! from the receiver's registry, for every registered spool consumer.
 
+use crate::index::RebuildProgress;
 use gatelog_consumer::{Phase, Statuses};
 use gatelog_index::IndexSinkStats;
 use gatelog_ingest::Dataset;
@@ -39,6 +45,8 @@ const OTHER_DATASET: &str = "other";
 pub struct SinkMetrics {
     pub clickhouse: Arc<SinkStats>,
     pub index: Option<Arc<IndexSinkStats>>,
+    /// The index's rebuilds from ClickHouse (when the index is enabled).
+    pub rebuild: Option<Arc<RebuildProgress>>,
     pub statuses: Statuses,
     pub spool: Spool,
     pub clock: Arc<dyn Clock>,
@@ -123,6 +131,32 @@ impl MetricsCollector for SinkMetrics {
                 }
             }
         }
+        if let Some(rebuild) = &self.rebuild {
+            let gauges = [
+                (
+                    "gatelog_index_rebuilding",
+                    "1 while the index is being rebuilt from ClickHouse.",
+                    u64::from(rebuild.running.load(Ordering::Relaxed)),
+                ),
+                (
+                    "gatelog_index_rebuild_decisions",
+                    "Rows read from ClickHouse by the current (or last) index rebuild.",
+                    get(&rebuild.done),
+                ),
+                (
+                    "gatelog_index_rebuild_total_decisions",
+                    "Rows ClickHouse held when the current (or last) index rebuild started.",
+                    get(&rebuild.total),
+                ),
+            ];
+            for (name, help, value) in gauges {
+                out.family(name, "gauge", help);
+                out.sample(name, &[], value);
+            }
+            let name = "gatelog_index_rebuilds_total";
+            out.family(name, "counter", "Index rebuilds from ClickHouse completed since gatelog started.");
+            out.sample(name, &[], get(&rebuild.completed));
+        }
         let name = "gatelog_sink_up";
         out.family(name, "gauge", "0 once a sink stopped and needs an operator (the reason is on /readyz), else 1.");
         for s in &snapshots {
@@ -167,6 +201,7 @@ mod tests {
         let metrics = SinkMetrics {
             clickhouse: Arc::default(),
             index: Some(Arc::default()),
+            rebuild: Some(Arc::default()),
             statuses,
             spool: spool.clone(),
             clock: Arc::new(gatelog_model::FixedClock::new(gatelog_model::UnixMillis(0))),
