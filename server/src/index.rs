@@ -216,6 +216,7 @@ pub fn indexer_options(config: &crate::config::Config) -> IndexerOptions {
         commit_interval: config.index.commit_interval,
         writer_memory_bytes: usize::try_from(config.index.writer_memory.as_u64()).unwrap_or(usize::MAX),
         merge_max_docs: config.index.merge_max_docs,
+        dedup_window: config.index.dedup_window,
         ..IndexerOptions::default()
     }
 }

@@ -1,7 +1,9 @@
-//! Versioned, idempotent migrations recorded in `schema_migrations`.
+//! Versioned, idempotent migrations recorded in `schema_migrations`. A migration that moves
+//! a table to a new key ([`crate::sql::Rekey`]) looks at what an interrupted earlier attempt
+//! left (which tables exist, which key `decisions` has) and runs only the steps still to do.
 
 use crate::rowbinary::RowEncoder;
-use crate::sql::{Lit, create_database, create_schema_migrations, migrations, render, retention, storage_table};
+use crate::sql::{Lit, Rekey, create_database, create_schema_migrations, migrations, render, retention, storage_table};
 use crate::store::with_retries;
 use crate::{Store, StoreError};
 use std::collections::BTreeMap;
@@ -62,8 +64,13 @@ impl Store {
                 report.already_applied += 1;
                 continue;
             }
-            for sql in &m.statements {
-                self.execute("CREATE TABLE", &format!("migration {label}"), sql).await?;
+            match &m.rekey {
+                Some(plan) => self.rekey(&label, plan).await?,
+                None => {
+                    for sql in &m.statements {
+                        self.execute("CREATE TABLE", &format!("migration {label}"), sql).await?;
+                    }
+                }
             }
             let mut enc = RowEncoder::new(profile, 256);
             enc.migration(m.version, m.name, &checksum, profile.as_str());
@@ -91,3 +98,72 @@ impl Store {
         Ok(report)
     }
 }
+
+impl Store {
+    /// `engine_full` of a table of gatelog's database; `None` when it does not exist.
+    async fn engine_of(&self, table: &str) -> Result<Option<String>, StoreError> {
+        let db = self.inner.options.database.as_str();
+        let sql = render(&self.inner.queries.table_engine, &[Lit::Str(db), Lit::Str(table)]);
+        let rows: Vec<String> = self.fetch_all("SELECT", "system.tables", &sql).await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Runs the steps of `plan` that are still to do, judging by what exists (an earlier attempt
+    /// may have stopped anywhere, and another process may be migrating at the same moment: a
+    /// step that fails because the other did it first is followed by a fresh look).
+    async fn rekey(&self, label: &str, plan: &Rekey) -> Result<(), StoreError> {
+        let what = format!("migration {label}");
+        let keyed = |engine: &str| engine.contains(&format!("ORDER BY {}", plan.new_key));
+        let mut last_error = None;
+        for _ in 0..REKEY_LOOKS {
+            let current = self.engine_of(&plan.table).await?;
+            let step = match current {
+                Some(engine) if keyed(&engine) => break,
+                Some(_) => match self.execute("MIGRATE", &what, &plan.create).await {
+                    Ok(()) => self.execute("MIGRATE", &what, &plan.retire).await,
+                    Err(e) => Err(e),
+                },
+                // Between the two renames (stopped there, or another process is).
+                None if self.engine_of(&plan.new_table).await?.is_some() => {
+                    self.execute("MIGRATE", &what, &plan.promote).await
+                }
+                None if self.engine_of(&plan.old_table).await?.is_some() => {
+                    self.execute("MIGRATE", &what, &plan.create).await
+                }
+                None => {
+                    return Err(StoreError::InvalidConfig(format!(
+                        "{what}: table {}.{} is missing, and neither {} nor {} is there to take its place",
+                        self.inner.options.database, plan.table, plan.new_table, plan.old_table
+                    )));
+                }
+            };
+            if let Err(e) = step {
+                tracing::debug!(migration = %label, error = %e, "migration step failed; looking again");
+                last_error = Some(e);
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+        match self.engine_of(&plan.table).await? {
+            Some(engine) if keyed(&engine) => {}
+            _ => return Err(last_error.unwrap_or_else(|| StoreError::InvalidConfig(format!("{what}: did not finish")))),
+        }
+        if self.engine_of(&plan.old_table).await?.is_some() {
+            let started = std::time::Instant::now();
+            tracing::info!(migration = %label, from = %plan.old_table, to = %plan.table,
+                "copying the rows to the table's new key (once; the old table goes afterwards)");
+            // As long as it takes: a timeout would only start the copy again.
+            let copy = self.inner.client.query_raw(&plan.copy).execute().await;
+            match copy.map_err(|e| StoreError::from_clickhouse("MIGRATE", &what, e)) {
+                Ok(()) => tracing::info!(migration = %label, seconds = started.elapsed().as_secs_f64(), "rows copied"),
+                // Another process copied them and dropped the old table meanwhile.
+                Err(_) if self.engine_of(&plan.old_table).await?.is_none() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.execute("MIGRATE", &what, &plan.cleanup).await
+    }
+}
+
+/// How many times a rekey looks at the tables and takes one step: four steps, and a few
+/// retries when another process takes the same step at the same moment.
+const REKEY_LOOKS: usize = 12;

@@ -93,8 +93,8 @@ fn every_statement_runs_in_chdb() {
         };
         let dir = tempfile::tempdir().unwrap();
         let mut manifest = Vec::new();
-        for p in sample_payloads(profile, &opts) {
-            let file = format!("{}.rowbinary", p.table);
+        for (i, p) in sample_payloads(profile, &opts).into_iter().enumerate() {
+            let file = format!("{i}-{}.rowbinary", p.table);
             std::fs::write(dir.path().join(&file), &p.rowbinary).unwrap();
             manifest.push(serde_json::json!({
                 "database": p.database, "table": p.table, "columns": p.columns, "file": file,
@@ -105,7 +105,7 @@ fn every_statement_runs_in_chdb() {
         let rowbinary = dir.path().to_string_lossy().into_owned();
         let out = run_script(&python, &render_dump(profile, &opts), &["--rowbinary", &rowbinary]);
         println!("{profile}: {out}");
-        assert!(out.contains("4 RowBinary payloads checked"), "{out}");
+        assert!(out.contains("5 RowBinary payloads checked"), "{out}");
 
         // Cluster DDL: chdb has no cluster or ZooKeeper, so it can only parse it.
         let cluster = SchemaOptions { cluster: Some("gatelog_cluster".into()), ..opts };
