@@ -3,11 +3,12 @@
 use gatelog_spool::{RecordLocation, SpoolError};
 
 /// Why a consumer stopped reading. `Clone`, so a consumer that failed keeps returning it.
+/// The text does not repeat the consumer's name (its status and logs carry it).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConsumerError {
     /// The spool refused: damage it found (`Corrupt`, naming file and offset), a position
     /// whose records are gone, an I/O error, or the spool was closed.
-    #[error("{consumer}: {source}")]
+    #[error("{source}")]
     Spool {
         consumer: &'static str,
         #[source]
@@ -16,8 +17,8 @@ pub enum ConsumerError {
     /// A durable record that is not a gatelog batch. The consumer stops here (see the crate
     /// docs); the record stays in the spool.
     #[error(
-        "{consumer}: spool record {seq} ({}) is not a gatelog batch: {detail}; \
-         {consumer} stops here instead of skipping it, and the spool keeps it and everything after it",
+        "spool record {seq} ({}) is not a gatelog batch: {detail}; \
+         the {consumer} sink stops here instead of skipping it, and the spool keeps it and everything after it",
         at.as_ref().map_or_else(|| "location unknown".to_owned(), ToString::to_string)
     )]
     Undecodable { consumer: &'static str, seq: u64, at: Option<RecordLocation>, detail: String },
