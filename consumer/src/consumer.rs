@@ -27,6 +27,22 @@ pub enum WhenGone {
     ResumeAtOldest,
 }
 
+/// Makes sure the spool keeps what consumer `name` has not stored, before the consumer can say
+/// where it stands: a consumer the spool does not know yet (a new spool, or the first run
+/// stopped before it registered) is registered just before the spool's oldest record, so no
+/// other consumer's acknowledgement lets those records go. A known one keeps its position.
+/// Call it for every consumer before any of them starts (one whose store is unreachable
+/// registers only later). Blocking file I/O (a small fsynced write). Returns whether it
+/// registered.
+pub fn hold(spool: &Spool, name: &str) -> Result<bool, SpoolError> {
+    let stats = spool.stats();
+    if stats.consumers.iter().any(|c| c.name == name) {
+        return Ok(false);
+    }
+    spool.register_consumer(name, stats.first_seq.saturating_sub(1))?;
+    Ok(true)
+}
+
 /// One decoded spool record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {

@@ -3,6 +3,9 @@
 //! decoding, acknowledging, lag and status work, and fail, the same way for all of them.
 //!
 //! A consumer's life:
+//! 0. **Hold** ([`hold`]): before any consumer starts, each one the spool does not know yet is
+//!    registered before its oldest record, so nothing is deleted under a consumer that cannot
+//!    register yet (ClickHouse unreachable at start).
 //! 1. **Register** at the position it stored with its own data ([`Consumer::register`]):
 //!    ClickHouse keeps it in `ingest_batches.spool_seq`, the index in its commit payload.
 //!    That position, not the spool's `consumers.ack`, is the truth; the spool only learns it.
@@ -34,6 +37,6 @@ pub mod consumer;
 pub mod error;
 pub mod status;
 
-pub use consumer::{Acker, Consumer, Decode, Delivery, WhenGone};
+pub use consumer::{Acker, Consumer, Decode, Delivery, WhenGone, hold};
 pub use error::ConsumerError;
 pub use status::{Phase, Snapshot, State, Status, Statuses};

@@ -144,6 +144,15 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         false => None,
     };
     let addr = listener.local_addr().context("cannot read the listening address")?;
+    // Nothing may be deleted under a sink before it registers (ClickHouse may be unreachable
+    // for a while), and a disabled index must not hold the spool.
+    gatelog_consumer::hold(&spool, SINK_NAME).context("cannot register the clickhouse sink with the spool")?;
+    if config.index.enabled {
+        gatelog_consumer::hold(&spool, INDEX_SINK).context("cannot register the index sink with the spool")?;
+    } else if spool.stats().consumers.iter().any(|c| c.name == INDEX_SINK) {
+        spool.unregister_consumer(INDEX_SINK).context("cannot forget the disabled index's spool position")?;
+        tracing::info!("index disabled (index.enabled = false): the spool no longer keeps records for it");
+    }
     let statuses = Statuses::default();
     let ch_status = statuses.add(SINK_NAME);
     let index_status = index_lock.as_ref().map(|_| statuses.add(INDEX_SINK));

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "no-clickhouse-token-0123456789";
 const PREFIX: &str = "0c40";
 const BATCH_LINES: usize = 100;
+const BATCHES: usize = 16;
 
 fn port_of(url: &str) -> std::net::SocketAddr {
     url.trim_start_matches("http://").parse().expect("clickhouse url is http://127.0.0.1:PORT")
@@ -29,7 +30,10 @@ async fn serve_starts_without_clickhouse_and_stores_everything_once_when_it_come
     let forwarder = Forwarder::start(None).await;
     let data = tempfile::tempdir().expect("tempdir");
     let config = data.path().join("gatelog.toml");
-    std::fs::write(&config, "[clickhouse]\nmax_backoff = \"1s\"\n").expect("config");
+    // 1 MiB segments: the index acknowledges as it goes, and the spool must still keep every
+    // record for ClickHouse, which has not registered yet.
+    std::fs::write(&config, "[clickhouse]\nmax_backoff = \"1s\"\n\n[spool]\nsegment_bytes = \"1 MiB\"\n")
+        .expect("config");
     let spec = ServeSpec {
         data_dir: data.path().join("gatelog"),
         port: free_port(),
@@ -40,6 +44,7 @@ async fn serve_starts_without_clickhouse_and_stores_everything_once_when_it_come
         release: false,
     };
     let base = spec.base_url();
+    gatelog_e2e::gatelog_bin(); // built before anything is timed
     let started = Instant::now();
     let mut server = Serve::start(&spec).await;
     eprintln!("serve answered /healthz {:?} after start, with ClickHouse unreachable", started.elapsed());
@@ -51,7 +56,7 @@ async fn serve_starts_without_clickhouse_and_stores_everything_once_when_it_come
     assert!(!ready.contains(&forwarder.url()), "no URL on an unauthenticated page: {ready}");
 
     let client = http_client();
-    for b in 0..8 {
+    for b in 0..BATCHES {
         let body = gzip(&unique_http_requests(&lines, b * BATCH_LINES..(b + 1) * BATCH_LINES, PREFIX));
         let r = client
             .post(format!("{base}/v1/logpush/http_requests"))
@@ -66,7 +71,7 @@ async fn serve_starts_without_clickhouse_and_stores_everything_once_when_it_come
     }
     // The index does not need ClickHouse: search works meanwhile.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while search_all(&base, TOKEN, "").await.len() < 8 * BATCH_LINES {
+    while search_all(&base, TOKEN, "").await.len() < BATCHES * BATCH_LINES {
         assert!(Instant::now() < deadline, "the index did not index the spool while ClickHouse was down");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -83,9 +88,9 @@ async fn serve_starts_without_clickhouse_and_stores_everything_once_when_it_come
     let (status, _, _) = wait_until(&base, "/readyz", Duration::from_secs(30), |s, _| s == 200).await;
     assert_eq!(status, 200);
     eprintln!("ClickHouse reachable: the spool was stored {:?} later", up.elapsed());
-    let rays: HashSet<String> = (0..8 * BATCH_LINES).map(|n| generated_ray_id(PREFIX, n)).collect();
+    let rays: HashSet<String> = (0..BATCHES * BATCH_LINES).map(|n| generated_ray_id(PREFIX, n)).collect();
     let stored = assert_stored_once(&ch.url(), &db, &base, TOKEN, &rays, &[PREFIX]).await;
-    assert_eq!(stored as usize, 8 * BATCH_LINES);
+    assert_eq!(stored as usize, BATCHES * BATCH_LINES);
     server.terminate(Duration::from_secs(30)).await;
 }
 

@@ -165,3 +165,25 @@ async fn a_position_whose_records_are_gone_fails_or_resumes_at_the_oldest() {
     assert_eq!(c.next().await.unwrap().unwrap().seq, oldest);
     spool.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_held_consumer_keeps_the_spool_from_deleting_what_it_has_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = Spool::open(dir.path(), options()).unwrap();
+    for n in 1..=8 {
+        append(&spool, n).await;
+    }
+    assert!(hold(&spool, "late").unwrap());
+    assert!(hold(&spool, "other").unwrap());
+    assert_eq!(acked(&spool, "late"), Some(0));
+    spool.ack("other", 8).unwrap();
+    assert_eq!(spool.stats().first_seq, 1, "nothing deleted while `late` holds");
+    assert!(!hold(&spool, "late").unwrap(), "a known consumer keeps its position");
+    // It registers at its own position when it can; then the spool may let go.
+    let status = Arc::new(Status::new("late"));
+    let mut c = Consumer::register(&spool, status, 6, WhenGone::Fail, Decode::Full).await.unwrap();
+    assert_eq!(c.next().await.unwrap().unwrap().seq, 7);
+    c.acker().ack(8).unwrap();
+    assert!(spool.stats().first_seq > 1, "segments both consumers are done with are deleted");
+    spool.close().await.unwrap();
+}
