@@ -29,7 +29,8 @@ pub struct Config {
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSection {
     pub listen: std::net::SocketAddr,
-    /// On shutdown, how long the sinks may take to store what the spool holds.
+    /// On shutdown, how long open requests and the sinks may take to store what the spool
+    /// holds; gatelog exits within it plus a small margin (see `serve`).
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
 }
