@@ -13,7 +13,10 @@
 //! records in between exist only in ClickHouse, so the caller rebuilds the index from there
 //! ([`crate::rebuild`]). On every tick the thread also checks that the index directory is
 //! still the one it opened ([`Indexer::check_intact`]), so an index deleted under a running
-//! server is noticed within a `commit_interval` rather than at the next write.
+//! server is noticed within a `commit_interval` rather than at the next write; and a write
+//! or commit that fails is checked the same way, so one that failed because the directory
+//! went away is reported as the lost index it is ([`IndexError::Lost`], rebuilt by the
+//! caller), not as a broken one.
 //!
 //! The thread inherits the CPU priority of the thread that calls [`run_sink`], and tantivy's
 //! indexing and merge threads inherit the thread's: `gatelog serve` runs the sink on a
@@ -125,33 +128,49 @@ struct Worker<'a> {
     pending: Pending,
 }
 
-fn work(indexer: Indexer, acker: Acker, stats: &IndexSinkStats, mut rx: mpsc::Receiver<Msg>) -> Result<(), IndexError> {
+fn work(indexer: Indexer, acker: Acker, stats: &IndexSinkStats, rx: mpsc::Receiver<Msg>) -> Result<(), IndexError> {
     let mut w = Worker { indexer, acker, stats, pending: Pending::default() };
-    while let Some(msg) = rx.blocking_recv() {
-        match msg {
-            Msg::Delivery(delivery) => {
-                let Delivery { seq, batch } = *delivery;
-                let before = w.indexer.added_docs();
-                w.indexer.index_batch(seq, &batch)?;
-                let added = w.indexer.added_docs() - before;
-                w.pending.added(&batch.dataset, added);
-                if w.indexer.should_commit() {
-                    w.commit_and_ack()?;
-                }
+    match w.run(rx) {
+        // A write that failed because the directory went away is a lost index (rebuilt),
+        // not a broken one (which stops the sink): say which it was.
+        Err(e) if !e.needs_rebuild() => match w.indexer.check_intact() {
+            Err(lost) if lost.needs_rebuild() => {
+                tracing::debug!(error = %e, "index write failed because the index is gone");
+                Err(lost)
             }
-            Msg::Tick => {
-                w.indexer.check_intact()?;
-                if w.indexer.has_pending() {
-                    w.commit_and_ack()?;
-                }
-            }
-            Msg::Shutdown => break,
-        }
+            _ => Err(e),
+        },
+        other => other,
     }
-    w.commit_and_ack()
 }
 
 impl Worker<'_> {
+    fn run(&mut self, mut rx: mpsc::Receiver<Msg>) -> Result<(), IndexError> {
+        let w = self;
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                Msg::Delivery(delivery) => {
+                    let Delivery { seq, batch } = *delivery;
+                    let before = w.indexer.added_docs();
+                    w.indexer.index_batch(seq, &batch)?;
+                    let added = w.indexer.added_docs() - before;
+                    w.pending.added(&batch.dataset, added);
+                    if w.indexer.should_commit() {
+                        w.commit_and_ack()?;
+                    }
+                }
+                Msg::Tick => {
+                    w.indexer.check_intact()?;
+                    if w.indexer.has_pending() {
+                        w.commit_and_ack()?;
+                    }
+                }
+                Msg::Shutdown => break,
+            }
+        }
+        w.commit_and_ack()
+    }
+
     fn commit_and_ack(&mut self) -> Result<(), IndexError> {
         let Worker { indexer, acker, stats, pending } = self;
         if !indexer.has_pending() {

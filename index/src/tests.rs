@@ -273,3 +273,37 @@ fn a_deleted_or_replaced_index_directory_is_noticed() {
     drop(indexer);
     assert!(Indexer::open(&dir, opts(8)).unwrap().is_fresh());
 }
+
+/// An index deleted between two ticks is found by the next commit, which fails: the sink
+/// must say the index is lost (so the caller rebuilds it), not report tantivy's I/O error
+/// (which would stop it for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_into_a_deleted_index_reports_a_lost_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool =
+        Spool::open(&tmp.path().join("spool"), SpoolOptions { preallocate: false, ..SpoolOptions::default() }).unwrap();
+    let dir = tmp.path().join("index");
+    // No tick within the test: only a write can find the index gone.
+    let o = IndexerOptions { commit_docs: 1, commit_interval: Duration::from_secs(3600), ..opts(8) };
+    append(&spool, 1..=1).await;
+    let indexer = Indexer::open(&dir, o).unwrap();
+    let status = Arc::new(Status::new("index"));
+    let stats = Arc::new(IndexSinkStats::default());
+    let sink = tokio::spawn(run_sink(indexer, spool.clone(), status.clone(), stats, std::future::pending()));
+    for _ in 0..2000 {
+        if status.position() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(status.position(), 1, "the first record is committed and acknowledged");
+    std::fs::remove_dir_all(&dir).unwrap();
+    append(&spool, 2..=2).await;
+    let result = tokio::time::timeout(Duration::from_secs(30), sink).await.expect("the sink stops by itself").unwrap();
+    match result {
+        Err(e @ IndexError::Lost { .. }) => assert!(e.needs_rebuild(), "{e}"),
+        other => panic!("expected a lost index, got {other:?}"),
+    }
+    assert_eq!(spool.stats().consumers.iter().find(|c| c.name == "index").map(|c| c.committed_seq), Some(1));
+    spool.close().await.unwrap();
+}
