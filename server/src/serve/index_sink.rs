@@ -144,21 +144,24 @@ impl IndexSink {
         loop {
             self.status.set_rebuilding(format!("waiting for ClickHouse to rebuild the index ({why})"));
             let store = tokio::select! {
-                store = wait_for_store(self.store.clone()) => store,
+                biased;
                 () = stopped(stop.clone()) => return Ok(false),
+                store = wait_for_store(self.store.clone()) => store,
             };
             let Some(store) = store else { return Ok(false) };
             let attempt = tokio::select! {
-                attempt = self.rebuild_once(&store) => attempt,
+                biased;
                 () = stopped(stop.clone()) => return Ok(false),
+                attempt = self.rebuild_once(&store) => attempt,
             };
             match attempt {
                 Ok(()) => return Ok(true),
                 Err(RebuildFailure::Retry(e)) => {
                     tracing::warn!(error = %e, "index rebuild interrupted by clickhouse; trying again");
                     tokio::select! {
-                        () = tokio::time::sleep(RETRY_PAUSE) => {}
+                        biased;
                         () = stopped(stop.clone()) => return Ok(false),
+                        () = tokio::time::sleep(RETRY_PAUSE) => {}
                     }
                 }
                 Err(RebuildFailure::Fatal(e)) => {
