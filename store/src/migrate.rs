@@ -3,7 +3,10 @@
 //! left (which tables exist, which key `decisions` has) and runs only the steps still to do.
 
 use crate::rowbinary::RowEncoder;
-use crate::sql::{Lit, Rekey, create_database, create_schema_migrations, migrations, render, retention, storage_table};
+use crate::sql::{
+    Lit, REKEY_LOOKS, Rekey, RekeySeen, RekeyStep, create_database, create_schema_migrations, migrations, render,
+    retention, storage_table,
+};
 use crate::store::with_retries;
 use crate::{Store, StoreError};
 use std::collections::BTreeMap;
@@ -108,62 +111,67 @@ impl Store {
         Ok(rows.into_iter().next())
     }
 
-    /// Runs the steps of `plan` that are still to do, judging by what exists (an earlier attempt
-    /// may have stopped anywhere, and another process may be migrating at the same moment: a
-    /// step that fails because the other did it first is followed by a fresh look).
+    /// What exists of `plan`'s tables.
+    async fn rekey_seen(&self, plan: &Rekey) -> Result<RekeySeen, StoreError> {
+        Ok(RekeySeen {
+            table: self.engine_of(&plan.table).await?,
+            new_table: self.engine_of(&plan.new_table).await?.is_some(),
+            old_table: self.engine_of(&plan.old_table).await?.is_some(),
+        })
+    }
+
+    /// Takes the steps of `plan` that are still to do ([`Rekey::next_step`]), looking at the
+    /// tables before each: an earlier attempt may have stopped anywhere, and another process
+    /// may be migrating at the same moment (a step that fails because the other did it first
+    /// is followed by a fresh look).
     async fn rekey(&self, label: &str, plan: &Rekey) -> Result<(), StoreError> {
         let what = format!("migration {label}");
-        let keyed = |engine: &str| engine.contains(&format!("ORDER BY {}", plan.new_key));
         let mut last_error = None;
         for _ in 0..REKEY_LOOKS {
-            let current = self.engine_of(&plan.table).await?;
-            let step = match current {
-                Some(engine) if keyed(&engine) => break,
-                Some(_) => match self.execute("MIGRATE", &what, &plan.create).await {
-                    Ok(()) => self.execute("MIGRATE", &what, &plan.retire).await,
-                    Err(e) => Err(e),
+            let seen = self.rekey_seen(plan).await?;
+            let step = plan.next_step(&seen).map_err(|e| {
+                StoreError::InvalidConfig(format!("{what}: in database {}: {e}", self.inner.options.database))
+            })?;
+            tracing::debug!(migration = %label, ?seen, ?step, "rekey step");
+            let result = match step {
+                RekeyStep::Done => return Ok(()),
+                RekeyStep::CopyAndCleanup => match self.rekey_copy(label, &what, plan).await {
+                    Ok(()) => self.execute("MIGRATE", &what, &plan.cleanup).await,
+                    // Another process copied the rows and dropped the old table meanwhile:
+                    // the next look says so.
+                    Err(_) if self.engine_of(&plan.old_table).await?.is_none() => Ok(()),
+                    Err(e) => return Err(e),
                 },
-                // Between the two renames (stopped there, or another process is).
-                None if self.engine_of(&plan.new_table).await?.is_some() => {
-                    self.execute("MIGRATE", &what, &plan.promote).await
-                }
-                None if self.engine_of(&plan.old_table).await?.is_some() => {
-                    self.execute("MIGRATE", &what, &plan.create).await
-                }
-                None => {
-                    return Err(StoreError::InvalidConfig(format!(
-                        "{what}: table {}.{} is missing, and neither {} nor {} is there to take its place",
-                        self.inner.options.database, plan.table, plan.new_table, plan.old_table
-                    )));
+                step => {
+                    let mut result = Ok(());
+                    for sql in plan.statements_of(step) {
+                        result = self.execute("MIGRATE", &what, sql).await;
+                        if result.is_err() {
+                            break;
+                        }
+                    }
+                    result
                 }
             };
-            if let Err(e) = step {
+            if let Err(e) = result {
                 tracing::debug!(migration = %label, error = %e, "migration step failed; looking again");
                 last_error = Some(e);
                 tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
         }
-        match self.engine_of(&plan.table).await? {
-            Some(engine) if keyed(&engine) => {}
-            _ => return Err(last_error.unwrap_or_else(|| StoreError::InvalidConfig(format!("{what}: did not finish")))),
-        }
-        if self.engine_of(&plan.old_table).await?.is_some() {
-            let started = std::time::Instant::now();
-            tracing::info!(migration = %label, from = %plan.old_table, to = %plan.table,
-                "copying the rows to the table's new key (once; the old table goes afterwards)");
-            // As long as it takes: a timeout would only start the copy again.
-            let copy = self.inner.client.query_raw(&plan.copy).execute().await;
-            match copy.map_err(|e| StoreError::from_clickhouse("MIGRATE", &what, e)) {
-                Ok(()) => tracing::info!(migration = %label, seconds = started.elapsed().as_secs_f64(), "rows copied"),
-                // Another process copied them and dropped the old table meanwhile.
-                Err(_) if self.engine_of(&plan.old_table).await?.is_none() => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.execute("MIGRATE", &what, &plan.cleanup).await
+        Err(last_error
+            .unwrap_or_else(|| StoreError::InvalidConfig(format!("{what}: did not finish in {REKEY_LOOKS} steps"))))
+    }
+
+    /// Copies the old rows into the rekeyed table, once, as long as it takes (a timeout
+    /// would only start the copy again).
+    async fn rekey_copy(&self, label: &str, what: &str, plan: &Rekey) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        tracing::info!(migration = %label, from = %plan.old_table, to = %plan.table,
+            "copying the rows to the table's new key (once; the old table goes afterwards)");
+        let copy = self.inner.client.query_raw(&plan.copy).execute().await;
+        copy.map_err(|e| StoreError::from_clickhouse("MIGRATE", what, e))?;
+        tracing::info!(migration = %label, seconds = started.elapsed().as_secs_f64(), "rows copied");
+        Ok(())
     }
 }
-
-/// How many times a rekey looks at the tables and takes one step: four steps, and a few
-/// retries when another process takes the same step at the same moment.
-const REKEY_LOOKS: usize = 12;

@@ -1,6 +1,7 @@
 //! DDL: the bootstrap (database, `schema_migrations`), the versioned migrations and retention.
 
 use super::SchemaOptions;
+use super::rekey::Rekey;
 use crate::profile::SchemaProfile;
 use crate::schema::{DECISIONS, DECISIONS_V1, Engine, TABLES, TableDef};
 
@@ -15,35 +16,13 @@ pub struct Migration {
     pub(crate) rekey: Option<Rekey>,
 }
 
-/// Moving a table's rows to a new sorting key under the same name (`ALTER` cannot change a
-/// key). The new table takes the name first, so writers that come meanwhile write to it;
-/// then the old rows are copied over (copies of one key collapse, so copying twice, after a
-/// crash or by two processes migrating at once, changes nothing) and the old table is
-/// dropped: `create` (empty until promoted, so one left by a crash is reused) → `retire`
-/// (old → `old_table`) → `promote` (new → `table`) → `copy` (old rows in) → `cleanup`
-/// (drop `old_table`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Rekey {
-    /// The storage table (`decisions`, or `decisions_local` on a cluster).
-    pub table: String,
-    pub new_table: String,
-    pub old_table: String,
-    /// The new `ORDER BY`, as `engine_full` shows it: `(tenant, event_id)`.
-    pub new_key: String,
-    pub create: String,
-    pub retire: String,
-    pub promote: String,
-    pub copy: String,
-    pub cleanup: String,
-}
-
-impl Rekey {
-    fn statements(&self) -> Vec<String> {
-        [&self.create, &self.retire, &self.promote, &self.copy, &self.cleanup].into_iter().cloned().collect()
-    }
-}
-
 impl Migration {
+    /// The plan of a migration that moves a table to a new key ([`Rekey`]), whose runner
+    /// picks the steps still to do ([`Rekey::next_step`]) rather than running every statement.
+    pub fn rekey(&self) -> Option<&Rekey> {
+        self.rekey.as_ref()
+    }
+
     /// SHA-256 (hex) of the statements joined by `;\n`: what `schema_migrations.checksum` holds.
     pub fn checksum(&self) -> String {
         gatelog_model::sha256_hex(self.statements.join(";\n").as_bytes())

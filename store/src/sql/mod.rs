@@ -7,11 +7,13 @@
 
 mod ddl;
 mod queries;
+mod rekey;
 mod samples;
 
 pub use ddl::{Migration, migrations};
-pub(crate) use ddl::{Rekey, create_database, create_schema_migrations, retention, storage_table};
+pub(crate) use ddl::{create_database, create_schema_migrations, retention, storage_table};
 pub(crate) use queries::{Lit, Queries, render};
+pub use rekey::{REKEY_LOOKS, Rekey, RekeySeen, RekeyStep};
 pub use samples::{SamplePayload, sample_payloads};
 
 use crate::StoreError;
