@@ -61,7 +61,9 @@ use Kind::{Enum, Str, Strings, Time, U16, U32, U64, WrittenAt};
 /// their times: copies need not agree to the millisecond, and may fall on both sides of
 /// midnight or of a month (partitions). Background merges collapse copies within a month;
 /// `FINAL` collapses them across months too (it merges every partition's rows by key).
-/// Time-range reads prune by month partition.
+/// Time-range reads prune by month partition. There is no version column: the copy inserted
+/// last survives within a month, the later month's across months (ARCHITECTURE.md, "Which
+/// copy survives"; pinned by `tests/dedup.rs`).
 pub(crate) const DECISIONS: TableDef = TableDef {
     name: "decisions",
     cols: &[
