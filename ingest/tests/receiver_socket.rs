@@ -131,8 +131,9 @@ async fn metrics_count_what_happened() {
 
 /// `gatelog_receiver_buffered_bytes` (or its `_peak`) from `/metrics`.
 async fn buffered(client: &reqwest::Client, addr: std::net::SocketAddr, series: &str) -> u64 {
-    let text = client.get(format!("http://{addr}/metrics")).send().await.unwrap().text().await.unwrap();
-    value(&text, series).unwrap().parse().unwrap()
+    let response = client.get(format!("http://{addr}/metrics")).send().await.expect("/metrics answers");
+    let text = response.text().await.expect("/metrics has a body");
+    value(&text, series).expect("the series is exported").parse().expect("the value is a number")
 }
 
 /// Bodies are charged to the memory budget by what they sent, not by the `Content-Length`

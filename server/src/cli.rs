@@ -29,6 +29,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Search the full-text index of `gatelog serve` (tantivy query syntax), newest first.
     Search(SearchArgs),
+    /// The full-text index: rebuild it from ClickHouse.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
     /// Backfill Logpush files (plain or gzip NDJSON, as found in an R2/S3 bucket) into ClickHouse.
     Ingest(IngestArgs),
     /// The tour: run `serve` (managed ClickHouse), post the sample data over HTTP as Logpush and
@@ -270,6 +275,23 @@ pub struct VerifyArgs {
     pub json: bool,
     #[command(flatten)]
     pub location: KeyLocationArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Make the index under the data dir again from ClickHouse (the store of record), with
+    /// progress. `gatelog serve` does this by itself when the index is lost or older than the
+    /// spool; run this one with serve stopped.
+    Rebuild(IndexRebuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IndexRebuildArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Never draw a progress bar, even on a terminal (a line every few seconds instead).
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -70,6 +70,12 @@ pub struct IndexSection {
     /// The most decisions one background merge of a day's segments may produce. A merge
     /// holds memory in proportion to its size; a large day ends in more, smaller segments.
     pub merge_max_docs: u64,
+    /// Copies of one event (Tail and Logpush) whose times are at most this far apart are one
+    /// search hit even when they fall on both sides of midnight (ClickHouse counts them once
+    /// whatever the distance). Each decision this close to midnight costs a delete in the
+    /// neighbouring day's index. At most 24h.
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
 }
 
 impl Default for IndexSection {
@@ -79,6 +85,7 @@ impl Default for IndexSection {
             commit_interval: Duration::from_secs(1),
             writer_memory: ByteSize::mib(32),
             merge_max_docs: 100_000,
+            dedup_window: Duration::from_secs(3600),
         }
     }
 }
@@ -141,6 +148,7 @@ impl ClickHouseSection {
             max_lines: self.sink_batch_lines,
             max_bytes: self.sink_batch_bytes.as_u64(),
             linger: self.sink_linger,
+            ..gatelog_store::sink::SinkOptions::default()
         }
     }
 }
@@ -411,6 +419,12 @@ impl Config {
             return invalid(
                 "index.merge_max_docs",
                 format!("must be between 10000 and 10000000, got {}", self.index.merge_max_docs),
+            );
+        }
+        if self.index.dedup_window > Duration::from_secs(86_400) {
+            return invalid(
+                "index.dedup_window",
+                format!("must be at most 24h, got {}", humantime::format_duration(self.index.dedup_window)),
             );
         }
         if self.index.commit_interval.is_zero() {

@@ -48,7 +48,6 @@
 //! 8 MiB so it never queues a large burst in front of the writer's fsyncs.
 //! It is on by default ([`crate::SpoolOptions::preallocate`]).
 
-use crate::priority::{BACKGROUND_NICE, lower_thread_priority};
 use crate::recovery::remove_if_present;
 use crate::{Shared, lock};
 use std::fs::{self, File, OpenOptions};
@@ -65,6 +64,8 @@ pub(crate) const SPARE_FILE: &str = "spare";
 pub(crate) const SPARE_TMP: &str = "spare.tmp";
 /// Zeros written per call.
 const CHUNK: usize = 1 << 20;
+/// The filling thread's nice value (the lowest).
+const FILLER_NICE: i32 = 19;
 /// Bytes written between two `fdatasync`s while filling.
 const SYNC_EVERY: u64 = 8 << 20;
 /// A spare is made only while the file system has this many times its size free.
@@ -228,7 +229,9 @@ impl Drop for Spares {
 
 impl Filler {
     fn run(&self, rx: &mpsc::Receiver<Job>) {
-        if let Err(e) = lower_thread_priority(BACKGROUND_NICE) {
+        // Filling only prepares the next segment: it yields the CPU to everything else.
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), FILLER_NICE) {
             tracing::debug!(error = %e, "cannot lower the spool preallocation thread's priority");
         }
         while let Ok(job) = rx.recv() {

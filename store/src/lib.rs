@@ -15,6 +15,8 @@
 //! - `writer`: [`Store::write_batch`] with [`WriteBatch`] / [`WriteOutcome`]; `frames`
 //!   streams an `INSERT`'s frames, LZ4-compressing on blocking threads when enabled.
 //! - `store`: [`Store`] (connect, profile choice, existing batches, summary queries, retries).
+//! - `scan`: [`Store::decision_days`] and [`Store::scan_day`], every decision read back a
+//!   day at a time ([`DecisionScan`]), for rebuilding the index from ClickHouse.
 //! - [`sink`]: [`sink::run_clickhouse_sink`], the spool → ClickHouse consumer of `gatelog serve`.
 //! - [`durability`]: [`durability::Durability`], what the sink waits for before it lets the
 //!   spool forget records (`syncfs` of a managed server's data dir).
@@ -43,6 +45,7 @@ mod migrate;
 mod order;
 pub mod profile;
 mod rowbinary;
+mod scan;
 mod schema;
 pub mod sink;
 pub mod sql;
@@ -55,5 +58,6 @@ pub use config::{InsertCompression, RetryPolicy, StoreConfig};
 pub use error::{FailureKind, StoreError};
 pub use migrate::MigrationReport;
 pub use profile::{SchemaProfile, ServerVersion};
+pub use scan::DecisionScan;
 pub use store::{DecisionCount, Store, StoreSummary, Uniqueness};
 pub use writer::{PartialCheck, WriteBatch, WriteOutcome};

@@ -280,6 +280,8 @@ where
 }
 
 /// Runs `attempt` until it succeeds, fails fatally, or the policy's attempts are used up.
+/// With a single attempt the error is returned as it is, unlogged: the caller retries (or
+/// reports) in its own way.
 pub(crate) async fn with_retries<T, F, Fut>(config: &StoreConfig, what: &str, mut attempt: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
@@ -292,7 +294,7 @@ where
     loop {
         match attempt().await {
             Ok(value) => return Ok(value),
-            Err(err) if !err.is_retryable() => return Err(err),
+            Err(err) if !err.is_retryable() || max == 1 => return Err(err),
             Err(err) if n >= max => {
                 let elapsed = started.elapsed();
                 tracing::error!(what, attempts = n, ?elapsed, error = %err, "giving up");

@@ -8,7 +8,7 @@
 //! | `POST /v1/tail` | a JSON array of Tail `TraceItem`s as `JSON.stringify` writes it (one delivery = one line; several deliveries one per line also work; pretty-printed multi-line JSON does not) | dataset `tail`, source `tail`, origin `tail` |
 //! | `POST /v1/decisions` | NDJSON of gatelog proxy `AccessDecision`s (see [`decisions`]) | dataset `proxy`, source `proxy`, origin `decisions` |
 //! | `GET /healthz` | | 200 `ok` while the process runs (no token) |
-//! | `GET /readyz` | | 200 `ready`, or 503 with the reason (spool failing, sinks lagging); no token |
+//! | `GET /readyz` | | 200 `ready`, or 503 `not ready: <reason>; <reason>…` (spool failing, sinks lagging, and what the binary's [`ReadinessCheck`]s say: a sink stopped, waiting, rebuilding); no token |
 //! | `GET /metrics` | | Prometheus text ([`MetricsRegistry`]); no token |
 //!
 //! No fallback route is installed, so the binary can merge this router with others.
@@ -85,7 +85,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use gatelog_model::{Clock, UnixMillis};
 use gatelog_spool::Spool;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use workers::MappingPool;
 
 /// Everything the handlers share. Cheap to clone.
@@ -112,6 +112,16 @@ struct Inner {
     /// The last spool failure (when, why), cleared by the next successful append; `/readyz`
     /// reports it for `retry_after` so a receiver taken out of rotation comes back by itself.
     last_failure: Mutex<Option<(UnixMillis, &'static str)>>,
+    /// What else `/readyz` asks (the binary's sinks).
+    readiness: RwLock<Vec<Arc<dyn ReadinessCheck>>>,
+}
+
+/// Something besides the receiver that `/readyz` asks: the binary adds its sinks, so a
+/// stopped or waiting sink takes the server out of rotation with its reason. Ingest itself
+/// keeps answering as before (the spool absorbs what the sinks cannot take yet).
+pub trait ReadinessCheck: Send + Sync + std::fmt::Debug {
+    /// One line per reason not to send traffic here now; empty when all is well.
+    fn not_ready(&self) -> Vec<String>;
 }
 
 impl ReceiverState {
@@ -146,6 +156,7 @@ impl ReceiverState {
                 mapping: tokio::sync::Semaphore::new(workers.threads()),
                 workers,
                 last_failure: Mutex::new(None),
+                readiness: RwLock::new(Vec::new()),
             }),
         })
     }
@@ -169,15 +180,27 @@ impl ReceiverState {
         &self.inner.metrics
     }
 
-    /// Why the receiver should not get traffic now, if it should not.
+    /// Adds a check that `/readyz` asks besides the receiver's own.
+    pub fn add_readiness_check(&self, check: Arc<dyn ReadinessCheck>) {
+        self.inner.readiness.write().unwrap_or_else(PoisonError::into_inner).push(check);
+    }
+
+    /// Why the server should not get traffic now (every reason, `; `-separated), if it
+    /// should not: the receiver's own (sinks lagging, a recent spool failure), then every
+    /// added [`ReadinessCheck`]'s.
     pub fn not_ready_reason(&self) -> Option<String> {
-        if let Some(reason) = self.lag_reason() {
-            return Some(reason);
-        }
+        let mut reasons: Vec<String> = self.lag_reason().into_iter().collect();
         let failure = *self.inner.last_failure.lock().unwrap_or_else(PoisonError::into_inner);
-        let (at, why) = failure?;
-        let window = i64::try_from(self.inner.config.retry_after.as_millis()).unwrap_or(i64::MAX);
-        (self.inner.clock.now().0.saturating_sub(at.0) < window).then(|| why.to_owned())
+        if let Some((at, why)) = failure {
+            let window = i64::try_from(self.inner.config.retry_after.as_millis()).unwrap_or(i64::MAX);
+            if self.inner.clock.now().0.saturating_sub(at.0) < window {
+                reasons.push(why.to_owned());
+            }
+        }
+        for check in self.inner.readiness.read().unwrap_or_else(PoisonError::into_inner).iter() {
+            reasons.extend(check.not_ready());
+        }
+        (!reasons.is_empty()).then(|| reasons.join("; "))
     }
 
     /// The backpressure reason when the slowest registered consumer lags too far.

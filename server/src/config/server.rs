@@ -13,7 +13,8 @@ use std::time::Duration;
 pub struct ServerSection {
     pub listen: std::net::SocketAddr,
     /// On shutdown: how long busy connections may take to finish their request, and then,
-    /// in what is left of it, the sinks to store what the spool holds.
+    /// in what is left of it, the sinks to store what the spool holds; gatelog exits within
+    /// it plus a small margin (see `serve`).
     #[serde(with = "humantime_serde")]
     pub drain_timeout: Duration,
     /// Connections open at once; past it a new one closes the longest-waiting idle one.

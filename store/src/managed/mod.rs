@@ -382,7 +382,8 @@ fn spawn_with_nice(mut command: Command, nice: i32) -> io::Result<Child> {
     std::thread::scope(|scope| {
         scope
             .spawn(move || {
-                if let Err(e) = gatelog_spool::priority::lower_thread_priority(nice) {
+                let tid = rustix::thread::gettid();
+                if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
                     tracing::warn!(nice, error = %e, "cannot lower managed clickhouse's priority; it runs at gatelog's");
                 }
                 command.spawn()
