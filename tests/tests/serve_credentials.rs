@@ -136,7 +136,7 @@ async fn url_credentials_are_used_refused_on_conflict_and_never_printed() {
     args[6] = &wrong;
     let (status, output) = run(&args, &data.path().join("wrong.log")).await;
     assert!(!status.success(), "a wrong password must not connect:\n{output}");
-    assert!(output.contains("cannot connect to ClickHouse at http://127.0.0.1"), "{output}");
+    assert!(output.contains("cannot use ClickHouse at http://127.0.0.1"), "{output}");
     assert!(!output.contains("wrong-pass-123"), "the wrong password is printed:\n{output}");
     eprintln!("wrong password: {}", output.lines().rev().find(|l| l.starts_with("error")).unwrap_or_default());
 
