@@ -252,14 +252,15 @@ fn check_encoding(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Reads the body, refusing more than `limit` bytes (by `Content-Length` up front, or as it
-/// arrives). The buffer grows with what arrives, doubling from 64 KiB up to the announced
-/// length (so a body with a `Content-Length` ends in a buffer of exactly its size), and every
-/// buffer is charged to `reservation` before it is allocated, the old one until its bytes
-/// are copied. So a request holds in the budget what it holds in memory, a small multiple of
-/// what it sent, never what it only announced: a client that announces 64 MiB and sends a
-/// byte a second holds 64 KiB, and a few of them cannot refuse everyone else for as long
-/// as they keep trickling (`server.min_body_rate` ends them). Returns the body and the
-/// bytes charged for it.
+/// arrives). The buffer grows with what arrives, doubling from 64 KiB, and every buffer is
+/// charged to `reservation` before it is allocated, so a request holds in the budget what it
+/// holds in memory. A body with a `Content-Length` moves to one buffer of exactly that size
+/// once [`EXACT_AFTER`] of it has arrived (or all of it, when it is smaller): a client that
+/// announces 64 MiB and sends a byte a second holds 64 KiB, and a few of them cannot refuse
+/// everyone else for as long as they keep trickling (`server.min_body_rate` ends them),
+/// while a client that really sends a large body is charged all of it early, before it has
+/// filled memory that a refusal would then only give back to the allocator. Returns the
+/// body and the bytes charged for it.
 async fn read_body(
     headers: &HeaderMap,
     mut body: Body,
@@ -286,15 +287,16 @@ async fn read_body(
             return Err(too_large());
         }
         if want > charged {
-            let target = want.max(charged * 2).max(MIN_BODY_BUFFER).min(cap.max(want));
+            let target = if declared.is_some() && want >= EXACT_AFTER.min(cap) {
+                cap.max(want)
+            } else {
+                want.max(charged * 2).max(MIN_BODY_BUFFER).min(cap.max(want))
+            };
             reservation.grow_body(target - charged).map_err(|_| busy(retry_after))?;
             charged = target;
         }
-        if want > buf.capacity() {
-            let target = if declared.is_some() { cap.max(want) } else { charged };
-            if buf.try_reserve_exact(target - buf.len()).is_err() {
-                return Err(busy(retry_after));
-            }
+        if want > buf.capacity() && buf.try_reserve_exact(charged - buf.len()).is_err() {
+            return Err(busy(retry_after));
         }
         buf.extend_from_slice(&data);
     }
@@ -303,6 +305,9 @@ async fn read_body(
 
 /// The first buffer of a body (or all of it, when it announced less).
 const MIN_BODY_BUFFER: usize = 64 * 1024;
+/// What of a body with a `Content-Length` arrives before all of it is charged (see
+/// [`read_body`]).
+const EXACT_AFTER: usize = 1024 * 1024;
 
 fn busy(retry_after: u64) -> ApiError {
     ApiError::busy(retry_after, "the receiver is holding as many request bodies as it may; retry later")
