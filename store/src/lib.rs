@@ -42,6 +42,7 @@ pub mod managed;
 mod migrate;
 mod order;
 pub mod profile;
+pub mod read;
 mod rowbinary;
 mod schema;
 pub mod sink;
@@ -55,5 +56,8 @@ pub use config::{InsertCompression, RetryPolicy, StoreConfig};
 pub use error::{FailureKind, StoreError};
 pub use migrate::MigrationReport;
 pub use profile::{SchemaProfile, ServerVersion};
-pub use store::{DecisionCount, Store, StoreSummary, Uniqueness};
+pub use read::{DecisionCount, StoreSummary};
+pub use store::Store;
+#[cfg(feature = "testing")]
+pub use store::Uniqueness;
 pub use writer::{PartialCheck, WriteBatch, WriteOutcome};
