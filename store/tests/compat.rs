@@ -3,6 +3,8 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use gatelog_store::SchemaProfile;
+use gatelog_store::read::rows::type_matches;
+use gatelog_store::read::{Registered, registered};
 use gatelog_store::sql::{SchemaOptions, render_dump, sample_payloads, statements};
 use gatelog_store::testing::TestClickHouse;
 use std::io::Write as _;
@@ -30,8 +32,35 @@ async fn every_legacy_statement_runs_on_clickhouse_18_16() {
         let got = client.query_raw(&p.check).fetch_bytes("CSV").unwrap().collect().await.unwrap();
         assert_eq!(String::from_utf8_lossy(&got).trim(), p.expect, "payload {}", p.table);
     }
+    // Every read query returns the columns, in the order and types, its row type decodes.
+    for r in registered(SchemaProfile::Legacy, &opts) {
+        let sql = format!("DESCRIBE TABLE ({})", r.sql);
+        let got = client.query_raw(&sql).fetch_bytes("TSV").unwrap().collect().await.unwrap();
+        let got: Vec<(String, String)> = String::from_utf8_lossy(&got)
+            .lines()
+            .map(|l| {
+                let mut f = l.split('\t');
+                (f.next().unwrap_or_default().to_owned(), f.next().unwrap_or_default().to_owned())
+            })
+            .collect();
+        check_columns(&r, &got, "18.16");
+    }
     drop(client);
     ch.stop().await.unwrap();
+}
+
+/// `got` (name, type) must be `r`'s declared columns, `LowCardinality` allowed.
+fn check_columns(r: &Registered, got: &[(String, String)], server: &str) {
+    let names: Vec<&str> = got.iter().map(|c| c.0.as_str()).collect();
+    let expected: Vec<&str> = r.columns.iter().map(|c| c.0).collect();
+    assert_eq!(names, expected, "{} on {server}: column names", r.name);
+    for ((name, actual), (_, want)) in got.iter().zip(r.columns) {
+        assert!(
+            type_matches(want, actual),
+            "{} on {server}: column {name} is {actual}, the row decodes {want}",
+            r.name
+        );
+    }
 }
 
 fn script() -> PathBuf {
@@ -103,9 +132,23 @@ fn every_statement_runs_in_chdb() {
         }
         std::fs::write(dir.path().join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
         let rowbinary = dir.path().to_string_lossy().into_owned();
-        let out = run_script(&python, &render_dump(profile, &opts), &["--rowbinary", &rowbinary]);
-        println!("{profile}: {out}");
+        let out =
+            run_script(&python, &render_dump(profile, &opts), &["--rowbinary", &rowbinary, "--describe", "read."]);
+        println!("{profile}: {}", out.lines().last().unwrap_or_default());
         assert!(out.contains("4 RowBinary payloads checked"), "{out}");
+        let described: std::collections::BTreeMap<String, Vec<(String, String)>> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("DESCRIBE\t"))
+            .map(|l| {
+                let (name, json) = l.split_once('\t').unwrap();
+                (name.to_owned(), serde_json::from_str(json).unwrap())
+            })
+            .collect();
+        let reads = registered(profile, &opts);
+        assert_eq!(described.len(), reads.len(), "{out}");
+        for r in &reads {
+            check_columns(r, &described[&r.name], "chdb");
+        }
 
         // Cluster DDL: chdb has no cluster or ZooKeeper, so it can only parse it.
         let cluster = SchemaOptions { cluster: Some("gatelog_cluster".into()), ..opts };

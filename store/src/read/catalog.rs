@@ -191,11 +191,14 @@ impl Catalog {
     }
 
     /// Raw records (once per dataset and line hash), dead letters, batches (once per id).
+    /// Each scalar subquery is wrapped in `ifNull(…, 0)`: ClickHouse 26.9 types a scalar
+    /// subquery `Nullable`, which RowBinary would send with a null flag the row cannot decode
+    /// (an aggregate always gives one row, so the 0 is never used).
     pub fn store_counts(&self) -> Result<ReadQuery<StoreCounts>, StoreError> {
         let sql = format!(
-            "SELECT\n    (SELECT uniqExact(dataset, sha256) FROM {}) AS raw_records,\n    \
-             (SELECT count() FROM {}) AS dead_letters,\n    \
-             (SELECT uniqExact(batch_id) FROM {}) AS batches",
+            "SELECT\n    ifNull((SELECT uniqExact(dataset, sha256) FROM {}), 0) AS raw_records,\n    \
+             ifNull((SELECT count() FROM {}), 0) AS dead_letters,\n    \
+             ifNull((SELECT uniqExact(batch_id) FROM {}), 0) AS batches",
             self.table("raw_records"),
             self.table("dead_letters"),
             self.table("ingest_batches")
