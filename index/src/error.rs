@@ -1,5 +1,6 @@
 //! [`IndexError`]: every way indexing or searching can fail, each with what an operator needs.
 
+use gatelog_consumer::ConsumerError;
 use gatelog_spool::SpoolError;
 use std::io;
 use std::path::PathBuf;
@@ -35,9 +36,19 @@ pub enum IndexError {
     /// recovers the last complete position.
     #[error("a previous commit failed; reopen the index to recover")]
     Poisoned,
-    /// The spool refused (registration, reading).
+    /// The spool refused.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// The sink's spool consumer stopped: a record that does not decode, damage the spool
+    /// found, or a position whose records are gone.
+    #[error(transparent)]
+    Consumer(#[from] ConsumerError),
+    /// The index directory was deleted or replaced under a running indexer.
+    #[error("the index in {path} is gone or was replaced ({detail})")]
+    Lost { path: PathBuf, detail: String },
+    /// The stream a rebuild read from failed (ClickHouse, for the binary).
+    #[error("the decisions to rebuild from could not be read: {0}")]
+    Source(String),
     /// The indexing thread or a blocking task died.
     #[error("index worker failed: {0}")]
     Worker(String),
@@ -48,6 +59,18 @@ pub enum IndexError {
 }
 
 impl IndexError {
+    /// Whether the index no longer holds what its position says, so only a rebuild from the
+    /// store of record can make it whole: the directory was lost, its position's records are
+    /// gone from the spool, or it cannot be opened as gatelog's index.
+    pub fn needs_rebuild(&self) -> bool {
+        match self {
+            IndexError::Lost { .. } | IndexError::BadPayload { .. } => true,
+            IndexError::Consumer(e) => e.is_position_gone(),
+            IndexError::Spool(e) => matches!(e, SpoolError::PositionGone { .. } | SpoolError::PositionAhead { .. }),
+            _ => false,
+        }
+    }
+
     pub(crate) fn tantivy(path: impl Into<PathBuf>) -> impl FnOnce(tantivy::TantivyError) -> IndexError {
         let path = path.into();
         move |source| IndexError::Tantivy { path, source }

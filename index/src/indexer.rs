@@ -30,9 +30,12 @@
 //! them deletes and re-adds those documents, which changes nothing. `position()` is never
 //! below a position the sink acknowledged to the spool, because only complete rounds ack.
 //!
-//! Known limit: the copies of one `event_id` whose times fall on different UTC days land in
-//! two day indexes (the delete reaches only the day being written). Mappers derive one time
-//! per event, so this needs two sources disagreeing across midnight.
+//! Copies of one `event_id` need not agree on the time (the Tail and Logpush copies of one
+//! invocation may differ by milliseconds or more), so they may fall on both sides of
+//! midnight. A decision whose time lies within [`IndexerOptions::dedup_window`] of the next
+//! or previous day also deletes its `event_id` in that day's index (when the day exists), so
+//! the newest copy is the only one, in the day of its own time. Copies further apart than the
+//! window on different days stay two documents (ClickHouse's `FINAL` still counts them once).
 
 use crate::IndexError;
 use crate::day::{self, Day};
@@ -63,6 +66,10 @@ pub struct IndexerOptions {
     /// The most documents one background merge may produce ([`CappedMergePolicy`]); each
     /// writer runs one merge at a time.
     pub merge_max_docs: u64,
+    /// Copies of one event whose times are at most this far apart are one document, even on
+    /// two days (see the module docs). Each decision this close to midnight costs a delete
+    /// in the neighbouring day's index. At most one day.
+    pub dedup_window: Duration,
 }
 
 impl Default for IndexerOptions {
@@ -74,6 +81,7 @@ impl Default for IndexerOptions {
             commit_interval: Duration::from_secs(1),
             max_open_writers: 4,
             merge_max_docs: 100_000,
+            dedup_window: Duration::from_secs(3600),
         }
     }
 }
@@ -127,9 +135,20 @@ pub struct Indexer {
     added: u64,
     /// Decisions before this day are skipped (retention).
     floor: Option<Day>,
+    /// Days with an index folder (found at open, or created since).
+    days: BTreeSet<Day>,
     poisoned: bool,
+    /// `(device, inode)` of `dir` when opened, to notice it deleted or replaced.
+    identity: (u64, u64),
     #[cfg(test)]
     pub(crate) fail_after_commits: Option<usize>,
+}
+
+/// `(device, inode)` of a directory.
+fn identity(dir: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = fs::metadata(dir)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// Opens (creating if needed) the tantivy index in `path`.
@@ -176,6 +195,8 @@ impl Indexer {
         }
         let (position, round) = payload::recover(&payloads);
         tracing::info!(dir = %dir.display(), position, round, indexes = payloads.len(), "opened index");
+        let identity = identity(dir).map_err(IndexError::io("reading metadata of", dir))?;
+        let days = day::list_days(dir)?.into_iter().map(|(d, _)| d).collect();
         Ok(Indexer {
             dir: dir.to_owned(),
             opts,
@@ -189,10 +210,36 @@ impl Indexer {
             pending_bytes: 0,
             added: 0,
             floor: None,
+            days,
             poisoned: false,
+            identity,
             #[cfg(test)]
             fail_after_commits: None,
         })
+    }
+
+    /// Whether the index was ever committed (a fresh directory was not).
+    pub fn is_fresh(&self) -> bool {
+        self.round == 0
+    }
+
+    /// Fails with [`IndexError::Lost`] when the index directory is no longer the one opened
+    /// (deleted, or deleted and created again), or the folder of a day being written is gone:
+    /// commits would then go nowhere, or into an index that lost everything before.
+    pub fn check_intact(&self) -> Result<(), IndexError> {
+        let lost = |detail: String| Err(IndexError::Lost { path: self.dir.clone(), detail });
+        match identity(&self.dir) {
+            Ok(now) if now == self.identity => {}
+            Ok(_) => return lost("the directory was replaced".into()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return lost("the directory was deleted".into()),
+            Err(e) => return Err(IndexError::io("reading metadata of", &self.dir)(e)),
+        }
+        for open in self.writers.values() {
+            if !open.path.is_dir() {
+                return lost(format!("{} was deleted", open.path.display()));
+            }
+        }
+        Ok(())
     }
 
     /// The spool position whose decisions are all committed: resume reading after it.
@@ -235,15 +282,38 @@ impl Indexer {
         }
         let slot = Slot::Day(day);
         let (doc, bytes) = self.fields.document(d);
-        let event_id = self.fields.event_id;
+        let term = Term::from_field_text(self.fields.event_id, &d.event_id);
+        for other in self.neighbours(d.time) {
+            // A copy on the other side of midnight: replaced too.
+            self.writer(Slot::Day(other))?.delete_term(term.clone());
+            self.touched.insert(Slot::Day(other));
+        }
         let writer = self.writer(slot)?;
-        writer.delete_term(Term::from_field_text(event_id, &d.event_id));
+        writer.delete_term(term);
         writer.add_document(doc).map_err(IndexError::tantivy(day.dir_name()))?;
         self.touched.insert(slot);
         self.pending_docs += 1;
         self.pending_bytes += bytes;
         self.added += 1;
         Ok(())
+    }
+
+    /// The existing days other than `time`'s own within `dedup_window` of it.
+    fn neighbours(&self, time: gatelog_model::UnixMillis) -> Vec<Day> {
+        let window = i64::try_from(self.opts.dedup_window.as_millis()).unwrap_or(i64::MAX).min(86_400_000);
+        let own = Day::of(time);
+        let mut out = Vec::new();
+        for edge in [
+            gatelog_model::UnixMillis(time.0.saturating_sub(window)),
+            gatelog_model::UnixMillis(time.0.saturating_add(window)),
+        ] {
+            let day = Day::of(edge);
+            let live = self.floor.is_none_or(|floor| day >= floor);
+            if day != own && live && self.days.contains(&day) && !out.contains(&day) {
+                out.push(day);
+            }
+        }
+        out
     }
 
     /// Whether the waiting work reached `commit_docs` or `commit_bytes`.
@@ -330,6 +400,9 @@ impl Indexer {
             }
             let path = self.dir.join(slot.name());
             let index = open_index(&path, &self.fields)?;
+            if let Slot::Day(day) = slot {
+                self.days.insert(day);
+            }
             let options = IndexWriterOptions::builder()
                 .memory_budget_per_thread(self.opts.writer_memory_bytes.max(15_000_000))
                 .num_worker_threads(1)
@@ -352,6 +425,7 @@ impl Indexer {
         self.writers.retain(|slot, _| !matches!(slot, Slot::Day(d) if *d < before));
         self.touched.retain(|slot| !matches!(slot, Slot::Day(d) if *d < before));
         self.floor = Some(self.floor.map_or(before, |f| f.max(before)));
+        self.days.retain(|d| *d >= before);
         day::drop_before(&self.dir, before)
     }
 

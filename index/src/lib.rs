@@ -8,8 +8,9 @@
 //! - [`indexer`]: [`Indexer`], writes and commit rounds; the exactly-once design and invariant.
 //! - `payload`: the commit payload and position recovery after a crash.
 //! - [`merge`]: [`CappedMergePolicy`], background merges bounded in size (and so in memory).
-//! - [`sink`]: [`run_sink`], the spool consumer driving an [`Indexer`] on its own thread.
-//! - [`stats`]: [`IndexSinkStats`], what the sink committed and how far behind it is.
+//! - [`sink`]: [`run_sink`], the spool consumer (a `gatelog_consumer::Consumer`) driving an
+//!   [`Indexer`] on its own thread.
+//! - [`stats`]: [`IndexSinkStats`], what the sink committed.
 //! - [`search`]: [`Searcher`], [`SearchRequest`] → [`SearchPage`] of [`Hit`]s, cursors.
 //! - [`collector`]: the newest-first `(time, event_id)` collector with cursor and time range.
 //! - [`rebuild`](mod@rebuild): [`rebuild()`](rebuild::rebuild), the index again from a stream of decisions.
@@ -34,7 +35,7 @@ pub use day::{Day, drop_before, list_days};
 pub use error::IndexError;
 pub use indexer::{Indexer, IndexerOptions};
 pub use merge::CappedMergePolicy;
-pub use rebuild::{RebuildStats, rebuild};
+pub use rebuild::{RebuildStats, rebuild, try_rebuild};
 pub use search::{DEFAULT_LIMIT, Hit, MAX_LIMIT, SearchPage, SearchRequest, Searcher};
 pub use sink::run_sink;
 pub use stats::IndexSinkStats;

@@ -3,6 +3,7 @@
 //! Every decision must end up in the index exactly once (counted by `event_id` term).
 
 use crate::{IndexError, IndexSinkStats, Indexer, IndexerOptions, Searcher, run_sink};
+use gatelog_consumer::{ConsumerError, Phase, Status};
 use gatelog_model::{AccessDecision, Batch, Decision, Source, UnixMillis};
 use gatelog_spool::{Spool, SpoolOptions};
 use std::collections::BTreeSet;
@@ -76,8 +77,14 @@ async fn append(spool: &Spool, seqs: std::ops::RangeInclusive<u64>) {
     }
 }
 
-/// Runs the sink until the consumer acknowledged `until`, then shuts it down; returns its stats.
-async fn sink_until(index_dir: &Path, spool: &Spool, until: u64, opts: IndexerOptions) -> Arc<IndexSinkStats> {
+/// Runs the sink until the consumer acknowledged `until`, then shuts it down; returns its
+/// stats and status.
+async fn sink_until(
+    index_dir: &Path,
+    spool: &Spool,
+    until: u64,
+    opts: IndexerOptions,
+) -> (Arc<IndexSinkStats>, Arc<Status>) {
     let indexer = Indexer::open(index_dir, opts).unwrap();
     let watcher = spool.clone();
     let shutdown = async move {
@@ -90,8 +97,9 @@ async fn sink_until(index_dir: &Path, spool: &Spool, until: u64, opts: IndexerOp
         }
     };
     let stats = Arc::new(IndexSinkStats::default());
-    run_sink(indexer, spool.clone(), "index", stats.clone(), shutdown).await.unwrap();
-    stats
+    let status = Arc::new(Status::new("index"));
+    run_sink(indexer, spool.clone(), status.clone(), stats.clone(), shutdown).await.unwrap();
+    (stats, status)
 }
 
 /// Reads records after the indexer's position up to `until` into it, without committing.
@@ -115,14 +123,15 @@ async fn crash_scenario(fail_after_commits: usize, max_open_writers: usize) {
     let o = IndexerOptions { commit_interval: Duration::from_millis(20), ..opts(max_open_writers) };
 
     // 1..=4 through the sink, committed and acknowledged, and counted.
-    let stats = sink_until(&index_dir, &spool, 4, o).await;
+    let (stats, status) = sink_until(&index_dir, &spool, 4, o).await;
     let sent: u64 = (1..=4).map(|s| batch(s).decisions.len() as u64).sum();
-    assert_eq!(stats.position.load(Ordering::Relaxed), 4);
+    assert_eq!(status.position(), 4);
     assert_eq!(stats.batches.load(Ordering::Relaxed), 4);
     assert_eq!(stats.decisions.load(Ordering::Relaxed), sent, "every added decision counts, replacements too");
     assert_eq!(stats.decisions_by_dataset().get("proxy"), Some(&sent));
     assert!(stats.commits.load(Ordering::Relaxed) >= 1);
-    assert_eq!(stats.lag_seconds(4, UnixMillis(0)), Some(0.0));
+    let snapshot = status.snapshot(4, UnixMillis(0));
+    assert_eq!((snapshot.phase, snapshot.lag_seconds), (Phase::CaughtUp, Some(0.0)));
     let committed = Indexer::open(&index_dir, o).unwrap().position();
     assert_eq!(committed, 4);
     assert_exactly_once(&index_dir, 4);
@@ -212,4 +221,89 @@ fn records_without_decisions_still_move_the_position() {
     drop(indexer);
     assert_eq!(Indexer::open(tmp.path(), opts(8)).unwrap().position(), 2);
     assert!(tmp.path().join("position").is_dir());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_record_stops_the_index_sink_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool =
+        Spool::open(&tmp.path().join("spool"), SpoolOptions { preallocate: false, ..SpoolOptions::default() }).unwrap();
+    append(&spool, 1..=1).await;
+    let bad = spool.append(b"not a batch".to_vec()).await.unwrap();
+    spool.append(batch(3).encode().unwrap()).await.unwrap();
+    let o = IndexerOptions { commit_interval: Duration::from_millis(20), ..opts(8) };
+    let indexer = Indexer::open(&tmp.path().join("index"), o).unwrap();
+    let status = Arc::new(Status::new("index"));
+    let stats = Arc::new(IndexSinkStats::default());
+    let result = tokio::time::timeout(
+        Duration::from_secs(20),
+        run_sink(indexer, spool.clone(), status.clone(), stats, std::future::pending()),
+    )
+    .await
+    .expect("the sink stops by itself");
+    match result {
+        Err(IndexError::Consumer(ConsumerError::Undecodable { seq, at: Some(at), .. })) => {
+            assert_eq!(seq, bad);
+            assert_eq!(at, spool.locate(bad).unwrap());
+        }
+        other => panic!("expected an undecodable record, got {other:?}"),
+    }
+    let committed = Indexer::open(&tmp.path().join("index"), o).unwrap().position();
+    assert_eq!(committed, 1, "what came before it is committed; nothing at or after it");
+    let acked = spool.stats().consumers.iter().find(|c| c.name == "index").map(|c| c.committed_seq);
+    assert_eq!(acked, Some(1));
+    spool.close().await.unwrap();
+}
+
+#[test]
+fn a_deleted_or_replaced_index_directory_is_noticed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("index");
+    let mut indexer = Indexer::open(&dir, opts(8)).unwrap();
+    assert!(indexer.is_fresh());
+    indexer.index_batch(1, &batch(1)).unwrap();
+    indexer.check_intact().unwrap();
+    indexer.commit().unwrap();
+    assert!(!indexer.is_fresh());
+    std::fs::remove_dir_all(&dir).unwrap();
+    let err = indexer.check_intact().unwrap_err();
+    assert!(matches!(err, IndexError::Lost { .. }) && err.needs_rebuild(), "{err}");
+    std::fs::create_dir_all(&dir).unwrap();
+    assert!(matches!(indexer.check_intact(), Err(IndexError::Lost { .. })), "replaced by another directory");
+    drop(indexer);
+    assert!(Indexer::open(&dir, opts(8)).unwrap().is_fresh());
+}
+
+/// An index deleted between two ticks is found by the next commit, which fails: the sink
+/// must say the index is lost (so the caller rebuilds it), not report tantivy's I/O error
+/// (which would stop it for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_into_a_deleted_index_reports_a_lost_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spool =
+        Spool::open(&tmp.path().join("spool"), SpoolOptions { preallocate: false, ..SpoolOptions::default() }).unwrap();
+    let dir = tmp.path().join("index");
+    // No tick within the test: only a write can find the index gone.
+    let o = IndexerOptions { commit_docs: 1, commit_interval: Duration::from_secs(3600), ..opts(8) };
+    append(&spool, 1..=1).await;
+    let indexer = Indexer::open(&dir, o).unwrap();
+    let status = Arc::new(Status::new("index"));
+    let stats = Arc::new(IndexSinkStats::default());
+    let sink = tokio::spawn(run_sink(indexer, spool.clone(), status.clone(), stats, std::future::pending()));
+    for _ in 0..2000 {
+        if status.position() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(status.position(), 1, "the first record is committed and acknowledged");
+    std::fs::remove_dir_all(&dir).unwrap();
+    append(&spool, 2..=2).await;
+    let result = tokio::time::timeout(Duration::from_secs(30), sink).await.expect("the sink stops by itself").unwrap();
+    match result {
+        Err(e @ IndexError::Lost { .. }) => assert!(e.needs_rebuild(), "{e}"),
+        other => panic!("expected a lost index, got {other:?}"),
+    }
+    assert_eq!(spool.stats().consumers.iter().find(|c| c.name == "index").map(|c| c.committed_seq), Some(1));
+    spool.close().await.unwrap();
 }

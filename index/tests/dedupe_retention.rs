@@ -17,8 +17,7 @@ fn tail_and_trace_event_copies_are_indexed_once() {
     let shared: BTreeSet<&str> = trace.iter().map(|d| d.event_id.as_str()).filter(|id| tail_ids.contains(id)).collect();
     assert!(shared.len() > 100, "the samples describe the same invocations: {}", shared.len());
     assert!(tail.iter().all(|d| d.source == Source::Tail));
-    // Both paths carry the decision's own time, so the copies land in the same day index
-    // (the one place a delete-then-add can reach; see the indexer's module docs).
+    // Here both paths carry the decision's own time; copies that disagree are the next test's.
     for d in &trace {
         if let Some(t) = tail.iter().find(|t| t.event_id == d.event_id) {
             assert_eq!(t.time, d.time, "{}", d.event_id);
@@ -82,4 +81,81 @@ fn retention_drops_whole_days_and_search_ignores_them() {
     drop_before(tmp.path(), last).unwrap();
     let only = unique_last(&all).into_iter().filter(|d| Day::of(d.time) >= last).count();
     assert_eq!(searcher.count("", None, None).unwrap(), only as u64);
+}
+
+/// Copies of one event whose times differ: by 1 ms across midnight (either copy first, in one
+/// batch or in separate commits), by an hour across midnight, and within a day. One document
+/// each, the newest copy, in the day of its own time; copies further apart than
+/// `dedup_window` stay two.
+#[test]
+fn copies_across_midnight_are_one_document() {
+    use gatelog_index::{Indexer, IndexerOptions};
+    use gatelog_model::{AccessDecision, Batch, UnixMillis};
+    use std::time::Duration;
+
+    const MIDNIGHT: i64 = 1_741_046_400_000; // 2025-03-04T00:00:00Z
+    let copy = |id: &str, ms: i64, who: &str| {
+        let mut d = AccessDecision::new(id.into(), UnixMillis(ms), "tail", Source::Tail);
+        d.principal = who.into();
+        d
+    };
+    let batch = |decisions: Vec<AccessDecision>| Batch { decisions, ..Batch::default() };
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = IndexerOptions { writer_memory_bytes: 15_000_000, ..IndexerOptions::default() };
+    let mut indexer = Indexer::open(tmp.path(), opts).unwrap();
+    // First copies.
+    indexer
+        .index_batch(
+            1,
+            &batch(vec![
+                copy("late-first", MIDNIGHT, "first@example.com"),
+                copy("early-first", MIDNIGHT - 1, "first@example.com"),
+                copy("hour", MIDNIGHT - 1_800_000, "first@example.com"),
+                copy("far", MIDNIGHT - 7_200_000, "first@example.com"),
+            ]),
+        )
+        .unwrap();
+    indexer.commit().unwrap();
+    // Second copies, 1 ms (or 30 min, or 3 h) on the other side of midnight, and one in the
+    // same batch as its first copy.
+    indexer
+        .index_batch(
+            2,
+            &batch(vec![
+                copy("late-first", MIDNIGHT - 1, "second@example.com"),
+                copy("early-first", MIDNIGHT, "second@example.com"),
+                copy("hour", MIDNIGHT + 1_800_000, "second@example.com"),
+                copy("far", MIDNIGHT + 3_600_000, "second@example.com"),
+                copy("same-batch", MIDNIGHT + 5, "first@example.com"),
+                copy("same-batch", MIDNIGHT - 5, "second@example.com"),
+            ]),
+        )
+        .unwrap();
+    indexer.commit().unwrap();
+    let searcher = Searcher::open(tmp.path(), "gatelog");
+    for id in ["late-first", "early-first", "hour", "same-batch"] {
+        assert_eq!(searcher.count(&format!("event_id:{id}"), None, None).unwrap(), 1, "{id}");
+        let page = searcher.search(&SearchRequest { q: format!("event_id:{id}"), ..SearchRequest::default() }).unwrap();
+        assert_eq!(page.hits[0].principal, "second@example.com", "{id}: the newest copy stays");
+        // It is found in its own day by a time range too.
+        let t = page.hits[0].time;
+        let ranged = SearchRequest {
+            q: format!("event_id:{id}"),
+            from: Some(t),
+            to: Some(UnixMillis(t.0 + 1)),
+            ..SearchRequest::default()
+        };
+        assert_eq!(searcher.search(&ranged).unwrap().hits.len(), 1, "{id}");
+    }
+    assert_eq!(searcher.count("event_id:far", None, None).unwrap(), 2, "3 h apart: beyond the 1 h window");
+    drop(searcher);
+    drop(indexer);
+
+    // A wider window reaches it (a replay of the second copy).
+    let opts = IndexerOptions { dedup_window: Duration::from_secs(4 * 3600), ..opts };
+    let mut indexer = Indexer::open(tmp.path(), opts).unwrap();
+    indexer.index_batch(3, &batch(vec![copy("far", MIDNIGHT + 3_600_000, "second@example.com")])).unwrap();
+    indexer.commit().unwrap();
+    let searcher = Searcher::open(tmp.path(), "gatelog");
+    assert_eq!(searcher.count("event_id:far", None, None).unwrap(), 1);
 }

@@ -196,4 +196,12 @@ fn rebuild_recreates_the_index_from_decisions() {
     rebuild(&dir, IndexerOptions::default(), all.iter().take(10).cloned(), Some(7)).unwrap();
     assert_eq!(searcher.count("", None, None).unwrap(), unique_last(&all[..10]).len() as u64);
     assert!(!tmp.path().join("index.rebuild").exists() && !tmp.path().join("index.old").exists());
+
+    // A stream that fails half-way leaves the index as it was.
+    let failing = all.iter().cloned().map(Ok).take(20).chain(std::iter::once(Err("clickhouse went away")));
+    let err = gatelog_index::try_rebuild(&dir, IndexerOptions::default(), failing, Some(9)).unwrap_err();
+    assert!(err.to_string().contains("clickhouse went away"), "{err}");
+    assert_eq!(searcher.count("", None, None).unwrap(), unique_last(&all[..10]).len() as u64);
+    assert_eq!(gatelog_index::Indexer::open(&dir, IndexerOptions::default()).unwrap().position(), 7);
+    assert!(!tmp.path().join("index.rebuild").exists());
 }

@@ -9,21 +9,24 @@
 use crate::Dataset;
 use crate::decode::{BodyReader, DEFAULT_MAX_DECOMPRESSED, DEFAULT_MAX_LINE, DecodeError, Line, LineReader};
 use crate::map::{LineContext, LineOutcome, dead_letter, map_line_bytes};
+use crate::window::TimeWindow;
 use gatelog_model::{AccessDecision, DeadLetter, RawRecord, Source, UnixMillis};
 use std::io::{BufReader, Read};
 
-/// Size caps for one body or file.
+/// Caps for one body or file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Maximum size after decompression (plain bodies: their size).
     pub max_decompressed: u64,
     /// Maximum length of one line; longer lines become dead letters.
     pub max_line: usize,
+    /// Event times accepted around `received_at`; lines outside become dead letters.
+    pub window: TimeWindow,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_decompressed: DEFAULT_MAX_DECOMPRESSED, max_line: DEFAULT_MAX_LINE }
+        Limits { max_decompressed: DEFAULT_MAX_DECOMPRESSED, max_line: DEFAULT_MAX_LINE, window: TimeWindow::default() }
     }
 }
 
@@ -76,7 +79,8 @@ impl BodyOutcome {
     }
 }
 
-/// Maps one line from a [`LineReader`], dead-lettering an over-long one.
+/// Maps one line from a [`LineReader`], dead-lettering an over-long one and one whose event
+/// time is outside `ctx.limits.window`.
 pub fn map_split_line(dataset: Dataset, line: Line<'_>, ctx: &BodyContext<'_>) -> LineOutcome {
     let line_ctx =
         LineContext { received_at: ctx.received_at, origin: ctx.origin, line_no: line.no, source: ctx.source };
@@ -91,7 +95,7 @@ pub fn map_split_line(dataset: Dataset, line: Line<'_>, ctx: &BodyContext<'_>) -
                 line.bytes.len()
             ),
         ),
-        None => map_line_bytes(dataset, line.bytes, &line_ctx),
+        None => ctx.limits.window.apply(map_line_bytes(dataset, line.bytes, &line_ctx), ctx.origin, line.no),
     }
 }
 

@@ -15,6 +15,8 @@
 //! - [`body`]: [`map_body`] / [`map_reader`], a whole body or file through decode and map.
 //! - [`chunk`]: [`Chunk`], lines copied out of the splitter so threads can map them in
 //!   parallel (the receiver and `gatelog ingest` both do).
+//! - [`window`]: [`TimeWindow`], how far from its arrival an event's time may lie before the
+//!   line is a dead letter.
 //! - [`http`]: the receiver of `gatelog serve` ([`http::router`]): Logpush, Tail and proxy
 //!   decisions over HTTP, authenticated, size-capped, mapped and appended to the spool
 //!   before the 2xx; health, readiness and Prometheus metrics.
@@ -25,9 +27,11 @@ pub mod dataset;
 pub mod decode;
 pub mod http;
 pub mod map;
+pub mod window;
 
 pub use body::{BodyContext, BodyOutcome, Limits, map_body, map_reader, map_split_line};
 pub use chunk::{Chunk, next_chunk};
 pub use dataset::Dataset;
 pub use decode::{BodyReader, DecodeError, Line, LineReader, is_gzip};
 pub use map::{LineContext, LineOutcome, is_probe, map_line, map_line_bytes};
+pub use window::TimeWindow;

@@ -78,7 +78,7 @@ fn a_gzip_bomb_stops_at_the_cap() {
     assert_eq!(err.to_string(), "body is larger than the limit of 1048576 bytes once decompressed");
 
     let mut ctx = body_ctx("bomb");
-    ctx.limits = Limits { max_decompressed: 1024 * 1024, max_line: 1024 };
+    ctx.limits = Limits { max_decompressed: 1024 * 1024, max_line: 1024, ..Limits::default() };
     let err = map_body(Dataset::HttpRequests, &bomb, &ctx).unwrap_err();
     assert!(matches!(err, DecodeError::TooLarge { .. }), "{err:?}");
     // Plain bodies are capped too.

@@ -128,3 +128,98 @@ async fn metrics_count_what_happened() {
         assert!(line.starts_with("gatelog_"), "unexpected series {line}");
     }
 }
+
+/// `gatelog_receiver_buffered_bytes` (or its `_peak`) from `/metrics`.
+async fn buffered(client: &reqwest::Client, addr: std::net::SocketAddr, series: &str) -> u64 {
+    let response = client.get(format!("http://{addr}/metrics")).send().await.expect("/metrics answers");
+    let text = response.text().await.expect("/metrics has a body");
+    value(&text, series).expect("the series is exported").parse().expect("the value is a number")
+}
+
+/// Bodies are charged to the memory budget by what they sent, not by the `Content-Length`
+/// they announced: eight connections announcing four times the budget and sending a few
+/// bytes leave room for a normal sender; once they send their bodies for real, the budget
+/// refuses (503) what does not fit and never holds more than its limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announced_lengths_do_not_fill_the_budget_sent_bytes_do() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = gatelog_ingest::http::ReceiverConfig {
+        max_body_bytes: bytesize::ByteSize::mib(1),
+        max_batch_bytes: bytesize::ByteSize::mib(1),
+        max_buffered_bytes: bytesize::ByteSize::mib(2),
+        ..config()
+    };
+    let h = Harness::with(config, test_spool_options());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = h.router();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let client = reqwest::Client::new();
+
+    let (go_tx, go_rx) = tokio::sync::watch::channel(false);
+    let mut holders = Vec::new();
+    for _ in 0..8 {
+        let mut go = go_rx.clone();
+        holders.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut read, mut write) = stream.into_split();
+            let head = format!(
+                "POST /v1/logpush/http_requests HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{{",
+                1 << 20
+            );
+            write.write_all(head.as_bytes()).await.unwrap();
+            let writer = tokio::spawn(async move {
+                let _ = go.wait_for(|go| *go).await;
+                let chunk = vec![b'x'; 64 << 10];
+                for _ in 0..15 {
+                    if write.write_all(&chunk).await.is_err() {
+                        break;
+                    }
+                }
+                // Hold the connection open, the body unfinished.
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+            });
+            let mut answer = Vec::new();
+            let _ = read.read_to_end(&mut answer).await;
+            writer.abort();
+            String::from_utf8_lossy(&answer).split_whitespace().nth(1).unwrap_or("0").to_owned()
+        }));
+    }
+    // Every holder's first byte is in: each holds its first buffer (64 KiB), not 1 MiB.
+    let started = std::time::Instant::now();
+    while buffered(&client, addr, "gatelog_receiver_buffered_bytes").await < 8 * (64 << 10) {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the holders never started");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(buffered(&client, addr, "gatelog_receiver_buffered_bytes").await, 8 * (64 << 10));
+    let body = gzip(&sample_lines("http_requests.ndjson", 0, 5));
+    let response =
+        client.post(format!("http://{addr}/v1/logpush/http_requests")).bearer_auth(TOKEN).body(body).send().await;
+    assert_eq!(response.unwrap().status(), reqwest::StatusCode::OK, "a normal sender beside the announced 8 MiB");
+
+    // The holders send 960 KiB each: together more than the budget, which refuses the rest.
+    let _ = go_tx.send(true);
+    let started = std::time::Instant::now();
+    while buffered(&client, addr, "gatelog_receiver_buffer_refusals_total").await == 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "the budget never refused a body");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let peak = buffered(&client, addr, "gatelog_receiver_buffered_bytes_peak").await;
+    assert!(peak > 8 * (64 << 10) && peak <= 2 << 20, "peak {peak}");
+    // A holder whose body fits waits with it unfinished; the first to end was refused.
+    let started = std::time::Instant::now();
+    let first = loop {
+        if let Some(i) = holders.iter().position(tokio::task::JoinHandle::is_finished) {
+            break holders.swap_remove(i);
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "no refused body was answered");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(first.await.unwrap(), "503", "a body past the budget");
+    for holder in holders {
+        holder.abort();
+    }
+    server.abort();
+}

@@ -82,22 +82,26 @@ impl Batch {
     }
 }
 
-/// A run of a batch's decisions and raw records, already encoded: what one thread maps from
-/// a piece of a body. [`BatchHead::encode_parts`] makes runs (in line order) the parts of
-/// exactly the record [`Batch::encode`] writes for the same batch, so a receiver can encode on every
-/// core while it maps, and never holds the mapped rows of a whole body at once.
+/// A run of a batch's decisions, raw records and dead letters, already encoded: what one
+/// thread maps from a piece of a body. [`BatchHead::encode_parts`] makes runs (in line order)
+/// the parts of exactly the record [`Batch::encode`] writes for the same batch, so a receiver
+/// can encode on every core while it maps, and never holds the mapped rows of a whole body
+/// at once (nor a dead letter as a struct of six strings: it is its encoding, about its line
+/// plus 150 bytes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EncodedRows {
     decisions: usize,
     decision_bytes: Vec<u8>,
     raw: usize,
     raw_bytes: Vec<u8>,
+    dead_letters: usize,
+    dead_letter_bytes: Vec<u8>,
 }
 
 impl EncodedRows {
     /// Empty, with room for this many bytes of encoded decisions and raw records. A run is
     /// held until the spool has written it, so room it never uses is memory held for nothing,
-    /// and growing by doubling leaves up to half of each buffer unused.
+    /// and growing by doubling leaves up to half of each buffer unused (see [`Self::trim`]).
     pub fn with_capacity(decision_bytes: usize, raw_bytes: usize) -> Self {
         EncodedRows {
             decision_bytes: Vec::with_capacity(decision_bytes),
@@ -120,6 +124,13 @@ impl EncodedRows {
         Ok(())
     }
 
+    /// Appends a dead letter.
+    pub fn push_dead_letter(&mut self, dead: &DeadLetter) -> Result<(), BatchCodecError> {
+        postcard::to_io(dead, &mut self.dead_letter_bytes).map_err(|e| BatchCodecError::Encode(e.to_string()))?;
+        self.dead_letters += 1;
+        Ok(())
+    }
+
     /// Decisions in the run.
     pub fn decisions(&self) -> usize {
         self.decisions
@@ -128,6 +139,42 @@ impl EncodedRows {
     /// Raw records in the run.
     pub fn raw(&self) -> usize {
         self.raw
+    }
+
+    /// Dead letters in the run.
+    pub fn dead_letters(&self) -> usize {
+        self.dead_letters
+    }
+
+    /// Whether the run holds no row and no dead letter.
+    pub fn is_empty(&self) -> bool {
+        self.decisions == 0 && self.raw == 0 && self.dead_letters == 0
+    }
+
+    /// Appends the next run's rows and dead letters (copying them): for runs too small to be
+    /// parts of their own.
+    pub fn append(&mut self, next: EncodedRows) {
+        self.decision_bytes.extend_from_slice(&next.decision_bytes);
+        self.raw_bytes.extend_from_slice(&next.raw_bytes);
+        self.dead_letter_bytes.extend_from_slice(&next.dead_letter_bytes);
+        self.decisions += next.decisions;
+        self.raw += next.raw;
+        self.dead_letters += next.dead_letters;
+    }
+
+    /// The memory the run holds: its buffers' capacity, used or not.
+    pub fn held_bytes(&self) -> usize {
+        self.decision_bytes.capacity() + self.raw_bytes.capacity() + self.dead_letter_bytes.capacity()
+    }
+
+    /// Gives back room a buffer does not use when that is more than a quarter of it (a piece
+    /// whose lines were blank or dead holds no room sized for decisions it never made).
+    pub fn trim(&mut self) {
+        for buf in [&mut self.decision_bytes, &mut self.raw_bytes, &mut self.dead_letter_bytes] {
+            if buf.capacity() - buf.len() > buf.capacity() / 4 {
+                buf.shrink_to_fit();
+            }
+        }
     }
 }
 
@@ -146,31 +193,39 @@ pub struct BatchHead<'a> {
 }
 
 impl BatchHead<'_> {
-    /// The spool record of this head with the rows of `runs` (in order) and `dead_letters`,
-    /// in parts: joined, they are byte for byte what [`Batch::encode`] writes for the same
-    /// batch. The runs' buffers become parts as they are, so a whole body's rows are never
-    /// copied into one buffer before the spool writes them (`Spool::append_parts`).
-    pub fn encode_parts(
-        &self,
-        runs: Vec<EncodedRows>,
-        dead_letters: &[DeadLetter],
-    ) -> Result<Vec<Vec<u8>>, BatchCodecError> {
+    /// At most what [`BatchHead::encode_parts`] adds to its runs' bytes: the magic, this
+    /// head and the three row counts.
+    pub fn overhead(&self) -> usize {
+        let head = postcard::experimental::serialized_size(self).unwrap_or(usize::MAX / 2);
+        MAGIC.len() + head + 3 * 10
+    }
+
+    /// The spool record of this head with the rows and dead letters of `runs` (in order), in
+    /// parts: joined, they are byte for byte what [`Batch::encode`] writes for the same batch.
+    /// The runs' buffers become parts as they are, so a whole body's rows are never copied
+    /// into one buffer before the spool writes them (`Spool::append_parts`).
+    pub fn encode_parts(&self, runs: Vec<EncodedRows>) -> Result<Vec<Vec<u8>>, BatchCodecError> {
         let encode = |e: postcard::Error| BatchCodecError::Encode(e.to_string());
         let mut head = MAGIC.to_vec();
         postcard::to_io(self, &mut head).map_err(encode)?;
         postcard::to_io(&runs.iter().map(|r| r.decisions).sum::<usize>(), &mut head).map_err(encode)?;
+        // postcard writes a sequence as its length (a varint) followed by its elements.
         let raw = postcard::to_allocvec(&runs.iter().map(|r| r.raw).sum::<usize>()).map_err(encode)?;
-        let tail = postcard::to_allocvec(dead_letters).map_err(encode)?;
-        let mut parts = Vec::with_capacity(2 * runs.len() + 3);
+        let dead = postcard::to_allocvec(&runs.iter().map(|r| r.dead_letters).sum::<usize>()).map_err(encode)?;
+        let mut parts = Vec::with_capacity(3 * runs.len() + 3);
         parts.push(head);
         let mut raw_runs = Vec::with_capacity(runs.len());
+        let mut dead_runs = Vec::with_capacity(runs.len());
         for run in runs {
             parts.push(run.decision_bytes);
             raw_runs.push(run.raw_bytes);
+            dead_runs.push(run.dead_letter_bytes);
         }
         parts.push(raw);
         parts.extend(raw_runs);
-        parts.push(tail);
+        parts.push(dead);
+        parts.extend(dead_runs);
+        parts.retain(|p| !p.is_empty());
         Ok(parts)
     }
 }
@@ -266,6 +321,8 @@ mod tests {
     #[test]
     fn encoding_in_pieces_equals_encoding_the_batch() {
         let mut b = sample();
+        let first_dead = b.dead_letters[0].clone();
+        b.dead_letters.extend((0..4u64).map(|i| DeadLetter { line_no: 10 + i, ..first_dead.clone() }));
         for i in 0..5u8 {
             let mut d = b.decisions[0].clone();
             d.event_id = format!("e{i}");
@@ -298,10 +355,39 @@ mod tests {
                 run.push_decision(d).unwrap();
                 run.push_raw(r).unwrap();
             }
-            assert_eq!(head.encode_parts(runs, &b.dead_letters).unwrap().concat(), expected, "cut at {cut}");
+            for (i, dead) in b.dead_letters.iter().enumerate() {
+                let run = if i < cut / 2 {
+                    0
+                } else if i < cut {
+                    1
+                } else {
+                    2
+                };
+                runs[run].push_dead_letter(dead).unwrap();
+            }
+            for run in &mut runs {
+                run.trim();
+            }
+            assert_eq!(head.encode_parts(runs.clone()).unwrap().concat(), expected, "cut at {cut}");
+            let mut merged = EncodedRows::default();
+            for run in runs {
+                merged.append(run);
+            }
+            assert_eq!(head.encode_parts(vec![merged]).unwrap().concat(), expected, "merged, cut at {cut}");
+            let rows: usize = runs_len(&b);
+            assert!(expected.len() <= rows + head.overhead(), "the head's overhead bounds what it adds");
         }
         let empty = Batch { decisions: vec![], raw: vec![], dead_letters: vec![], ..b.clone() };
-        assert_eq!(head.encode_parts(Vec::new(), &[]).unwrap().concat(), empty.encode().unwrap());
+        assert_eq!(head.encode_parts(Vec::new()).unwrap().concat(), empty.encode().unwrap());
+    }
+
+    /// The encoded size of a batch's rows and dead letters alone.
+    fn runs_len(b: &Batch) -> usize {
+        let mut run = EncodedRows::default();
+        b.decisions.iter().for_each(|d| run.push_decision(d).unwrap());
+        b.raw.iter().for_each(|r| run.push_raw(r).unwrap());
+        b.dead_letters.iter().for_each(|d| run.push_dead_letter(d).unwrap());
+        run.decision_bytes.len() + run.raw_bytes.len() + run.dead_letter_bytes.len()
     }
 
     #[test]

@@ -44,31 +44,6 @@ pub enum PrincipalType {
     Anonymous,
 }
 
-macro_rules! str_enum {
-    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        impl $ty {
-            /// Every variant, in declaration order.
-            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
-
-            /// The lower-case name used in JSON, SQL and search.
-            pub fn as_str(self) -> &'static str {
-                match self { $($ty::$variant => $text),+ }
-            }
-
-            /// Parses the lower-case name.
-            pub fn parse(text: &str) -> Option<Self> {
-                match text { $($text => Some($ty::$variant),)+ _ => None }
-            }
-        }
-
-        impl std::fmt::Display for $ty {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-    };
-}
-
 str_enum!(Source { Logpush => "logpush", Tail => "tail", Proxy => "proxy" });
 str_enum!(Decision { Allow => "allow", Deny => "deny", Challenge => "challenge", Log => "log", Error => "error" });
 str_enum!(PrincipalType { User => "user", Service => "service", Anonymous => "anonymous" });

@@ -10,6 +10,9 @@
 //! - [`fingerprint`] hashes the normalised shape: masked, comments dropped, whitespace
 //!   collapsed, case folded outside quoted identifiers, and `IN (?, ?, …)` folded to
 //!   `IN (?)`, so queries that differ only in their values share a fingerprint.
+//! - [`has_outer_limit`] tells whether the outermost statement caps its result rows
+//!   (`LIMIT n`, `LIMIT n OFFSET m`, `LIMIT m, n`, `TOP n`, `FETCH FIRST n ROWS`), which a
+//!   `LIMIT` inside a subquery or a ClickHouse `LIMIT n BY …` does not.
 
 use sha2::{Digest, Sha256};
 
@@ -149,6 +152,41 @@ pub fn fingerprint(sql: &str) -> String {
     hex::encode(&digest[..8])
 }
 
+/// Whether the outermost statement of `sql` (raw or [`mask`]ed) limits its result rows:
+/// `LIMIT`, `TOP` or `FETCH FIRST|NEXT` at parenthesis depth 0, not counting `LIMIT n BY …`
+/// (ClickHouse's per-group limit). A lexer's answer: it never fails, and text it cannot
+/// read has no limit.
+pub fn has_outer_limit(sql: &str) -> bool {
+    let words: Vec<(usize, &str)> = {
+        let mut depth = 0usize;
+        let mut out = Vec::new();
+        for (kind, span) in tokens(sql) {
+            let text = &sql[span];
+            match kind {
+                Kind::Other if text == "(" => depth += 1,
+                Kind::Other if text == ")" => depth = depth.saturating_sub(1),
+                Kind::Word | Kind::Literal | Kind::Other if text != "," => out.push((depth, text)),
+                _ => {}
+            }
+        }
+        out
+    };
+    let top = |i: usize| words.get(i).filter(|(depth, _)| *depth == 0).map(|(_, w)| *w);
+    let is = |i: usize, keyword: &str| top(i).is_some_and(|w| w.eq_ignore_ascii_case(keyword));
+    let number = |i: usize| top(i).is_some_and(|w| w == "?" || w.as_bytes()[0].is_ascii_digit());
+    (0..words.len()).any(|i| {
+        if is(i, "limit") {
+            // `LIMIT n BY cols` caps rows per group; `LIMIT m, n BY` likewise.
+            let by_at = if number(i + 2) { i + 3 } else { i + 2 };
+            !is(by_at, "by")
+        } else if is(i, "top") {
+            i > 0 && (is(i - 1, "select") || is(i - 1, "distinct")) && number(i + 1)
+        } else {
+            is(i, "fetch") && (is(i + 1, "first") || is(i + 1, "next"))
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,11 +209,44 @@ mod tests {
         assert_eq!(fingerprint("  "), "");
     }
 
+    #[test]
+    fn outer_limit_only_counts_the_outermost_statement() {
+        let limited = [
+            "SELECT * FROM t LIMIT 10",
+            "select * from t order by x desc limit 5 offset 10",
+            "SELECT a FROM t LIMIT 20, 10",
+            "SELECT * FROM (SELECT * FROM t) LIMIT 1",
+            "SELECT a FROM t LIMIT 5 BY a LIMIT 100",
+            "SELECT TOP 10 * FROM t",
+            "SELECT DISTINCT TOP 3 a FROM t",
+            "SELECT a FROM t FETCH FIRST 10 ROWS ONLY",
+            "SELECT * FROM t LIMIT ?",
+        ];
+        for sql in limited {
+            assert!(has_outer_limit(sql), "{sql}");
+            assert!(has_outer_limit(&mask(sql)), "masked {sql}");
+        }
+        let unlimited = [
+            "SELECT * FROM t",
+            "SELECT * FROM t WHERE x IN (SELECT x FROM u LIMIT 10)",
+            "SELECT a, b FROM t LIMIT 3 BY a",
+            "SELECT a FROM t LIMIT 1, 3 BY a",
+            "SELECT 'LIMIT 10' FROM t -- LIMIT 10",
+            "SELECT `limit` FROM t",
+            "SELECT top FROM t",
+            "",
+        ];
+        for sql in unlimited {
+            assert!(!has_outer_limit(sql), "{sql}");
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn never_panics_and_masking_is_idempotent(s in "\\PC*") {
             let once = mask(&s);
             let _ = fingerprint(&s);
+            let _ = has_outer_limit(&s);
             proptest::prop_assert_eq!(mask(&once), once.clone());
         }
     }

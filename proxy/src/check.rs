@@ -24,6 +24,8 @@ pub struct CheckReport {
     pub limits: Option<Limits>,
     /// What the proxy would send to ClickHouse as settings for an allowed query.
     pub clickhouse_settings: Vec<(String, String)>,
+    /// The SQL the proxy would forward (rendered by the guard from what it checked).
+    pub forwarded: Option<String>,
 }
 
 impl CheckReport {
@@ -64,6 +66,9 @@ impl std::fmt::Display for CheckReport {
             let s: Vec<String> = self.clickhouse_settings.iter().map(|(k, v)| format!("{k}={v}")).collect();
             writeln!(f, "clickhouse settings: {}", s.join(" "))?;
         }
+        if let Some(sql) = &self.forwarded {
+            writeln!(f, "forwarded: {sql}")?;
+        }
         Ok(())
     }
 }
@@ -82,6 +87,7 @@ pub fn check(config: &ProxyConfig, role: &str, sql: &str, database: Option<&str>
         table_functions: Vec::new(),
         limits: None,
         clickhouse_settings: Vec::new(),
+        forwarded: None,
     };
     let policy = match config.validate().and_then(|()| Policy::compile_without_secrets(config)) {
         Ok(p) => p,
@@ -114,6 +120,7 @@ pub fn check(config: &ProxyConfig, role: &str, sql: &str, database: Option<&str>
             report.reason = verdict.reason;
             if verdict.allowed {
                 report.decision = "allow".into();
+                report.forwarded = Some(analysis.sql.clone());
                 report.clickhouse_settings =
                     role_policy.limits.clickhouse_settings().into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
                 if role_policy.read_only() {
@@ -159,5 +166,9 @@ mod tests {
         assert_eq!(check(&c, "analyst", "DROP TABLE analytics.events", None).exit_code(), 1);
         assert_eq!(check(&c, "admin", "DROP TABLE analytics.events", None).exit_code(), 0);
         assert_eq!(check(&c, "admin", "SELECT * FROM url('http://x', CSV, 'a String')", None).exit_code(), 1);
+        // What runs is what was checked: the forwarded SQL, not the client's text.
+        let r = check(&c, "analyst", "SELECT count() -- why\nFROM `events`", None);
+        assert_eq!(r.forwarded.as_deref(), Some("SELECT count() FROM `events`"));
+        assert!(r.to_string().contains("forwarded: SELECT count() FROM `events`"), "{r}");
     }
 }

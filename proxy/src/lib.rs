@@ -12,7 +12,8 @@
 //! - [`state`]: the shared state and the injectable external resources.
 //! - [`identity`]: OIDC discovery, JWKS cache, strict JWT validation, claims → roles.
 //! - [`policy`]: roles, table globs, statement kinds, limits; deny wins, default deny.
-//! - [`guard`]: the SQL guard; [`check`]: the policy dry-run behind `gatelog proxy check`.
+//! - [`guard`]: the SQL guard; [`check`]: the policy dry-run behind `gatelog proxy check`;
+//!   [`grants`]: ClickHouse's own restrictions mirroring the policy (`gatelog proxy grants`).
 //! - [`forward`]: ClickHouse forwarding (settings the client cannot override, GET kept
 //!   read-only, `KILL QUERY`, streaming).
 //! - [`emit`]: decision emission: bounded fields, buffer, bounded checksummed spill, replay.
@@ -28,6 +29,7 @@ pub mod clickhouse;
 pub mod config;
 pub mod emit;
 pub mod forward;
+pub mod grants;
 pub mod guard;
 pub mod http_path;
 pub mod identity;

@@ -166,6 +166,18 @@ fn table_glob_match(glob: &str, table: &TableName) -> bool {
     }
 }
 
+/// Whether a deny glob covers `table`. A whole database (`db.*`: `DROP DATABASE db`) that a
+/// statement changes holds every table in it, so a deny of any of them covers it.
+fn deny_covers(glob: &str, table: &TableName, changes: bool) -> bool {
+    if changes && table.table == "*" {
+        return match glob.split_once('.') {
+            Some((d, _)) => glob_match(d, &table.database),
+            None => true,
+        };
+    }
+    table_glob_match(glob, table)
+}
+
 /// A path prefix rule: `/a/b/` matches `/a/b/…`; a trailing `*` is allowed and ignored.
 fn path_match(prefix: &str, path: &str) -> bool {
     let prefix = prefix.trim_end_matches('*');
@@ -299,8 +311,9 @@ impl Policy {
             return default_deny(format!("roles.{role_name}"), format!("role {role_name} is not defined"));
         };
         let rule = |k: &str| format!("roles.{role_name}.{k}");
+        let changes = !a.kind.is_read_only();
         for table in &a.tables {
-            if let Some(i) = role.deny.iter().position(|g| table_glob_match(g, table)) {
+            if let Some(i) = role.deny.iter().position(|g| deny_covers(g, table, changes)) {
                 let mut v = Verdict::deny(
                     rule(&format!("deny[{i}]")),
                     format!("table {table} is denied to role {role_name} by `{}`", role.deny[i]),
@@ -517,5 +530,22 @@ statements = ["select", "show"]
         assert!(eval(&["analyst", "ops"], "SELECT * FROM system.tables").allowed);
         assert!(!eval(&[], "SELECT 1").allowed);
         assert_eq!(eval(&["analyst"], "INSERT INTO events VALUES (1)").rule, "roles.analyst.statements");
+    }
+
+    #[test]
+    fn a_whole_database_holds_its_denied_tables() {
+        let c = ProxyConfig::parse(
+            "[roles.owner]\nallow = [\"analytics.*\"]\ndeny = [\"analytics.salaries\"]\nstatements = [\"select\", \"show\", \"drop\"]\n",
+        )
+        .unwrap();
+        let p = Policy::compile(&c).unwrap();
+        let roles = strings(&["owner"]);
+        let decide = |sql: &str| p.evaluate_sql(&roles, &analyze(sql, "analytics").unwrap());
+        // Dropping the database drops the denied table in it.
+        let v = decide("DROP DATABASE analytics");
+        assert_eq!((v.allowed, v.rule.as_str()), (false, "roles.owner.deny[0]"));
+        assert!(decide("DROP TABLE analytics.events").allowed);
+        // Listing the database's tables names the denied one, which SHOW has always done.
+        assert!(decide("SHOW TABLES FROM analytics").allowed);
     }
 }

@@ -29,6 +29,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Search the full-text index of `gatelog serve` (tantivy query syntax), newest first.
     Search(SearchArgs),
+    /// The full-text index: rebuild it from ClickHouse.
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
     /// Backfill Logpush files (plain or gzip NDJSON, as found in an R2/S3 bucket) into ClickHouse.
     Ingest(IngestArgs),
     /// The tour: run `serve` (managed ClickHouse), post the sample data over HTTP as Logpush and
@@ -69,8 +74,9 @@ pub struct StoreArgs {
     /// State directory (managed ClickHouse lives below it).
     #[arg(long, env = "GATELOG_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// ClickHouse HTTP URL; absent (or empty) means gatelog starts its own server.
-    #[arg(long, env = "GATELOG_CLICKHOUSE_URL")]
+    /// ClickHouse HTTP URL; absent (or empty) means gatelog starts its own server. Credentials
+    /// in it (`http://user:password@host:8123`) are used; its value is never shown in --help.
+    #[arg(long, env = "GATELOG_CLICKHOUSE_URL", hide_env_values = true)]
     pub clickhouse_url: Option<String>,
     #[arg(long, env = "GATELOG_CLICKHOUSE_DATABASE")]
     pub clickhouse_database: Option<String>,
@@ -197,6 +203,28 @@ pub enum ProxyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print ClickHouse's own restrictions for the roles' ClickHouse users, mirroring the
+    /// policy (defence in depth): a users.d XML file for 18.16, or GRANT statements.
+    Grants {
+        /// Which server generation to write for.
+        #[arg(long, value_enum, default_value_t = GrantsServer::Modern)]
+        server: GrantsServer,
+        /// Do not read the password secrets; the users must exist already.
+        #[arg(long)]
+        without_passwords: bool,
+        /// An address or CIDR the proxy connects to ClickHouse from (repeatable; default:
+        /// loopback when clickhouse.url is on loopback, else anywhere).
+        #[arg(long = "network", value_name = "CIDR")]
+        networks: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GrantsServer {
+    /// ClickHouse 18.16 to 20.x: a users.d XML file (allow_databases, readonly).
+    Legacy,
+    /// ClickHouse with SQL access control: CREATE USER, GRANT, REVOKE.
+    Modern,
 }
 
 /// Where the config, and with it the signing key, are.
@@ -247,6 +275,23 @@ pub struct VerifyArgs {
     pub json: bool,
     #[command(flatten)]
     pub location: KeyLocationArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IndexCommand {
+    /// Make the index under the data dir again from ClickHouse (the store of record), with
+    /// progress. `gatelog serve` does this by itself when the index is lost or older than the
+    /// spool; run this one with serve stopped.
+    Rebuild(IndexRebuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IndexRebuildArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Never draw a progress bar, even on a terminal (a line every few seconds instead).
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 #[derive(Debug, Subcommand)]

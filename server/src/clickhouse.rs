@@ -1,4 +1,6 @@
 //! The store target: the configured ClickHouse, or a managed one under the data dir.
+//! [`Target::connect`] connects at once or fails (the CLI's commands); `gatelog serve`
+//! connects in the background instead (`serve::store_link`), from the same pieces.
 
 use crate::config::Config;
 use anyhow::Context;
@@ -6,73 +8,39 @@ use gatelog_store::durability::{Durability, SyncFilesystem};
 use gatelog_store::managed::{ManagedClickHouse, ManagedOptions};
 use gatelog_store::{RetryPolicy, Store, StoreConfig};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A connected, migrated store, and the server gatelog started for it (if any).
 #[derive(Debug)]
 pub struct Target {
     pub store: Store,
-    pub url: String,
     managed: Option<ManagedClickHouse>,
 }
 
 impl Target {
-    /// Connects (starting managed ClickHouse when no URL is configured) and migrates.
+    /// Connects (starting managed ClickHouse when no URL is configured) and migrates, or fails.
     pub async fn connect(config: &Config) -> anyhow::Result<Target> {
-        let (url, managed) = match &config.clickhouse.url {
-            Some(url) => (url.clone(), None),
-            None => {
-                tracing::info!(data_dir = %config.data_dir.display(), "starting managed clickhouse");
-                let server = ManagedClickHouse::start(&config.data_dir, managed_options(config))
-                    .await
-                    .context("cannot start managed ClickHouse (set clickhouse.url to use an existing server)")?;
-                tracing::info!(url = %server.url(), "managed clickhouse is up");
-                (server.url().to_owned(), Some(server))
+        let (url, managed) = start_server(config).await?;
+        let store_config = match store_config(config, &url) {
+            Ok(store_config) => store_config,
+            Err(e) => {
+                stop_managed(managed).await;
+                return Err(e);
             }
         };
-        let ch = &config.clickhouse;
-        let store_config = StoreConfig {
-            url: url.clone(),
-            compression: ch.compression,
-            database: ch.database.clone(),
-            user: ch.user.clone(),
-            password: ch.password.clone(),
-            cluster: ch.cluster.clone(),
-            retry: RetryPolicy {
-                max_attempts: ch.max_attempts,
-                initial_backoff: ch.initial_backoff,
-                max_backoff: ch.max_backoff,
-            },
-            ..StoreConfig::default()
+        // Credentials left the URL in `store_config`: only that one is ever shown.
+        let url = store_config.url.clone();
+        let connected = connect_and_migrate(&store_config).await;
+        let store = match connected {
+            Ok(store) => store,
+            Err(e) => {
+                stop_managed(managed).await;
+                return Err(
+                    anyhow::Error::new(e).context(format!("cannot use ClickHouse at {url} as {}", store_config.user))
+                );
+            }
         };
-        let store =
-            Store::connect(&store_config).await.with_context(|| format!("cannot connect to ClickHouse at {url}"))?;
-        let report = store.migrate().await.context("cannot migrate the ClickHouse schema")?;
-        tracing::info!(
-            server_version = %store.server_version(),
-            profile = ?store.profile(),
-            database = %ch.database,
-            applied = report.applied.len(),
-            "clickhouse schema ready"
-        );
-        Ok(Target { store, url, managed })
-    }
-
-    /// Whether gatelog started this server itself.
-    pub fn is_managed(&self) -> bool {
-        self.managed.is_some()
-    }
-
-    /// What the ClickHouse sink waits for before the spool may forget records: `syncfs` of the
-    /// data dir of a managed server, or of `clickhouse.sync_data_dir` (a server on this
-    /// machine); otherwise the server's durability is its own.
-    pub fn durability(&self, config: &Config) -> Option<Arc<dyn Durability>> {
-        let dir = match (&self.managed, &config.clickhouse.sync_data_dir) {
-            (Some(managed), _) => managed.tables_dir(),
-            (None, Some(dir)) => dir.clone(),
-            (None, None) => return None,
-        };
-        tracing::info!(dir = %dir.display(), "clickhouse sink: stored rows are synced before the spool lets them go");
-        Some(Arc::new(SyncFilesystem::new(dir)))
+        Ok(Target { store, managed })
     }
 
     /// Stops the managed server, if gatelog started one.
@@ -80,12 +48,85 @@ impl Target {
         // Close pooled keep-alive connections first: the server waits for them on SIGTERM.
         let Target { store, managed, .. } = self;
         drop(store);
-        if let Some(mut server) = managed
-            && let Err(e) = server.stop().await
-        {
-            tracing::warn!(error = %e, "managed clickhouse did not stop cleanly");
+        stop_managed(managed).await;
+    }
+}
+
+/// The managed server when no URL is configured (started here: failing to start it is an
+/// error), and the URL to use.
+pub async fn start_server(config: &Config) -> anyhow::Result<(String, Option<ManagedClickHouse>)> {
+    match &config.clickhouse.url {
+        Some(url) => Ok((url.clone(), None)),
+        None => {
+            tracing::info!(data_dir = %config.data_dir.display(), "starting managed clickhouse");
+            let server = ManagedClickHouse::start(&config.data_dir, managed_options(config))
+                .await
+                .context("cannot start managed ClickHouse (set clickhouse.url to use an existing server)")?;
+            tracing::info!(url = %server.url(), "managed clickhouse is up");
+            Ok((server.url().to_owned(), Some(server)))
         }
     }
+}
+
+/// Stops a managed server (bounded by its stop timeout, then killed).
+pub async fn stop_managed(managed: Option<ManagedClickHouse>) {
+    if let Some(mut server) = managed
+        && let Err(e) = server.stop().await
+    {
+        tracing::warn!(error = %e, "managed clickhouse did not stop cleanly");
+    }
+}
+
+/// `[clickhouse]` as the store's configuration, for `url`: credentials leave the URL here
+/// (`config::login`), so the store's URL is the one safe to show or send as a URL.
+pub fn store_config(config: &Config, url: &str) -> anyhow::Result<StoreConfig> {
+    let ch = &config.clickhouse;
+    let login = ch.login(url)?;
+    Ok(StoreConfig {
+        url: login.url,
+        compression: ch.compression,
+        database: ch.database.clone(),
+        user: login.user,
+        password: login.password,
+        cluster: ch.cluster.clone(),
+        retry: RetryPolicy {
+            max_attempts: ch.max_attempts,
+            initial_backoff: ch.initial_backoff,
+            max_backoff: ch.max_backoff,
+        },
+        ..StoreConfig::default()
+    })
+}
+
+/// Connects and migrates (each retried per the store's retry policy).
+pub async fn connect_and_migrate(store_config: &StoreConfig) -> Result<Store, gatelog_store::StoreError> {
+    migrate(Store::connect(store_config).await?).await
+}
+
+/// Migrates the schema of a connected store.
+pub async fn migrate(store: Store) -> Result<Store, gatelog_store::StoreError> {
+    let report = store.migrate().await?;
+    tracing::info!(
+        server_version = %store.server_version(),
+        profile = ?store.profile(),
+        database = %store.database(),
+        applied = report.applied.len(),
+        "clickhouse schema ready"
+    );
+    Ok(store)
+}
+
+/// What the ClickHouse sink waits for before the spool may forget records: `syncfs` of the
+/// data dir of a managed server, or of `clickhouse.sync_data_dir` (a server on this
+/// machine); otherwise the server's durability is its own.
+pub fn durability(managed: Option<&ManagedClickHouse>, config: &Config) -> Option<Arc<dyn Durability>> {
+    let dir = match (managed, &config.clickhouse.sync_data_dir) {
+        (Some(managed), _) => managed.tables_dir(),
+        (None, Some(dir)) => dir.clone(),
+        (None, None) => return None,
+    };
+    tracing::info!(dir = %dir.display(), "clickhouse sink: stored rows are synced before the spool lets them go");
+    Some(Arc::new(SyncFilesystem::new(dir)))
 }
 
 /// Opens `clickhouse.sync_data_dir` (if set) as the sync will: a missing dir, or one gatelog
@@ -100,8 +141,17 @@ pub fn check_sync_data_dir(config: &Config) -> anyhow::Result<()> {
 
 /// How gatelog runs its managed server.
 fn managed_options(config: &Config) -> ManagedOptions {
-    ManagedOptions { nice: config.clickhouse.managed_nice, ..ManagedOptions::default() }
+    ManagedOptions {
+        nice: config.clickhouse.managed_nice,
+        stop_timeout: MANAGED_STOP_TIMEOUT,
+        ..ManagedOptions::default()
+    }
 }
+
+/// How long managed ClickHouse gets to stop on SIGTERM before it is killed (a hung or stopped
+/// server would otherwise hold gatelog's exit). Killing it loses nothing: the spool keeps
+/// every record whose rows were not synced, and the sink checks for half-written batches.
+pub const MANAGED_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `gatelog clickhouse run`: the managed server in the foreground until Ctrl-C or SIGTERM.
 pub async fn run_foreground(args: crate::cli::ClickhouseRunArgs) -> anyhow::Result<std::process::ExitCode> {

@@ -9,6 +9,11 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod login;
+mod server;
+
+pub use server::ServerSection;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -32,25 +37,6 @@ pub struct ReportSection {
     /// The Ed25519 key that signs evidence bundles (`gatelog keys init` creates it). Absent:
     /// `<data_dir>/keys/signing.key`. Its public key sits beside it as `signing.pub`.
     pub signing_key: Option<PathBuf>,
-}
-
-/// `[server]`: the HTTP listener of `gatelog serve`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ServerSection {
-    pub listen: std::net::SocketAddr,
-    /// On shutdown, how long the sinks may take to store what the spool holds.
-    #[serde(with = "humantime_serde")]
-    pub drain_timeout: Duration,
-}
-
-impl Default for ServerSection {
-    fn default() -> Self {
-        ServerSection {
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
-            drain_timeout: Duration::from_secs(10),
-        }
-    }
 }
 
 /// `[spool]`: the write-ahead log under `<data_dir>/spool`.
@@ -84,6 +70,12 @@ pub struct IndexSection {
     /// The most decisions one background merge of a day's segments may produce. A merge
     /// holds memory in proportion to its size; a large day ends in more, smaller segments.
     pub merge_max_docs: u64,
+    /// Copies of one event (Tail and Logpush) whose times are at most this far apart are one
+    /// search hit even when they fall on both sides of midnight (ClickHouse counts them once
+    /// whatever the distance). Each decision this close to midnight costs a delete in the
+    /// neighbouring day's index. At most 24h.
+    #[serde(with = "humantime_serde")]
+    pub dedup_window: Duration,
 }
 
 impl Default for IndexSection {
@@ -93,6 +85,7 @@ impl Default for IndexSection {
             commit_interval: Duration::from_secs(1),
             writer_memory: ByteSize::mib(32),
             merge_max_docs: 100_000,
+            dedup_window: Duration::from_secs(3600),
         }
     }
 }
@@ -112,8 +105,8 @@ impl Default for Config {
     }
 }
 
-/// `[clickhouse]`: the store of record.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// `[clickhouse]`: the store of record. Its `Debug` hides the password and the URL's.
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClickHouseSection {
     /// HTTP URL of an existing server. Absent: gatelog starts and stops its own.
@@ -155,6 +148,7 @@ impl ClickHouseSection {
             max_lines: self.sink_batch_lines,
             max_bytes: self.sink_batch_bytes.as_u64(),
             linger: self.sink_linger,
+            ..gatelog_store::sink::SinkOptions::default()
         }
     }
 }
@@ -194,6 +188,12 @@ pub struct IngestSection {
     pub max_decompressed_bytes: ByteSize,
     /// Batches written to ClickHouse at the same time.
     pub write_concurrency: usize,
+    /// Lines whose event time lies more than this before the ingest run are dead letters.
+    #[serde(with = "humantime_serde")]
+    pub max_event_age: Duration,
+    /// Lines whose event time lies more than this after the ingest run are dead letters.
+    #[serde(with = "humantime_serde")]
+    pub max_event_lead: Duration,
 }
 
 impl Default for IngestSection {
@@ -204,6 +204,8 @@ impl Default for IngestSection {
             max_line_bytes: ByteSize::mib(1),
             max_decompressed_bytes: ByteSize::gib(64),
             write_concurrency: 2,
+            max_event_age: gatelog_ingest::window::DEFAULT_MAX_AGE,
+            max_event_lead: gatelog_ingest::window::DEFAULT_MAX_LEAD,
         }
     }
 }
@@ -288,13 +290,17 @@ impl Config {
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty".into());
         }
-        if let Some(url) = &self.clickhouse.url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return invalid(
-                "clickhouse.url",
-                format!("expected an http:// or https:// URL of ClickHouse's HTTP interface, got {url:?}"),
-            );
+        if let Some(url) = &self.clickhouse.url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid(
+                    "clickhouse.url",
+                    format!(
+                        "expected an http:// or https:// URL of ClickHouse's HTTP interface, got \"{}\"",
+                        gatelog_model::RedactedUrl::new(url)
+                    ),
+                );
+            }
+            self.clickhouse.login(url)?;
         }
         if let Some(dir) = &self.clickhouse.sync_data_dir {
             if self.clickhouse.url.is_none() {
@@ -379,6 +385,24 @@ impl Config {
         if self.ingest.max_decompressed_bytes < self.ingest.max_line_bytes {
             return invalid("ingest.max_decompressed_bytes", "must be at least ingest.max_line_bytes".into());
         }
+        if self.ingest.max_event_age < Duration::from_secs(3600)
+            || self.ingest.max_event_age > Duration::from_secs(100 * 31_557_600)
+        {
+            return invalid(
+                "ingest.max_event_age",
+                format!(
+                    "must be between 1h and 100years, got {}",
+                    humantime::format_duration(self.ingest.max_event_age)
+                ),
+            );
+        }
+        if self.ingest.max_event_lead > Duration::from_secs(366 * 86_400) {
+            return invalid(
+                "ingest.max_event_lead",
+                format!("must be at most 366days, got {}", humantime::format_duration(self.ingest.max_event_lead)),
+            );
+        }
+        self.server.validate()?;
         if let Err(e) = self.receiver.validate() {
             return Err(ConfigError::Receiver(e.to_string()));
         }
@@ -395,6 +419,12 @@ impl Config {
             return invalid(
                 "index.merge_max_docs",
                 format!("must be between 10000 and 10000000, got {}", self.index.merge_max_docs),
+            );
+        }
+        if self.index.dedup_window > Duration::from_secs(86_400) {
+            return invalid(
+                "index.dedup_window",
+                format!("must be at most 24h, got {}", humantime::format_duration(self.index.dedup_window)),
             );
         }
         if self.index.commit_interval.is_zero() {
@@ -465,6 +495,16 @@ mod tests {
 
     #[test]
     fn validation_names_the_key() {
+        let c = Config::parse("[server]\nheader_read_timeout = \"0s\"\n").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("server.header_read_timeout:") && err.contains("100ms"), "{err}");
+        let c = Config::parse("[server]\nmax_connections = 0\n").unwrap();
+        assert!(c.validate().unwrap_err().to_string().starts_with("server.max_connections:"));
+        let c = Config::parse("[ingest]\nmax_event_lead = \"3years\"\n").unwrap();
+        assert!(c.validate().unwrap_err().to_string().starts_with("ingest.max_event_lead:"));
+        let c = Config::parse("[server]\nidle_timeout = \"90s\"\nmin_body_rate = \"1 KiB\"\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!((c.server.limits().idle_timeout, c.server.limits().min_body_rate), (Duration::from_secs(90), 1024));
         let mut c = Config::default();
         c.clickhouse.url = Some("localhost:8123".into());
         assert!(c.validate().unwrap_err().to_string().starts_with("clickhouse.url:"));

@@ -44,10 +44,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let (listener, moved) = bind(config.server.listen).await?;
     let running = serve::start(&config, listener).await?;
     let addr = running.addr();
-    let target = running.target();
-    let managed = if target.is_managed() { "managed " } else { "" };
-    let mut out =
-        format!("gatelog demo: serving on http://{addr}, storing into {managed}ClickHouse at {}\n", target.url);
+    let link = running.link();
+    let managed = if link.is_managed() { "managed " } else { "" };
+    let mut out = format!("gatelog demo: serving on http://{addr}, storing into {managed}ClickHouse at {}\n", link.url);
     if let Some(busy) = moved {
         let _ = writeln!(out, "  ({busy} is in use, so the demo listens on {addr} instead; --listen picks another)");
     }
@@ -85,11 +84,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
 /// The configured address, else a free port on the same interface (and the busy address).
 async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, Option<SocketAddr>)> {
-    match TcpListener::bind(addr).await {
+    match gatelog_ingest::http::serve::bind(addr) {
         Ok(listener) => Ok((listener, None)),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            let listener = TcpListener::bind(SocketAddr::new(addr.ip(), 0))
-                .await
+            let listener = gatelog_ingest::http::serve::bind(SocketAddr::new(addr.ip(), 0))
                 .with_context(|| format!("{addr} is in use, and no free port on {}", addr.ip()))?;
             Ok((listener, Some(addr)))
         }
@@ -164,9 +162,10 @@ impl Tour<'_> {
             out,
             "ClickHouse sink: {written} batches written, {skipped} already stored (a batch's id comes from its bytes, so a re-post stores nothing)"
         );
-        let summary = self.running.store().summary().await.context("cannot read back what was stored")?;
+        let store = self.running.store().context("ClickHouse is not connected; see /readyz")?;
+        let summary = store.summary().await.context("cannot read back what was stored")?;
         let db = &self.config.clickhouse.database;
-        let _ = writeln!(out, "\nstored in ClickHouse ({}), database `{db}`:\n", self.running.target().url);
+        let _ = writeln!(out, "\nstored in ClickHouse ({}), database `{db}`:\n", self.running.link().url);
         out.push_str(&report::render_summary(&summary));
         let _ = writeln!(
             out,
@@ -187,7 +186,11 @@ impl Tour<'_> {
             generated_token: self.generated_token,
             searches,
             data_dir: &self.config.data_dir,
-            clickhouse_url: &self.running.target().url,
+            clickhouse_url: &self.running.link().url,
+            clickhouse_user: {
+                let link = self.running.link();
+                (link.has_password || link.user != "default").then_some(link.user.as_str())
+            },
             database: db,
         }));
         crate::print_stdout(&out)?;

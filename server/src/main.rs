@@ -7,22 +7,26 @@
 //! - [`clickhouse`]: connects to the configured ClickHouse or starts the managed one.
 //! - [`backfill`]: `gatelog ingest FILE...`: files → batches → mapping → ClickHouse.
 //! - [`demo`]: `gatelog demo`, the one-command tour.
+//! - [`index`]: `gatelog index rebuild`, and the rebuild from ClickHouse that `serve` runs too.
 //! - [`serve`]: `gatelog serve`: receiver → spool → ClickHouse and index sinks, search.
 //! - [`proxy`]: `gatelog proxy` and `gatelog proxy check`.
 //! - [`keys`]: `gatelog keys init | public` (the bundle signing key) and `gatelog verify`.
+//! - [`priority`]: the CPU priority of the work behind the spool (the sinks' threads).
 
 mod backfill;
 mod cli;
 mod clickhouse;
 mod config;
 mod demo;
+mod index;
 mod keys;
+mod priority;
 mod proxy;
 mod serve;
 
 use anyhow::Context;
 use clap::Parser;
-use cli::{Cli, ClickhouseCommand, Command, LogFormat, SqlCommand};
+use cli::{Cli, ClickhouseCommand, Command, IndexCommand, LogFormat, SqlCommand};
 use std::process::ExitCode;
 
 /// mimalloc instead of glibc's malloc: ingest allocates and frees millions of short strings
@@ -57,6 +61,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Proxy(args) => proxy::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Search(args) => serve::search::run_cli(args).await,
+        Command::Index { command: IndexCommand::Rebuild(args) } => index::run_cli(args).await,
         Command::Clickhouse { command: ClickhouseCommand::Run(args) } => clickhouse::run_foreground(args).await,
         Command::Keys { command } => keys::run_keys(command),
         Command::Verify(args) => keys::run_verify(args),

@@ -1,7 +1,9 @@
 //! `gatelog proxy`: runs `gatelog_proxy` until SIGINT/SIGTERM; `gatelog proxy check`: the
-//! policy dry-run, with exit codes policy authors can use in CI (0 allow, 1 deny, 2 config).
+//! policy dry-run, with exit codes policy authors can use in CI (0 allow, 1 deny, 2 config);
+//! `gatelog proxy grants`: ClickHouse's own restrictions mirroring the policy (warnings on
+//! stderr, 2 for a configuration error).
 
-use crate::cli::{ProxyArgs, ProxyCommand};
+use crate::cli::{GrantsServer, ProxyArgs, ProxyCommand};
 use anyhow::Context;
 use gatelog_proxy::ProxyConfig;
 use std::process::ExitCode;
@@ -28,6 +30,32 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             };
             crate::print_stdout(&text)?;
             Ok(ExitCode::from(u8::try_from(report.exit_code()).unwrap_or(2)))
+        }
+        Some(ProxyCommand::Grants { server, without_passwords, networks }) => {
+            let options = gatelog_proxy::grants::Options {
+                server: match server {
+                    GrantsServer::Legacy => gatelog_proxy::grants::Server::Legacy,
+                    GrantsServer::Modern => gatelog_proxy::grants::Server::Modern,
+                },
+                passwords: !without_passwords,
+                networks,
+            };
+            match gatelog_proxy::grants::render(&config, &options) {
+                Ok(grants) => {
+                    for w in &grants.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    crate::print_stdout(&grants.text)?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    if !without_passwords {
+                        eprintln!("(--without-passwords writes the rights of users that exist already)");
+                    }
+                    Ok(ExitCode::from(2))
+                }
+            }
         }
         None => {
             gatelog_proxy::install_crypto_provider();

@@ -4,7 +4,7 @@
 //! offset size field
 //!  0      4   magic     b"GLSP"
 //!  4      1   version   1
-//!  5      1   flags     0 (reserved)
+//!  5      1   flags     0, or FLAG_GAP (1): a gap record (see below); other bits reserved
 //!  6      2   reserved  0
 //!  8      8   seq       u64 little-endian
 //! 16      4   len       u32 little-endian, payload length
@@ -12,6 +12,11 @@
 //! 24      4   hcrc      crc32c(bytes 0..24 of this header)
 //! 28    len   payload
 //! ```
+//!
+//! A **gap record** stands for sequence numbers whose records were lost and whose loss an
+//! operator accepted (`repair`): flags `FLAG_GAP`, seq the first lost number, payload the
+//! last one (u64 LE, 8 bytes). The record after it has the number after that. Only `repair`
+//! writes them; readers skip them, so the numbers are never given to other records.
 
 /// Magic bytes that open every record header.
 pub const MAGIC: [u8; 4] = *b"GLSP";
@@ -19,6 +24,8 @@ pub const MAGIC: [u8; 4] = *b"GLSP";
 pub const VERSION: u8 = 1;
 /// Size of a record header in bytes.
 pub const HEADER_LEN: usize = 28;
+/// Flag of a gap record.
+pub const FLAG_GAP: u8 = 1;
 
 /// A decoded, header-checksum-verified record header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +33,23 @@ pub struct Header {
     pub seq: u64,
     pub len: u32,
     pub crc: u32,
+    pub flags: u8,
+}
+
+impl Header {
+    /// For a gap record: the last sequence number it stands for, read from its verified
+    /// payload. `Err` if the payload is not a valid gap (a damaged record).
+    pub fn gap_last(&self, payload: &[u8]) -> Option<Result<u64, String>> {
+        if self.flags & FLAG_GAP == 0 {
+            return None;
+        }
+        let last = <[u8; 8]>::try_from(payload).map(u64::from_le_bytes);
+        Some(match last {
+            Ok(last) if last >= self.seq => Ok(last),
+            Ok(last) => Err(format!("gap record {} ends before it starts, at {last}", self.seq)),
+            Err(_) => Err(format!("gap record {} has a payload of {} bytes, not 8", self.seq, payload.len())),
+        })
+    }
 }
 
 /// Why a header could not be decoded.
@@ -34,6 +58,7 @@ pub enum HeaderError {
     Magic,
     Version(u8),
     HeaderChecksum,
+    Flags(u8),
 }
 
 impl std::fmt::Display for HeaderError {
@@ -42,6 +67,7 @@ impl std::fmt::Display for HeaderError {
             HeaderError::Magic => f.write_str("bad record magic"),
             HeaderError::Version(v) => write!(f, "unsupported record version {v}"),
             HeaderError::HeaderChecksum => f.write_str("record header checksum mismatch"),
+            HeaderError::Flags(flags) => write!(f, "unknown record flags {flags:#04x}"),
         }
     }
 }
@@ -82,12 +108,25 @@ pub fn encode_parts_into<P: AsRef<[u8]>>(buf: &mut Vec<u8>, seq: u64, parts: &[P
 /// header followed by the parts. The caller guarantees the payload fits in a `u32`
 /// (enforced through `max_record_bytes`); a longer one is a bug and panics in debug builds.
 pub fn header_for<P: AsRef<[u8]>>(seq: u64, parts: &[P]) -> [u8; HEADER_LEN] {
+    header_with_flags(seq, parts, 0)
+}
+
+/// The gap record for the lost numbers `first..=last`, header and payload.
+pub fn gap_record(first: u64, last: u64) -> Vec<u8> {
+    let payload = last.to_le_bytes();
+    let mut record = header_with_flags(first, &[payload], FLAG_GAP).to_vec();
+    record.extend_from_slice(&payload);
+    record
+}
+
+fn header_with_flags<P: AsRef<[u8]>>(seq: u64, parts: &[P], flags: u8) -> [u8; HEADER_LEN] {
     let payload_len: usize = parts.iter().map(|p| p.as_ref().len()).sum();
     debug_assert!(u32::try_from(payload_len).is_ok());
     let len = u32::try_from(payload_len).unwrap_or(u32::MAX);
     let mut header = [0u8; HEADER_LEN];
     header[0..4].copy_from_slice(&MAGIC);
     header[4] = VERSION;
+    header[5] = flags;
     header[8..16].copy_from_slice(&seq.to_le_bytes());
     header[16..20].copy_from_slice(&len.to_le_bytes());
     header[20..24].copy_from_slice(&record_crc_parts(seq, len, parts).to_le_bytes());
@@ -119,7 +158,10 @@ pub fn decode_header(bytes: &[u8; HEADER_LEN]) -> Result<Header, HeaderError> {
     if crc32c::crc32c(&bytes[0..24]) != le_u32(&bytes[24..28]) {
         return Err(HeaderError::HeaderChecksum);
     }
-    Ok(Header { seq: le_u64(&bytes[8..16]), len: le_u32(&bytes[16..20]), crc: le_u32(&bytes[20..24]) })
+    if bytes[5] & !FLAG_GAP != 0 {
+        return Err(HeaderError::Flags(bytes[5]));
+    }
+    Ok(Header { seq: le_u64(&bytes[8..16]), len: le_u32(&bytes[16..20]), crc: le_u32(&bytes[20..24]), flags: bytes[5] })
 }
 
 /// Verifies a payload against its header.
@@ -209,6 +251,22 @@ mod tests {
         assert_eq!(decode_header(&head), Err(HeaderError::HeaderChecksum));
         head[0] = b'X';
         assert_eq!(decode_header(&head), Err(HeaderError::Magic));
+    }
+
+    #[test]
+    fn gap_records_carry_their_range_and_unknown_flags_are_damage() {
+        let gap = gap_record(5, 9);
+        let (h, p) = decode_record(&gap).expect("decodes");
+        assert_eq!((h.seq, h.flags, h.gap_last(p)), (5, FLAG_GAP, Some(Ok(9))));
+        let mut plain = Vec::new();
+        encode_into(&mut plain, 5, &9u64.to_le_bytes());
+        let (h, p) = decode_record(&plain).expect("decodes");
+        assert_eq!(h.gap_last(p), None, "a record with the same payload is no gap");
+        let mut head: [u8; HEADER_LEN] = plain[..HEADER_LEN].try_into().unwrap();
+        head[5] = 2;
+        let hcrc = crc32c::crc32c(&head[0..24]);
+        head[24..28].copy_from_slice(&hcrc.to_le_bytes());
+        assert_eq!(decode_header(&head), Err(HeaderError::Flags(2)));
     }
 
     #[test]

@@ -9,15 +9,17 @@ pub struct SpoolOptions {
     /// A segment is sealed when the next record would take it past this size (64 MiB).
     /// A record larger than this gets a segment of its own.
     pub segment_bytes: u64,
-    /// Cap on the total size of all segments (4 GiB); appends beyond it fail with `Full`.
+    /// Cap on the disk space the spool takes (4 GiB): every segment file, preallocated zeros
+    /// and the spare included. Appends beyond it fail with `Full`.
     pub max_bytes: u64,
     /// Largest accepted payload (256 MiB; at most `u32::MAX`).
     pub max_record_bytes: u64,
     /// fsync before answering appends. `false` only for benchmarks.
     pub fsync: bool,
     /// Keep a zero-filled spare segment ready, so appends overwrite allocated blocks and
-    /// their fsyncs write data only, no size or allocation metadata (see `prealloc`). Costs one extra write
-    /// of every segment, in the background.
+    /// their fsyncs write data only, no size or allocation metadata (see `prealloc`). Costs one
+    /// extra write of every segment, in the background, and the spare's size (a segment, at
+    /// most a sixteenth of `max_bytes`), counted in `max_bytes`.
     pub preallocate: bool,
 }
 
@@ -50,12 +52,22 @@ impl SpoolOptions {
         }
         Ok(())
     }
+
+    /// Size of the preallocated spare: a segment, but at most a sixteenth of `max_bytes`, so
+    /// the spare and the zeros of the active segment it becomes never take more than an
+    /// eighth of the spool's space (a segment that outgrows its spare grows as it is
+    /// written). `None` without preallocation.
+    pub(crate) fn spare_bytes(&self) -> Option<u64> {
+        let bytes = self.segment_bytes.min(self.max_bytes / 16);
+        (self.preallocate && bytes > 0).then_some(bytes)
+    }
 }
 
 /// Sizes and positions, for `/metrics` and `/readyz`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolStats {
-    /// Bytes of all segments on disk.
+    /// Disk space the spool's files take: segments (preallocated zeros included) and the
+    /// spare. What `max_bytes` caps.
     pub bytes_on_disk: u64,
     pub segments: usize,
     /// Oldest record still on disk (`last_seq + 1` when there is none).

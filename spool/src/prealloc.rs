@@ -14,9 +14,11 @@
 //!
 //! # How
 //!
-//! - A thread at background priority fills `spare.tmp` with zeros up to `segment_bytes`,
-//!   fsyncs it and renames it to `spare`, so `spare` exists only once it is complete. A crash in between leaves `spare.tmp`, which the next
-//!   `open` deletes; a `spare` of the wrong size (the segment size changed) is deleted too.
+//! - A thread at background priority fills `spare.tmp` with zeros up to the spare's size
+//!   ([`crate::SpoolOptions`]: a segment, at most a sixteenth of `max_bytes`), fsyncs it and
+//!   renames it to `spare`, so `spare` exists only once it is complete. A crash in between
+//!   leaves `spare.tmp`, which the next `open` deletes; a `spare` of the wrong size (the
+//!   options changed) is deleted too.
 //! - When the writer starts a segment it renames `spare` to the segment's name (one rename;
 //!   the directory fsync follows as for any new segment) and asks for the next spare. With no
 //!   spare ready it creates an empty file, as without preallocation: slower fsyncs, nothing
@@ -32,42 +34,64 @@
 //!   tells this apart from a torn write (see `recovery`) and the writer continues after the
 //!   last record.
 //!
+//! # Space
+//!
+//! The spare is the spool's: it counts in `max_bytes` from the moment its filling starts
+//! (a spare that would not fit under `max_bytes` is not made), and so do the zeros of the
+//! segment it becomes until they are written over or trimmed. It is never allowed to take
+//! the disk: one is made only while the file system has at least twice its size free
+//! (`statvfs`), and when an append fails with ENOSPC the writer releases it at once
+//! ([`Spares::release`]: deleted, or its filling stopped) and retries the append in the
+//! space it leaves. No new one is made until the disk has room again.
+//!
 //! Filling costs one extra write of each segment's size, at low priority and synced every
 //! 8 MiB so it never queues a large burst in front of the writer's fsyncs.
 //! It is on by default ([`crate::SpoolOptions::preallocate`]).
 
-use crate::Shared;
-use crate::priority::{BACKGROUND_NICE, lower_thread_priority};
 use crate::recovery::remove_if_present;
+use crate::{Shared, lock};
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
 
 /// The ready spare segment: it exists only once complete and durable.
 pub(crate) const SPARE_FILE: &str = "spare";
 /// A spare being filled.
-const SPARE_TMP: &str = "spare.tmp";
+pub(crate) const SPARE_TMP: &str = "spare.tmp";
 /// Zeros written per call.
 const CHUNK: usize = 1 << 20;
+/// The filling thread's nice value (the lowest).
+const FILLER_NICE: i32 = 19;
 /// Bytes written between two `fdatasync`s while filling.
 const SYNC_EVERY: u64 = 8 << 20;
+/// A spare is made only while the file system has this many times its size free.
+const FREE_SPACE_FACTOR: u64 = 2;
 
 #[derive(Debug)]
 enum Job {
     /// Make a spare if none is ready.
     Prepare,
     /// Cut a sealed segment's zero tail: its records end at `len`.
-    Trim { path: PathBuf, len: u64 },
+    Trim { first: u64, path: PathBuf, len: u64 },
 }
 
 #[derive(Debug)]
 struct Filler {
     shared: Arc<Shared>,
+    /// Size of every spare.
+    bytes: u64,
     stop: AtomicBool,
+    /// Set by [`Spares::release`]: a fill in progress gives up.
+    released: AtomicBool,
+    /// Held while `spare` appears (the fill's rename) or is released, so a release never
+    /// misses a spare that appears at the same moment.
+    publish: Mutex<()>,
+    /// Notified (with the state's mutex) when the spare's space is given back.
+    unreserved: Condvar,
 }
 
 /// The spare segment and the thread that prepares it. Owned by the writer thread; dropping it
@@ -80,18 +104,36 @@ pub(crate) struct Spares {
 }
 
 impl Spares {
-    /// Cleans up what an earlier run left (keeping a complete spare of the right size) and
-    /// starts the thread, which prepares a spare at once if there is none.
+    /// Cleans up what an earlier run left (keeping a complete spare of the right size if it
+    /// fits under `max_bytes`, and counting it) and starts the thread, which prepares a spare
+    /// at once if there is none.
     pub(crate) fn start(shared: &Arc<Shared>) -> io::Result<Spares> {
         let dir = &shared.dir;
+        let bytes = shared.opts.spare_bytes().unwrap_or(0);
         remove_if_present(&dir.join(SPARE_TMP))?;
         let spare = dir.join(SPARE_FILE);
         match fs::metadata(&spare) {
-            Ok(meta) if meta.len() != shared.opts.segment_bytes => remove_if_present(&spare)?,
+            Ok(meta) => {
+                let mut st = lock(&shared.state);
+                if meta.len() == bytes && st.bytes_on_disk + bytes <= shared.opts.max_bytes {
+                    st.bytes_on_disk += bytes;
+                    st.spare_bytes = bytes;
+                } else {
+                    drop(st);
+                    remove_if_present(&spare)?;
+                }
+            }
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
+            Err(_) => {}
         }
-        let filler = Arc::new(Filler { shared: Arc::clone(shared), stop: AtomicBool::new(false) });
+        let filler = Arc::new(Filler {
+            shared: Arc::clone(shared),
+            bytes,
+            stop: AtomicBool::new(false),
+            released: AtomicBool::new(false),
+            publish: Mutex::new(()),
+            unreserved: Condvar::new(),
+        });
         let (tx, rx) = mpsc::channel();
         let worker = Arc::clone(&filler);
         let thread =
@@ -108,31 +150,70 @@ impl Spares {
         }
     }
 
-    /// Moves the ready spare to `path` and opens it. `None` if no spare is ready, or if it
-    /// could not be moved (logged): the caller then creates the segment as usual. Either way
-    /// the next spare is asked for.
-    pub(crate) fn take(&self, path: &Path) -> Option<File> {
+    /// Moves the ready spare to `path` and opens it: the file and its length, which moves
+    /// from the spare's share of `bytes_on_disk` to the segment's (the caller records the
+    /// segment). `None` if no spare is ready, or if it could not be moved (logged): the
+    /// caller then creates the segment as usual. Either way the next spare is asked for.
+    pub(crate) fn take(&self, path: &Path) -> Option<(File, u64)> {
         let spare = self.filler.shared.dir.join(SPARE_FILE);
         let moved = fs::rename(&spare, path);
+        if moved.is_ok() {
+            // Before the next spare is asked for, which needs the spare's share free.
+            let mut st = lock(&self.filler.shared.state);
+            st.spare_bytes = st.spare_bytes.saturating_sub(self.filler.bytes);
+        }
         self.send(Job::Prepare);
         let opened = moved.and_then(|()| OpenOptions::new().read(true).write(true).open(path));
         match opened {
             Ok(file) => {
                 self.filler.shared.metrics.segment_preallocated();
-                Some(file)
+                Some((file, self.filler.bytes))
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => {
                 tracing::warn!(spare = %spare.display(), segment = %path.display(), error = %e,
                     "cannot use the preallocated spool segment; creating an empty one");
+                // If it moved, the segment is recorded at length 0 and its length stays in
+                // `bytes_on_disk` (over-counted) until the spool reopens.
                 None
             }
         }
     }
 
     /// Asks for a sealed segment's zeros after `len` to be cut.
-    pub(crate) fn trim(&self, path: PathBuf, len: u64) {
-        self.send(Job::Trim { path, len });
+    pub(crate) fn trim(&self, first: u64, path: PathBuf, len: u64) {
+        self.send(Job::Trim { first, path, len });
+    }
+
+    /// Gives the spare's space back (the disk or the spool is full, `why`): deletes a ready
+    /// spare and stops a fill in progress. True if that freed space. The next spare is made
+    /// once there is room for it again (see the module docs).
+    pub(crate) fn release(&self, why: &'static str) -> bool {
+        let filler = &self.filler;
+        filler.released.store(true, Ordering::SeqCst);
+        let publishing = lock(&filler.publish);
+        let spare = filler.shared.dir.join(SPARE_FILE);
+        match fs::remove_file(&spare) {
+            Ok(()) => {
+                filler.unreserve();
+                tracing::info!(dir = %filler.shared.dir.display(), bytes = filler.bytes, why,
+                    "spool: released the preallocated spare segment");
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                drop(publishing);
+                // A fill in progress notices within one chunk; wait (bounded) for its space.
+                let st = lock(&filler.shared.state);
+                let filling = st.spare_bytes > 0;
+                let timeout = std::time::Duration::from_secs(1);
+                drop(filler.unreserved.wait_timeout_while(st, timeout, |st| st.spare_bytes > 0));
+                filling
+            }
+            Err(e) => {
+                tracing::warn!(spare = %spare.display(), error = %e, "cannot delete the spool's spare segment");
+                false
+            }
+        }
     }
 }
 
@@ -148,39 +229,84 @@ impl Drop for Spares {
 
 impl Filler {
     fn run(&self, rx: &mpsc::Receiver<Job>) {
-        if let Err(e) = lower_thread_priority(BACKGROUND_NICE) {
+        // Filling only prepares the next segment: it yields the CPU to everything else.
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), FILLER_NICE) {
             tracing::debug!(error = %e, "cannot lower the spool preallocation thread's priority");
         }
-        let dir = &self.shared.dir;
         while let Ok(job) = rx.recv() {
             match job {
-                Job::Trim { path, len } => trim(&path, len),
-                Job::Prepare if dir.join(SPARE_FILE).exists() => {}
-                Job::Prepare => {
-                    if let Err(e) = self.fill() {
-                        let _ = fs::remove_file(dir.join(SPARE_TMP));
-                        if self.stop.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        tracing::warn!(dir = %dir.display(), bytes = self.shared.opts.segment_bytes, error = %e,
-                            "cannot preallocate the next spool segment; it will grow as it is written (slower fsyncs)");
-                    }
-                }
+                Job::Trim { first, path, len } => self.trim(first, &path, len),
+                Job::Prepare => self.prepare(),
+            }
+            if self.stop.load(Ordering::SeqCst) {
+                return;
             }
         }
+    }
+
+    /// Makes a spare, if none is ready and there is room for one.
+    fn prepare(&self) {
+        let dir = &self.shared.dir;
+        if dir.join(SPARE_FILE).exists() {
+            return;
+        }
+        // Cleared first: a release from now on stops this fill.
+        self.released.store(false, Ordering::SeqCst);
+        match free_bytes(dir) {
+            Ok(free) if free >= FREE_SPACE_FACTOR * self.bytes => {}
+            Ok(free) => {
+                tracing::debug!(dir = %dir.display(), free, spare = self.bytes,
+                    "spool: disk short of space; no spare segment for now");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(dir = %dir.display(), error = %e, "cannot read the free space of the spool's disk")
+            }
+        }
+        {
+            let mut st = lock(&self.shared.state);
+            if st.spare_bytes > 0 || st.bytes_on_disk + self.bytes > self.shared.opts.max_bytes {
+                return;
+            }
+            st.bytes_on_disk += self.bytes;
+            st.spare_bytes = self.bytes;
+        }
+        if let Err(e) = self.fill() {
+            let _ = fs::remove_file(dir.join(SPARE_TMP));
+            self.unreserve();
+            let quiet = self.stop.load(Ordering::SeqCst)
+                || self.released.load(Ordering::SeqCst)
+                || matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded);
+            if quiet {
+                tracing::debug!(dir = %dir.display(), error = %e, "spool: spare segment not made");
+            } else {
+                tracing::warn!(dir = %dir.display(), bytes = self.bytes, error = %e,
+                    "cannot preallocate the next spool segment; it will grow as it is written (slower fsyncs)");
+            }
+        }
+    }
+
+    /// Gives the spare's share of `bytes_on_disk` back.
+    fn unreserve(&self) {
+        let mut st = lock(&self.shared.state);
+        st.bytes_on_disk -= st.spare_bytes;
+        st.spare_bytes = 0;
+        self.unreserved.notify_all();
     }
 
     /// Writes `spare.tmp` full of zeros, makes it durable and renames it to `spare`.
     fn fill(&self) -> io::Result<()> {
         let dir = &self.shared.dir;
-        let size = self.shared.opts.segment_bytes;
+        let size = self.bytes;
         let tmp = dir.join(SPARE_TMP);
         let file = File::create(&tmp)?;
         let zeros = vec![0u8; CHUNK];
         let mut written = 0u64;
+        let stopped = || self.stop.load(Ordering::SeqCst) || self.released.load(Ordering::SeqCst);
         while written < size {
-            if self.stop.load(Ordering::SeqCst) {
-                return Err(io::Error::new(io::ErrorKind::Interrupted, "the spool is closing"));
+            if stopped() {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "the spool is closing or short of space"));
             }
             let n = usize::try_from(size - written).map_or(CHUNK, |left| left.min(CHUNK));
             file.write_all_at(&zeros[..n], written)?;
@@ -191,212 +317,31 @@ impl Filler {
         }
         file.sync_all()?;
         drop(file);
-        fs::rename(&tmp, dir.join(SPARE_FILE))
+        let publishing = lock(&self.publish);
+        if stopped() {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "the spool is closing or short of space"));
+        }
+        let renamed = fs::rename(&tmp, dir.join(SPARE_FILE));
+        drop(publishing);
+        renamed
+    }
+
+    /// Cuts a sealed segment back to its records. A segment already deleted (every consumer
+    /// was done with it) needs nothing.
+    fn trim(&self, first: u64, path: &Path, len: u64) {
+        let result =
+            OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(len).and_then(|()| f.sync_data()));
+        match result {
+            Ok(()) => lock(&self.shared.state).set_file_len(first, len),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(file = %path.display(), len, error = %e,
+                "cannot trim the preallocated zeros of a sealed spool segment; they stay until it is deleted"),
+        }
     }
 }
 
-/// Cuts a sealed segment back to its records. A segment already deleted (every consumer was
-/// done with it) needs nothing.
-fn trim(path: &Path, len: u64) {
-    let result = OpenOptions::new().write(true).open(path).and_then(|f| f.set_len(len).and_then(|()| f.sync_data()));
-    match result {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => tracing::warn!(file = %path.display(), len, error = %e,
-            "cannot trim the preallocated zeros of a sealed spool segment; they stay until it is deleted"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::format::segment_file_name;
-    use crate::{Record, Spool, SpoolError, SpoolOptions, record_size};
-    use tempfile::TempDir;
-
-    fn opts(segment_bytes: u64) -> SpoolOptions {
-        SpoolOptions { segment_bytes, max_bytes: 1 << 30, max_record_bytes: 1 << 20, fsync: true, preallocate: true }
-    }
-
-    fn payload(i: u64) -> Vec<u8> {
-        let mut p = format!("record-{i}-").into_bytes();
-        p.resize(100, b'a' + (i % 26) as u8);
-        p
-    }
-
-    async fn read_all(spool: &Spool) -> Result<Vec<Record>, SpoolError> {
-        let mut reader = spool.reader(0);
-        let mut out = Vec::new();
-        while let Some(record) = reader.try_next().await? {
-            out.push(record);
-        }
-        Ok(out)
-    }
-
-    fn len(path: &Path) -> u64 {
-        fs::metadata(path).unwrap().len()
-    }
-
-    /// Waits (at most 10 s) for something the preallocation thread does.
-    async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-        for _ in 0..1000 {
-            if done() {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!("timed out waiting for {what}");
-    }
-
-    /// A spool of segments that hold `records` 100-byte records, once its first spare is
-    /// ready; with the directory, the options and one record's size.
-    async fn spool_with_spare(records: u64) -> (TempDir, Spool, SpoolOptions, u64) {
-        let dir = TempDir::new().unwrap();
-        let rec = record_size(100);
-        let o = opts(rec * records);
-        let spool = Spool::open(dir.path(), o).unwrap();
-        let spare = dir.path().join(SPARE_FILE);
-        eventually("the first spare", || spare.exists()).await;
-        (dir, spool, o, rec)
-    }
-
-    #[tokio::test]
-    async fn new_segments_start_on_the_spare_and_sealed_ones_are_trimmed() {
-        let (dir, spool, o, rec) = spool_with_spare(3).await;
-        let spare = dir.path().join(SPARE_FILE);
-        assert_eq!(len(&spare), rec * 3);
-        for i in 1..=4 {
-            assert_eq!(spool.append(payload(i)).await.unwrap(), i);
-        }
-        let [first, second] = &spool.segment_paths()[..] else { panic!("{:?}", spool.segment_paths()) };
-        assert_eq!(spool.metrics().segments_preallocated, 1);
-        // The active segment is the spare, written over; the sealed one loses its zeros.
-        assert_eq!(len(second), rec * 3);
-        eventually("the sealed segment's trim", || len(first) == rec * 3).await;
-        eventually("the next spare", || spare.exists()).await;
-        assert_eq!(spool.stats().bytes_on_disk, rec * 4);
-        let all = read_all(&spool).await.unwrap();
-        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
-        spool.close().await.unwrap();
-
-        // After a restart the zeros after record 4 are the end of the data, not a torn tail:
-        // kept, and written over next.
-        let spool = Spool::open(dir.path(), o).unwrap();
-        assert_eq!((spool.last_seq(), spool.metrics().torn_tail_truncations), (4, 0));
-        assert_eq!(len(second), rec * 3);
-        assert_eq!(spool.append(payload(5)).await.unwrap(), 5);
-        assert_eq!(len(second), rec * 3);
-        drop(spool);
-        let spool = Spool::open(dir.path(), o).unwrap();
-        let all = read_all(&spool).await.unwrap();
-        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
-        assert_eq!(all[4].payload, payload(5));
-    }
-
-    #[tokio::test]
-    async fn a_full_segment_is_followed_by_the_next_before_any_append_asks_for_it() {
-        let (dir, spool, o, rec) = spool_with_spare(2).await;
-        for i in 1..=2 {
-            spool.append(payload(i)).await.unwrap();
-        }
-        // Records like these no longer fit: the idle writer starts segment 3 on the spare.
-        eventually("the next segment", || spool.segment_paths().len() == 2).await;
-        let paths = spool.segment_paths();
-        assert_eq!(paths[1], dir.path().join(segment_file_name(3)));
-        assert_eq!((len(&paths[1]), spool.metrics().segments_preallocated), (rec * 2, 1));
-        eventually("the sealed segment's trim", || len(&paths[0]) == rec * 2).await;
-        // A crash now leaves a last segment of zeros only: numbering goes on from its name.
-        drop(spool);
-        let spool = Spool::open(dir.path(), o).unwrap();
-        assert_eq!((spool.last_seq(), spool.metrics().torn_tail_truncations), (2, 0));
-        assert_eq!(spool.append(payload(3)).await.unwrap(), 3);
-        let all = read_all(&spool).await.unwrap();
-        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
-        assert_eq!(spool.segment_paths()[1], paths[1]);
-    }
-
-    #[tokio::test]
-    async fn a_reader_that_read_ahead_into_the_zeros_sees_records_written_there_later() {
-        let dir = TempDir::new().unwrap();
-        let o = SpoolOptions { preallocate: false, ..opts(1 << 20) };
-        let spool = Spool::open(dir.path(), o).unwrap();
-        spool.append(payload(1)).await.unwrap();
-        let seg = spool.segment_paths()[0].clone();
-        spool.close().await.unwrap();
-        OpenOptions::new().write(true).open(&seg).unwrap().set_len(1 << 20).unwrap();
-        let spool = Spool::open(dir.path(), o).unwrap();
-        let mut reader = spool.reader(0);
-        // Reading record 1 buffers what follows it: zeros, at that moment.
-        assert_eq!(reader.try_next().await.unwrap().unwrap().seq, 1);
-        assert!(reader.try_next().await.unwrap().is_none());
-        for i in 2..=3 {
-            spool.append(payload(i)).await.unwrap();
-            let record = reader.try_next().await.unwrap().unwrap();
-            assert_eq!((record.seq, record.payload), (i, payload(i)));
-        }
-    }
-
-    #[tokio::test]
-    async fn a_sealed_segment_left_untrimmed_by_a_crash_still_reads() {
-        let dir = TempDir::new().unwrap();
-        let rec = record_size(100);
-        let o = SpoolOptions { preallocate: false, ..opts(rec * 2) };
-        let spool = Spool::open(dir.path(), o).unwrap();
-        for i in 1..=3 {
-            spool.append(payload(i)).await.unwrap();
-        }
-        let first = spool.segment_paths()[0].clone();
-        spool.close().await.unwrap();
-        // What a crash between sealing and trimming leaves: zeros after record 2.
-        OpenOptions::new().write(true).open(&first).unwrap().set_len(rec * 5).unwrap();
-        let spool = Spool::open(dir.path(), o).unwrap();
-        let all = read_all(&spool).await.unwrap();
-        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
-        assert_eq!(spool.append(payload(4)).await.unwrap(), 4);
-    }
-
-    #[tokio::test]
-    async fn leftovers_of_an_earlier_run_are_cleaned_up_or_adopted() {
-        let rec = record_size(100);
-        let o = opts(rec * 2);
-        // An unfinished fill is deleted; a spare of another size too (and a new one made).
-        let dir = TempDir::new().unwrap();
-        fs::write(dir.path().join(SPARE_TMP), [0u8; 10]).unwrap();
-        fs::write(dir.path().join(SPARE_FILE), [0u8; 10]).unwrap();
-        let spool = Spool::open(dir.path(), o).unwrap();
-        assert!(!dir.path().join(SPARE_TMP).exists() || len(&dir.path().join(SPARE_TMP)) != 10);
-        let spare = dir.path().join(SPARE_FILE);
-        eventually("a spare of the configured size", || spare.exists() && len(&spare) == rec * 2).await;
-        drop(spool);
-        // A complete spare of the right size is used as it is.
-        let dir = TempDir::new().unwrap();
-        fs::write(dir.path().join(SPARE_FILE), vec![0u8; usize::try_from(rec * 2).unwrap()]).unwrap();
-        let spool = Spool::open(dir.path(), o).unwrap();
-        for i in 1..=3 {
-            spool.append(payload(i)).await.unwrap();
-        }
-        assert!(spool.metrics().segments_preallocated >= 1);
-        assert_eq!(read_all(&spool).await.unwrap().len(), 3);
-    }
-
-    #[tokio::test]
-    async fn a_torn_write_into_preallocated_zeros_is_cut() {
-        let dir = TempDir::new().unwrap();
-        let rec = record_size(100);
-        let o = SpoolOptions { preallocate: false, ..opts(rec * 4) };
-        let spool = Spool::open(dir.path(), o).unwrap();
-        spool.append(payload(1)).await.unwrap();
-        let seg = spool.segment_paths()[0].clone();
-        spool.close().await.unwrap();
-        // Half of record 2 reached the disk, then the preallocated zeros.
-        let mut second = Vec::new();
-        crate::format::encode_into(&mut second, 2, &payload(2));
-        let file = OpenOptions::new().write(true).open(&seg).unwrap();
-        file.write_all_at(&second[..60], rec).unwrap();
-        file.set_len(rec * 4).unwrap();
-        let spool = Spool::open(dir.path(), o).unwrap();
-        assert_eq!((spool.last_seq(), spool.metrics().torn_tail_truncations), (1, 1));
-        assert_eq!(len(&seg), rec);
-        assert_eq!(spool.append(payload(2)).await.unwrap(), 2);
-    }
+/// Bytes an unprivileged writer may still use on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> io::Result<u64> {
+    let st = rustix::fs::statvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
 }

@@ -30,15 +30,24 @@ pub struct SpoolReader {
     shared: Arc<Shared>,
     /// Next sequence number to fetch from disk.
     next_seq: u64,
-    cursor: Option<Cursor>,
+    cursor: Option<Kept>,
     buffered: VecDeque<Record>,
+    /// Sequence number of the last record returned (`after_seq` before the first).
+    returned: u64,
     durable: watch::Receiver<u64>,
 }
 
 impl SpoolReader {
     pub(crate) fn new(shared: Arc<Shared>, after_seq: u64) -> Self {
         let durable = shared.durable.subscribe();
-        SpoolReader { shared, next_seq: after_seq.saturating_add(1), cursor: None, buffered: VecDeque::new(), durable }
+        SpoolReader {
+            shared,
+            next_seq: after_seq.saturating_add(1),
+            cursor: None,
+            buffered: VecDeque::new(),
+            returned: after_seq,
+            durable,
+        }
     }
 
     /// The next record, waiting for one to be appended if the reader is caught up.
@@ -60,28 +69,55 @@ impl SpoolReader {
     /// The next record if one is durable now, `Ok(None)` when caught up.
     pub async fn try_next(&mut self) -> Result<Option<Record>, SpoolError> {
         if let Some(record) = self.buffered.pop_front() {
+            self.returned = record.seq;
             return Ok(Some(record));
         }
         let durable = *self.durable.borrow_and_update();
         if self.next_seq > durable {
+            // Caught up: let go of the file. A segment every consumer is done with may be
+            // deleted meanwhile, and an open file would keep its space (which a full disk
+            // needs back).
+            if let Some(Kept::Open(c)) = self.cursor.take() {
+                self.cursor = Some(Kept::Parked(c.park()));
+            }
             return Ok(None);
         }
         let shared = Arc::clone(&self.shared);
         let cursor = self.cursor.take();
         let from = self.next_seq;
-        let (cursor, records) = tokio::task::spawn_blocking(move || read_batch(&shared, cursor, from, durable))
+        let (cursor, records, next) = tokio::task::spawn_blocking(move || read_batch(&shared, cursor, from, durable))
             .await
             .map_err(|e| SpoolError::io("reading", PathBuf::new(), io::Error::other(e.to_string())))??;
         self.cursor = cursor;
-        self.next_seq += records.len() as u64;
+        self.next_seq = next;
         self.buffered.extend(records);
-        Ok(self.buffered.pop_front())
+        let record = self.buffered.pop_front();
+        if let Some(r) = &record {
+            self.returned = r.seq;
+        }
+        Ok(record)
     }
 
     /// Sequence number of the last record returned (the reader's position).
     pub fn position(&self) -> u64 {
-        self.next_seq - 1 - self.buffered.len() as u64
+        self.returned
     }
+}
+
+/// Where a reader is in a segment: with the file open, or parked (the file closed while the
+/// reader waits for records).
+#[derive(Debug)]
+enum Kept {
+    Open(Cursor),
+    Parked(Parked),
+}
+
+#[derive(Debug)]
+struct Parked {
+    seg_first: u64,
+    path: PathBuf,
+    offset: u64,
+    seq: u64,
 }
 
 #[derive(Debug)]
@@ -94,17 +130,24 @@ struct Cursor {
     seq: u64,
 }
 
+/// Reads the durable records from `from` on (a bounded batch): the cursor to keep, the
+/// records, and the sequence number to read next (past any gap record).
 fn read_batch(
     shared: &Shared,
-    mut cursor: Option<Cursor>,
+    kept: Option<Kept>,
     from: u64,
     durable: u64,
-) -> Result<(Option<Cursor>, Vec<Record>), SpoolError> {
+) -> Result<(Option<Kept>, Vec<Record>, u64), SpoolError> {
     // Segments are registered before any record in them becomes durable, so this snapshot
     // (taken after reading `durable`) covers every record up to it.
     let segments: Vec<(u64, PathBuf)> =
         lock(&shared.state).segments.iter().map(|(first, seg)| (*first, seg.path.clone())).collect();
     let oldest = segments.first().map_or(durable + 1, |s| s.0);
+    let mut cursor = match kept {
+        Some(Kept::Open(c)) => Some(c),
+        Some(Kept::Parked(p)) if p.seq == from => Cursor::resume(p)?,
+        Some(Kept::Parked(_)) | None => None,
+    };
     let mut out = Vec::new();
     let mut bytes = 0usize;
     let mut seq = from;
@@ -123,12 +166,23 @@ fn read_batch(
             }
             _ => cursor.insert(Cursor::open_at(path, *seg_first, seq, oldest)?),
         };
-        let record = c.read_record()?;
-        bytes += record.payload.len() + HEADER_LEN;
-        out.push(record);
-        seq += 1;
+        match c.read_entry()? {
+            Entry::Record(record) => {
+                bytes += record.payload.len() + HEADER_LEN;
+                out.push(record);
+                seq += 1;
+            }
+            // Numbers whose records were lost (and the loss accepted): nothing to return.
+            Entry::Gap { last } => seq = last + 1,
+        }
     }
-    Ok((cursor, out))
+    Ok((cursor.map(Kept::Open), out, seq))
+}
+
+/// What a cursor reads: a record, or a gap record standing for lost numbers up to `last`.
+enum Entry {
+    Record(Record),
+    Gap { last: u64 },
 }
 
 fn gone(seq: u64, oldest: u64) -> SpoolError {
@@ -136,6 +190,29 @@ fn gone(seq: u64, oldest: u64) -> SpoolError {
 }
 
 impl Cursor {
+    /// Closes the file, keeping the place.
+    fn park(self) -> Parked {
+        Parked { seg_first: self.seg_first, path: self.path, offset: self.offset, seq: self.seq }
+    }
+
+    /// Opens a parked cursor's file again at its place; `None` if the segment was deleted
+    /// (the caller starts from the segment list again).
+    fn resume(p: Parked) -> Result<Option<Cursor>, SpoolError> {
+        let mut file = match File::open(&p.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(SpoolError::io("opening segment", &p.path, e)),
+        };
+        file.seek(SeekFrom::Start(p.offset)).map_err(|e| SpoolError::io("seeking in segment", &p.path, e))?;
+        Ok(Some(Cursor {
+            seg_first: p.seg_first,
+            path: p.path,
+            file: BufReader::with_capacity(256 << 10, file),
+            offset: p.offset,
+            seq: p.seq,
+        }))
+    }
+
     /// Opens `path` and skips to the record `seq` (headers are verified on the way).
     fn open_at(path: &Path, seg_first: u64, seq: u64, oldest: u64) -> Result<Cursor, SpoolError> {
         let file = match File::open(path) {
@@ -155,9 +232,26 @@ impl Cursor {
         };
         while c.seq < seq {
             let header = c.read_header()?;
-            c.file.seek_relative(i64::from(header.len)).map_err(|e| SpoolError::io("seeking in segment", path, e))?;
+            let next = if header.flags & format::FLAG_GAP != 0 {
+                let mut payload = vec![0u8; header.len as usize];
+                c.read_payload(&header, &mut payload)?;
+                let last = c.gap_last(&header, &payload)?;
+                if last >= seq {
+                    // `seq` is one of the gap's numbers: stop at the gap, which reads as a gap.
+                    c.file
+                        .seek(SeekFrom::Start(c.offset))
+                        .map_err(|e| SpoolError::io("seeking in segment", path, e))?;
+                    return Ok(c);
+                }
+                last + 1
+            } else {
+                c.file
+                    .seek_relative(i64::from(header.len))
+                    .map_err(|e| SpoolError::io("seeking in segment", path, e))?;
+                c.seq + 1
+            };
             c.offset += format::record_size(u64::from(header.len));
-            c.seq += 1;
+            c.seq = next;
         }
         Ok(c)
     }
@@ -194,22 +288,40 @@ impl Cursor {
         Ok(header)
     }
 
-    fn read_record(&mut self) -> Result<Record, SpoolError> {
-        let header = self.read_header()?;
-        let mut payload = vec![0u8; header.len as usize];
-        if let Err(e) = self.file.read_exact(&mut payload) {
+    fn read_payload(&mut self, header: &format::Header, payload: &mut [u8]) -> Result<(), SpoolError> {
+        if let Err(e) = self.file.read_exact(payload) {
             return Err(if e.kind() == io::ErrorKind::UnexpectedEof {
                 self.corrupt(format!("record {} is cut short", self.seq))
             } else {
                 SpoolError::io("reading segment", self.path.clone(), e)
             });
         }
-        if !format::payload_ok(&header, &payload) {
+        if !format::payload_ok(header, payload) {
             return Err(self.corrupt(format!("record {} payload checksum mismatch", self.seq)));
         }
-        let record = Record { seq: self.seq, payload };
+        Ok(())
+    }
+
+    fn gap_last(&self, header: &format::Header, payload: &[u8]) -> Result<u64, SpoolError> {
+        match header.gap_last(payload) {
+            Some(Ok(last)) => Ok(last),
+            Some(Err(detail)) => Err(self.corrupt(detail)),
+            None => Ok(header.seq),
+        }
+    }
+
+    fn read_entry(&mut self) -> Result<Entry, SpoolError> {
+        let header = self.read_header()?;
+        let mut payload = vec![0u8; header.len as usize];
+        self.read_payload(&header, &mut payload)?;
+        let gap = if header.flags & format::FLAG_GAP != 0 { Some(self.gap_last(&header, &payload)?) } else { None };
         self.offset += format::record_size(u64::from(header.len));
+        if let Some(last) = gap {
+            self.seq = last + 1;
+            return Ok(Entry::Gap { last });
+        }
+        let record = Record { seq: self.seq, payload };
         self.seq += 1;
-        Ok(record)
+        Ok(Entry::Record(record))
     }
 }

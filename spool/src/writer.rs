@@ -3,23 +3,29 @@
 //! Loop: block for one command, then drain whatever else is already queued (bounded), stage
 //! every append (its header, and its payload parts as the caller gave them: nothing is copied
 //! into a group buffer), write them with `pwritev` at the end of the valid data, fsync once,
-//! publish the new durable sequence to readers, and answer every waiting caller. Because
-//! callers queue while an fsync runs, the next round naturally covers all of them. When
-//! nothing is queued after a group and a record like the group's would not fit into the
-//! active segment, the next segment is started right away ([`Writer::roll_ahead`]), so its
-//! costs are paid between requests.
+//! publish the new durable sequence to readers, write the acknowledged mark to `acks` (in
+//! place, no fsync) and answer every waiting caller. Because callers queue while an fsync
+//! runs, the next round naturally covers all of them. When nothing is queued after a group
+//! and a record like the group's would not fit into the active segment, the next segment is
+//! started right away ([`Writer::roll_ahead`]), so its costs are paid between requests; after
+//! a second with nothing to do, the mark is fsynced.
+//!
+//! When a write fails with ENOSPC, the writer releases the spare segment and deletes what the
+//! consumers are done with, and retries the group once; while the disk stays full, each new
+//! group first seals a fully consumed active segment so it can be deleted too.
 
+use crate::acks::Slots;
 use crate::error::SpoolError;
 use crate::format::{self, segment_file_name};
 use crate::prealloc::Spares;
-use crate::recovery::{store_consumers, sync_dir};
+use crate::recovery::sync_dir;
 use crate::{Shared, lock};
 use std::fs::{File, OpenOptions};
 use std::io::IoSlice;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc;
-use std::time::Instant;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 /// Upper bounds for one group commit.
@@ -27,6 +33,8 @@ const MAX_GROUP_BYTES: u64 = 32 << 20;
 const MAX_GROUP_RECORDS: usize = 8192;
 /// Slices one `pwritev` takes at most (Linux's `IOV_MAX`).
 const IOV_MAX: usize = 1024;
+/// How long the writer waits with nothing to do before it fsyncs the acknowledged mark.
+const MARK_SYNC_IDLE: Duration = Duration::from_secs(1);
 
 pub(crate) type AppendReply = oneshot::Sender<Result<u64, SpoolError>>;
 
@@ -66,6 +74,10 @@ pub(crate) struct Writer {
     pub staged_bytes: u64,
     /// The preallocated spare segment (`None` when `SpoolOptions::preallocate` is off).
     pub spares: Option<Spares>,
+    /// The mark slots of `acks`: the last sequence number answered to an appender.
+    pub mark: Slots,
+    /// Set when the last group failed with ENOSPC, cleared by the next that succeeds.
+    pub disk_full: bool,
     /// The directory lock; released when the thread ends.
     pub _lock: File,
 }
@@ -81,14 +93,38 @@ pub(crate) struct Staged {
 }
 
 impl Writer {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        rx: mpsc::Receiver<Cmd>,
+        active: Active,
+        mark: Slots,
+        spares: Option<Spares>,
+        lock_file: File,
+    ) -> Writer {
+        let next_seq = lock(&shared.state).last_seq + 1;
+        Writer {
+            shared,
+            rx,
+            active,
+            next_seq,
+            needs_truncate: false,
+            pending: Vec::new(),
+            staged_bytes: 0,
+            spares,
+            mark,
+            disk_full: false,
+            _lock: lock_file,
+        }
+    }
+
     pub(crate) fn run(mut self) {
         let mut carried = None;
         loop {
             let first = match carried.take() {
                 Some(cmd) => cmd,
-                None => match self.rx.recv() {
-                    Ok(cmd) => cmd,
-                    Err(_) => return,
+                None => match self.next_command() {
+                    Some(cmd) => cmd,
+                    None => return,
                 },
             };
             let mut close = None;
@@ -115,11 +151,7 @@ impl Writer {
             }
             self.commit();
             if let Some(reply) = close {
-                let result = {
-                    let consumers = lock(&self.shared.state).consumers.clone();
-                    let _g = lock(&self.shared.gc_lock);
-                    store_consumers(&self.shared.dir, &consumers)
-                };
+                let result = self.sync_acks();
                 self.shared.mark_closed();
                 // The caller may have given up waiting; nothing else to tell.
                 let _ = reply.send(result);
@@ -130,6 +162,33 @@ impl Writer {
                 Err(_) => self.roll_ahead(format::record_size(bytes / records.max(1) as u64)),
             }
         }
+    }
+
+    /// The next command, blocking; `None` once every sender is gone. With an unsynced mark
+    /// it waits at most [`MARK_SYNC_IDLE`], then fsyncs `acks` and waits on.
+    fn next_command(&mut self) -> Option<Cmd> {
+        if self.mark.is_dirty() && self.shared.opts.fsync {
+            match self.rx.recv_timeout(MARK_SYNC_IDLE) {
+                Ok(cmd) => return Some(cmd),
+                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) => match self.shared.acks.sync() {
+                    Ok(()) => self.mark.synced(),
+                    Err(e) => tracing::warn!(error = %e, "spool: cannot fsync the acknowledged mark; retried at close"),
+                },
+            }
+        }
+        self.rx.recv().ok()
+    }
+
+    /// At close: the consumers' positions and the mark, made durable by one fsync of `acks`.
+    fn sync_acks(&mut self) -> Result<(), SpoolError> {
+        let mut slots = lock(&self.shared.gc_lock);
+        let consumers = lock(&self.shared.state).consumers.clone();
+        slots.write_consumers(&self.shared.acks, &consumers)?;
+        self.shared.acks.sync()?;
+        slots.synced();
+        self.mark.synced();
+        Ok(())
     }
 
     /// With nothing queued and a preallocated spare in use: starts the next segment now if
@@ -152,25 +211,32 @@ impl Writer {
     }
 
     fn stage(&mut self, parts: Vec<Vec<u8>>, payload_len: u64, reply: AppendReply) {
-        let size = format::record_size(payload_len);
-        let max = self.shared.opts.max_bytes;
-        let used = lock(&self.shared.state).bytes_on_disk + self.staged_bytes;
-        if used + size > max {
-            self.commit();
+        if self.disk_full && self.pending.is_empty() {
             self.reclaim();
-            let used = lock(&self.shared.state).bytes_on_disk;
-            if used + size > max {
-                self.shared.metrics.full();
-                let _ = reply.send(Err(SpoolError::Full { used, needed: size, max }));
-                return;
-            }
         }
+        let size = format::record_size(payload_len);
         let staged = self.active.len + self.staged_bytes;
         if staged > 0 && staged + size > self.shared.opts.segment_bytes {
             self.commit();
             if let Err(e) = self.roll() {
                 self.shared.metrics.append_failed(1);
                 let _ = reply.send(Err(e));
+                return;
+            }
+        }
+        let max = self.shared.opts.max_bytes;
+        let used = self.bytes_on_disk_with(size);
+        if used > max {
+            self.commit();
+            if let Some(spares) = &self.spares {
+                spares.release("spool full");
+            }
+            self.reclaim();
+            let used = self.bytes_on_disk_with(size);
+            if used > max {
+                self.shared.metrics.full();
+                let used = lock(&self.shared.state).bytes_on_disk;
+                let _ = reply.send(Err(SpoolError::Full { used, needed: size, max }));
                 return;
             }
         }
@@ -181,12 +247,24 @@ impl Writer {
         self.pending.push(Staged { seq, header, parts, payload_len, reply });
     }
 
-    /// Writes and fsyncs the staged records, then publishes and answers them.
+    /// What the spool's files would take with a record of `size` bytes staged after the
+    /// ones already staged: it only grows the active segment past its preallocated length.
+    fn bytes_on_disk_with(&self, size: u64) -> u64 {
+        let end = self.active.len + self.staged_bytes + size;
+        lock(&self.shared.state).bytes_on_disk + end.saturating_sub(self.active.file_len)
+    }
+
+    /// Writes and fsyncs the staged records, then publishes and answers them. On ENOSPC it
+    /// frees what it can (the spare, consumed segments) and tries once more.
     fn commit(&mut self) {
         if self.pending.is_empty() {
             return;
         }
-        match self.write_and_sync() {
+        let mut result = self.write_and_sync();
+        if matches!(result, Err(SpoolError::NoSpace { .. })) && self.free_space() {
+            result = self.write_and_sync();
+        }
+        match result {
             Ok(()) => {
                 let written = self.staged_bytes;
                 self.active.len += written;
@@ -197,10 +275,20 @@ impl Writer {
                     if let Some(seg) = st.segments.get_mut(&self.active.first_seq) {
                         seg.bytes = self.active.len;
                     }
-                    st.bytes_on_disk += written;
+                    st.set_file_len(self.active.first_seq, self.active.file_len);
                     st.last_seq = last;
                 }
+                if std::mem::take(&mut self.disk_full) {
+                    tracing::info!(
+                        first_seq = self.pending[0].seq,
+                        "spool: appends succeed again after the disk was full"
+                    );
+                }
                 self.shared.durable.send_replace(last);
+                // Before any caller hears of it: after a process crash the mark is exact.
+                if let Err(e) = self.mark.write_mark(&self.shared.acks, last) {
+                    tracing::warn!(error = %e, "spool: cannot write the acknowledged mark");
+                }
                 let payload_bytes = self.pending.iter().map(|p| p.payload_len).sum();
                 self.shared.metrics.appended(self.pending.len() as u64, payload_bytes);
                 for staged in self.pending.drain(..) {
@@ -208,7 +296,15 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, records = self.pending.len(), "spool append failed; the records were not stored");
+                let no_space = matches!(e, SpoolError::NoSpace { .. });
+                if no_space && self.disk_full {
+                    // Said once when the disk filled; every request refused meanwhile is
+                    // counted (`append_errors`) and answered.
+                    tracing::debug!(error = %e, records = self.pending.len(), "spool append failed: the disk is still full");
+                } else {
+                    tracing::warn!(error = %e, records = self.pending.len(), "spool append failed; the records were not stored");
+                }
+                self.disk_full = no_space;
                 self.next_seq -= self.pending.len() as u64;
                 self.shared.metrics.append_failed(self.pending.len() as u64);
                 for staged in self.pending.drain(..) {
@@ -219,6 +315,20 @@ impl Writer {
         self.staged_bytes = 0;
     }
 
+    /// On ENOSPC: releases the spare and deletes what every consumer is done with. True if
+    /// that freed anything, so the failed write is worth retrying.
+    fn free_space(&mut self) -> bool {
+        let released = self.spares.as_ref().is_some_and(|s| s.release("disk full"));
+        let deleted = match crate::gc::gc(&self.shared) {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot delete consumed spool segments");
+                0
+            }
+        };
+        released || deleted > 0
+    }
+
     fn write_and_sync(&mut self) -> Result<(), SpoolError> {
         let path = &self.active.path;
         if self.needs_truncate {
@@ -227,7 +337,7 @@ impl Writer {
                 .set_len(self.active.len)
                 .and_then(|()| self.active.file.sync_data())
                 .map_err(|e| SpoolError::io("truncating a failed write in", path.clone(), e))?;
-            self.active.file_len = self.active.len;
+            self.truncated();
             self.needs_truncate = false;
         }
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.pending.iter().map(|p| 1 + p.parts.len()).sum());
@@ -269,7 +379,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Removes whatever part of a failed write reached the file.
+    /// Removes whatever part of a failed write reached the file (and the preallocated zeros
+    /// after it: under ENOSPC that is space given back).
     fn cut_back(&mut self) {
         let fsync = self.shared.opts.fsync;
         let result = self
@@ -278,13 +389,19 @@ impl Writer {
             .set_len(self.active.len)
             .and_then(|()| if fsync { self.active.file.sync_data() } else { Ok(()) });
         match result {
-            Ok(()) => self.active.file_len = self.active.len,
+            Ok(()) => self.truncated(),
             Err(e) => {
                 tracing::warn!(file = %self.active.path.display(), offset = self.active.len, error = %e,
                     "cannot cut a failed spool write back; will retry before the next write");
                 self.needs_truncate = true;
             }
         }
+    }
+
+    /// The active segment's file was cut to its records.
+    fn truncated(&mut self) {
+        self.active.file_len = self.active.len;
+        lock(&self.shared.state).set_file_len(self.active.first_seq, self.active.len);
     }
 
     /// Starts a new segment at `next_seq` (no-op if the active one is empty), on the
@@ -296,8 +413,10 @@ impl Writer {
         let first = self.next_seq;
         let path = self.shared.dir.join(segment_file_name(first));
         let started = Instant::now();
+        // A taken spare's length moves from the spare's share of `bytes_on_disk` to the
+        // segment's, so the total does not change.
         let (file, file_len) = match self.spares.as_ref().and_then(|s| s.take(&path)) {
-            Some(file) => (file, self.shared.opts.segment_bytes),
+            Some(taken) => taken,
             None => {
                 let file = OpenOptions::new()
                     .read(true)
@@ -311,9 +430,11 @@ impl Writer {
         };
         if let Err(e) = sync_dir(&self.shared.dir) {
             let _ = std::fs::remove_file(&path);
+            let mut st = lock(&self.shared.state);
+            st.bytes_on_disk -= file_len;
             return Err(e);
         }
-        lock(&self.shared.state).segments.insert(first, crate::SegmentInfo { path: path.clone(), bytes: 0 });
+        lock(&self.shared.state).segments.insert(first, crate::SegmentInfo { path: path.clone(), bytes: 0, file_len });
         self.shared.metrics.segment_created();
         tracing::debug!(
             first_seq = first,
@@ -325,13 +446,13 @@ impl Writer {
         if sealed.file_len > sealed.len
             && let Some(spares) = &self.spares
         {
-            spares.trim(sealed.path, sealed.len);
+            spares.trim(sealed.first_seq, sealed.path, sealed.len);
         }
         Ok(())
     }
 
-    /// On a full spool: if every consumer has acknowledged everything, seal the active segment
-    /// so it can be deleted too; then delete what can be deleted.
+    /// On a full spool or disk: if every consumer has acknowledged everything, seal the
+    /// active segment so it can be deleted too; then delete what can be deleted.
     fn reclaim(&mut self) {
         let all_acked = {
             let st = lock(&self.shared.state);
@@ -340,7 +461,7 @@ impl Writer {
         if all_acked && let Err(e) = self.roll() {
             tracing::warn!(error = %e, "cannot seal the spool's active segment to reclaim space");
         }
-        if let Err(e) = crate::gc(&self.shared) {
+        if let Err(e) = crate::gc::gc(&self.shared) {
             tracing::warn!(error = %e, "cannot delete consumed spool segments");
         }
     }

@@ -1,11 +1,16 @@
 //! kill -9 at random moments while appending: every acknowledged record must survive, intact,
-//! with dense sequence numbers and no duplicates.
+//! with dense sequence numbers and no duplicates, and numbering goes on after every number
+//! answered. After each kill, a copy of the spool cut just before the last acknowledged
+//! record must be refused at open: the acknowledged mark survives kill -9 exactly.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
+use gatelog_spool::SpoolError;
 use gatelog_spool::{Spool, SpoolOptions};
 use std::collections::{BTreeMap, HashSet};
+use std::fs;
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -79,6 +84,10 @@ fn sigkill_while_appending_loses_no_acknowledged_record() {
             assert!(acked.insert(seq, id.to_string()).is_none(), "seq {seq} acknowledged twice");
         }
 
+        if let Some((&last_acked, _)) = acked.last_key_value() {
+            refuses_a_copy_that_lost(dir.path(), last_acked);
+        }
+
         // Reopen as the restarted receiver would, and check.
         let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
         let records = rt.block_on(async {
@@ -101,6 +110,8 @@ fn sigkill_while_appending_loses_no_acknowledged_record() {
             let r = records.get(*seq as usize - 1).unwrap_or_else(|| panic!("acknowledged seq {seq} ({id}) lost"));
             assert_eq!(r.payload, payload_for(id), "acknowledged seq {seq} holds the wrong record");
         }
+        let highest = acked.last_key_value().map_or(0, |(seq, _)| *seq);
+        assert!(spool.last_seq() >= highest, "numbering would go on at {} after answering {highest}", spool.last_seq());
         eprintln!(
             "round {round}: {tasks} tasks, killed after {} acks; spool holds {} records, {} torn tails cut",
             seen.len(),
@@ -110,4 +121,47 @@ fn sigkill_while_appending_loses_no_acknowledged_record() {
         drop(spool);
     }
     assert!(acked.len() > rounds, "the appender acknowledged almost nothing");
+}
+
+/// Copies the spool in `dir` (as the kill left it), cuts the copy just before record `seq`
+/// (the last one answered) and checks that `open` refuses it.
+fn refuses_a_copy_that_lost(dir: &Path, seq: u64) {
+    let copy = tempfile::TempDir::new().unwrap();
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+        if entry.file_name().to_string_lossy().ends_with(".seg") {
+            segments.push(copy.path().join(entry.file_name()));
+        }
+    }
+    segments.sort();
+    // The segment holding `seq`: the last one named at or below it; later ones go.
+    let at = segments.partition_point(|p| {
+        let first: u64 = p.file_stem().unwrap().to_string_lossy().parse().unwrap();
+        first <= seq
+    });
+    for later in &segments[at..] {
+        fs::remove_file(later).unwrap();
+    }
+    let holder = &segments[at - 1];
+    let bytes = fs::read(holder).unwrap();
+    let mut offset = 0;
+    loop {
+        let record_seq = u64::from_le_bytes(bytes[offset + 8..offset + 16].try_into().unwrap());
+        if record_seq == seq {
+            break;
+        }
+        let len = u32::from_le_bytes(bytes[offset + 16..offset + 20].try_into().unwrap()) as usize;
+        offset += 28 + len;
+    }
+    fs::OpenOptions::new().write(true).open(holder).unwrap().set_len(offset as u64).unwrap();
+    match Spool::open(copy.path(), SpoolOptions::default()) {
+        Err(SpoolError::Corrupt { file, offset: at, detail }) => {
+            assert_eq!((&file, at), (holder, offset as u64), "{detail}");
+            assert!(detail.contains(&format!("the spool ends at record {}", seq - 1)), "{detail}");
+        }
+        Err(e) => panic!("expected Corrupt for a copy without record {seq}, got {e}"),
+        Ok(spool) => panic!("a copy without the acknowledged record {seq} opened at {}", spool.last_seq()),
+    }
 }

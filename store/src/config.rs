@@ -63,7 +63,7 @@ impl Default for StoreConfig {
 impl fmt::Debug for StoreConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoreConfig")
-            .field("url", &self.url)
+            .field("url", &gatelog_model::RedactedUrl::new(&self.url))
             .field("database", &self.database)
             .field("user", &self.user)
             .field("password", &if self.password.is_empty() { "" } else { "<redacted>" })
@@ -176,8 +176,9 @@ mod tests {
 
     #[test]
     fn debug_redacts_the_password() {
-        let c = StoreConfig { password: "hunter2".into(), ..StoreConfig::default() };
-        assert!(!format!("{c:?}").contains("hunter2"));
+        let c = StoreConfig { password: "hunter2".into(), url: "http://u:hunter3@h".into(), ..StoreConfig::default() };
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("hunter3"), "{shown}");
     }
 
     #[test]

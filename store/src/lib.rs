@@ -15,6 +15,8 @@
 //! - `writer`: [`Store::write_batch`] with [`WriteBatch`] / [`WriteOutcome`]; `frames`
 //!   streams an `INSERT`'s frames, LZ4-compressing on blocking threads when enabled.
 //! - `store`: [`Store`] (connect, profile choice, existing batches, summary queries, retries).
+//! - `scan`: [`Store::decision_days`] and [`Store::scan_day`], every decision read back a
+//!   day at a time ([`DecisionScan`]), for rebuilding the index from ClickHouse.
 //! - [`sink`]: [`sink::run_clickhouse_sink`], the spool → ClickHouse consumer of `gatelog serve`.
 //! - [`durability`]: [`durability::Durability`], what the sink waits for before it lets the
 //!   spool forget records (`syncfs` of a managed server's data dir).
@@ -44,6 +46,7 @@ mod order;
 pub mod profile;
 pub mod read;
 mod rowbinary;
+mod scan;
 mod schema;
 pub mod sink;
 pub mod sql;
@@ -57,6 +60,7 @@ pub use error::{FailureKind, StoreError};
 pub use migrate::MigrationReport;
 pub use profile::{SchemaProfile, ServerVersion};
 pub use read::{DecisionCount, StoreSummary};
+pub use scan::DecisionScan;
 pub use store::Store;
 #[cfg(feature = "testing")]
 pub use store::Uniqueness;

@@ -1,7 +1,12 @@
-//! Versioned, idempotent migrations recorded in `schema_migrations`.
+//! Versioned, idempotent migrations recorded in `schema_migrations`. A migration that moves
+//! a table to a new key ([`crate::sql::Rekey`]) looks at what an interrupted earlier attempt
+//! left (which tables exist, which key `decisions` has) and runs only the steps still to do.
 
 use crate::rowbinary::RowEncoder;
-use crate::sql::{Lit, create_database, create_schema_migrations, migrations, render, retention, storage_table};
+use crate::sql::{
+    Lit, REKEY_LOOKS, Rekey, RekeySeen, RekeyStep, create_database, create_schema_migrations, migrations, render,
+    retention, storage_table,
+};
 use crate::store::with_retries;
 use crate::{Store, StoreError};
 use std::collections::BTreeMap;
@@ -62,8 +67,13 @@ impl Store {
                 report.already_applied += 1;
                 continue;
             }
-            for sql in &m.statements {
-                self.execute("CREATE TABLE", &format!("migration {label}"), sql).await?;
+            match &m.rekey {
+                Some(plan) => self.rekey(&label, plan).await?,
+                None => {
+                    for sql in &m.statements {
+                        self.execute("CREATE TABLE", &format!("migration {label}"), sql).await?;
+                    }
+                }
             }
             let mut enc = RowEncoder::new(profile, 256);
             enc.migration(m.version, m.name, &checksum, profile.as_str());
@@ -89,5 +99,79 @@ impl Store {
             }
         }
         Ok(report)
+    }
+}
+
+impl Store {
+    /// `engine_full` of a table of gatelog's database; `None` when it does not exist.
+    async fn engine_of(&self, table: &str) -> Result<Option<String>, StoreError> {
+        let db = self.inner.options.database.as_str();
+        let sql = render(&self.inner.queries.table_engine, &[Lit::Str(db), Lit::Str(table)]);
+        let rows: Vec<String> = self.fetch_all("SELECT", "system.tables", &sql).await?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// What exists of `plan`'s tables.
+    async fn rekey_seen(&self, plan: &Rekey) -> Result<RekeySeen, StoreError> {
+        Ok(RekeySeen {
+            table: self.engine_of(&plan.table).await?,
+            new_table: self.engine_of(&plan.new_table).await?.is_some(),
+            old_table: self.engine_of(&plan.old_table).await?.is_some(),
+        })
+    }
+
+    /// Takes the steps of `plan` that are still to do ([`Rekey::next_step`]), looking at the
+    /// tables before each: an earlier attempt may have stopped anywhere, and another process
+    /// may be migrating at the same moment (a step that fails because the other did it first
+    /// is followed by a fresh look).
+    async fn rekey(&self, label: &str, plan: &Rekey) -> Result<(), StoreError> {
+        let what = format!("migration {label}");
+        let mut last_error = None;
+        for _ in 0..REKEY_LOOKS {
+            let seen = self.rekey_seen(plan).await?;
+            let step = plan.next_step(&seen).map_err(|e| {
+                StoreError::InvalidConfig(format!("{what}: in database {}: {e}", self.inner.options.database))
+            })?;
+            tracing::debug!(migration = %label, ?seen, ?step, "rekey step");
+            let result = match step {
+                RekeyStep::Done => return Ok(()),
+                RekeyStep::CopyAndCleanup => match self.rekey_copy(label, &what, plan).await {
+                    Ok(()) => self.execute("MIGRATE", &what, &plan.cleanup).await,
+                    // Another process copied the rows and dropped the old table meanwhile:
+                    // the next look says so.
+                    Err(_) if self.engine_of(&plan.old_table).await?.is_none() => Ok(()),
+                    Err(e) => return Err(e),
+                },
+                step => {
+                    let mut result = Ok(());
+                    for sql in plan.statements_of(step) {
+                        result = self.execute("MIGRATE", &what, sql).await;
+                        if result.is_err() {
+                            break;
+                        }
+                    }
+                    result
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(migration = %label, error = %e, "migration step failed; looking again");
+                last_error = Some(e);
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+        }
+        Err(last_error
+            .unwrap_or_else(|| StoreError::InvalidConfig(format!("{what}: did not finish in {REKEY_LOOKS} steps"))))
+    }
+
+    /// Copies the old rows into the rekeyed table, once, as long as it takes (a timeout
+    /// would only start the copy again).
+    async fn rekey_copy(&self, label: &str, what: &str, plan: &Rekey) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        tracing::info!(migration = %label, from = %plan.old_table, to = %plan.table,
+            "copying the rows to the table's new key (once; the old table goes afterwards)");
+        let copy = self.inner.client.query_raw(&plan.copy).execute().await;
+        copy.map_err(|e| StoreError::from_clickhouse("MIGRATE", what, e))?;
+        tracing::info!(migration = %label, seconds = started.elapsed().as_secs_f64(), "rows copied");
+        Ok(())
     }
 }

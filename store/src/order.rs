@@ -24,18 +24,11 @@ fn time_key(profile: SchemaProfile, t: UnixMillis) -> i64 {
 /// A row with the id of the batch it belongs to (a group of batches is one insert).
 pub(crate) type Tagged<'a, T> = (&'a T, &'a str);
 
-/// `decisions`: `ORDER BY tenant, time, event_id`.
-pub(crate) fn decisions<'a>(
-    rows: impl Iterator<Item = Tagged<'a, AccessDecision>>,
-    profile: SchemaProfile,
-) -> Vec<Tagged<'a, AccessDecision>> {
+/// `decisions`: `ORDER BY tenant, event_id` (the time is not in the key: see `schema`).
+pub(crate) fn decisions<'a>(rows: impl Iterator<Item = Tagged<'a, AccessDecision>>) -> Vec<Tagged<'a, AccessDecision>> {
     let mut out: Vec<_> = rows.collect();
     out.sort_by(|(a, _), (b, _)| {
-        (a.tenant.as_str(), time_key(profile, a.time), a.event_id.as_str()).cmp(&(
-            b.tenant.as_str(),
-            time_key(profile, b.time),
-            b.event_id.as_str(),
-        ))
+        (a.tenant.as_str(), a.event_id.as_str()).cmp(&(b.tenant.as_str(), b.event_id.as_str()))
     });
     out
 }
@@ -66,7 +59,7 @@ mod tests {
     #[test]
     fn keys_follow_the_tables_sorting_keys() {
         // These functions mirror the ORDER BY clauses; a schema change must revisit them.
-        assert_eq!(DECISIONS.order_by, "tenant, time, event_id");
+        assert_eq!(DECISIONS.order_by, "tenant, event_id");
         assert_eq!(RAW_RECORDS.order_by, "dataset, sha256");
         assert_eq!(DEAD_LETTERS.order_by, "dataset, received_at, batch_id, line_no");
     }
@@ -78,17 +71,11 @@ mod tests {
     }
 
     #[test]
-    fn legacy_orders_by_second_then_event_id() {
-        let rows = [decision("default", 1_200, "a"), decision("default", 1_100, "b"), decision("acme", 5_000, "z")];
-        let ids = |rows: &[AccessDecision], p| {
-            decisions(rows.iter().map(|d| (d, "batch")), p).iter().map(|(d, _)| d.event_id.clone()).collect::<Vec<_>>()
-        };
-        // Same second: the event id decides, not the milliseconds.
-        assert_eq!(ids(&rows, SchemaProfile::Legacy), ["z", "a", "b"]);
-        assert_eq!(ids(&rows, SchemaProfile::Modern), ["z", "b", "a"]);
-        // Times before 1970 clamp to 0 like the DateTime column does.
-        let early = [decision("t", 500, "b"), decision("t", -9_000, "a")];
-        assert_eq!(ids(&early, SchemaProfile::Legacy), ["a", "b"]);
+    fn decisions_order_by_tenant_then_event_id_whatever_their_time() {
+        let rows = [decision("default", 1_200, "b"), decision("default", 9_100, "a"), decision("acme", 5_000, "z")];
+        let sorted: Vec<_> =
+            decisions(rows.iter().map(|d| (d, "batch"))).iter().map(|(d, _)| d.event_id.clone()).collect();
+        assert_eq!(sorted, ["z", "a", "b"]);
     }
 
     #[test]

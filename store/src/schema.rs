@@ -57,7 +57,13 @@ pub(crate) struct TableDef {
 use Kind::{Enum, Str, Strings, Time, U16, U32, U64, WrittenAt};
 
 /// `decisions`: one row per [`gatelog_model::AccessDecision`]; the Tail and Logpush copies of a
-/// decision, and the rows of a retried batch, collapse on `(tenant, time, event_id)`.
+/// decision, and the rows of a retried batch, collapse on `(tenant, event_id)`, whatever
+/// their times: copies need not agree to the millisecond, and may fall on both sides of
+/// midnight or of a month (partitions). Background merges collapse copies within a month;
+/// `FINAL` collapses them across months too (it merges every partition's rows by key).
+/// Time-range reads prune by month partition. There is no version column: the copy inserted
+/// last survives within a month, the later month's across months (ARCHITECTURE.md, "Which
+/// copy survives"; pinned by `tests/dedup.rs`).
 pub(crate) const DECISIONS: TableDef = TableDef {
     name: "decisions",
     cols: &[
@@ -99,10 +105,15 @@ pub(crate) const DECISIONS: TableDef = TableDef {
     ],
     engine: Engine::ReplacingMergeTree,
     partition_by: "time",
-    order_by: "tenant, time, event_id",
+    order_by: "tenant, event_id",
     shard_key: "cityHash64(event_id)",
     retention: true,
 };
+
+/// `decisions` as migration 1 created it, keyed `(tenant, time, event_id)`: copies whose
+/// times differ did not collapse. Migration 5 moves the rows to [`DECISIONS`]. Kept only so
+/// migration 1 renders (and checksums) as it always did.
+pub(crate) const DECISIONS_V1: TableDef = TableDef { order_by: "tenant, time, event_id", ..DECISIONS };
 
 /// `raw_records`: every original line, byte for byte, once per `(dataset, sha256)`.
 pub(crate) const RAW_RECORDS: TableDef = TableDef {

@@ -119,7 +119,7 @@ impl Store {
         if !profile.supported_by(version) {
             return Err(StoreError::ProfileNotSupported { profile: profile.as_str(), version: version_text });
         }
-        tracing::info!(url = %config.url, version = %version, profile = %profile, database = %options.database, "connected to clickhouse");
+        tracing::info!(url = %gatelog_model::RedactedUrl::new(&config.url), user = %config.user, version = %version, profile = %profile, database = %options.database, "connected to clickhouse");
         let queries = Queries::new(profile, &options);
         Ok(Store {
             inner: Arc::new(Inner {
@@ -256,6 +256,8 @@ where
 }
 
 /// Runs `attempt` until it succeeds, fails fatally, or the policy's attempts are used up.
+/// With a single attempt the error is returned as it is, unlogged: the caller retries (or
+/// reports) in its own way.
 pub(crate) async fn with_retries<T, F, Fut>(config: &StoreConfig, what: &str, mut attempt: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
@@ -268,7 +270,7 @@ where
     loop {
         match attempt().await {
             Ok(value) => return Ok(value),
-            Err(err) if !err.is_retryable() => return Err(err),
+            Err(err) if !err.is_retryable() || max == 1 => return Err(err),
             Err(err) if n >= max => {
                 let elapsed = started.elapsed();
                 tracing::error!(what, attempts = n, ?elapsed, error = %err, "giving up");

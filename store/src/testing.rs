@@ -68,9 +68,15 @@ impl TestClickHouse {
 
     /// A config for this server and database with short retries (3 attempts, 10–100 ms).
     pub fn store_config(&self) -> StoreConfig {
+        Self::config_for(&self.server, &self.database)
+    }
+
+    /// The same config for any managed server and database (a test that restarts its own
+    /// server on one data dir).
+    pub fn config_for(server: &ManagedClickHouse, database: &str) -> StoreConfig {
         StoreConfig {
-            url: self.url(),
-            database: self.database.clone(),
+            url: server.url(),
+            database: database.to_owned(),
             retry: RetryPolicy {
                 max_attempts: 3,
                 initial_backoff: Duration::from_millis(10),

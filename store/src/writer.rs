@@ -177,10 +177,8 @@ impl Store {
 
         // One insert per table for the whole group, rows in sorting-key order (see `order`).
         let profile = self.profile();
-        let decisions = order::decisions(
-            todo.iter().flat_map(|(_, b)| b.decisions.iter().map(move |d| (d, b.batch_id.as_str()))),
-            profile,
-        );
+        let decisions =
+            order::decisions(todo.iter().flat_map(|(_, b)| b.decisions.iter().map(move |d| (d, b.batch_id.as_str()))));
         let raw =
             order::raw_records(todo.iter().flat_map(|(_, b)| b.raw.iter().map(move |r| (r, b.batch_id.as_str()))));
         let dead = order::dead_letters(
@@ -274,7 +272,7 @@ impl Store {
     async fn probe_partial(&self, batch: &WriteBatch) -> Result<bool, StoreError> {
         let id = batch.batch_id.as_str();
         let rows = Sorted {
-            decisions: order::decisions(batch.decisions.iter().map(|d| (d, id)), self.profile()),
+            decisions: order::decisions(batch.decisions.iter().map(|d| (d, id))),
             raw: order::raw_records(batch.raw.iter().map(|r| (r, id))),
             dead_letters: batch.dead_letters.len(),
         };

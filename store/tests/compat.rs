@@ -1,14 +1,21 @@
 //! Every statement the store emits runs on the real 18.16 (legacy profile) and, through
 //! `tests/compat/run_chdb.py`, on chdb's ClickHouse 26.9 (both profiles; cluster dumps parsed).
+//! On 26.9 also: migration 5 moves old-keyed rows to the `(tenant, event_id)` key from every
+//! point an interrupted attempt can stop at (the 18.16 side is `rekey.rs`), and which copy of
+//! an event survives a merge (the 18.16 side is `dedup.rs`).
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
+mod common;
+
+use common::chdb::Chdb;
 use gatelog_store::SchemaProfile;
 use gatelog_store::read::rows::type_matches;
 use gatelog_store::read::{Registered, registered};
-use gatelog_store::sql::{SchemaOptions, render_dump, sample_payloads, statements};
+use gatelog_store::sql::{
+    REKEY_LOOKS, Rekey, RekeySeen, RekeyStep, SchemaOptions, migrations, render_dump, sample_payloads, statements,
+};
 use gatelog_store::testing::TestClickHouse;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 #[tokio::test]
@@ -63,29 +70,9 @@ fn check_columns(r: &Registered, got: &[(String, String)], server: &str) {
     }
 }
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/compat/run_chdb.py")
-}
-
-/// The python that has chdb: `$GATELOG_CHDB_PYTHON`, else `python3`/`python` if they import it.
-fn chdb_python() -> Option<String> {
-    let candidates: Vec<String> = match std::env::var("GATELOG_CHDB_PYTHON") {
-        Ok(p) if !p.is_empty() => vec![p],
-        _ => vec!["python3".into(), "python".into()],
-    };
-    candidates.into_iter().find(|py| {
-        Command::new(py)
-            .args(["-c", "import chdb"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
-}
-
 fn run_script(python: &str, dump: &str, extra: &[&str]) -> String {
     let mut child = Command::new(python)
-        .arg(script())
+        .arg(common::chdb::script())
         .args(extra)
         .arg("-")
         .stdin(Stdio::piped())
@@ -103,17 +90,7 @@ fn run_script(python: &str, dump: &str, extra: &[&str]) -> String {
 
 #[test]
 fn every_statement_runs_in_chdb() {
-    let Some(python) = chdb_python() else {
-        if std::env::var("GATELOG_SKIP_CHDB").as_deref() == Ok("1") {
-            eprintln!("skipping the chdb compatibility check: GATELOG_SKIP_CHDB=1");
-            return;
-        }
-        panic!(
-            "chdb is not importable: install it with `python3 -m pip install chdb-core` (or point \
-             GATELOG_CHDB_PYTHON at a python that has it, e.g. a venv's bin/python); \
-             set GATELOG_SKIP_CHDB=1 to skip this check"
-        );
-    };
+    let Some(python) = common::chdb::python() else { return };
     for profile in [SchemaProfile::Modern, SchemaProfile::Legacy] {
         let opts = SchemaOptions {
             database: "gatelog".into(),
@@ -122,8 +99,8 @@ fn every_statement_runs_in_chdb() {
         };
         let dir = tempfile::tempdir().unwrap();
         let mut manifest = Vec::new();
-        for p in sample_payloads(profile, &opts) {
-            let file = format!("{}.rowbinary", p.table);
+        for (i, p) in sample_payloads(profile, &opts).into_iter().enumerate() {
+            let file = format!("{i}-{}.rowbinary", p.table);
             std::fs::write(dir.path().join(&file), &p.rowbinary).unwrap();
             manifest.push(serde_json::json!({
                 "database": p.database, "table": p.table, "columns": p.columns, "file": file,
@@ -135,7 +112,7 @@ fn every_statement_runs_in_chdb() {
         let out =
             run_script(&python, &render_dump(profile, &opts), &["--rowbinary", &rowbinary, "--describe", "read."]);
         println!("{profile}: {}", out.lines().last().unwrap_or_default());
-        assert!(out.contains("4 RowBinary payloads checked"), "{out}");
+        assert!(out.contains("5 RowBinary payloads checked"), "{out}");
         let described: std::collections::BTreeMap<String, Vec<(String, String)>> = out
             .lines()
             .filter_map(|l| l.strip_prefix("DESCRIBE\t"))
@@ -154,5 +131,152 @@ fn every_statement_runs_in_chdb() {
         let cluster = SchemaOptions { cluster: Some("gatelog_cluster".into()), ..opts };
         let out = run_script(&python, &render_dump(profile, &cluster), &["--parse-only"]);
         println!("{profile} cluster: {out}");
+    }
+}
+
+/// `engine_full` of `db.table` in chdb; `None` when it does not exist.
+fn chdb_engine(chdb: &mut Chdb, db: &str, table: &str) -> Option<String> {
+    let out = chdb.run(&format!("SELECT engine_full FROM system.tables WHERE database = '{db}' AND name = '{table}'"));
+    (!out.is_empty()).then(|| out.trim_matches('"').replace("\"\"", "\""))
+}
+
+/// Takes the steps the store's runner would take ([`Rekey::next_step`]) from what chdb holds.
+fn finish_rekey(chdb: &mut Chdb, db: &str, plan: &Rekey) -> Vec<RekeyStep> {
+    let mut steps = Vec::new();
+    for _ in 0..REKEY_LOOKS {
+        let seen = RekeySeen {
+            table: chdb_engine(chdb, db, &plan.table),
+            new_table: chdb_engine(chdb, db, &plan.new_table).is_some(),
+            old_table: chdb_engine(chdb, db, &plan.old_table).is_some(),
+        };
+        let step = plan.next_step(&seen).unwrap();
+        steps.push(step);
+        if step == RekeyStep::Done {
+            return steps;
+        }
+        for sql in plan.statements_of(step) {
+            chdb.run(sql);
+        }
+    }
+    panic!("the move did not finish: {steps:?}");
+}
+
+/// Migration 5 on 26.9, both profiles: a database made by migrations 1–4 holding old-keyed
+/// rows (copies of one event 1 ms apart across a month boundary, and 1 s apart in a day),
+/// stopped after each statement of the move in turn and reopened on the same data dir, is
+/// finished by the runner's own step choice (read from 26.9's `engine_full`) with every event
+/// once and nothing left aside.
+#[test]
+fn the_move_to_the_event_id_key_runs_in_chdb_from_every_stop_point() {
+    let Some(python) = common::chdb::python() else { return };
+    let mut chdb = Chdb::start(&python);
+    let db = "gatelog";
+    let opts = SchemaOptions { database: db.into(), cluster: None, retention_days: None };
+    let final_counts = format!("SELECT count(), uniqExact(event_id) FROM {db}.decisions FINAL");
+    for profile in [SchemaProfile::Modern, SchemaProfile::Legacy] {
+        let all = migrations(profile, &opts);
+        let plan = all[4].rekey().unwrap().clone();
+        let payloads: Vec<_> = sample_payloads(profile, &opts).into_iter().filter(|p| p.table == "decisions").collect();
+        assert_eq!(payloads.len(), 2, "the sample row and the copies");
+        for done in 0..=plan.statements().len() - 1 {
+            let dir = tempfile::tempdir().unwrap();
+            let version = chdb.open(dir.path());
+            chdb.run(&format!("CREATE DATABASE IF NOT EXISTS {db}"));
+            for m in &all[..4] {
+                for sql in &m.statements {
+                    chdb.run(sql);
+                }
+            }
+            for (i, p) in payloads.iter().enumerate() {
+                let file = dir.path().join(format!("decisions-{i}.rowbinary"));
+                std::fs::write(&file, &p.rowbinary).unwrap();
+                let types = chdb.run(&format!(
+                    "SELECT name, type FROM system.columns WHERE database = '{db}' AND table = 'decisions'"
+                ));
+                let types: std::collections::HashMap<String, String> = types
+                    .lines()
+                    .map(|l| {
+                        let (name, ty) = l.split_once(',').unwrap();
+                        (name.trim_matches('"').to_owned(), ty.trim_matches('"').replace("\"\"", "\""))
+                    })
+                    .collect();
+                let structure: Vec<String> = p.columns.iter().map(|c| format!("{c} {}", types[c])).collect();
+                chdb.run(&format!(
+                    "INSERT INTO {db}.decisions ({}) SELECT * FROM file('{}', 'RowBinary', '{}')",
+                    p.columns.join(", "),
+                    file.display(),
+                    structure.join(", ").replace('\'', "\\'")
+                ));
+            }
+            assert_eq!(chdb.run(&final_counts), "5,3", "{profile}: the old key keeps copies whose times differ");
+            for sql in &plan.statements()[..done] {
+                chdb.run(sql);
+            }
+            chdb.open(dir.path()); // a restart on the data dir as the interrupted attempt left it
+            let steps = finish_rekey(&mut chdb, db, &plan);
+            let what = format!("{profile} on chdb {version}, stopped after {done} statements ({steps:?})");
+            assert!(steps.len() <= 4, "{what}");
+            assert!(plan.is_rekeyed(&chdb_engine(&mut chdb, db, &plan.table).unwrap()), "{what}");
+            assert_eq!(chdb_engine(&mut chdb, db, &plan.new_table), None, "{what}");
+            assert_eq!(chdb_engine(&mut chdb, db, &plan.old_table), None, "{what}");
+            assert_eq!(chdb.run(&final_counts), "3,3", "{what}: every event kept, once");
+            // Under FINAL: a copy run twice (stopped after `copy`) holds the rows twice until
+            // a merge, as copies that arrive twice do.
+            for p in &payloads {
+                let check =
+                    p.check.replace(&format!("FROM {db}.decisions WHERE"), &format!("FROM {db}.decisions FINAL WHERE"));
+                assert_eq!(chdb.run(&check), p.expect, "{what}: {check}");
+            }
+            println!("{what}: done");
+        }
+    }
+}
+
+/// What `dedup.rs` pins on 18.16 holds on 26.9 too (ARCHITECTURE.md, "Which copy survives"):
+/// no version column; within a month partition the copy inserted last survives `FINAL` and a
+/// merge; across months both stay on disk and `FINAL` returns the later month's.
+#[test]
+fn which_copy_survives_a_merge_in_chdb() {
+    let Some(python) = common::chdb::python() else { return };
+    let mut chdb = Chdb::start(&python);
+    let db = "gatelog";
+    let opts = SchemaOptions { database: db.into(), cluster: None, retention_days: None };
+    let (day, month) = (1_740_990_713_712_i64, 1_740_787_200_000_i64); // 2025-03-03, 2025-03-01
+    for profile in [SchemaProfile::Modern, SchemaProfile::Legacy] {
+        let dir = tempfile::tempdir().unwrap();
+        chdb.open(dir.path());
+        chdb.run(&format!("CREATE DATABASE IF NOT EXISTS {db}"));
+        let all = migrations(profile, &opts);
+        for sql in all.iter().flat_map(|m| &m.statements) {
+            chdb.run(sql);
+        }
+        let insert = |chdb: &mut Chdb, event: &str, batch: &str, ms: i64| {
+            let (columns, values) = match profile {
+                SchemaProfile::Modern => ("time", format!("fromUnixTimestamp64Milli(toInt64({ms}), 'UTC')")),
+                SchemaProfile::Legacy => ("time, time_ms", format!("toDateTime(intDiv({ms}, 1000), 'UTC'), {ms}")),
+            };
+            chdb.run(&format!(
+                "INSERT INTO {db}.decisions (tenant, event_id, batch_id, {columns}) SELECT 'default', '{event}', '{batch}', {values}"
+            ));
+        };
+        insert(&mut chdb, "same-month", "b1-first", day + 1);
+        insert(&mut chdb, "same-month", "b2-second", day);
+        insert(&mut chdb, "march-first", "b1-march", month);
+        insert(&mut chdb, "march-first", "b2-february", month - 1);
+        insert(&mut chdb, "february-first", "b1-february", month - 1);
+        insert(&mut chdb, "february-first", "b2-march", month);
+        let rows = |chdb: &mut Chdb, event: &str, fin: &str| {
+            chdb.run(&format!("SELECT batch_id FROM {db}.decisions {fin} WHERE event_id = '{event}' ORDER BY batch_id"))
+        };
+        for round in ["before a merge", "after OPTIMIZE FINAL"] {
+            let what = format!("{profile}, {round}");
+            assert_eq!(rows(&mut chdb, "same-month", "FINAL"), "\"b2-second\"", "{what}");
+            assert_eq!(rows(&mut chdb, "march-first", "FINAL"), "\"b1-march\"", "{what}");
+            assert_eq!(rows(&mut chdb, "february-first", "FINAL"), "\"b2-march\"", "{what}");
+            chdb.run(&format!("OPTIMIZE TABLE {db}.decisions FINAL"));
+        }
+        assert_eq!(rows(&mut chdb, "same-month", ""), "\"b2-second\"", "{profile}: the merge dropped b1's row");
+        assert_eq!(rows(&mut chdb, "march-first", "").lines().count(), 2, "{profile}: partitions merge apart");
+        assert_eq!(rows(&mut chdb, "february-first", "").lines().count(), 2, "{profile}");
     }
 }

@@ -86,8 +86,8 @@ async fn drop_kills_the_server() {
 fn thread_nice_values(pid: u32) -> Vec<i32> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
-        .filter_map(|task| task.ok()?.file_name().to_str()?.parse().ok())
-        .filter_map(|tid| gatelog_spool::priority::thread_nice(tid).ok())
+        .filter_map(|task| task.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|tid| rustix::process::getpriority_process(rustix::process::Pid::from_raw(tid)).ok())
         .collect()
 }
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+use gatelog_consumer::{ConsumerError, Status};
 use gatelog_spool::{Spool, SpoolOptions};
 use gatelog_store::Store;
 use gatelog_store::durability::{Durability, SyncFilesystem};
@@ -87,7 +88,7 @@ struct Running {
     _dir: tempfile::TempDir,
     store: Store,
     spool: Spool,
-    stats: Arc<SinkStats>,
+    status: Arc<Status>,
     stop: tokio::sync::oneshot::Sender<()>,
     sink: tokio::task::JoinHandle<Result<(), SinkError>>,
 }
@@ -99,32 +100,34 @@ async fn start(durability: impl FnOnce(&Path) -> Arc<dyn Durability>) -> Running
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(dir.path(), SpoolOptions::default()).unwrap();
     let stats = Arc::new(SinkStats::default());
+    let status = Arc::new(Status::new(SINK_NAME));
     let options = SinkOptions { linger: Duration::from_millis(10), ..SinkOptions::default() };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let sink = tokio::spawn(run_clickhouse_sink(
         store.clone(),
         spool.clone(),
-        stats.clone(),
+        status.clone(),
+        stats,
         options,
         Some(durability(ch.data_dir())),
         async move {
             let _ = stopped.await;
         },
     ));
-    Running { _ch: ch, _dir: dir, store, spool, stats, stop, sink }
+    Running { _ch: ch, _dir: dir, store, spool, status, stop, sink }
 }
 
 #[tokio::test]
 async fn the_spool_is_acknowledged_only_after_the_sync_and_not_after_a_failed_one() {
     let gate = Arc::new(Gate::default());
     let gate_ = gate.clone();
-    let Running { _ch, _dir, store, spool, stats, stop, sink } = start(|_| gate_).await;
+    let Running { _ch, _dir, store, spool, status, stop, sink } = start(|_| gate_).await;
 
     append_batch(&spool, "durable-1").await;
     stored(&store, "durable-1").await;
     eventually("the sync to start", || gate.calls.load(Ordering::SeqCst) == 1).await;
     assert_eq!(committed(&spool), 0, "acknowledged before the sync returned");
-    assert_eq!(stats.position.load(Ordering::SeqCst), 0, "reported as stored before the sync returned");
+    assert_eq!(status.position(), 0, "reported as stored before the sync returned");
 
     // Written while the first sync waits: one later sync covers it.
     let second = append_batch(&spool, "durable-2").await;
@@ -132,7 +135,7 @@ async fn the_spool_is_acknowledged_only_after_the_sync_and_not_after_a_failed_on
     assert_eq!(committed(&spool), 0);
     gate.set(GateState::Open);
     eventually("the acknowledgement", || committed(&spool) == second).await;
-    assert_eq!(stats.position.load(Ordering::SeqCst), second);
+    assert_eq!(status.position(), second);
     assert!(gate.calls.load(Ordering::SeqCst) <= 2, "{} syncs for two batches", gate.calls.load(Ordering::SeqCst));
 
     // A failed sync stops the sink and leaves the record to the spool.
@@ -154,13 +157,35 @@ async fn the_spool_is_acknowledged_only_after_the_sync_and_not_after_a_failed_on
 #[tokio::test]
 async fn shutdown_syncs_and_acknowledges_the_last_group() {
     // The real thing, on the server's data dir.
-    let Running { _ch, _dir, store, spool, stats, stop, sink } = start(|dir| Arc::new(SyncFilesystem::new(dir))).await;
+    let Running { _ch, _dir, store, spool, status, stop, sink } = start(|dir| Arc::new(SyncFilesystem::new(dir))).await;
     let seq = append_batch(&spool, "shutdown-1").await;
     stored(&store, "shutdown-1").await;
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(20), sink).await.unwrap().unwrap().unwrap();
     assert_eq!(committed(&spool), seq);
-    assert_eq!(stats.position.load(Ordering::SeqCst), seq);
+    assert_eq!(status.position(), seq);
     assert_eq!(store.count_rows_of_batch("decisions", "shutdown-1").await.unwrap(), 5);
+    spool.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_undecodable_record_stops_the_sink_naming_it_and_keeps_it() {
+    let Running { _ch, _dir, store, spool, status, stop, sink } = start(|dir| Arc::new(SyncFilesystem::new(dir))).await;
+    let first = append_batch(&spool, "before-bad").await;
+    let bad = spool.append(b"GLB1 but not postcard".to_vec()).await.unwrap();
+    append_batch(&spool, "after-bad").await;
+    let result = tokio::time::timeout(Duration::from_secs(30), sink).await.unwrap().unwrap();
+    match result {
+        Err(SinkError::Consumer(ConsumerError::Undecodable { seq, at: Some(at), .. })) => {
+            assert_eq!(seq, bad);
+            assert_eq!(at, spool.locate(bad).unwrap());
+        }
+        other => panic!("expected an undecodable record, got {other:?}"),
+    }
+    assert_eq!(store.count_rows_of_batch("decisions", "before-bad").await.unwrap(), 5);
+    assert_eq!(store.count_rows_of_batch("decisions", "after-bad").await.unwrap(), 0, "nothing after it is stored");
+    assert_eq!(committed(&spool), first, "acknowledged up to the record before it");
+    assert!(status.position() <= first);
+    drop(stop);
     spool.close().await.unwrap();
 }

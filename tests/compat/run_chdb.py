@@ -4,6 +4,7 @@
 Usage:
     gatelog sql dump --profile modern | python3 tests/compat/run_chdb.py -
     python3 tests/compat/run_chdb.py [--parse-only] [--rowbinary DIR] DUMP_FILE
+    python3 tests/compat/run_chdb.py --interactive
 
 The dump is statements separated by ";\n\n", each preceded by a "-- name" comment line.
 Each statement runs in order in one fresh session (later ones need the tables of earlier ones).
@@ -13,6 +14,13 @@ Each statement runs in order in one fresh session (later ones need the tables of
               with the column list the store sends, and its check query must give the expected text.
 --describe    PREFIX: after running them, DESCRIBE each statement whose name starts with PREFIX
               (the read queries: their result columns) and print `DESCRIBE<TAB>name<TAB>[[col, type], ...]`.
+--interactive answers one JSON request per line of standard input with one JSON line, for a
+              test that decides its next statement from what the last one did (the store's
+              migration runner, driven against 26.9):
+                {"open": DIR}     (re)open a session whose data lives in DIR: reopening the
+                                  same DIR is a restart on an existing data dir
+                {"sql": SQL}      run SQL, answering {"ok": true, "out": CSV} or
+                                  {"ok": false, "error": TEXT}
 
 Exits 1 on the first failure, naming the statement and chdb's error. Needs `pip install chdb-core`.
 """
@@ -39,12 +47,38 @@ def parse_dump(text):
     return statements
 
 
+def interactive(session):
+    sess = None
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        try:
+            if "open" in request:
+                if sess is not None:
+                    sess.close()
+                sess = session.Session(request["open"])
+                out = str(sess.query("SELECT version()", "CSV")).strip().strip('"')
+            elif sess is None:
+                raise RuntimeError("no session: send {\"open\": DIR} first")
+            else:
+                out = str(sess.query(request["sql"], "CSV"))
+            answer = {"ok": True, "out": out}
+        except Exception as e:  # chdb raises a plain RuntimeError-like exception
+            answer = {"ok": False, "error": str(e)}
+        print(json.dumps(answer), flush=True)
+    if sess is not None:
+        sess.close()
+    return 0
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dump", help="dump file, or - for standard input")
+    parser.add_argument("dump", nargs="?", help="dump file, or - for standard input")
     parser.add_argument("--parse-only", action="store_true")
     parser.add_argument("--rowbinary", metavar="DIR")
     parser.add_argument("--describe", metavar="PREFIX")
+    parser.add_argument("--interactive", action="store_true")
     args = parser.parse_args()
 
     try:
@@ -53,6 +87,10 @@ def main():
     except ImportError as e:
         print(f"chdb is not importable ({e}); install it with: pip install chdb-core", file=sys.stderr)
         return 2
+    if args.interactive:
+        return interactive(session)
+    if args.dump is None:
+        parser.error("a dump file (or -) is needed unless --interactive")
 
     text = sys.stdin.read() if args.dump == "-" else open(args.dump, encoding="utf-8").read()
     statements = parse_dump(text)

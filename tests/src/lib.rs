@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+pub mod edge;
+
 /// The `gatelog` binary of this workspace, built (or found fresh) by cargo on first use.
 pub fn gatelog_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -110,6 +112,7 @@ pub fn free_port() -> u16 {
 pub struct ServeSpec {
     pub data_dir: PathBuf,
     pub port: u16,
+    /// Empty: no `--clickhouse-url`, so gatelog runs managed ClickHouse under the data dir.
     pub clickhouse_url: String,
     pub database: String,
     pub token: String,
@@ -147,10 +150,12 @@ impl Serve {
         if let Some(config) = &spec.config {
             cmd.arg("--config").arg(config);
         }
+        if !spec.clickhouse_url.is_empty() {
+            cmd.args(["--clickhouse-url", &spec.clickhouse_url]);
+        }
         cmd.arg("--data-dir")
             .arg(&spec.data_dir)
             .args(["--listen", &listen])
-            .args(["--clickhouse-url", &spec.clickhouse_url])
             .args(["--clickhouse-database", &spec.database])
             .args(["--ingest-token", &spec.token])
             .env("GATELOG_LOG", std::env::var("GATELOG_E2E_SERVE_LOG").unwrap_or_else(|_| "warn".to_owned()))
@@ -211,6 +216,18 @@ impl Serve {
         None
     }
 
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
+    /// Sends SIGTERM and returns how long the process took to exit, or `None` if it was still
+    /// running after `limit` (then it is killed).
+    pub async fn time_to_exit(&mut self, limit: std::time::Duration) -> Option<std::time::Duration> {
+        let started = std::time::Instant::now();
+        self.terminate(limit).await.map(|_| started.elapsed())
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
@@ -227,6 +244,33 @@ impl Serve {
 impl Drop for Serve {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// `GET {base_url}{path}`: the status and the body (0 and the error when it does not answer).
+pub async fn get(base_url: &str, path: &str) -> (u16, String) {
+    match http_client().get(format!("{base_url}{path}")).timeout(std::time::Duration::from_secs(10)).send().await {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// Polls `GET {base_url}{path}` every 100 ms until `done(status, body)`, at most `limit`;
+/// returns the last answer and how long it took, or panics with it.
+pub async fn wait_until(
+    base_url: &str,
+    path: &str,
+    limit: std::time::Duration,
+    mut done: impl FnMut(u16, &str) -> bool,
+) -> (u16, String, std::time::Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = get(base_url, path).await;
+        if done(status, &body) {
+            return (status, body, started.elapsed());
+        }
+        assert!(started.elapsed() < limit, "{path} did not turn as expected within {limit:?}; last: {status} {body}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 

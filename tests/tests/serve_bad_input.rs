@@ -179,6 +179,46 @@ async fn bad_input_gets_its_status_and_never_poisons_the_receiver() {
     assert!(message(&a).contains("line 1"), "names line 1: {}", a.json);
     c.good_batch_after("a JSON array").await;
 
+    // Encodings the receiver cannot read: 415 naming them, nothing spooled. gzip, x-gzip and
+    // identity are read (the body is sniffed by its magic bytes in any case).
+    let (body, _) = c.good_lines(5);
+    for encoding in ["br", "deflate", "zstd", "compress", "snappy", "gzip, gzip", "gzip, br"] {
+        let response = c
+            .http
+            .post(&c.url)
+            .bearer_auth(TOKEN)
+            .header("Content-Encoding", encoding)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("answer");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("text");
+        assert_eq!(status, 415, "Content-Encoding {encoding}: {text}");
+        let named = encoding.rsplit(", ").next().unwrap_or(encoding);
+        assert!(text.contains(named) || text.contains("more than once"), "names {encoding}: {text}");
+    }
+    for encoding in ["gzip", "x-gzip", "GZIP", "identity", "gzip, identity"] {
+        let (body, rays) = c.good_lines(5);
+        let response = c
+            .http
+            .post(&c.url)
+            .bearer_auth(TOKEN)
+            .header("Content-Encoding", encoding)
+            .body(gzip(&body))
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "Content-Encoding {encoding}: {}",
+            response.text().await.unwrap_or_default()
+        );
+        c.good.extend(rays);
+    }
+    c.good_batch_after("unsupported encodings").await;
+
     // The Logpush validation probe: 200, nothing stored.
     let probe = std::fs::read(samples_dir().join("validation_probe.test.txt.gz")).expect("probe");
     let a = c.post(probe, false).await;

@@ -23,6 +23,24 @@ pub struct ReceiverConfig {
     pub max_decompressed_bytes: ByteSize,
     /// A longer line is kept as a dead letter (its first `max_line_bytes` bytes) instead of parsed.
     pub max_line_bytes: ByteSize,
+    /// Cap on one mapped batch (its decisions, raw lines and dead letters as spooled, counted
+    /// while it is mapped); a body that maps to more gets 413.
+    pub max_batch_bytes: ByteSize,
+    /// Cap on what all requests hold at once: bodies as they arrive and the batches mapped
+    /// from them until the spool has written them. A request that would go past it gets 503
+    /// with `Retry-After`. At least `max_body_bytes + max_batch_bytes`, so the largest
+    /// request fits alone.
+    pub max_buffered_bytes: ByteSize,
+    /// Lines whose event time lies more than this before `received_at` are dead letters.
+    #[serde(with = "humantime_serde")]
+    pub max_event_age: Duration,
+    /// Lines whose event time lies more than this after `received_at` are dead letters.
+    #[serde(with = "humantime_serde")]
+    pub max_event_lead: Duration,
+    /// The most UTC days one batch's events may fall on (each is an index folder, and days
+    /// in several months are several ClickHouse partitions). Lines of further days (the
+    /// days with the fewest lines first) are dead letters.
+    pub max_days_per_batch: u32,
     /// Spool nothing and answer 400 when any line of a batch is bad (default: keep the good
     /// lines and store the bad ones as dead letters).
     pub reject_whole_batch: bool,
@@ -43,6 +61,11 @@ impl std::fmt::Debug for ReceiverConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("max_decompressed_bytes", &self.max_decompressed_bytes)
             .field("max_line_bytes", &self.max_line_bytes)
+            .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("max_buffered_bytes", &self.max_buffered_bytes)
+            .field("max_event_age", &self.max_event_age)
+            .field("max_event_lead", &self.max_event_lead)
+            .field("max_days_per_batch", &self.max_days_per_batch)
             .field("reject_whole_batch", &self.reject_whole_batch)
             .field("retry_after", &self.retry_after)
             .field("max_lag_records", &self.max_lag_records)
@@ -59,6 +82,11 @@ impl Default for ReceiverConfig {
             max_body_bytes: ByteSize::mib(64),
             max_decompressed_bytes: ByteSize::mib(256),
             max_line_bytes: ByteSize::mib(1),
+            max_batch_bytes: ByteSize::mib(256),
+            max_buffered_bytes: ByteSize::mib(512),
+            max_event_age: crate::window::DEFAULT_MAX_AGE,
+            max_event_lead: crate::window::DEFAULT_MAX_LEAD,
+            max_days_per_batch: 31,
             reject_whole_batch: false,
             retry_after: Duration::from_secs(5),
             max_lag_records: 1_000_000,
@@ -119,6 +147,42 @@ impl ReceiverConfig {
         if self.max_decompressed_bytes < self.max_line_bytes {
             return invalid("receiver.max_decompressed_bytes", "must be at least receiver.max_line_bytes");
         }
+        if self.max_batch_bytes < self.max_line_bytes || self.max_batch_bytes.as_u64() >= 1 << 32 {
+            return invalid(
+                "receiver.max_batch_bytes",
+                format!("must be at least receiver.max_line_bytes and less than 4 GiB, got {}", self.max_batch_bytes),
+            );
+        }
+        let largest = self.max_body_bytes.as_u64().saturating_add(self.max_batch_bytes.as_u64());
+        if self.max_buffered_bytes.as_u64() < largest || usize::try_from(self.max_buffered_bytes.as_u64()).is_err() {
+            return invalid(
+                "receiver.max_buffered_bytes",
+                format!(
+                    "must be at least receiver.max_body_bytes + receiver.max_batch_bytes ({}) so the largest request fits, got {}",
+                    ByteSize::b(largest),
+                    self.max_buffered_bytes
+                ),
+            );
+        }
+        if self.max_event_age < Duration::from_secs(3600) || self.max_event_age > Duration::from_secs(100 * 31_557_600)
+        {
+            return invalid(
+                "receiver.max_event_age",
+                format!("must be between 1h and 100years, got {}", humantime::format_duration(self.max_event_age)),
+            );
+        }
+        if self.max_event_lead > Duration::from_secs(366 * 86_400) {
+            return invalid(
+                "receiver.max_event_lead",
+                format!("must be at most 366days, got {}", humantime::format_duration(self.max_event_lead)),
+            );
+        }
+        if !(1..=3660).contains(&self.max_days_per_batch) {
+            return invalid(
+                "receiver.max_days_per_batch",
+                format!("must be between 1 and 3660, got {}", self.max_days_per_batch),
+            );
+        }
         if self.retry_after.is_zero() || self.retry_after > Duration::from_secs(3600) {
             return invalid("receiver.retry_after", "must be between 1s and 1h");
         }
@@ -126,6 +190,11 @@ impl ReceiverConfig {
             return invalid("receiver.max_lag_records", "must be at least 1");
         }
         Ok(())
+    }
+
+    /// The event times accepted around `received_at`.
+    pub fn window(&self) -> crate::TimeWindow {
+        crate::TimeWindow { max_age: self.max_event_age, max_lead: self.max_event_lead }
     }
 
     /// `Retry-After` in whole seconds (at least 1).
@@ -147,6 +216,10 @@ mod tests {
         assert_eq!(c.max_line_bytes, ByteSize::mib(1));
         assert_eq!(c.retry_after, Duration::from_secs(5));
         assert_eq!(c.max_lag_records, 1_000_000);
+        assert_eq!(c.max_batch_bytes, ByteSize::mib(256));
+        assert_eq!(c.max_buffered_bytes, ByteSize::mib(512));
+        assert_eq!(c.window(), crate::TimeWindow::default());
+        assert_eq!(c.max_days_per_batch, 31);
         assert!(!c.reject_whole_batch);
     }
 
@@ -181,6 +254,15 @@ mod tests {
         c.max_decompressed_bytes = ByteSize::kib(2);
         c.max_line_bytes = ByteSize::kib(4);
         assert!(c.validate().unwrap_err().to_string().starts_with("receiver.max_decompressed_bytes: "));
+        let c = ReceiverConfig { max_buffered_bytes: ByteSize::mib(100), ..Default::default() };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("receiver.max_buffered_bytes: ") && err.contains("largest request"), "{err}");
+        let c: ReceiverConfig = toml::from_str("max_event_age = \"10years\"\nmax_event_lead = \"1day\"").unwrap();
+        assert_eq!(c.window(), crate::TimeWindow::default(), "the documented spelling of the defaults");
+        let c: ReceiverConfig = toml::from_str("max_event_lead = \"2years\"").unwrap();
+        assert!(c.validate().unwrap_err().to_string().starts_with("receiver.max_event_lead: "));
+        let c = ReceiverConfig { max_days_per_batch: 0, ..Default::default() };
+        assert!(c.validate().unwrap_err().to_string().starts_with("receiver.max_days_per_batch: "));
     }
 
     #[test]

@@ -12,15 +12,16 @@
 //! - `dataset` defaults to `proxy` when empty, `tenant` to `default`; `received_at` is the
 //!   receiver's clock; `raw_sha256` is the SHA-256 of the line; `spool_seq` is reset to 0
 //!   (the sinks assign it);
-//! - a missing `time` (0) becomes `received_at`, with a warning;
+//! - a missing `time` (0) becomes `received_at`, with a warning; a `time` outside the
+//!   receiver's [`TimeWindow`] makes the line a dead letter;
 //! - the line itself is kept as a [`RawRecord`] (dataset `proxy`, the decision's id and time).
 //!
 //! Blank lines are skipped; invalid UTF-8 and over-long lines are dead letters, as on every
 //! other route.
 
 use super::metrics::PROXY_DATASET;
-use crate::LineOutcome;
 use crate::decode::Line;
+use crate::{LineOutcome, TimeWindow};
 use gatelog_model::{AccessDecision, DeadLetter, RawRecord, Source, UnixMillis, sha256_hex};
 
 /// Where a decisions body came from and when it arrived.
@@ -29,6 +30,8 @@ pub struct DecisionLineContext<'a> {
     pub received_at: UnixMillis,
     pub origin: &'a str,
     pub max_line: usize,
+    /// A decision whose time is outside it is a dead letter.
+    pub window: TimeWindow,
 }
 
 fn dead(ctx: &DecisionLineContext<'_>, line_no: u64, bytes: &[u8], error: impl std::fmt::Display) -> LineOutcome {
@@ -106,7 +109,7 @@ pub fn map_decision_line(line: Line<'_>, ctx: &DecisionLineContext<'_>) -> LineO
         line: text.to_owned(),
         sha256,
     };
-    LineOutcome::Mapped { decisions: vec![d], raw, warnings }
+    ctx.window.apply(LineOutcome::Mapped { decisions: vec![d], raw, warnings }, ctx.origin, no)
 }
 
 #[cfg(test)]
@@ -117,7 +120,8 @@ mod tests {
     const AT: UnixMillis = UnixMillis(1_741_132_800_000);
 
     fn map(text: &[u8]) -> LineOutcome {
-        let ctx = DecisionLineContext { received_at: AT, origin: "decisions", max_line: 1024 };
+        let ctx =
+            DecisionLineContext { received_at: AT, origin: "decisions", max_line: 1024, window: TimeWindow::default() };
         map_decision_line(Line { no: 3, bytes: text, overlong: None }, &ctx)
     }
 
@@ -153,12 +157,20 @@ mod tests {
 
     #[test]
     fn bad_lines_are_dead_letters_with_reasons() {
-        let cases: [(&[u8], &str); 5] = [
+        let cases: [(&[u8], &str); 7] = [
             (br#"{"decision":"allow"}"#, "line 3: event_id is missing or empty"),
             (br#"{"event_id":""}"#, "line 3: event_id is missing or empty"),
             (br#"[{"event_id":"x"}]"#, "line 3: expected a JSON object (an AccessDecision), found an array"),
             (br#"{"event_id":"x","decision":"maybe"}"#, "line 3: not an AccessDecision: unknown variant"),
             (b"{\"event_id\":\"\xff\"}", "line 3: invalid UTF-8 at byte 13"),
+            (
+                br#"{"event_id":"x","time":"9999-01-01T00:00:00Z"}"#,
+                "line 3: event time 9999-01-01T00:00:00.000Z is after",
+            ),
+            (
+                br#"{"event_id":"x","time":"1900-01-01T00:00:00Z"}"#,
+                "line 3: event time 1900-01-01T00:00:00.000Z is before",
+            ),
         ];
         for (line, want) in cases {
             let LineOutcome::Dead(dead) = map(line) else { panic!("{line:?} was accepted") };
@@ -171,7 +183,8 @@ mod tests {
 
     #[test]
     fn overlong_lines_are_dead_letters() {
-        let ctx = DecisionLineContext { received_at: AT, origin: "decisions", max_line: 4 };
+        let ctx =
+            DecisionLineContext { received_at: AT, origin: "decisions", max_line: 4, window: TimeWindow::default() };
         let out = map_decision_line(Line { no: 1, bytes: b"{\"ev", overlong: Some(5000) }, &ctx);
         let LineOutcome::Dead(dead) = out else { panic!("accepted") };
         assert!(dead.error.contains("5000 bytes, over the limit of 4 bytes"), "{}", dead.error);

@@ -20,20 +20,27 @@ pub enum ErrorCode {
     BadRequest,
     /// 404: unknown dataset or route.
     NotFound,
-    /// 429 (spool full) or 503 (sinks lag): retry after `Retry-After`.
+    /// 429 (spool full) or 503 (sinks lag, or requests hold `max_buffered_bytes`): retry
+    /// after `Retry-After`.
     Overloaded,
     /// 503: the spool failed (I/O, disk full, closed); nothing was acknowledged.
     Unavailable,
+    /// 415: a `Content-Encoding` other than `gzip`, `x-gzip` or `identity`.
+    UnsupportedEncoding,
+    /// 408: the body stopped arriving, or arrived too slowly.
+    RequestTimeout,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 6] = [
+    pub const ALL: [ErrorCode; 8] = [
         ErrorCode::Unauthorized,
         ErrorCode::PayloadTooLarge,
         ErrorCode::BadRequest,
         ErrorCode::NotFound,
         ErrorCode::Overloaded,
         ErrorCode::Unavailable,
+        ErrorCode::UnsupportedEncoding,
+        ErrorCode::RequestTimeout,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +51,8 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::Overloaded => "overloaded",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::UnsupportedEncoding => "unsupported_encoding",
+            ErrorCode::RequestTimeout => "request_timeout",
         }
     }
 
@@ -102,6 +111,19 @@ impl ApiError {
         e
     }
 
+    pub fn unsupported_encoding(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::UnsupportedEncoding, StatusCode::UNSUPPORTED_MEDIA_TYPE, message)
+    }
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::RequestTimeout, StatusCode::REQUEST_TIMEOUT, message)
+    }
+    /// 503 when the receiver holds as much memory as it may: retry after `Retry-After`.
+    pub fn busy(retry_after: u64, message: impl Into<String>) -> Self {
+        let mut e = Self::new(ErrorCode::Overloaded, StatusCode::SERVICE_UNAVAILABLE, message);
+        e.retry_after = Some(retry_after);
+        e
+    }
+
     pub fn with_internal(mut self, internal: impl Into<String>) -> Self {
         self.internal = Some(internal.into());
         self
@@ -127,6 +149,9 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if self.code == ErrorCode::RequestTimeout {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if self.code == ErrorCode::Unauthorized {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"gatelog\""));

@@ -2,9 +2,11 @@
 //! append, and the answer (see the module docs of [`super`] for every status).
 
 use super::ReceiverState;
+use super::budget::{OverBudget, Reservation};
 use super::error::ApiError;
 use super::metrics::Route;
-use super::process::{INLINE_MAX, Mapper, Plan, PrepareError, prepare};
+use super::process::{INLINE_MAX, Job, Mapper, Plan, PrepareError, prepare};
+use super::serve::BodyTimeout;
 use crate::decode::DecodeError;
 use crate::{Dataset, Limits};
 use axum::Json;
@@ -15,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use gatelog_model::Source;
 use gatelog_spool::SpoolError;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use serde::Serialize;
 
 /// The 2xx answer (and the counts of a 400 for a batch of dead letters only).
@@ -29,6 +31,8 @@ struct Accepted {
     raw_records: usize,
     dead_letters: usize,
     probes: u64,
+    /// Empty or whitespace-only lines: counted in `lines`, nothing kept.
+    blank_lines: u64,
 }
 
 pub(crate) async fn logpush(
@@ -111,11 +115,15 @@ async fn ingest(
 ) -> Result<Response, ApiError> {
     let config = state.config();
     let retry_after = config.retry_after_secs();
+    check_encoding(headers)?;
     if let Some(reason) = state.lag_reason() {
         return Err(ApiError::lagging(retry_after, reason));
     }
+    let batch_cap = usize::try_from(config.max_batch_bytes.as_u64()).unwrap_or(usize::MAX);
+    let mut reservation = state.inner.budget.reserve(batch_cap);
     let reading = std::time::Instant::now();
-    let body = read_body(headers, body, config.max_body_bytes.as_u64()).await?;
+    let (body, body_held) =
+        read_body(headers, body, config.max_body_bytes.as_u64(), &mut reservation, retry_after).await?;
     let read_in = reading.elapsed();
     if body.is_empty() {
         return Err(ApiError::bad_request("body is empty"));
@@ -123,30 +131,36 @@ async fn ingest(
     let limits = Limits {
         max_decompressed: config.max_decompressed_bytes.as_u64(),
         max_line: usize::try_from(config.max_line_bytes.as_u64()).unwrap_or(usize::MAX),
+        window: config.window(),
     };
-    let reject_whole = config.reject_whole_batch;
+    let (reject_whole_batch, max_days) = (config.reject_whole_batch, config.max_days_per_batch as usize);
     let received_at = state.inner.clock.now();
+    let job = Job { mapper, received_at, origin: "", limits, reject_whole_batch, max_days };
     let started = std::time::Instant::now();
     // Small plain bodies inline (they are mapped without the mapping threads); the rest on
     // the blocking pool, which hands the body to the mapping threads, one body per thread.
     let prepared = if body.len() <= INLINE_MAX && !crate::is_gzip(&body) {
-        prepare(&body, mapper, received_at, origin, limits, reject_whole, state.inner.workers.pool())
+        prepare(&body, &Job { origin, ..job }, state.inner.workers.pool(), &mut reservation)
     } else {
         let origin = origin.to_owned();
         let body = body.clone();
         let workers = state.inner.workers.clone();
         // The semaphore is never closed; a closed one would only mean no limit.
         let _permit = state.inner.mapping.acquire().await.ok();
-        tokio::task::spawn_blocking(move || {
-            prepare(&body, mapper, received_at, &origin, limits, reject_whole, workers.pool())
+        let (prepared, back) = tokio::task::spawn_blocking(move || {
+            let prepared = prepare(&body, &Job { origin: &origin, ..job }, workers.pool(), &mut reservation);
+            (prepared, reservation)
         })
         .await
         .map_err(|e| {
             ApiError::unavailable(retry_after, "the batch could not be processed", format!("mapping task failed: {e}"))
-        })?
+        })?;
+        reservation = back;
+        prepared
     };
     let prepared = prepared.map_err(|e| prepare_error(e, body.len(), retry_after))?;
     drop(body);
+    reservation.release(body_held);
     let mapped_in = started.elapsed();
     let dataset = match mapper {
         Mapper::Dataset(d, _) => Some(d),
@@ -161,6 +175,7 @@ async fn ingest(
         raw_records: prepared.raw_records,
         dead_letters: prepared.dead_letters,
         probes: prepared.probes,
+        blank_lines: prepared.blanks,
     };
     let (parts, first_error) = match prepared.plan {
         Plan::ProbeOnly => {
@@ -178,10 +193,12 @@ async fn ingest(
     };
     let (batch_id, lines, dead_letters) = (prepared.batch_id, prepared.lines, prepared.dead_letters);
     let seq = state.spool().append_parts(parts).await.map_err(|e| spool_error(state, e, retry_after))?;
+    drop(reservation);
     state.spool_succeeded();
     state.metrics().spooled(dataset, dead_letters as u64);
     tracing::debug!(origin, batch_id = %batch_id, seq, lines, decisions = answer.decisions,
-        dead_letters = answer.dead_letters, read_ms = millis(read_in), map_ms = millis(mapped_in),
+        dead_letters = answer.dead_letters, blank_lines = answer.blank_lines, excess_days = prepared.excess_days,
+        read_ms = millis(read_in), map_ms = millis(mapped_in),
         spool_ms = millis(started.elapsed().saturating_sub(mapped_in)), "receiver: batch spooled");
     answer.batch_id = Some(batch_id);
     answer.spool_seq = Some(seq);
@@ -203,9 +220,53 @@ fn millis(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Refuses (415, naming it) a `Content-Encoding` other than `gzip`, `x-gzip` or `identity`.
+/// Bodies are sniffed by their gzip magic bytes whatever the header says (Logpush's header is
+/// undocumented), so the header only turns away what could not be read: `br`, `deflate`,
+/// `zstd`, a body gzipped twice, or anything unknown, which would otherwise become dead
+/// letters reading "invalid UTF-8".
+fn check_encoding(headers: &HeaderMap) -> Result<(), ApiError> {
+    let mut gzips = 0;
+    for value in headers.get_all(header::CONTENT_ENCODING) {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        for coding in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+            if coding.eq_ignore_ascii_case("identity") {
+                continue;
+            }
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                gzips += 1;
+                continue;
+            }
+            let shown: String = coding.chars().filter(|c| !c.is_control()).take(64).collect();
+            return Err(ApiError::unsupported_encoding(format!(
+                "Content-Encoding {shown:?} is not supported; send the body gzip-compressed or uncompressed"
+            )));
+        }
+    }
+    if gzips > 1 {
+        return Err(ApiError::unsupported_encoding(
+            "Content-Encoding names gzip more than once (a body compressed twice) and is not supported; compress it once",
+        ));
+    }
+    Ok(())
+}
+
 /// Reads the body, refusing more than `limit` bytes (by `Content-Length` up front, or as it
-/// arrives).
-async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes, ApiError> {
+/// arrives). The buffer grows with what arrives, doubling from 64 KiB up to the announced
+/// length (so a body with a `Content-Length` ends in a buffer of exactly its size), and every
+/// buffer is charged to `reservation` before it is allocated, the old one until its bytes
+/// are copied. So a request holds in the budget what it holds in memory, a small multiple of
+/// what it sent, never what it only announced: a client that announces 64 MiB and sends a
+/// byte a second holds 64 KiB, and a few of them cannot refuse everyone else for as long
+/// as they keep trickling (`server.min_body_rate` ends them). Returns the body and the
+/// bytes charged for it.
+async fn read_body(
+    headers: &HeaderMap,
+    mut body: Body,
+    limit: u64,
+    reservation: &mut Reservation,
+    retry_after: u64,
+) -> Result<(Bytes, usize), ApiError> {
     let too_large = || ApiError::too_large(format!("body is larger than the limit of {limit} bytes"));
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
@@ -213,11 +274,54 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: u64) -> Result<Bytes,
         return Err(too_large());
     }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ApiError::bad_request("the request body could not be read").with_internal(e.to_string())),
+    // hyper refuses a body longer than its Content-Length, so the buffer never outgrows it.
+    let cap = declared.and_then(|n| usize::try_from(n).ok()).unwrap_or(limit);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut charged = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(body_error)?;
+        let Ok(data) = frame.into_data() else { continue };
+        let want = buf.len() + data.len();
+        if want > limit {
+            return Err(too_large());
+        }
+        if want > charged {
+            let target = want.max(charged * 2).max(MIN_BODY_BUFFER).min(cap.max(want));
+            reservation.grow_body(target - charged).map_err(|_| busy(retry_after))?;
+            charged = target;
+        }
+        if want > buf.capacity() {
+            let target = if declared.is_some() { cap.max(want) } else { charged };
+            if buf.try_reserve_exact(target - buf.len()).is_err() {
+                return Err(busy(retry_after));
+            }
+        }
+        buf.extend_from_slice(&data);
     }
+    Ok((Bytes::from(buf), charged))
+}
+
+/// The first buffer of a body (or all of it, when it announced less).
+const MIN_BODY_BUFFER: usize = 64 * 1024;
+
+fn busy(retry_after: u64) -> ApiError {
+    ApiError::busy(retry_after, "the receiver is holding as many request bodies as it may; retry later")
+}
+
+/// A body that could not be read: too slow (408), or cut off by the client (400).
+fn body_error(error: axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    while let Some(e) = source {
+        if let Some(timeout) = e.downcast_ref::<BodyTimeout>() {
+            return ApiError::request_timeout(format!(
+                "the request body arrived too slowly ({} bytes in {} ms); send it at once",
+                timeout.received, timeout.elapsed_ms
+            ))
+            .with_internal(timeout.to_string());
+        }
+        source = e.source();
+    }
+    ApiError::bad_request("the request body could not be read").with_internal(error.to_string())
 }
 
 fn prepare_error(error: PrepareError, body_len: usize, retry_after: u64) -> ApiError {
@@ -236,6 +340,10 @@ fn prepare_error(error: PrepareError, body_len: usize, retry_after: u64) -> ApiE
         PrepareError::Decode(DecodeError::Io(e)) => {
             ApiError::bad_request("the request body could not be decoded").with_internal(e.to_string())
         }
+        PrepareError::OverBudget(OverBudget::Busy { .. }) => busy(retry_after),
+        PrepareError::OverBudget(OverBudget::BatchTooLarge { limit }) => ApiError::too_large(format!(
+            "the batch would be larger than the limit of {limit} bytes once mapped; send smaller batches"
+        )),
         PrepareError::Encode(error) => {
             ApiError::unavailable(retry_after, "the batch could not be stored", error.to_string())
         }

@@ -8,7 +8,7 @@
 //! | `POST /v1/tail` | a JSON array of Tail `TraceItem`s as `JSON.stringify` writes it (one delivery = one line; several deliveries one per line also work; pretty-printed multi-line JSON does not) | dataset `tail`, source `tail`, origin `tail` |
 //! | `POST /v1/decisions` | NDJSON of gatelog proxy `AccessDecision`s (see [`decisions`]) | dataset `proxy`, source `proxy`, origin `decisions` |
 //! | `GET /healthz` | | 200 `ok` while the process runs (no token) |
-//! | `GET /readyz` | | 200 `ready`, or 503 with the reason (spool failing, sinks lagging); no token |
+//! | `GET /readyz` | | 200 `ready`, or 503 `not ready: <reason>; <reason>…` (spool failing, sinks lagging, and what the binary's [`ReadinessCheck`]s say: a sink stopped, waiting, rebuilding); no token |
 //! | `GET /metrics` | | Prometheus text ([`MetricsRegistry`]); no token |
 //!
 //! No fallback route is installed, so the binary can merge this router with others.
@@ -18,19 +18,31 @@
 //!    `token_header`, against every configured token in constant time. 401 `unauthorized`
 //!    with `WWW-Authenticate: Bearer`. No tokens configured: everything is refused (and a
 //!    warning is logged at start) unless `allow_unauthenticated`.
-//! 2. **Backpressure**: while the slowest registered spool consumer lags more than
+//! 2. **Encoding**: a `Content-Encoding` other than `gzip`, `x-gzip` or `identity` (`br`,
+//!    `deflate`, `zstd`, gzip twice, anything unknown): 415 `unsupported_encoding` naming
+//!    it. Bodies are sniffed by the gzip magic bytes whatever the header says.
+//! 3. **Backpressure**: while the slowest registered spool consumer lags more than
 //!    `max_lag_records`, 503 `overloaded` with `Retry-After`, before the body is read.
-//! 3. **Body**: more than `max_body_bytes` as sent (by `Content-Length` or while reading):
-//!    413 `payload_too_large`. Empty: 400 `bad_request`.
-//! 4. **Map** on the blocking pool (inline for small plain bodies): inflated past
+//! 4. **Body**: more than `max_body_bytes` as sent (by `Content-Length` or while reading):
+//!    413 `payload_too_large`. Empty: 400 `bad_request`. Its buffer is charged to the
+//!    receiver's memory budget before it is allocated (`budget`): past
+//!    `max_buffered_bytes` held by all requests, 503 `overloaded` with `Retry-After`. A body
+//!    that stops or slows below the server's rate: 408 `request_timeout` (see [`serve`]).
+//! 5. **Map** on the mapping threads (inline for small plain bodies): inflated past
 //!    `max_decompressed_bytes` (a gzip bomb): 413; truncated or corrupt gzip: 400
-//!    (`gzip stream is truncated at byte N`); nothing is spooled in either case.
-//! 5. **Decide**: the validation probe alone (`{"content":"tests"}` gzipped, or `test`):
+//!    (`gzip stream is truncated at byte N`); a batch that would hold more than
+//!    `max_batch_bytes`: 413; nothing is spooled in any of these cases. Lines whose event
+//!    time is outside `max_event_age` / `max_event_lead` around `received_at` are dead
+//!    letters ([`crate::TimeWindow`]), and so are the lines of days beyond the batch's
+//!    `max_days_per_batch` busiest.
+//! 6. **Decide**: the validation probe alone (`{"content":"tests"}` gzipped, or `test`):
 //!    200 with `probes`, nothing spooled. Only blank lines: 400, nothing spooled. With
 //!    `reject_whole_batch` and any bad line: 400 naming the first bad line, nothing spooled.
-//! 6. **Spool** the batch ([`gatelog_model::Batch`], id derived from the inflated body's
+//! 7. **Spool** the batch ([`gatelog_model::Batch`], id derived from the inflated body's
 //!    SHA-256, so a retried body has the same id) and answer only after the append is
-//!    durable: 200 `{"batch_id","spool_seq","lines","decisions","raw_records","dead_letters","probes"}`.
+//!    durable: 200 `{"batch_id","spool_seq","lines","decisions","raw_records","dead_letters","probes","blank_lines"}`
+//!    (`lines` = `raw_records` + `dead_letters` + `probes` + `blank_lines`; Logpush sends no
+//!    blank lines, each is counted and nothing of it kept).
 //!    Bad lines (malformed JSON, invalid UTF-8, lines over `max_line_bytes`) are dead
 //!    letters in the batch and the rest is kept. When **no** line was usable (no raw
 //!    record, at least one dead letter) the batch is still spooled (dead letters are
@@ -39,18 +51,20 @@
 //!    A single 10 MB line is therefore a dead letter holding its first `max_line_bytes`
 //!    (400 when it is the only line) as long as the body is within `max_body_bytes`;
 //!    a larger body is 413.
-//! 7. **Spool errors**: `Full`: 429 `overloaded` + `Retry-After`; I/O error, disk full,
+//! 8. **Spool errors**: `Full`: 429 `overloaded` + `Retry-After`; I/O error, disk full,
 //!    closed: 503 `unavailable` + `Retry-After` (the details are logged, never sent); a
 //!    batch over the spool's record limit: 413. Nothing that was answered 2xx is lost and
 //!    nothing else was acknowledged, so the sender's retry is always safe.
 //!
 //! Submodules: [`config`] ([`ReceiverConfig`]), [`error`] (the closed set of
-//! [`ErrorCode`]s), `auth` (constant-time tokens), [`metrics`], [`decisions`] (proxy
-//! decision lines), `process` (body → batch), `workers` (the pinned mapping threads) and
-//! `handlers`; and [`client`], the other side:
+//! [`ErrorCode`]s), `auth` (constant-time tokens), `budget` (what requests hold), [`metrics`],
+//! [`decisions`] (proxy decision lines), `process` (body → batch, bounded), `workers` (the
+//! pinned mapping threads), `handlers`, and [`serve`] (the connection loop: timeouts, cap,
+//! shutdown); and [`client`], the other side:
 //! a sender that posts to these routes as Logpush and a Tail Worker do (`gatelog demo`).
 
 mod auth;
+mod budget;
 pub mod client;
 pub mod config;
 pub mod decisions;
@@ -58,6 +72,7 @@ pub mod error;
 mod handlers;
 pub mod metrics;
 mod process;
+pub mod serve;
 mod workers;
 
 pub use config::{ConfigError, ReceiverConfig};
@@ -70,7 +85,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use gatelog_model::{Clock, UnixMillis};
 use gatelog_spool::Spool;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use workers::MappingPool;
 
 /// Everything the handlers share. Cheap to clone.
@@ -92,9 +107,21 @@ struct Inner {
     /// time-slice the same cores while each holds its inflated lines in memory; waiting
     /// requests hold just their (compressed) body, and are served in arrival order.
     mapping: tokio::sync::Semaphore,
+    /// What every ingest request holds at once (`max_buffered_bytes`; see [`budget`]).
+    budget: budget::MemoryBudget,
     /// The last spool failure (when, why), cleared by the next successful append; `/readyz`
     /// reports it for `retry_after` so a receiver taken out of rotation comes back by itself.
     last_failure: Mutex<Option<(UnixMillis, &'static str)>>,
+    /// What else `/readyz` asks (the binary's sinks).
+    readiness: RwLock<Vec<Arc<dyn ReadinessCheck>>>,
+}
+
+/// Something besides the receiver that `/readyz` asks: the binary adds its sinks, so a
+/// stopped or waiting sink takes the server out of rotation with its reason. Ingest itself
+/// keeps answering as before (the spool absorbs what the sinks cannot take yet).
+pub trait ReadinessCheck: Send + Sync + std::fmt::Debug {
+    /// One line per reason not to send traffic here now; empty when all is well.
+    fn not_ready(&self) -> Vec<String>;
 }
 
 impl ReceiverState {
@@ -114,16 +141,22 @@ impl ReceiverState {
                 "receiver: accepting ingest requests without a token (receiver.allow_unauthenticated); local demos only"
             );
         }
+        let budget =
+            budget::MemoryBudget::new(usize::try_from(config.max_buffered_bytes.as_u64()).unwrap_or(usize::MAX));
+        let metrics = Arc::new(MetricsRegistry::default());
+        metrics.register_collector(Arc::new(budget.clone()));
         Ok(ReceiverState {
             inner: Arc::new(Inner {
+                budget,
                 config,
                 spool,
                 clock,
                 auth,
-                metrics: Arc::new(MetricsRegistry::default()),
+                metrics,
                 mapping: tokio::sync::Semaphore::new(workers.threads()),
                 workers,
                 last_failure: Mutex::new(None),
+                readiness: RwLock::new(Vec::new()),
             }),
         })
     }
@@ -147,15 +180,27 @@ impl ReceiverState {
         &self.inner.metrics
     }
 
-    /// Why the receiver should not get traffic now, if it should not.
+    /// Adds a check that `/readyz` asks besides the receiver's own.
+    pub fn add_readiness_check(&self, check: Arc<dyn ReadinessCheck>) {
+        self.inner.readiness.write().unwrap_or_else(PoisonError::into_inner).push(check);
+    }
+
+    /// Why the server should not get traffic now (every reason, `; `-separated), if it
+    /// should not: the receiver's own (sinks lagging, a recent spool failure), then every
+    /// added [`ReadinessCheck`]'s.
     pub fn not_ready_reason(&self) -> Option<String> {
-        if let Some(reason) = self.lag_reason() {
-            return Some(reason);
-        }
+        let mut reasons: Vec<String> = self.lag_reason().into_iter().collect();
         let failure = *self.inner.last_failure.lock().unwrap_or_else(PoisonError::into_inner);
-        let (at, why) = failure?;
-        let window = i64::try_from(self.inner.config.retry_after.as_millis()).unwrap_or(i64::MAX);
-        (self.inner.clock.now().0.saturating_sub(at.0) < window).then(|| why.to_owned())
+        if let Some((at, why)) = failure {
+            let window = i64::try_from(self.inner.config.retry_after.as_millis()).unwrap_or(i64::MAX);
+            if self.inner.clock.now().0.saturating_sub(at.0) < window {
+                reasons.push(why.to_owned());
+            }
+        }
+        for check in self.inner.readiness.read().unwrap_or_else(PoisonError::into_inner).iter() {
+            reasons.extend(check.not_ready());
+        }
+        (!reasons.is_empty()).then(|| reasons.join("; "))
     }
 
     /// The backpressure reason when the slowest registered consumer lags too far.

@@ -2,7 +2,7 @@
 //! message naming its key.
 
 use super::{BiRoute, ConfigError, ProxyConfig, RoleConfig, invalid};
-use crate::guard::{DANGEROUS_TABLE_FUNCTIONS, StatementKind};
+use crate::guard::{SAFE_TABLE_FUNCTIONS, StatementKind, table_function_safe};
 use crate::http_path;
 use crate::net::{Cidr, UpstreamBase};
 use std::path::{Path, PathBuf};
@@ -240,10 +240,13 @@ fn validate_role(name: &str, role: &RoleConfig) -> Result<(), ConfigError> {
         }
     }
     for f in &role.table_functions {
-        if DANGEROUS_TABLE_FUNCTIONS.contains(&f.to_ascii_lowercase().as_str()) {
+        if !table_function_safe(&f.to_ascii_lowercase()) {
             return Err(invalid(
                 key("table_functions"),
-                format!("`{f}` reaches outside ClickHouse and can never be allowed"),
+                format!(
+                    "`{f}` can read outside the policy and can never be allowed (allowed: {})",
+                    SAFE_TABLE_FUNCTIONS.join(", ")
+                ),
             ));
         }
     }

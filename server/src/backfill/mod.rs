@@ -172,6 +172,7 @@ pub async fn ingest_file(
     let limits = Limits {
         max_decompressed: opts.max_decompressed_bytes.as_u64(),
         max_line: opts.max_line_bytes.as_u64() as usize,
+        window: gatelog_ingest::TimeWindow { max_age: opts.max_event_age, max_lead: opts.max_event_lead },
     };
     let (batch_lines, batch_bytes) = (opts.batch_lines, opts.batch_bytes.as_u64() as usize);
     let producer = {

@@ -50,7 +50,11 @@ pub struct Links<'a> {
     /// Full search URLs and the query each one runs.
     pub searches: Vec<(String, String)>,
     pub data_dir: &'a Path,
+    /// Without credentials (shown through `RedactedUrl` all the same).
     pub clickhouse_url: &'a str,
+    /// The user to name in the `curl` lines when ClickHouse needs a login (curl asks for the
+    /// password); `None` for `default` without one.
+    pub clickhouse_user: Option<&'a str>,
     pub database: &'a str,
 }
 
@@ -85,15 +89,16 @@ pub fn render_links(l: &Links<'_>) -> String {
     for (_, q) in l.searches.iter().rev().take(1) {
         let _ = writeln!(out, "  gatelog search --data-dir {data_dir} {}", shell_quote(q));
     }
-    let (url, db) = (l.clickhouse_url, l.database);
+    let (url, db) = (gatelog_model::RedactedUrl::new(l.clickhouse_url.trim_end_matches('/')), l.database);
+    let login = l.clickhouse_user.map(|user| format!("-u {} ", shell_quote(user))).unwrap_or_default();
     let _ = writeln!(out, "\nquery ClickHouse directly, for example:");
     let _ = writeln!(
         out,
-        "  curl '{url}/' --data-binary \"SELECT principal, count() AS denies FROM {db}.decisions WHERE decision = 'deny' AND principal != '' GROUP BY principal ORDER BY denies DESC LIMIT 5\""
+        "  curl {login}'{url}/' --data-binary \"SELECT principal, count() AS denies FROM {db}.decisions WHERE decision = 'deny' AND principal != '' GROUP BY principal ORDER BY denies DESC LIMIT 5\""
     );
     let _ = writeln!(
         out,
-        "  curl '{url}/' --data-binary \"SELECT dataset, decision, count() FROM {db}.decisions FINAL GROUP BY dataset, decision ORDER BY dataset, decision FORMAT PrettyCompact\""
+        "  curl {login}'{url}/' --data-binary \"SELECT dataset, decision, count() FROM {db}.decisions FINAL GROUP BY dataset, decision ORDER BY dataset, decision FORMAT PrettyCompact\""
     );
     out
 }
@@ -117,6 +122,7 @@ mod tests {
             searches: vec![("http://127.0.0.1:8080/v1/search?q=decision%3Adeny".into(), "decision:deny".into())],
             data_dir: Path::new("/tmp/demo data"),
             clickhouse_url: "http://127.0.0.1:9000",
+            clickhouse_user: None,
             database: "gatelog",
         };
         let text = render_links(&links);
@@ -128,5 +134,12 @@ mod tests {
             ),
             "{text}"
         );
+        let with_login = render_links(&Links {
+            clickhouse_url: "http://writer:hunter22@ch:8123",
+            clickhouse_user: Some("writer"),
+            ..links
+        });
+        assert!(with_login.contains("curl -u writer 'http://writer:***@ch:8123/'"), "{with_login}");
+        assert!(!with_login.contains("hunter22"), "{with_login}");
     }
 }

@@ -1,7 +1,7 @@
 //! [`spawn_background`]: a future on a thread of its own, at the spool consumers' lower CPU
-//! priority (see `gatelog_spool::priority`), behind an ordinary tokio [`JoinHandle`].
+//! priority (see [`crate::priority`]), behind an ordinary tokio [`JoinHandle`].
 
-use gatelog_spool::priority::{BACKGROUND_NICE, lower_thread_priority};
+use crate::priority::{BACKGROUND_NICE, lower_thread_priority};
 use std::future::Future;
 use tokio::task::JoinHandle;
 
@@ -35,7 +35,7 @@ mod tests {
     use super::*;
 
     fn nice_of_this_thread() -> i32 {
-        gatelog_spool::priority::current_thread_nice().unwrap_or(i32::MIN)
+        crate::priority::current_thread_nice().unwrap_or(i32::MIN)
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
-//! The sinks' families on `/metrics`, one collector for both so that each family has one
+//! The sinks' families on `/metrics`, one collector for all so that each family has one
 //! `# TYPE` line and all its samples together. Every label comes from a closed set: `sink` is
-//! `clickhouse` or `index`, `outcome` is `written` or `skipped`, and `dataset` is one of
+//! a spool consumer's fixed name (`clickhouse`, `index`), `state` one of
+//! [`Phase::ALL`], `outcome` is `written` or `skipped`, and `dataset` is one of
 //! [`Dataset::ALL`], `proxy`, or `other` for anything else a batch might name.
 //!
 //! | family | sinks | meaning |
@@ -10,17 +11,26 @@
 //! | `gatelog_indexed_documents_total{dataset}` | index | committed documents by the batch's dataset |
 //! | `gatelog_sink_commits_total{sink}` | index | commit rounds (each acknowledges the spool) |
 //! | `gatelog_sink_retries_total{sink}` | clickhouse | writes retried after retryable errors |
-//! | `gatelog_sink_position{sink}` | both | highest spool position stored (committed) |
-//! | `gatelog_sink_lag_seconds{sink}` | both | 0 once the sink has stored the spool's last record; else the age of the oldest record it has not (ClickHouse: of the newest record it stored, an upper bound) |
+//! | `gatelog_sink_position{sink}` | all | highest spool position stored and acknowledged |
+//! | `gatelog_sink_lag_seconds{sink}` | all | 0 once the sink has stored the spool's last record; else the age of the oldest record it read and has not stored (before it read one: of the newest it stored, an upper bound) |
+//! | `gatelog_sink_up{sink}` | all | 0 once the sink stopped (it needs an operator: see `/readyz`), else 1 |
+//! | `gatelog_sink_state{sink,state}` | all | 1 for the sink's current state, 0 for the others |
+//!
+//! | `gatelog_index_rebuilding` | index | 1 while the index is being rebuilt from ClickHouse |
+//! | `gatelog_index_rebuild_decisions` | index | rows read by the current (or last) rebuild |
+//! | `gatelog_index_rebuild_total_decisions` | index | rows ClickHouse held when it started |
+//! | `gatelog_index_rebuilds_total` | index | rebuilds completed since the start |
 //!
 //! `gatelog_sink_lag_records{sink}` (spool head − the sink's acknowledged position) comes
 //! from the receiver's registry, for every registered spool consumer.
 
+use crate::index::RebuildProgress;
+use gatelog_consumer::{Phase, Statuses};
 use gatelog_index::IndexSinkStats;
 use gatelog_ingest::Dataset;
 use gatelog_ingest::http::metrics::PROXY_DATASET;
 use gatelog_ingest::http::{MetricsCollector, TextWriter};
-use gatelog_model::{Clock, UnixMillis};
+use gatelog_model::Clock;
 use gatelog_spool::Spool;
 use gatelog_store::sink::{SINK_NAME, SinkStats};
 use std::sync::Arc;
@@ -30,27 +40,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub const INDEX_SINK: &str = "index";
 const OTHER_DATASET: &str = "other";
 
-/// Both sinks' counters (the index's when it is enabled).
+/// The sinks' counters (the index's when it is enabled) and every consumer's status.
 #[derive(Debug)]
 pub struct SinkMetrics {
     pub clickhouse: Arc<SinkStats>,
     pub index: Option<Arc<IndexSinkStats>>,
+    /// The index's rebuilds from ClickHouse (when the index is enabled).
+    pub rebuild: Option<Arc<RebuildProgress>>,
+    pub statuses: Statuses,
     pub spool: Spool,
     pub clock: Arc<dyn Clock>,
 }
 
 fn get(a: &AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
-}
-
-/// The ClickHouse sink's lag: 0 when it stored the spool's last record; otherwise the age of
-/// the newest record it stored (the oldest one it has not was received after it).
-fn clickhouse_lag_seconds(stats: &SinkStats, spool_last_seq: u64, now: UnixMillis) -> Option<f64> {
-    if get(&stats.position) >= spool_last_seq {
-        return Some(0.0);
-    }
-    let last = i64::try_from(get(&stats.last_received_at_ms)).ok().filter(|ms| *ms > 0)?;
-    Some((now.0 - last).max(0) as f64 / 1000.0)
 }
 
 /// The closed `dataset` label for a batch's dataset name.
@@ -109,33 +112,65 @@ impl MetricsCollector for SinkMetrics {
         out.family("gatelog_sink_retries_total", "counter", "Retried writes after retryable errors.");
         out.sample("gatelog_sink_retries_total", &ch_sink, get(&ch.retries));
 
-        out.family(
-            "gatelog_sink_position",
-            "gauge",
-            "Highest spool position a sink has stored (the index: committed).",
-        );
-        out.sample("gatelog_sink_position", &ch_sink, get(&ch.position));
-        if let Some(ix) = ix {
-            out.sample("gatelog_sink_position", &ix_sink, get(&ix.position));
+        let snapshots = self.statuses.snapshots(self.spool.last_seq(), self.clock.now());
+        let name = "gatelog_sink_position";
+        out.family(name, "gauge", "Highest spool position a sink has stored and acknowledged.");
+        for s in &snapshots {
+            out.sample(name, &[("sink", s.name)], s.position);
         }
-
-        let last_seq = self.spool.last_seq();
-        let now = self.clock.now();
-        let lags = [
-            (SINK_NAME, clickhouse_lag_seconds(ch, last_seq, now)),
-            (INDEX_SINK, ix.and_then(|ix| ix.lag_seconds(last_seq, now))),
-        ];
-        if lags.iter().any(|(_, lag)| lag.is_some()) {
+        if snapshots.iter().any(|s| s.lag_seconds.is_some()) {
             let name = "gatelog_sink_lag_seconds";
             out.family(
                 name,
                 "gauge",
-                "0 once a sink stored the spool's last record; else the age of the oldest record it has not (clickhouse: of the newest it stored, an upper bound).",
+                "0 once a sink stored the spool's last record; else the age of the oldest record it read and has not stored (before it read one: of the newest it stored, an upper bound).",
             );
-            for (sink, lag) in lags {
-                if let Some(lag) = lag {
-                    out.sample(name, &[("sink", sink)], lag);
+            for s in &snapshots {
+                if let Some(lag) = s.lag_seconds {
+                    out.sample(name, &[("sink", s.name)], lag);
                 }
+            }
+        }
+        if let Some(rebuild) = &self.rebuild {
+            let gauges = [
+                (
+                    "gatelog_index_rebuilding",
+                    "1 while the index is being rebuilt from ClickHouse.",
+                    u64::from(rebuild.running.load(Ordering::Relaxed)),
+                ),
+                (
+                    "gatelog_index_rebuild_decisions",
+                    "Rows read from ClickHouse by the current (or last) index rebuild.",
+                    get(&rebuild.done),
+                ),
+                (
+                    "gatelog_index_rebuild_total_decisions",
+                    "Rows ClickHouse held when the current (or last) index rebuild started.",
+                    get(&rebuild.total),
+                ),
+            ];
+            for (name, help, value) in gauges {
+                out.family(name, "gauge", help);
+                out.sample(name, &[], value);
+            }
+            let name = "gatelog_index_rebuilds_total";
+            out.family(name, "counter", "Index rebuilds from ClickHouse completed since gatelog started.");
+            out.sample(name, &[], get(&rebuild.completed));
+        }
+        let name = "gatelog_sink_up";
+        out.family(name, "gauge", "0 once a sink stopped and needs an operator (the reason is on /readyz), else 1.");
+        for s in &snapshots {
+            out.sample(name, &[("sink", s.name)], u8::from(s.phase != Phase::Stopped));
+        }
+        let name = "gatelog_sink_state";
+        out.family(
+            name,
+            "gauge",
+            "1 for a sink's current state (starting, running, caught_up, waiting, rebuilding, stopped), 0 for the others.",
+        );
+        for s in &snapshots {
+            for phase in Phase::ALL {
+                out.sample(name, &[("sink", s.name), ("state", phase.as_str())], u8::from(s.phase == phase));
             }
         }
     }
@@ -153,14 +188,34 @@ mod tests {
         assert_eq!(dataset_label("anything else"), "other");
     }
 
-    #[test]
-    fn clickhouse_lag_is_zero_when_caught_up() {
-        let stats = SinkStats::default();
-        assert_eq!(clickhouse_lag_seconds(&stats, 0, UnixMillis(10_000)), Some(0.0));
-        assert_eq!(clickhouse_lag_seconds(&stats, 1, UnixMillis(10_000)), None, "nothing stored yet");
-        stats.position.store(1, Ordering::Relaxed);
-        stats.last_received_at_ms.store(4_000, Ordering::Relaxed);
-        assert_eq!(clickhouse_lag_seconds(&stats, 1, UnixMillis(10_000)), Some(0.0));
-        assert_eq!(clickhouse_lag_seconds(&stats, 3, UnixMillis(10_000)), Some(6.0));
+    #[tokio::test]
+    async fn every_consumer_has_one_up_sample_and_one_state_set_to_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = gatelog_spool::SpoolOptions { preallocate: false, ..gatelog_spool::SpoolOptions::default() };
+        let spool = Spool::open(dir.path(), options).unwrap();
+        let statuses = Statuses::default();
+        let ch = statuses.add(SINK_NAME);
+        let ix = statuses.add(INDEX_SINK);
+        ch.set_waiting("unreachable");
+        ix.stop("record 3 does not decode");
+        let metrics = SinkMetrics {
+            clickhouse: Arc::default(),
+            index: Some(Arc::default()),
+            rebuild: Some(Arc::default()),
+            statuses,
+            spool: spool.clone(),
+            clock: Arc::new(gatelog_model::FixedClock::new(gatelog_model::UnixMillis(0))),
+        };
+        let mut out = TextWriter::default();
+        metrics.collect(&mut out);
+        let text = out.finish();
+        assert!(text.contains("gatelog_sink_up{sink=\"clickhouse\"} 1\n"), "{text}");
+        assert!(text.contains("gatelog_sink_up{sink=\"index\"} 0\n"), "{text}");
+        assert!(text.contains("gatelog_sink_state{sink=\"clickhouse\",state=\"waiting\"} 1\n"), "{text}");
+        assert!(text.contains("gatelog_sink_state{sink=\"index\",state=\"stopped\"} 1\n"), "{text}");
+        let ones = text.lines().filter(|l| l.starts_with("gatelog_sink_state{") && l.ends_with(" 1")).count();
+        assert_eq!(ones, 2, "{text}");
+        assert_eq!(text.matches("# TYPE gatelog_sink_state gauge").count(), 1);
+        spool.close().await.unwrap();
     }
 }

@@ -1,9 +1,14 @@
 //! `GET /v1/search?q=&from=&to=&limit=&cursor=`: the tantivy index, newest first.
+//!
+//! Every page says whether the index can be trusted to be complete: `incomplete` is `null`
+//! while the index sink runs, and the reason otherwise (the index is being rebuilt from
+//! ClickHouse, is waiting to be, or stopped), so a search never silently misses hits.
 
 use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
+use gatelog_consumer::{State as SinkState, Status};
 use gatelog_index::{SearchRequest, Searcher};
 use gatelog_ingest::http::{ApiError, ReceiverState};
 use gatelog_model::UnixMillis;
@@ -15,6 +20,8 @@ pub struct SearchState {
     pub receiver: ReceiverState,
     pub searcher: Arc<Searcher>,
     pub enabled: bool,
+    /// The index sink's status: what `incomplete` says.
+    pub index_status: Option<Arc<Status>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -28,11 +35,13 @@ pub struct Params {
     cursor: Option<String>,
 }
 
-/// The JSON of one page: hits newest first, and the cursor of the next page.
+/// The JSON of one page: hits newest first, the cursor of the next page, and why the index
+/// may be missing decisions right now (`null` when it is not).
 #[derive(Debug, Serialize)]
 struct PageJson {
     hits: Vec<HitJson>,
     next_cursor: Option<String>,
+    incomplete: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -52,6 +61,7 @@ impl From<gatelog_index::SearchPage> for PageJson {
     fn from(page: gatelog_index::SearchPage) -> Self {
         PageJson {
             next_cursor: page.next_cursor,
+            incomplete: None,
             hits: page
                 .hits
                 .into_iter()
@@ -94,8 +104,9 @@ async fn search(State(state): State<SearchState>, headers: HeaderMap, Query(p): 
         (Err(e), _) | (_, Err(e)) => return e.into_response(),
     };
     let searcher = state.searcher.clone();
+    let incomplete = state.index_status.as_deref().and_then(incomplete_reason);
     match tokio::task::spawn_blocking(move || searcher.search(&request)).await {
-        Ok(Ok(page)) => Json(PageJson::from(page)).into_response(),
+        Ok(Ok(page)) => Json(PageJson { incomplete, ..PageJson::from(page) }).into_response(),
         Ok(Err(gatelog_index::IndexError::BadQuery(message))) => ApiError::bad_request(message).into_response(),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "search failed");
@@ -108,13 +119,36 @@ async fn search(State(state): State<SearchState>, headers: HeaderMap, Query(p): 
     }
 }
 
+/// Why search results may be missing decisions, judging by the index sink's state.
+fn incomplete_reason(status: &Status) -> Option<String> {
+    match status.state() {
+        SinkState::Running => None,
+        SinkState::Starting => Some("the index is starting; results may be missing decisions".to_owned()),
+        SinkState::Rebuilding(progress) => {
+            Some(format!("the index is being rebuilt {progress}; results may be missing decisions until it is done"))
+        }
+        SinkState::Waiting(why) => Some(format!("the index is waiting ({why}); results may be missing decisions")),
+        SinkState::Stopped(_) => {
+            Some("the index stopped (see /readyz); results may be missing decisions since then".to_owned())
+        }
+    }
+}
+
 /// `gatelog search QUERY`: reads the index under the data dir directly (no server needed).
 pub async fn run_cli(args: crate::cli::SearchArgs) -> anyhow::Result<std::process::ExitCode> {
     use anyhow::Context;
     use std::fmt::Write as _;
     let config = crate::config::resolve(&args.store)?;
     let dir = config.data_dir.join("index");
-    anyhow::ensure!(dir.is_dir(), "no index in {} (run `gatelog serve` with this --data-dir first)", dir.display());
+    anyhow::ensure!(
+        dir.is_dir(),
+        "no index in {} (run `gatelog serve` with this --data-dir, which builds it, or `{}`)",
+        dir.display(),
+        crate::index::rebuild_command(&config.data_dir)
+    );
+    if dir.with_file_name("index.rebuild").is_dir() {
+        tracing::warn!("the index is being rebuilt from ClickHouse; results may be missing decisions until it is done");
+    }
     let parse = |name: &str, v: Option<&str>| -> anyhow::Result<Option<UnixMillis>> {
         v.map(|v| UnixMillis::parse_str(v).with_context(|| format!("--{name} {v:?}"))).transpose()
     };

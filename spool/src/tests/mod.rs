@@ -1,11 +1,17 @@
 //! Unit tests that need the crate's internals (fault injection, segment paths): `records`
-//! (appending, reading back, torn tails and corruption) and `lifecycle` (segments, deletion
-//! below the consumers' acks, restarts, a full spool or disk, group commit, closing).
+//! (appending, reading back, torn tails and corruption), `acked` (damaged or missing records
+//! below what was acknowledged: refused), `repair` (accepting such a loss), `prealloc` (the
+//! spare segment) and `lifecycle` (segments, deletion below the consumers' acks, restarts, a
+//! full spool or disk, group commit, closing).
 
+mod acked;
 mod lifecycle;
+mod prealloc;
 mod records;
+mod repair;
 
 use super::*;
+use std::fs;
 
 pub(super) fn opts() -> SpoolOptions {
     SpoolOptions {

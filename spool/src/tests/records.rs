@@ -60,28 +60,44 @@ async fn a_record_appended_in_parts_reads_back_joined_and_is_limited_as_a_whole(
 }
 
 #[tokio::test]
-async fn torn_tail_is_cut_at_every_byte_offset_of_the_last_record() {
+async fn a_torn_write_above_everything_acknowledged_is_cut_quietly_at_every_byte_offset() {
     let src = TempDir::new().unwrap();
     let seg = three_records(src.path(), 40).await;
     let full = fs::read(&seg).unwrap();
     let last = record_size(payload(3, 40).len() as u64) as usize;
     let good = full.len() - last;
+    // Records 1 and 2 acknowledged (the spool's own acks file says so), then the crash cut
+    // the write of record 3 anywhere: it was never answered.
+    let two = TempDir::new().unwrap();
+    {
+        let spool = Spool::open(two.path(), opts()).unwrap();
+        for i in 1..=2 {
+            spool.append(payload(i, 40)).await.unwrap();
+        }
+        spool.close().await.unwrap();
+    }
+    let acks = fs::read(two.path().join(crate::acks::ACKS_FILE)).unwrap();
     for cut in good..full.len() {
         let dir = TempDir::new().unwrap();
         let path = dir.path().join(seg.file_name().unwrap());
         fs::write(&path, &full[..cut]).unwrap();
+        fs::write(dir.path().join(crate::acks::ACKS_FILE), &acks).unwrap();
         let spool = Spool::open(dir.path(), opts()).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
         assert_eq!(spool.last_seq(), 2, "cut at {cut}");
         assert_eq!(fs::metadata(&path).unwrap().len() as usize, good, "cut at {cut}");
         assert_eq!(spool.metrics().torn_tail_truncations, u64::from(cut > good));
         let recs = read_all(&spool, 0).await.unwrap();
         assert_eq!(recs.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2]);
-        // Numbering continues where the durable records end.
+        // Numbering continues where the acknowledged records end: 3 was never answered.
         assert_eq!(spool.append(b"after".to_vec()).await.unwrap(), 3);
         drop(spool);
         let again = Spool::open(dir.path(), opts()).unwrap();
         assert_eq!(read_all(&again, 2).await.unwrap()[0].payload, b"after");
     }
+    // A spool from before the acks file (none there): the tail is judged by its bytes alone.
+    let dir = TempDir::new().unwrap();
+    fs::write(dir.path().join(seg.file_name().unwrap()), &full[..full.len() - 1]).unwrap();
+    assert_eq!(Spool::open(dir.path(), opts()).unwrap().last_seq(), 2);
 }
 
 #[tokio::test]
@@ -121,13 +137,19 @@ async fn corruption_in_the_middle_fails_loudly_with_file_and_offset() {
             other => panic!("flip at {at}: expected Corrupt, got {other:?}"),
         }
     }
-    // The same damage in the last record is indistinguishable from a torn write: cut.
+    // The same damage in the last record: it was acknowledged, so it is no torn write.
     let mut bad = pristine.clone();
     let last = pristine.len() - 3;
     bad[last] ^= 0x10;
     fs::write(&seg, &bad).unwrap();
-    let spool = Spool::open(dir.path(), opts()).unwrap();
-    assert_eq!(spool.last_seq(), 2);
+    match Spool::open(dir.path(), opts()) {
+        Err(SpoolError::Corrupt { file, offset, detail }) => {
+            assert_eq!((file, offset), (seg.clone(), 2 * rec as u64));
+            assert!(detail.contains("record 3 is damaged") && detail.contains("acknowledged"), "{detail}");
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+    assert_eq!(fs::read(&seg).unwrap(), bad, "a refused open changes nothing");
 }
 
 #[tokio::test]

@@ -1,10 +1,11 @@
 //! [`ManagedClickHouse`]: gatelog's own `clickhouse-server`, when no `clickhouse.url` is set.
 //!
 //! Layout under `<data_dir>/clickhouse/`: `config.xml`, `users.xml` (rewritten at every
-//! start), `data/`, `tmp/`, `log/` (`clickhouse-server.log`, `clickhouse-server.err.log`,
-//! `stdout.log`). The server listens on free loopback ports only, runs in its own process
-//! group (a terminal's Ctrl-C reaches gatelog, which then stops it), and by default a
-//! watchdog kills it if this process dies without stopping it (e.g. `kill -9`).
+//! start), `users.d/` (only with [`ManagedOptions::users_d`]), `data/`, `tmp/`, `log/`
+//! (`clickhouse-server.log`, `clickhouse-server.err.log`, `stdout.log`). The server listens
+//! on free loopback ports only, runs in its own process group (a terminal's Ctrl-C reaches
+//! gatelog, which then stops it), and by default a watchdog kills it if this process dies
+//! without stopping it (e.g. `kill -9`).
 //!
 //! [`ManagedOptions::nice`] starts the server at a lower CPU priority. gatelog sets it for
 //! `gatelog serve`, where the same cores answer Logpush: the receiver's acknowledgements wait
@@ -45,6 +46,10 @@ pub struct ManagedOptions {
     pub log_level: String,
     /// Users besides `default` (no password, loopback only).
     pub users: Vec<ManagedUser>,
+    /// Files for `users.d/` next to the generated `users.xml` (name, XML), which ClickHouse
+    /// merges into it: profiles and users as an administrator would add them (e.g. what
+    /// `gatelog proxy grants --server legacy` prints).
+    pub users_d: Vec<(String, String)>,
     /// Kill the server if this process dies without stopping it.
     pub watchdog: bool,
     /// The server's nice value, 0 (unchanged) to 19 (lowest priority): it runs at this
@@ -60,6 +65,7 @@ impl Default for ManagedOptions {
             stop_timeout: Duration::from_secs(15),
             log_level: "warning".to_owned(),
             users: Vec::new(),
+            users_d: Vec::new(),
             watchdog: true,
             nice: 0,
         }
@@ -183,6 +189,19 @@ impl ManagedClickHouse {
         };
         let users_path = root.join("users.xml");
         fs::write(&users_path, users_xml(&opts.users)).map_err(io_err("cannot write", &users_path))?;
+        if !opts.users_d.is_empty() {
+            let dir = root.join("users.d");
+            fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
+            for (name, xml) in &opts.users_d {
+                if name.contains('/') || !name.ends_with(".xml") {
+                    return Err(ManagedError::InvalidOption(format!(
+                        "users.d file {name:?} must be a plain *.xml name"
+                    )));
+                }
+                let path = dir.join(name);
+                fs::write(&path, xml).map_err(io_err("cannot write", &path))?;
+            }
+        }
 
         let started = Instant::now();
         let mut last_tail = String::new();
@@ -363,7 +382,8 @@ fn spawn_with_nice(mut command: Command, nice: i32) -> io::Result<Child> {
     std::thread::scope(|scope| {
         scope
             .spawn(move || {
-                if let Err(e) = gatelog_spool::priority::lower_thread_priority(nice) {
+                let tid = rustix::thread::gettid();
+                if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
                     tracing::warn!(nice, error = %e, "cannot lower managed clickhouse's priority; it runs at gatelog's");
                 }
                 command.spawn()

@@ -1,8 +1,9 @@
 //! DDL: the bootstrap (database, `schema_migrations`), the versioned migrations and retention.
 
 use super::SchemaOptions;
+use super::rekey::Rekey;
 use crate::profile::SchemaProfile;
-use crate::schema::{Engine, TABLES, TableDef};
+use crate::schema::{DECISIONS, DECISIONS_V1, Engine, TABLES, TableDef};
 
 /// One versioned migration: statements applied in order, recorded with a checksum of their text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,9 +11,18 @@ pub struct Migration {
     pub version: u32,
     pub name: &'static str,
     pub statements: Vec<String>,
+    /// A migration that moves a table to a new definition; its `statements` are this plan's,
+    /// and the runner picks the ones a half-finished earlier attempt still needs.
+    pub(crate) rekey: Option<Rekey>,
 }
 
 impl Migration {
+    /// The plan of a migration that moves a table to a new key ([`Rekey`]), whose runner
+    /// picks the steps still to do ([`Rekey::next_step`]) rather than running every statement.
+    pub fn rekey(&self) -> Option<&Rekey> {
+        self.rekey.as_ref()
+    }
+
     /// SHA-256 (hex) of the statements joined by `;\n`: what `schema_migrations.checksum` holds.
     pub fn checksum(&self) -> String {
         gatelog_model::sha256_hex(self.statements.join(";\n").as_bytes())
@@ -47,8 +57,23 @@ pub(crate) fn create_schema_migrations(opts: &SchemaOptions) -> String {
 }
 
 fn create_table(def: &TableDef, profile: SchemaProfile, opts: &SchemaOptions) -> Vec<String> {
-    let db = &opts.database;
     let local = storage_table(opts, def.name);
+    let mut out = vec![create_storage_table(def, &local, profile, opts)];
+    if let Some(cluster) = &opts.cluster {
+        let db = &opts.database;
+        out.push(format!(
+            "CREATE TABLE IF NOT EXISTS {db}.{}{} AS {db}.{local}\nENGINE = Distributed({cluster}, {db}, {local}, {})",
+            def.name,
+            on_cluster(opts),
+            def.shard_key
+        ));
+    }
+    out
+}
+
+/// `CREATE TABLE` of `def`'s storage table, named `local`.
+fn create_storage_table(def: &TableDef, local: &str, profile: SchemaProfile, opts: &SchemaOptions) -> String {
+    let db = &opts.database;
     let base = match def.engine {
         Engine::MergeTree => "MergeTree",
         Engine::ReplacingMergeTree => "ReplacingMergeTree",
@@ -60,32 +85,66 @@ fn create_table(def: &TableDef, profile: SchemaProfile, opts: &SchemaOptions) ->
         None => base.to_owned(),
     };
     let columns = def.column_ddl(profile).join(",\n    ");
-    let mut out = vec![format!(
+    format!(
         "CREATE TABLE IF NOT EXISTS {db}.{local}{}\n(\n    {columns}\n)\nENGINE = {engine}\nPARTITION BY toYYYYMM({})\nORDER BY ({})\nSETTINGS index_granularity = 8192",
         on_cluster(opts),
         def.partition_by,
         def.order_by,
-    )];
-    if let Some(cluster) = &opts.cluster {
-        out.push(format!(
-            "CREATE TABLE IF NOT EXISTS {db}.{}{} AS {db}.{local}\nENGINE = Distributed({cluster}, {db}, {local}, {})",
-            def.name,
-            on_cluster(opts),
-            def.shard_key
-        ));
-    }
-    out
+    )
 }
 
 /// The versioned migrations, oldest first. Never edit an entry once released: append.
 pub fn migrations(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Migration> {
+    // Migration 1 created `decisions` with the key it had then.
+    let created = [&DECISIONS_V1, TABLES[1], TABLES[2], TABLES[3]];
     let names = ["create_decisions", "create_raw_records", "create_dead_letters", "create_ingest_batches"];
-    TABLES
+    let mut out: Vec<Migration> = created
         .iter()
         .zip(names)
         .zip(1u32..)
-        .map(|((def, name), version)| Migration { version, name, statements: create_table(def, profile, opts) })
-        .collect()
+        .map(|((def, name), version)| Migration {
+            version,
+            name,
+            statements: create_table(def, profile, opts),
+            rekey: None,
+        })
+        .collect();
+    let rekey = rekey(&DECISIONS, profile, opts);
+    out.push(Migration {
+        version: 5,
+        name: "decisions_keyed_by_event_id",
+        statements: rekey.statements(),
+        rekey: Some(rekey),
+    });
+    out
+}
+
+/// The plan that moves `def`'s rows from its migration-1 key to `def.order_by`.
+fn rekey(def: &TableDef, profile: SchemaProfile, opts: &SchemaOptions) -> Rekey {
+    let db = &opts.database;
+    let suffix = if opts.cluster.is_some() { "_local" } else { "" };
+    let table = storage_table(opts, def.name);
+    let new_table = format!("{}_rekeyed{suffix}", def.name);
+    let old_table = format!("{}_before_rekey{suffix}", def.name);
+    let on = on_cluster(opts);
+    let columns = def.insert_columns(profile).join(", ");
+    // On a cluster the old rows go through the Distributed table, which routes them to the
+    // shard they were on (the same sharding key), from every shard's old table.
+    let (into, from) = match &opts.cluster {
+        Some(cluster) => (format!("{db}.{}", def.name), format!("cluster('{cluster}', {db}, {old_table})")),
+        None => (format!("{db}.{table}"), format!("{db}.{old_table}")),
+    };
+    Rekey {
+        new_key: format!("({})", def.order_by),
+        create: create_storage_table(def, &new_table, profile, opts),
+        retire: format!("RENAME TABLE {db}.{table} TO {db}.{old_table}{on}"),
+        promote: format!("RENAME TABLE {db}.{new_table} TO {db}.{table}{on}"),
+        copy: format!("INSERT INTO {into} ({columns}) SELECT {columns} FROM {from}"),
+        cleanup: format!("DROP TABLE IF EXISTS {db}.{old_table}{on}"),
+        table,
+        new_table,
+        old_table,
+    }
 }
 
 /// `ALTER TABLE … MODIFY TTL` per table with retention, for the modern profile with

@@ -7,11 +7,13 @@
 
 mod ddl;
 mod queries;
+mod rekey;
 mod samples;
 
 pub use ddl::{Migration, migrations};
 pub(crate) use ddl::{create_database, create_schema_migrations, retention, storage_table};
 pub(crate) use queries::{Lit, Queries, quote_into, render};
+pub use rekey::{REKEY_LOOKS, Rekey, RekeySeen, RekeyStep};
 pub use samples::{SamplePayload, sample_payloads};
 
 use crate::StoreError;
@@ -135,8 +137,13 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     ];
     for m in migrations(profile, opts) {
         let count = m.statements.len();
+        let steps = ["create", "retire", "promote", "copy", "cleanup"];
         for (i, sql) in m.statements.into_iter().enumerate() {
-            let suffix = if count > 1 && i > 0 { ".distributed".to_owned() } else { String::new() };
+            let suffix = match (&m.rekey, steps.get(i)) {
+                (Some(_), Some(step)) => format!(".{step}"),
+                _ if count > 1 && i > 0 => ".distributed".to_owned(),
+                _ => String::new(),
+            };
             out.push(Statement::same(format!("migration.{:04}_{}{suffix}", m.version, m.name), sql));
         }
     }
@@ -180,6 +187,8 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     ));
     out.push(Statement::same("query.decision_uniqueness", q.decision_uniqueness.clone()));
     out.push(Statement::same("query.max_spool_seq", q.max_spool_seq.clone()));
+    out.push(Statement::same("query.decision_days", q.decision_days.clone()));
+    out.push(templated("query.scan_day", &q.scan_day, &[Lit::I64(lo), Lit::I64(hi)]));
     for (table, template) in &q.delete_batch {
         out.push(templated(&format!("mutation.delete_batch.{table}"), template, &[b]));
     }
@@ -230,8 +239,13 @@ mod tests {
         assert!(
             dump.contains(
                 "ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(time)\nORDER BY (tenant, time, event_id)"
-            )
+            ),
+            "migration 1 as it always was"
         );
+        assert!(dump.contains(
+            "CREATE TABLE IF NOT EXISTS gl.decisions_rekeyed\n(\n    event_id String,\n    time DateTime('UTC'),"
+        ));
+        assert!(dump.contains("ENGINE = ReplacingMergeTree\nPARTITION BY toYYYYMM(time)\nORDER BY (tenant, event_id)"));
     }
 
     #[test]
@@ -289,6 +303,36 @@ mod tests {
         );
         let m = migrations(SchemaProfile::Modern, &opts(None, None));
         assert_ne!(a[0].checksum(), m[0].checksum());
-        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5]);
+    }
+
+    /// The checksums of migrations 1–4 as released: a database migrated by an earlier build
+    /// refuses to start (`MigrationChanged`) if any of their texts changes.
+    #[test]
+    fn released_migrations_keep_their_checksums() {
+        let released = [
+            (SchemaProfile::Legacy, None, "ff6b542e589fd05e38a474da090bba4aa5dcb2c8bf5ab9d4667a907ecca2e2a7"),
+            (SchemaProfile::Legacy, None, "60a18d3ef8c5350d985d71eafa12c4a13fa83f6f3bd007a1e2dbabd7b1893d92"),
+            (SchemaProfile::Legacy, None, "9acf3e8daaa6b21acdb2a0f6eea896dafe2bfa4b969aa1f626c228cc0481f0e5"),
+            (SchemaProfile::Legacy, None, "af4e1c7a803113c662febcbf6e44625778bf9d646eee77f6a2a24cdf3dfd471d"),
+            (SchemaProfile::Legacy, Some("c1"), "ecd4acd65b66bd5691786f54fafc6a6f0a66b4b83edc3279267b30d6db47fe12"),
+            (SchemaProfile::Legacy, Some("c1"), "f50ba10475f7f2df5b522b55814e23e8c703800573cdee639082cb9de7b31af6"),
+            (SchemaProfile::Legacy, Some("c1"), "eae748875258318b4962e324f861c90ecb196097b3f47c3963f234c1c12d8e28"),
+            (SchemaProfile::Legacy, Some("c1"), "d246e3f1055e5da1bb8490dc18a02a552f1974bfd77b5284e8ce9744fee99767"),
+            (SchemaProfile::Modern, None, "1bdb1f0ff78153f4b0de8c6bd067bfd1358617152e0ce8618899d7b0d174b2e8"),
+            (SchemaProfile::Modern, None, "6cbe1ab2aa7c02bd003aea8d0671e8ac9f493799845da81acf7203e3a336cea4"),
+            (SchemaProfile::Modern, None, "06b8dee36252796d136d81dabd523dd10e9b064319ed20095b720272b181776b"),
+            (SchemaProfile::Modern, None, "e115292811c52386b8cde7247df1eb386be3a5cf11f4688f06b94f294e57dff8"),
+            (SchemaProfile::Modern, Some("c1"), "cc1e003d36ee4015f4e5f02aea5d68b032d06f1b024a6d500b2e06610a5dd11c"),
+            (SchemaProfile::Modern, Some("c1"), "82275196c040bf5ed913d9a07d642aba78c6ae699ec6c90d47770072235cd198"),
+            (SchemaProfile::Modern, Some("c1"), "3bb0b76105ba81d02b74c845c58404705e71c24183a0e8c7aa5688e4dbeb4b95"),
+            (SchemaProfile::Modern, Some("c1"), "aebe7dcf589ee5f7435e22a9b096b955b3f5b5918fe71e83f3da230a4b61ec78"),
+        ];
+        for (i, (profile, cluster, checksum)) in released.iter().enumerate() {
+            let o =
+                SchemaOptions { database: "gatelog".into(), cluster: cluster.map(Into::into), retention_days: None };
+            let m = &migrations(*profile, &o)[i % 4];
+            assert_eq!(&m.checksum(), checksum, "{profile} {cluster:?} migration {}", m.version);
+        }
     }
 }

@@ -94,6 +94,10 @@ pub(crate) struct Queries {
     pub decision_uniqueness: String,
     /// Where the ClickHouse sink resumes: the highest spool position stored.
     pub max_spool_seq: String,
+    /// `(day, rows)` of every UTC day holding decisions, oldest first.
+    pub decision_days: String,
+    /// One day's decisions (what the index needs). Params: the day's first and last instant.
+    pub scan_day: String,
 }
 
 fn insert_sql(db: &str, def: &TableDef, profile: SchemaProfile) -> String {
@@ -165,6 +169,13 @@ impl Queries {
             insert_ingest_batches: insert_sql(db, &INGEST_BATCHES, profile),
             decision_uniqueness: format!("SELECT count(), uniqExact(event_id) FROM {db}.decisions FINAL"),
             max_spool_seq: format!("SELECT max(spool_seq) FROM {db}.ingest_batches"),
+            decision_days: format!(
+                "SELECT toUInt32(toDate(time)) AS day, count() AS n FROM {db}.decisions GROUP BY day ORDER BY day"
+            ),
+            scan_day: format!(
+                "SELECT {columns} FROM {db}.decisions WHERE {between}",
+                columns = crate::scan::SCANNED_COLUMNS
+            ),
         }
     }
 }

@@ -21,6 +21,7 @@ pub struct SamplePayload {
 }
 
 const BATCH: &str = "sample-batch";
+const COPIES: &str = "sample-copies";
 const T: i64 = 1_740_990_713_712;
 
 fn csv(text: &str) -> String {
@@ -140,6 +141,24 @@ pub fn sample_payloads(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Samp
              FROM {db}.ingest_batches WHERE batch_id = '{BATCH}'"
         ),
         format!("3,1,1,1,{T},{},99,\"abc\",1,17", T + 1),
+    ));
+
+    // Copies of one event whose times differ: by 1 ms across midnight and a month boundary
+    // (two partitions), and by a second within a day. `FINAL` counts each event once.
+    let month_end = 1_738_367_999_999; // 2025-01-31T23:59:59.999Z
+    for (id, ms) in [("ev-copy-a", month_end), ("ev-copy-a", month_end + 1), ("ev-copy-b", T), ("ev-copy-b", T + 1000)]
+    {
+        let mut copy = AccessDecision::new(id.into(), UnixMillis(ms), "workers_trace_events", Source::Tail);
+        copy.received_at = UnixMillis(T + 1500);
+        enc.decision(&copy, COPIES);
+    }
+    out.push(payload(
+        &DECISIONS,
+        profile,
+        opts,
+        &mut enc,
+        format!("SELECT count(), uniqExact(event_id) FROM {db}.decisions FINAL WHERE batch_id = '{COPIES}'"),
+        "2,2".to_owned(),
     ));
     out
 }

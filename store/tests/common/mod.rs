@@ -1,6 +1,9 @@
 //! Shared fixtures for the store's integration tests.
 #![allow(dead_code)]
 
+pub mod chdb;
+pub mod copies;
+
 use gatelog_model::{AccessDecision, DeadLetter, Decision, PrincipalType, RawRecord, Source, UnixMillis, sha256_hex};
 use gatelog_store::WriteBatch;
 

@@ -18,15 +18,8 @@ pub fn lower_thread_priority(nice: i32) -> std::io::Result<()> {
     rustix::process::setpriority_process(Some(tid), nice).map_err(std::io::Error::from)
 }
 
-/// The nice value of thread `tid` (a process id names the process's main thread).
-pub fn thread_nice(tid: u32) -> std::io::Result<i32> {
-    let pid = i32::try_from(tid).ok().and_then(rustix::process::Pid::from_raw);
-    let pid =
-        pid.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{tid} is not a thread id")))?;
-    rustix::process::getpriority_process(Some(pid)).map_err(std::io::Error::from)
-}
-
 /// The calling thread's nice value.
+#[cfg(test)]
 pub fn current_thread_nice() -> std::io::Result<i32> {
     rustix::process::getpriority_process(Some(rustix::thread::gettid())).map_err(std::io::Error::from)
 }
