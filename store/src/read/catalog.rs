@@ -1,19 +1,24 @@
 //! [`Catalog`]: every read query's SQL for one schema profile and database, and
 //! [`registered`], the examples `gatelog sql dump` prints and the compatibility tests run.
 //!
-//! Counting each event once (the rule every query here follows):
-//! - the rows of one `event_id` (the Tail and Logpush copies of one Worker invocation, a
-//!   ReplacingMergeTree's rows not merged yet) are one event, whatever their times;
-//! - the copy that counts is the one stored last: highest `spool_seq`, then `received_at`,
-//!   `batch_id`, `time`, which is the copy a merge keeps (the sink stores in spool order), so
-//!   a figure does not change when ClickHouse merges;
+//! Counting each event once (the rule every query here follows, and the store's own:
+//! ARCHITECTURE.md, "Which copy survives"):
+//! - the rows of one `(tenant, event_id)` (the Tail and Logpush copies of one Worker
+//!   invocation, a re-delivered batch, rows a merge has not collapsed yet) are one event,
+//!   whatever their times;
+//! - the copy that counts is the one `decisions FINAL` returns and a merge keeps: `decisions`
+//!   has no version column, so within a month partition the copy inserted last, across month
+//!   partitions the later month's. A figure therefore does not change when ClickHouse merges;
 //! - an event is in a period when the time of that copy is; copies are looked for up to
 //!   [`COPY_SKEW_MS`] on either side of the period, so copies that straddle a boundary land
 //!   in exactly one of two adjacent periods.
 //!
-//! The population queries pick that copy with `ORDER BY <last stored> LIMIT 1 BY event_id`;
-//! the reconciliation count ([`Catalog::event_count`]) finds it another way
-//! (`GROUP BY event_id` with `argMax`), so the two agree only if both are right.
+//! The population queries take that copy from ClickHouse itself: `FINAL` over the rows near
+//! the period, in a subquery, with the period and the filter applied outside it (to the copy
+//! that survived, never to the rows the merge compares). The reconciliation count
+//! ([`Catalog::event_count`]) finds it another way: `GROUP BY tenant, event_id` with `argMax`
+//! of the row's position ([`POSITION`]: partition, then the part's first block number, then
+//! `spool_seq`), so the two agree only if the store keeps the copy the docs say it keeps.
 
 use super::period::{DecisionFilter, MAX_MS, Period};
 use super::query::{Param, ReadQuery, Value};
@@ -24,20 +29,25 @@ use crate::sql::SchemaOptions;
 use gatelog_model::{Decision, Source, UnixMillis};
 
 /// How far apart in time two copies of one event may be and still count once at a period's
-/// boundary (inside a period they always count once): 1 hour. Tail and Logpush copies
-/// differ by milliseconds.
+/// boundary (inside a period they always count once): 1 hour, as `index.dedup_window`'s
+/// default. Tail and Logpush copies differ by milliseconds.
 pub const COPY_SKEW_MS: i64 = 3_600_000;
 
 const FROM: &str = "{from_ms}";
 const TO: &str = "{to_ms}";
 const SKEW: &str = "{copy_skew_ms}";
 
-/// The order in which the first row of an `event_id` is the copy that counts.
-const LAST_STORED_FIRST: &str = "spool_seq DESC, received_at_ms DESC, batch_id DESC, time_ms DESC";
-/// The same preference as an `argMax` key.
-const LAST_STORED_KEY: &str = "(spool_seq, received_at_ms, batch_id, time_ms)";
-/// What picking that copy reads besides the columns a query wants.
-const PICK_COLUMNS: [&str; 5] = ["event_id", "time_ms", "spool_seq", "received_at_ms", "batch_id"];
+/// Where a row sits, in the order `FINAL` prefers copies (the greatest wins): its month
+/// partition, then its part's first block number (parts of one partition hold disjoint
+/// block ranges, numbered in insert order, and a merged part has no two copies left), then
+/// `spool_seq` for copies inserted together (the writer keeps a group's batches in spool
+/// order, and ClickHouse keeps the last of equal keys in an insert). Read from `_part`
+/// (`<partition>_<min block>_<max block>_<level>[_<mutation>]`) on every supported server.
+pub const POSITION: &str = "(splitByChar('_', _part)[1], toUInt64(splitByChar('_', _part)[2]), spool_seq)";
+
+/// What the outer query of a population needs from the copy that survived, besides the
+/// columns it wants.
+const PICK_COLUMNS: [&str; 3] = ["tenant", "event_id", "time_ms"];
 
 /// The read queries of one store (profile and database).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,8 +92,11 @@ impl Catalog {
         self.range("time", &format!("({FROM} - {SKEW})"), &format!("({TO} + {SKEW})"))
     }
 
-    /// One row per event near the period: its copy stored last, with `columns` (and what
-    /// picking it needs). Callers keep the events in the period with [`in_period`].
+    /// One row per event near the period: the copy `FINAL` keeps, with `columns` (and what
+    /// the outer query needs). Callers keep the events in the period with [`in_period`],
+    /// outside this subquery: a condition inside it also decides which parts `FINAL` reads,
+    /// and 18.16 prunes a month partition by it, hiding that month's copy from the merge
+    /// (the earlier month's copy would then count in its own period too).
     fn events(&self, columns: &[&str]) -> String {
         let mut cols: Vec<&str> = columns.to_vec();
         for c in PICK_COLUMNS {
@@ -92,7 +105,7 @@ impl Catalog {
             }
         }
         format!(
-            "    SELECT {}\n    FROM {}\n    WHERE {}\n    ORDER BY {LAST_STORED_FIRST}\n    LIMIT 1 BY event_id",
+            "    SELECT {}\n    FROM {} FINAL\n    WHERE {}",
             cols.join(", "),
             self.table("decisions"),
             self.near_period()
@@ -106,7 +119,7 @@ impl Catalog {
     }
 
     /// The events of `period` that pass `filter`: every column, oldest first (then by
-    /// `event_id`). Stream it ([`super::Reader::stream`]) when it may be large.
+    /// tenant and `event_id`). Stream it ([`super::Reader::stream`]) when it may be large.
     pub fn decisions(&self, period: Period, filter: &DecisionFilter) -> Result<ReadQuery<DecisionRow>, StoreError> {
         let cols: Vec<&str> = DecisionRow::COLUMNS.iter().map(|c| c.0).collect();
         let (condition, mut params) = filter.condition();
@@ -115,7 +128,7 @@ impl Catalog {
             keep = format!("{keep} AND {condition}");
         }
         let sql = format!(
-            "SELECT {}\nFROM\n(\n{}\n)\nWHERE {keep}\nORDER BY time_ms, event_id",
+            "SELECT {}\nFROM\n(\n{}\n)\nWHERE {keep}\nORDER BY time_ms, tenant, event_id",
             cols.join(", "),
             self.events(&cols)
         );
@@ -171,9 +184,9 @@ impl Catalog {
         ReadQuery::new("read.ingest_batches", self.table("ingest_batches"), sql, period.params().to_vec())
     }
 
-    /// The events of `period` passing `filter`, counted without `LIMIT 1 BY`: one group per
-    /// `event_id`, whose copy stored last (`argMax`) decides whether it is in. The
-    /// reconciliation's independent count.
+    /// The events of `period` passing `filter`, counted without `FINAL`: one group per
+    /// `(tenant, event_id)`, whose copy at the greatest [`POSITION`] (`argMax`) decides
+    /// whether it is in. The reconciliation's independent count.
     pub fn event_count(&self, period: Period, filter: &DecisionFilter) -> Result<ReadQuery<EventCount>, StoreError> {
         let (condition, mut params) = filter.condition();
         let mut member = in_period();
@@ -182,7 +195,8 @@ impl Catalog {
         }
         let sql = format!(
             "SELECT toUInt64(countIf(in_population)) AS events\nFROM\n(\n    \
-             SELECT argMax({member}, {LAST_STORED_KEY}) AS in_population\n    FROM {}\n    WHERE {}\n    GROUP BY event_id\n)",
+             SELECT argMax({member}, {POSITION}) AS in_population\n    FROM {}\n    WHERE {}\n    \
+             GROUP BY tenant, event_id\n)",
             self.table("decisions"),
             self.near_period()
         );
@@ -242,6 +256,7 @@ pub fn registered(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Registere
     let march = Period::new(UnixMillis(1_740_787_200_000), UnixMillis(1_743_465_600_000))
         .unwrap_or_else(|_| Period::everything());
     let filter = DecisionFilter {
+        tenants: vec!["default".into()],
         datasets: vec!["http_requests".into(), "access_requests".into()],
         decisions: vec![Decision::Deny, Decision::Challenge],
         sources: vec![Source::Logpush],
@@ -299,7 +314,8 @@ mod tests {
         );
         assert!(sql.contains("time_ms < (toInt64(2500) + toInt64(3600000))"), "{sql}");
         assert!(sql.contains("WHERE time_ms >= toInt64(1500) AND time_ms < toInt64(2500)"), "{sql}");
-        assert!(!sql.contains("FINAL") && !sql.contains("DateTime64") && !sql.contains("fromUnixTimestamp64Milli"));
+        assert!(sql.contains("FROM gl.decisions FINAL\n    WHERE time >= "), "{sql}");
+        assert!(!sql.contains("DateTime64") && !sql.contains("fromUnixTimestamp64Milli"));
         let modern = Catalog::new(SchemaProfile::Modern, &opts()).decision_counts(Period::everything()).unwrap();
         assert!(modern.sql().contains("time >= fromUnixTimestamp64Milli((toInt64(0) - toInt64(3600000)), 'UTC')"));
     }
@@ -309,15 +325,22 @@ mod tests {
         let c = Catalog::new(SchemaProfile::Legacy, &opts());
         let f = DecisionFilter::decisions(&[Decision::Deny]);
         let population = c.decisions(Period::everything(), &f).unwrap();
-        assert!(population.sql().contains(&format!("ORDER BY {LAST_STORED_FIRST}\n    LIMIT 1 BY event_id")));
-        assert!(population.sql().contains("AND has(['deny'], decision)\nORDER BY time_ms, event_id"));
+        let sql = population.sql();
+        assert!(sql.contains("FROM gl.decisions FINAL\n    WHERE time >= "), "{sql}");
+        // The period and the filter apply to the copy that survived, outside the subquery.
+        assert!(sql.contains(")\nWHERE time_ms >= toInt64(0) AND "), "{sql}");
+        assert!(sql.contains("AND has(['deny'], decision)\nORDER BY time_ms, tenant, event_id"), "{sql}");
         let count = c.event_count(Period::everything(), &f).unwrap();
-        assert!(count.sql().contains(&format!(
-            "argMax(time_ms >= toInt64(0) AND time_ms < toInt64({}) AND has(['deny'], decision), {LAST_STORED_KEY})",
-            MAX_MS
+        let sql = count.sql();
+        assert!(sql.contains(&format!(
+            "argMax(time_ms >= toInt64(0) AND time_ms < toInt64({MAX_MS}) AND has(['deny'], decision), {POSITION})"
         )));
-        assert!(count.sql().contains("GROUP BY event_id") && !count.sql().contains("LIMIT 1 BY"));
+        assert!(sql.contains("GROUP BY tenant, event_id") && !sql.contains("FINAL"), "{sql}");
         let names: Vec<String> = count.ipe_parameters().into_iter().map(|p| p.name).collect();
         assert_eq!(names, ["copy_skew_ms", "decisions", "from_ms", "to_ms"]);
+        let tenants = DecisionFilter { tenants: vec!["acme".into()], ..DecisionFilter::default() };
+        assert!(
+            c.decisions(Period::everything(), &tenants).unwrap().sql().contains("AND has(['acme'], tenant)\nORDER BY")
+        );
     }
 }

@@ -34,7 +34,8 @@
 //! - [`query`]: [`ReadQuery`] (a name, SQL with `{name}` placeholders, typed [`Param`]s bound
 //!   client-side with the store's one escaping).
 //! - [`catalog`]: [`Catalog`], every read query's SQL per schema profile, the rule that counts
-//!   each event once (the copy stored last, whatever the copies' times), and [`registered`],
+//!   each event (`tenant`, `event_id`) once, as the copy `decisions FINAL` keeps whatever the
+//!   copies' times (ARCHITECTURE.md, "Which copy survives"), and [`registered`],
 //!   the examples `gatelog sql dump` and the compatibility tests run.
 //! - [`rows`]: the typed rows ([`ReadRow`] declares each one's columns and types).
 //! - `run`: [`Reader`] ([`Reader::fetch`], [`Reader::stream`] → [`RowStream`]), the settings
@@ -59,7 +60,7 @@ mod reconcile;
 pub mod rows;
 mod run;
 
-pub use catalog::{COPY_SKEW_MS, Catalog, Registered, registered};
+pub use catalog::{COPY_SKEW_MS, Catalog, POSITION, Registered, registered};
 pub use coverage::{Coverage, Gap, coverage, gaps_reconciliation};
 pub use history::{Activity, PrincipalHistory, PrincipalProfile};
 pub use period::{DecisionFilter, Period};

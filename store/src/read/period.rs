@@ -77,6 +77,8 @@ impl fmt::Display for Period {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DecisionFilter {
+    /// Events of these tenants (an event is one `(tenant, event_id)`).
+    pub tenants: Vec<String>,
     pub datasets: Vec<String>,
     pub decisions: Vec<Decision>,
     pub sources: Vec<Source>,
@@ -87,7 +89,8 @@ pub struct DecisionFilter {
 
 impl DecisionFilter {
     pub fn is_empty(&self) -> bool {
-        self.datasets.is_empty()
+        self.tenants.is_empty()
+            && self.datasets.is_empty()
             && self.decisions.is_empty()
             && self.sources.is_empty()
             && self.principals.is_empty()
@@ -104,6 +107,7 @@ impl DecisionFilter {
         let owned = |v: &[String]| v.to_vec();
         let texts = |v: Vec<&str>| v.into_iter().map(str::to_owned).collect::<Vec<_>>();
         let lists = [
+            ("tenants", "has({tenants}, tenant)", owned(&self.tenants)),
             ("datasets", "has({datasets}, dataset)", owned(&self.datasets)),
             ("decisions", "has({decisions}, decision)", texts(self.decisions.iter().map(|d| d.as_str()).collect())),
             ("sources", "has({sources}, source)", texts(self.sources.iter().map(|s| s.as_str()).collect())),

@@ -1,7 +1,7 @@
 //! Reconciliation: a figure a report shows (a population's row count, a breakdown's total)
 //! against the same figure counted independently from `decisions`
-//! ([`super::Catalog::event_count`]: one group per `event_id`, `argMax` of the copy stored
-//! last, where the populations use `ORDER BY … LIMIT 1 BY event_id`).
+//! ([`super::Catalog::event_count`]: one group per `(tenant, event_id)`, `argMax` of the
+//! copy's position in the table, where the populations take the copy `FINAL` keeps).
 
 use super::period::{DecisionFilter, Period};
 use super::run::Reader;
@@ -27,8 +27,9 @@ impl Reader {
         let r = Reconciliation {
             name: name.to_owned(),
             description: format!(
-                "{what} against the events of {period}{scope} counted from {}.decisions once per event_id \
-                 (GROUP BY event_id, the copy stored last by argMax)",
+                "{what} against the events of {period}{scope} counted from {}.decisions once per \
+                 (tenant, event_id) without FINAL (GROUP BY tenant, event_id; the copy a merge keeps \
+                 by argMax of its month partition, part and spool position)",
                 counted.ipe.database
             ),
             expected: figure.to_string(),

@@ -13,7 +13,7 @@ use gatelog_store::testing::TestClickHouse;
 use gatelog_store::{Store, StoreError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use world::{HOUR, T0, World};
+use world::{HOUR, MONTH, T0, World};
 
 /// When the tests say the queries ran.
 const NOW: i64 = 1_767_225_600_000; // 2026-01-01
@@ -38,14 +38,40 @@ async fn rerun(store: &Store, sql: &str) -> Vec<String> {
     String::from_utf8(bytes.to_vec()).unwrap().lines().map(str::to_owned).collect()
 }
 
-/// Every figure for `p`, as comparable values: the population (ids), the counts, and the
-/// streamed population's record.
+/// Every figure for `p`, as comparable values: the population (`tenant/event_id`, with the
+/// batch of the copy that counted) and the counts.
 async fn figures(reader: &Reader, p: Period) -> (Vec<String>, BTreeMap<(String, String), u64>) {
     let all = reader.decisions(p, &DecisionFilter::default()).await.unwrap();
     let counts = reader.decision_counts(p).await.unwrap();
-    let ids = all.rows.iter().map(|r| r.event_id.clone()).collect();
+    let ids = all.rows.iter().map(|r| format!("{}/{} {}", r.tenant, r.event_id, r.batch_id)).collect();
     let counts = counts.rows.into_iter().map(|c| ((c.dataset, c.decision), c.count)).collect();
     (ids, counts)
+}
+
+/// `[a, b)` and `[b, c)` hold exactly the events of `[a, c)` whose copy that survives falls in
+/// each, as the model says, each with the batch of that copy.
+async fn splits_exactly(reader: &Reader, world: &World, [a, b, c]: [i64; 3]) {
+    let model = |p: Period| -> Vec<String> {
+        let winners = world.winners();
+        let mut events: Vec<_> = winners.values().filter(|w| p.contains(w.d.time)).collect();
+        events.sort_by_key(|w| (w.d.time, w.d.tenant.clone(), w.d.event_id.clone()));
+        events.iter().map(|w| format!("{}/{} {}", w.d.tenant, w.d.event_id, w.batch_id)).collect()
+    };
+    let (first, _) = figures(reader, period(a, b)).await;
+    let (second, _) = figures(reader, period(b, c)).await;
+    let (whole, _) = figures(reader, period(a, c)).await;
+    assert_eq!(first, model(period(a, b)), "[{a}, {b})");
+    assert_eq!(second, model(period(b, c)), "[{b}, {c})");
+    assert_eq!([first, second].concat(), whole, "[{a}, {c})");
+    // And the independent count agrees, for all events and for those whose copy is Tail's.
+    let tail = DecisionFilter { datasets: vec!["tail".into()], ..DecisionFilter::default() };
+    for p in [period(a, b), period(b, c), period(a, c)] {
+        for filter in [&DecisionFilter::default(), &tail] {
+            let mut population = reader.decisions(p, filter).await.unwrap();
+            let check = reader.reconcile_population(&mut population.ipe, p, filter).await.unwrap();
+            assert!(check.passed, "{p} {filter:?}: {check:?}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -55,7 +81,7 @@ async fn populations_and_counts_count_each_event_once() {
     let db = store.database().to_owned();
     store.execute("SYSTEM", "decisions", &format!("SYSTEM STOP MERGES {db}.decisions")).await.unwrap();
     let (start, mid, end) = (T0, T0 + 3 * HOUR, T0 + 6 * HOUR);
-    let world = World::generate(400, &[start, mid, end]);
+    let world = World::generate(400, &[MONTH, start, mid, end]);
     world.store(&store).await;
     let reader = reader(&store);
     let whole = period(start, end);
@@ -64,14 +90,18 @@ async fn populations_and_counts_count_each_event_once() {
     let winners = world.winners();
     assert_eq!(rows_in(&store, "decisions").await, world.rows() as u64);
     assert!(world.rows() > winners.len() + 100, "{} rows, {} events", world.rows(), winners.len());
+    let (not_highest_seq, not_last_inserted) = world.rule_matters();
+    assert!(not_highest_seq > 10 && not_last_inserted > 0, "{not_highest_seq} {not_last_inserted}");
 
-    // The population: each event once, as its copy stored last, oldest first.
+    // The population: each event once, as its copy that survives, oldest first.
     let expected = world.population(whole, |_| true);
     let fetched = reader.decisions(whole, &DecisionFilter::default()).await.unwrap();
-    let got: Vec<(i64, String)> = fetched.rows.iter().map(|r| (r.time_ms, r.event_id.clone())).collect();
+    let got: Vec<(i64, String, String)> =
+        fetched.rows.iter().map(|r| (r.time_ms, r.tenant.clone(), r.event_id.clone())).collect();
     assert_eq!(got, expected);
+    assert!(got.iter().any(|e| e.1 == "acme"), "an event id of two tenants is two events");
     for row in &fetched.rows {
-        let w = winners[row.event_id.as_str()];
+        let w = winners[&(row.tenant.clone(), row.event_id.clone())];
         assert_eq!((&row.dataset, &row.batch_id, row.spool_seq), (&w.d.dataset, &w.batch_id, w.d.spool_seq));
         assert_eq!(AccessDecision::try_from(row.clone()).unwrap(), w.d);
     }
@@ -97,7 +127,7 @@ async fn populations_and_counts_count_each_event_once() {
     let again = rerun(&store, &ipe.sql).await;
     assert_eq!(
         again.iter().map(|l| l.split('\t').next().unwrap().to_owned()).collect::<Vec<_>>(),
-        expected.iter().map(|e| e.1.clone()).collect::<Vec<_>>()
+        expected.iter().map(|e| e.2.clone()).collect::<Vec<_>>()
     );
 
     // Streamed: the same rows, and the record at the end; reconciled independently.
@@ -105,7 +135,7 @@ async fn populations_and_counts_count_each_event_once() {
     let mut stream = reader.stream_decisions(whole, &denies).unwrap();
     let mut streamed = Vec::new();
     while let Some(row) = stream.next().await.unwrap() {
-        streamed.push((row.time_ms, row.event_id));
+        streamed.push((row.time_ms, row.tenant, row.event_id));
     }
     assert_eq!(streamed, world.population(whole, |d| d.decision == Decision::Deny));
     let mut ipe = stream.finish().unwrap();
@@ -118,13 +148,14 @@ async fn populations_and_counts_count_each_event_once() {
     );
     assert!(check.sql.as_deref().unwrap().contains("argMax("), "{check:?}");
 
-    // Filters apply to the copy that counts: the Tail copies of the period are those whose
-    // Tail copy was stored last.
+    // Filters apply to the copy that counts: the Tail events of the period are those whose
+    // Tail copy survives.
     let tail = DecisionFilter { datasets: vec!["tail".into()], ..DecisionFilter::default() };
     let mut tail_rows = reader.decisions(whole, &tail).await.unwrap();
     let expected_tail = world.population(whole, |d| d.dataset == "tail");
     assert!(!expected_tail.is_empty());
-    assert_eq!(tail_rows.rows.iter().map(|r| (r.time_ms, r.event_id.clone())).collect::<Vec<_>>(), expected_tail);
+    let got_tail: Vec<_> = tail_rows.rows.iter().map(|r| (r.time_ms, r.tenant.clone(), r.event_id.clone())).collect();
+    assert_eq!(got_tail, expected_tail);
     assert!(reader.reconcile_population(&mut tail_rows.ipe, whole, &tail).await.unwrap().passed);
 
     // Counts by dataset × outcome, and their total reconciled.
@@ -142,32 +173,30 @@ async fn populations_and_counts_count_each_event_once() {
     let r = reader.reconcile(&mut wrong, "off_by_one", "a wrong figure", total + 1, whole, &all).await.unwrap();
     assert!(!r.passed && !wrong.reconciled() && r.expected == (total + 1).to_string() && r.actual == total.to_string());
 
-    // Adjacent periods split the events exactly, boundary-straddling copies included.
-    let (first, _) = figures(&reader, period(start, mid)).await;
-    let (second, _) = figures(&reader, period(mid, end)).await;
-    assert_eq!(first.len() + second.len(), expected.len());
-    assert!(first.iter().all(|id| !second.contains(id)));
-    for (id, copy) in &winners {
-        let in_whole = expected.iter().any(|e| e.1 == *id);
-        let in_first = first.iter().any(|e| e == id);
-        assert_eq!(in_whole && copy.d.time.0 < mid, in_first, "{id}");
-    }
+    // Adjacent periods split the events exactly, boundary-straddling copies included; at a
+    // month boundary the later month's copy counts, whichever was inserted last.
+    splits_exactly(&reader, &world, [start, mid, end]).await;
+    splits_exactly(&reader, &world, [MONTH - HOUR, MONTH, MONTH + HOUR]).await;
+    assert!(world.population(period(MONTH - HOUR, MONTH), |_| true).is_empty());
+    assert_eq!(world.population(period(MONTH, MONTH + HOUR), |_| true).len(), 2);
 
     // All time: what `gatelog demo` prints.
     let summary = store.summary().await.unwrap();
     assert_eq!(summary.total_decisions(), winners.len() as u64);
-    assert_eq!(summary.batches, world.batches.len() as u64);
+    assert_eq!(summary.batches, world.batches().count() as u64);
 
     // ClickHouse merges the copies it can: no figure changes.
     let before = figures(&reader, whole).await;
     store.execute("SYSTEM", "decisions", &format!("SYSTEM START MERGES {db}.decisions")).await.unwrap();
-    store
-        .execute("OPTIMIZE", "decisions", &format!("OPTIMIZE TABLE {db}.decisions PARTITION 202503 FINAL"))
-        .await
-        .unwrap();
+    for partition in ["202502", "202503"] {
+        let sql = format!("OPTIMIZE TABLE {db}.decisions PARTITION {partition} FINAL");
+        store.execute("OPTIMIZE", "decisions", &sql).await.unwrap();
+    }
     let merged = rows_in(&store, "decisions").await;
     assert!(merged < world.rows() as u64, "OPTIMIZE merged nothing");
+    assert!(merged > winners.len() as u64, "copies in two months stay two rows");
     assert_eq!(figures(&reader, whole).await, before);
+    splits_exactly(&reader, &world, [MONTH - HOUR, MONTH, MONTH + HOUR]).await;
     assert_eq!(store.summary().await.unwrap().total_decisions(), winners.len() as u64);
 
     drop(store);

@@ -1,8 +1,11 @@
 //! Test data for the read side and the model it is judged against: events stored the ways
-//! they arrive (Tail and Logpush copies of one Worker decision, some milliseconds apart and
-//! stored in either order; Logpush re-deliveries of a batch; copies on both sides of a
-//! period's boundaries), and, computed here in plain Rust, which copy of each event counts
-//! (the one stored last) and what every query must therefore return.
+//! they arrive (Tail and Logpush copies of one Worker decision, some milliseconds apart,
+//! stored in either order, in separate inserts or in one; Logpush re-deliveries after the
+//! spool was made anew, so with lower spool positions; copies on both sides of a period's
+//! boundaries and of a month, i.e. in two partitions; one event id under two tenants), and,
+//! computed here in plain Rust from the write order, which copy of each event survives
+//! (ARCHITECTURE.md, "Which copy survives": the later month's, then the one inserted last)
+//! and what every query must therefore return.
 
 use gatelog_model::{AccessDecision, Decision, PrincipalType, Source, UnixMillis};
 use gatelog_store::read::Period;
@@ -11,24 +14,40 @@ use std::collections::BTreeMap;
 
 /// 2025-03-03T00:00:00Z, a Monday.
 pub const T0: i64 = 1_740_960_000_000;
+/// 2025-03-01T00:00:00Z: February's partition ends here.
+pub const MONTH: i64 = 1_740_787_200_000;
 pub const HOUR: i64 = 3_600_000;
 
-/// One stored row: a copy of a decision and the batch that holds it.
+/// One stored row: a copy of a decision, the batch that holds it and the insert that wrote it.
 #[derive(Debug, Clone)]
 pub struct Copy {
     pub d: AccessDecision,
     pub batch_id: String,
+    /// Which `write_batches` call (one `INSERT` into `decisions`) stored it.
+    pub insert: usize,
 }
+
+impl Copy {
+    /// Which copy of an event survives: the greatest of these (the month partition, then
+    /// the insert; copies inserted together keep their batches' spool order).
+    fn survival(&self) -> (String, usize, u64) {
+        (self.d.time.to_rfc3339()[..7].to_owned(), self.insert, self.d.spool_seq)
+    }
+}
+
+/// The key of one event.
+pub type Key = (String, String);
 
 #[derive(Debug)]
 pub struct World {
-    /// In write order, each with its spool position.
-    pub batches: Vec<(u64, WriteBatch)>,
+    /// The inserts in write order, each its batches with their spool positions.
+    pub inserts: Vec<Vec<(u64, WriteBatch)>>,
     pub copies: Vec<Copy>,
+    batches: usize,
 }
 
 fn decision(i: usize, time: i64) -> AccessDecision {
-    let id = format!("ev-{i:04}");
+    let id = format!("ev-{i:05}");
     let mut d = AccessDecision::new(id, UnixMillis(time), "http_requests", Source::Logpush);
     d.principal = if i.is_multiple_of(13) { String::new() } else { format!("user{}@example.com", i % 7) };
     d.principal_type = if d.principal.is_empty() { PrincipalType::Anonymous } else { PrincipalType::User };
@@ -60,67 +79,88 @@ fn worker_copies(d: &AccessDecision, tail_offset_ms: i64) -> (AccessDecision, Ac
 
 impl World {
     /// `n` events from half an hour before [`T0`] for about 7 hours, plus two events
-    /// straddling each of `boundaries` (copies 150 ms either side; one event's copy stored
+    /// straddling each of `boundaries` (copies 150 ms either side; one event's copy inserted
     /// last is after the boundary, the other's before).
     pub fn generate(n: usize, boundaries: &[i64]) -> World {
-        let mut first = Vec::new();
-        let mut second = Vec::new();
-        let mut again = Vec::new();
+        let (mut first, mut second, mut together, mut again) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for i in 0..n {
             let d = decision(i, T0 - HOUR / 2 + i as i64 * 67_000);
-            if i % 4 == 1 {
-                let (logpush, tail) = worker_copies(&d, (i as i64 % 3) * 400);
-                if i % 8 == 1 {
-                    first.push(logpush);
-                    second.push(tail);
-                } else {
-                    first.push(tail);
-                    second.push(logpush);
+            match i % 12 {
+                1 | 5 | 9 => {
+                    let (logpush, tail) = worker_copies(&d, (i as i64 % 3) * 400);
+                    let (a, z) = if i % 8 == 1 { (logpush, tail) } else { (tail, logpush) };
+                    first.push(a);
+                    second.push(z);
                 }
-            } else {
-                if i % 10 == 2 {
-                    again.push(d.clone());
+                7 => {
+                    // Both copies in one insert: the later batch of the group survives.
+                    let (logpush, tail) = worker_copies(&d, 250);
+                    together.push(logpush);
+                    together.push(tail);
                 }
-                first.push(d);
+                _ => {
+                    if i % 10 == 2 {
+                        again.push(d.clone());
+                    }
+                    if i % 9 == 4 {
+                        // The same event id from another tenant: another event.
+                        let mut other = d.clone();
+                        other.tenant = "acme".into();
+                        other.decision = Decision::Deny;
+                        first.push(other);
+                    }
+                    first.push(d);
+                }
             }
         }
         for (k, b) in boundaries.iter().enumerate() {
             for (j, later_after) in [true, false].into_iter().enumerate() {
-                let d = decision(10_000 + k * 2 + j, b - 150);
+                let d = decision(90_000 + k * 2 + j, b - 150);
                 let (before, after) = worker_copies(&d, 300);
                 let (a, z) = if later_after { (before, after) } else { (after, before) };
                 first.push(a);
                 second.push(z);
             }
         }
-        let mut world = World { batches: Vec::new(), copies: Vec::new() };
-        for round in [first, second, again] {
-            world.add_round(round);
+        let mut world = World { inserts: Vec::new(), copies: Vec::new(), batches: 0 };
+        let mut seq = 0;
+        for round in [first, second] {
+            for batch in world.batches_of(round, &mut seq) {
+                world.add_insert(vec![batch]);
+            }
+        }
+        let group = world.batches_of(together, &mut seq);
+        world.add_insert(group);
+        // Re-deliveries after the spool was made anew: positions start again at 1.
+        let mut fresh_spool = 0;
+        for batch in world.batches_of(again, &mut fresh_spool) {
+            world.add_insert(vec![batch]);
         }
         world
     }
 
-    /// Stores `round` in batches of 25 decisions of one dataset, after everything before it.
-    fn add_round(&mut self, round: Vec<AccessDecision>) {
-        let mut by_dataset: BTreeMap<String, Vec<AccessDecision>> = BTreeMap::new();
+    /// `round` as batches of up to 25 decisions of one tenant and dataset, numbered from `seq`.
+    fn batches_of(&mut self, round: Vec<AccessDecision>, seq: &mut u64) -> Vec<(u64, WriteBatch)> {
+        let mut by_dataset: BTreeMap<(String, String), Vec<AccessDecision>> = BTreeMap::new();
         for d in round {
-            by_dataset.entry(d.dataset.clone()).or_default().push(d);
+            by_dataset.entry((d.dataset.clone(), d.tenant.clone())).or_default().push(d);
         }
-        for (dataset, decisions) in by_dataset {
+        let mut out = Vec::new();
+        for ((dataset, tenant), decisions) in by_dataset {
             for chunk in decisions.chunks(25) {
-                let seq = self.batches.len() as u64 + 1;
-                let batch_id = format!("b{seq:03}-{dataset}");
-                let received_at = UnixMillis(chunk.iter().map(|d| d.time.0).max().unwrap_or(T0) + 5_000 + seq as i64);
+                *seq += 1;
+                self.batches += 1;
+                let batch_id = format!("b{:03}-{dataset}-{tenant}", self.batches);
+                let received_at = UnixMillis(chunk.iter().map(|d| d.time.0).max().unwrap_or(T0) + 5_000 + *seq as i64);
                 let decisions: Vec<AccessDecision> = chunk
                     .iter()
                     .cloned()
                     .map(|mut d| {
-                        d.spool_seq = seq;
+                        d.spool_seq = *seq;
                         d.received_at = received_at;
                         d
                     })
                     .collect();
-                self.copies.extend(decisions.iter().map(|d| Copy { d: d.clone(), batch_id: batch_id.clone() }));
                 let batch = WriteBatch {
                     batch_id,
                     dataset: dataset.clone(),
@@ -129,43 +169,72 @@ impl World {
                     lines: decisions.len() as u64,
                     probes: 0,
                     bytes: 100 * decisions.len() as u64,
-                    sha256: format!("{seq:064x}"),
+                    sha256: format!("{:064x}", self.batches),
                     decisions,
                     raw: Vec::new(),
                     dead_letters: Vec::new(),
                 };
-                self.batches.push((seq, batch));
+                out.push((*seq, batch));
             }
         }
+        out
     }
 
-    /// Writes every batch in order, as the spool sink would.
+    fn add_insert(&mut self, batches: Vec<(u64, WriteBatch)>) {
+        let insert = self.inserts.len();
+        for (_, b) in &batches {
+            self.copies.extend(b.decisions.iter().map(|d| Copy { d: d.clone(), batch_id: b.batch_id.clone(), insert }));
+        }
+        self.inserts.push(batches);
+    }
+
+    /// Every batch, in write order.
+    pub fn batches(&self) -> impl Iterator<Item = &(u64, WriteBatch)> {
+        self.inserts.iter().flatten()
+    }
+
+    /// Writes every insert in order, as the spool sink would.
     pub async fn store(&self, store: &Store) {
-        for (seq, batch) in &self.batches {
-            store.write_batches(&[(*seq, batch)], PartialCheck::Always).await.unwrap();
+        for insert in &self.inserts {
+            let group: Vec<(u64, &WriteBatch)> = insert.iter().map(|(seq, b)| (*seq, b)).collect();
+            store.write_batches(&group, PartialCheck::Always).await.unwrap();
         }
     }
 
-    /// Per event, the copy that counts: the one stored last.
-    pub fn winners(&self) -> BTreeMap<&str, &Copy> {
-        let mut out: BTreeMap<&str, &Copy> = BTreeMap::new();
+    /// Per event (tenant, event id), the copy that counts: the one that survives.
+    pub fn winners(&self) -> BTreeMap<Key, &Copy> {
+        let mut out: BTreeMap<Key, &Copy> = BTreeMap::new();
         for c in &self.copies {
-            let key = |c: &Copy| (c.d.spool_seq, c.d.received_at, c.batch_id.clone(), c.d.time);
-            let slot = out.entry(c.d.event_id.as_str()).or_insert(c);
-            if key(c) > key(slot) {
+            let slot = out.entry((c.d.tenant.clone(), c.d.event_id.clone())).or_insert(c);
+            if c.survival() > slot.survival() {
                 *slot = c;
             }
         }
         out
     }
 
-    /// The events of `period` passing `keep`, as (time, event id), oldest first.
-    pub fn population(&self, period: Period, keep: impl Fn(&AccessDecision) -> bool) -> Vec<(i64, String)> {
-        let mut out: Vec<(i64, String)> = self
+    /// How many events' surviving copy is not the one with the highest spool position, and
+    /// how many not the one inserted last: data on which simpler rules give other figures.
+    pub fn rule_matters(&self) -> (usize, usize) {
+        let winners = self.winners();
+        let beaten = |better: &dyn Fn(&Copy, &Copy) -> bool| {
+            winners
+                .iter()
+                .filter(|(key, w)| {
+                    self.copies.iter().any(|c| (c.d.tenant.clone(), c.d.event_id.clone()) == **key && better(c, w))
+                })
+                .count()
+        };
+        (beaten(&|c, w| c.d.spool_seq > w.d.spool_seq), beaten(&|c, w| c.insert > w.insert))
+    }
+
+    /// The events of `period` passing `keep`, as (time, tenant, event id), oldest first.
+    pub fn population(&self, period: Period, keep: impl Fn(&AccessDecision) -> bool) -> Vec<(i64, String, String)> {
+        let mut out: Vec<(i64, String, String)> = self
             .winners()
             .values()
             .filter(|c| period.contains(c.d.time) && keep(&c.d))
-            .map(|c| (c.d.time.0, c.d.event_id.clone()))
+            .map(|c| (c.d.time.0, c.d.tenant.clone(), c.d.event_id.clone()))
             .collect();
         out.sort();
         out
