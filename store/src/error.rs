@@ -84,6 +84,20 @@ pub enum StoreError {
     InvalidBatch(String),
     #[error("invalid store configuration: {0}")]
     InvalidConfig(String),
+    /// A read query that cannot be bound (a placeholder without a value, or the reverse).
+    #[error("read query {name}: {detail}")]
+    InvalidQuery { name: String, detail: String },
+    #[error("invalid period: {0}")]
+    InvalidPeriod(String),
+    /// A row a read query returned that this build cannot use.
+    #[error("{query} returned a row gatelog cannot read: {detail}")]
+    InvalidRow { query: String, detail: String },
+    /// A streamed read asked for its record before its last row was read.
+    #[error(
+        "{query}: no record for a stream {} after {rows} rows: its rows are not the query's result",
+        if *failed { "that failed" } else { "not read to its end" }
+    )]
+    StreamNotFinished { query: String, rows: u64, failed: bool },
 }
 
 fn kind_text(kind: FailureKind) -> String {

@@ -1,5 +1,6 @@
 //! gatelog's store of record: ClickHouse schema, migrations, the exactly-once batch writer,
-//! the queries the CLI and tests need, and a launcher for a private `clickhouse-server`.
+//! the read side (typed queries that return their rows with an IPE record), and a launcher
+//! for a private `clickhouse-server`.
 //!
 //! Module map:
 //! - [`config`]: [`StoreConfig`] and [`RetryPolicy`] (serde, `deny_unknown_fields`).
@@ -14,7 +15,11 @@
 //! - `rowbinary`: the allocation-free RowBinary encoder for both profiles.
 //! - `writer`: [`Store::write_batch`] with [`WriteBatch`] / [`WriteOutcome`]; `frames`
 //!   streams an `INSERT`'s frames, LZ4-compressing on blocking threads when enabled.
-//! - `store`: [`Store`] (connect, profile choice, existing batches, summary queries, retries).
+//! - `store`: [`Store`] (connect, profile choice, existing batches, request bounds, retries).
+//! - [`read`]: the read side: [`read::Reader`] runs the named queries of [`read::Catalog`]
+//!   (each event `(tenant, event_id)` once, as the copy `FINAL` keeps) and returns rows with
+//!   a [`gatelog_model::IpeRecord`]; reconciliation, coverage and gaps, principal history,
+//!   and [`Store::summary`].
 //! - `scan`: [`Store::decision_days`] and [`Store::scan_day`], every decision read back a
 //!   day at a time ([`DecisionScan`]), for rebuilding the index from ClickHouse.
 //! - [`sink`]: [`sink::run_clickhouse_sink`], the spool → ClickHouse consumer of `gatelog serve`.
@@ -44,6 +49,7 @@ pub mod managed;
 mod migrate;
 mod order;
 pub mod profile;
+pub mod read;
 mod rowbinary;
 mod scan;
 mod schema;
@@ -58,6 +64,9 @@ pub use config::{InsertCompression, RetryPolicy, StoreConfig};
 pub use error::{FailureKind, StoreError};
 pub use migrate::MigrationReport;
 pub use profile::{SchemaProfile, ServerVersion};
+pub use read::{DecisionCount, StoreSummary};
 pub use scan::DecisionScan;
-pub use store::{DecisionCount, Store, StoreSummary, Uniqueness};
+pub use store::Store;
+#[cfg(feature = "testing")]
+pub use store::Uniqueness;
 pub use writer::{PartialCheck, WriteBatch, WriteOutcome};

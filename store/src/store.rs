@@ -1,10 +1,10 @@
-//! [`Store`]: the connection, profile selection and the read-side helpers.
+//! [`Store`]: the connection, profile selection, and the requests' bounds and retries (reads
+//! go through [`crate::read`]).
 
 use crate::StoreError;
 use crate::config::StoreConfig;
 use crate::profile::{SchemaProfile, ServerVersion};
 use crate::sql::{Lit, Queries, SchemaOptions, render};
-use serde::Serialize;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::future::Future;
@@ -23,6 +23,8 @@ pub(crate) struct Inner {
     pub(crate) config: StoreConfig,
     pub(crate) options: SchemaOptions,
     pub(crate) version: ServerVersion,
+    /// As the server reported it (`SELECT version()`), for IPE records.
+    pub(crate) version_text: String,
     pub(crate) queries: Queries,
     /// Batch ids being written by this process, so two tasks never write one batch at once.
     pub(crate) in_flight: Mutex<BTreeSet<String>>,
@@ -38,32 +40,9 @@ impl fmt::Debug for Store {
     }
 }
 
-/// Decisions per dataset and decision.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DecisionCount {
-    pub dataset: String,
-    pub decision: String,
-    pub count: u64,
-}
-
-/// What the store holds (after deduplication: `FINAL`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct StoreSummary {
-    pub decisions: Vec<DecisionCount>,
-    pub raw_records: u64,
-    pub dead_letters: u64,
-    pub batches: u64,
-}
-
-impl StoreSummary {
-    /// All decisions, across datasets and outcomes.
-    pub fn total_decisions(&self) -> u64 {
-        self.decisions.iter().map(|d| d.count).sum()
-    }
-}
-
 /// `count()` vs `uniqExact(event_id)` of `decisions FINAL`: equal when every event is stored once.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg(feature = "testing")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Uniqueness {
     pub rows: u64,
     pub unique_event_ids: u64,
@@ -148,6 +127,7 @@ impl Store {
                 config: config.clone(),
                 options,
                 version,
+                version_text: version_text.trim().to_owned(),
                 queries,
                 in_flight: Mutex::new(BTreeSet::new()),
             }),
@@ -160,6 +140,11 @@ impl Store {
 
     pub fn server_version(&self) -> ServerVersion {
         self.inner.version
+    }
+
+    /// The version as the server reports it, e.g. `18.16.1` or `26.9.2.1`.
+    pub fn server_version_text(&self) -> &str {
+        &self.inner.version_text
     }
 
     pub fn database(&self) -> &str {
@@ -200,31 +185,22 @@ impl Store {
         Ok(!self.existing_batches(&[batch_id]).await?.is_empty())
     }
 
-    /// Counts by dataset × decision, raw records, dead letters and batches.
-    pub async fn summary(&self) -> Result<StoreSummary, StoreError> {
-        let q = &self.inner.queries;
-        let rows: Vec<(String, String, u64)> =
-            self.fetch_all("SELECT", &self.qualified("decisions"), &q.summary_decisions).await?;
-        let decisions =
-            rows.into_iter().map(|(dataset, decision, count)| DecisionCount { dataset, decision, count }).collect();
-        let (raw_records, dead_letters, batches): (u64, u64, u64) =
-            self.fetch_one("SELECT", &self.qualified("raw_records"), &q.summary_counts).await?;
-        Ok(StoreSummary { decisions, raw_records, dead_letters, batches })
-    }
-
-    /// Rows and distinct event ids in `decisions FINAL`.
     /// The highest spool position of any stored decision (0 when none): where a sink resumes.
     pub async fn max_spool_seq(&self) -> Result<u64, StoreError> {
         self.fetch_one("SELECT", &self.qualified("decisions"), &self.inner.queries.max_spool_seq).await
     }
 
+    /// Test support: rows and distinct event ids in `decisions FINAL`.
+    #[cfg(feature = "testing")]
     pub async fn decision_uniqueness(&self) -> Result<Uniqueness, StoreError> {
         let (rows, unique_event_ids): (u64, u64) =
             self.fetch_one("SELECT", &self.qualified("decisions"), &self.inner.queries.decision_uniqueness).await?;
         Ok(Uniqueness { rows, unique_event_ids })
     }
 
-    /// Rows in `table` of gatelog's database carrying `batch_id`, without deduplication.
+    /// Test support: rows in `table` of gatelog's database carrying `batch_id`, without
+    /// deduplication.
+    #[cfg(feature = "testing")]
     pub async fn count_rows_of_batch(&self, table: &str, batch_id: &str) -> Result<u64, StoreError> {
         let qualified = self.qualified(table);
         let sql = render(&format!("SELECT count() FROM {qualified} WHERE batch_id = ?"), &[Lit::Str(batch_id)]);
@@ -311,7 +287,7 @@ where
 }
 
 /// Runs one ClickHouse request within `timeout`, naming `op` and `table` in any error.
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     op: &'static str,
     table: &str,
     timeout: Duration,

@@ -9,6 +9,8 @@ mod common;
 
 use common::chdb::Chdb;
 use gatelog_store::SchemaProfile;
+use gatelog_store::read::rows::type_matches;
+use gatelog_store::read::{Registered, registered};
 use gatelog_store::sql::{
     REKEY_LOOKS, Rekey, RekeySeen, RekeyStep, SchemaOptions, migrations, render_dump, sample_payloads, statements,
 };
@@ -37,8 +39,35 @@ async fn every_legacy_statement_runs_on_clickhouse_18_16() {
         let got = client.query_raw(&p.check).fetch_bytes("CSV").unwrap().collect().await.unwrap();
         assert_eq!(String::from_utf8_lossy(&got).trim(), p.expect, "payload {}", p.table);
     }
+    // Every read query returns the columns, in the order and types, its row type decodes.
+    for r in registered(SchemaProfile::Legacy, &opts) {
+        let sql = format!("DESCRIBE TABLE ({})", r.sql);
+        let got = client.query_raw(&sql).fetch_bytes("TSV").unwrap().collect().await.unwrap();
+        let got: Vec<(String, String)> = String::from_utf8_lossy(&got)
+            .lines()
+            .map(|l| {
+                let mut f = l.split('\t');
+                (f.next().unwrap_or_default().to_owned(), f.next().unwrap_or_default().to_owned())
+            })
+            .collect();
+        check_columns(&r, &got, "18.16");
+    }
     drop(client);
     ch.stop().await.unwrap();
+}
+
+/// `got` (name, type) must be `r`'s declared columns, `LowCardinality` allowed.
+fn check_columns(r: &Registered, got: &[(String, String)], server: &str) {
+    let names: Vec<&str> = got.iter().map(|c| c.0.as_str()).collect();
+    let expected: Vec<&str> = r.columns.iter().map(|c| c.0).collect();
+    assert_eq!(names, expected, "{} on {server}: column names", r.name);
+    for ((name, actual), (_, want)) in got.iter().zip(r.columns) {
+        assert!(
+            type_matches(want, actual),
+            "{} on {server}: column {name} is {actual}, the row decodes {want}",
+            r.name
+        );
+    }
 }
 
 fn run_script(python: &str, dump: &str, extra: &[&str]) -> String {
@@ -80,9 +109,23 @@ fn every_statement_runs_in_chdb() {
         }
         std::fs::write(dir.path().join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
         let rowbinary = dir.path().to_string_lossy().into_owned();
-        let out = run_script(&python, &render_dump(profile, &opts), &["--rowbinary", &rowbinary]);
-        println!("{profile}: {out}");
+        let out =
+            run_script(&python, &render_dump(profile, &opts), &["--rowbinary", &rowbinary, "--describe", "read."]);
+        println!("{profile}: {}", out.lines().last().unwrap_or_default());
         assert!(out.contains("5 RowBinary payloads checked"), "{out}");
+        let described: std::collections::BTreeMap<String, Vec<(String, String)>> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("DESCRIBE\t"))
+            .map(|l| {
+                let (name, json) = l.split_once('\t').unwrap();
+                (name.to_owned(), serde_json::from_str(json).unwrap())
+            })
+            .collect();
+        let reads = registered(profile, &opts);
+        assert_eq!(described.len(), reads.len(), "{out}");
+        for r in &reads {
+            check_columns(r, &described[&r.name], "chdb");
+        }
 
         // Cluster DDL: chdb has no cluster or ZooKeeper, so it can only parse it.
         let cluster = SchemaOptions { cluster: Some("gatelog_cluster".into()), ..opts };
@@ -235,5 +278,71 @@ fn which_copy_survives_a_merge_in_chdb() {
         assert_eq!(rows(&mut chdb, "same-month", ""), "\"b2-second\"", "{profile}: the merge dropped b1's row");
         assert_eq!(rows(&mut chdb, "march-first", "").lines().count(), 2, "{profile}: partitions merge apart");
         assert_eq!(rows(&mut chdb, "february-first", "").lines().count(), 2, "{profile}");
+    }
+}
+
+/// The read side's counting rule on 26.9, both profiles: its populations keep the copy of
+/// each `(tenant, event_id)` that `FINAL` and a merge keep (the later month's; within a month
+/// the one inserted last, whatever its spool position), and the independent count
+/// (`read.event_count`, no `FINAL`) agrees, before and after a merge (the 18.16 side is
+/// `tests/read`).
+#[test]
+fn read_queries_count_the_copy_that_survives_in_chdb() {
+    use gatelog_model::UnixMillis;
+    use gatelog_store::read::{Catalog, DecisionFilter, Period};
+    let Some(python) = common::chdb::python() else { return };
+    let mut chdb = Chdb::start(&python);
+    let db = "gatelog";
+    let opts = SchemaOptions { database: db.into(), cluster: None, retention_days: None };
+    let (day, month) = (1_740_990_713_712_i64, 1_740_787_200_000_i64); // 2025-03-03, 2025-03-01
+    let hour = 3_600_000;
+    for profile in [SchemaProfile::Modern, SchemaProfile::Legacy] {
+        let dir = tempfile::tempdir().unwrap();
+        chdb.open(dir.path());
+        chdb.run(&format!("CREATE DATABASE IF NOT EXISTS {db}"));
+        for sql in migrations(profile, &opts).iter().flat_map(|m| &m.statements) {
+            chdb.run(sql);
+        }
+        let insert = |chdb: &mut Chdb, tenant: &str, event: &str, batch: &str, ms: i64, seq: u64| {
+            let (columns, values) = match profile {
+                SchemaProfile::Modern => ("time", format!("fromUnixTimestamp64Milli(toInt64({ms}), 'UTC')")),
+                SchemaProfile::Legacy => ("time, time_ms", format!("toDateTime(intDiv({ms}, 1000), 'UTC'), {ms}")),
+            };
+            chdb.run(&format!(
+                "INSERT INTO {db}.decisions (tenant, event_id, batch_id, spool_seq, dataset, decision, {columns}) \
+                 SELECT '{tenant}', '{event}', '{batch}', {seq}, 'tail', 'deny', {values}"
+            ));
+        };
+        insert(&mut chdb, "default", "same-month", "b1-first", day + 1, 1);
+        insert(&mut chdb, "default", "same-month", "b2-second", day, 2);
+        insert(&mut chdb, "default", "march-first", "b1-march", month, 3);
+        insert(&mut chdb, "default", "march-first", "b2-february", month - 1, 4);
+        insert(&mut chdb, "default", "new-spool", "b1-old-spool", day, 9);
+        insert(&mut chdb, "default", "new-spool", "b2-new-spool", day + 5, 1);
+        insert(&mut chdb, "acme", "same-month", "b1-acme", day, 5);
+        let catalog = Catalog::new(profile, &opts);
+        let period = |from: i64, to: i64| Period::new(UnixMillis(from), UnixMillis(to)).unwrap();
+        let (february, march) = (period(month - hour, month), period(month, month + 10 * 24 * hour));
+        let all = DecisionFilter::default();
+        for round in ["before a merge", "after OPTIMIZE FINAL"] {
+            let what = format!("{profile}, {round}");
+            let population = |chdb: &mut Chdb, p: Period| {
+                let sql = catalog.decisions(p, &all).unwrap();
+                chdb.run(&format!("SELECT tenant, event_id, batch_id FROM ({}) FORMAT CSV", sql.sql()))
+            };
+            let count = |chdb: &mut Chdb, p: Period| chdb.run(catalog.event_count(p, &all).unwrap().sql());
+            assert_eq!(
+                population(&mut chdb, march),
+                "\"default\",\"march-first\",\"b1-march\"\n\"acme\",\"same-month\",\"b1-acme\"\n\
+                 \"default\",\"same-month\",\"b2-second\"\n\"default\",\"new-spool\",\"b2-new-spool\"",
+                "{what}"
+            );
+            assert_eq!(count(&mut chdb, march), "4", "{what}");
+            assert_eq!(population(&mut chdb, february), "", "{what}: February's copy lost to March's");
+            assert_eq!(count(&mut chdb, february), "0", "{what}");
+            let counts = chdb.run(catalog.decision_counts(march).unwrap().sql());
+            assert_eq!(counts, "\"tail\",\"deny\",4", "{what}");
+            chdb.run(&format!("OPTIMIZE TABLE {db}.decisions FINAL"));
+        }
     }
 }

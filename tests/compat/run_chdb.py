@@ -12,6 +12,8 @@ Each statement runs in order in one fresh session (later ones need the tables of
               chdb has no clusters and no ZooKeeper, so ON CLUSTER / Replicated* cannot run).
 --rowbinary   DIR holds manifest.json and RowBinary files the store encoded; each is inserted
               with the column list the store sends, and its check query must give the expected text.
+--describe    PREFIX: after running them, DESCRIBE each statement whose name starts with PREFIX
+              (the read queries: their result columns) and print `DESCRIBE<TAB>name<TAB>[[col, type], ...]`.
 --interactive answers one JSON request per line of standard input with one JSON line, for a
               test that decides its next statement from what the last one did (the store's
               migration runner, driven against 26.9):
@@ -75,6 +77,7 @@ def main():
     parser.add_argument("dump", nargs="?", help="dump file, or - for standard input")
     parser.add_argument("--parse-only", action="store_true")
     parser.add_argument("--rowbinary", metavar="DIR")
+    parser.add_argument("--describe", metavar="PREFIX")
     parser.add_argument("--interactive", action="store_true")
     args = parser.parse_args()
 
@@ -147,6 +150,18 @@ def main():
                 )
                 return 1
             checked += 1
+
+    if args.describe and not args.parse_only:
+        for name, sql in statements:
+            if not name.startswith(args.describe):
+                continue
+            try:
+                out = str(sess.query(f"DESCRIBE TABLE ({sql})", "TabSeparated"))
+            except Exception as e:
+                print(f"FAILED describing {name} on chdb {version}: {e}", file=sys.stderr)
+                return 1
+            columns = [line.split("\t")[:2] for line in out.splitlines() if line]
+            print(f"DESCRIBE\t{name}\t{json.dumps(columns)}")
 
     mode = "parsed" if args.parse_only else "executed"
     print(f"chdb {version}: {len(statements)} statements {mode}, {checked} RowBinary payloads checked")

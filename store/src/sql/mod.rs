@@ -12,7 +12,7 @@ mod samples;
 
 pub use ddl::{Migration, migrations};
 pub(crate) use ddl::{create_database, create_schema_migrations, retention, storage_table};
-pub(crate) use queries::{Lit, Queries, render};
+pub(crate) use queries::{Lit, Queries, quote_into, render};
 pub use rekey::{REKEY_LOOKS, Rekey, RekeySeen, RekeyStep};
 pub use samples::{SamplePayload, sample_payloads};
 
@@ -185,8 +185,6 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
         &q.partial_rows,
         &[b, Lit::I64(lo), Lit::I64(hi), b, Lit::I64(lo), Lit::I64(hi), b, Lit::Str(EXAMPLE_DATASET)],
     ));
-    out.push(Statement::same("query.summary_decisions", q.summary_decisions.clone()));
-    out.push(Statement::same("query.summary_counts", q.summary_counts.clone()));
     out.push(Statement::same("query.decision_uniqueness", q.decision_uniqueness.clone()));
     out.push(Statement::same("query.max_spool_seq", q.max_spool_seq.clone()));
     out.push(Statement::same("query.decision_days", q.decision_days.clone()));
@@ -195,6 +193,9 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
         out.push(templated(&format!("mutation.delete_batch.{table}"), template, &[b]));
     }
     out.push(templated("query.pending_mutations", &q.pending_mutations, &[Lit::Str(db), Lit::Str(&local)]));
+    for r in crate::read::registered(profile, opts) {
+        out.push(Statement { name: r.name, sql: r.template, exec: r.sql });
+    }
     out
 }
 

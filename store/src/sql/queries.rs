@@ -16,8 +16,9 @@ pub(crate) enum Lit<'a> {
     StrList(&'a [&'a str]),
 }
 
-/// Appends `text` as a ClickHouse string literal.
-fn quote_into(out: &mut String, text: &str) {
+/// Appends `text` as a ClickHouse string literal (the one escaping the store has: the read
+/// side's binder uses it too).
+pub(crate) fn quote_into(out: &mut String, text: &str) {
     out.push('\'');
     for c in text.chars() {
         match c {
@@ -90,8 +91,6 @@ pub(crate) struct Queries {
     pub insert_raw_records: String,
     pub insert_dead_letters: String,
     pub insert_ingest_batches: String,
-    pub summary_decisions: String,
-    pub summary_counts: String,
     pub decision_uniqueness: String,
     /// Where the ClickHouse sink resumes: the highest spool position stored.
     pub max_spool_seq: String,
@@ -168,14 +167,6 @@ impl Queries {
             insert_raw_records: insert_sql(db, &RAW_RECORDS, profile),
             insert_dead_letters: insert_sql(db, &DEAD_LETTERS, profile),
             insert_ingest_batches: insert_sql(db, &INGEST_BATCHES, profile),
-            summary_decisions: format!(
-                "SELECT dataset, decision, count() AS n FROM {db}.decisions FINAL GROUP BY dataset, decision ORDER BY dataset, decision"
-            ),
-            summary_counts: format!(
-                "SELECT\n    (SELECT count() FROM {db}.raw_records FINAL),\n    \
-                 (SELECT count() FROM {db}.dead_letters),\n    \
-                 (SELECT count() FROM {db}.ingest_batches FINAL)"
-            ),
             decision_uniqueness: format!("SELECT count(), uniqExact(event_id) FROM {db}.decisions FINAL"),
             max_spool_seq: format!("SELECT max(spool_seq) FROM {db}.ingest_batches"),
             decision_days: format!(

@@ -1,0 +1,58 @@
+//! Reconciliation: a figure a report shows (a population's row count, a breakdown's total)
+//! against the same figure counted independently from `decisions`
+//! ([`super::Catalog::event_count`]: one group per `(tenant, event_id)`, `argMax` of the
+//! copy's position in the table, where the populations take the copy `FINAL` keeps).
+
+use super::period::{DecisionFilter, Period};
+use super::run::Reader;
+use crate::StoreError;
+use gatelog_model::{IpeRecord, Reconciliation};
+
+impl Reader {
+    /// Counts the events of `period` passing `filter` independently, compares `figure` with
+    /// it, and appends the result (named `name`) to `ipe.reconciliations`. A mismatch is a
+    /// failed reconciliation, not an error; errors are the count's query failing.
+    pub async fn reconcile(
+        &self,
+        ipe: &mut IpeRecord,
+        name: &str,
+        what: &str,
+        figure: u64,
+        period: Period,
+        filter: &DecisionFilter,
+    ) -> Result<Reconciliation, StoreError> {
+        let counted = self.fetch(&self.catalog().event_count(period, filter)?).await?;
+        let actual = counted.rows.first().map_or(0, |r| r.events);
+        let scope = if filter.is_empty() { String::new() } else { " passing the same filter".to_owned() };
+        let r = Reconciliation {
+            name: name.to_owned(),
+            description: format!(
+                "{what} against the events of {period}{scope} counted from {}.decisions once per \
+                 (tenant, event_id) without FINAL (GROUP BY tenant, event_id; the copy a merge keeps \
+                 by argMax of its month partition, part and spool position)",
+                counted.ipe.database
+            ),
+            expected: figure.to_string(),
+            actual: actual.to_string(),
+            sql: Some(counted.ipe.sql),
+            passed: figure == actual,
+        };
+        if !r.passed {
+            tracing::warn!(reconciliation = name, expected = figure, actual, "reconciliation failed");
+        }
+        ipe.reconciliations.push(r.clone());
+        Ok(r)
+    }
+
+    /// [`Reader::reconcile`] of a population's row count (`population_count_matches_decisions`):
+    /// `ipe` is the record of [`super::Catalog::decisions`] over `period` and `filter`.
+    pub async fn reconcile_population(
+        &self,
+        ipe: &mut IpeRecord,
+        period: Period,
+        filter: &DecisionFilter,
+    ) -> Result<Reconciliation, StoreError> {
+        let rows = ipe.row_count;
+        self.reconcile(ipe, "population_count_matches_decisions", "the population's rows", rows, period, filter).await
+    }
+}
