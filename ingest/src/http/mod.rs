@@ -64,14 +64,14 @@
 //! a sender that posts to these routes as Logpush and a Tail Worker do (`gatelog demo`).
 
 mod auth;
-mod budget;
+pub(crate) mod budget;
 pub mod client;
 pub mod config;
 pub mod decisions;
 pub mod error;
 mod handlers;
 pub mod metrics;
-mod process;
+pub(crate) mod process;
 pub mod serve;
 mod workers;
 
