@@ -10,7 +10,8 @@
 //!   probe, a blank, a dead letter), with the per-dataset mapping tables in its docs.
 //!   Submodules: `http_requests`, `firewall`, `access`, `audit` (v1 and v2), `gateway`,
 //!   `worker` (workers_trace_events and Tail), `decision_log` (the `access_decision` log
-//!   line), `fields` (forgiving borrowed field types) and `support`.
+//!   line), [`map::decisions`] (gatelog proxy decisions, the `proxy` dataset of
+//!   `POST /v1/decisions`), `fields` (forgiving borrowed field types) and `support`.
 //! - [`decode`]: gzip sniffing, capped (multi-member) decompression and the line splitter.
 //! - [`body`]: [`map_body`] / [`map_reader`], a whole body or file through decode and map.
 //! - [`chunk`]: [`Chunk`], lines copied out of the splitter so threads can map them in

@@ -19,8 +19,8 @@ mod fuzz;
 mod pipeline;
 
 use super::budget::{OverBudget, Reservation};
-use super::decisions::DecisionLineContext;
 use crate::decode::{BodyReader, DecodeError, LineReader};
+use crate::map::decisions::DecisionLineContext;
 use crate::{BodyContext, Dataset, Limits};
 use gatelog_model::{BatchCodecError, BatchHead, EventId, Source, UnixMillis};
 use pipeline::{LineMapper, MappedBody};

@@ -12,10 +12,10 @@
 //! dead letter its encoding.
 
 use super::super::budget::Reservation;
-use super::super::decisions::{DecisionLineContext, map_decision_line};
 use super::days::{DayCounts, restrict};
 use super::{Mapper, PrepareError};
 use crate::decode::LineReader;
+use crate::map::decisions::{DecisionLineContext, map_decision_line};
 use crate::{BodyContext, Chunk, LineOutcome, map_split_line, next_chunk};
 use gatelog_model::EncodedRows;
 use std::collections::{BTreeMap, BTreeSet};
