@@ -9,7 +9,8 @@
 # 3. baseline: curl POSTs the gzip file to `INSERT INTO bench_baseline.http_requests_json
 #    FORMAT JSONEachRow` (table: bench/http_requests_equivalent.sql);
 # 4. waits for background merges to settle, then times `gatelog ingest` of the same file into
-#    database bench_gatelog (decisions + raw records + batches);
+#    database bench_gatelog (decisions + raw records + batches, through the spool, and the
+#    tantivy index under bench/data/gatelog), until every sink has stored it;
 # 5. prints both rates and the ratio, and stops the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,8 +27,13 @@ if [ ! -s "$file" ]; then
   mv "$file.tmp" "$file"
 fi
 
-cargo build --release --locked -q -p gatelog
-bin=./target/release/gatelog
+# GATELOG_BENCH_BIN: another gatelog binary to time (e.g. a build of an older commit).
+if [ -n "${GATELOG_BENCH_BIN:-}" ]; then
+  bin="$GATELOG_BENCH_BIN"
+else
+  cargo build --release --locked -q -p gatelog
+  bin=./target/release/gatelog
+fi
 
 rm -rf "$data/clickhouse"
 url_file="$data/clickhouse.url"
@@ -65,7 +71,9 @@ settle
 
 cpu0=$(ch_cpu)
 start=$(date +%s.%N)
-/usr/bin/time -f '%U %S' -o "$data/gatelog.time" "$bin" ingest ${GATELOG_BENCH_CONFIG:+--config "$GATELOG_BENCH_CONFIG"} --no-progress --clickhouse-url "$url" --clickhouse-database bench_gatelog --dataset http_requests "$file" >"$data/gatelog.out"
+# gatelog ingest goes through the spool and the index under its data dir, as serve does.
+rm -rf "$data/gatelog"
+/usr/bin/time -f '%U %S' -o "$data/gatelog.time" "$bin" ingest ${GATELOG_BENCH_CONFIG:+--config "$GATELOG_BENCH_CONFIG"} --no-progress --data-dir "$data/gatelog" --clickhouse-url "$url" --clickhouse-database bench_gatelog --dataset http_requests "$file" >"$data/gatelog.out"
 end=$(date +%s.%N)
 gl_secs=$(echo "$end - $start" | bc -l)
 gl_ch_cpu=$(echo "$(ch_cpu) - $cpu0" | bc -l)

@@ -1,13 +1,75 @@
-//! [`Chunk`]: lines copied out of a [`LineReader`]'s buffer so they can be mapped in parallel.
+//! [`Chunk`]: lines copied out of a [`LineReader`]'s buffer so they can be mapped in parallel
+//! (the receiver cuts a body into pieces of 128 lines); [`next_body`]: a file cut into bodies
+//! of whole lines, as a sender would post them.
 //!
-//! `gatelog ingest` cuts a file into chunks, one per stored batch (the unit of idempotence:
-//! running it twice over a file produces the same batches, and the second run stores
-//! nothing); the HTTP receiver reads a whole request body into one. Line splitting and the
-//! per-line length cap are [`LineReader`]'s.
+//! `gatelog ingest` cuts a file into bodies, one per batch (the unit of idempotence: running
+//! it twice over a file produces the same bodies, so the same batch ids, and the store keeps
+//! the second copy of none), and maps each as the receiver maps a request body
+//! ([`crate::batcher`]). Line splitting and the per-line length cap are [`LineReader`]'s.
 
 use crate::{DecodeError, Line, LineReader};
-use std::io::BufRead;
+use std::io::{self, BufRead};
 use std::ops::Range;
+
+/// Whole lines cut out of a file, their bytes as the file has them (`\r\n` included).
+#[derive(Debug, Default)]
+pub struct FileBody {
+    pub bytes: Vec<u8>,
+    /// Lines of the file before this body's first.
+    pub lines_before: u64,
+    /// Lines in the body (a last line without `\n` counts).
+    pub lines: u64,
+}
+
+/// Reads the next body into `buf` (emptied first, its allocation reused): at most
+/// `batch_lines` lines, and no more lines once it holds `batch_bytes`; `Ok(None)` at the end.
+/// A line longer than `max_line` keeps only its first `max_line + 2` bytes (it is a dead
+/// letter either way, and the body's memory stays bounded): the only case where the body's
+/// bytes differ from the file's.
+pub fn next_body<R: BufRead>(
+    reader: &mut R,
+    lines_before: u64,
+    (batch_lines, batch_bytes): (usize, usize),
+    max_line: usize,
+    mut buf: Vec<u8>,
+) -> Result<Option<FileBody>, DecodeError> {
+    buf.clear();
+    let keep = max_line.saturating_add(2);
+    let mut lines = 0u64;
+    while lines < batch_lines.max(1) as u64 && buf.len() < batch_bytes.max(1) {
+        let (mut kept, mut saw_any) = (0usize, false);
+        loop {
+            let avail = match reader.fill_buf() {
+                Ok(avail) => avail,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if avail.is_empty() {
+                break;
+            }
+            saw_any = true;
+            let (end, newline) = match memchr::memchr(b'\n', avail) {
+                Some(i) => (i, true),
+                None => (avail.len(), false),
+            };
+            let take = end.min(keep - kept);
+            buf.extend_from_slice(&avail[..take]);
+            kept += take;
+            if newline {
+                buf.push(b'\n');
+            }
+            reader.consume(if newline { end + 1 } else { end });
+            if newline {
+                break;
+            }
+        }
+        if !saw_any {
+            break;
+        }
+        lines += 1;
+    }
+    Ok((lines > 0).then_some(FileBody { bytes: buf, lines_before, lines }))
+}
 
 /// Up to `batch_lines` lines stored back to back, each followed by `\n`.
 #[derive(Debug, Default)]
@@ -94,6 +156,52 @@ mod tests {
         assert_eq!(chunk.line(0).unwrap().bytes.len(), 100);
         assert_eq!(chunk.line(1).unwrap().bytes, b"ok");
         assert!(chunk.bytes.len() < 200, "the long line is not buffered");
+    }
+
+    fn bodies(input: &[u8], lines: usize, bytes: usize, max_line: usize) -> Vec<FileBody> {
+        let mut reader = input;
+        let (mut out, mut before) = (Vec::new(), 0);
+        while let Some(body) = next_body(&mut reader, before, (lines, bytes), max_line, Vec::new()).unwrap() {
+            before += body.lines;
+            out.push(body);
+        }
+        out
+    }
+
+    #[test]
+    fn bodies_are_the_files_bytes_cut_at_line_ends() {
+        let input = b"a\r\nbb\n\nccc\ndd";
+        let cut = bodies(input, 2, usize::MAX, 100);
+        let texts: Vec<&[u8]> = cut.iter().map(|b| &b.bytes[..]).collect();
+        assert_eq!(texts, [&b"a\r\nbb\n"[..], b"\nccc\n", b"dd"]);
+        assert_eq!(cut.iter().map(|b| (b.lines_before, b.lines)).collect::<Vec<_>>(), [(0, 2), (2, 2), (4, 1)]);
+        assert_eq!(cut.concat_bytes(), input, "joined, the bodies are the file");
+        let by_bytes = bodies(input, 100, 4, 100);
+        assert_eq!(by_bytes[0].bytes, b"a\r\nbb\n", "the line that crosses the byte budget is the last");
+        assert!(bodies(b"", 10, 10, 10).is_empty());
+    }
+
+    #[test]
+    fn an_over_long_line_keeps_its_head_and_stays_over_long() {
+        let mut input = vec![b'x'; 10_000];
+        input.extend_from_slice(b"\nok\n");
+        let cut = bodies(&input, 10, usize::MAX, 100);
+        assert_eq!(cut.len(), 1);
+        assert_eq!(cut[0].bytes.len(), 102 + 1 + 3);
+        let mut lines = LineReader::new(&cut[0].bytes[..], 100).starting_after(7);
+        let first = lines.next_line().unwrap().unwrap();
+        assert_eq!((first.no, first.overlong.is_some()), (8, true));
+        assert_eq!(lines.next_line().unwrap().unwrap().bytes, b"ok");
+    }
+
+    trait Concat {
+        fn concat_bytes(&self) -> Vec<u8>;
+    }
+
+    impl Concat for Vec<FileBody> {
+        fn concat_bytes(&self) -> Vec<u8> {
+            self.iter().flat_map(|b| b.bytes.iter().copied()).collect()
+        }
     }
 
     #[test]

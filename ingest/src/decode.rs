@@ -198,6 +198,13 @@ impl<R: BufRead> LineReader<R> {
         LineReader { reader, max_line, line_no: 0, buf: Vec::new(), pending: 0 }
     }
 
+    /// Numbers lines after `lines_before`: a body cut out of a file keeps the file's line
+    /// numbers (in dead letters) when the cut's first line is `lines_before + 1`.
+    pub fn starting_after(mut self, lines_before: u64) -> Self {
+        self.line_no = lines_before;
+        self
+    }
+
     /// Lines returned so far.
     pub fn line_no(&self) -> u64 {
         self.line_no

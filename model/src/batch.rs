@@ -1,5 +1,5 @@
 //! [`Batch`]: everything gatelog keeps from one Logpush upload, Tail post, proxy post or
-//! backfill chunk, and its binary encoding for the spool.
+//! body cut out of a backfilled file, and its binary encoding for the spool.
 //!
 //! A `batch_id` names one immutable content: the same id is always the same rows. Receivers
 //! derive it from the batch's bytes, so a body that Logpush retries gets the id it had and

@@ -26,7 +26,8 @@ const DOMAIN: &[u8] = b"gatelog/chain/v1";
 pub struct BatchFacts {
     /// `ingest_batches.batch_id`.
     pub batch_id: String,
-    /// `ingest_batches.spool_seq` (0 for `gatelog ingest` backfills).
+    /// `ingest_batches.spool_seq` (0 for batches `gatelog ingest` wrote before backfills went
+    /// through the spool).
     pub spool_seq: u64,
     /// `ingest_batches.dataset`.
     pub dataset: String,
@@ -96,8 +97,8 @@ pub fn build(start: &ChainHead, facts: impl IntoIterator<Item = BatchFacts>) -> 
     (links, head)
 }
 
-/// The chain's order of batches: spool position, then arrival, then id (backfilled batches
-/// all have `spool_seq` 0).
+/// The chain's order of batches: spool position, then arrival, then id (batches backfilled
+/// before backfills went through the spool all have `spool_seq` 0).
 pub fn chain_order(a: &BatchFacts, b: &BatchFacts) -> Ordering {
     (a.spool_seq, a.received_at_ms, &a.batch_id).cmp(&(b.spool_seq, b.received_at_ms, &b.batch_id))
 }

@@ -150,6 +150,13 @@ pub struct IngestArgs {
     /// Never draw a progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+    /// Post the files to the `gatelog serve` listening at this URL (e.g. http://127.0.0.1:8080)
+    /// instead of writing the spool under the data dir, which a running serve holds.
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// With --server: an ingest token the server accepts (one of its receiver.tokens).
+    #[arg(long, env = "GATELOG_INGEST_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Files to read: .ndjson, .json, .log, optionally gzip-compressed.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,

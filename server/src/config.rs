@@ -178,15 +178,17 @@ impl Default for ClickHouseSection {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestSection {
-    /// Lines per stored batch: the unit of idempotence and of one ClickHouse insert.
+    /// Lines per batch (one body of the file, mapped as the receiver maps a request): the
+    /// unit of idempotence.
     pub batch_lines: usize,
-    /// A batch closes once it holds this many bytes of NDJSON (bounds memory).
+    /// A batch closes once it holds this many bytes of NDJSON (bounds memory, and keeps the
+    /// mapped batch within one spool record and the body within what a server accepts).
     pub batch_bytes: ByteSize,
     /// A longer line becomes a dead letter instead of being parsed.
     pub max_line_bytes: ByteSize,
     /// Cap on the inflated size of one gzip member stream (decompression-bomb guard).
     pub max_decompressed_bytes: ByteSize,
-    /// Batches written to ClickHouse at the same time.
+    /// Batches mapped ahead of the one being appended to the spool (or posted).
     pub write_concurrency: usize,
     /// Lines whose event time lies more than this before the ingest run are dead letters.
     #[serde(with = "humantime_serde")]
@@ -196,11 +198,15 @@ pub struct IngestSection {
     pub max_event_lead: Duration,
 }
 
+/// The largest `ingest.batch_bytes`: its mapped batch (about twice the NDJSON) stays well
+/// within a spool record (256 MiB), and the body within the receiver's `max_body_bytes`.
+pub const MAX_INGEST_BATCH_BYTES: ByteSize = ByteSize::mib(64);
+
 impl Default for IngestSection {
     fn default() -> Self {
         IngestSection {
-            batch_lines: 250_000,
-            batch_bytes: ByteSize::mib(256),
+            batch_lines: 50_000,
+            batch_bytes: ByteSize::mib(32),
             max_line_bytes: ByteSize::mib(1),
             max_decompressed_bytes: ByteSize::gib(64),
             write_concurrency: 2,
@@ -375,6 +381,15 @@ impl Config {
         }
         if self.ingest.batch_bytes < self.ingest.max_line_bytes {
             return invalid("ingest.batch_bytes", "must be at least ingest.max_line_bytes".into());
+        }
+        if self.ingest.batch_bytes > MAX_INGEST_BATCH_BYTES {
+            return invalid(
+                "ingest.batch_bytes",
+                format!(
+                    "must be at most {MAX_INGEST_BATCH_BYTES} (a batch, mapped, is one spool record), got {}",
+                    self.ingest.batch_bytes
+                ),
+            );
         }
         if self.ingest.max_line_bytes.as_u64() < 1024 {
             return invalid(

@@ -5,7 +5,8 @@
 //! - [`cli`]: subcommands and flags (each with its `GATELOG_*` twin).
 //! - [`config`]: `gatelog.toml`, overrides and validation.
 //! - [`clickhouse`]: connects to the configured ClickHouse or starts the managed one.
-//! - [`backfill`]: `gatelog ingest FILE...`: files → batches → mapping → ClickHouse.
+//! - [`backfill`]: `gatelog ingest FILE...`: files → bodies → the receiver's mapping → the
+//!   spool → the sinks `serve` runs (or posted to a running serve with `--server`).
 //! - [`demo`]: `gatelog demo`, the one-command tour.
 //! - [`index`]: `gatelog index rebuild`, and the rebuild from ClickHouse that `serve` runs too.
 //! - [`serve`]: `gatelog serve`: receiver → spool → ClickHouse and index sinks, search.

@@ -173,7 +173,8 @@ pub(crate) const INGEST_BATCHES: TableDef = TableDef {
         col("bytes", U64),
         col("sha256", Str),
         col("written_at", WrittenAt),
-        // The spool position of the batch (0 for `gatelog ingest`): the ClickHouse sink
+        // The spool position of the batch (0 for an older `gatelog ingest`, which wrote
+        // straight to ClickHouse): the ClickHouse sink
         // resumes after the highest one, committed together with the rows it covers.
         col("spool_seq", U64),
     ],

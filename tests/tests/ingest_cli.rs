@@ -54,8 +54,10 @@ fn decision_request_ids(path: &Path) -> BTreeSet<String> {
     ids
 }
 
-fn ingest_args<'a>(ch: &'a TestClickHouse, url: &'a str, files: &'a [PathBuf]) -> Vec<&'a str> {
+/// `gatelog ingest` into `ch` with its spool and index under `data_dir`.
+fn ingest_args<'a>(ch: &'a TestClickHouse, url: &'a str, data_dir: &'a Path, files: &'a [PathBuf]) -> Vec<&'a str> {
     let mut args = vec!["ingest", "--no-progress", "--clickhouse-url", url, "--clickhouse-database", ch.database()];
+    args.extend(["--data-dir", data_dir.to_str().expect("utf-8 path")]);
     args.extend(files.iter().map(|p| p.to_str().expect("utf-8 path")));
     args
 }
@@ -70,8 +72,9 @@ async fn every_sample_is_stored_once_and_a_rerun_adds_nothing() {
     files.push(samples.join("workers_trace_events.ndjson"));
     files.push(samples.join("tail.ndjson"));
     files.push(samples.join("validation_probe.test.txt.gz"));
+    let data = tempfile::tempdir().expect("tempdir");
 
-    let first = gatelog(&ingest_args(&ch, &url, &files));
+    let first = gatelog(&ingest_args(&ch, &url, data.path(), &files));
     assert!(first.status.success(), "{}", describe(&first));
     let stdout = String::from_utf8_lossy(&first.stdout);
     assert!(stdout.contains("dead letters    0"), "{stdout}");
@@ -148,7 +151,7 @@ async fn every_sample_is_stored_once_and_a_rerun_adds_nothing() {
     // Idempotent: the same files again add no row at all (not even ones FINAL would hide).
     let rows_before = count(&url, &format!("SELECT count() FROM {db}.decisions"));
     let raw_before = count(&url, &format!("SELECT count() FROM {db}.raw_records"));
-    let second = gatelog(&ingest_args(&ch, &url, &files));
+    let second = gatelog(&ingest_args(&ch, &url, data.path(), &files));
     assert!(second.status.success(), "{}", describe(&second));
     let stdout = String::from_utf8_lossy(&second.stdout);
     assert!(stdout.contains("batches         0 written"), "{stdout}");
@@ -183,7 +186,7 @@ async fn bad_lines_become_dead_letters_and_the_rest_is_kept() {
     gz.write_all(&body).expect("gzip");
     std::fs::write(&path, gz.finish().expect("gzip")).expect("write");
 
-    let out = gatelog(&ingest_args(&ch, &url, &[path]));
+    let out = gatelog(&ingest_args(&ch, &url, dir.path(), &[path]));
     assert!(out.status.success(), "{}", describe(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("decisions       11"), "{stdout}");
@@ -207,7 +210,7 @@ async fn bad_lines_become_dead_letters_and_the_rest_is_kept() {
     let full = gz.finish().expect("gzip");
     let cut = dir.path().join("http_requests_cut.ndjson.gz");
     std::fs::write(&cut, &full[..full.len() / 2]).expect("write");
-    let out = gatelog(&ingest_args(&ch, &url, &[cut]));
+    let out = gatelog(&ingest_args(&ch, &url, dir.path(), &[cut]));
     assert!(!out.status.success(), "{}", describe(&out));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("http_requests_cut.ndjson.gz"), "{stderr}");

@@ -150,8 +150,18 @@ async fn url_credentials_are_used_refused_on_conflict_and_never_printed() {
 
     // gatelog ingest and gatelog demo: the same login, the same silence.
     let file = samples_dir().join("http_requests.ndjson");
+    let ingest_dir = data.path().join("ingest");
     let (status, output) = run(
-        &["ingest", "--clickhouse-url", &url, "--clickhouse-database", &db, file.to_str().expect("utf-8")],
+        &[
+            "ingest",
+            "--data-dir",
+            ingest_dir.to_str().expect("utf-8"),
+            "--clickhouse-url",
+            &url,
+            "--clickhouse-database",
+            &db,
+            file.to_str().expect("utf-8"),
+        ],
         &data.path().join("ingest.log"),
     )
     .await;

@@ -135,7 +135,7 @@ async fn ingest(
     };
     let (reject_whole_batch, max_days) = (config.reject_whole_batch, config.max_days_per_batch as usize);
     let received_at = state.inner.clock.now();
-    let job = Job { mapper, received_at, origin: "", limits, reject_whole_batch, max_days };
+    let job = Job { mapper, received_at, origin: "", limits, reject_whole_batch, max_days, lines_before: 0 };
     let started = std::time::Instant::now();
     // Small plain bodies inline (they are mapped without the mapping threads); the rest on
     // the blocking pool, which hands the body to the mapping threads, one body per thread.

@@ -35,7 +35,7 @@ impl Route {
 }
 
 /// The `dataset` label of proxy decisions.
-pub const PROXY_DATASET: &str = "proxy";
+pub use crate::map::decisions::PROXY_DATASET;
 
 const STREAMS: usize = Dataset::ALL.len() + 1;
 

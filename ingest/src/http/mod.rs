@@ -6,7 +6,7 @@
 //! | --- | --- | --- |
 //! | `POST /v1/logpush/{dataset}` | NDJSON, gzip (sniffed by magic bytes) or plain | the URL's Logpush dataset (404 with the list for anything else), source `logpush`, origin `logpush/<dataset>` |
 //! | `POST /v1/tail` | a JSON array of Tail `TraceItem`s as `JSON.stringify` writes it (one delivery = one line; several deliveries one per line also work; pretty-printed multi-line JSON does not) | dataset `tail`, source `tail`, origin `tail` |
-//! | `POST /v1/decisions` | NDJSON of gatelog proxy `AccessDecision`s (see [`decisions`]) | dataset `proxy`, source `proxy`, origin `decisions` |
+//! | `POST /v1/decisions` | NDJSON of gatelog proxy `AccessDecision`s (see [`crate::map::decisions`]) | dataset `proxy`, source `proxy`, origin `decisions` |
 //! | `GET /healthz` | | 200 `ok` while the process runs (no token) |
 //! | `GET /readyz` | | 200 `ready`, or 503 `not ready: <reason>; <reason>…` (spool failing, sinks lagging, and what the binary's [`ReadinessCheck`]s say: a sink stopped, waiting, rebuilding); no token |
 //! | `GET /metrics` | | Prometheus text ([`MetricsRegistry`]); no token |
@@ -58,25 +58,24 @@
 //!
 //! Submodules: [`config`] ([`ReceiverConfig`]), [`error`] (the closed set of
 //! [`ErrorCode`]s), `auth` (constant-time tokens), `budget` (what requests hold), [`metrics`],
-//! [`decisions`] (proxy decision lines), `process` (body → batch, bounded), `workers` (the
+//! `process` (body → batch, bounded), `workers` (the
 //! pinned mapping threads), `handlers`, and [`serve`] (the connection loop: timeouts, cap,
 //! shutdown); and [`client`], the other side:
 //! a sender that posts to these routes as Logpush and a Tail Worker do (`gatelog demo`).
 
 mod auth;
-mod budget;
+pub(crate) mod budget;
 pub mod client;
 pub mod config;
-pub mod decisions;
 pub mod error;
 mod handlers;
 pub mod metrics;
-mod process;
+pub(crate) mod process;
 pub mod serve;
 mod workers;
 
+pub use crate::map::decisions::{DecisionLineContext, map_decision_line};
 pub use config::{ConfigError, ReceiverConfig};
-pub use decisions::{DecisionLineContext, map_decision_line};
 pub use error::{ApiError, ErrorCode};
 pub use metrics::{MetricsCollector, MetricsRegistry, Route, TextWriter};
 

@@ -15,8 +15,8 @@
 //! it to the mask's first CPUs would stack it on cores other processes are using; the
 //! threads are left to the scheduler then.
 //!
-//! The pool is separate from rayon's global one, so `gatelog ingest`'s backfill (which uses
-//! the global pool) and tests that build several receivers in one process keep their own.
+//! The pool is separate from rayon's global one, so tests that build several receivers in
+//! one process keep their own (`gatelog ingest` maps on a `Batcher`'s pool).
 
 use std::sync::Arc;
 

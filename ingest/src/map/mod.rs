@@ -53,6 +53,7 @@
 mod access;
 mod audit;
 mod decision_log;
+pub mod decisions;
 mod fields;
 mod firewall;
 mod gateway;

@@ -1,38 +1,38 @@
-//! `gatelog ingest FILE...`: Logpush files through the mapping path into ClickHouse.
+//! `gatelog ingest FILE...`: Logpush files into gatelog by the road `gatelog serve` takes.
 //!
-//! Per file, three stages run at once with bounded queues between them, so memory stays
-//! flat whatever the file size:
-//! 1. a reader thread decodes (gzip sniffed by magic bytes) and cuts batches of whole lines
-//!    ([`gatelog_ingest::chunk`]);
-//! 2. a mapping thread maps each batch's lines in parallel (rayon) into decisions, raw
-//!    records and dead letters;
-//! 3. async writers store up to `ingest.write_concurrency` batches at a time.
+//! A file is cut into bodies of whole lines, its bytes as they are
+//! ([`gatelog_ingest::next_body`]: at most `ingest.batch_lines` lines / `ingest.batch_bytes`
+//! bytes each), and each body is what a sender would post:
+//! - [`local`] (the default): each body is mapped by the receiver's own code
+//!   ([`gatelog_ingest::Batcher`], the same batch-id rule: SHA-256 of the body's bytes) and
+//!   appended to the spool under the data dir; the same sinks as `gatelog serve` (ClickHouse
+//!   and the index, [`crate::serve::Sinks`]) store it, and the command waits until they
+//!   have caught up. So a backfilled file is searchable, reaches every spool consumer, and is
+//!   stored once however its records arrive (again, or over HTTP in other batches: the
+//!   store keeps one row per `(tenant, event_id)`, the index one document per `event_id`).
+//!   A batch ClickHouse already has is not appended again: a second run writes nothing.
+//! - [`post`] (`--server URL --token T`): while `gatelog serve` runs it holds the spool
+//!   (its lock), so the bodies are posted to it over HTTP instead (gzip-compressed; the
+//!   receiver hashes the inflated bytes, so the batch ids are the same as locally).
+//!   Without `--server`, a held spool is refused with a message saying this.
 //!
-//! A batch's id is derived from its bytes, and the store records every finished batch, so a
-//! second run over the same file stores nothing (see `gatelog_store::Store::write_batch`).
+//! Per file, a reader thread decodes (gzip sniffed by magic bytes) and cuts bodies while the
+//! previous body is mapped and appended (or posted): memory stays flat whatever the file size.
 
+mod local;
+mod post;
 mod report;
 
 use crate::cli::IngestArgs;
-use crate::clickhouse::Target;
 use crate::config::IngestSection;
 use anyhow::{Context, bail};
-use gatelog_ingest::{
-    BodyContext, BodyReader, Chunk, Dataset, Limits, LineOutcome, LineReader, map_split_line, next_chunk,
-};
-use gatelog_model::{Clock, DeadLetter, EventId, Source, SystemClock, sha256_hex};
-use gatelog_store::{Store, WriteBatch, WriteOutcome};
-use indicatif::ProgressBar;
-use rayon::prelude::*;
-pub use report::{FileReport, Totals};
-use sha2::{Digest, Sha256};
+use gatelog_ingest::{BodyReader, Dataset, FileBody, next_body};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
-use tokio::task::JoinSet;
+use std::sync::atomic::AtomicU64;
+use std::sync::mpsc;
 
 /// How many dead letters per file are logged one by one before only counting.
 const DEAD_LETTERS_LOGGED: u64 = 5;
@@ -46,14 +46,16 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let plan = plan_files(&args.files, forced, &config.ingest)?;
-    let target = Target::connect(&config).await?;
     let progress = !args.no_progress;
-    let outcome = tokio::select! {
-        result = ingest_files(&target.store, &plan, &config.ingest, progress) => result,
-        _ = crate::clickhouse::wait_for_shutdown_signal() => Err(anyhow::anyhow!("interrupted; batches already acknowledged by ClickHouse are kept, and a rerun skips them")),
+    let totals = match &args.server {
+        Some(url) => {
+            let token = args.token.as_deref().filter(|t| !t.is_empty()).context(
+                "--server needs --token (or GATELOG_INGEST_TOKEN): one of the ingest tokens the server accepts",
+            )?;
+            post::run(url, token, &plan, &config.ingest, progress).await?
+        }
+        None => local::run(&config, &plan, progress).await?,
     };
-    target.shutdown().await;
-    let totals = outcome?;
     crate::print_stdout(&totals.render())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -124,212 +126,74 @@ fn sniff_file(path: &Path, opts: &IngestSection) -> anyhow::Result<Option<Datase
     Ok((probes > 0 && others == 0).then_some(Dataset::HttpRequests))
 }
 
-async fn ingest_files(
-    store: &Store,
-    plan: &[(PathBuf, Dataset)],
-    opts: &IngestSection,
-    progress: bool,
-) -> anyhow::Result<Totals> {
-    let started = Instant::now();
-    let mut totals = Totals::default();
-    for (path, dataset) in plan {
-        let file = ingest_file(store, path, *dataset, opts, progress).await?;
-        tracing::info!(
-            file = %path.display(),
-            dataset = dataset.as_str(),
-            lines = file.lines,
-            decisions = file.decisions,
-            dead_letters = file.dead_letters,
-            batches_skipped = file.batches_skipped,
-            "file ingested"
-        );
-        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-        totals.add(name, dataset.as_str(), file);
-    }
-    totals.seconds = started.elapsed().as_secs_f64();
-    Ok(totals)
+/// A file's bodies, cut on a reader thread of their own while the caller works on the
+/// previous one. Blocking: use it from a blocking thread.
+struct FileReader {
+    bodies: mpsc::Receiver<FileBody>,
+    recycle: mpsc::Sender<Vec<u8>>,
+    thread: std::thread::JoinHandle<Result<(), gatelog_ingest::DecodeError>>,
+    /// File bytes read so far (compressed, for the progress bar).
+    read: Arc<AtomicU64>,
+    origin: String,
 }
 
-/// One mapped batch on its way to the store.
-struct Prepared {
-    batch: WriteBatch,
-    warnings: u64,
-}
-
-/// Ingests one file; the whole pipeline of the module docs.
-pub async fn ingest_file(
-    store: &Store,
-    path: &Path,
-    dataset: Dataset,
-    opts: &IngestSection,
-    progress: bool,
-) -> anyhow::Result<FileReport> {
-    let (decoded, counter) = open_decoded(path, opts)?;
-    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let bar = report::progress_bar(progress, size, path);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Prepared>(opts.write_concurrency);
-    let origin = path.display().to_string();
-    let limits = Limits {
-        max_decompressed: opts.max_decompressed_bytes.as_u64(),
-        max_line: opts.max_line_bytes.as_u64() as usize,
-        window: gatelog_ingest::TimeWindow { max_age: opts.max_event_age, max_lead: opts.max_event_lead },
-    };
-    let (batch_lines, batch_bytes) = (opts.batch_lines, opts.batch_bytes.as_u64() as usize);
-    let producer = {
-        let origin = origin.clone();
-        tokio::task::spawn_blocking(move || produce(decoded, dataset, &origin, limits, (batch_lines, batch_bytes), &tx))
-    };
-
-    let mut report = FileReport::default();
-    let mut writes: JoinSet<anyhow::Result<(WriteOutcome, Prepared)>> = JoinSet::new();
-    loop {
-        tokio::select! {
-            biased;
-            Some(done) = writes.join_next(), if !writes.is_empty() => {
-                record(&mut report, done, &bar, &counter)?;
-            }
-            next = rx.recv(), if writes.len() < opts.write_concurrency => {
-                let Some(prepared) = next else { break };
-                if prepared.batch.raw.is_empty() && prepared.batch.dead_letters.is_empty() {
-                    report.add_unstored(&prepared.batch); // only probes and blank lines
-                    continue;
+impl FileReader {
+    fn open(path: &Path, opts: &IngestSection) -> anyhow::Result<FileReader> {
+        let (decoded, read) = open_decoded(path, opts)?;
+        let (tx, bodies) = mpsc::sync_channel::<FileBody>(1);
+        // Mapped bodies' buffers go back to the reader: at most three body buffers exist,
+        // allocated once, instead of a fresh one (and its page faults) per body.
+        let (recycle, recycled) = mpsc::channel::<Vec<u8>>();
+        let sizes = (opts.batch_lines, usize::try_from(opts.batch_bytes.as_u64()).unwrap_or(usize::MAX));
+        let max_line = usize::try_from(opts.max_line_bytes.as_u64()).unwrap_or(usize::MAX);
+        let thread = std::thread::Builder::new()
+            .name("gatelog-reader".into())
+            .spawn(move || {
+                let mut reader = BufReader::with_capacity(1 << 20, decoded);
+                let mut lines_before = 0;
+                loop {
+                    let buffer = recycled.try_recv().unwrap_or_default();
+                    let Some(body) = next_body(&mut reader, lines_before, sizes, max_line, buffer)? else { break };
+                    lines_before += body.lines;
+                    if tx.send(body).is_err() {
+                        break; // the caller stopped; its error is reported
+                    }
                 }
-                log_dead_letters(&prepared.batch.dead_letters, report.dead_letters);
-                let store = store.clone();
-                writes.spawn(async move {
-                    let outcome = store.write_batch(&prepared.batch).await
-                        .with_context(|| format!("cannot store batch {} (lines from {})", prepared.batch.batch_id, prepared.batch.origin))?;
-                    Ok((outcome, prepared))
-                });
-            }
-        }
+                Ok(())
+            })
+            .context("cannot start the reader thread")?;
+        Ok(FileReader { bodies, recycle, thread, read, origin: path.display().to_string() })
     }
-    while let Some(done) = writes.join_next().await {
-        record(&mut report, done, &bar, &counter)?;
+
+    /// The next body; `None` at the end of the file or when reading failed (see [`Self::finish`]).
+    fn next(&self) -> Option<FileBody> {
+        self.bodies.recv().ok()
     }
-    producer.await.context("the reader thread panicked")??;
-    bar.finish_and_clear();
-    Ok(report)
-}
 
-fn record(
-    report: &mut FileReport,
-    done: Result<anyhow::Result<(WriteOutcome, Prepared)>, tokio::task::JoinError>,
-    bar: &ProgressBar,
-    counter: &AtomicU64,
-) -> anyhow::Result<()> {
-    let (outcome, prepared) = done.context("a writer task panicked")??;
-    report.add_batch(&prepared.batch, prepared.warnings, matches!(outcome, WriteOutcome::AlreadyStored));
-    bar.set_position(counter.load(Ordering::Relaxed));
-    bar.set_message(format!("{} lines, {} decisions", report.lines, report.decisions));
-    Ok(())
-}
+    /// Hands a body's buffer back for the next one.
+    fn recycle(&self, buffer: Vec<u8>) {
+        let _ = self.recycle.send(buffer); // the reader may have finished: then it is dropped
+    }
 
-fn log_dead_letters(dead: &[DeadLetter], already: u64) {
-    for (i, d) in dead.iter().enumerate() {
-        if already + i as u64 >= DEAD_LETTERS_LOGGED {
-            break;
+    /// Waits for the reader thread: the file's read error, naming it, if any.
+    fn finish(self) -> anyhow::Result<()> {
+        let FileReader { bodies, thread, origin, .. } = self;
+        drop(bodies); // a reader still sending stops
+        match thread.join() {
+            Ok(result) => result.with_context(|| format!("cannot read {origin}")),
+            Err(_) => bail!("the reader thread panicked"),
         }
-        tracing::warn!(origin = %d.origin, line = d.line_no, error = %d.error, "dead letter");
     }
 }
 
-/// Reader + mapper: runs on blocking threads, feeds `tx` until the input ends.
-fn produce(
-    decoded: Box<dyn Read + Send>,
-    dataset: Dataset,
-    origin: &str,
-    limits: Limits,
-    (batch_lines, batch_bytes): (usize, usize),
-    tx: &tokio::sync::mpsc::Sender<Prepared>,
-) -> anyhow::Result<()> {
-    let (chunk_tx, chunk_rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
-    // Mapped chunks go back to the reader: at most three chunk buffers exist, allocated once,
-    // instead of a fresh quarter-gigabyte buffer (and its page faults) per batch.
-    let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Chunk>();
-    let reader = std::thread::Builder::new()
-        .name("gatelog-reader".into())
-        .spawn(move || -> Result<(), gatelog_ingest::DecodeError> {
-            let mut lines = LineReader::new(BufReader::with_capacity(1 << 20, decoded), limits.max_line);
-            loop {
-                let buffer = recycle_rx.try_recv().unwrap_or_else(|_| {
-                    Chunk::with_capacity(batch_lines.min(1 << 20), batch_bytes.saturating_add(limits.max_line + 1))
-                });
-                let Some(chunk) = next_chunk(&mut lines, batch_lines, batch_bytes, buffer)? else { break };
-                if chunk_tx.send(chunk).is_err() {
-                    break; // the mapper stopped; its error is reported
-                }
-            }
-            Ok(())
-        })
-        .context("cannot start the reader thread")?;
-    let clock = SystemClock;
-    let source = if dataset == Dataset::Tail { Source::Tail } else { Source::Logpush };
-    for chunk in chunk_rx {
-        let ctx = BodyContext { received_at: clock.now(), origin, source, limits };
-        let prepared = map_chunk(&chunk, dataset, &ctx);
-        let _ = recycle_tx.send(chunk); // the reader may have finished: then it is dropped
-        if tx.blocking_send(prepared).is_err() {
-            break; // the writer side failed; its error is reported
-        }
-    }
-    match reader.join() {
-        Ok(result) => result.with_context(|| format!("cannot read {origin}")),
-        Err(_) => bail!("the reader thread panicked"),
-    }
+/// The file's name for the summary table.
+fn display_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
 }
 
-/// Maps one chunk's lines (in parallel) into a [`WriteBatch`].
-///
-/// The batch's `sha256` is the SHA-256 of its lines' SHA-256s (lower-case hex, one per line
-/// followed by `\n`, in file order), not of its bytes: the mapper hashes every line anyway,
-/// and hashing the chunk's bytes a second time cost a tenth of the ingest CPU. It still
-/// names exactly one sequence of lines, which is what the batch id needs.
-fn map_chunk(chunk: &Chunk, dataset: Dataset, ctx: &BodyContext<'_>) -> Prepared {
-    let outcomes: Vec<(usize, LineOutcome)> = (0..chunk.lines.len())
-        .into_par_iter()
-        .with_min_len(256)
-        .filter_map(|i| chunk.line(i).map(|line| (i, map_split_line(dataset, line, ctx))))
-        .collect();
-    let mut digests = Sha256::new();
-    for (i, outcome) in &outcomes {
-        let line_sha = match outcome {
-            LineOutcome::Mapped { raw, .. } => std::borrow::Cow::Borrowed(raw.sha256.as_str()),
-            LineOutcome::Dead(dead) => std::borrow::Cow::Borrowed(dead.sha256.as_str()),
-            // Rare: probes and blank lines are not stored, so nobody hashed them yet.
-            LineOutcome::Probe | LineOutcome::Blank => {
-                std::borrow::Cow::Owned(sha256_hex(chunk.line(*i).map_or(&[][..], |l| l.bytes)))
-            }
-        };
-        digests.update(line_sha.as_bytes());
-        digests.update(b"\n");
+/// Logs a body's first dead letter, for the first few bodies with dead letters of a file.
+fn log_dead_letters(origin: &str, count: u64, first: Option<&str>, already: u64) {
+    if count > 0 && already < DEAD_LETTERS_LOGGED {
+        tracing::warn!(origin, dead_letters = count, first = first.unwrap_or(""), "dead letters in a batch");
     }
-    let chunk_sha = hex::encode(digests.finalize());
-    let mut batch = WriteBatch {
-        batch_id: EventId::derive(&["batch", dataset.as_str(), &chunk_sha]),
-        dataset: dataset.as_str().to_owned(),
-        origin: ctx.origin.to_owned(),
-        received_at: ctx.received_at,
-        lines: chunk.lines.len() as u64,
-        probes: 0,
-        bytes: chunk.bytes.len() as u64,
-        sha256: chunk_sha,
-        decisions: Vec::with_capacity(chunk.lines.len()),
-        raw: Vec::with_capacity(chunk.lines.len()),
-        dead_letters: Vec::new(),
-    };
-    let mut warnings = 0;
-    for (_, outcome) in outcomes {
-        match outcome {
-            LineOutcome::Mapped { decisions, raw, warnings: w } => {
-                batch.decisions.extend(decisions);
-                batch.raw.push(raw);
-                warnings += w.len() as u64;
-            }
-            LineOutcome::Probe => batch.probes += 1,
-            LineOutcome::Blank => {}
-            LineOutcome::Dead(dead) => batch.dead_letters.push(dead),
-        }
-    }
-    Prepared { batch, warnings }
 }

@@ -1,6 +1,5 @@
 //! What `gatelog ingest` tells the user: a progress bar while it runs, a summary at the end.
 
-use gatelog_store::WriteBatch;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::Read;
 use std::path::Path;
@@ -21,26 +20,39 @@ pub struct FileReport {
     pub bytes: u64,
 }
 
+/// What one body of a file became (mapped here, or as the server answered).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchCounts {
+    pub lines: u64,
+    pub bytes: u64,
+    pub decisions: u64,
+    pub raw: u64,
+    pub dead_letters: u64,
+    pub probes: u64,
+    pub warnings: u64,
+}
+
 impl FileReport {
-    /// A batch with nothing to store (only probes and blank lines): counted, not written.
-    pub fn add_unstored(&mut self, batch: &WriteBatch) {
+    /// A body with nothing to store (only probes and blank lines): counted, not written.
+    pub fn add_unstored(&mut self, batch: &BatchCounts) {
         self.lines += batch.lines;
         self.bytes += batch.bytes;
         self.probes += batch.probes;
     }
 
-    pub fn add_batch(&mut self, batch: &WriteBatch, warnings: u64, skipped: bool) {
+    /// A batch appended to the spool (or posted), or `skipped` as already stored.
+    pub fn add_batch(&mut self, batch: &BatchCounts, skipped: bool) {
         self.lines += batch.lines;
         self.bytes += batch.bytes;
-        self.warnings += warnings;
+        self.warnings += batch.warnings;
         if skipped {
             self.batches_skipped += 1;
             return;
         }
         self.batches_written += 1;
-        self.decisions += batch.decisions.len() as u64;
-        self.raw += batch.raw.len() as u64;
-        self.dead_letters += batch.dead_letters.len() as u64;
+        self.decisions += batch.decisions;
+        self.raw += batch.raw;
+        self.dead_letters += batch.dead_letters;
         self.probes += batch.probes;
     }
 }
@@ -53,6 +65,8 @@ pub struct Totals {
     pub files: u64,
     pub sum: FileReport,
     pub seconds: f64,
+    /// `--server`: the server the batches were posted to (it skips those it has stored).
+    pub sent_to: Option<String>,
 }
 
 impl FileReport {
@@ -101,7 +115,15 @@ impl Totals {
         if self.sum.warnings > 0 {
             line("warnings", format!("{} (partial records kept raw; see the log)", self.sum.warnings));
         }
-        line("batches", format!("{} written, {} already stored", self.sum.batches_written, self.sum.batches_skipped));
+        match &self.sent_to {
+            Some(server) => {
+                line("batches", format!("{} posted to {server} (it stores each once)", self.sum.batches_written))
+            }
+            None => line(
+                "batches",
+                format!("{} written, {} already stored", self.sum.batches_written, self.sum.batches_skipped),
+            ),
+        }
         line("seconds", format!("{:.2}", self.seconds));
         line(
             "rows/s",

@@ -252,6 +252,7 @@ fn check_counting(input: &Input, pool: &rayon::ThreadPool, tally: &mut Tally) ->
         limits,
         reject_whole_batch: input.reject_whole_batch,
         max_days: input.max_days,
+        lines_before: 0,
     };
     let budget = MemoryBudget::new(1 << 30);
     let mut reservation = budget.reserve(input.max_batch);
@@ -382,6 +383,7 @@ fn the_generated_records_map_to_decisions() {
             limits: Limits { max_decompressed: 1 << 20, max_line: 4096, window: crate::TimeWindow::default() },
             reject_whole_batch: false,
             max_days: 5,
+            lines_before: 0,
         };
         let prepared = prepare(&body, &job, &pool, &mut MemoryBudget::new(1 << 30).reserve(1 << 20)).unwrap();
         assert_eq!((prepared.raw_records, prepared.dead_letters), (2, 0), "{kind:?}: {prepared:?}");

@@ -19,8 +19,8 @@ mod fuzz;
 mod pipeline;
 
 use super::budget::{OverBudget, Reservation};
-use super::decisions::DecisionLineContext;
 use crate::decode::{BodyReader, DecodeError, LineReader};
+use crate::map::decisions::DecisionLineContext;
 use crate::{BodyContext, Dataset, Limits};
 use gatelog_model::{BatchCodecError, BatchHead, EventId, Source, UnixMillis};
 use pipeline::{LineMapper, MappedBody};
@@ -55,6 +55,9 @@ pub(crate) struct Job<'a> {
     pub reject_whole_batch: bool,
     /// `receiver.max_days_per_batch`.
     pub max_days: usize,
+    /// Lines before the body's first (0 for a request; for a body cut out of a file, the
+    /// lines before it, so dead letters name the file's line numbers).
+    pub lines_before: u64,
 }
 
 /// What to do with a mapped body.
@@ -80,11 +83,15 @@ pub(crate) struct Prepared {
     pub probes: u64,
     /// Empty or whitespace-only lines (Logpush sends none: every record ends with one `\n`).
     pub blanks: u64,
+    /// Partial problems in usable lines (see `LineOutcome::Mapped`).
+    pub warnings: u64,
     pub decisions: usize,
     pub raw_records: usize,
     pub dead_letters: usize,
     /// Days beyond `max_days_per_batch` whose lines became dead letters (0 normally).
     pub excess_days: usize,
+    /// The first dead letter's reason, in line order (whatever the plan).
+    pub first_dead_letter: Option<String>,
     pub plan: Plan,
 }
 
@@ -135,7 +142,7 @@ fn map_request_body(
         if body.len() as u64 > limits.max_decompressed {
             return Err(DecodeError::TooLarge { limit: limits.max_decompressed }.into());
         }
-        let lines = LineReader::new(body, limits.max_line);
+        let lines = LineReader::new(body, limits.max_line).starting_after(job.lines_before);
         let out = if body.len() <= INLINE_MAX {
             map.sequential(lines, reservation)?
         } else {
@@ -148,7 +155,8 @@ fn map_request_body(
     let out = {
         let inflated = BodyReader::new(body, limits.max_decompressed)?;
         let hashing = Hashing { inner: inflated, hasher: &mut hasher, bytes: &mut bytes };
-        let lines = LineReader::new(BufReader::with_capacity(256 * 1024, hashing), limits.max_line);
+        let lines = LineReader::new(BufReader::with_capacity(256 * 1024, hashing), limits.max_line)
+            .starting_after(job.lines_before);
         map.pipelined(lines, pool, reservation)?
     };
     Ok((out, hex_digest(hasher), bytes))
@@ -205,17 +213,19 @@ pub(crate) fn prepare(
         // The record's head counts against max_batch_bytes too.
         reservation.grow_batch(head.overhead())?;
         let parts = head.encode_parts(std::mem::take(&mut mapped.runs))?;
-        Plan::Spool { parts, first_error: first_error.filter(|_| raw_records == 0) }
+        Plan::Spool { parts, first_error: first_error.clone().filter(|_| raw_records == 0) }
     };
     Ok(Prepared {
         batch_id,
         lines: mapped.lines,
         probes: mapped.probes,
         blanks: mapped.blanks,
+        warnings: mapped.warnings,
         decisions,
         raw_records,
         dead_letters,
         excess_days,
+        first_dead_letter: first_error,
         plan,
     })
 }
@@ -280,7 +290,15 @@ mod tests {
     const AT: UnixMillis = UnixMillis(1_741_132_800_000);
 
     fn job(mapper: Mapper) -> Job<'static> {
-        Job { mapper, received_at: AT, origin: "o", limits: limits(), reject_whole_batch: false, max_days: 31 }
+        Job {
+            mapper,
+            received_at: AT,
+            origin: "o",
+            limits: limits(),
+            reject_whole_batch: false,
+            max_days: 31,
+            lines_before: 0,
+        }
     }
 
     const HTTP: Mapper = Mapper::Dataset(Dataset::HttpRequests, Source::Logpush);

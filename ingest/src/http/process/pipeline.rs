@@ -12,10 +12,10 @@
 //! dead letter its encoding.
 
 use super::super::budget::Reservation;
-use super::super::decisions::{DecisionLineContext, map_decision_line};
 use super::days::{DayCounts, restrict};
 use super::{Mapper, PrepareError};
 use crate::decode::LineReader;
+use crate::map::decisions::{DecisionLineContext, map_decision_line};
 use crate::{BodyContext, Chunk, LineOutcome, map_split_line, next_chunk};
 use gatelog_model::EncodedRows;
 use std::collections::{BTreeMap, BTreeSet};
@@ -43,6 +43,8 @@ pub(crate) struct MappedBody {
     pub(super) probes: u64,
     /// Empty or whitespace-only lines: counted, nothing kept.
     pub(super) blanks: u64,
+    /// Partial problems in usable lines (a field that did not parse, kept in the raw record).
+    pub(super) warnings: u64,
     /// The first dead letter's reason, in line order.
     pub(super) first_error: Option<String>,
     /// Lines per UTC day of their events.
@@ -104,6 +106,7 @@ impl<'r> Assembler<'r> {
         out.lines += piece.lines;
         out.probes += piece.probes;
         out.blanks += piece.blanks;
+        out.warnings += piece.warnings;
         if out.first_error.is_none() {
             out.first_error = piece.first_error;
         }
@@ -163,8 +166,9 @@ impl LineMapper<'_> {
                 None => outcome,
             };
             match outcome {
-                // Warnings (partial problems in a usable line) are for `gatelog ingest`'s report.
-                LineOutcome::Mapped { decisions, raw, warnings: _ } => {
+                // Warnings (partial problems in a usable line) are counted for `gatelog ingest`'s report.
+                LineOutcome::Mapped { decisions, raw, warnings } => {
+                    out.warnings += warnings.len() as u64;
                     out.days.count_line(raw.time, decisions.iter().map(|d| d.time));
                     for decision in &decisions {
                         rows.push_decision(decision)?;

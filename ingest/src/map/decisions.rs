@@ -1,5 +1,6 @@
-//! `POST /v1/decisions` lines: one serialised [`AccessDecision`] from gatelog's proxy per
-//! NDJSON line, checked and stamped.
+//! gatelog proxy decision lines (the body of `POST /v1/decisions`): one serialised
+//! [`AccessDecision`] from gatelog's proxy per NDJSON line, checked and stamped. The mapper
+//! of the `proxy` dataset, beside the Cloudflare ones.
 //!
 //! Rules, per line (pure; tested below):
 //! - the line must be a JSON object that deserialises as an `AccessDecision` (every field
@@ -19,10 +20,12 @@
 //! Blank lines are skipped; invalid UTF-8 and over-long lines are dead letters, as on every
 //! other route.
 
-use super::metrics::PROXY_DATASET;
 use crate::decode::Line;
 use crate::{LineOutcome, TimeWindow};
 use gatelog_model::{AccessDecision, DeadLetter, RawRecord, Source, UnixMillis, sha256_hex};
+
+/// The dataset (and metrics label) of proxy decisions.
+pub const PROXY_DATASET: &str = "proxy";
 
 /// Where a decisions body came from and when it arrived.
 #[derive(Debug, Clone, Copy)]
