@@ -50,6 +50,6 @@ mod stats;
 pub use arrival::Arrival;
 pub use baseline::{Assessment, Baselines, Profile};
 pub use checkpoint::{CheckpointError, EngineStats, RestoreReport};
-pub use config::{ConfigError, DetectConfig, ProfileConfig};
+pub use config::{AlertsConfig, ConfigError, DetectConfig, ProfileConfig, RuntimeConfig};
 pub use detector::{Context, Detector, Rule};
 pub use engine::{Engine, RestoreError};
