@@ -17,7 +17,7 @@ pub(crate) enum Lit<'a> {
 }
 
 /// Appends `text` as a ClickHouse string literal.
-fn quote_into(out: &mut String, text: &str) {
+pub(crate) fn quote_into(out: &mut String, text: &str) {
     out.push('\'');
     for c in text.chars() {
         match c {
