@@ -10,6 +10,8 @@
 //! - [`engine`]: [`Engine`], which runs the configured detectors over decisions in order:
 //!   duplicate skipping (re-spooled batches; Tail and Logpush copies of a Worker decision),
 //!   per-tenant shards, warm-up from history, [`Engine::checkpoint`] / [`Engine::restore`].
+//! - [`alerts`]: [`AlertGrouper`], findings grouped into alerts by dedup key within the
+//!   suppression window, deterministic and checkpointed like the engine.
 //! - [`detector`]: the [`Detector`] trait (decision, arrival, tick in; findings out; state
 //!   saved and loaded as bytes) and [`Rule`].
 //! - [`rules`]: the built-in detectors (table of rule ids there) and [`rules::RULE_IDS`].
@@ -35,6 +37,7 @@
 //!   the detectors judged them, so nothing judges an event against itself and a denied
 //!   attacker teaches nothing.
 
+pub mod alerts;
 pub mod arrival;
 pub mod baseline;
 pub mod checkpoint;
@@ -47,6 +50,7 @@ mod recent;
 pub mod rules;
 mod stats;
 
+pub use alerts::{AlertGrouper, Grouped};
 pub use arrival::Arrival;
 pub use baseline::{Assessment, Baselines, Profile};
 pub use checkpoint::{CheckpointError, EngineStats, RestoreReport};

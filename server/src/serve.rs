@@ -1,6 +1,7 @@
 //! `gatelog serve`: the HTTP receiver writes batches to the spool; two sinks read it, one
 //! into ClickHouse and one into the tantivy index, each committing its own position with its
-//! data; `/v1/search` queries the index.
+//! data; detection (`gatelog_watch`) reads it too, checkpointing its state with its position;
+//! `/v1/search` queries the index.
 //!
 //! [`start`] builds the whole machine on a bound listener and returns a [`Running`] handle:
 //! `gatelog serve` then waits for a signal, `gatelog demo` first posts the sample data to it.
@@ -9,8 +10,9 @@
 //! The ClickHouse sink runs on a thread of its own and the index sink on its own too, both
 //! at a lower CPU priority than the receiver ([`crate::priority`]). Each is a spool consumer
 //! with a [`Status`] (one [`Statuses`] for all), which `/readyz` ([`ready`]) and `/metrics`
-//! ([`metrics`]) read. A fourth consumer (after detection) is one more status and one more
-//! background thread here.
+//! ([`metrics`]) read. Detection is the third consumer (`detect`, `gatelog_watch`), on a
+//! thread of its own too ([`detect_metrics`] for its families). A fourth consumer is one
+//! more status and one more background thread here.
 //!
 //! Start-up needs the spool and the listener, not ClickHouse: [`store_link`] connects (and
 //! migrates) in the background, and the ClickHouse sink starts once it has. The index sink
@@ -25,6 +27,7 @@
 //! Whatever is left stays in the spool for the next start.
 
 mod background;
+mod detect_metrics;
 mod index_sink;
 pub mod metrics;
 mod ready;
@@ -43,6 +46,7 @@ use gatelog_model::{Clock, SystemClock};
 use gatelog_spool::{Spool, SpoolOptions};
 use gatelog_store::Store;
 use gatelog_store::sink::{SINK_NAME, SinkError, SinkStats, run_clickhouse_sink};
+use gatelog_watch::{DETECT_CONSUMER, DetectRuntime, WatchError, WatchStats};
 use index_sink::{IndexSink, IndexSinkError};
 use metrics::{INDEX_SINK, SinkMetrics};
 use std::net::SocketAddr;
@@ -97,6 +101,7 @@ pub struct Running {
     sinks_stop: watch::Sender<bool>,
     ch_sink: JoinHandle<Result<(), SinkError>>,
     index_sink: Option<JoinHandle<Result<(), IndexSinkError>>>,
+    detect: Option<JoinHandle<Result<(), WatchError>>>,
     drain_timeout: Duration,
 }
 
@@ -154,9 +159,16 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         spool.unregister_consumer(INDEX_SINK).context("cannot forget the disabled index's spool position")?;
         tracing::info!("index disabled (index.enabled = false): the spool no longer keeps records for it");
     }
+    if config.detect.enabled {
+        gatelog_consumer::hold(&spool, DETECT_CONSUMER).context("cannot register detection with the spool")?;
+    } else if spool.stats().consumers.iter().any(|c| c.name == DETECT_CONSUMER) {
+        spool.unregister_consumer(DETECT_CONSUMER).context("cannot forget the disabled detection's spool position")?;
+        tracing::info!("detection disabled (detect.enabled = false): the spool no longer keeps records for it");
+    }
     let statuses = Statuses::default();
     let ch_status = statuses.add(SINK_NAME);
     let index_status = index_lock.as_ref().map(|_| statuses.add(INDEX_SINK));
+    let detect_status = config.detect.enabled.then(|| statuses.add(DETECT_CONSUMER));
     // Last, as it may start a server that must be stopped again (below, only a thread that
     // cannot start fails, and stops it).
     let link = StoreLink::start(config, ch_status.clone()).await?;
@@ -212,6 +224,39 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         }
         _ => (None, None),
     };
+    // Detection: the third consumer, on its own background thread like the sinks.
+    let (detect_stats, detect) = match detect_status {
+        Some(status) => {
+            let stats = Arc::new(WatchStats::default());
+            let runtime = DetectRuntime {
+                config: config.detect.clone(),
+                data_dir: config.data_dir.clone(),
+                spool: spool.clone(),
+                status: status.clone(),
+                stats: stats.clone(),
+                store: link.subscribe(),
+                clock: clock.clone(),
+                durability: link.durability(config),
+            };
+            let task = reported(status, runtime.run(stop_rx.clone()));
+            match background::spawn_background("gatelog-detect", task) {
+                Ok(handle) => (Some(stats), Some(handle)),
+                Err(e) => {
+                    link.shutdown().await;
+                    return Err(anyhow::Error::new(e).context("cannot start the detection thread"));
+                }
+            }
+        }
+        None => (None, None),
+    };
+    if let Some(stats) = &detect_stats {
+        receiver.metrics().register_collector(Arc::new(detect_metrics::DetectMetrics {
+            stats: stats.clone(),
+            statuses: statuses.clone(),
+            spool: spool.clone(),
+            clock: clock.clone(),
+        }));
+    }
     receiver.metrics().register_collector(Arc::new(SinkMetrics {
         clickhouse: ch_stats.clone(),
         index: index_stats,
@@ -254,6 +299,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         sinks_stop,
         ch_sink,
         index_sink,
+        detect,
         drain_timeout: config.server.drain_timeout,
     })
 }
@@ -297,7 +343,9 @@ impl Running {
             if behind.is_empty() {
                 return true;
             }
-            let finished = self.ch_sink.is_finished() || self.index_sink.as_ref().is_some_and(JoinHandle::is_finished);
+            let finished = self.ch_sink.is_finished()
+                || self.index_sink.as_ref().is_some_and(JoinHandle::is_finished)
+                || self.detect.as_ref().is_some_and(JoinHandle::is_finished);
             let snapshots: Vec<_> = behind.iter().map(|s| s.snapshot(target, gatelog_model::UnixMillis(0))).collect();
             let stuck =
                 give_up_when_stuck && snapshots.iter().all(|s| matches!(s.phase, Phase::Waiting | Phase::Stopped));
@@ -331,7 +379,7 @@ impl Running {
         };
         tracing::info!("http listener stopped; draining the spool into the sinks");
         self.drain(deadline.saturating_duration_since(tokio::time::Instant::now()), true).await;
-        let Running { spool, link, sinks_stop, ch_sink, index_sink, .. } = self;
+        let Running { spool, link, sinks_stop, ch_sink, index_sink, detect, .. } = self;
         let _ = sinks_stop.send(true);
         let grace = tokio::time::Instant::now() + SINK_STOP_GRACE;
         let ch = tokio::time::timeout_at(grace, ch_sink);
@@ -341,7 +389,13 @@ impl Running {
                 None => None,
             }
         };
-        let (ch_result, index_result) = tokio::join!(ch, index);
+        let detect = async {
+            match detect {
+                Some(handle) => Some(tokio::time::timeout_at(grace, handle).await),
+                None => None,
+            }
+        };
+        let (ch_result, index_result, detect_result) = tokio::join!(ch, index, detect);
         let closed = spool.close().await;
         link.shutdown().await;
 
@@ -358,6 +412,15 @@ impl Running {
             Some(Ok(result)) => result.context("the index sink panicked")?.context("the index sink failed")?,
             Some(Err(_)) => {
                 tracing::warn!("the index sink did not stop in time; what it did not commit stays in the spool")
+            }
+            None => {}
+        }
+        match detect_result {
+            Some(Ok(result)) => result.context("detection panicked")?.context("detection failed")?,
+            Some(Err(_)) => {
+                tracing::warn!(
+                    "detection did not stop in time; what it did not checkpoint is judged again at the next start"
+                )
             }
             None => {}
         }
