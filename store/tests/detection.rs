@@ -61,7 +61,7 @@ async fn findings_alerts_and_events_are_idempotent_and_read_back() {
     store.write_alerts(&[alert.clone()], UnixMillis(T)).await.unwrap();
     store.write_alerts(&[alert.clone()], UnixMillis(T)).await.unwrap(); // a replay
     let other = Alert { alert_id: "00cd".into(), last_seen: UnixMillis(T - 1), ..alert.clone() };
-    store.write_alerts(&[other.clone()], UnixMillis(T)).await.unwrap();
+    store.write_alerts(std::slice::from_ref(&other), UnixMillis(T)).await.unwrap();
     assert_eq!(
         store.recent_alerts(10).await.unwrap(),
         vec![alert.clone(), other.clone()],
@@ -84,7 +84,7 @@ async fn findings_alerts_and_events_are_idempotent_and_read_back() {
         disposition: Some(Disposition::FalsePositive),
         note: "scanner, it's known".into(),
     };
-    store.append_alert_events(&[resolve.clone()]).await.unwrap();
+    store.append_alert_events(std::slice::from_ref(&resolve)).await.unwrap();
     let events = store.alert_events(&[&alert.alert_id]).await.unwrap();
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[1], resolve);

@@ -8,16 +8,19 @@
 
 mod detect;
 
-use detect::{ListedAlert, World, generate, list_alerts, post_all, reporting};
+use detect::{ListedAlert, World, generate, list_alerts, post_all, post_counting, reporting};
 use gatelog_e2e::{Serve, ServeSpec, count, free_port, metric, wait_for_sinks};
 use gatelog_store::testing::{TestClickHouse, random_database};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const TOKEN: &str = "detect-test-token-0123456789";
 const SEED: u64 = 4242;
 const START: &str = "2025-06-02T07:00:00Z";
+const KILLS: usize = 5;
 
 fn world(dir: &Path, anomalies: &str) -> World {
     generate(dir, SEED, START, 48, 300, anomalies)
@@ -86,6 +89,15 @@ async fn planted_anomalies_become_alerts_and_a_clean_world_raises_none() {
         }
     }
     assert!(missed.is_empty(), "planted anomalies without an alert naming them: {missed:#?}\nalerts: {alerts:#?}");
+    let mut by_rule: BTreeMap<&str, u64> = BTreeMap::new();
+    for a in &alerts {
+        *by_rule.entry(a.rule_id.as_str()).or_default() += 1;
+    }
+    println!(
+        "{} deliveries, {} plants, all alerted; alerts by rule: {by_rule:?}",
+        planted.deliveries.len(),
+        planted.plants.len()
+    );
     let db = database.as_str();
     let url = ch.url();
     assert_eq!(
@@ -126,6 +138,7 @@ async fn planted_anomalies_become_alerts_and_a_clean_world_raises_none() {
     let (alerts, _) = run_world(&ch, &tmp.path().join("clean"), &clean).await;
     let kinds: Vec<&str> = planted.plants.iter().map(|p| p.rule).collect();
     let false_alerts: Vec<&ListedAlert> = alerts.iter().filter(|a| kinds.contains(&a.rule_id.as_str())).collect();
+    println!("clean world: {} alerts, {} of the planted kinds", alerts.len(), false_alerts.len());
     assert!(false_alerts.is_empty(), "alerts of planted kinds in a clean world: {false_alerts:#?}");
     ch.stop().await.unwrap();
 }
@@ -141,21 +154,34 @@ async fn sigkill_while_detection_runs_stores_each_alert_once_and_loses_none() {
 
     let database = random_database();
     let dir = tmp.path().join("crashed");
-    let spec = spec(&ch, &dir, &database);
+    // Small groups: many checkpoints, so the kills fall between checkpoints whose state
+    // (baselines, alert groups) spans them.
+    let config = tmp.path().join("gatelog.toml");
+    std::fs::write(&config, "[detect.runtime]\nmax_batches = 4\nmax_linger = \"50ms\"\n").unwrap();
+    let spec = ServeSpec { config: Some(config), ..spec(&ch, &dir, &database) };
     let mut serve = Serve::start(&spec).await;
     let n = planted.deliveries.len();
-    let mut kills = 0;
+    // One client posts the whole world in order (retrying while the server is down); the
+    // server is killed as the client passes each sixth of the world (plus a random moment),
+    // so the kills fall across the world's timeline while detection judges and stores what
+    // was just posted, and it is restarted on the same data dir and port each time.
+    let posted = Arc::new(AtomicUsize::new(0));
+    let (base_url, deliveries, counter) = (spec.base_url(), planted.deliveries.clone(), posted.clone());
+    let poster = tokio::spawn(async move { post_counting(&base_url, TOKEN, &deliveries, &counter).await });
     let mut rng = fastrand::Rng::with_seed(SEED);
-    for (i, part) in planted.deliveries.chunks(n.div_ceil(4)).enumerate() {
-        post_all(&spec.base_url(), TOKEN, part).await;
-        if i < 3 {
-            // Detection is judging and storing the last posts now: kill it somewhere in there.
-            tokio::time::sleep(Duration::from_millis(rng.u64(0..800))).await;
-            serve.kill();
-            kills += 1;
-            serve = Serve::start(&spec).await;
+    let (mut kills, mut kills_while_posting) = (0, 0);
+    for k in 1..=KILLS {
+        while posted.load(Ordering::Relaxed) < n * k / (KILLS + 1) && !poster.is_finished() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        tokio::time::sleep(Duration::from_millis(rng.u64(0..300))).await;
+        kills_while_posting += usize::from(!poster.is_finished());
+        serve.kill();
+        kills += 1;
+        serve = Serve::start(&spec).await;
     }
+    poster.await.unwrap();
+    println!("{kills_while_posting} of the SIGKILLs came while the world was still being posted");
     wait_for_sinks(&spec.base_url(), Duration::from_secs(120)).await;
     assert_eq!(
         serve.terminate(Duration::from_secs(30)).await.map(|s| s.success()),
@@ -163,11 +189,18 @@ async fn sigkill_while_detection_runs_stores_each_alert_once_and_loses_none() {
         "{}",
         serve.log_tail(30)
     );
-    assert_eq!(kills, 3);
+    assert_eq!(kills, KILLS);
 
     let alerts = list_alerts(&ch.url(), &database, &dir, &[]);
     let got: BTreeMap<String, (String, u64)> =
         alerts.iter().map(|a| (a.alert_id.clone(), (a.rule_id.clone(), a.count))).collect();
+    println!(
+        "{} deliveries, {kills} SIGKILLs; {} alerts ({} findings in the reference run's counts), as uninterrupted: {}",
+        n,
+        got.len(),
+        expected.values().map(|(_, c)| c).sum::<u64>(),
+        got == expected
+    );
     assert_eq!(got, expected, "the alerts (ids, rules, counts) of an uninterrupted run");
     for plant in &planted.plants {
         assert!(!reporting(&alerts, plant).is_empty(), "no alert for {plant:?}");

@@ -89,6 +89,7 @@ pub fn generate(dir: &Path, seed: u64, start: &str, hours: u32, count: u32, anom
             .arg("--summary-out")
             .arg(&summary)
             .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .status()
             .expect("python3 runs gen_samples.py");
         assert!(status.success(), "gen_samples.py --dataset {dataset} failed");
@@ -143,9 +144,20 @@ pub async fn post(client: &reqwest::Client, base_url: &str, token: &str, d: &Del
 
 /// Posts every delivery in order.
 pub async fn post_all(base_url: &str, token: &str, deliveries: &[Delivery]) {
+    post_counting(base_url, token, deliveries, &std::sync::atomic::AtomicUsize::new(0)).await;
+}
+
+/// Posts every delivery in order, counting those answered 2xx in `posted`.
+pub async fn post_counting(
+    base_url: &str,
+    token: &str,
+    deliveries: &[Delivery],
+    posted: &std::sync::atomic::AtomicUsize,
+) {
     let client = http_client();
     for d in deliveries {
         assert!(post(&client, base_url, token, d).await, "{base_url} stayed unreachable");
+        posted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
