@@ -2,7 +2,7 @@
 //!
 //! This crate is pure: no I/O, no clock (event time comes from the decisions, wall time
 //! from [`Engine::tick`]'s argument), no threads. The runtime that feeds it (a spool
-//! consumer in `gatelog serve`, a backtest over stored history) owns reading, storing
+//! consumer in `gatelog serve`, `gatelog-watch`; a backtest over stored history) owns reading, storing
 //! findings, checkpointing and alerting; it embeds [`DetectConfig`] as `[detect]` in
 //! `gatelog.toml`.
 //!

@@ -94,17 +94,17 @@ fn table(views: &[AlertView]) -> String {
         return "no alerts\n".to_owned();
     }
     let mut out = format!(
-        "{:<32}  {:<28}  {:<8}  {:<20}  {:>5}  {:<24}  {}\n",
+        "{:<32}  {:<27}  {:<8}  {:<20}  {:>5}  {:<24}  {}\n",
         "ID", "STATE", "SEVERITY", "RULE", "COUNT", "LAST SEEN", "SUMMARY"
     );
     for v in views {
         let a = &v.alert;
         let _ = writeln!(
             out,
-            "{:<32}  {:<28}  {:<8}  {:<20}  {:>5}  {:<24}  {}",
+            "{:<32}  {:<27}  {:<8}  {:<20}  {:>5}  {:<24}  {}",
             a.alert_id,
             state_of(v),
-            a.severity,
+            a.severity.as_str(),
             a.rule_id,
             a.count,
             a.last_seen.to_rfc3339(),
