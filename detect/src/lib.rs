@@ -2,7 +2,7 @@
 //!
 //! This crate is pure: no I/O, no clock (event time comes from the decisions, wall time
 //! from [`Engine::tick`]'s argument), no threads. The runtime that feeds it (a spool
-//! consumer in `gatelog serve`, a backtest over stored history) owns reading, storing
+//! consumer in `gatelog serve`, `gatelog-watch`; a backtest over stored history) owns reading, storing
 //! findings, checkpointing and alerting; it embeds [`DetectConfig`] as `[detect]` in
 //! `gatelog.toml`.
 //!
@@ -10,6 +10,8 @@
 //! - [`engine`]: [`Engine`], which runs the configured detectors over decisions in order:
 //!   duplicate skipping (re-spooled batches; Tail and Logpush copies of a Worker decision),
 //!   per-tenant shards, warm-up from history, [`Engine::checkpoint`] / [`Engine::restore`].
+//! - [`alerts`]: [`AlertGrouper`], findings grouped into alerts by dedup key within the
+//!   suppression window, deterministic and checkpointed like the engine.
 //! - [`detector`]: the [`Detector`] trait (decision, arrival, tick in; findings out; state
 //!   saved and loaded as bytes) and [`Rule`].
 //! - [`rules`]: the built-in detectors (table of rule ids there) and [`rules::RULE_IDS`].
@@ -35,6 +37,7 @@
 //!   the detectors judged them, so nothing judges an event against itself and a denied
 //!   attacker teaches nothing.
 
+pub mod alerts;
 pub mod arrival;
 pub mod baseline;
 pub mod checkpoint;
@@ -47,9 +50,10 @@ mod recent;
 pub mod rules;
 mod stats;
 
+pub use alerts::{AlertGrouper, Grouped};
 pub use arrival::Arrival;
 pub use baseline::{Assessment, Baselines, Profile};
 pub use checkpoint::{CheckpointError, EngineStats, RestoreReport};
-pub use config::{ConfigError, DetectConfig, ProfileConfig};
+pub use config::{AlertsConfig, ConfigError, DetectConfig, ProfileConfig, RuntimeConfig};
 pub use detector::{Context, Detector, Rule};
 pub use engine::{Engine, RestoreError};

@@ -4,6 +4,7 @@
 //! - [`batch`]: [`Batch`], one mapped upload/post/chunk, and its spool encoding.
 //! - [`decision`]: [`AccessDecision`], the one canonical row every source maps to, and its enums.
 //! - [`finding`]: [`Finding`] and [`Severity`], what a detector concluded from decisions.
+//! - [`alert`]: [`Alert`], its lifecycle events ([`AlertEvent`]) and the state derived from them.
 //! - [`record`]: [`RawRecord`] (the exact original line and its SHA-256) and [`DeadLetter`].
 //! - [`event_id`]: stable, source-derived event ids, so a retried batch maps to the same ids.
 //! - [`timestamp`]: [`UnixMillis`] and the parser for every Cloudflare timestamp format.
@@ -16,6 +17,7 @@
 #[macro_use]
 mod macros;
 
+pub mod alert;
 pub mod batch;
 pub mod clock;
 pub mod decision;
@@ -27,6 +29,7 @@ pub mod record;
 pub mod redact;
 pub mod timestamp;
 
+pub use alert::{Alert, AlertAction, AlertEvent, AlertState, Disposition, TransitionError};
 pub use batch::{Batch, BatchCodecError, BatchHead, EncodedRows};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use decision::{AccessDecision, Decision, PrincipalType, Source};

@@ -58,11 +58,104 @@ pub enum Command {
     /// 5 a file's content differs from the manifest; 6 a file missing, added or renamed;
     /// 7 intact, but no trusted key was given to check the signer against.
     Verify(VerifyArgs),
+    /// On-call's alerts (findings of `gatelog serve`'s detection grouped by dedup key): list
+    /// them, show one with its findings and history, acknowledge or resolve it.
+    Alerts {
+        #[command(subcommand)]
+        command: AlertsCommand,
+    },
     /// Print SQL that gatelog emits.
     Sql {
         #[command(subcommand)]
         command: SqlCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertsCommand {
+    /// Alerts seen last, newest first: id, state, severity, rule, count, last seen, summary.
+    List(AlertsListArgs),
+    /// One alert (its id, or enough of its beginning): what, who, when, its findings and the
+    /// events behind them, and every transition with who and when.
+    Show(AlertShowArgs),
+    /// Acknowledge an open alert: someone is looking at it.
+    Ack(AlertAckArgs),
+    /// Resolve an open or acknowledged alert with a disposition. Resolved is final.
+    Resolve(AlertResolveArgs),
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AlertStateArg {
+    Open,
+    Acknowledged,
+    Resolved,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum DispositionArg {
+    TruePositive,
+    FalsePositive,
+    Benign,
+    Duplicate,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertsListArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only alerts in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<AlertStateArg>,
+    #[arg(long, default_value_t = 50)]
+    pub limit: u64,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertShowArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The alert id (or an unambiguous beginning of it).
+    pub id: String,
+    /// The alert as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertActorArgs {
+    /// A note kept with the transition.
+    #[arg(long, default_value = "")]
+    pub note: String,
+    /// Who acts (kept with the transition); default: $GATELOG_ACTOR, else $USER.
+    #[arg(long, env = "GATELOG_ACTOR")]
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertAckArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The alert id (or an unambiguous beginning of it).
+    pub id: String,
+    #[command(flatten)]
+    pub actor: AlertActorArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AlertResolveArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The alert id (or an unambiguous beginning of it).
+    pub id: String,
+    /// How it turned out.
+    #[arg(long, value_enum)]
+    pub disposition: DispositionArg,
+    #[command(flatten)]
+    pub actor: AlertActorArgs,
 }
 
 /// Where the configuration and the store are.

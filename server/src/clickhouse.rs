@@ -43,6 +43,21 @@ impl Target {
         Ok(Target { store, managed })
     }
 
+    /// [`Target::connect`], but a managed server that another gatelog process (`gatelog
+    /// serve`) already runs under the data dir is used rather than refused: for commands
+    /// that run beside the server (`gatelog alerts`).
+    pub async fn connect_beside_serve(config: &Config) -> anyhow::Result<Target> {
+        if config.clickhouse.url.is_none()
+            && let Some(url) = gatelog_store::managed::running_url(&config.data_dir)
+        {
+            tracing::debug!(%url, "using the managed clickhouse gatelog serve runs");
+            let mut shared = config.clone();
+            shared.clickhouse.url = Some(url);
+            return Target::connect(&shared).await;
+        }
+        Target::connect(config).await
+    }
+
     /// Stops the managed server, if gatelog started one.
     pub async fn shutdown(self) {
         // Close pooled keep-alive connections first: the server waits for them on SIGTERM.

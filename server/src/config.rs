@@ -28,6 +28,9 @@ pub struct Config {
     pub spool: SpoolSection,
     pub index: IndexSection,
     pub report: ReportSection,
+    /// `[detect]`: the detectors and their runtime in `gatelog serve` (every key, with its
+    /// default, in `examples/detect.toml`).
+    pub detect: gatelog_detect::DetectConfig,
 }
 
 /// `[report]`: evidence reports and bundles.
@@ -101,6 +104,7 @@ impl Default for Config {
             spool: SpoolSection::default(),
             index: IndexSection::default(),
             report: ReportSection::default(),
+            detect: gatelog_detect::DetectConfig::default(),
         }
     }
 }
@@ -241,6 +245,9 @@ pub enum ConfigError {
     /// The receiver's own validation, which names its key (`receiver.tokens[1]: …`).
     #[error("{0}")]
     Receiver(String),
+    /// `[detect]`'s own validation, which names its key (`detect.deny_burst_ip.threshold: …`).
+    #[error("{0}")]
+    Detect(#[from] gatelog_detect::ConfigError),
 }
 
 impl Config {
@@ -421,6 +428,7 @@ impl Config {
         if let Err(e) = self.receiver.validate() {
             return Err(ConfigError::Receiver(e.to_string()));
         }
+        self.detect.validate()?;
         if self.spool.segment_bytes.as_u64() < 1 << 20 || self.spool.segment_bytes > self.spool.max_bytes {
             return invalid("spool.segment_bytes", "must be at least 1 MiB and at most spool.max_bytes".into());
         }
@@ -490,6 +498,23 @@ mod tests {
     fn empty_file_is_the_default() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn detect_section_is_embedded_validated_and_strict() {
+        let c = Config::parse("[detect]\n").unwrap();
+        assert_eq!(c.detect, gatelog_detect::DetectConfig::default());
+        assert!(c.detect.enabled, "detection is on unless turned off");
+        let c = Config::parse("[detect]\nenabled = false\n[detect.alerts]\nsuppression_window = \"2h\"\n").unwrap();
+        assert!(!c.detect.enabled);
+        assert_eq!(c.detect.alerts.suppression_window, Duration::from_secs(7200));
+        let err = Config::parse("[detect.deny_burst_ip]\nthreshhold = 3\n").unwrap_err();
+        assert!(err.contains("threshhold"), "{err}");
+        let c = Config::parse("[detect.deny_burst_ip]\nthreshold = 1\n").unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("detect.deny_burst_ip.threshold:"), "{err}");
+        let c = Config::parse("[detect.runtime]\ntick_interval = \"0s\"\n").unwrap();
+        assert!(c.validate().unwrap_err().to_string().starts_with("detect.runtime.tick_interval:"));
     }
 
     #[test]
@@ -579,5 +604,15 @@ mod example_tests {
         let config = Config::parse(text).unwrap();
         config.validate().unwrap();
         assert_eq!(config, Config::default());
+    }
+
+    /// `examples/detect.toml` is the `[detect]` section spelled out: appended to a config
+    /// without one, it parses, validates and is the default.
+    #[test]
+    fn the_detect_example_is_a_valid_detect_section() {
+        let text = include_str!("../../examples/detect.toml");
+        let config = Config::parse(text).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.detect, gatelog_detect::DetectConfig::default());
     }
 }

@@ -14,6 +14,7 @@
 //! - [`keys`]: `gatelog keys init | public` (the bundle signing key) and `gatelog verify`.
 //! - [`priority`]: the CPU priority of the work behind the spool (the sinks' threads).
 
+mod alerts;
 mod backfill;
 mod cli;
 mod clickhouse;
@@ -62,6 +63,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Proxy(args) => proxy::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Search(args) => serve::search::run_cli(args).await,
+        Command::Alerts { command } => alerts::run(command).await,
         Command::Index { command: IndexCommand::Rebuild(args) } => index::run_cli(args).await,
         Command::Clickhouse { command: ClickhouseCommand::Run(args) } => clickhouse::run_foreground(args).await,
         Command::Keys { command } => keys::run_keys(command),

@@ -1,6 +1,7 @@
 //! `gatelog serve`: the HTTP receiver writes batches to the spool; two sinks read it, one
 //! into ClickHouse and one into the tantivy index, each committing its own position with its
-//! data; `/v1/search` queries the index.
+//! data; detection (`gatelog_watch`) reads it too, checkpointing its state with its position;
+//! `/v1/search` queries the index.
 //!
 //! [`start`] builds the whole machine on a bound listener and returns a [`Running`] handle:
 //! `gatelog serve` then waits for a signal, `gatelog demo` first posts the sample data to it.
@@ -11,8 +12,9 @@
 //! The ClickHouse sink runs on a thread of its own and the index sink on its own too, both
 //! at a lower CPU priority than the receiver ([`crate::priority`]). Each is a spool consumer
 //! with a `Status` (one `Statuses` for all), which `/readyz` ([`ready`]) and `/metrics`
-//! ([`metrics`]) read. A fourth consumer (after detection) is one more status and one more
-//! background thread in [`Sinks::start`].
+//! ([`metrics`]) read. Detection is the third consumer (`gatelog_watch`), on a thread of its
+//! own too ([`detect_metrics`] for its families). A fourth consumer is one more status and
+//! one more background thread in [`Sinks::start`].
 //!
 //! Start-up needs the spool and the listener, not ClickHouse: [`store_link`] connects (and
 //! migrates) in the background, and the ClickHouse sink starts once it has. The index sink
@@ -27,6 +29,7 @@
 //! Whatever is left stays in the spool for the next start.
 
 mod background;
+mod detect_metrics;
 mod index_sink;
 pub mod metrics;
 mod ready;
@@ -119,6 +122,9 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let addr = listener.local_addr().context("cannot read the listening address")?;
     let sinks = Sinks::start(config, spool).await?;
     receiver.metrics().register_collector(Arc::new(sinks.metrics(config.index.enabled)));
+    if let Some(detect) = sinks.detect_metrics() {
+        receiver.metrics().register_collector(Arc::new(detect));
+    }
     receiver.add_readiness_check(Arc::new(ready::SinksReady {
         statuses: sinks.statuses.clone(),
         spool: sinks.spool.clone(),

@@ -23,6 +23,8 @@
 //! - `scan`: [`Store::decision_days`] and [`Store::scan_day`], every decision read back a
 //!   day at a time ([`DecisionScan`]), for rebuilding the index from ClickHouse.
 //! - [`sink`]: [`sink::run_clickhouse_sink`], the spool → ClickHouse consumer of `gatelog serve`.
+//! - [`detection`]: findings, detector runs, alerts and alert events written and read;
+//!   history (decisions, arrivals) for the detectors' warm-up. Their SQL: [`sql::detection`].
 //! - [`durability`]: [`durability::Durability`], what the sink waits for before it lets the
 //!   spool forget records (`syncfs` of a managed server's data dir).
 //! - [`error`]: [`StoreError`], classified retryable vs fatal.
@@ -42,6 +44,7 @@
 //! `Code: N, e.displayText() = …` in the body, which [`StoreError`] parses.
 
 pub mod config;
+pub mod detection;
 pub mod durability;
 pub mod error;
 mod frames;

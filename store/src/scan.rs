@@ -119,7 +119,7 @@ impl Store {
     }
 
     /// The first and last instant of a day in the profile's time type (see `time_between`).
-    fn day_bounds(&self, day: i64) -> (i64, i64) {
+    pub(crate) fn day_bounds(&self, day: i64) -> (i64, i64) {
         let (start, end) = (day.saturating_mul(MS_PER_DAY), day.saturating_add(1).saturating_mul(MS_PER_DAY) - 1);
         match self.profile() {
             crate::SchemaProfile::Legacy => (start.div_euclid(1000), end.div_euclid(1000)),

@@ -51,6 +51,104 @@ pub struct DetectConfig {
     pub privileged_change: PrivilegedConfig,
     pub dlp_exfil: DlpConfig,
     pub source_silence: SilenceConfig,
+    /// `[detect.runtime]`: how `gatelog serve` runs the engine (warm-up, ticks).
+    pub runtime: RuntimeConfig,
+    /// `[detect.alerts]`: how findings become alerts.
+    pub alerts: AlertsConfig,
+}
+
+/// `[detect.runtime]`: the streaming runtime in `gatelog serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Without a checkpoint, baselines learn from this much ClickHouse history (decisions
+    /// and `ingest_batches` arrivals) before the stream is judged.
+    #[serde(with = "humantime_serde")]
+    pub warmup_lookback: Duration,
+    /// How often time-driven detectors (source silence) are asked about the present.
+    #[serde(with = "humantime_serde")]
+    pub tick_interval: Duration,
+    /// Spool records judged together before their findings, the run record and the
+    /// checkpoint are written (a checkpoint is written at least every `max_linger`).
+    pub max_batches: usize,
+    #[serde(with = "humantime_serde")]
+    pub max_linger: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            warmup_lookback: Duration::from_secs(30 * 86_400),
+            tick_interval: Duration::from_secs(10),
+            max_batches: 256,
+            max_linger: Duration::from_millis(500),
+        }
+    }
+}
+
+impl RuntimeConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        if self.warmup_lookback > Duration::from_secs(366 * 86_400) {
+            return invalid(
+                format!("{at}.warmup_lookback"),
+                format!("must be at most 366days, got {}", humantime::format_duration(self.warmup_lookback)),
+            );
+        }
+        if self.tick_interval < Duration::from_secs(1) || self.tick_interval > Duration::from_secs(3600) {
+            return invalid(
+                format!("{at}.tick_interval"),
+                format!("must be between 1s and 1h, got {}", humantime::format_duration(self.tick_interval)),
+            );
+        }
+        if !(1..=100_000).contains(&self.max_batches) {
+            return invalid(
+                format!("{at}.max_batches"),
+                format!("must be between 1 and 100000, got {}", self.max_batches),
+            );
+        }
+        if self.max_linger.is_zero() || self.max_linger > Duration::from_secs(10) {
+            return invalid(
+                format!("{at}.max_linger"),
+                format!(
+                    "must be longer than 0s and at most 10s (a finding must exist within seconds), got {}",
+                    humantime::format_duration(self.max_linger)
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// `[detect.alerts]`: findings with one dedup key are one alert while they keep coming.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// A finding joins the alert of its dedup key when it comes at most this long (event
+    /// time) after that alert's last finding; later, it opens a new alert.
+    #[serde(with = "humantime_serde")]
+    pub suppression_window: Duration,
+    /// Alerts tracked for grouping; beyond it the least recently seen are forgotten (a
+    /// later finding of theirs opens a new alert).
+    pub max_open: usize,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig { suppression_window: Duration::from_secs(3600), max_open: 100_000 }
+    }
+}
+
+impl AlertsConfig {
+    fn validate(&self, at: &str) -> Result<(), ConfigError> {
+        positive_duration(&format!("{at}.suppression_window"), self.suppression_window)?;
+        if self.suppression_window > Duration::from_secs(90 * 86_400) {
+            return invalid(
+                format!("{at}.suppression_window"),
+                format!("must be at most 90days, got {}", humantime::format_duration(self.suppression_window)),
+            );
+        }
+        at_least(&format!("{at}.max_open"), self.max_open as u64, 1)
+    }
 }
 
 impl Default for DetectConfig {
@@ -75,6 +173,8 @@ impl Default for DetectConfig {
             privileged_change: PrivilegedConfig::default(),
             dlp_exfil: DlpConfig::default(),
             source_silence: SilenceConfig::default(),
+            runtime: RuntimeConfig::default(),
+            alerts: AlertsConfig::default(),
         }
     }
 }
@@ -149,7 +249,9 @@ impl DetectConfig {
         self.rare_pair.validate("detect.rare_pair")?;
         self.privileged_change.validate("detect.privileged_change")?;
         self.dlp_exfil.validate("detect.dlp_exfil")?;
-        self.source_silence.validate("detect.source_silence")
+        self.source_silence.validate("detect.source_silence")?;
+        self.runtime.validate("detect.runtime")?;
+        self.alerts.validate("detect.alerts")
     }
 }
 
@@ -280,6 +382,10 @@ mod tests {
             ("[source_silence.expected]\nhttp_requests = \"0s\"", "detect.source_silence.expected.http_requests"),
             ("[impossible_travel]\nmax_speed_kmh = 0.0", "detect.impossible_travel.max_speed_kmh"),
             ("max_principals = 0", "detect.max_principals"),
+            ("[runtime]\ntick_interval = \"0s\"", "detect.runtime.tick_interval"),
+            ("[runtime]\nwarmup_lookback = \"400days\"", "detect.runtime.warmup_lookback"),
+            ("[runtime]\nmax_linger = \"1m\"", "detect.runtime.max_linger"),
+            ("[alerts]\nsuppression_window = \"0s\"", "detect.alerts.suppression_window"),
         ];
         for (text, key) in cases {
             let err = parse(text).unwrap_or_else(|e| panic!("{text}: {e}")).validate().unwrap_err();

@@ -48,6 +48,12 @@ pub const RULE_IDS: &[&str] = &[
     "source_silence",
 ];
 
+/// `(rule id, version)` of the detectors `config` enables, in [`RULE_IDS`] order: what a
+/// run record names as the rule set it ran.
+pub fn enabled_versions(config: &DetectConfig) -> Vec<(&'static str, u32)> {
+    build(config, "default").iter().map(|d| (d.rule().id, d.rule().version)).collect()
+}
+
 /// The enabled detectors of `config`, fresh, for one tenant.
 pub(crate) fn build(config: &DetectConfig, tenant: &str) -> Vec<Box<dyn Detector>> {
     let c = config;

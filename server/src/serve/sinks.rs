@@ -1,9 +1,10 @@
-//! [`Sinks`]: the spool and everything that reads it (ClickHouse, the index), without the
+//! [`Sinks`]: the spool and everything that reads it (ClickHouse, the index, detection), without the
 //! HTTP listener. `gatelog serve` puts the receiver in front of them ([`super::start`]);
 //! `gatelog ingest` appends a file's batches to the same spool and runs the same sinks until
 //! they have caught up ([`crate::backfill`]). One road in, whichever way the records came.
 
 use super::background;
+use super::detect_metrics::DetectMetrics;
 use super::index_sink::{IndexSink, IndexSinkError};
 use super::metrics::{INDEX_SINK, SinkMetrics};
 use super::store_link::{StoreLink, wait_for_store};
@@ -16,6 +17,7 @@ use gatelog_model::{Clock, SystemClock};
 use gatelog_spool::Spool;
 use gatelog_store::Store;
 use gatelog_store::sink::{SINK_NAME, SinkError, SinkStats, run_clickhouse_sink};
+use gatelog_watch::{DETECT_CONSUMER, DetectRuntime, WatchError, WatchStats};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -38,10 +40,13 @@ pub struct Sinks {
     pub index_status: Option<Arc<Status>>,
     pub index_stats: Option<Arc<IndexSinkStats>>,
     pub progress: Arc<RebuildProgress>,
+    /// Detection's counters, when detection is enabled.
+    pub detect_stats: Option<Arc<WatchStats>>,
     pub clock: Arc<dyn Clock>,
     stop: watch::Sender<bool>,
     ch_sink: JoinHandle<Result<(), SinkError>>,
     index_sink: Option<JoinHandle<Result<(), IndexSinkError>>>,
+    detect: Option<JoinHandle<Result<(), WatchError>>>,
 }
 
 /// Resolves once `true` is sent (or the sender is gone).
@@ -80,9 +85,16 @@ impl Sinks {
             spool.unregister_consumer(INDEX_SINK).context("cannot forget the disabled index's spool position")?;
             tracing::info!("index disabled (index.enabled = false): the spool no longer keeps records for it");
         }
+        if config.detect.enabled {
+            gatelog_consumer::hold(&spool, DETECT_CONSUMER).context("cannot register detection with the spool")?;
+        } else if spool.stats().consumers.iter().any(|c| c.name == DETECT_CONSUMER) {
+            spool.unregister_consumer(DETECT_CONSUMER).context("cannot forget the disabled detection's spool position")?;
+            tracing::info!("detection disabled (detect.enabled = false): the spool no longer keeps records for it");
+        }
         let statuses = Statuses::default();
         let ch_status = statuses.add(SINK_NAME);
         let index_status = index_lock.as_ref().map(|_| statuses.add(INDEX_SINK));
+        let detect_status = config.detect.enabled.then(|| statuses.add(DETECT_CONSUMER));
         // Last, as it may start a server that must be stopped again (below, only a thread that
         // cannot start fails, and stops it).
         let link = StoreLink::start(config, ch_status.clone()).await?;
@@ -138,6 +150,31 @@ impl Sinks {
             }
             _ => (None, None),
         };
+        // Detection: the third consumer, on its own background thread like the sinks.
+        let (detect_stats, detect) = match detect_status {
+            Some(status) => {
+                let stats = Arc::new(WatchStats::default());
+                let runtime = DetectRuntime {
+                    config: config.detect.clone(),
+                    data_dir: config.data_dir.clone(),
+                    spool: spool.clone(),
+                    status: status.clone(),
+                    stats: stats.clone(),
+                    store: link.subscribe(),
+                    clock: clock.clone(),
+                    durability,
+                };
+                let task = reported(status, runtime.run(stop_rx.clone()));
+                match background::spawn_background("gatelog-detect", task) {
+                    Ok(handle) => (Some(stats), Some(handle)),
+                    Err(e) => {
+                        link.shutdown().await;
+                        return Err(anyhow::Error::new(e).context("cannot start the detection thread"));
+                    }
+                }
+            }
+            None => (None, None),
+        };
         Ok(Sinks {
             spool,
             link,
@@ -146,10 +183,12 @@ impl Sinks {
             index_status,
             index_stats,
             progress,
+            detect_stats,
             clock,
             stop,
             ch_sink,
             index_sink,
+            detect,
         })
     }
 
@@ -165,6 +204,16 @@ impl Sinks {
         }
     }
 
+    /// The `/metrics` collector of detection, when it runs.
+    pub fn detect_metrics(&self) -> Option<DetectMetrics> {
+        self.detect_stats.as_ref().map(|stats| DetectMetrics {
+            stats: stats.clone(),
+            statuses: self.statuses.clone(),
+            spool: self.spool.clone(),
+            clock: self.clock.clone(),
+        })
+    }
+
     /// The store, once connected and migrated.
     pub fn store(&self) -> Option<Store> {
         self.link.store()
@@ -177,7 +226,9 @@ impl Sinks {
 
     /// Whether a sink's task has ended (it failed, or was stopped).
     pub fn any_finished(&self) -> bool {
-        self.ch_sink.is_finished() || self.index_sink.as_ref().is_some_and(JoinHandle::is_finished)
+        self.ch_sink.is_finished()
+            || self.index_sink.as_ref().is_some_and(JoinHandle::is_finished)
+            || self.detect.as_ref().is_some_and(JoinHandle::is_finished)
     }
 
     /// Waits, at most `limit`, until every sink has stored what the spool held when called.
@@ -214,7 +265,7 @@ impl Sinks {
     /// Stops the sinks ([`SINK_STOP_GRACE`] at most), closes the spool and stops managed
     /// ClickHouse; then reports the first failure, if any.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let Sinks { spool, link, stop, ch_sink, index_sink, .. } = self;
+        let Sinks { spool, link, stop, ch_sink, index_sink, detect, .. } = self;
         let _ = stop.send(true);
         let grace = tokio::time::Instant::now() + SINK_STOP_GRACE;
         let ch = tokio::time::timeout_at(grace, ch_sink);
@@ -224,7 +275,13 @@ impl Sinks {
                 None => None,
             }
         };
-        let (ch_result, index_result) = tokio::join!(ch, index);
+        let detect = async {
+            match detect {
+                Some(handle) => Some(tokio::time::timeout_at(grace, handle).await),
+                None => None,
+            }
+        };
+        let (ch_result, index_result, detect_result) = tokio::join!(ch, index, detect);
         let closed = spool.close().await;
         link.shutdown().await;
         match ch_result {
@@ -237,6 +294,13 @@ impl Sinks {
             Some(Ok(result)) => result.context("the index sink panicked")?.context("the index sink failed")?,
             Some(Err(_)) => {
                 tracing::warn!("the index sink did not stop in time; what it did not commit stays in the spool")
+            }
+            None => {}
+        }
+        match detect_result {
+            Some(Ok(result)) => result.context("detection panicked")?.context("detection failed")?,
+            Some(Err(_)) => {
+                tracing::warn!("detection did not stop in time; what it did not checkpoint is judged again at the next start")
             }
             None => {}
         }

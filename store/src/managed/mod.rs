@@ -159,6 +159,17 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// The HTTP URL of the managed server another gatelog process runs under `data_dir` (e.g.
+/// `gatelog serve`), if one runs: read from its status file (a live pid) and its generated
+/// config. Lets a CLI command use it instead of failing with [`ManagedError::AlreadyRunning`].
+pub fn running_url(data_dir: &Path) -> Option<String> {
+    let root = fs::canonicalize(data_dir.join("clickhouse")).ok()?;
+    running_pid(&tables_dir(&root).join("status"))?;
+    let config = fs::read_to_string(root.join("config.xml")).ok()?;
+    let port: u16 = config.split("<http_port>").nth(1)?.split("</http_port>").next()?.trim().parse().ok()?;
+    Some(format!("http://127.0.0.1:{port}"))
+}
+
 impl ManagedClickHouse {
     /// Starts `clickhouse-server` with a generated config under `<data_dir>/clickhouse/` on
     /// free loopback ports and waits until it answers `SELECT 1`.

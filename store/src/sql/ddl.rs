@@ -29,7 +29,7 @@ impl Migration {
     }
 }
 
-fn on_cluster(opts: &SchemaOptions) -> String {
+pub(crate) fn on_cluster(opts: &SchemaOptions) -> String {
     opts.cluster.as_deref().map(|c| format!(" ON CLUSTER {c}")).unwrap_or_default()
 }
 
@@ -116,6 +116,11 @@ pub fn migrations(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Migration
         statements: rekey.statements(),
         rekey: Some(rekey),
     });
+    // Detection (findings, runs, alerts, their lifecycle): the same types in both profiles.
+    let names = ["create_findings", "create_detector_runs", "create_alerts", "create_alert_events"];
+    for ((table, name), version) in super::detection::DETECTION_TABLES.iter().zip(names).zip(6u32..) {
+        out.push(Migration { version, name, statements: super::detection::create_plain(table, opts), rekey: None });
+    }
     out
 }
 

@@ -1,0 +1,35 @@
+//! The half of gatelog that watches: streaming detection inside `gatelog serve` and the
+//! alert lifecycle behind `gatelog alerts`. The detectors themselves are pure
+//! (`gatelog-detect`); this crate feeds them from the spool, stores what they conclude in
+//! ClickHouse (`gatelog-store`), and checkpoints their state with the spool position.
+//!
+//! ```text
+//!  spool ──► runtime (Consumer "detect") ──► Engine ──► findings ──► AlertGrouper ──► alerts
+//!                 │                                                                    │
+//!                 └── checkpoint file (engine + groups + position) ◄── after ── ClickHouse:
+//!                                                 findings, alerts, alert_events, detector_runs
+//!  gatelog alerts list | show | ack | resolve ──► service ──► alert_events (appended)
+//! ```
+//!
+//! Module map:
+//! - [`runtime`]: [`DetectRuntime`], the spool consumer (commit order, replay, retries).
+//! - [`warmup`]: baselines learnt from ClickHouse history when there is no checkpoint.
+//! - [`checkpoint`]: the checkpoint file under `<data_dir>/detect/`.
+//! - [`service`]: list, show, acknowledge and resolve alerts (the CLI's logic; the HTTP
+//!   routes will call the same functions).
+//! - [`stats`]: [`WatchStats`], the counters `/metrics` reads.
+//!
+//! **Where notification attaches**: an alert is opened when its `open` event is appended to
+//! `alert_events` (actor `gatelog`, written by [`runtime`] after the alert's row in `alerts`
+//! and before the checkpoint). A mailer reads `open` events it has not delivered
+//! (`alert_events` with `action = 'open'`, joined to `alerts FINAL` by `alert_id`), which
+//! survives any crash of either side; both ids are stable across replays.
+
+pub mod checkpoint;
+pub mod runtime;
+pub mod service;
+pub mod stats;
+pub mod warmup;
+
+pub use runtime::{DETECT_CONSUMER, DetectRuntime, WatchError};
+pub use stats::WatchStats;
