@@ -248,7 +248,15 @@ pub(crate) fn check_sealed(
             break Some("only zeros follow".to_string());
         }
         let header = format::decode_header(&head).map_err(|e| {
-            corrupt(offset, format!("{e} in a sealed segment (record {seq} expected); {}", lost_advice(acked.seq)))
+            corrupt(
+                offset,
+                format!(
+                    "{e} in a sealed segment (record {seq} expected); records up to {} were acknowledged ({}); {}",
+                    acked.seq,
+                    acked.why,
+                    lost_advice(acked.seq)
+                ),
+            )
         })?;
         if header.seq != seq {
             return Err(corrupt(offset, format!("record has sequence {} where {seq} was expected", header.seq)));
