@@ -88,7 +88,9 @@ impl Sinks {
         if config.detect.enabled {
             gatelog_consumer::hold(&spool, DETECT_CONSUMER).context("cannot register detection with the spool")?;
         } else if spool.stats().consumers.iter().any(|c| c.name == DETECT_CONSUMER) {
-            spool.unregister_consumer(DETECT_CONSUMER).context("cannot forget the disabled detection's spool position")?;
+            spool
+                .unregister_consumer(DETECT_CONSUMER)
+                .context("cannot forget the disabled detection's spool position")?;
             tracing::info!("detection disabled (detect.enabled = false): the spool no longer keeps records for it");
         }
         let statuses = Statuses::default();
@@ -162,7 +164,7 @@ impl Sinks {
                     stats: stats.clone(),
                     store: link.subscribe(),
                     clock: clock.clone(),
-                    durability,
+                    durability: link.durability(config),
                 };
                 let task = reported(status, runtime.run(stop_rx.clone()));
                 match background::spawn_background("gatelog-detect", task) {
@@ -300,7 +302,9 @@ impl Sinks {
         match detect_result {
             Some(Ok(result)) => result.context("detection panicked")?.context("detection failed")?,
             Some(Err(_)) => {
-                tracing::warn!("detection did not stop in time; what it did not checkpoint is judged again at the next start")
+                tracing::warn!(
+                    "detection did not stop in time; what it did not checkpoint is judged again at the next start"
+                )
             }
             None => {}
         }
