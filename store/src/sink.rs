@@ -140,9 +140,14 @@ pub async fn run_clickhouse_sink(
                 None => tokio::select! {
                     biased;
                     () = shutdown.wait() => break,
-                    next = consumer.next() => match next? {
-                        Some(d) => stamped(d),
-                        None => break, // the spool was closed
+                    next = consumer.next() => match next {
+                        Ok(Some(d)) => stamped(d),
+                        Ok(None) => break, // the spool was closed
+                        // What was written before it is still acknowledged (below).
+                        Err(e) => {
+                            failed = Some(e.into());
+                            break;
+                        }
                     },
                 },
             };
