@@ -24,6 +24,7 @@ const STORE_WAIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
 
 pub async fn run(config: &Config, plan: &[(PathBuf, Dataset)], progress: bool) -> anyhow::Result<Totals> {
+    crate::clickhouse::check_sync_data_dir(config)?;
     let spool_dir = config.data_dir.join("spool");
     let spool = match open_spool(config) {
         Ok(spool) => spool,

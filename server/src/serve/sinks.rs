@@ -68,9 +68,10 @@ async fn reported<E: std::fmt::Display>(
 
 impl Sinks {
     /// Starts (or begins connecting to) ClickHouse and the sinks over `spool`. ClickHouse
-    /// being unreachable is not an error here (see [`super::store_link`]).
+    /// being unreachable is not an error here (see [`super::store_link`]). Callers check
+    /// `clickhouse.sync_data_dir` before they open the spool (nothing is created for a
+    /// config that cannot work).
     pub async fn start(config: &Config, spool: Spool) -> anyhow::Result<Sinks> {
-        crate::clickhouse::check_sync_data_dir(config)?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let index_lock = match config.index.enabled {
             true => Some(IndexLock::acquire(&config.data_dir)?),
