@@ -64,11 +64,37 @@ pub enum Command {
         #[command(subcommand)]
         command: AlertsCommand,
     },
+    /// Backtest: run stored history from --from to --to through the detectors of `[detect]`
+    /// and print what would have fired (findings and alerts). Nothing is stored or sent.
+    Detect(DetectArgs),
     /// Print SQL that gatelog emits.
     Sql {
         #[command(subcommand)]
         command: SqlCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct DetectArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Start of the period judged (RFC 3339 or epoch); the history before it (up to
+    /// `detect.runtime.warmup_lookback`) is learnt from first, as a warm-up would.
+    #[arg(long)]
+    pub from: String,
+    /// End of the period (exclusive).
+    #[arg(long)]
+    pub to: String,
+    /// Only this rule's findings (repeatable; `new_country`, `deny_burst_ip`, ...). Every
+    /// detector still runs, so the baselines are those of `gatelog serve`.
+    #[arg(long)]
+    pub rule: Vec<String>,
+    /// One JSON object per finding and per alert (`"kind"`), instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Never draw a progress bar, even on a terminal (a line per day read instead).
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 #[derive(Debug, Subcommand)]

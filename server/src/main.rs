@@ -8,6 +8,7 @@
 //! - [`backfill`]: `gatelog ingest FILE...`: files → bodies → the receiver's mapping → the
 //!   spool → the sinks `serve` runs (or posted to a running serve with `--server`).
 //! - [`demo`]: `gatelog demo`, the one-command tour.
+//! - [`detect`]: `gatelog detect --from --to`, a backtest of the detectors over stored history.
 //! - [`index`]: `gatelog index rebuild`, and the rebuild from ClickHouse that `serve` runs too.
 //! - [`serve`]: `gatelog serve`: receiver → spool → ClickHouse and index sinks, search.
 //! - [`proxy`]: `gatelog proxy` and `gatelog proxy check`.
@@ -20,6 +21,7 @@ mod cli;
 mod clickhouse;
 mod config;
 mod demo;
+mod detect;
 mod index;
 mod keys;
 mod priority;
@@ -64,6 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args).await,
         Command::Search(args) => serve::search::run_cli(args).await,
         Command::Alerts { command } => alerts::run(command).await,
+        Command::Detect(args) => detect::run(args).await,
         Command::Index { command: IndexCommand::Rebuild(args) } => index::run_cli(args).await,
         Command::Clickhouse { command: ClickhouseCommand::Run(args) } => clickhouse::run_foreground(args).await,
         Command::Keys { command } => keys::run_keys(command),

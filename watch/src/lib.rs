@@ -17,6 +17,7 @@
 //! - [`checkpoint`]: the checkpoint file under `<data_dir>/detect/`.
 //! - [`service`]: list, show, acknowledge and resolve alerts (the CLI's logic; the HTTP
 //!   routes will call the same functions).
+//! - [`backtest`]: stored history through the detectors (`gatelog detect`), nothing written.
 //! - [`stats`]: [`WatchStats`], the counters `/metrics` reads.
 //!
 //! **Where notification attaches**: an alert is opened when its `open` event is appended to
@@ -25,6 +26,7 @@
 //! (`alert_events` with `action = 'open'`, joined to `alerts FINAL` by `alert_id`), which
 //! survives any crash of either side; both ids are stable across replays.
 
+pub mod backtest;
 pub mod checkpoint;
 pub mod runtime;
 pub mod service;
