@@ -172,6 +172,15 @@ impl Tour<'_> {
             "  (counted FINAL: tail and workers_trace_events describe the same Worker invocations, their\n   decisions share event ids, and each is kept once, as the copy stored last)"
         );
 
+        if self.config.detect.enabled {
+            match store.recent_alerts(10_000).await {
+                Ok(alerts) => out.push_str(&report::render_alerts(&alerts, &self.config.data_dir)),
+                Err(e) => {
+                    let _ = writeln!(out, "warning: cannot read the alerts detection raised: {e}");
+                }
+            }
+        }
+
         let mut queries = vec![DEMO_SEARCH.to_owned()];
         match self.first_denied_principal(&client).await {
             Ok(Some(principal)) => queries.push(format!("{DEMO_SEARCH} AND principal:{principal}")),

@@ -40,6 +40,45 @@ pub fn render_summary(summary: &gatelog_store::StoreSummary) -> String {
     out
 }
 
+/// The alerts detection raised on the samples: how many per rule, with the latest summary
+/// of each rule, and the command that lists them.
+pub fn render_alerts(alerts: &[gatelog_model::Alert], data_dir: &Path) -> String {
+    let mut out = String::new();
+    if alerts.is_empty() {
+        let _ = writeln!(
+            out,
+            "
+detection raised no alert on this data"
+        );
+        return out;
+    }
+    let mut by_rule: std::collections::BTreeMap<&str, (u64, gatelog_model::Severity, &str)> =
+        std::collections::BTreeMap::new();
+    for a in alerts {
+        let entry = by_rule.entry(a.rule_id.as_str()).or_insert((0, a.severity, a.summary.as_str()));
+        entry.0 += 1;
+        entry.1 = entry.1.max(a.severity);
+    }
+    let _ = writeln!(
+        out,
+        "
+detection raised {} alerts (the samples' planted anomalies, among others):
+",
+        alerts.len()
+    );
+    let _ = writeln!(out, "  {:<22} {:>6}  {:<8}  for example", "rule", "alerts", "severity");
+    for (rule, (n, severity, summary)) in by_rule {
+        let _ = writeln!(out, "  {rule:<22} {n:>6}  {:<8}  {summary}", severity.as_str());
+    }
+    let data_dir = shell_quote(&data_dir.display().to_string());
+    let _ = writeln!(
+        out,
+        "
+  gatelog alerts list --data-dir {data_dir}        # then: gatelog alerts show ID"
+    );
+    out
+}
+
 /// Where to look next.
 #[derive(Debug)]
 pub struct Links<'a> {
