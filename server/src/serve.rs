@@ -92,18 +92,9 @@ pub struct Running {
     drain_timeout: Duration,
 }
 
-/// The spool's options from `[spool]`. One batch may take at most half the spool, so a small
-/// spool still opens (a larger batch is answered 413 by the receiver instead).
+/// The spool's options from `[spool]` (see `gatelog_spool::SpoolConfig::options`).
 pub fn spool_options(config: &Config) -> SpoolOptions {
-    let max_bytes = config.spool.max_bytes.as_u64();
-    SpoolOptions {
-        max_record_bytes: SpoolOptions::default().max_record_bytes.min(max_bytes / 2),
-        max_bytes,
-        segment_bytes: config.spool.segment_bytes.as_u64(),
-        fsync: config.spool.fsync,
-        // Preallocation makes fsyncs cheaper; without fsyncs it would only cost writes.
-        preallocate: config.spool.fsync,
-    }
+    config.spool.options()
 }
 
 /// Opens the spool under `<data_dir>/spool` (one process at a time: a second gets

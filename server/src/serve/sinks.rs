@@ -47,6 +47,8 @@ pub struct Sinks {
     ch_sink: JoinHandle<Result<(), SinkError>>,
     index_sink: Option<JoinHandle<Result<(), IndexSinkError>>>,
     detect: Option<JoinHandle<Result<(), WatchError>>>,
+    /// Retention in ClickHouse (`retention`): hourly, once the store is there.
+    retention: Option<JoinHandle<()>>,
 }
 
 /// Resolves once `true` is sent (or the sender is gone).
@@ -88,7 +90,9 @@ impl Sinks {
         if config.detect.enabled {
             gatelog_consumer::hold(&spool, DETECT_CONSUMER).context("cannot register detection with the spool")?;
         } else if spool.stats().consumers.iter().any(|c| c.name == DETECT_CONSUMER) {
-            spool.unregister_consumer(DETECT_CONSUMER).context("cannot forget the disabled detection's spool position")?;
+            spool
+                .unregister_consumer(DETECT_CONSUMER)
+                .context("cannot forget the disabled detection's spool position")?;
             tracing::info!("detection disabled (detect.enabled = false): the spool no longer keeps records for it");
         }
         let statuses = Statuses::default();
@@ -162,7 +166,7 @@ impl Sinks {
                     stats: stats.clone(),
                     store: link.subscribe(),
                     clock: clock.clone(),
-                    durability,
+                    durability: link.durability(config),
                 };
                 let task = reported(status, runtime.run(stop_rx.clone()));
                 match background::spawn_background("gatelog-detect", task) {
@@ -175,6 +179,19 @@ impl Sinks {
             }
             None => (None, None),
         };
+        // Retention: ClickHouse's expired months here; the index sink deletes its expired days.
+        let retention = config.retention_days().map(|days| {
+            let (store, stop, clock) = (link.subscribe(), stop_rx.clone(), clock.clone());
+            tokio::spawn(async move {
+                let store = tokio::select! {
+                    store = wait_for_store(store) => store,
+                    () = stopped(stop.clone()) => None,
+                };
+                if let Some(store) = store {
+                    gatelog_store::retention::run_retention(store, days, clock, stopped(stop)).await;
+                }
+            })
+        });
         Ok(Sinks {
             spool,
             link,
@@ -189,6 +206,7 @@ impl Sinks {
             ch_sink,
             index_sink,
             detect,
+            retention,
         })
     }
 
@@ -265,8 +283,12 @@ impl Sinks {
     /// Stops the sinks ([`SINK_STOP_GRACE`] at most), closes the spool and stops managed
     /// ClickHouse; then reports the first failure, if any.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let Sinks { spool, link, stop, ch_sink, index_sink, detect, .. } = self;
+        let Sinks { spool, link, stop, ch_sink, index_sink, detect, retention, .. } = self;
         let _ = stop.send(true);
+        if let Some(retention) = retention {
+            // Between two statements nothing is half done: a drop either ran or did not.
+            retention.abort();
+        }
         let grace = tokio::time::Instant::now() + SINK_STOP_GRACE;
         let ch = tokio::time::timeout_at(grace, ch_sink);
         let index = async {
@@ -300,7 +322,9 @@ impl Sinks {
         match detect_result {
             Some(Ok(result)) => result.context("detection panicked")?.context("detection failed")?,
             Some(Err(_)) => {
-                tracing::warn!("detection did not stop in time; what it did not checkpoint is judged again at the next start")
+                tracing::warn!(
+                    "detection did not stop in time; what it did not checkpoint is judged again at the next start"
+                )
             }
             None => {}
         }
