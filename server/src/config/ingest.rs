@@ -39,7 +39,7 @@ impl Default for IngestSection {
         IngestSection {
             batch_lines: 50_000,
             batch_bytes: ByteSize::mib(32),
-            max_line_bytes: ByteSize::mib(1),
+            max_line_bytes: ByteSize::b(gatelog_ingest::decode::DEFAULT_MAX_LINE as u64),
             max_decompressed_bytes: ByteSize::gib(64),
             write_concurrency: 2,
             max_event_age: gatelog_ingest::window::DEFAULT_MAX_AGE,
