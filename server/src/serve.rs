@@ -106,6 +106,8 @@ pub fn open_spool(config: &Config) -> Result<Spool, gatelog_spool::SpoolError> {
 /// Opens the spool, starts (or begins connecting to) ClickHouse and the sinks
 /// ([`Sinks::start`]), and serves on `listener`.
 pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Running> {
+    // A configuration that cannot work fails before anything is created under the data dir.
+    crate::clickhouse::check_sync_data_dir(config)?;
     let spool_dir = config.data_dir.join("spool");
     let spool = open_spool(config).with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
