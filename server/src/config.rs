@@ -135,7 +135,18 @@ impl Config {
 
     /// Parses TOML text; the error is toml's message, which names the key and line.
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+        toml::from_str(text).map_err(|e| {
+            let message = e.to_string().trim_end().to_owned();
+            // Written under a section (or below one, which TOML reads as inside it).
+            if message.contains("unknown field `retention`") {
+                format!(
+                    "{message}\nretention is a top-level key: put it above the first [section] \
+                     (it applies to ClickHouse and the index alike)"
+                )
+            } else {
+                message
+            }
+        })
     }
 
     /// Applies flags and environment variables over the file's values.
@@ -258,7 +269,8 @@ mod tests {
     fn unknown_keys_are_named_in_every_section() {
         for (text, key) in [
             ("retension = \"90days\"\n", "retension"),
-            ("[clickhouse]\nretention = \"90days\"\n", "retention"),
+            ("[clickhouse]\nretention = \"90days\"\n", "retention is a top-level key"),
+            ("[index]\nenabled = true\nretention = \"90days\"\n", "above the first [section]"),
             ("[spool]\nmax_byte = 1\n", "max_byte"),
             ("[index]\nenable = false\n", "enable"),
             ("[ingest]\nbatch_line = 1\n", "batch_line"),
