@@ -95,3 +95,31 @@ impl IngestSection {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_is_the_default_and_every_message_names_its_key() {
+        let empty: IngestSection = toml::from_str("").unwrap();
+        assert_eq!(empty, IngestSection::default());
+        empty.validate().unwrap();
+        let e = toml::from_str::<IngestSection>("batch_line = 1").unwrap_err().to_string();
+        assert!(e.contains("batch_line"), "{e}");
+        for (text, key) in [
+            ("batch_lines = 0", "ingest.batch_lines"),
+            ("batch_bytes = \"1 KiB\"", "ingest.batch_bytes"),
+            ("batch_bytes = \"65 MiB\"", "ingest.batch_bytes"),
+            ("max_line_bytes = \"100 B\"\nbatch_bytes = \"1 MiB\"", "ingest.max_line_bytes"),
+            ("max_decompressed_bytes = \"1 KiB\"", "ingest.max_decompressed_bytes"),
+            ("max_event_age = \"10m\"", "ingest.max_event_age"),
+            ("max_event_lead = \"400days\"", "ingest.max_event_lead"),
+            ("write_concurrency = 65", "ingest.write_concurrency"),
+        ] {
+            let section: IngestSection = toml::from_str(text).unwrap();
+            let e = section.validate().unwrap_err().to_string();
+            assert!(e.starts_with(&format!("{key}: ")), "{text}: {e}");
+        }
+    }
+}
