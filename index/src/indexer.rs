@@ -42,7 +42,7 @@ use crate::day::{self, Day};
 use crate::merge::CappedMergePolicy;
 use crate::payload::{self, CommitPayload};
 use crate::schema::{self, Fields};
-use gatelog_model::{AccessDecision, Batch};
+use gatelog_model::{AccessDecision, Batch, UnixMillis};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -70,6 +70,9 @@ pub struct IndexerOptions {
     /// two days (see the module docs). Each decision this close to midnight costs a delete
     /// in the neighbouring day's index. At most one day.
     pub dedup_window: Duration,
+    /// Day indexes wholly older than this are deleted ([`Indexer::expire`], on the sink's
+    /// ticks), and decisions older than it are no longer indexed. `None` keeps every day.
+    pub retention: Option<Duration>,
 }
 
 impl Default for IndexerOptions {
@@ -82,6 +85,7 @@ impl Default for IndexerOptions {
             max_open_writers: 4,
             merge_max_docs: 100_000,
             dedup_window: Duration::from_secs(3600),
+            retention: None,
         }
     }
 }
@@ -427,6 +431,25 @@ impl Indexer {
         self.floor = Some(self.floor.map_or(before, |f| f.max(before)));
         self.days.retain(|d| *d >= before);
         day::drop_before(&self.dir, before)
+    }
+
+    /// Applies `retention` at `now`: deletes the day indexes that end before `now - retention`
+    /// (the day holding that instant is kept whole) and skips older decisions from now on.
+    /// Cheap when nothing newly expired. Returns the days removed.
+    pub fn expire(&mut self, now: UnixMillis) -> Result<Vec<Day>, IndexError> {
+        let Some(retention) = self.opts.retention else {
+            return Ok(Vec::new());
+        };
+        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let before = Day::of(UnixMillis(now.0.saturating_sub(retention_ms)));
+        if self.floor.is_some_and(|floor| floor >= before) {
+            return Ok(Vec::new());
+        }
+        let dropped = self.drop_before(before)?;
+        if !dropped.is_empty() {
+            tracing::info!(days = dropped.len(), first_kept = %before, "retention: dropped expired day indexes");
+        }
+        Ok(dropped)
     }
 
     fn check(&self) -> Result<(), IndexError> {

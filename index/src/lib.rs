@@ -3,8 +3,11 @@
 //! The index is disposable: ClickHouse is the store of record and [`rebuild`] recreates it.
 //!
 //! Module map:
+//! - [`config`]: [`IndexConfig`], the `[index]` section of `gatelog.toml`, and the
+//!   [`IndexerOptions`] it builds (retention included).
 //! - [`schema`]: the tantivy schema (one document per decision), tokenizers, default fields.
-//! - [`day`]: [`Day`], the `decisions-YYYYMMDD/` folders, listing and retention ([`drop_before`]).
+//! - [`day`]: [`Day`], the `decisions-YYYYMMDD/` folders, listing and retention ([`drop_before`];
+//!   [`Indexer::expire`] applies `IndexerOptions::retention`).
 //! - [`indexer`]: [`Indexer`], writes and commit rounds; the exactly-once design and invariant.
 //! - `payload`: the commit payload and position recovery after a crash.
 //! - [`merge`]: [`CappedMergePolicy`], background merges bounded in size (and so in memory).
@@ -17,6 +20,7 @@
 //! - [`error`]: the error type, [`IndexError`].
 
 pub mod collector;
+pub mod config;
 pub mod day;
 pub mod error;
 pub mod indexer;
@@ -31,6 +35,7 @@ pub mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use config::IndexConfig;
 pub use day::{Day, drop_before, list_days};
 pub use error::IndexError;
 pub use indexer::{Indexer, IndexerOptions};

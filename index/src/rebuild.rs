@@ -7,10 +7,11 @@
 //! [`crate::Indexer`] may run on `dir` meanwhile; searchers pick the new folders up on their
 //! next search. A crash before the swap leaves the old index (and a staging folder the next
 //! rebuild removes); decisions are added as the sink adds them (replacing by `event_id`), so
-//! copies of one event in the stream end up once.
+//! copies of one event in the stream end up once. Decisions older than the options'
+//! retention are skipped.
 
 use crate::{IndexError, Indexer, IndexerOptions};
-use gatelog_model::AccessDecision;
+use gatelog_model::{AccessDecision, Clock as _, SystemClock};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -73,6 +74,8 @@ fn build<E: std::fmt::Display>(
         fs::remove_dir_all(staging).map_err(IndexError::io("removing", staging))?;
     }
     let mut indexer = Indexer::open(staging, opts)?;
+    // Decisions older than the retention are not indexed again.
+    indexer.expire(SystemClock.now())?;
     let mut count = 0u64;
     let mut max_seq = 0u64;
     for decision in decisions {

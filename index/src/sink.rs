@@ -18,6 +18,10 @@
 //! went away is reported as the lost index it is ([`IndexError::Lost`], rebuilt by the
 //! caller), not as a broken one.
 //!
+//! Retention ([`crate::IndexerOptions::retention`]) is applied on the ticks too: a day index
+//! wholly older than it is deleted ([`Indexer::expire`]), at the latest a `commit_interval`
+//! after midnight UTC.
+//!
 //! The thread inherits the CPU priority of the thread that calls [`run_sink`], and tantivy's
 //! indexing and merge threads inherit the thread's: `gatelog serve` runs the sink on a
 //! background-priority thread, so on a small machine the HTTP receiver's mapping (what a
@@ -28,6 +32,7 @@
 use crate::stats::Pending;
 use crate::{IndexError, IndexSinkStats, Indexer};
 use gatelog_consumer::{Acker, Consumer, Decode, Delivery, Status, WhenGone};
+use gatelog_model::{Clock as _, SystemClock};
 use gatelog_spool::Spool;
 use std::future::Future;
 use std::sync::Arc;
@@ -161,6 +166,7 @@ impl Worker<'_> {
                 }
                 Msg::Tick => {
                     w.indexer.check_intact()?;
+                    w.indexer.expire(SystemClock.now())?;
                     if w.indexer.has_pending() {
                         w.commit_and_ack()?;
                     }

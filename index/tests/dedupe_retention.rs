@@ -159,3 +159,59 @@ fn copies_across_midnight_are_one_document() {
     let searcher = Searcher::open(tmp.path(), "gatelog");
     assert_eq!(searcher.count("event_id:far", None, None).unwrap(), 1);
 }
+
+/// `IndexerOptions::retention` (what `retention` in gatelog.toml sets): as time passes, a
+/// day is deleted once it ended more than the retention ago, never before; late decisions
+/// of an expired day are not indexed, and a reopened index does not bring it back.
+#[test]
+fn the_retention_option_expires_days_as_time_passes() {
+    use gatelog_index::{Indexer, IndexerOptions};
+    use gatelog_model::{Batch, UnixMillis};
+    use std::time::Duration;
+
+    let all = sample("http_requests.ndjson");
+    let days: Vec<Day> = all.iter().map(|d| Day::of(d.time)).collect::<BTreeSet<_>>().into_iter().collect();
+    assert!(days.len() >= 2, "the sample spans {} days", days.len());
+    let (first, second) = (days[0], days[1]);
+    let retention = Duration::from_secs(2 * 86_400);
+    let opts =
+        IndexerOptions { writer_memory_bytes: 15_000_000, retention: Some(retention), ..IndexerOptions::default() };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut indexer = Indexer::open(tmp.path(), opts).unwrap();
+    indexer.index_batch(1, &Batch { decisions: all.clone(), ..Batch::default() }).unwrap();
+    indexer.commit().unwrap();
+    let searcher = Searcher::open(tmp.path(), "gatelog");
+    let total = unique_last(&all).len() as u64;
+    assert_eq!(searcher.count("", None, None).unwrap(), total);
+
+    let two_days = 2 * 86_400_000;
+    // The first day's start is exactly the retention ago: nothing of it is older yet.
+    assert!(indexer.expire(UnixMillis(first.start().0 + two_days)).unwrap().is_empty());
+    // The first day ended just under the retention ago: still kept.
+    assert!(indexer.expire(UnixMillis(first.end().0 + two_days - 1)).unwrap().is_empty());
+    assert!(tmp.path().join(first.dir_name()).exists());
+    // An hour into the second day, plus the retention: the first day is wholly older.
+    let now = UnixMillis(second.start().0 + two_days + 3_600_000);
+    assert_eq!(indexer.expire(now).unwrap(), vec![first]);
+    assert!(indexer.expire(now).unwrap().is_empty(), "a second look drops nothing");
+    assert!(!tmp.path().join(first.dir_name()).exists());
+    assert!(tmp.path().join(second.dir_name()).exists());
+    let kept = unique_last(&all).into_iter().filter(|d| Day::of(d.time) >= second).count() as u64;
+    assert!(kept > 0 && kept < total);
+    assert_eq!(searcher.count("", None, None).unwrap(), kept);
+
+    // A late decision of the expired day is not indexed; a reopened index stays as it was.
+    let late: Vec<_> = all.iter().filter(|d| Day::of(d.time) == first).take(1).cloned().collect();
+    indexer.index_batch(2, &Batch { decisions: late, ..Batch::default() }).unwrap();
+    indexer.commit().unwrap();
+    assert!(!tmp.path().join(first.dir_name()).exists());
+    drop(indexer);
+    let reopened = Indexer::open(tmp.path(), opts).unwrap();
+    assert_eq!(reopened.position(), 2);
+    assert_eq!(searcher.count("", None, None).unwrap(), kept);
+
+    // Without a retention nothing expires, however late it is.
+    let mut keep_all = Indexer::open(tmp.path(), IndexerOptions { retention: None, ..opts }).unwrap();
+    assert!(keep_all.expire(UnixMillis(i64::MAX / 2)).unwrap().is_empty());
+    assert!(tmp.path().join(second.dir_name()).exists());
+}

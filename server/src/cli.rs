@@ -451,6 +451,9 @@ pub struct SqlDumpArgs {
     /// Render the `ON CLUSTER` / Replicated / Distributed variant for this cluster.
     #[arg(long)]
     pub cluster: Option<String>,
+    /// Render the TTL that `retention` (in days) sets on the modern profile.
+    #[arg(long)]
+    pub retention_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

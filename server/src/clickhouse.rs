@@ -6,7 +6,7 @@ use crate::config::Config;
 use anyhow::Context;
 use gatelog_store::durability::{Durability, SyncFilesystem};
 use gatelog_store::managed::{ManagedClickHouse, ManagedOptions};
-use gatelog_store::{RetryPolicy, Store, StoreConfig};
+use gatelog_store::{Store, StoreConfig};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,25 +92,11 @@ pub async fn stop_managed(managed: Option<ManagedClickHouse>) {
     }
 }
 
-/// `[clickhouse]` as the store's configuration, for `url`: credentials leave the URL here
-/// (`config::login`), so the store's URL is the one safe to show or send as a URL.
+/// The store's configuration for `url`: `[clickhouse]` and `retention`, built by the store's
+/// own config type (credentials leave the URL there, so the store's URL is the one safe to
+/// show or send as a URL).
 pub fn store_config(config: &Config, url: &str) -> anyhow::Result<StoreConfig> {
-    let ch = &config.clickhouse;
-    let login = ch.login(url)?;
-    Ok(StoreConfig {
-        url: login.url,
-        compression: ch.compression,
-        database: ch.database.clone(),
-        user: login.user,
-        password: login.password,
-        cluster: ch.cluster.clone(),
-        retry: RetryPolicy {
-            max_attempts: ch.max_attempts,
-            initial_backoff: ch.initial_backoff,
-            max_backoff: ch.max_backoff,
-        },
-        ..StoreConfig::default()
-    })
+    Ok(config.store_config(url)?)
 }
 
 /// Connects and migrates (each retried per the store's retry policy).
@@ -156,11 +142,7 @@ pub fn check_sync_data_dir(config: &Config) -> anyhow::Result<()> {
 
 /// How gatelog runs its managed server.
 fn managed_options(config: &Config) -> ManagedOptions {
-    ManagedOptions {
-        nice: config.clickhouse.managed_nice,
-        stop_timeout: MANAGED_STOP_TIMEOUT,
-        ..ManagedOptions::default()
-    }
+    config.clickhouse.managed_options(MANAGED_STOP_TIMEOUT)
 }
 
 /// How long managed ClickHouse gets to stop on SIGTERM before it is killed (a hung or stopped

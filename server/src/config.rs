@@ -3,30 +3,46 @@
 //! An empty file (or no file) is the default configuration: managed ClickHouse under
 //! `./gatelog-data`, database `gatelog`. Unknown keys are errors, and every validation
 //! message names the key it is about, e.g. `clickhouse.url: expected http:// or https://`.
+//!
+//! The pattern: each crate owns its section's type (serde, `deny_unknown_fields`, `Default`,
+//! `validate()` naming the full key) and the method that turns it into its runtime options;
+//! [`Config`] only composes them: `[clickhouse]` is `gatelog_store::ClickHouseConfig`,
+//! `[spool]` `gatelog_spool::SpoolConfig`, `[index]` `gatelog_index::IndexConfig`,
+//! `[receiver]` `gatelog_ingest::http::ReceiverConfig`, `[detect]` `gatelog_detect::DetectConfig`.
+//! The binary's own sections are here: `[server]` (`config::server`), `[ingest]` (the
+//! `gatelog ingest` command, `config::ingest`), `[report]`, and the top-level `data_dir` and
+//! `retention`, which reaches ClickHouse and the index alike.
 
-use bytesize::ByteSize;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-mod login;
+mod ingest;
 mod server;
 
+pub use ingest::IngestSection;
 pub use server::ServerSection;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Where gatelog keeps its state: the managed ClickHouse, later the spool and index.
+    /// Where gatelog keeps its state: the managed ClickHouse, the spool, the index.
     pub data_dir: PathBuf,
-    pub clickhouse: ClickHouseSection,
+    /// How long decisions, raw records and dead letters are kept, in ClickHouse (month
+    /// partitions wholly older are dropped; 20.5+ also a row TTL) and in the index (day
+    /// folders wholly older are deleted). Whole days; absent keeps everything. Never applied
+    /// to `ingest_batches` or to detection's tables (README, "Retention").
+    #[serde(with = "humantime_serde")]
+    pub retention: Option<Duration>,
+    /// `[clickhouse]`: the store of record (every key in `examples/gatelog.toml`).
+    pub clickhouse: gatelog_store::ClickHouseConfig,
     pub ingest: IngestSection,
     pub server: ServerSection,
     /// `[receiver]`: tokens, body limits, backpressure of the HTTP ingest routes.
     pub receiver: gatelog_ingest::http::ReceiverConfig,
-    pub spool: SpoolSection,
-    pub index: IndexSection,
+    pub spool: gatelog_spool::SpoolConfig,
+    pub index: gatelog_index::IndexConfig,
     pub report: ReportSection,
     /// `[detect]`: the detectors and their runtime in `gatelog serve` (every key, with its
     /// default, in `examples/detect.toml`).
@@ -42,183 +58,25 @@ pub struct ReportSection {
     pub signing_key: Option<PathBuf>,
 }
 
-/// `[spool]`: the write-ahead log under `<data_dir>/spool`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SpoolSection {
-    /// Total size; beyond it ingest answers 429 with Retry-After.
-    pub max_bytes: ByteSize,
-    pub segment_bytes: ByteSize,
-    /// Turn off only for benchmarks: a 2xx would no longer mean durable.
-    pub fsync: bool,
-}
-
-impl Default for SpoolSection {
-    fn default() -> Self {
-        SpoolSection { max_bytes: ByteSize::gib(4), segment_bytes: ByteSize::mib(64), fsync: true }
-    }
-}
-
-/// `[index]`: the tantivy full-text index under `<data_dir>/index`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IndexSection {
-    pub enabled: bool,
-    /// The index sink commits at least this often while anything is waiting.
-    #[serde(with = "humantime_serde")]
-    pub commit_interval: Duration,
-    /// tantivy's indexing memory per day being written (usually one or two days at once);
-    /// when full, tantivy writes a segment early. At least 15 MB.
-    pub writer_memory: ByteSize,
-    /// The most decisions one background merge of a day's segments may produce. A merge
-    /// holds memory in proportion to its size; a large day ends in more, smaller segments.
-    pub merge_max_docs: u64,
-    /// Copies of one event (Tail and Logpush) whose times are at most this far apart are one
-    /// search hit even when they fall on both sides of midnight (ClickHouse counts them once
-    /// whatever the distance). Each decision this close to midnight costs a delete in the
-    /// neighbouring day's index. At most 24h.
-    #[serde(with = "humantime_serde")]
-    pub dedup_window: Duration,
-}
-
-impl Default for IndexSection {
-    fn default() -> Self {
-        IndexSection {
-            enabled: true,
-            commit_interval: Duration::from_secs(1),
-            writer_memory: ByteSize::mib(32),
-            merge_max_docs: 100_000,
-            dedup_window: Duration::from_secs(3600),
-        }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("gatelog-data"),
-            clickhouse: ClickHouseSection::default(),
+            retention: None,
+            clickhouse: gatelog_store::ClickHouseConfig::default(),
             ingest: IngestSection::default(),
             server: ServerSection::default(),
             receiver: gatelog_ingest::http::ReceiverConfig::default(),
-            spool: SpoolSection::default(),
-            index: IndexSection::default(),
+            spool: gatelog_spool::SpoolConfig::default(),
+            index: gatelog_index::IndexConfig::default(),
             report: ReportSection::default(),
             detect: gatelog_detect::DetectConfig::default(),
         }
     }
 }
 
-/// `[clickhouse]`: the store of record. Its `Debug` hides the password and the URL's.
-#[derive(Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClickHouseSection {
-    /// HTTP URL of an existing server. Absent: gatelog starts and stops its own.
-    pub url: Option<String>,
-    pub database: String,
-    pub user: String,
-    pub password: String,
-    /// A cluster name from the server's `remote_servers`: tables are created `ON CLUSTER`.
-    pub cluster: Option<String>,
-    /// `auto` (LZ4 for remote servers, none on loopback, where it only costs CPU), `lz4`, `none`.
-    pub compression: gatelog_store::InsertCompression,
-    /// Attempts per write before giving up on a retryable error.
-    pub max_attempts: u32,
-    #[serde(with = "humantime_serde")]
-    pub initial_backoff: Duration,
-    #[serde(with = "humantime_serde")]
-    pub max_backoff: Duration,
-    /// `gatelog serve`: spool records are written in groups of up to this many lines...
-    pub sink_batch_lines: u64,
-    /// ... or this many bytes (bounds the sink's memory) ...
-    pub sink_batch_bytes: ByteSize,
-    /// ... waiting at most this long for a group to fill.
-    #[serde(with = "humantime_serde")]
-    pub sink_linger: Duration,
-    /// Managed ClickHouse only: its nice value (0 = gatelog's priority, 19 = lowest), so its
-    /// inserts and merges yield the cores to the receiver's acknowledgements.
-    pub managed_nice: i32,
-    /// A server given by `url` that runs on this machine: its data dir (e.g.
-    /// `/var/lib/clickhouse`). `gatelog serve` then runs `syncfs` on it before the spool may
-    /// forget records ClickHouse stored, as it does for managed ClickHouse: ClickHouse does
-    /// not fsync its parts by default, and a machine crash would lose what the spool let go.
-    pub sync_data_dir: Option<PathBuf>,
-}
-
-impl ClickHouseSection {
-    /// How the ClickHouse sink of `gatelog serve` groups spool records.
-    pub fn sink_options(&self) -> gatelog_store::sink::SinkOptions {
-        gatelog_store::sink::SinkOptions {
-            max_lines: self.sink_batch_lines,
-            max_bytes: self.sink_batch_bytes.as_u64(),
-            linger: self.sink_linger,
-            ..gatelog_store::sink::SinkOptions::default()
-        }
-    }
-}
-
-impl Default for ClickHouseSection {
-    fn default() -> Self {
-        ClickHouseSection {
-            url: None,
-            database: "gatelog".to_owned(),
-            user: "default".to_owned(),
-            password: String::new(),
-            cluster: None,
-            compression: gatelog_store::InsertCompression::Auto,
-            max_attempts: 8,
-            initial_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(10),
-            sink_batch_lines: 100_000,
-            sink_batch_bytes: ByteSize::mib(32),
-            sink_linger: Duration::from_secs(1),
-            managed_nice: 19,
-            sync_data_dir: None,
-        }
-    }
-}
-
-/// `[ingest]`: how files and bodies are cut and bounded.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct IngestSection {
-    /// Lines per batch (one body of the file, mapped as the receiver maps a request): the
-    /// unit of idempotence.
-    pub batch_lines: usize,
-    /// A batch closes once it holds this many bytes of NDJSON (bounds memory, and keeps the
-    /// mapped batch within one spool record and the body within what a server accepts).
-    pub batch_bytes: ByteSize,
-    /// A longer line becomes a dead letter instead of being parsed.
-    pub max_line_bytes: ByteSize,
-    /// Cap on the inflated size of one gzip member stream (decompression-bomb guard).
-    pub max_decompressed_bytes: ByteSize,
-    /// Batches mapped ahead of the one being appended to the spool (or posted).
-    pub write_concurrency: usize,
-    /// Lines whose event time lies more than this before the ingest run are dead letters.
-    #[serde(with = "humantime_serde")]
-    pub max_event_age: Duration,
-    /// Lines whose event time lies more than this after the ingest run are dead letters.
-    #[serde(with = "humantime_serde")]
-    pub max_event_lead: Duration,
-}
-
-/// The largest `ingest.batch_bytes`: its mapped batch (about twice the NDJSON) stays well
-/// within a spool record (256 MiB), and the body within the receiver's `max_body_bytes`.
-pub const MAX_INGEST_BATCH_BYTES: ByteSize = ByteSize::mib(64);
-
-impl Default for IngestSection {
-    fn default() -> Self {
-        IngestSection {
-            batch_lines: 50_000,
-            batch_bytes: ByteSize::mib(32),
-            max_line_bytes: ByteSize::mib(1),
-            max_decompressed_bytes: ByteSize::gib(64),
-            write_concurrency: 2,
-            max_event_age: gatelog_ingest::window::DEFAULT_MAX_AGE,
-            max_event_lead: gatelog_ingest::window::DEFAULT_MAX_LEAD,
-        }
-    }
-}
+/// The longest `retention` (a DateTime TTL must stay within 2105 on every server).
+const MAX_RETENTION_DAYS: u64 = 36_500;
 
 /// Values from flags and their `GATELOG_*` twins; `None` leaves the file's value.
 #[derive(Debug, Clone, Default)]
@@ -248,6 +106,15 @@ pub enum ConfigError {
     /// `[detect]`'s own validation, which names its key (`detect.deny_burst_ip.threshold: …`).
     #[error("{0}")]
     Detect(#[from] gatelog_detect::ConfigError),
+    /// `[clickhouse]`'s own validation (`clickhouse.database: …`).
+    #[error("{0}")]
+    Store(#[from] gatelog_store::config::ConfigError),
+    /// `[spool]`'s own validation (`spool.segment_bytes: …`).
+    #[error("{0}")]
+    Spool(#[from] gatelog_spool::config::ConfigError),
+    /// `[index]`'s own validation (`index.merge_max_docs: …`).
+    #[error("{0}")]
+    Index(#[from] gatelog_index::config::ConfigError),
 }
 
 impl Config {
@@ -268,7 +135,18 @@ impl Config {
 
     /// Parses TOML text; the error is toml's message, which names the key and line.
     pub fn parse(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+        toml::from_str(text).map_err(|e| {
+            let message = e.to_string().trim_end().to_owned();
+            // Written under a section (or below one, which TOML reads as inside it).
+            if message.contains("unknown field `retention`") {
+                format!(
+                    "{message}\nretention is a top-level key: put it above the first [section] \
+                     (it applies to ClickHouse and the index alike)"
+                )
+            } else {
+                message
+            }
+        })
     }
 
     /// Applies flags and environment variables over the file's values.
@@ -297,172 +175,57 @@ impl Config {
         self
     }
 
-    /// Checks what serde cannot: ranges, formats, combinations.
+    /// `retention` in whole days, as ClickHouse's retention takes it.
+    pub fn retention_days(&self) -> Option<u32> {
+        self.retention.map(|r| u32::try_from(r.as_secs() / 86_400).unwrap_or(u32::MAX))
+    }
+
+    /// The store's runtime options for the server at `url` (configured or managed):
+    /// `[clickhouse]` with `retention`.
+    pub fn store_config(&self, url: &str) -> Result<gatelog_store::StoreConfig, ConfigError> {
+        Ok(self.clickhouse.store_config(url, self.retention_days())?)
+    }
+
+    /// The index's options: `[index]` with `retention`.
+    pub fn indexer_options(&self) -> gatelog_index::IndexerOptions {
+        self.index.indexer_options(self.retention)
+    }
+
+    /// Checks what serde cannot: ranges, formats, combinations. Each section checks its own
+    /// keys; this checks the top-level ones.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
         if self.data_dir.as_os_str().is_empty() {
             return invalid("data_dir", "must not be empty".into());
         }
-        if let Some(url) = &self.clickhouse.url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
+        if let Some(retention) = self.retention {
+            let shown = humantime::format_duration(retention);
+            if retention < Duration::from_secs(86_400) {
+                return invalid("retention", format!("must be at least 1day, got {shown}"));
+            }
+            if retention.as_secs() % 86_400 != 0 || retention.subsec_nanos() != 0 {
+                return invalid("retention", format!("must be whole days (e.g. \"400days\"), got {shown}"));
+            }
+            if retention.as_secs() / 86_400 > MAX_RETENTION_DAYS {
                 return invalid(
-                    "clickhouse.url",
-                    format!(
-                        "expected an http:// or https:// URL of ClickHouse's HTTP interface, got \"{}\"",
-                        gatelog_model::RedactedUrl::new(url)
-                    ),
+                    "retention",
+                    format!("must be at most {MAX_RETENTION_DAYS}days (leave it out to keep everything), got {shown}"),
                 );
             }
-            self.clickhouse.login(url)?;
         }
-        if let Some(dir) = &self.clickhouse.sync_data_dir {
-            if self.clickhouse.url.is_none() {
-                return invalid(
-                    "clickhouse.sync_data_dir",
-                    "is for a server given by clickhouse.url; managed ClickHouse's data dir is synced already".into(),
-                );
-            }
-            if dir.as_os_str().is_empty() {
-                return invalid("clickhouse.sync_data_dir", "must not be empty".into());
-            }
-        }
-        if !is_identifier(&self.clickhouse.database) {
-            return invalid(
-                "clickhouse.database",
-                format!(
-                    "{:?} is not a plain identifier (letters, digits and _, not starting with a digit)",
-                    self.clickhouse.database
-                ),
-            );
-        }
-        if let Some(cluster) = &self.clickhouse.cluster
-            && !is_identifier(cluster)
-        {
-            return invalid("clickhouse.cluster", format!("{cluster:?} is not a plain identifier"));
-        }
-        if self.clickhouse.user.is_empty() {
-            return invalid("clickhouse.user", "must not be empty (ClickHouse's default user is `default`)".into());
-        }
-        if self.clickhouse.sink_batch_lines == 0 {
-            return invalid("clickhouse.sink_batch_lines", "must be at least 1".into());
-        }
-        if self.clickhouse.sink_batch_bytes.as_u64() == 0 {
-            return invalid("clickhouse.sink_batch_bytes", "must be more than 0 bytes".into());
-        }
-        if self.clickhouse.sink_linger > Duration::from_secs(60) {
-            return invalid(
-                "clickhouse.sink_linger",
-                format!(
-                    "{} is longer than 60s: decisions would wait that long before ClickHouse sees them",
-                    humantime::format_duration(self.clickhouse.sink_linger)
-                ),
-            );
-        }
-        if !(0..=19).contains(&self.clickhouse.managed_nice) {
-            return invalid(
-                "clickhouse.managed_nice",
-                format!(
-                    "must be between 0 (gatelog's own priority) and 19 (the lowest), got {}",
-                    self.clickhouse.managed_nice
-                ),
-            );
-        }
-        if self.clickhouse.max_attempts == 0 {
-            return invalid("clickhouse.max_attempts", "must be at least 1".into());
-        }
-        if self.clickhouse.initial_backoff > self.clickhouse.max_backoff {
-            return invalid(
-                "clickhouse.initial_backoff",
-                format!(
-                    "{} is longer than clickhouse.max_backoff ({})",
-                    humantime::format_duration(self.clickhouse.initial_backoff),
-                    humantime::format_duration(self.clickhouse.max_backoff)
-                ),
-            );
-        }
-        if !(1..=1_000_000).contains(&self.ingest.batch_lines) {
-            return invalid(
-                "ingest.batch_lines",
-                format!("must be between 1 and 1000000, got {}", self.ingest.batch_lines),
-            );
-        }
-        if self.ingest.batch_bytes < self.ingest.max_line_bytes {
-            return invalid("ingest.batch_bytes", "must be at least ingest.max_line_bytes".into());
-        }
-        if self.ingest.batch_bytes > MAX_INGEST_BATCH_BYTES {
-            return invalid(
-                "ingest.batch_bytes",
-                format!(
-                    "must be at most {MAX_INGEST_BATCH_BYTES} (a batch, mapped, is one spool record), got {}",
-                    self.ingest.batch_bytes
-                ),
-            );
-        }
-        if self.ingest.max_line_bytes.as_u64() < 1024 {
-            return invalid(
-                "ingest.max_line_bytes",
-                format!("must be at least 1 KiB, got {}", self.ingest.max_line_bytes),
-            );
-        }
-        if self.ingest.max_decompressed_bytes < self.ingest.max_line_bytes {
-            return invalid("ingest.max_decompressed_bytes", "must be at least ingest.max_line_bytes".into());
-        }
-        if self.ingest.max_event_age < Duration::from_secs(3600)
-            || self.ingest.max_event_age > Duration::from_secs(100 * 31_557_600)
-        {
-            return invalid(
-                "ingest.max_event_age",
-                format!(
-                    "must be between 1h and 100years, got {}",
-                    humantime::format_duration(self.ingest.max_event_age)
-                ),
-            );
-        }
-        if self.ingest.max_event_lead > Duration::from_secs(366 * 86_400) {
-            return invalid(
-                "ingest.max_event_lead",
-                format!("must be at most 366days, got {}", humantime::format_duration(self.ingest.max_event_lead)),
-            );
-        }
+        self.clickhouse.validate()?;
+        self.ingest.validate()?;
         self.server.validate()?;
         if let Err(e) = self.receiver.validate() {
             return Err(ConfigError::Receiver(e.to_string()));
         }
         self.detect.validate()?;
-        if self.spool.segment_bytes.as_u64() < 1 << 20 || self.spool.segment_bytes > self.spool.max_bytes {
-            return invalid("spool.segment_bytes", "must be at least 1 MiB and at most spool.max_bytes".into());
-        }
-        if self.index.writer_memory.as_u64() < 15_000_000 || self.index.writer_memory > ByteSize::gib(4) {
-            return invalid(
-                "index.writer_memory",
-                format!("must be between 15 MB (tantivy's minimum) and 4 GiB, got {}", self.index.writer_memory),
-            );
-        }
-        if !(10_000..=10_000_000).contains(&self.index.merge_max_docs) {
-            return invalid(
-                "index.merge_max_docs",
-                format!("must be between 10000 and 10000000, got {}", self.index.merge_max_docs),
-            );
-        }
-        if self.index.dedup_window > Duration::from_secs(86_400) {
-            return invalid(
-                "index.dedup_window",
-                format!("must be at most 24h, got {}", humantime::format_duration(self.index.dedup_window)),
-            );
-        }
-        if self.index.commit_interval.is_zero() {
-            return invalid("index.commit_interval", "must be longer than 0s".into());
-        }
+        self.spool.validate()?;
+        self.index.validate()?;
         if self.report.signing_key.as_ref().is_some_and(|p| p.as_os_str().is_empty() || p.ends_with("..")) {
             return invalid(
                 "report.signing_key",
                 "must name a file (or be left out for <data_dir>/keys/signing.key)".into(),
-            );
-        }
-        if !(1..=64).contains(&self.ingest.write_concurrency) {
-            return invalid(
-                "ingest.write_concurrency",
-                format!("must be between 1 and 64, got {}", self.ingest.write_concurrency),
             );
         }
         Ok(())
@@ -484,15 +247,88 @@ pub fn resolve_keys(args: &crate::cli::KeyLocationArgs) -> Result<Config, Config
     Ok(config)
 }
 
-fn is_identifier(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytesize::ByteSize;
+
+    #[test]
+    fn every_section_alone_and_empty_is_the_default() {
+        for section in ["clickhouse", "ingest", "server", "receiver", "spool", "index", "report", "detect"] {
+            let c = Config::parse(&format!("[{section}]\n")).unwrap();
+            assert_eq!(c, Config::default(), "[{section}]");
+        }
+        let c = Config::default();
+        assert_eq!(c.clickhouse.compression, gatelog_store::InsertCompression::Auto);
+        assert_eq!(c.store_config("http://ch:8123").unwrap().compression, gatelog_store::InsertCompression::Auto);
+        assert_eq!(c.indexer_options(), gatelog_index::IndexerOptions::default());
+        assert_eq!(c.spool.options(), gatelog_spool::SpoolOptions::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_named_in_every_section() {
+        for (text, key) in [
+            ("retension = \"90days\"\n", "retension"),
+            ("[clickhouse]\nretention = \"90days\"\n", "retention is a top-level key"),
+            ("[index]\nenabled = true\nretention = \"90days\"\n", "above the first [section]"),
+            ("[spool]\nmax_byte = 1\n", "max_byte"),
+            ("[index]\nenable = false\n", "enable"),
+            ("[ingest]\nbatch_line = 1\n", "batch_line"),
+            ("[server]\nlisten_addr = \"x\"\n", "listen_addr"),
+            ("[storage]\n", "storage"),
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(err.contains(key), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn retention_is_whole_days_and_reaches_clickhouse_and_the_index() {
+        let c = Config::parse("retention = \"400days\"\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.retention_days(), Some(400));
+        assert_eq!(c.store_config("http://ch:8123").unwrap().retention_days, Some(400));
+        assert_eq!(c.indexer_options().retention, Some(Duration::from_secs(400 * 86_400)));
+        assert_eq!(Config::default().store_config("http://ch:8123").unwrap().retention_days, None);
+        assert_eq!(Config::default().indexer_options().retention, None);
+        for (text, says) in [
+            ("retention = \"12h\"\n", "at least 1day"),
+            ("retention = \"36h\"\n", "whole days"),
+            ("retention = \"200years\"\n", "at most 36500days"),
+        ] {
+            let err = Config::parse(text).unwrap().validate().unwrap_err().to_string();
+            assert!(err.starts_with("retention: ") && err.contains(says), "{text}: {err}");
+        }
+        assert!(Config::parse("retention = 90\n").unwrap_err().contains("retention"));
+    }
+
+    #[test]
+    fn profile_and_timeouts_come_from_the_file() {
+        let c = Config::parse(
+            "[clickhouse]\nprofile = \"modern\"\nrequest_timeout = \"30s\"\nmutation_timeout = \"10m\"\n",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let s = c.store_config("http://ch:8123").unwrap();
+        assert_eq!(s.profile, Some(gatelog_store::SchemaProfile::Modern));
+        assert_eq!((s.request_timeout, s.mutation_timeout), (Duration::from_secs(30), Duration::from_secs(600)));
+        let err = Config::parse("[clickhouse]\nrequest_timeout = \"0s\"\n").unwrap().validate().unwrap_err();
+        assert!(err.to_string().starts_with("clickhouse.request_timeout: "), "{err}");
+    }
+
+    #[test]
+    fn sections_validate_with_their_keys() {
+        for (text, key) in [
+            ("[spool]\nsegment_bytes = \"10 KiB\"\n", "spool.segment_bytes"),
+            ("[index]\ncommit_interval = \"0s\"\n", "index.commit_interval"),
+            ("[ingest]\nwrite_concurrency = 0\n", "ingest.write_concurrency"),
+            ("[clickhouse]\nmax_attempts = 0\n", "clickhouse.max_attempts"),
+            ("data_dir = \"\"\n", "data_dir"),
+        ] {
+            let err = Config::parse(text).unwrap().validate().unwrap_err().to_string();
+            assert!(err.starts_with(&format!("{key}: ")), "{text}: {err}");
+        }
+    }
 
     #[test]
     fn empty_file_is_the_default() {

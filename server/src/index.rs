@@ -210,15 +210,9 @@ impl IndexLock {
     }
 }
 
-/// The index options `[index]` asks for.
+/// The index options `[index]` and `retention` ask for.
 pub fn indexer_options(config: &crate::config::Config) -> IndexerOptions {
-    IndexerOptions {
-        commit_interval: config.index.commit_interval,
-        writer_memory_bytes: usize::try_from(config.index.writer_memory.as_u64()).unwrap_or(usize::MAX),
-        merge_max_docs: config.index.merge_max_docs,
-        dedup_window: config.index.dedup_window,
-        ..IndexerOptions::default()
-    }
+    config.indexer_options()
 }
 
 /// `gatelog index rebuild`: the index of the data dir again from ClickHouse, with progress.

@@ -79,7 +79,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = gatelog_store::sql::SchemaOptions {
                 database: args.database,
                 cluster: args.cluster,
-                ..gatelog_store::sql::SchemaOptions::default()
+                retention_days: args.retention_days,
             };
             let dump = gatelog_store::sql::render_dump(profile, &options);
             print_stdout(&dump).context("cannot write the dump to stdout")?;

@@ -168,6 +168,7 @@
 //! rejections, segments created/deleted, torn tails) and an fsync latency histogram.
 
 mod acks;
+pub mod config;
 mod error;
 mod format;
 mod gc;
@@ -181,6 +182,7 @@ mod recovery;
 mod repair;
 mod writer;
 
+pub use config::SpoolConfig;
 pub use error::SpoolError;
 pub use format::{HEADER_LEN, record_size};
 pub use locate::RecordLocation;

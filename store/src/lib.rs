@@ -3,7 +3,9 @@
 //! for a private `clickhouse-server`.
 //!
 //! Module map:
-//! - [`config`]: [`StoreConfig`] and [`RetryPolicy`] (serde, `deny_unknown_fields`).
+//! - [`config`]: [`ClickHouseConfig`], the `[clickhouse]` section of `gatelog.toml` (serde,
+//!   `deny_unknown_fields`, `validate()`), which builds the runtime [`StoreConfig`] and
+//!   [`RetryPolicy`]; the login taken out of `clickhouse.url`.
 //! - [`profile`]: [`SchemaProfile`] (`Legacy` for 18.16 ≤ server < 20.5, `Modern` after) and
 //!   [`ServerVersion`].
 //! - `schema`: the four data tables as data, rendered per profile (one source for DDL,
@@ -22,6 +24,8 @@
 //!   and [`Store::summary`].
 //! - `scan`: [`Store::decision_days`] and [`Store::scan_day`], every decision read back a
 //!   day at a time ([`DecisionScan`]), for rebuilding the index from ClickHouse.
+//! - [`retention`]: [`Store::expire`] drops wholly expired months of decisions, raw records
+//!   and dead letters (both profiles); [`retention::run_retention`] runs it hourly in `serve`.
 //! - [`sink`]: [`sink::run_clickhouse_sink`], the spool → ClickHouse consumer of `gatelog serve`.
 //! - [`detection`]: findings, detector runs, alerts and alert events written and read;
 //!   history (decisions, arrivals) for the detectors' warm-up. Their SQL: [`sql::detection`].
@@ -53,6 +57,7 @@ mod migrate;
 mod order;
 pub mod profile;
 pub mod read;
+pub mod retention;
 mod rowbinary;
 mod scan;
 mod schema;
@@ -63,7 +68,7 @@ mod store;
 pub mod testing;
 mod writer;
 
-pub use config::{InsertCompression, RetryPolicy, StoreConfig};
+pub use config::{ClickHouseConfig, InsertCompression, RetryPolicy, StoreConfig};
 pub use error::{FailureKind, StoreError};
 pub use migrate::MigrationReport;
 pub use profile::{SchemaProfile, ServerVersion};

@@ -5,7 +5,7 @@
 use crate::rowbinary::RowEncoder;
 use crate::sql::{
     Lit, REKEY_LOOKS, Rekey, RekeySeen, RekeyStep, create_database, create_schema_migrations, migrations, render,
-    retention, storage_table,
+    retained_tables, retention, storage_table,
 };
 use crate::store::with_retries;
 use crate::{Store, StoreError};
@@ -96,6 +96,20 @@ impl Store {
                 self.execute("ALTER TABLE MODIFY TTL", &self.qualified(&local), &sql).await?;
                 tracing::info!(table = %local, ttl = %expr, "retention set");
                 report.retention_set.push(local);
+            }
+        }
+        if opts.retention_days.is_none() && profile == crate::SchemaProfile::Modern {
+            for def in retained_tables() {
+                let local = storage_table(opts, def.name);
+                if let Some(engine) = self.engine_of(&local).await?
+                    && engine.contains(" TTL ")
+                {
+                    // Removing a TTL needs a newer server than the profile does; say what to do.
+                    tracing::warn!(table = %local, engine = %engine,
+                        "retention is not set, but the table keeps the TTL an earlier retention set: \
+                         ClickHouse goes on deleting by it; set retention to the period you want, or run \
+                         ALTER TABLE ... REMOVE TTL");
+                }
             }
         }
         Ok(report)

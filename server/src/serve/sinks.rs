@@ -47,6 +47,8 @@ pub struct Sinks {
     ch_sink: JoinHandle<Result<(), SinkError>>,
     index_sink: Option<JoinHandle<Result<(), IndexSinkError>>>,
     detect: Option<JoinHandle<Result<(), WatchError>>>,
+    /// Retention in ClickHouse (`retention`): hourly, once the store is there.
+    retention: Option<JoinHandle<()>>,
 }
 
 /// Resolves once `true` is sent (or the sender is gone).
@@ -178,6 +180,19 @@ impl Sinks {
             }
             None => (None, None),
         };
+        // Retention: ClickHouse's expired months here; the index sink deletes its expired days.
+        let retention = config.retention_days().map(|days| {
+            let (store, stop, clock) = (link.subscribe(), stop_rx.clone(), clock.clone());
+            tokio::spawn(async move {
+                let store = tokio::select! {
+                    store = wait_for_store(store) => store,
+                    () = stopped(stop.clone()) => None,
+                };
+                if let Some(store) = store {
+                    gatelog_store::retention::run_retention(store, days, clock, stopped(stop)).await;
+                }
+            })
+        });
         Ok(Sinks {
             spool,
             link,
@@ -192,6 +207,7 @@ impl Sinks {
             ch_sink,
             index_sink,
             detect,
+            retention,
         })
     }
 
@@ -268,8 +284,12 @@ impl Sinks {
     /// Stops the sinks ([`SINK_STOP_GRACE`] at most), closes the spool and stops managed
     /// ClickHouse; then reports the first failure, if any.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let Sinks { spool, link, stop, ch_sink, index_sink, detect, .. } = self;
+        let Sinks { spool, link, stop, ch_sink, index_sink, detect, retention, .. } = self;
         let _ = stop.send(true);
+        if let Some(retention) = retention {
+            // Between two statements nothing is half done: a drop either ran or did not.
+            retention.abort();
+        }
         let grace = tokio::time::Instant::now() + SINK_STOP_GRACE;
         let ch = tokio::time::timeout_at(grace, ch_sink);
         let index = async {

@@ -33,7 +33,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The managed server (if gatelog runs one) and the store, once connected and migrated.
 #[derive(Debug)]
 pub struct StoreLink {
-    /// The server's URL without credentials (see `config::login`), safe to show.
+    /// The server's URL without credentials (see `gatelog_store::config::ClickHouseConfig::login`), safe to show.
     pub url: String,
     /// The user gatelog logs in as, and whether with a password (for the demo's hints).
     pub user: String,

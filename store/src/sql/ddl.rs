@@ -177,6 +177,35 @@ pub(crate) fn retention(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<(&'
         .collect()
 }
 
+/// The tables retention applies to: `decisions`, `raw_records` and `dead_letters` (not
+/// `ingest_batches`, the ledger of arrivals, nor detection's tables: see README.md).
+pub(crate) fn retained_tables() -> impl Iterator<Item = &'static TableDef> {
+    let tables: &'static [&'static TableDef] = &TABLES;
+    tables.iter().copied().filter(|d| d.retention)
+}
+
+/// The months (`toYYYYMM` of the partition column, which is the partition id) of `def`
+/// that lie wholly before the month of the `?` instant (epoch seconds): what retention may
+/// drop. Read through the `Distributed` table in cluster mode, so every shard's rows count.
+pub(crate) fn expired_months(def: &TableDef, opts: &SchemaOptions) -> String {
+    let col = def.partition_by;
+    format!(
+        "SELECT DISTINCT toUInt32(toYYYYMM({col})) AS month FROM {}.{} WHERE toYYYYMM({col}) < toYYYYMM(toDateTime(?, 'UTC')) ORDER BY month",
+        opts.database, def.name
+    )
+}
+
+/// Drops one month partition of `def`'s storage table (on every node in cluster mode). A
+/// month without rows is no error on 18.16 and 26.9.
+pub(crate) fn drop_partition(def: &TableDef, opts: &SchemaOptions, month: u32) -> String {
+    format!(
+        "ALTER TABLE {}.{}{} DROP PARTITION {month}",
+        opts.database,
+        storage_table(opts, def.name),
+        on_cluster(opts)
+    )
+}
+
 fn ttl_expression(column: &str, days: u32) -> String {
     format!("toDateTime({column}) + toIntervalDay({days})")
 }

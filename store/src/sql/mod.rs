@@ -12,7 +12,10 @@ mod rekey;
 mod samples;
 
 pub use ddl::{Migration, migrations};
-pub(crate) use ddl::{create_database, create_schema_migrations, retention, storage_table};
+pub(crate) use ddl::{
+    create_database, create_schema_migrations, drop_partition, expired_months, retained_tables, retention,
+    storage_table,
+};
 pub(crate) use queries::{Lit, Queries, quote_into, render};
 pub use rekey::{REKEY_LOOKS, Rekey, RekeySeen, RekeyStep};
 pub use samples::{SamplePayload, sample_payloads};
@@ -194,6 +197,16 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
         out.push(templated(&format!("mutation.delete_batch.{table}"), template, &[b]));
     }
     out.push(templated("query.pending_mutations", &q.pending_mutations, &[Lit::Str(db), Lit::Str(&local)]));
+    // Retention (`Store::expire`): find the wholly expired months, drop each. The example
+    // month holds none of the example rows.
+    for def in retained_tables() {
+        out.push(templated(
+            &format!("query.expired_months.{}", def.name),
+            &expired_months(def, opts),
+            &[Lit::I64(EXAMPLE_MS / 1000)],
+        ));
+        out.push(Statement::same(format!("retention.drop_partition.{}", def.name), drop_partition(def, opts, 202401)));
+    }
     for r in crate::read::registered(profile, opts) {
         out.push(Statement { name: r.name, sql: r.template, exec: r.sql });
     }
@@ -257,6 +270,22 @@ mod tests {
         assert!(dump.contains("decision LowCardinality(String)"));
         assert!(dump.contains("MODIFY TTL toDateTime(time) + toIntervalDay(30)"));
         assert!(!render_dump(SchemaProfile::Modern, &opts(None, None)).contains("TTL"));
+    }
+
+    #[test]
+    fn retention_drops_whole_months_of_three_tables_on_both_profiles() {
+        for profile in [SchemaProfile::Legacy, SchemaProfile::Modern] {
+            let dump = render_dump(profile, &opts(Some("c1"), None));
+            for (table, col) in [("decisions", "time"), ("raw_records", "time"), ("dead_letters", "received_at")] {
+                assert!(dump.contains(&format!("ALTER TABLE gl.{table}_local ON CLUSTER c1 DROP PARTITION 202401")));
+                assert!(dump.contains(&format!(
+                    "SELECT DISTINCT toUInt32(toYYYYMM({col})) AS month FROM gl.{table} WHERE toYYYYMM({col}) < toYYYYMM(toDateTime(1740990713, 'UTC'))"
+                )));
+            }
+            for kept in ["ingest_batches", "findings", "alerts", "alert_events", "detector_runs"] {
+                assert!(!dump.contains(&format!("gl.{kept}_local ON CLUSTER c1 DROP PARTITION")), "{kept}");
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! (a wrong one still connected as `default`). URLs are only ever shown through
 //! [`gatelog_model::RedactedUrl`].
 
-use super::{ClickHouseSection, ConfigError};
+use super::{ClickHouseConfig, ConfigError};
 use gatelog_model::RedactedUrl;
 use std::fmt;
 
@@ -31,18 +31,21 @@ impl fmt::Debug for ClickHouseLogin {
     }
 }
 
-impl fmt::Debug for ClickHouseSection {
+impl fmt::Debug for ClickHouseConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClickHouseSection")
+        f.debug_struct("ClickHouseConfig")
             .field("url", &self.url.as_deref().map(RedactedUrl::new))
             .field("database", &self.database)
             .field("user", &self.user)
             .field("password", &if self.password.is_empty() { "" } else { "***" })
             .field("cluster", &self.cluster)
+            .field("profile", &self.profile)
             .field("compression", &self.compression)
             .field("max_attempts", &self.max_attempts)
             .field("initial_backoff", &self.initial_backoff)
             .field("max_backoff", &self.max_backoff)
+            .field("request_timeout", &self.request_timeout)
+            .field("mutation_timeout", &self.mutation_timeout)
             .field("sink_batch_lines", &self.sink_batch_lines)
             .field("sink_batch_bytes", &self.sink_batch_bytes)
             .field("sink_linger", &self.sink_linger)
@@ -53,14 +56,14 @@ impl fmt::Debug for ClickHouseSection {
 }
 
 fn invalid(message: String) -> ConfigError {
-    ConfigError::Invalid { key: "clickhouse.url", message }
+    ConfigError { key: "clickhouse.url".to_owned(), message }
 }
 
 fn decode(text: &str) -> String {
     percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
 }
 
-impl ClickHouseSection {
+impl ClickHouseConfig {
     /// The login for `url` (the configured one, or managed ClickHouse's): its credentials
     /// taken out and checked against `clickhouse.user` / `clickhouse.password`.
     pub fn login(&self, url: &str) -> Result<ClickHouseLogin, ConfigError> {
@@ -129,8 +132,8 @@ impl ClickHouseSection {
 mod tests {
     use super::*;
 
-    fn section(user: &str, password: &str) -> ClickHouseSection {
-        ClickHouseSection { user: user.into(), password: password.into(), ..ClickHouseSection::default() }
+    fn section(user: &str, password: &str) -> ClickHouseConfig {
+        ClickHouseConfig { user: user.into(), password: password.into(), ..ClickHouseConfig::default() }
     }
 
     #[test]
@@ -153,10 +156,10 @@ mod tests {
         let same = section("writer", "s3").login("http://writer:s3@h:1").unwrap();
         assert_eq!((same.user.as_str(), same.password.as_str()), ("writer", "s3"));
         assert!(!format!("{same:?}").contains("s3"), "{same:?}");
-        let configured = ClickHouseSection {
+        let configured = ClickHouseConfig {
             url: Some("http://w:topsecret@h:1".into()),
             password: "alsosecret".into(),
-            ..ClickHouseSection::default()
+            ..ClickHouseConfig::default()
         };
         let shown = format!("{configured:?}");
         assert!(
