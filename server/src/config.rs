@@ -31,6 +31,9 @@ pub struct Config {
     /// `[detect]`: the detectors and their runtime in `gatelog serve` (every key, with its
     /// default, in `examples/detect.toml`).
     pub detect: gatelog_detect::DetectConfig,
+    /// `[notify]`: e-mail to on-call for every opened alert (SMTP, or `.eml` files under
+    /// `<data_dir>/outbox`).
+    pub notify: gatelog_notify::NotifyConfig,
 }
 
 /// `[report]`: evidence reports and bundles.
@@ -105,6 +108,7 @@ impl Default for Config {
             index: IndexSection::default(),
             report: ReportSection::default(),
             detect: gatelog_detect::DetectConfig::default(),
+            notify: gatelog_notify::NotifyConfig::default(),
         }
     }
 }
@@ -248,6 +252,9 @@ pub enum ConfigError {
     /// `[detect]`'s own validation, which names its key (`detect.deny_burst_ip.threshold: …`).
     #[error("{0}")]
     Detect(#[from] gatelog_detect::ConfigError),
+    /// `[notify]`'s own validation, which names its key (`notify.smtp.tls: …`).
+    #[error("{0}")]
+    Notify(#[from] gatelog_notify::ConfigError),
 }
 
 impl Config {
@@ -429,6 +436,7 @@ impl Config {
             return Err(ConfigError::Receiver(e.to_string()));
         }
         self.detect.validate()?;
+        self.notify.validate()?;
         if self.spool.segment_bytes.as_u64() < 1 << 20 || self.spool.segment_bytes > self.spool.max_bytes {
             return invalid("spool.segment_bytes", "must be at least 1 MiB and at most spool.max_bytes".into());
         }
@@ -515,6 +523,23 @@ mod tests {
         assert!(err.starts_with("detect.deny_burst_ip.threshold:"), "{err}");
         let c = Config::parse("[detect.runtime]\ntick_interval = \"0s\"\n").unwrap();
         assert!(c.validate().unwrap_err().to_string().starts_with("detect.runtime.tick_interval:"));
+    }
+
+    #[test]
+    fn notify_section_is_embedded_validated_and_strict() {
+        let c = Config::parse("[notify]\n").unwrap();
+        assert_eq!(c.notify, gatelog_notify::NotifyConfig::default());
+        assert!(c.notify.enabled && c.notify.smtp.is_none(), "on, writing .eml files, unless configured");
+        let err = Config::parse("[notify.smtp]\nhots = \"x\"\n").unwrap_err();
+        assert!(err.contains("hots"), "{err}");
+        let c = Config::parse(
+            "[notify]\nto = [\"oncall@example.com\"]\n[notify.smtp]\nhost = \"mail.example.com\"\ntls = \"none\"\n",
+        )
+        .unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("notify.smtp.tls:") && err.contains("mail.example.com"), "{err}");
+        let c = Config::parse("[notify.retry]\ninitial_backoff = \"2h\"\n").unwrap();
+        assert!(c.validate().unwrap_err().to_string().starts_with("notify.retry.initial_backoff:"));
     }
 
     #[test]
