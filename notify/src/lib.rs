@@ -25,6 +25,8 @@
 //! - [`transport`]: [`Transport`] with [`SmtpTransport`], [`FileTransport`] and the
 //!   [`MemoryTransport`] test double.
 //! - [`mailer`]: [`Mailer`], the loop `gatelog serve` runs; [`stats`]: its `/metrics` counters.
+//! - `testing` (feature `testing`): `testing::SmtpServer`, a real SMTP server (aiosmtpd) on
+//!   loopback for this and other crates' tests.
 
 pub mod config;
 pub mod mail;
@@ -32,6 +34,8 @@ pub mod mailer;
 pub mod plan;
 pub mod render;
 pub mod stats;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transport;
 pub mod why;
 

@@ -5,11 +5,9 @@
 //! the server gone, a hand-over fails with an error naming where it was going.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
-mod common;
-
-use common::{SmtpServer, free_port, has_both_parts, header};
 use gatelog_model::UnixMillis;
 use gatelog_notify::mail::{Mail, MailKind, alert_message_id};
+use gatelog_notify::testing::{SmtpServer, free_port, has_both_parts, header};
 use gatelog_notify::{MemoryTransport, SmtpConfig, SmtpTransport, TlsMode, Transport};
 
 fn mail() -> Mail {
@@ -72,7 +70,7 @@ async fn lettre_against_a_real_smtp_server_keeps_the_contract() {
     let config = SmtpConfig { host: "127.0.0.1".into(), port: Some(port), tls: TlsMode::None, ..SmtpConfig::default() };
     let smtp = SmtpTransport::new(&config).unwrap();
     let maildir = server.maildir.clone();
-    let received = move || common::messages(&maildir);
+    let received = move || gatelog_notify::testing::messages(&maildir);
     let target = format!("127.0.0.1:{port}");
     contract(&smtp, &received, &mut || server.stop(), &target).await;
 }

@@ -4,10 +4,8 @@
 //! windows are stepped through, never waited for.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
-mod common;
-
-use common::{SmtpServer, free_port, has_both_parts, header};
 use gatelog_model::{Alert, AlertEvent, Clock, Finding, FixedClock, Severity, UnixMillis};
+use gatelog_notify::testing::{SmtpServer, free_port, has_both_parts, header};
 use gatelog_notify::{Mailer, NotifyConfig, NotifyStats, RetryConfig, SmtpConfig, TlsMode};
 use gatelog_store::Store;
 use gatelog_store::testing::TestClickHouse;
@@ -106,7 +104,7 @@ async fn an_opened_alert_reaches_the_smtp_server_once_with_both_parts() {
     assert_eq!(header(m, "Message-ID"), Some(format!("<alert.{}@gatelog>", alert.alert_id)));
     assert_eq!(header(m, "To").as_deref(), Some("oncall@example.com"));
     assert!(header(m, "Subject").unwrap().contains("new_country"), "{m}");
-    let (text, html) = common::parts(m);
+    let (text, html) = gatelog_notify::testing::parts(m);
     let link = format!("https://gatelog.example.com/v1/alerts/{}", alert.alert_id);
     for needle in ["alice1@example.com", "198.51.100.1", "(RU)", "new country", "countries_seen"] {
         assert!(text.contains(needle) && html.contains(needle), "{needle} missing:\n{text}\n{html}");
@@ -210,7 +208,7 @@ async fn over_the_rate_limit_alerts_fold_into_a_digest_sent_when_the_window_ends
     let digest = got.iter().find(|m| header(m, "Message-ID").is_some_and(|id| id.starts_with("<digest."))).unwrap();
     assert!(has_both_parts(digest));
     assert!(header(digest, "Subject").unwrap().contains("2 alerts folded by the rate limit"), "{digest}");
-    let (text, html) = common::parts(digest);
+    let (text, html) = gatelog_notify::testing::parts(digest);
     for a in [&second, &fourth] {
         assert!(
             text.contains(&a.alert_id[..12]) && html.contains(&a.alert_id[..12]),
@@ -243,7 +241,7 @@ async fn without_an_smtp_server_mails_are_eml_files_under_the_outbox() {
     let eml = std::fs::read_to_string(&expected).unwrap();
     assert!(has_both_parts(&eml));
     assert_eq!(header(&eml, "To").as_deref(), Some("oncall@localhost"));
-    assert!(common::parts(&eml).0.contains("alice5@example.com"));
+    assert!(gatelog_notify::testing::parts(&eml).0.contains("alice5@example.com"));
     let rows = store.deliveries_of(&[&alert.alert_id]).await.unwrap();
     assert_eq!((rows[0].channel.as_str(), rows[0].target.clone()), ("file", expected.display().to_string()));
     drop(store);

@@ -1,8 +1,9 @@
-//! A real SMTP server for the tests: `python -m aiosmtpd` on a loopback port, storing what
-//! it receives in a Maildir, started and stopped by the test (and killed on drop).
+//! Test support (feature `testing`): a real SMTP server for this and other crates' tests,
+//! `python -m aiosmtpd` on a loopback port storing what it receives in a Maildir, started
+//! and stopped by the test (killed on drop), and readers for what it received.
 //! The Python is `GATELOG_SMTPD_PYTHON`, else the workspace's `.venv/bin/python` (aiosmtpd
 //! is in `./x`'s test dependencies), else `python3`.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support: failing loudly is the point
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
