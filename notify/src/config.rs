@@ -52,6 +52,11 @@ pub struct NotifyConfig {
     pub poll_interval: Duration,
     /// Decisions listed in one alert's mail (the rest are counted).
     pub events_per_mail: usize,
+    /// Detection reads the spool beside the ClickHouse sink and may open an alert before the
+    /// decisions behind it are stored: a mail waits at most this long after the alert opened
+    /// for them, then goes without the missing ones.
+    #[serde(with = "humantime_serde")]
+    pub events_grace: Duration,
     /// `[notify.retry]`: backoff between attempts at one message.
     pub retry: RetryConfig,
     /// `[notify.rate_limit]`: mails per window; the excess folds into a digest.
@@ -71,6 +76,7 @@ impl Default for NotifyConfig {
             outbox_dir: None,
             poll_interval: Duration::from_secs(1),
             events_per_mail: 10,
+            events_grace: Duration::from_secs(20),
             retry: RetryConfig::default(),
             rate_limit: RateLimitConfig::default(),
             smtp: None,
@@ -333,6 +339,9 @@ impl NotifyConfig {
                 "notify.events_per_mail",
                 format!("must be between 1 and 100, got {}", self.events_per_mail),
             ));
+        }
+        if self.events_grace > Duration::from_secs(600) {
+            return Err(invalid("notify.events_grace", "must be at most 10m"));
         }
         let r = &self.retry;
         if r.initial_backoff.is_zero() {

@@ -51,6 +51,8 @@ pub struct RoundReport {
     pub sent: usize,
     pub failed: usize,
     pub folded: usize,
+    /// Alert mails left for a later round: the decisions behind them are not stored yet.
+    pub postponed: usize,
     /// The first failure's message.
     pub error: Option<String>,
     /// When something not due now becomes due.
@@ -212,8 +214,9 @@ impl Mailer {
                 }
             };
             match sent {
-                Ok(()) => report.sent += 1,
-                Err(e) => {
+                None => report.postponed += 1,
+                Some(Ok(())) => report.sent += 1,
+                Some(Err(e)) => {
                     report.failed += 1;
                     report.error.get_or_insert(e);
                     break;
@@ -223,12 +226,13 @@ impl Mailer {
         Ok(report)
     }
 
+    /// `None`: postponed (the decisions behind it are not stored yet, see `events_grace`).
     async fn send_alert(
         &mut self,
         store: &Store,
         p: &Pending,
         attempt: u32,
-    ) -> Result<Result<(), String>, NotifyError> {
+    ) -> Result<Option<Result<(), String>>, NotifyError> {
         let alert = &p.alert;
         let findings = store.alert_findings(&alert.alert_id, FINDINGS_PER_MAIL).await?;
         let mut seen = BTreeSet::new();
@@ -239,14 +243,20 @@ impl Mailer {
             .filter(|id| seen.insert(*id))
             .collect();
         let n = self.config.events_per_mail;
-        let events = store.decisions_by_ids(&alert.tenant, &event_ids[..event_ids.len().min(n)], n as u64).await?;
+        let wanted = &event_ids[..event_ids.len().min(n)];
+        let events = store.decisions_by_ids(&alert.tenant, wanted, n as u64).await?;
+        let grace = i64::try_from(self.config.events_grace.as_millis()).unwrap_or(i64::MAX);
+        if events.len() < wanted.len() && self.clock.now().0 < p.opened.0.saturating_add(grace) {
+            // The ClickHouse sink has not stored them yet: the next round looks again.
+            return Ok(None);
+        }
         let facts =
             AlertFacts { alert, opened: p.opened, findings: &findings, events: &events, total_events: event_ids.len() };
         let mail = self.renderer.alert_mail(facts, self.clock.now())?;
         let result = self.transport.send(&mail).await;
         let row = record(alert, &mail, attempt, self.transport.channel().as_str(), &result, self.clock.now());
         store.record_deliveries(std::slice::from_ref(&row)).await?;
-        Ok(self.after_attempt(MailKind::Alert, 1, &mail, attempt, result))
+        Ok(Some(self.after_attempt(MailKind::Alert, 1, &mail, attempt, result)))
     }
 
     async fn send_digest(
@@ -256,9 +266,9 @@ impl Mailer {
         listed: &[(Alert, UnixMillis)],
         window_start: UnixMillis,
         attempt: u32,
-    ) -> Result<Result<(), String>, NotifyError> {
+    ) -> Result<Option<Result<(), String>>, NotifyError> {
         if listed.is_empty() {
-            return Ok(Ok(()));
+            return Ok(None);
         }
         let mail = self.renderer.digest_mail(message_id, listed, window_start, self.clock.now())?;
         let result = self.transport.send(&mail).await;
@@ -267,7 +277,7 @@ impl Mailer {
         let rows: Vec<AlertDelivery> =
             listed.iter().map(|(a, _)| record(a, &mail, attempt, channel, &result, at)).collect();
         store.record_deliveries(&rows).await?;
-        Ok(self.after_attempt(MailKind::Digest, listed.len(), &mail, attempt, result))
+        Ok(Some(self.after_attempt(MailKind::Digest, listed.len(), &mail, attempt, result)))
     }
 
     /// Counts the attempt, logs a failure, and pauses the transport after one.

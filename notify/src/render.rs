@@ -29,6 +29,8 @@ const MAX_QUERY_CHARS: usize = 600;
 const MAX_SUBJECT_CHARS: usize = 160;
 /// How far before the first and after the last event the search link looks.
 const SEARCH_MARGIN_MS: i64 = 15 * 60_000;
+/// Findings whose evidence an alert's mail shows (the rest are counted).
+const FINDINGS_SHOWN: usize = 5;
 
 /// A template failed to render (a bug: the templates are compiled in and tested).
 #[derive(Debug, thiserror::Error)]
@@ -112,6 +114,8 @@ struct AlertView {
     total_events: usize,
     more_events: usize,
     findings: Vec<FindingView>,
+    /// Findings of the alert not shown.
+    more_findings: u64,
     alert_url: String,
     search_url: String,
 }
@@ -262,6 +266,7 @@ impl Renderer {
         let findings = facts
             .findings
             .iter()
+            .take(FINDINGS_SHOWN)
             .map(|f| FindingView {
                 summary: f.finding.summary.clone(),
                 evidence: f.finding.evidence.iter().map(|(k, v)| Kv { key: k.clone(), value: cut(v, 300) }).collect(),
@@ -290,6 +295,7 @@ impl Renderer {
             more_events: facts.total_events.saturating_sub(events.len()),
             events,
             findings,
+            more_findings: a.count.max(facts.findings.len() as u64).saturating_sub(FINDINGS_SHOWN as u64),
             alert_url: self.alert_url(&a.alert_id),
             search_url: self.search_url(a),
         };

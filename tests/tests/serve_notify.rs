@@ -93,6 +93,10 @@ async fn alerts_detection_opens_arrive_once_each_at_the_smtp_server() {
         let who = if alert.principal.is_empty() { &alert.client_ip } else { &alert.principal };
         assert!(text.to_lowercase().contains(who) && html.to_lowercase().contains(who), "{who} in:\n{text}");
         assert!(text.contains(&format!("https://gatelog.example.com/v1/alerts/{}", alert.alert_id)), "{text}");
+        assert!(
+            text.contains("EVENTS BEHIND IT (") && !text.contains("no stored decision"),
+            "the decisions are listed:\n{text}"
+        );
     }
     assert_eq!(
         serve.terminate(Duration::from_secs(30)).await.map(|s| s.success()),
