@@ -34,8 +34,19 @@ pub struct SmtpServer {
 impl SmtpServer {
     /// Starts a server on `port` storing into `maildir`, and waits (bounded) until it answers.
     pub async fn start(port: u16, maildir: &Path) -> SmtpServer {
+        Self::start_with(port, maildir, &[]).await
+    }
+
+    /// [`SmtpServer::start`] with more of aiosmtpd's options, e.g. `--tlscert F --tlskey K`
+    /// (STARTTLS) or `--smtpscert F --smtpskey K` (implicit TLS).
+    pub async fn start_with(port: u16, maildir: &Path, options: &[&std::ffi::OsStr]) -> SmtpServer {
+        if let Some(parent) = maildir.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
         let child = Command::new(python())
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}")])
+            .args(options)
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
             .arg(maildir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -71,6 +82,49 @@ impl Drop for SmtpServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A private CA and a server certificate it signed for `127.0.0.1` and `localhost`, made
+/// with the `openssl` command in `dir`: `(ca.pem, server.pem, server.key)`.
+pub fn make_certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=gatelog test CA"]);
+    ca.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    run(&ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+    run(&csr);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
+    (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"))
 }
 
 /// Every message in `maildir` (as aiosmtpd's Mailbox handler writes it), oldest file first.
