@@ -26,8 +26,9 @@ use tokio::net::TcpListener;
 /// How long the sinks may take to store the samples before the demo says so and goes on.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(120);
 const DEMO_SEARCH: &str = "decision:deny";
-/// How long the demo waits for the mailer to deliver the alerts the samples opened.
-const MAIL_WAIT: Duration = Duration::from_secs(15);
+/// How long the demo waits for the mailer to deliver the alerts the samples opened, beyond
+/// `notify.events_grace` (a mail may wait that long for the decisions behind its alert).
+const MAIL_WAIT: Duration = Duration::from_secs(10);
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if args.keep_running {
@@ -203,7 +204,7 @@ impl Tour<'_> {
     }
 
     /// What detection opened and where the alert e-mails went, once the mailer delivered
-    /// them (waiting at most [`MAIL_WAIT`]).
+    /// them (waiting at most `notify.events_grace` + [`MAIL_WAIT`]).
     async fn mail_report(&self, store: &gatelog_store::Store) -> String {
         let mut out = String::new();
         let opened: u64 = match store.alert_state_counts().await {
@@ -222,7 +223,7 @@ impl Tour<'_> {
         };
         let severities = self.config.notify.severities();
         let started = std::time::Instant::now();
-        while started.elapsed() < MAIL_WAIT {
+        while started.elapsed() < self.config.notify.events_grace + MAIL_WAIT {
             match store.undelivered_opens(&severities, 1).await {
                 Ok(left) if left.is_empty() => break,
                 Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,

@@ -111,6 +111,24 @@ async fn alerts_detection_opens_arrive_once_each_at_the_smtp_server() {
             "the decisions are listed:\n{text}"
         );
     }
+    // `gatelog alerts show` says where the mail went.
+    let (url, dir_arg) = (ch.url(), dir.to_string_lossy().into_owned());
+    let mailed = alerts.iter().find(|a| by_id.contains_key(&format!("<alert.{}@gatelog>", a.alert_id)));
+    let id = mailed.expect("a mailed alert").alert_id.as_str();
+    let out = gatelog_e2e::gatelog(&[
+        "alerts",
+        "show",
+        id,
+        "--clickhouse-url",
+        &url,
+        "--clickhouse-database",
+        &database,
+        "--data-dir",
+        &dir_arg,
+    ]);
+    let shown = String::from_utf8_lossy(&out.stdout);
+    let expected = format!("alert sent attempt 1 via smtp to 127.0.0.1:{} <alert.{id}@gatelog>", smtp.port);
+    assert!(out.status.success() && shown.contains(&expected), "{expected} not in:\n{}", gatelog_e2e::describe(&out));
     assert_eq!(
         serve.terminate(Duration::from_secs(30)).await.map(|s| s.success()),
         Some(true),
