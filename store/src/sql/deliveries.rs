@@ -168,7 +168,7 @@ pub(crate) fn example_statements(opts: &SchemaOptions) -> Vec<Statement> {
         channel: "smtp".into(),
         target: "127.0.0.1:25".into(),
         outcome: "failed".into(),
-        error: "cannot connect to 127.0.0.1:25: connection refused".into(),
+        error: "smtp server 127.0.0.1:25: Connection error: Connection refused (os error 111)".into(),
         at_ms: 1_740_990_716_000,
         ..AlertDelivery::default()
     }
