@@ -49,7 +49,11 @@ async fn dispatch(store: &gatelog_store::Store, command: AlertsCommand) -> anyho
             if args.json {
                 return Ok(format!("{}\n", serde_json::to_string_pretty(&detail)?));
             }
-            Ok(describe(&detail))
+            let mut out = describe(&detail);
+            // Its e-mail: every attempt the outbox recorded (the table exists once migrated).
+            let deliveries = store.deliveries_of(&[&detail.view.alert.alert_id]).await?;
+            out.push_str(&describe_deliveries(&deliveries));
+            Ok(out)
         }
         AlertsCommand::Ack(args) => {
             let t = transition(AlertAction::Ack, None, args.actor)?;
@@ -146,6 +150,24 @@ fn describe(d: &AlertDetail) -> String {
         let disposition = e.disposition.map(|d| format!(" as {d}")).unwrap_or_default();
         let note = if e.note.is_empty() { String::new() } else { format!(": {}", e.note) };
         let _ = writeln!(out, "  {}  {}{disposition} by {}{note}", e.at.to_rfc3339(), e.action, e.actor);
+    }
+    out
+}
+
+fn describe_deliveries(rows: &[gatelog_store::sql::deliveries::AlertDelivery]) -> String {
+    let mut out = String::from("\ne-mail:\n");
+    if rows.is_empty() {
+        out.push_str("  not mailed yet\n");
+    }
+    for d in rows {
+        let at = gatelog_model::UnixMillis(d.at_ms).to_rfc3339();
+        let (what, attempt) = match d.outcome.as_str() {
+            "folded" => ("folded into a digest (rate limit)".to_owned(), String::new()),
+            outcome => (format!("{} {}", d.kind, outcome), format!(" attempt {}", d.attempt)),
+        };
+        let to = if d.target.is_empty() { String::new() } else { format!(" to {}", d.target) };
+        let error = if d.error.is_empty() { String::new() } else { format!(": {}", d.error) };
+        let _ = writeln!(out, "  {at}  {what}{attempt} via {}{to} <{}>{error}", d.channel, d.message_id);
     }
     out
 }

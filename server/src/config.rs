@@ -47,6 +47,9 @@ pub struct Config {
     /// `[detect]`: the detectors and their runtime in `gatelog serve` (every key, with its
     /// default, in `examples/detect.toml`).
     pub detect: gatelog_detect::DetectConfig,
+    /// `[notify]`: e-mail to on-call for every opened alert (SMTP, or `.eml` files under
+    /// `<data_dir>/outbox`).
+    pub notify: gatelog_notify::NotifyConfig,
 }
 
 /// `[report]`: evidence reports and bundles.
@@ -71,6 +74,7 @@ impl Default for Config {
             index: gatelog_index::IndexConfig::default(),
             report: ReportSection::default(),
             detect: gatelog_detect::DetectConfig::default(),
+            notify: gatelog_notify::NotifyConfig::default(),
         }
     }
 }
@@ -115,6 +119,9 @@ pub enum ConfigError {
     /// `[index]`'s own validation (`index.merge_max_docs: …`).
     #[error("{0}")]
     Index(#[from] gatelog_index::config::ConfigError),
+    /// `[notify]`'s own validation, which names its key (`notify.smtp.tls: …`).
+    #[error("{0}")]
+    Notify(#[from] gatelog_notify::ConfigError),
 }
 
 impl Config {
@@ -220,6 +227,7 @@ impl Config {
             return Err(ConfigError::Receiver(e.to_string()));
         }
         self.detect.validate()?;
+        self.notify.validate()?;
         self.spool.validate()?;
         self.index.validate()?;
         if self.report.signing_key.as_ref().is_some_and(|p| p.as_os_str().is_empty() || p.ends_with("..")) {
@@ -351,6 +359,23 @@ mod tests {
         assert!(err.starts_with("detect.deny_burst_ip.threshold:"), "{err}");
         let c = Config::parse("[detect.runtime]\ntick_interval = \"0s\"\n").unwrap();
         assert!(c.validate().unwrap_err().to_string().starts_with("detect.runtime.tick_interval:"));
+    }
+
+    #[test]
+    fn notify_section_is_embedded_validated_and_strict() {
+        let c = Config::parse("[notify]\n").unwrap();
+        assert_eq!(c.notify, gatelog_notify::NotifyConfig::default());
+        assert!(c.notify.enabled && c.notify.smtp.is_none(), "on, writing .eml files, unless configured");
+        let err = Config::parse("[notify.smtp]\nhots = \"x\"\n").unwrap_err();
+        assert!(err.contains("hots"), "{err}");
+        let c = Config::parse(
+            "[notify]\nto = [\"oncall@example.com\"]\n[notify.smtp]\nhost = \"mail.example.com\"\ntls = \"none\"\n",
+        )
+        .unwrap();
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.starts_with("notify.smtp.tls:") && err.contains("mail.example.com"), "{err}");
+        let c = Config::parse("[notify.retry]\ninitial_backoff = \"2h\"\n").unwrap();
+        assert!(c.validate().unwrap_err().to_string().starts_with("notify.retry.initial_backoff:"));
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! `--listen` address or a free loopback port when it is busy), posts the sample data to it
 //! over HTTP as Logpush and a Tail Worker would ([`post`]), waits until ClickHouse and the
 //! index hold everything the spool acknowledged, prints what was stored and the URLs to try
-//! ([`report`]), and serves until Ctrl-C or SIGTERM (graceful drain), or stops at once with
-//! `--exit-after-ingest`.
+//! ([`report`]) and where the alert e-mails went (`.eml` files under `<data_dir>/outbox`
+//! unless `[notify.smtp]` is configured), and serves until Ctrl-C or SIGTERM (graceful
+//! drain), or stops at once with `--exit-after-ingest`.
 //!
 //! Without a configured ingest token it generates one for the run (and prints it), so the
 //! demo never serves unauthenticated.
@@ -25,6 +26,9 @@ use tokio::net::TcpListener;
 /// How long the sinks may take to store the samples before the demo says so and goes on.
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(120);
 const DEMO_SEARCH: &str = "decision:deny";
+/// How long the demo waits for the mailer to deliver the alerts the samples opened, beyond
+/// `notify.events_grace` (a mail may wait that long for the decisions behind its alert).
+const MAIL_WAIT: Duration = Duration::from_secs(10);
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     if args.keep_running {
@@ -180,6 +184,7 @@ impl Tour<'_> {
                 }
             }
         }
+        out.push_str(&self.mail_report(&store).await);
 
         let mut queries = vec![DEMO_SEARCH.to_owned()];
         match self.first_denied_principal(&client).await {
@@ -204,6 +209,61 @@ impl Tour<'_> {
         }));
         crate::print_stdout(&out)?;
         Ok(())
+    }
+
+    /// What detection opened and where the alert e-mails went, once the mailer delivered
+    /// them (waiting at most `notify.events_grace` + [`MAIL_WAIT`]).
+    async fn mail_report(&self, store: &gatelog_store::Store) -> String {
+        let mut out = String::new();
+        let opened: u64 = match store.alert_state_counts().await {
+            Ok(states) => states.iter().map(|(_, n)| n).sum(),
+            Err(e) => {
+                let _ = writeln!(out, "\nwarning: cannot count the alerts: {e}");
+                return out;
+            }
+        };
+        let Some(notifier) = self.running.notifier() else {
+            let _ = writeln!(
+                out,
+                "\nalerts: {opened} opened (`gatelog alerts list`); e-mail is off (notify.enabled = false)"
+            );
+            return out;
+        };
+        let severities = self.config.notify.severities();
+        let started = std::time::Instant::now();
+        while started.elapsed() < self.config.notify.events_grace + MAIL_WAIT {
+            match store.undelivered_opens(&severities, 1).await {
+                Ok(left) if left.is_empty() => break,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(_) => break,
+            }
+        }
+        let stats = &notifier.stats;
+        let channel = notifier.channel;
+        let count = |kind, outcome| stats.get(kind, channel, outcome);
+        use gatelog_notify::MailKind::{Alert, Digest};
+        use gatelog_notify::plan::Outcome::{Failed, Folded, Sent};
+        let (mails, digests, folded) = (count(Alert, Sent), count(Digest, Sent), count(Digest, Folded));
+        let where_ = match channel {
+            gatelog_notify::Channel::File => format!("written as .eml files under {}", notifier.destination),
+            gatelog_notify::Channel::Smtp => format!("sent to the SMTP server {}", notifier.destination),
+        };
+        let _ = writeln!(
+            out,
+            "\nalerts: {opened} opened by detection (`gatelog alerts list`); e-mail to on-call: {mails} alert mail(s) and {digests} digest(s) {where_}"
+        );
+        if folded > 0 {
+            let _ = writeln!(
+                out,
+                "  ({folded} alert(s) over the rate limit wait for their window's digest: [notify.rate_limit])"
+            );
+        }
+        if count(Alert, Failed) + count(Digest, Failed) > 0
+            && let Some(error) = stats.last_error()
+        {
+            let _ = writeln!(out, "  delivery is failing and retried with backoff: {error}");
+        }
+        out
     }
 
     /// The principal of the newest denied decision with one, through `/v1/search`.

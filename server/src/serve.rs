@@ -16,6 +16,9 @@
 //! own too ([`detect_metrics`] for its families). A fourth consumer is one more status and
 //! one more background thread in [`Sinks::start`].
 //!
+//! The alert mailer ([`notify`], when `notify.enabled`) is a task beside them: it reads the
+//! alerts detection opened from ClickHouse and mails them (SMTP, or `.eml` files).
+//!
 //! Start-up needs the spool and the listener, not ClickHouse: [`store_link`] connects (and
 //! migrates) in the background, and the ClickHouse sink starts once it has. The index sink
 //! ([`index_sink`]) rebuilds the index from ClickHouse when it is lost or older than the spool.
@@ -32,6 +35,7 @@ mod background;
 mod detect_metrics;
 mod index_sink;
 pub mod metrics;
+pub mod notify;
 mod ready;
 pub mod search;
 mod sinks;
@@ -87,6 +91,7 @@ pub fn resolve_config(store: &StoreArgs, receiver: &ReceiverArgs) -> anyhow::Res
 pub struct Running {
     addr: SocketAddr,
     sinks: Sinks,
+    notifier: Option<notify::Notifier>,
     http_stop: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
     drain_timeout: Duration,
@@ -123,6 +128,19 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let receiver = ReceiverState::new(config.receiver.clone(), spool.clone(), clock)?;
     let addr = listener.local_addr().context("cannot read the listening address")?;
     let sinks = Sinks::start(config, spool).await?;
+    let notifier = match config.notify.enabled {
+        true => match notify::Notifier::start(config, &sinks.link, sinks.clock.clone(), addr) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                sinks.shutdown().await.ok();
+                return Err(e);
+            }
+        },
+        false => None,
+    };
+    if let Some(n) = &notifier {
+        receiver.metrics().register_collector(Arc::new(n.metrics()));
+    }
     receiver.metrics().register_collector(Arc::new(sinks.metrics(config.index.enabled)));
     if let Some(detect) = sinks.detect_metrics() {
         receiver.metrics().register_collector(Arc::new(detect));
@@ -150,7 +168,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         Ok::<(), std::io::Error>(())
     });
     tracing::info!(%addr, clickhouse = %sinks.link.url, spool = %spool_dir.display(), "gatelog serve is listening");
-    Ok(Running { addr, sinks, http_stop, http, drain_timeout: config.server.drain_timeout })
+    Ok(Running { addr, sinks, notifier, http_stop, http, drain_timeout: config.server.drain_timeout })
 }
 
 impl Running {
@@ -172,6 +190,11 @@ impl Running {
     /// Batches the ClickHouse sink wrote and skipped (already stored) since the start.
     pub fn clickhouse_batches(&self) -> (u64, u64) {
         self.sinks.clickhouse_batches()
+    }
+
+    /// The alert mailer, when `notify.enabled`.
+    pub fn notifier(&self) -> Option<&notify::Notifier> {
+        self.notifier.as_ref()
     }
 
     /// Waits, at most `limit`, until every sink has stored what the spool held when called.
@@ -196,6 +219,9 @@ impl Running {
         };
         tracing::info!("http listener stopped; draining the spool into the sinks");
         self.sinks.drain(deadline.saturating_duration_since(tokio::time::Instant::now()), true).await;
+        if let Some(notifier) = self.notifier.take() {
+            notifier.stop().await;
+        }
         let stopped = self.sinks.shutdown().await;
         if let Some(served) = served {
             served.context("the http server panicked")?.context("the http server failed")?;

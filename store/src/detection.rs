@@ -16,7 +16,7 @@ use gatelog_model::{
 const ROWS_PER_INSERT: usize = 500;
 
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
-struct AlertRow {
+pub(crate) struct AlertRow {
     alert_id: String,
     tenant: String,
     dedup_key: String,
@@ -176,7 +176,7 @@ impl From<RunRow> for DetectorRun {
 
 /// A stored decision as warm-up reads it.
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
-struct HistoryRow {
+pub(crate) struct HistoryRow {
     event_id: String,
     time_ms: i64,
     received_at_ms: i64,

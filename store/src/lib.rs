@@ -29,6 +29,8 @@
 //! - [`sink`]: [`sink::run_clickhouse_sink`], the spool → ClickHouse consumer of `gatelog serve`.
 //! - [`detection`]: findings, detector runs, alerts and alert events written and read;
 //!   history (decisions, arrivals) for the detectors' warm-up. Their SQL: [`sql::detection`].
+//! - [`deliveries`]: the e-mail outbox's `alert_deliveries` (every attempt, written and read)
+//!   and what the mailer reads to decide what to send. Their SQL: [`sql::deliveries`].
 //! - [`durability`]: [`durability::Durability`], what the sink waits for before it lets the
 //!   spool forget records (`syncfs` of a managed server's data dir).
 //! - [`error`]: [`StoreError`], classified retryable vs fatal.
@@ -48,6 +50,7 @@
 //! `Code: N, e.displayText() = …` in the body, which [`StoreError`] parses.
 
 pub mod config;
+pub mod deliveries;
 pub mod detection;
 pub mod durability;
 pub mod error;

@@ -143,6 +143,21 @@ async fn demo_posts_every_dataset_over_http_serves_until_sigterm_and_leaves_no_s
     }
     assert!(stdout.contains("gatelog search --data-dir"), "{stdout}");
     assert!(stdout.contains("curl 'http://127.0.0.1:"), "the ClickHouse query examples: {stdout}");
+    // Where the alert e-mails went: .eml files under the data dir (no SMTP server configured),
+    // one per mail the demo counts.
+    let outbox = data_dir.join("outbox");
+    let mails = stdout
+        .lines()
+        .find_map(|l| l.split_once("e-mail to on-call: ").map(|(_, rest)| rest.to_owned()))
+        .unwrap_or_else(|| panic!("the demo does not say where alert mails went:\n{stdout}"));
+    assert!(mails.contains(&format!("written as .eml files under {}", outbox.display())), "{mails}");
+    let counted: usize = mails.split_whitespace().next().and_then(|n| n.parse().ok()).expect("a count of mails");
+    let digests: usize =
+        mails.split(" and ").nth(1).and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    let files = std::fs::read_dir(&outbox)
+        .map(|d| d.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "eml")).count())
+        .unwrap_or(0);
+    assert_eq!(files, counted + digests, "{mails}");
 
     // The printed URLs work while the demo serves, with the printed token.
     let token = stdout

@@ -121,6 +121,13 @@ pub fn migrations(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Migration
     for ((table, name), version) in super::detection::DETECTION_TABLES.iter().zip(names).zip(6u32..) {
         out.push(Migration { version, name, statements: super::detection::create_plain(table, opts), rekey: None });
     }
+    // The outbox of e-mails to on-call: every delivery attempt (gatelog-notify).
+    out.push(Migration {
+        version: 10,
+        name: "create_alert_deliveries",
+        statements: super::detection::create_plain(&super::deliveries::ALERT_DELIVERIES, opts),
+        rekey: None,
+    });
     out
 }
 

@@ -6,6 +6,7 @@
 //! literals and one row of typed example values, which chdb and the real 18.16 run.
 
 mod ddl;
+pub mod deliveries;
 pub mod detection;
 mod queries;
 mod rekey;
@@ -211,6 +212,7 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
         out.push(Statement { name: r.name, sql: r.template, exec: r.sql });
     }
     out.extend(detection::example_statements(profile, opts, lo, hi));
+    out.extend(deliveries::example_statements(opts));
     out
 }
 
@@ -334,7 +336,7 @@ mod tests {
         );
         let m = migrations(SchemaProfile::Modern, &opts(None, None));
         assert_ne!(a[0].checksum(), m[0].checksum());
-        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
     }
 
     /// The checksums of migrations 1–4 as released: a database migrated by an earlier build
