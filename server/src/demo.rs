@@ -84,10 +84,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
 /// The configured address, else a free port on the same interface (and the busy address).
 async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, Option<SocketAddr>)> {
-    match gatelog_ingest::http::serve::bind(addr) {
+    match gatelog_edge::serve::bind(addr) {
         Ok(listener) => Ok((listener, None)),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            let listener = gatelog_ingest::http::serve::bind(SocketAddr::new(addr.ip(), 0))
+            let listener = gatelog_edge::serve::bind(SocketAddr::new(addr.ip(), 0))
                 .with_context(|| format!("{addr} is in use, and no free port on {}", addr.ip()))?;
             Ok((listener, Some(addr)))
         }

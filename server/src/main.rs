@@ -9,7 +9,9 @@
 //!   spool → the sinks `serve` runs (or posted to a running serve with `--server`).
 //! - [`demo`]: `gatelog demo`, the one-command tour.
 //! - [`index`]: `gatelog index rebuild`, and the rebuild from ClickHouse that `serve` runs too.
-//! - [`serve`]: `gatelog serve`: receiver → spool → ClickHouse and index sinks, search.
+//! - [`serve`]: `gatelog serve`: receiver → spool → ClickHouse and index sinks; the read
+//!   routes (`gatelog_read`) on the same edge.
+//! - [`search`]: `gatelog search`, the index read without a server.
 //! - [`proxy`]: `gatelog proxy` and `gatelog proxy check`.
 //! - [`keys`]: `gatelog keys init | public` (the bundle signing key) and `gatelog verify`.
 //! - [`priority`]: the CPU priority of the work behind the spool (the sinks' threads).
@@ -24,6 +26,7 @@ mod index;
 mod keys;
 mod priority;
 mod proxy;
+mod search;
 mod serve;
 
 use anyhow::Context;
@@ -62,7 +65,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,
         Command::Serve(args) => serve::run(args).await,
-        Command::Search(args) => serve::search::run_cli(args).await,
+        Command::Search(args) => search::run_cli(args).await,
         Command::Alerts { command } => alerts::run(command).await,
         Command::Index { command: IndexCommand::Rebuild(args) } => index::run_cli(args).await,
         Command::Clickhouse { command: ClickhouseCommand::Run(args) } => clickhouse::run_foreground(args).await,

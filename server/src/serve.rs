@@ -1,7 +1,7 @@
 //! `gatelog serve`: the HTTP receiver writes batches to the spool; two sinks read it, one
 //! into ClickHouse and one into the tantivy index, each committing its own position with its
 //! data; detection (`gatelog_watch`) reads it too, checkpointing its state with its position;
-//! `/v1/search` queries the index.
+//! `/v1/search` (`gatelog_read`, on the same edge as the receiver) queries the index.
 //!
 //! [`start`] builds the whole machine on a bound listener and returns a [`Running`] handle:
 //! `gatelog serve` then waits for a signal, `gatelog demo` first posts the sample data to it.
@@ -22,7 +22,7 @@
 //!
 //! Shutdown (SIGINT/SIGTERM) is bounded by `server.drain_timeout` plus a small margin: stop
 //! accepting, close idle connections at once and give busy ones what is left of the drain
-//! timeout to finish their request (`gatelog_ingest::http::serve`), give the sinks what is
+//! timeout to finish their request (`gatelog_edge::serve`), give the sinks what is
 //! left to store what the spool holds (less if every sink that is behind cannot move), stop
 //! them ([`sinks::SINK_STOP_GRACE`] at most: a write still running is abandoned), close the spool,
 //! stop managed ClickHouse (SIGTERM, SIGKILL after [`crate::clickhouse::MANAGED_STOP_TIMEOUT`]).
@@ -33,16 +33,16 @@ mod detect_metrics;
 mod index_sink;
 pub mod metrics;
 mod ready;
-pub mod search;
 mod sinks;
 mod store_link;
 
 use crate::cli::{ReceiverArgs, ServeArgs, StoreArgs};
 use crate::config::Config;
 use anyhow::Context;
+use gatelog_edge::Edge;
+use gatelog_edge::serve::HttpServer;
 use gatelog_index::Searcher;
 use gatelog_ingest::http::ReceiverState;
-use gatelog_ingest::http::serve::HttpServer;
 use gatelog_model::{Clock, SystemClock};
 use gatelog_spool::{Spool, SpoolOptions};
 use gatelog_store::Store;
@@ -59,7 +59,7 @@ use tokio::task::JoinHandle;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = resolve_config(&args.store, &args.receiver)?;
-    let listener = gatelog_ingest::http::serve::bind(config.server.listen)
+    let listener = gatelog_edge::serve::bind(config.server.listen)
         .with_context(|| format!("cannot listen on {} (server.listen / --listen)", config.server.listen))?;
     let running = start(&config, listener).await?;
     let addr = running.addr();
@@ -118,7 +118,8 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let spool_dir = config.data_dir.join("spool");
     let spool = open_spool(config).with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let receiver = ReceiverState::new(config.receiver.clone(), spool.clone(), clock)?;
+    let edge = Edge::new(config.receiver.token_check());
+    let receiver = ReceiverState::on_edge(config.receiver.clone(), spool.clone(), clock, edge.clone())?;
     let addr = listener.local_addr().context("cannot read the listening address")?;
     let sinks = Sinks::start(config, spool).await?;
     receiver.metrics().register_collector(Arc::new(sinks.metrics(config.index.enabled)));
@@ -135,12 +136,13 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let searcher = Arc::new(Searcher::open(&index_dir, &config.clickhouse.database));
     let server = HttpServer::new(config.server.limits());
     receiver.metrics().register_collector(server.stats());
-    let app = gatelog_ingest::http::router(receiver.clone()).merge(search::router(search::SearchState {
-        receiver,
+    let search = gatelog_read::search::SearchIndex {
         searcher,
         enabled: config.index.enabled,
         index_status: sinks.index_status.clone(),
-    }));
+    };
+    let app =
+        gatelog_ingest::http::router(receiver).merge(gatelog_read::router(gatelog_read::ReadState { edge, search }));
     let (http_stop, http_rx) = watch::channel(false);
     // Bounded by server.drain_timeout once stopped (idle and slow connections included).
     let http = tokio::spawn(async move {

@@ -197,6 +197,12 @@ impl ReceiverConfig {
         crate::TimeWindow { max_age: self.max_event_age, max_lead: self.max_event_lead }
     }
 
+    /// The check of the ingest routes' credentials: `tokens` (by `Authorization: Bearer` or
+    /// `token_header`), or nothing at all with `allow_unauthenticated`.
+    pub fn token_check(&self) -> gatelog_edge::TokenCheck {
+        gatelog_edge::TokenCheck::new(&self.tokens, self.token_header.as_deref(), self.allow_unauthenticated)
+    }
+
     /// `Retry-After` in whole seconds (at least 1).
     pub fn retry_after_secs(&self) -> u64 {
         self.retry_after.as_secs().max(1)

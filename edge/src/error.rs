@@ -1,4 +1,4 @@
-//! The receiver's closed set of error answers: [`ErrorCode`] (status + stable code) and
+//! The HTTP edge's closed set of error answers: [`ErrorCode`] (status + stable code) and
 //! [`ApiError`] (code, client message, `Retry-After`, and an internal detail that is logged
 //! once and never sent).
 
@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-/// Every error code the receiver answers with. Also the label set of
+/// Every error code gatelog's HTTP routes answer with. Also the label set of
 /// `gatelog_rejected_requests_total{code}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ErrorCode {

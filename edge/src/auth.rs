@@ -1,4 +1,4 @@
-//! Ingest tokens: `Authorization: Bearer <token>` or a configured header, compared in
+//! Bearer tokens: `Authorization: Bearer <token>` or a configured header, compared in
 //! constant time.
 //!
 //! Tokens are kept only as SHA-256 digests. A presented token is hashed and compared with
@@ -12,7 +12,7 @@ use subtle::{Choice, ConstantTimeEq};
 
 /// What a request must present.
 #[derive(Clone)]
-pub(crate) struct TokenCheck {
+pub struct TokenCheck {
     digests: Vec<[u8; 32]>,
     header: Option<HeaderName>,
     allow_unauthenticated: bool,
@@ -33,7 +33,7 @@ fn digest(token: &[u8]) -> [u8; 32] {
 }
 
 impl TokenCheck {
-    pub(crate) fn new(tokens: &[String], header: Option<&str>, allow_unauthenticated: bool) -> Self {
+    pub fn new(tokens: &[String], header: Option<&str>, allow_unauthenticated: bool) -> Self {
         TokenCheck {
             digests: tokens.iter().map(|t| digest(t.as_bytes())).collect(),
             header: header.and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
@@ -42,12 +42,12 @@ impl TokenCheck {
     }
 
     /// Whether every request is refused (no tokens and no opt-out).
-    pub(crate) fn rejects_everything(&self) -> bool {
+    pub fn rejects_everything(&self) -> bool {
         self.digests.is_empty() && !self.allow_unauthenticated
     }
 
     /// Whether the request carries an accepted token.
-    pub(crate) fn allows(&self, headers: &HeaderMap) -> bool {
+    pub fn allows(&self, headers: &HeaderMap) -> bool {
         if self.digests.is_empty() {
             return self.allow_unauthenticated;
         }
