@@ -5,7 +5,12 @@
 //! Module map:
 //! - [`error`]: [`ApiError`] and the closed set of [`ErrorCode`]s, the one error answer
 //!   (`{"error":{"code","message"}}`, `Retry-After`, an internal detail logged, never sent).
-//! - [`auth`]: [`TokenCheck`], bearer tokens compared as SHA-256 digests in constant time.
+//! - [`auth`]: [`Credentials`](auth::Credentials) → [`Principal`](auth::Principal) (name,
+//!   [`Role`](auth::Role), how established), bearer tokens compared as SHA-256 digests in
+//!   constant time; which role has which [`Access`](auth::Access).
+//! - [`config`]: [`AuthConfig`](config::AuthConfig), the `[auth]` section (tokens as
+//!   SHA-256, a tokens file, who reads the operator routes without a token).
+//! - [`headers`]: the security headers every response gets.
 //! - [`Edge`]: what one server's routes share (credentials, metrics registry, readiness).
 //! - [`ops`]: `/healthz`, `/readyz` ([`ReadinessCheck`]) and `/metrics`.
 //! - [`metrics`]: [`MetricsRegistry`] (error counters + [`MetricsCollector`]s), [`TextWriter`].
@@ -18,13 +23,15 @@
 pub mod auth;
 pub mod body;
 pub mod budget;
+pub mod config;
 pub mod error;
+pub mod headers;
 pub mod metrics;
 pub mod ops;
 pub mod serve;
 mod shared;
 
-pub use auth::TokenCheck;
+pub use auth::{Access, Credentials, Principal, Role};
 pub use error::{ApiError, ErrorCode};
 pub use metrics::{MetricsCollector, MetricsRegistry, TextWriter};
 pub use ops::ReadinessCheck;

@@ -1,7 +1,8 @@
 //! [`Edge`]: what every route of one server shares: who may call it, its metrics registry and
 //! its readiness checks.
 
-use crate::auth::TokenCheck;
+use crate::auth::{Access, Credentials, Principal};
+use crate::config::OpsAccess;
 use crate::error::ApiError;
 use crate::metrics::MetricsRegistry;
 use crate::ops::ReadinessCheck;
@@ -17,31 +18,40 @@ pub struct Edge {
 
 #[derive(Debug)]
 struct Inner {
-    auth: TokenCheck,
+    credentials: Credentials,
+    ops: OpsAccess,
     metrics: Arc<MetricsRegistry>,
     readiness: RwLock<Vec<Arc<dyn ReadinessCheck>>>,
 }
 
 impl Edge {
-    /// An edge accepting `auth`'s tokens, with an empty registry and no readiness checks.
-    pub fn new(auth: TokenCheck) -> Self {
+    /// An edge accepting `credentials`, opening the operator routes as `ops` says, with an
+    /// empty registry and no readiness checks.
+    pub fn new(credentials: Credentials, ops: OpsAccess) -> Self {
         Edge {
             inner: Arc::new(Inner {
-                auth,
+                credentials,
+                ops,
                 metrics: Arc::new(MetricsRegistry::default()),
                 readiness: RwLock::new(Vec::new()),
             }),
         }
     }
 
-    /// The tokens requests are checked against.
-    pub fn auth(&self) -> &TokenCheck {
-        &self.inner.auth
+    /// The credentials requests are checked against.
+    pub fn credentials(&self) -> &Credentials {
+        &self.inner.credentials
     }
 
-    /// Whether a request's headers carry an accepted token (constant time).
-    pub fn authorizes(&self, headers: &HeaderMap) -> bool {
-        self.inner.auth.allows(headers)
+    /// Who reads `/healthz`, `/readyz` and `/metrics` without a token.
+    pub fn ops_access(&self) -> OpsAccess {
+        self.inner.ops
+    }
+
+    /// The caller, if it may have `access`: 401 without a known credential, 403 when its
+    /// role lacks it (see [`crate::auth`]).
+    pub fn authorize(&self, headers: &HeaderMap, access: Access) -> Result<Principal, ApiError> {
+        self.inner.credentials.authorize(headers, access)
     }
 
     /// The registry behind `/metrics`.

@@ -7,7 +7,9 @@
 //! `--exit-after-ingest`.
 //!
 //! Without a configured ingest token it generates one for the run (and prints it), so the
-//! demo never serves unauthenticated.
+//! demo never serves unauthenticated; it also generates one token per reading role
+//! (viewer, responder, auditor, admin) for the run and prints them, since the ingest token
+//! reads nothing.
 
 mod post;
 mod report;
@@ -15,6 +17,8 @@ mod report;
 use crate::cli::DemoArgs;
 use crate::serve::{self, Running};
 use anyhow::Context;
+use gatelog_edge::auth::Role;
+use gatelog_edge::config::TokenEntry;
 use gatelog_ingest::http::client::Client;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -41,6 +45,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let token = config.receiver.tokens[0].clone();
+    let mut role_tokens = Vec::new();
+    for role in [Role::Viewer, Role::Responder, Role::Auditor, Role::Admin] {
+        let value = generate_token()?;
+        let sha256 = crate::tokens::sha256_hex(&value);
+        config.auth.tokens.push(TokenEntry { name: format!("demo-{role}"), role, sha256 });
+        role_tokens.push((role, value));
+    }
     let (listener, moved) = bind(config.server.listen).await?;
     let running = serve::start(&config, listener).await?;
     let addr = running.addr();
@@ -59,6 +70,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         samples: &samples,
         token: &token,
         generated_token: generated_token.as_deref(),
+        role_tokens: &role_tokens,
     };
     let toured = tokio::select! {
         result = tour.run() => result.map(|()| true),
@@ -95,17 +107,9 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, Option<SocketAdd
     }
 }
 
-/// 128 random bits from the kernel, hex: an ingest token for this run only.
+/// 128 random bits from the kernel, hex: a token for this run only.
 fn generate_token() -> anyhow::Result<String> {
-    use std::io::Read as _;
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("cannot read /dev/urandom for the demo's ingest token (pass --ingest-token)")?;
-    Ok(bytes.iter().fold(String::from("demo-"), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    }))
+    crate::tokens::random_token("demo-", 16)
 }
 
 /// The URL a client uses to reach `addr` (loopback for a wildcard listener).
@@ -125,6 +129,8 @@ struct Tour<'a> {
     samples: &'a [post::Sample],
     token: &'a str,
     generated_token: Option<&'a str>,
+    /// One generated token per reading role, the viewer's first.
+    role_tokens: &'a [(Role, String)],
 }
 
 impl Tour<'_> {
@@ -173,7 +179,8 @@ impl Tour<'_> {
         );
 
         let mut queries = vec![DEMO_SEARCH.to_owned()];
-        match self.first_denied_principal(&client).await {
+        let reader = Client::new(&base, &self.role_tokens[0].1)?;
+        match self.first_denied_principal(&reader).await {
             Ok(Some(principal)) => queries.push(format!("{DEMO_SEARCH} AND principal:{principal}")),
             Ok(None) => {}
             Err(e) => {
@@ -183,7 +190,8 @@ impl Tour<'_> {
         let searches = queries.into_iter().map(|q| (client.url("/v1/search", &[("q", q.as_str())]), q)).collect();
         out.push_str(&report::render_links(&report::Links {
             base: &base,
-            generated_token: self.generated_token,
+            generated_ingest: self.generated_token,
+            role_tokens: self.role_tokens,
             searches,
             data_dir: &self.config.data_dir,
             clickhouse_url: &self.running.link().url,

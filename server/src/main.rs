@@ -14,6 +14,7 @@
 //! - [`search`]: `gatelog search`, the index read without a server.
 //! - [`proxy`]: `gatelog proxy` and `gatelog proxy check`.
 //! - [`keys`]: `gatelog keys init | public` (the bundle signing key) and `gatelog verify`.
+//! - [`tokens`]: `gatelog tokens new --role R`, a fresh API token and its `[auth]` entry.
 //! - [`priority`]: the CPU priority of the work behind the spool (the sinks' threads).
 
 mod alerts;
@@ -28,6 +29,7 @@ mod priority;
 mod proxy;
 mod search;
 mod serve;
+mod tokens;
 
 use anyhow::Context;
 use clap::Parser;
@@ -71,6 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Clickhouse { command: ClickhouseCommand::Run(args) } => clickhouse::run_foreground(args).await,
         Command::Keys { command } => keys::run_keys(command),
         Command::Verify(args) => keys::run_verify(args),
+        Command::Tokens { command: cli::TokensCommand::New(args) } => tokens::run_new(args),
         Command::Sql { command: SqlCommand::Dump(args) } => {
             let profile = match args.profile {
                 cli::ProfileArg::Legacy => gatelog_store::SchemaProfile::Legacy,

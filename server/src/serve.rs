@@ -64,7 +64,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let running = start(&config, listener).await?;
     let addr = running.addr();
     crate::print_stdout(&format!(
-        "gatelog serve listening on http://{addr}\n  POST /v1/logpush/{{dataset}}  POST /v1/tail  POST /v1/decisions\n  GET /v1/search?q=  GET /metrics  GET /readyz\n"
+        "gatelog serve listening on http://{addr}\n  POST /v1/logpush/{{dataset}}  POST /v1/tail  POST /v1/decisions\n  GET /v1/search?q=  GET /v1/alerts  GET /metrics  GET /readyz\n"
     ))?;
     crate::clickhouse::wait_for_shutdown_signal().await;
     running.shutdown().await?;
@@ -76,6 +76,7 @@ pub fn resolve_config(store: &StoreArgs, receiver: &ReceiverArgs) -> anyhow::Res
     let mut overrides = store.overrides();
     overrides.listen = receiver.listen;
     overrides.ingest_tokens = receiver.ingest_tokens.clone();
+    overrides.tokens_file = receiver.tokens_file.clone();
     let config = Config::load(store.config.as_deref())?.apply(overrides);
     config.validate()?;
     Ok(config)
@@ -118,7 +119,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let spool_dir = config.data_dir.join("spool");
     let spool = open_spool(config).with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let edge = Edge::new(config.receiver.token_check());
+    let edge = edge(config)?;
     let receiver = ReceiverState::on_edge(config.receiver.clone(), spool.clone(), clock, edge.clone())?;
     let addr = listener.local_addr().context("cannot read the listening address")?;
     let sinks = Sinks::start(config, spool).await?;
@@ -141,8 +142,9 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         enabled: config.index.enabled,
         index_status: sinks.index_status.clone(),
     };
-    let app =
-        gatelog_ingest::http::router(receiver).merge(gatelog_read::router(gatelog_read::ReadState { edge, search }));
+    let alerts = Some(gatelog_read::alerts::AlertsStore { store: sinks.link.subscribe(), clock: sinks.clock.clone() });
+    let read = gatelog_read::ReadState { edge, search, alerts };
+    let app = gatelog_ingest::http::router(receiver).merge(gatelog_read::router(read));
     let (http_stop, http_rx) = watch::channel(false);
     // Bounded by server.drain_timeout once stopped (idle and slow connections included).
     let http = tokio::spawn(async move {
@@ -151,6 +153,26 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     });
     tracing::info!(%addr, clickhouse = %sinks.link.url, spool = %spool_dir.display(), "gatelog serve is listening");
     Ok(Running { addr, sinks, http_stop, http, drain_timeout: config.server.drain_timeout })
+}
+
+/// The server's edge: the receiver's ingest tokens and `[auth]`'s tokens (the tokens file
+/// read now), and who reads the operator routes without one. Logs how many tokens each role
+/// has, never a token.
+fn edge(config: &Config) -> anyhow::Result<Edge> {
+    use gatelog_edge::auth::Role;
+    let mut credentials = config.receiver.credentials();
+    config.auth.credentials(&mut credentials)?;
+    let count = |role| credentials.count(role);
+    tracing::info!(
+        ingest = count(Role::Ingest),
+        viewer = count(Role::Viewer),
+        responder = count(Role::Responder),
+        auditor = count(Role::Auditor),
+        admin = count(Role::Admin),
+        ops_without_token = ?config.auth.ops_without_token,
+        "api tokens by role"
+    );
+    Ok(Edge::new(credentials, config.auth.ops_without_token))
 }
 
 impl Running {

@@ -197,10 +197,17 @@ impl ReceiverConfig {
         crate::TimeWindow { max_age: self.max_event_age, max_lead: self.max_event_lead }
     }
 
-    /// The check of the ingest routes' credentials: `tokens` (by `Authorization: Bearer` or
-    /// `token_header`), or nothing at all with `allow_unauthenticated`.
-    pub fn token_check(&self) -> gatelog_edge::TokenCheck {
-        gatelog_edge::TokenCheck::new(&self.tokens, self.token_header.as_deref(), self.allow_unauthenticated)
+    /// The receiver's credentials: `tokens` as the ingest role (named `receiver.tokens[i]`),
+    /// by `Authorization: Bearer` or `token_header` (which other roles' tokens may use too),
+    /// and no credential at all on the ingest routes with `allow_unauthenticated`. The binary
+    /// adds `[auth]`'s tokens to these.
+    pub fn credentials(&self) -> gatelog_edge::Credentials {
+        let mut credentials = gatelog_edge::Credentials::new(self.token_header.as_deref());
+        for (i, token) in self.tokens.iter().enumerate() {
+            credentials.add_token(format!("receiver.tokens[{i}]"), gatelog_edge::Role::Ingest, token);
+        }
+        credentials.allow_anonymous_ingest(self.allow_unauthenticated);
+        credentials
     }
 
     /// `Retry-After` in whole seconds (at least 1).

@@ -39,13 +39,13 @@ pub(crate) async fn logpush(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let result = match Dataset::parse(&dataset).filter(|d| d.is_logpush()) {
-        _ if !state.inner.edge.authorizes(&headers) => Err(ApiError::unauthorized()),
-        Some(d) => {
+    let result = match (state.authorize(&headers), Dataset::parse(&dataset).filter(|d| d.is_logpush())) {
+        (Err(refused), _) => Err(refused),
+        (Ok(()), Some(d)) => {
             let origin = format!("logpush/{}", d.as_str());
             ingest(&state, Route::Logpush, Mapper::Dataset(d, Source::Logpush), &origin, &headers, body).await
         }
-        None => {
+        (Ok(()), None) => {
             let known: Vec<&str> = Dataset::ALL.iter().filter(|d| d.is_logpush()).map(|d| d.as_str()).collect();
             let shown: String = dataset.chars().take(64).collect();
             Err(ApiError::not_found(format!("unknown dataset {shown:?}; known datasets: {}", known.join(", "))))
@@ -55,17 +55,19 @@ pub(crate) async fn logpush(
 }
 
 pub(crate) async fn tail(State(state): State<ReceiverState>, headers: HeaderMap, body: Body) -> Response {
-    let result = match state.inner.edge.authorizes(&headers) {
-        false => Err(ApiError::unauthorized()),
-        true => ingest(&state, Route::Tail, Mapper::Dataset(Dataset::Tail, Source::Tail), "tail", &headers, body).await,
+    let result = match state.authorize(&headers) {
+        Err(refused) => Err(refused),
+        Ok(()) => {
+            ingest(&state, Route::Tail, Mapper::Dataset(Dataset::Tail, Source::Tail), "tail", &headers, body).await
+        }
     };
     finish(&state, result)
 }
 
 pub(crate) async fn decisions(State(state): State<ReceiverState>, headers: HeaderMap, body: Body) -> Response {
-    let result = match state.inner.edge.authorizes(&headers) {
-        false => Err(ApiError::unauthorized()),
-        true => ingest(&state, Route::Decisions, Mapper::Decisions, "decisions", &headers, body).await,
+    let result = match state.authorize(&headers) {
+        Err(refused) => Err(refused),
+        Ok(()) => ingest(&state, Route::Decisions, Mapper::Decisions, "decisions", &headers, body).await,
     };
     finish(&state, result)
 }

@@ -7,17 +7,21 @@
 //! | `POST /v1/logpush/{dataset}` | NDJSON, gzip (sniffed by magic bytes) or plain | the URL's Logpush dataset (404 with the list for anything else), source `logpush`, origin `logpush/<dataset>` |
 //! | `POST /v1/tail` | a JSON array of Tail `TraceItem`s as `JSON.stringify` writes it (one delivery = one line; several deliveries one per line also work; pretty-printed multi-line JSON does not) | dataset `tail`, source `tail`, origin `tail` |
 //! | `POST /v1/decisions` | NDJSON of gatelog proxy `AccessDecision`s (see [`crate::map::decisions`]) | dataset `proxy`, source `proxy`, origin `decisions` |
-//! | `GET /healthz` | | 200 `ok` while the process runs (no token) |
-//! | `GET /readyz` | | 200 `ready`, or 503 `not ready: <reason>; <reason>…` (spool failing, sinks lagging, and what the binary's [`ReadinessCheck`](gatelog_edge::ReadinessCheck)s say: a sink stopped, waiting, rebuilding); no token |
-//! | `GET /metrics` | | Prometheus text ([`MetricsRegistry`](gatelog_edge::MetricsRegistry)); no token |
+//! | `GET /healthz` | | 200 `ok` while the process runs |
+//! | `GET /readyz` | | 200 `ready`, or 503 `not ready: <reason>; <reason>…` (spool failing, sinks lagging, and what the binary's [`ReadinessCheck`](gatelog_edge::ReadinessCheck)s say: a sink stopped, waiting, rebuilding) |
+//! | `GET /metrics` | | Prometheus text ([`MetricsRegistry`](gatelog_edge::MetricsRegistry)) |
 //!
-//! No fallback route is installed, so the binary can merge this router with others.
+//! The last three are the edge's operator routes ([`gatelog_edge::ops`]): without a token
+//! from where `auth.ops_without_token` says (loopback by default), else with a reading
+//! role's token. No fallback route is installed, so the binary can merge this router with others.
 //!
 //! # One ingest request
 //! 1. **Auth** before the body is read: `Authorization: Bearer <token>` or the configured
-//!    `token_header`, against every configured token in constant time. 401 `unauthorized`
-//!    with `WWW-Authenticate: Bearer`. No tokens configured: everything is refused (and a
-//!    warning is logged at start) unless `allow_unauthenticated`.
+//!    `token_header`, against every known token in constant time (`gatelog_edge::auth`).
+//!    401 `unauthorized` with `WWW-Authenticate: Bearer`; 403 `forbidden` for a token of a
+//!    role other than `ingest` (a reading role never writes evidence). No ingest tokens
+//!    configured: everything is refused (and a warning is logged at start) unless
+//!    `allow_unauthenticated`.
 //! 2. **Encoding**: a `Content-Encoding` other than `gzip`, `x-gzip` or `identity` (`br`,
 //!    `deflate`, `zstd`, gzip twice, anything unknown): 415 `unsupported_encoding` naming
 //!    it. Bodies are sniffed by the gzip magic bytes whatever the header says.
@@ -148,7 +152,7 @@ impl ReceiverState {
     /// Validates `config`, starts the mapping threads and builds the state on an edge of its
     /// own that accepts `config.tokens` (see [`ReceiverState::on_edge`]).
     pub fn new(config: ReceiverConfig, spool: Spool, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
-        let edge = Edge::new(config.token_check());
+        let edge = Edge::new(config.credentials(), gatelog_edge::config::OpsAccess::default());
         Self::on_edge(config, spool, clock, edge)
     }
 
@@ -164,7 +168,7 @@ impl ReceiverState {
     ) -> Result<Self, StartError> {
         config.validate()?;
         let workers = MappingPool::new().map_err(StartError::Threads)?;
-        if edge.auth().rejects_everything() {
+        if edge.credentials().rejects_all_ingest() {
             tracing::warn!(
                 "receiver: no ingest tokens configured (receiver.tokens); every ingest request will be refused with 401"
             );
@@ -228,6 +232,12 @@ impl ReceiverState {
     /// added [`ReadinessCheck`]'s.
     pub fn not_ready_reason(&self) -> Option<String> {
         self.inner.edge.not_ready_reason()
+    }
+
+    /// Whether the request carries a credential of the ingest role (401 without a known
+    /// one, 403 for another role's).
+    fn authorize(&self, headers: &axum::http::HeaderMap) -> Result<(), gatelog_edge::ApiError> {
+        self.inner.edge.authorize(headers, gatelog_edge::Access::Ingest).map(|_| ())
     }
 
     /// The backpressure reason when the slowest registered consumer lags too far.
