@@ -173,6 +173,18 @@ impl Credentials {
         !self.anonymous_ingest && !self.known.iter().any(|k| k.role == Role::Ingest)
     }
 
+    /// The names of two entries that are the same token, if any: which principal such a
+    /// token is would depend on the order of the configuration, so a server refuses to start.
+    pub fn duplicate(&self) -> Option<(&str, &str)> {
+        let mut seen: std::collections::HashMap<[u8; 32], &str> = std::collections::HashMap::new();
+        for known in &self.known {
+            if let Some(first) = seen.insert(known.digest, &known.name) {
+                return Some((first, &known.name));
+            }
+        }
+        None
+    }
+
     /// How many tokens have `role`.
     pub fn count(&self, role: Role) -> usize {
         self.known.iter().filter(|k| k.role == role).count()
@@ -324,6 +336,16 @@ mod tests {
         assert!(!open.rejects_all_ingest());
         assert_eq!(open.authorize(&HeaderMap::new(), Access::Ingest).unwrap().via, Via::Unauthenticated);
         assert_eq!(open.authorize(&HeaderMap::new(), Access::Read).unwrap_err().status, StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn the_same_token_under_two_names_is_found() {
+        let mut check = Credentials::new(None);
+        check.add_token("receiver.tokens[0]", Role::Ingest, "shared-token-0123456789");
+        check.add_token("bob", Role::Viewer, "other-token-0123456789");
+        assert_eq!(check.duplicate(), None);
+        check.add_token("alice", Role::Admin, "shared-token-0123456789");
+        assert_eq!(check.duplicate(), Some(("receiver.tokens[0]", "alice")));
     }
 
     #[test]

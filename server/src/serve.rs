@@ -162,6 +162,11 @@ fn edge(config: &Config) -> anyhow::Result<Edge> {
     use gatelog_edge::auth::Role;
     let mut credentials = config.receiver.credentials();
     config.auth.credentials(&mut credentials)?;
+    if let Some((first, second)) = credentials.duplicate() {
+        anyhow::bail!(
+            "auth: the tokens named {first:?} and {second:?} are the same token (receiver.tokens, auth.tokens, auth.tokens_file); give each its own"
+        );
+    }
     let count = |role| credentials.count(role);
     tracing::info!(
         ingest = count(Role::Ingest),
