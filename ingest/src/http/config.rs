@@ -9,8 +9,9 @@ use std::time::Duration;
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReceiverConfig {
-    /// Accepted ingest tokens; several at once so a token can be rotated without downtime.
-    /// Empty: every ingest request is rejected (401) unless `allow_unauthenticated`.
+    /// Accepted ingest tokens (the `ingest` role); several at once so a token can be rotated
+    /// without downtime. `[auth]` may hold more, as SHA-256. None at all: every ingest request
+    /// is rejected (401) unless `allow_unauthenticated`.
     pub tokens: Vec<String>,
     /// A header that carries the token as well as `Authorization: Bearer` (Logpush sets
     /// headers with `header_<Name>=` URL parameters), e.g. `X-Gatelog-Token`.

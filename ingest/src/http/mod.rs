@@ -170,7 +170,7 @@ impl ReceiverState {
         let workers = MappingPool::new().map_err(StartError::Threads)?;
         if edge.credentials().rejects_all_ingest() {
             tracing::warn!(
-                "receiver: no ingest tokens configured (receiver.tokens); every ingest request will be refused with 401"
+                "receiver: no ingest tokens configured (receiver.tokens, or auth tokens of role ingest); every ingest request will be refused with 401"
             );
         } else if config.allow_unauthenticated {
             tracing::warn!(
