@@ -116,6 +116,8 @@ pub fn open_spool(config: &Config) -> Result<Spool, gatelog_spool::SpoolError> {
 /// Opens the spool, starts (or begins connecting to) ClickHouse and the sinks
 /// ([`Sinks::start`]), and serves on `listener`.
 pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Running> {
+    // Before anything starts (the spool included), as `Sinks::start` would only after it.
+    crate::clickhouse::check_sync_data_dir(config)?;
     let spool_dir = config.data_dir.join("spool");
     let spool = open_spool(config).with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
