@@ -13,9 +13,9 @@
 //! `event_id`) keep each event once.
 
 use crate::decode::DecodeError;
-use crate::http::budget::{MemoryBudget, OverBudget};
 use crate::http::process::{Job, Mapper, Plan, PrepareError, prepare};
 use crate::{Dataset, Limits};
+use gatelog_edge::budget::{MemoryBudget, OverBudget};
 use gatelog_model::{BatchCodecError, Source, UnixMillis};
 
 /// Maps bodies on its own threads, one body at a time per call (calls may run at once).

@@ -4,7 +4,7 @@
 mod receiver_support;
 
 use axum::http::StatusCode;
-use gatelog_ingest::http::ReadinessCheck;
+use gatelog_edge::ReadinessCheck;
 use receiver_support::*;
 use std::sync::{Arc, Mutex};
 

@@ -4,7 +4,7 @@
 mod receiver_support;
 
 use axum::http::{Request, StatusCode};
-use gatelog_ingest::http::{MetricsCollector, TextWriter};
+use gatelog_edge::{MetricsCollector, TextWriter};
 use gatelog_spool::SpoolOptions;
 use receiver_support::*;
 use std::collections::BTreeMap;

@@ -67,6 +67,12 @@ pub enum Command {
     /// Backtest: run stored history from --from to --to through the detectors of `[detect]`
     /// and print what would have fired (findings and alerts). Nothing is stored or sent.
     Detect(DetectArgs),
+    /// API tokens for `gatelog serve`'s HTTP routes (kept in gatelog.toml as SHA-256).
+    #[command(alias = "token")]
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
+    },
     /// Print SQL that gatelog emits.
     Sql {
         #[command(subcommand)]
@@ -184,6 +190,38 @@ pub struct AlertResolveArgs {
     pub actor: AlertActorArgs,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Print a new random token for ROLE, once, and the `[[auth.tokens]]` entry (its
+    /// SHA-256, name and role) to add to gatelog.toml or the tokens file.
+    #[command(alias = "create")]
+    New(TokensNewArgs),
+}
+
+/// What a token may do (see README, "HTTP API and roles").
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    /// The receiver's routes only (Logpush, Tail, proxy decisions).
+    Ingest,
+    /// Search, alerts, dashboards (read-only).
+    Viewer,
+    /// A viewer who also acknowledges and resolves alerts.
+    Responder,
+    /// A viewer who also reads reports and bundles.
+    Auditor,
+    /// Every reading and responding route (not ingest).
+    Admin,
+}
+
+#[derive(Debug, Args)]
+pub struct TokensNewArgs {
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+    /// Who holds it: recorded as the actor of what it does (default `<role>-<8 hex>`).
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
 /// Where the configuration and the store are.
 #[derive(Debug, Clone, Args)]
 pub struct StoreArgs {
@@ -222,6 +260,10 @@ pub struct ReceiverArgs {
     /// A token ingest clients must present; repeat for rotation.
     #[arg(long = "ingest-token", env = "GATELOG_INGEST_TOKENS", value_delimiter = ',', hide_env_values = true)]
     pub ingest_tokens: Vec<String>,
+    /// A file of `[[tokens]]` entries (name, role, sha256) read at start; replaces
+    /// `auth.tokens_file`.
+    #[arg(long, env = "GATELOG_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
 }
 
 impl StoreArgs {

@@ -41,6 +41,9 @@ pub struct Config {
     pub server: ServerSection,
     /// `[receiver]`: tokens, body limits, backpressure of the HTTP ingest routes.
     pub receiver: gatelog_ingest::http::ReceiverConfig,
+    /// `[auth]`: API tokens with roles (as SHA-256), a tokens file, and who reads
+    /// `/healthz`, `/readyz`, `/metrics` without a token.
+    pub auth: gatelog_edge::config::AuthConfig,
     pub spool: gatelog_spool::SpoolConfig,
     pub index: gatelog_index::IndexConfig,
     pub report: ReportSection,
@@ -70,6 +73,7 @@ impl Default for Config {
             ingest: IngestSection::default(),
             server: ServerSection::default(),
             receiver: gatelog_ingest::http::ReceiverConfig::default(),
+            auth: gatelog_edge::config::AuthConfig::default(),
             spool: gatelog_spool::SpoolConfig::default(),
             index: gatelog_index::IndexConfig::default(),
             report: ReportSection::default(),
@@ -93,6 +97,8 @@ pub struct Overrides {
     pub listen: Option<std::net::SocketAddr>,
     /// Ingest tokens from flags/env; non-empty replaces the file's `receiver.tokens`.
     pub ingest_tokens: Vec<String>,
+    /// `--tokens-file`: replaces `auth.tokens_file`.
+    pub tokens_file: Option<PathBuf>,
 }
 
 /// A configuration problem, naming the key (or the file) it is about.
@@ -107,6 +113,9 @@ pub enum ConfigError {
     /// The receiver's own validation, which names its key (`receiver.tokens[1]: …`).
     #[error("{0}")]
     Receiver(String),
+    /// `[auth]`'s own validation, which names its key (`auth.tokens[0].sha256: …`).
+    #[error("{0}")]
+    Auth(#[from] gatelog_edge::config::ConfigError),
     /// `[detect]`'s own validation, which names its key (`detect.deny_burst_ip.threshold: …`).
     #[error("{0}")]
     Detect(#[from] gatelog_detect::ConfigError),
@@ -179,6 +188,9 @@ impl Config {
         if !o.ingest_tokens.is_empty() {
             self.receiver.tokens = o.ingest_tokens;
         }
+        if let Some(v) = o.tokens_file {
+            self.auth.tokens_file = Some(v);
+        }
         self
     }
 
@@ -225,6 +237,15 @@ impl Config {
         self.server.validate()?;
         if let Err(e) = self.receiver.validate() {
             return Err(ConfigError::Receiver(e.to_string()));
+        }
+        self.auth.validate()?;
+        if self.receiver.allow_unauthenticated
+            && self.auth.tokens.iter().any(|t| t.role == gatelog_edge::auth::Role::Ingest)
+        {
+            return invalid(
+                "receiver.allow_unauthenticated",
+                "must be false when auth.tokens hold an ingest token".into(),
+            );
         }
         self.detect.validate()?;
         self.notify.validate()?;

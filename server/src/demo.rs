@@ -8,7 +8,9 @@
 //! drain), or stops at once with `--exit-after-ingest`.
 //!
 //! Without a configured ingest token it generates one for the run (and prints it), so the
-//! demo never serves unauthenticated.
+//! demo never serves unauthenticated; it also generates one token per reading role
+//! (viewer, responder, auditor, admin) for the run and prints them, since the ingest token
+//! reads nothing.
 
 mod post;
 mod report;
@@ -16,6 +18,8 @@ mod report;
 use crate::cli::DemoArgs;
 use crate::serve::{self, Running};
 use anyhow::Context;
+use gatelog_edge::auth::Role;
+use gatelog_edge::config::TokenEntry;
 use gatelog_ingest::http::client::Client;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -45,6 +49,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let token = config.receiver.tokens[0].clone();
+    let mut role_tokens = Vec::new();
+    for role in [Role::Viewer, Role::Responder, Role::Auditor, Role::Admin] {
+        let value = generate_token()?;
+        let sha256 = crate::tokens::sha256_hex(&value);
+        config.auth.tokens.push(TokenEntry { name: format!("demo-{role}"), role, sha256 });
+        role_tokens.push((role, value));
+    }
     let (listener, moved) = bind(config.server.listen).await?;
     let running = serve::start(&config, listener).await?;
     let addr = running.addr();
@@ -63,6 +74,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         samples: &samples,
         token: &token,
         generated_token: generated_token.as_deref(),
+        role_tokens: &role_tokens,
     };
     let toured = tokio::select! {
         result = tour.run() => result.map(|()| true),
@@ -88,10 +100,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
 /// The configured address, else a free port on the same interface (and the busy address).
 async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, Option<SocketAddr>)> {
-    match gatelog_ingest::http::serve::bind(addr) {
+    match gatelog_edge::serve::bind(addr) {
         Ok(listener) => Ok((listener, None)),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            let listener = gatelog_ingest::http::serve::bind(SocketAddr::new(addr.ip(), 0))
+            let listener = gatelog_edge::serve::bind(SocketAddr::new(addr.ip(), 0))
                 .with_context(|| format!("{addr} is in use, and no free port on {}", addr.ip()))?;
             Ok((listener, Some(addr)))
         }
@@ -99,17 +111,9 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<(TcpListener, Option<SocketAdd
     }
 }
 
-/// 128 random bits from the kernel, hex: an ingest token for this run only.
+/// 128 random bits from the kernel, hex: a token for this run only.
 fn generate_token() -> anyhow::Result<String> {
-    use std::io::Read as _;
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("cannot read /dev/urandom for the demo's ingest token (pass --ingest-token)")?;
-    Ok(bytes.iter().fold(String::from("demo-"), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    }))
+    crate::tokens::random_token("demo-", 16)
 }
 
 /// The URL a client uses to reach `addr` (loopback for a wildcard listener).
@@ -129,6 +133,8 @@ struct Tour<'a> {
     samples: &'a [post::Sample],
     token: &'a str,
     generated_token: Option<&'a str>,
+    /// One generated token per reading role, the viewer's first.
+    role_tokens: &'a [(Role, String)],
 }
 
 impl Tour<'_> {
@@ -187,7 +193,8 @@ impl Tour<'_> {
         out.push_str(&self.mail_report(&store).await);
 
         let mut queries = vec![DEMO_SEARCH.to_owned()];
-        match self.first_denied_principal(&client).await {
+        let reader = Client::new(&base, &self.role_tokens[0].1)?;
+        match self.first_denied_principal(&reader).await {
             Ok(Some(principal)) => queries.push(format!("{DEMO_SEARCH} AND principal:{principal}")),
             Ok(None) => {}
             Err(e) => {
@@ -197,7 +204,8 @@ impl Tour<'_> {
         let searches = queries.into_iter().map(|q| (client.url("/v1/search", &[("q", q.as_str())]), q)).collect();
         out.push_str(&report::render_links(&report::Links {
             base: &base,
-            generated_token: self.generated_token,
+            generated_ingest: self.generated_token,
+            role_tokens: self.role_tokens,
             searches,
             data_dir: &self.config.data_dir,
             clickhouse_url: &self.running.link().url,

@@ -10,9 +10,12 @@
 //! - [`demo`]: `gatelog demo`, the one-command tour.
 //! - [`detect`]: `gatelog detect --from --to`, a backtest of the detectors over stored history.
 //! - [`index`]: `gatelog index rebuild`, and the rebuild from ClickHouse that `serve` runs too.
-//! - [`serve`]: `gatelog serve`: receiver → spool → ClickHouse and index sinks, search.
+//! - [`serve`]: `gatelog serve`: receiver → spool → ClickHouse and index sinks; the read
+//!   routes (`gatelog_read`) on the same edge.
+//! - [`search`]: `gatelog search`, the index read without a server.
 //! - [`proxy`]: `gatelog proxy` and `gatelog proxy check`.
 //! - [`keys`]: `gatelog keys init | public` (the bundle signing key) and `gatelog verify`.
+//! - [`tokens`]: `gatelog tokens new --role R`, a fresh API token and its `[auth]` entry.
 //! - [`priority`]: the CPU priority of the work behind the spool (the sinks' threads).
 
 mod alerts;
@@ -26,7 +29,9 @@ mod index;
 mod keys;
 mod priority;
 mod proxy;
+mod search;
 mod serve;
+mod tokens;
 
 use anyhow::Context;
 use clap::Parser;
@@ -64,13 +69,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => demo::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,
         Command::Serve(args) => serve::run(args).await,
-        Command::Search(args) => serve::search::run_cli(args).await,
+        Command::Search(args) => search::run_cli(args).await,
         Command::Alerts { command } => alerts::run(command).await,
         Command::Detect(args) => detect::run(args).await,
         Command::Index { command: IndexCommand::Rebuild(args) } => index::run_cli(args).await,
         Command::Clickhouse { command: ClickhouseCommand::Run(args) } => clickhouse::run_foreground(args).await,
         Command::Keys { command } => keys::run_keys(command),
         Command::Verify(args) => keys::run_verify(args),
+        Command::Tokens { command: cli::TokensCommand::New(args) } => tokens::run_new(args),
         Command::Sql { command: SqlCommand::Dump(args) } => {
             let profile = match args.profile {
                 cli::ProfileArg::Legacy => gatelog_store::SchemaProfile::Legacy,

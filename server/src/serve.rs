@@ -1,7 +1,7 @@
 //! `gatelog serve`: the HTTP receiver writes batches to the spool; two sinks read it, one
 //! into ClickHouse and one into the tantivy index, each committing its own position with its
 //! data; detection (`gatelog_watch`) reads it too, checkpointing its state with its position;
-//! `/v1/search` queries the index.
+//! `/v1/search` (`gatelog_read`, on the same edge as the receiver) queries the index.
 //!
 //! [`start`] builds the whole machine on a bound listener and returns a [`Running`] handle:
 //! `gatelog serve` then waits for a signal, `gatelog demo` first posts the sample data to it.
@@ -25,7 +25,7 @@
 //!
 //! Shutdown (SIGINT/SIGTERM) is bounded by `server.drain_timeout` plus a small margin: stop
 //! accepting, close idle connections at once and give busy ones what is left of the drain
-//! timeout to finish their request (`gatelog_ingest::http::serve`), give the sinks what is
+//! timeout to finish their request (`gatelog_edge::serve`), give the sinks what is
 //! left to store what the spool holds (less if every sink that is behind cannot move), stop
 //! them ([`sinks::SINK_STOP_GRACE`] at most: a write still running is abandoned), close the spool,
 //! stop managed ClickHouse (SIGTERM, SIGKILL after [`crate::clickhouse::MANAGED_STOP_TIMEOUT`]).
@@ -37,16 +37,16 @@ mod index_sink;
 pub mod metrics;
 pub mod notify;
 mod ready;
-pub mod search;
 mod sinks;
 mod store_link;
 
 use crate::cli::{ReceiverArgs, ServeArgs, StoreArgs};
 use crate::config::Config;
 use anyhow::Context;
+use gatelog_edge::Edge;
+use gatelog_edge::serve::HttpServer;
 use gatelog_index::Searcher;
 use gatelog_ingest::http::ReceiverState;
-use gatelog_ingest::http::serve::HttpServer;
 use gatelog_model::{Clock, SystemClock};
 use gatelog_spool::{Spool, SpoolOptions};
 use gatelog_store::Store;
@@ -63,12 +63,12 @@ use tokio::task::JoinHandle;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = resolve_config(&args.store, &args.receiver)?;
-    let listener = gatelog_ingest::http::serve::bind(config.server.listen)
+    let listener = gatelog_edge::serve::bind(config.server.listen)
         .with_context(|| format!("cannot listen on {} (server.listen / --listen)", config.server.listen))?;
     let running = start(&config, listener).await?;
     let addr = running.addr();
     crate::print_stdout(&format!(
-        "gatelog serve listening on http://{addr}\n  POST /v1/logpush/{{dataset}}  POST /v1/tail  POST /v1/decisions\n  GET /v1/search?q=  GET /metrics  GET /readyz\n"
+        "gatelog serve listening on http://{addr}\n  POST /v1/logpush/{{dataset}}  POST /v1/tail  POST /v1/decisions\n  GET /v1/search?q=  GET /v1/alerts  GET /metrics  GET /readyz\n"
     ))?;
     crate::clickhouse::wait_for_shutdown_signal().await;
     running.shutdown().await?;
@@ -80,6 +80,7 @@ pub fn resolve_config(store: &StoreArgs, receiver: &ReceiverArgs) -> anyhow::Res
     let mut overrides = store.overrides();
     overrides.listen = receiver.listen;
     overrides.ingest_tokens = receiver.ingest_tokens.clone();
+    overrides.tokens_file = receiver.tokens_file.clone();
     let config = Config::load(store.config.as_deref())?.apply(overrides);
     config.validate()?;
     Ok(config)
@@ -125,7 +126,8 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let spool_dir = config.data_dir.join("spool");
     let spool = open_spool(config).with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let receiver = ReceiverState::new(config.receiver.clone(), spool.clone(), clock)?;
+    let edge = edge(config)?;
+    let receiver = ReceiverState::on_edge(config.receiver.clone(), spool.clone(), clock, edge.clone())?;
     let addr = listener.local_addr().context("cannot read the listening address")?;
     let sinks = Sinks::start(config, spool).await?;
     let notifier = match config.notify.enabled {
@@ -155,12 +157,14 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let searcher = Arc::new(Searcher::open(&index_dir, &config.clickhouse.database));
     let server = HttpServer::new(config.server.limits());
     receiver.metrics().register_collector(server.stats());
-    let app = gatelog_ingest::http::router(receiver.clone()).merge(search::router(search::SearchState {
-        receiver,
+    let search = gatelog_read::search::SearchIndex {
         searcher,
         enabled: config.index.enabled,
         index_status: sinks.index_status.clone(),
-    }));
+    };
+    let alerts = Some(gatelog_read::alerts::AlertsStore { store: sinks.link.subscribe(), clock: sinks.clock.clone() });
+    let read = gatelog_read::ReadState { edge, search, alerts };
+    let app = gatelog_ingest::http::router(receiver).merge(gatelog_read::router(read));
     let (http_stop, http_rx) = watch::channel(false);
     // Bounded by server.drain_timeout once stopped (idle and slow connections included).
     let http = tokio::spawn(async move {
@@ -169,6 +173,31 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     });
     tracing::info!(%addr, clickhouse = %sinks.link.url, spool = %spool_dir.display(), "gatelog serve is listening");
     Ok(Running { addr, sinks, notifier, http_stop, http, drain_timeout: config.server.drain_timeout })
+}
+
+/// The server's edge: the receiver's ingest tokens and `[auth]`'s tokens (the tokens file
+/// read now), and who reads the operator routes without one. Logs how many tokens each role
+/// has, never a token.
+fn edge(config: &Config) -> anyhow::Result<Edge> {
+    use gatelog_edge::auth::Role;
+    let mut credentials = config.receiver.credentials();
+    config.auth.credentials(&mut credentials)?;
+    if let Some((first, second)) = credentials.duplicate() {
+        anyhow::bail!(
+            "auth: the tokens named {first:?} and {second:?} are the same token (receiver.tokens, auth.tokens, auth.tokens_file); give each its own"
+        );
+    }
+    let count = |role| credentials.count(role);
+    tracing::info!(
+        ingest = count(Role::Ingest),
+        viewer = count(Role::Viewer),
+        responder = count(Role::Responder),
+        auditor = count(Role::Auditor),
+        admin = count(Role::Admin),
+        ops_without_token = ?config.auth.ops_without_token,
+        "api tokens by role"
+    );
+    Ok(Edge::new(credentials, config.auth.ops_without_token))
 }
 
 impl Running {

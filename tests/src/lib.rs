@@ -107,6 +107,18 @@ pub fn free_port() -> u16 {
         .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
 }
 
+/// The viewer token [`Serve::start`] registers beside the ingest token `token` (the ingest
+/// role reads nothing, so searches use this one).
+pub fn read_token(token: &str) -> String {
+    format!("{token}-viewer")
+}
+
+/// The SHA-256 of `token`, lowercase hex (what `[auth]` keeps).
+pub fn sha256_hex(token: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// How to run `gatelog serve`; [`Serve::start`] runs it.
 #[derive(Debug, Clone)]
 pub struct ServeSpec {
@@ -138,13 +150,21 @@ pub struct Serve {
 }
 
 impl Serve {
-    /// Starts the server and waits (bounded, 60 s) until `/healthz` answers 200.
+    /// Starts the server and waits (bounded, 60 s) until `/healthz` answers 200. `spec.token`
+    /// is its ingest token; [`read_token`] of it is a viewer token, in a tokens file under the
+    /// data dir (`--tokens-file`).
     pub async fn start(spec: &ServeSpec) -> Serve {
         let log = spec.data_dir.join("serve.log");
         std::fs::create_dir_all(&spec.data_dir).expect("data dir");
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("serve log");
         let err = out.try_clone().expect("serve log");
         let listen = format!("127.0.0.1:{}", spec.port);
+        let tokens = spec.data_dir.join("e2e-tokens.toml");
+        let entry = format!(
+            "[[tokens]]\nname = \"e2e-viewer\"\nrole = \"viewer\"\nsha256 = \"{}\"\n",
+            sha256_hex(&read_token(&spec.token))
+        );
+        std::fs::write(&tokens, entry).expect("tokens file");
         let mut cmd = Command::new(if spec.release { gatelog_release_bin() } else { gatelog_bin() });
         cmd.arg("serve");
         if let Some(config) = &spec.config {
@@ -158,11 +178,14 @@ impl Serve {
             .args(["--listen", &listen])
             .args(["--clickhouse-database", &spec.database])
             .args(["--ingest-token", &spec.token])
+            .arg("--tokens-file")
+            .arg(&tokens)
             .env("GATELOG_LOG", std::env::var("GATELOG_E2E_SERVE_LOG").unwrap_or_else(|_| "warn".to_owned()))
             .env_remove("GATELOG_CLICKHOUSE_URL")
             .env_remove("GATELOG_CONFIG")
             .env_remove("GATELOG_LISTEN")
             .env_remove("GATELOG_INGEST_TOKENS")
+            .env_remove("GATELOG_TOKENS_FILE")
             .env_remove("GATELOG_DATA_DIR")
             .stdin(std::process::Stdio::null())
             .stdout(out)
@@ -328,8 +351,10 @@ pub async fn wait_for_sinks(base_url: &str, limit: std::time::Duration) -> Strin
 }
 
 /// Pages through `/v1/search?q=…&limit=1000` until `next_cursor` is null and returns every
-/// hit's `event_id` in order (duplicates kept, so callers can count them).
+/// hit's `event_id` in order (duplicates kept, so callers can count them). `token` is the
+/// server's ingest token ([`ServeSpec::token`]); the search presents its [`read_token`].
 pub async fn search_all(base_url: &str, token: &str, q: &str) -> Vec<String> {
+    let token = &read_token(token);
     let client = http_client();
     let mut ids = Vec::new();
     let mut cursor: Option<String> = None;

@@ -133,7 +133,15 @@ async fn copies_whose_times_differ_are_stored_and_found_once() {
     for (id, _, second) in &events {
         let url = reqwest::Url::parse_with_params(&format!("{base}/v1/search"), [("q", format!("event_id:{id}"))])
             .expect("url");
-        let text = client.get(url).bearer_auth(TOKEN).send().await.expect("search").text().await.expect("body");
+        let text = client
+            .get(url)
+            .bearer_auth(gatelog_e2e::read_token(TOKEN))
+            .send()
+            .await
+            .expect("search")
+            .text()
+            .await
+            .expect("body");
         let page: serde_json::Value = serde_json::from_str(&text).expect("json");
         let hits = page["hits"].as_array().expect("hits");
         assert_eq!(hits.len(), 1, "{id}: {page}");

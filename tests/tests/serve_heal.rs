@@ -58,7 +58,13 @@ fn rays(batches: std::ops::Range<usize>) -> HashSet<String> {
 /// `/v1/search` with the token: the status and the JSON.
 async fn search(base: &str, q: &str) -> (u16, serde_json::Value) {
     let url = reqwest::Url::parse_with_params(&format!("{base}/v1/search"), [("q", q), ("limit", "10")]).expect("url");
-    let r = http_client().get(url).bearer_auth(TOKEN).timeout(Duration::from_secs(30)).send().await.expect("search");
+    let r = http_client()
+        .get(url)
+        .bearer_auth(gatelog_e2e::read_token(TOKEN))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("search");
     let status = r.status().as_u16();
     (status, serde_json::from_str(&r.text().await.unwrap_or_default()).unwrap_or_default())
 }

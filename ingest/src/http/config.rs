@@ -9,8 +9,9 @@ use std::time::Duration;
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReceiverConfig {
-    /// Accepted ingest tokens; several at once so a token can be rotated without downtime.
-    /// Empty: every ingest request is rejected (401) unless `allow_unauthenticated`.
+    /// Accepted ingest tokens (the `ingest` role); several at once so a token can be rotated
+    /// without downtime. `[auth]` may hold more, as SHA-256. None at all: every ingest request
+    /// is rejected (401) unless `allow_unauthenticated`.
     pub tokens: Vec<String>,
     /// A header that carries the token as well as `Authorization: Bearer` (Logpush sets
     /// headers with `header_<Name>=` URL parameters), e.g. `X-Gatelog-Token`.
@@ -195,6 +196,19 @@ impl ReceiverConfig {
     /// The event times accepted around `received_at`.
     pub fn window(&self) -> crate::TimeWindow {
         crate::TimeWindow { max_age: self.max_event_age, max_lead: self.max_event_lead }
+    }
+
+    /// The receiver's credentials: `tokens` as the ingest role (named `receiver.tokens[i]`),
+    /// by `Authorization: Bearer` or `token_header` (which other roles' tokens may use too),
+    /// and no credential at all on the ingest routes with `allow_unauthenticated`. The binary
+    /// adds `[auth]`'s tokens to these.
+    pub fn credentials(&self) -> gatelog_edge::Credentials {
+        let mut credentials = gatelog_edge::Credentials::new(self.token_header.as_deref());
+        for (i, token) in self.tokens.iter().enumerate() {
+            credentials.add_token(format!("receiver.tokens[{i}]"), gatelog_edge::Role::Ingest, token);
+        }
+        credentials.allow_anonymous_ingest(self.allow_unauthenticated);
+        credentials
     }
 
     /// `Retry-After` in whole seconds (at least 1).

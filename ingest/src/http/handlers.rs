@@ -2,11 +2,8 @@
 //! append, and the answer (see the module docs of [`super`] for every status).
 
 use super::ReceiverState;
-use super::budget::{OverBudget, Reservation};
-use super::error::ApiError;
 use super::metrics::Route;
 use super::process::{INLINE_MAX, Job, Mapper, Plan, PrepareError, prepare};
-use super::serve::BodyTimeout;
 use crate::decode::DecodeError;
 use crate::{Dataset, Limits};
 use axum::Json;
@@ -14,10 +11,11 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
+use gatelog_edge::ApiError;
+use gatelog_edge::body::{busy, read_body};
+use gatelog_edge::budget::OverBudget;
 use gatelog_model::Source;
 use gatelog_spool::SpoolError;
-use http_body_util::BodyExt;
 use serde::Serialize;
 
 /// The 2xx answer (and the counts of a 400 for a batch of dead letters only).
@@ -41,13 +39,13 @@ pub(crate) async fn logpush(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let result = match Dataset::parse(&dataset).filter(|d| d.is_logpush()) {
-        _ if !state.inner.auth.allows(&headers) => Err(ApiError::unauthorized()),
-        Some(d) => {
+    let result = match (state.authorize(&headers), Dataset::parse(&dataset).filter(|d| d.is_logpush())) {
+        (Err(refused), _) => Err(refused),
+        (Ok(()), Some(d)) => {
             let origin = format!("logpush/{}", d.as_str());
             ingest(&state, Route::Logpush, Mapper::Dataset(d, Source::Logpush), &origin, &headers, body).await
         }
-        None => {
+        (Ok(()), None) => {
             let known: Vec<&str> = Dataset::ALL.iter().filter(|d| d.is_logpush()).map(|d| d.as_str()).collect();
             let shown: String = dataset.chars().take(64).collect();
             Err(ApiError::not_found(format!("unknown dataset {shown:?}; known datasets: {}", known.join(", "))))
@@ -57,52 +55,26 @@ pub(crate) async fn logpush(
 }
 
 pub(crate) async fn tail(State(state): State<ReceiverState>, headers: HeaderMap, body: Body) -> Response {
-    let result = match state.inner.auth.allows(&headers) {
-        false => Err(ApiError::unauthorized()),
-        true => ingest(&state, Route::Tail, Mapper::Dataset(Dataset::Tail, Source::Tail), "tail", &headers, body).await,
+    let result = match state.authorize(&headers) {
+        Err(refused) => Err(refused),
+        Ok(()) => {
+            ingest(&state, Route::Tail, Mapper::Dataset(Dataset::Tail, Source::Tail), "tail", &headers, body).await
+        }
     };
     finish(&state, result)
 }
 
 pub(crate) async fn decisions(State(state): State<ReceiverState>, headers: HeaderMap, body: Body) -> Response {
-    let result = match state.inner.auth.allows(&headers) {
-        false => Err(ApiError::unauthorized()),
-        true => ingest(&state, Route::Decisions, Mapper::Decisions, "decisions", &headers, body).await,
+    let result = match state.authorize(&headers) {
+        Err(refused) => Err(refused),
+        Ok(()) => ingest(&state, Route::Decisions, Mapper::Decisions, "decisions", &headers, body).await,
     };
     finish(&state, result)
 }
 
-pub(crate) async fn healthz() -> &'static str {
-    "ok"
-}
-
-pub(crate) async fn readyz(State(state): State<ReceiverState>) -> Response {
-    match state.not_ready_reason() {
-        None => (StatusCode::OK, "ready").into_response(),
-        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}")).into_response(),
-    }
-}
-
-pub(crate) async fn metrics(State(state): State<ReceiverState>) -> Response {
-    let text = state.metrics().render(state.spool());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
-}
-
 /// Counts and logs an error answer once; passes a success through.
 fn finish(state: &ReceiverState, result: Result<Response, ApiError>) -> Response {
-    match result {
-        Ok(response) => response,
-        Err(error) => {
-            state.metrics().rejected(error.code);
-            let internal = error.internal.as_deref().unwrap_or("");
-            if error.status.is_server_error() || error.status == StatusCode::TOO_MANY_REQUESTS {
-                tracing::warn!(status = error.status.as_u16(), code = error.code.as_str(), message = %error.message, internal, "receiver: request refused");
-            } else {
-                tracing::debug!(status = error.status.as_u16(), code = error.code.as_str(), message = %error.message, internal, "receiver: request refused");
-            }
-            error.into_response()
-        }
-    }
+    state.edge().finish("receiver", result)
 }
 
 async fn ingest(
@@ -166,7 +138,7 @@ async fn ingest(
         Mapper::Dataset(d, _) => Some(d),
         Mapper::Decisions => None,
     };
-    state.metrics().received(route, dataset, prepared.lines);
+    state.inner.metrics.received(route, dataset, prepared.lines);
     let mut answer = Accepted {
         batch_id: None,
         spool_seq: None,
@@ -195,7 +167,7 @@ async fn ingest(
     let seq = state.spool().append_parts(parts).await.map_err(|e| spool_error(state, e, retry_after))?;
     drop(reservation);
     state.spool_succeeded();
-    state.metrics().spooled(dataset, dead_letters as u64);
+    state.inner.metrics.spooled(dataset, dead_letters as u64);
     tracing::debug!(origin, batch_id = %batch_id, seq, lines, decisions = answer.decisions,
         dead_letters = answer.dead_letters, blank_lines = answer.blank_lines, excess_days = prepared.excess_days,
         read_ms = millis(read_in), map_ms = millis(mapped_in),
@@ -249,84 +221,6 @@ fn check_encoding(headers: &HeaderMap) -> Result<(), ApiError> {
         ));
     }
     Ok(())
-}
-
-/// Reads the body, refusing more than `limit` bytes (by `Content-Length` up front, or as it
-/// arrives). The buffer grows with what arrives, doubling from 64 KiB, and every buffer is
-/// charged to `reservation` before it is allocated, so a request holds in the budget what it
-/// holds in memory. A body with a `Content-Length` moves to one buffer of exactly that size
-/// once [`EXACT_AFTER`] of it has arrived (or all of it, when it is smaller): a client that
-/// announces 64 MiB and sends a byte a second holds 64 KiB, and a few of them cannot refuse
-/// everyone else for as long as they keep trickling (`server.min_body_rate` ends them),
-/// while a client that really sends a large body is charged all of it early, before it has
-/// filled memory that a refusal would then only give back to the allocator. Returns the
-/// body and the bytes charged for it.
-async fn read_body(
-    headers: &HeaderMap,
-    mut body: Body,
-    limit: u64,
-    reservation: &mut Reservation,
-    retry_after: u64,
-) -> Result<(Bytes, usize), ApiError> {
-    let too_large = || ApiError::too_large(format!("body is larger than the limit of {limit} bytes"));
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    // hyper refuses a body longer than its Content-Length, so the buffer never outgrows it.
-    let cap = declared.and_then(|n| usize::try_from(n).ok()).unwrap_or(limit);
-    let mut buf: Vec<u8> = Vec::new();
-    let mut charged = 0;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(body_error)?;
-        let Ok(data) = frame.into_data() else { continue };
-        let want = buf.len() + data.len();
-        if want > limit {
-            return Err(too_large());
-        }
-        if want > charged {
-            let target = if declared.is_some() && want >= EXACT_AFTER.min(cap) {
-                cap.max(want)
-            } else {
-                want.max(charged * 2).max(MIN_BODY_BUFFER).min(cap.max(want))
-            };
-            reservation.grow_body(target - charged).map_err(|_| busy(retry_after))?;
-            charged = target;
-        }
-        if want > buf.capacity() && buf.try_reserve_exact(charged - buf.len()).is_err() {
-            return Err(busy(retry_after));
-        }
-        buf.extend_from_slice(&data);
-    }
-    Ok((Bytes::from(buf), charged))
-}
-
-/// The first buffer of a body (or all of it, when it announced less).
-const MIN_BODY_BUFFER: usize = 64 * 1024;
-/// What of a body with a `Content-Length` arrives before all of it is charged (see
-/// [`read_body`]).
-const EXACT_AFTER: usize = 1024 * 1024;
-
-fn busy(retry_after: u64) -> ApiError {
-    ApiError::busy(retry_after, "the receiver is holding as many request bodies as it may; retry later")
-}
-
-/// A body that could not be read: too slow (408), or cut off by the client (400).
-fn body_error(error: axum::Error) -> ApiError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&error);
-    while let Some(e) = source {
-        if let Some(timeout) = e.downcast_ref::<BodyTimeout>() {
-            return ApiError::request_timeout(format!(
-                "the request body arrived too slowly ({} bytes in {} ms); send it at once",
-                timeout.received, timeout.elapsed_ms
-            ))
-            .with_internal(timeout.to_string());
-        }
-        source = e.source();
-    }
-    ApiError::bad_request("the request body could not be read").with_internal(error.to_string())
 }
 
 fn prepare_error(error: PrepareError, body_len: usize, retry_after: u64) -> ApiError {

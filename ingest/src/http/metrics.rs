@@ -1,19 +1,15 @@
-//! [`MetricsRegistry`]: the receiver's counters and the Prometheus text exposition of
-//! `GET /metrics`.
+//! [`ReceiverMetrics`]: the receiver's counters and the spool's gauges, a collector of the
+//! edge's [`MetricsRegistry`](gatelog_edge::MetricsRegistry) (`GET /metrics`).
 //!
 //! Every label comes from a closed set, so a client cannot grow the series count: `route`
-//! from [`Route`], `dataset` from [`Dataset::ALL`] plus `proxy`, `code` from
-//! [`ErrorCode::ALL`], and `sink` from the spool's registered consumers (configured by the
-//! binary). Counters are plain atomics. The spool's gauges and fsync histogram are read at
-//! scrape time. Other parts of the binary (the sinks) add their own families through
-//! [`MetricsRegistry::register_collector`].
+//! from [`Route`], `dataset` from [`Dataset::ALL`] plus `proxy`, and `sink` from the spool's
+//! registered consumers (configured by the binary). Counters are plain atomics. The spool's
+//! gauges and fsync histogram are read at scrape time.
 
-use super::error::ErrorCode;
 use crate::Dataset;
+use gatelog_edge::{MetricsCollector, TextWriter};
 use gatelog_spool::Spool;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
 
 /// An ingest route, the label of `gatelog_received_batches_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,79 +44,29 @@ fn stream_index(dataset: Option<Dataset>) -> usize {
     dataset.and_then(|d| Dataset::ALL.iter().position(|x| *x == d)).unwrap_or(STREAMS - 1)
 }
 
-/// Writes Prometheus text exposition (format 0.0.4).
-#[derive(Debug, Default)]
-pub struct TextWriter {
-    out: String,
-}
-
-impl TextWriter {
-    /// `# HELP` and `# TYPE` lines of a family (`kind`: counter, gauge, histogram).
-    pub fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.out, "# HELP {name} {}", help.replace('\\', "\\\\").replace('\n', "\\n"));
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
-    }
-
-    /// One sample; label values are escaped.
-    pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-        self.out.push_str(name);
-        if !labels.is_empty() {
-            self.out.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.out.push(',');
-                }
-                let escaped = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-                let _ = write!(self.out, "{k}=\"{escaped}\"");
-            }
-            self.out.push('}');
-        }
-        let _ = writeln!(self.out, " {value}");
-    }
-
-    pub fn finish(self) -> String {
-        self.out
-    }
-}
-
-/// A source of extra metric families (e.g. the ClickHouse and tantivy sinks).
-pub trait MetricsCollector: Send + Sync + std::fmt::Debug {
-    /// Appends complete families (with `family` headers) to the exposition.
-    fn collect(&self, out: &mut TextWriter);
-}
-
 fn counters<const N: usize>() -> [AtomicU64; N] {
     std::array::from_fn(|_| AtomicU64::new(0))
 }
 
-/// The receiver's counters plus registered collectors.
+/// The receiver's counters, and the spool whose gauges are read at scrape time.
 #[derive(Debug)]
-pub struct MetricsRegistry {
+pub struct ReceiverMetrics {
+    spool: Spool,
     received_batches: [AtomicU64; 3],
     received_lines: [AtomicU64; STREAMS],
     spooled_batches: [AtomicU64; STREAMS],
     dead_letters: [AtomicU64; STREAMS],
-    rejected: [AtomicU64; ErrorCode::ALL.len()],
-    collectors: RwLock<Vec<Arc<dyn MetricsCollector>>>,
 }
 
-impl Default for MetricsRegistry {
-    fn default() -> Self {
-        MetricsRegistry {
+impl ReceiverMetrics {
+    pub(crate) fn new(spool: Spool) -> Self {
+        ReceiverMetrics {
+            spool,
             received_batches: counters(),
             received_lines: counters(),
             spooled_batches: counters(),
             dead_letters: counters(),
-            rejected: counters(),
-            collectors: RwLock::new(Vec::new()),
         }
-    }
-}
-
-impl MetricsRegistry {
-    /// Adds a collector whose families are appended to every scrape.
-    pub fn register_collector(&self, collector: Arc<dyn MetricsCollector>) {
-        self.collectors.write().unwrap_or_else(PoisonError::into_inner).push(collector);
     }
 
     pub(crate) fn received(&self, route: Route, dataset: Option<Dataset>, lines: u64) {
@@ -133,20 +79,12 @@ impl MetricsRegistry {
         self.spooled_batches[i].fetch_add(1, Ordering::Relaxed);
         self.dead_letters[i].fetch_add(dead_letters, Ordering::Relaxed);
     }
+}
 
-    pub(crate) fn rejected(&self, code: ErrorCode) {
-        self.rejected[code.index()].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Requests answered with `code` so far.
-    pub fn rejected_count(&self, code: ErrorCode) -> u64 {
-        self.rejected[code.index()].load(Ordering::Relaxed)
-    }
-
-    /// The whole exposition: the receiver's counters, the spool's gauges and fsync
-    /// histogram, then every registered collector.
-    pub fn render(&self, spool: &Spool) -> String {
-        let mut w = TextWriter::default();
+impl MetricsCollector for ReceiverMetrics {
+    /// The receiver's counters, then the spool's gauges and fsync histogram.
+    fn collect(&self, w: &mut TextWriter) {
+        let spool = &self.spool;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
 
         w.family(
@@ -175,10 +113,6 @@ impl MetricsRegistry {
             for (i, v) in values.iter().enumerate() {
                 w.sample(name, &[("dataset", stream_name(i))], get(v));
             }
-        }
-        w.family("gatelog_rejected_requests_total", "counter", "Requests answered with an error, by error code.");
-        for c in ErrorCode::ALL {
-            w.sample("gatelog_rejected_requests_total", &[("code", c.as_str())], get(&self.rejected[c.index()]));
         }
 
         let stats = spool.stats();
@@ -220,11 +154,6 @@ impl MetricsRegistry {
         }
         w.sample("gatelog_spool_fsync_seconds_sum", &[], h.sum_secs);
         w.sample("gatelog_spool_fsync_seconds_count", &[], h.count);
-
-        for collector in self.collectors.read().unwrap_or_else(PoisonError::into_inner).iter() {
-            collector.collect(&mut w);
-        }
-        w.finish()
     }
 }
 
@@ -239,12 +168,5 @@ mod tests {
             assert_eq!(stream_name(i), d.as_str());
         }
         assert_eq!(stream_name(stream_index(None)), PROXY_DATASET);
-    }
-
-    #[test]
-    fn label_values_are_escaped() {
-        let mut w = TextWriter::default();
-        w.sample("m", &[("sink", "a\"b\\c\nd")], 1);
-        assert_eq!(w.finish(), "m{sink=\"a\\\"b\\\\c\\nd\"} 1\n");
     }
 }

@@ -7,17 +7,21 @@
 //! | `POST /v1/logpush/{dataset}` | NDJSON, gzip (sniffed by magic bytes) or plain | the URL's Logpush dataset (404 with the list for anything else), source `logpush`, origin `logpush/<dataset>` |
 //! | `POST /v1/tail` | a JSON array of Tail `TraceItem`s as `JSON.stringify` writes it (one delivery = one line; several deliveries one per line also work; pretty-printed multi-line JSON does not) | dataset `tail`, source `tail`, origin `tail` |
 //! | `POST /v1/decisions` | NDJSON of gatelog proxy `AccessDecision`s (see [`crate::map::decisions`]) | dataset `proxy`, source `proxy`, origin `decisions` |
-//! | `GET /healthz` | | 200 `ok` while the process runs (no token) |
-//! | `GET /readyz` | | 200 `ready`, or 503 `not ready: <reason>; <reason>…` (spool failing, sinks lagging, and what the binary's [`ReadinessCheck`]s say: a sink stopped, waiting, rebuilding); no token |
-//! | `GET /metrics` | | Prometheus text ([`MetricsRegistry`]); no token |
+//! | `GET /healthz` | | 200 `ok` while the process runs |
+//! | `GET /readyz` | | 200 `ready`, or 503 `not ready: <reason>; <reason>…` (spool failing, sinks lagging, and what the binary's [`ReadinessCheck`](gatelog_edge::ReadinessCheck)s say: a sink stopped, waiting, rebuilding) |
+//! | `GET /metrics` | | Prometheus text ([`MetricsRegistry`](gatelog_edge::MetricsRegistry)) |
 //!
-//! No fallback route is installed, so the binary can merge this router with others.
+//! The last three are the edge's operator routes ([`gatelog_edge::ops`]): without a token
+//! from where `auth.ops_without_token` says (loopback by default), else with a reading
+//! role's token. No fallback route is installed, so the binary can merge this router with others.
 //!
 //! # One ingest request
 //! 1. **Auth** before the body is read: `Authorization: Bearer <token>` or the configured
-//!    `token_header`, against every configured token in constant time. 401 `unauthorized`
-//!    with `WWW-Authenticate: Bearer`. No tokens configured: everything is refused (and a
-//!    warning is logged at start) unless `allow_unauthenticated`.
+//!    `token_header`, against every known token in constant time (`gatelog_edge::auth`).
+//!    401 `unauthorized` with `WWW-Authenticate: Bearer`; 403 `forbidden` for a token of a
+//!    role other than `ingest` (a reading role never writes evidence). No ingest tokens
+//!    configured: everything is refused (and a warning is logged at start) unless
+//!    `allow_unauthenticated`.
 //! 2. **Encoding**: a `Content-Encoding` other than `gzip`, `x-gzip` or `identity` (`br`,
 //!    `deflate`, `zstd`, gzip twice, anything unknown): 415 `unsupported_encoding` naming
 //!    it. Bodies are sniffed by the gzip magic bytes whatever the header says.
@@ -27,7 +31,7 @@
 //!    413 `payload_too_large`. Empty: 400 `bad_request`. Its buffer is charged to the
 //!    receiver's memory budget before it is allocated (`budget`): past
 //!    `max_buffered_bytes` held by all requests, 503 `overloaded` with `Retry-After`. A body
-//!    that stops or slows below the server's rate: 408 `request_timeout` (see [`serve`]).
+//!    that stops or slows below the server's rate: 408 `request_timeout` (see [`gatelog_edge::serve`]).
 //! 5. **Map** on the mapping threads (inline for small plain bodies): inflated past
 //!    `max_decompressed_bytes` (a gzip bomb): 413; truncated or corrupt gzip: 400
 //!    (`gzip stream is truncated at byte N`); a batch that would hold more than
@@ -56,35 +60,31 @@
 //!    batch over the spool's record limit: 413. Nothing that was answered 2xx is lost and
 //!    nothing else was acknowledged, so the sender's retry is always safe.
 //!
-//! Submodules: [`config`] ([`ReceiverConfig`]), [`error`] (the closed set of
-//! [`ErrorCode`]s), `auth` (constant-time tokens), `budget` (what requests hold), [`metrics`],
-//! `process` (body → batch, bounded), `workers` (the
-//! pinned mapping threads), `handlers`, and [`serve`] (the connection loop: timeouts, cap,
-//! shutdown); and [`client`], the other side:
-//! a sender that posts to these routes as Logpush and a Tail Worker do (`gatelog demo`).
+//! Submodules: [`config`] ([`ReceiverConfig`]), [`metrics`] (the receiver's counters),
+//! `process` (body → batch, bounded), `workers` (the pinned mapping threads), `handlers`;
+//! and [`client`], the other side: a sender that posts to these routes as Logpush and a Tail
+//! Worker do (`gatelog demo`). What every route shares (error answers, tokens, the memory
+//! budget, body reading, metrics registry, `/healthz`, `/readyz`, `/metrics`, the connection
+//! loop) is the HTTP edge's, `gatelog_edge`: the receiver is one user of it.
 
-mod auth;
-pub(crate) mod budget;
 pub mod client;
 pub mod config;
-pub mod error;
 mod handlers;
 pub mod metrics;
 pub(crate) mod process;
-pub mod serve;
 mod workers;
 
 pub use crate::map::decisions::{DecisionLineContext, map_decision_line};
 pub use config::{ConfigError, ReceiverConfig};
-pub use error::{ApiError, ErrorCode};
-pub use metrics::{MetricsCollector, MetricsRegistry, Route, TextWriter};
+pub use metrics::{ReceiverMetrics, Route};
 
-use auth::TokenCheck;
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::post;
+use gatelog_edge::budget::MemoryBudget;
+use gatelog_edge::{Edge, ReadinessCheck};
 use gatelog_model::{Clock, UnixMillis};
 use gatelog_spool::Spool;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError};
 use workers::MappingPool;
 
 /// Everything the handlers share. Cheap to clone.
@@ -98,64 +98,108 @@ struct Inner {
     config: ReceiverConfig,
     spool: Spool,
     clock: Arc<dyn Clock>,
-    auth: TokenCheck,
-    metrics: Arc<MetricsRegistry>,
+    /// Credentials, `/metrics` registry and `/readyz` checks, shared with the other routes.
+    edge: Edge,
+    metrics: Arc<ReceiverMetrics>,
     /// The threads bodies are inflated and mapped on (see [`workers`]).
     workers: MappingPool,
     /// Bodies being inflated and mapped at once: one per mapping thread. More would only
     /// time-slice the same cores while each holds its inflated lines in memory; waiting
     /// requests hold just their (compressed) body, and are served in arrival order.
     mapping: tokio::sync::Semaphore,
-    /// What every ingest request holds at once (`max_buffered_bytes`; see [`budget`]).
-    budget: budget::MemoryBudget,
+    /// What every ingest request holds at once (`max_buffered_bytes`; see
+    /// [`gatelog_edge::budget`]).
+    budget: MemoryBudget,
     /// The last spool failure (when, why), cleared by the next successful append; `/readyz`
     /// reports it for `retry_after` so a receiver taken out of rotation comes back by itself.
-    last_failure: Mutex<Option<(UnixMillis, &'static str)>>,
-    /// What else `/readyz` asks (the binary's sinks).
-    readiness: RwLock<Vec<Arc<dyn ReadinessCheck>>>,
+    last_failure: Arc<Mutex<Option<(UnixMillis, &'static str)>>>,
 }
 
-/// Something besides the receiver that `/readyz` asks: the binary adds its sinks, so a
-/// stopped or waiting sink takes the server out of rotation with its reason. Ingest itself
-/// keeps answering as before (the spool absorbs what the sinks cannot take yet).
-pub trait ReadinessCheck: Send + Sync + std::fmt::Debug {
-    /// One line per reason not to send traffic here now; empty when all is well.
-    fn not_ready(&self) -> Vec<String>;
+/// The receiver's own `/readyz` reasons: the sinks lag past `max_lag_records`, or the spool
+/// failed within the last `retry_after`.
+#[derive(Debug)]
+struct ReceiverReadiness {
+    spool: Spool,
+    clock: Arc<dyn Clock>,
+    max_lag_records: u64,
+    retry_after_ms: i64,
+    last_failure: Arc<Mutex<Option<(UnixMillis, &'static str)>>>,
+}
+
+impl ReadinessCheck for ReceiverReadiness {
+    fn not_ready(&self) -> Vec<String> {
+        let mut reasons: Vec<String> = lag_reason(&self.spool, self.max_lag_records).into_iter().collect();
+        let failure = *self.last_failure.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((at, why)) = failure
+            && self.clock.now().0.saturating_sub(at.0) < self.retry_after_ms
+        {
+            reasons.push(why.to_owned());
+        }
+        reasons
+    }
+}
+
+/// The backpressure reason when the slowest registered consumer lags too far.
+fn lag_reason(spool: &Spool, max_lag_records: u64) -> Option<String> {
+    let stats = spool.stats();
+    let slowest = stats.consumers.iter().max_by_key(|c| c.lag)?;
+    (slowest.lag > max_lag_records).then(|| {
+        format!("sinks are behind: {} is {} records behind (limit {max_lag_records})", slowest.name, slowest.lag)
+    })
 }
 
 impl ReceiverState {
-    /// Validates `config`, starts the mapping threads and builds the state. Logs a warning
-    /// when no token is configured (every ingest request will be refused) or when
-    /// unauthenticated access is allowed.
+    /// Validates `config`, starts the mapping threads and builds the state on an edge of its
+    /// own that accepts `config.tokens` (see [`ReceiverState::on_edge`]).
     pub fn new(config: ReceiverConfig, spool: Spool, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
+        let edge = Edge::new(config.credentials(), gatelog_edge::config::OpsAccess::default());
+        Self::on_edge(config, spool, clock, edge)
+    }
+
+    /// Validates `config`, starts the mapping threads and builds the state on `edge`, whose
+    /// credentials authorise the ingest routes and whose registry and readiness checks get
+    /// the receiver's. Logs a warning when no token is configured (every ingest request will
+    /// be refused) or when unauthenticated access is allowed.
+    pub fn on_edge(
+        config: ReceiverConfig,
+        spool: Spool,
+        clock: Arc<dyn Clock>,
+        edge: Edge,
+    ) -> Result<Self, StartError> {
         config.validate()?;
         let workers = MappingPool::new().map_err(StartError::Threads)?;
-        let auth = TokenCheck::new(&config.tokens, config.token_header.as_deref(), config.allow_unauthenticated);
-        if auth.rejects_everything() {
+        if edge.credentials().rejects_all_ingest() {
             tracing::warn!(
-                "receiver: no ingest tokens configured (receiver.tokens); every ingest request will be refused with 401"
+                "receiver: no ingest tokens configured (receiver.tokens, or auth tokens of role ingest); every ingest request will be refused with 401"
             );
         } else if config.allow_unauthenticated {
             tracing::warn!(
                 "receiver: accepting ingest requests without a token (receiver.allow_unauthenticated); local demos only"
             );
         }
-        let budget =
-            budget::MemoryBudget::new(usize::try_from(config.max_buffered_bytes.as_u64()).unwrap_or(usize::MAX));
-        let metrics = Arc::new(MetricsRegistry::default());
-        metrics.register_collector(Arc::new(budget.clone()));
+        let budget = MemoryBudget::new(usize::try_from(config.max_buffered_bytes.as_u64()).unwrap_or(usize::MAX));
+        let metrics = Arc::new(ReceiverMetrics::new(spool.clone()));
+        edge.metrics().register_collector(metrics.clone());
+        edge.metrics().register_collector(Arc::new(budget.clone()));
+        let last_failure = Arc::new(Mutex::new(None));
+        edge.add_readiness_check(Arc::new(ReceiverReadiness {
+            spool: spool.clone(),
+            clock: clock.clone(),
+            max_lag_records: config.max_lag_records,
+            retry_after_ms: i64::try_from(config.retry_after.as_millis()).unwrap_or(i64::MAX),
+            last_failure: last_failure.clone(),
+        }));
         Ok(ReceiverState {
             inner: Arc::new(Inner {
                 budget,
                 config,
                 spool,
                 clock,
-                auth,
+                edge,
                 metrics,
                 mapping: tokio::sync::Semaphore::new(workers.threads()),
                 workers,
-                last_failure: Mutex::new(None),
-                readiness: RwLock::new(Vec::new()),
+                last_failure,
             }),
         })
     }
@@ -168,50 +212,37 @@ impl ReceiverState {
         &self.inner.spool
     }
 
-    /// Whether a request's headers carry one of the configured tokens (constant time), for
-    /// routes the binary adds beside the receiver's (search).
-    pub fn authorizes(&self, headers: &axum::http::HeaderMap) -> bool {
-        self.inner.auth.allows(headers)
+    /// The edge the receiver's routes are on (credentials, `/metrics`, `/readyz`).
+    pub fn edge(&self) -> &Edge {
+        &self.inner.edge
     }
 
     /// The registry behind `/metrics`; the binary adds its sinks' collectors here.
-    pub fn metrics(&self) -> &Arc<MetricsRegistry> {
-        &self.inner.metrics
+    pub fn metrics(&self) -> &Arc<gatelog_edge::MetricsRegistry> {
+        self.inner.edge.metrics()
     }
 
     /// Adds a check that `/readyz` asks besides the receiver's own.
     pub fn add_readiness_check(&self, check: Arc<dyn ReadinessCheck>) {
-        self.inner.readiness.write().unwrap_or_else(PoisonError::into_inner).push(check);
+        self.inner.edge.add_readiness_check(check);
     }
 
     /// Why the server should not get traffic now (every reason, `; `-separated), if it
     /// should not: the receiver's own (sinks lagging, a recent spool failure), then every
     /// added [`ReadinessCheck`]'s.
     pub fn not_ready_reason(&self) -> Option<String> {
-        let mut reasons: Vec<String> = self.lag_reason().into_iter().collect();
-        let failure = *self.inner.last_failure.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((at, why)) = failure {
-            let window = i64::try_from(self.inner.config.retry_after.as_millis()).unwrap_or(i64::MAX);
-            if self.inner.clock.now().0.saturating_sub(at.0) < window {
-                reasons.push(why.to_owned());
-            }
-        }
-        for check in self.inner.readiness.read().unwrap_or_else(PoisonError::into_inner).iter() {
-            reasons.extend(check.not_ready());
-        }
-        (!reasons.is_empty()).then(|| reasons.join("; "))
+        self.inner.edge.not_ready_reason()
+    }
+
+    /// Whether the request carries a credential of the ingest role (401 without a known
+    /// one, 403 for another role's).
+    fn authorize(&self, headers: &axum::http::HeaderMap) -> Result<(), gatelog_edge::ApiError> {
+        self.inner.edge.authorize(headers, gatelog_edge::Access::Ingest).map(|_| ())
     }
 
     /// The backpressure reason when the slowest registered consumer lags too far.
     fn lag_reason(&self) -> Option<String> {
-        let stats = self.inner.spool.stats();
-        let slowest = stats.consumers.iter().max_by_key(|c| c.lag)?;
-        (slowest.lag > self.inner.config.max_lag_records).then(|| {
-            format!(
-                "sinks are behind: {} is {} records behind (limit {})",
-                slowest.name, slowest.lag, self.inner.config.max_lag_records
-            )
-        })
+        lag_reason(&self.inner.spool, self.inner.config.max_lag_records)
     }
 
     fn spool_failed(&self, why: &'static str) {
@@ -235,14 +266,14 @@ pub enum StartError {
     Threads(#[source] rayon::ThreadPoolBuildError),
 }
 
-/// The receiver's routes (see the module docs), with `state` attached.
+/// The receiver's routes (see the module docs), with `state` attached, and the edge's
+/// operator routes ([`gatelog_edge::ops`]: `/healthz`, `/readyz`, `/metrics`).
 pub fn router(state: ReceiverState) -> Router {
+    let ops = gatelog_edge::ops::router(state.edge().clone());
     Router::new()
         .route("/v1/logpush/{dataset}", post(handlers::logpush))
         .route("/v1/tail", post(handlers::tail))
         .route("/v1/decisions", post(handlers::decisions))
-        .route("/healthz", get(handlers::healthz))
-        .route("/readyz", get(handlers::readyz))
-        .route("/metrics", get(handlers::metrics))
         .with_state(state)
+        .merge(ops)
 }

@@ -2,12 +2,12 @@
 
 use super::ConfigError;
 use bytesize::ByteSize;
-use gatelog_ingest::http::serve::ServerLimits;
+use gatelog_edge::serve::ServerLimits;
 use serde::Deserialize;
 use std::time::Duration;
 
 /// `[server]`: the HTTP listener of `gatelog serve` and what bounds its connections (see
-/// `gatelog_ingest::http::serve`).
+/// `gatelog_edge::serve`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSection {

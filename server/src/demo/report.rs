@@ -84,8 +84,10 @@ detection raised {} alerts (the samples' planted anomalies, among others):
 pub struct Links<'a> {
     /// `http://ADDR` of the receiver.
     pub base: &'a str,
-    /// The token to print, or `None` when it is the user's own (never printed).
-    pub generated_token: Option<&'a str>,
+    /// The ingest token to print, or `None` when it is the user's own (never printed).
+    pub generated_ingest: Option<&'a str>,
+    /// The reading roles' tokens generated for this run, the viewer's first.
+    pub role_tokens: &'a [(gatelog_edge::auth::Role, String)],
     /// Full search URLs and the query each one runs.
     pub searches: Vec<(String, String)>,
     pub data_dir: &'a Path,
@@ -111,14 +113,16 @@ pub fn render_links(l: &Links<'_>) -> String {
     let mut out = String::new();
     let base = l.base;
     let _ = writeln!(out, "\ntry it, while the demo serves on {base}:");
-    match l.generated_token {
-        Some(token) => {
-            let _ = writeln!(out, "  TOKEN={token}   # generated for this run; --ingest-token chooses one");
-        }
-        None => {
-            let _ = writeln!(out, "  TOKEN=...   # one of your ingest tokens (receiver.tokens / --ingest-token)");
-        }
+    if let Some((role, token)) = l.role_tokens.first() {
+        let _ = writeln!(out, "  TOKEN={token}   # a {role} token generated for this run (search, alerts; read-only)");
     }
+    let others: Vec<String> = l.role_tokens.iter().skip(1).map(|(role, token)| format!("{role} {token}")).collect();
+    let ingest = match l.generated_ingest {
+        Some(token) => format!("ingest {token}"),
+        None => "ingest: one of yours (receiver.tokens / --ingest-token)".to_owned(),
+    };
+    let _ = writeln!(out, "  # also for this run: {}; {ingest}", others.join(", "));
+    let _ = writeln!(out, "  # lasting tokens: gatelog tokens new --role viewer|responder|auditor|admin|ingest");
     let _ = writeln!(out, "  curl {base}/healthz");
     let _ = writeln!(out, "  curl {base}/metrics          # receiver, spool, and both sinks (gatelog_sink_*)");
     for (url, _) in &l.searches {
@@ -155,9 +159,14 @@ mod tests {
 
     #[test]
     fn links_never_print_a_configured_token() {
+        let roles = [
+            (gatelog_edge::auth::Role::Viewer, "demo-v".to_owned()),
+            (gatelog_edge::auth::Role::Admin, "demo-a".to_owned()),
+        ];
         let links = Links {
             base: "http://127.0.0.1:8080",
-            generated_token: None,
+            generated_ingest: None,
+            role_tokens: &roles,
             searches: vec![("http://127.0.0.1:8080/v1/search?q=decision%3Adeny".into(), "decision:deny".into())],
             data_dir: Path::new("/tmp/demo data"),
             clickhouse_url: "http://127.0.0.1:9000",
@@ -165,7 +174,8 @@ mod tests {
             database: "gatelog",
         };
         let text = render_links(&links);
-        assert!(text.contains("TOKEN=...   #"), "{text}");
+        assert!(text.contains("  TOKEN=demo-v   # a viewer token"), "{text}");
+        assert!(text.contains("admin demo-a; ingest: one of yours"), "{text}");
         assert!(text.contains("gatelog search --data-dir '/tmp/demo data' decision:deny"), "{text}");
         assert!(
             text.contains(

@@ -14,7 +14,7 @@
 //! | `gatelog_detect_warming_up` | 1 while baselines warm up from ClickHouse history |
 
 use gatelog_consumer::Statuses;
-use gatelog_ingest::http::{MetricsCollector, TextWriter};
+use gatelog_edge::{MetricsCollector, TextWriter};
 use gatelog_model::Clock;
 use gatelog_spool::Spool;
 use gatelog_watch::{DETECT_CONSUMER, WatchStats};

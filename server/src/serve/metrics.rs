@@ -26,10 +26,10 @@
 
 use crate::index::RebuildProgress;
 use gatelog_consumer::{Phase, Statuses};
+use gatelog_edge::{MetricsCollector, TextWriter};
 use gatelog_index::IndexSinkStats;
 use gatelog_ingest::Dataset;
 use gatelog_ingest::http::metrics::PROXY_DATASET;
-use gatelog_ingest::http::{MetricsCollector, TextWriter};
 use gatelog_model::Clock;
 use gatelog_spool::Spool;
 use gatelog_store::sink::{SINK_NAME, SinkStats};

@@ -17,7 +17,7 @@
 use super::store_link::StoreLink;
 use crate::config::Config;
 use anyhow::Context;
-use gatelog_ingest::http::{MetricsCollector, TextWriter};
+use gatelog_edge::{MetricsCollector, TextWriter};
 use gatelog_model::Clock;
 use gatelog_notify::{Channel, Mailer, NotifyStats};
 use std::net::SocketAddr;

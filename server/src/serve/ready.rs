@@ -16,7 +16,7 @@
 //! any later consumer (detection) is covered by adding its status there.
 
 use gatelog_consumer::Statuses;
-use gatelog_ingest::http::ReadinessCheck;
+use gatelog_edge::ReadinessCheck;
 use gatelog_model::Clock;
 use gatelog_spool::Spool;
 use std::sync::Arc;

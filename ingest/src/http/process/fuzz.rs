@@ -20,7 +20,7 @@
 //! A failing input is shrunk and printed with the seed.
 
 use super::*;
-use crate::http::budget::MemoryBudget;
+use gatelog_edge::budget::MemoryBudget;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};

@@ -18,10 +18,10 @@ mod days;
 mod fuzz;
 mod pipeline;
 
-use super::budget::{OverBudget, Reservation};
 use crate::decode::{BodyReader, DecodeError, LineReader};
 use crate::map::decisions::DecisionLineContext;
 use crate::{BodyContext, Dataset, Limits};
+use gatelog_edge::budget::{OverBudget, Reservation};
 use gatelog_model::{BatchCodecError, BatchHead, EventId, Source, UnixMillis};
 use pipeline::{LineMapper, MappedBody};
 use sha2::{Digest, Sha256};
@@ -251,9 +251,9 @@ impl From<OverBudget> for PrepareError {
 
 #[cfg(test)]
 mod tests {
-    use super::super::budget::MemoryBudget;
     use super::*;
     use crate::map_body;
+    use gatelog_edge::budget::MemoryBudget;
 
     /// 1,000 lines (several pieces): sample records with bad, blank, over-long and probe
     /// lines among them, so every kind of outcome lands in more than one piece.

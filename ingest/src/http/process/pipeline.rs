@@ -6,17 +6,17 @@
 //! and not yet taken back; past that the reader maps the next piece itself, which paces the
 //! reading to the mapping, so however fast a body inflates, only a few pieces are ever held
 //! besides the output. Each mapped piece is charged to the request's
-//! [`Reservation`](super::super::budget::Reservation) as the reader takes it back, by what it
+//! [`Reservation`](gatelog_edge::budget::Reservation) as the reader takes it back, by what it
 //! holds (its buffers' capacity), so the batch cannot outgrow `receiver.max_batch_bytes`
 //! nor the receiver's total budget, whatever the lines are: a blank line holds nothing, a
 //! dead letter its encoding.
 
-use super::super::budget::Reservation;
 use super::days::{DayCounts, restrict};
 use super::{Mapper, PrepareError};
 use crate::decode::LineReader;
 use crate::map::decisions::{DecisionLineContext, map_decision_line};
 use crate::{BodyContext, Chunk, LineOutcome, map_split_line, next_chunk};
+use gatelog_edge::budget::Reservation;
 use gatelog_model::EncodedRows;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;

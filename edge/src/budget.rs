@@ -15,13 +15,13 @@
 //! mapping thread, each at most 128 lines and 256 KiB plus one line of `max_line_bytes`) and
 //! the inflater's buffers.
 
-use super::metrics::{MetricsCollector, TextWriter};
+use crate::metrics::{MetricsCollector, TextWriter};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// The receiver's shared budget. Cheap to clone.
 #[derive(Debug, Clone)]
-pub(crate) struct MemoryBudget {
+pub struct MemoryBudget {
     inner: Arc<Inner>,
 }
 
@@ -35,7 +35,7 @@ struct Inner {
 
 /// Why a reservation could not grow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OverBudget {
+pub enum OverBudget {
     /// Every request together would hold more than the budget.
     Busy { limit: usize },
     /// This request's batch would be larger than its cap.
@@ -43,7 +43,7 @@ pub(crate) enum OverBudget {
 }
 
 impl MemoryBudget {
-    pub(crate) fn new(limit: usize) -> Self {
+    pub fn new(limit: usize) -> Self {
         MemoryBudget {
             inner: Arc::new(Inner {
                 limit,
@@ -55,17 +55,17 @@ impl MemoryBudget {
     }
 
     /// An empty reservation whose mapped batch may hold at most `batch_cap` bytes.
-    pub(crate) fn reserve(&self, batch_cap: usize) -> Reservation {
+    pub fn reserve(&self, batch_cap: usize) -> Reservation {
         Reservation { budget: self.clone(), held: 0, batch: 0, batch_cap }
     }
 
     /// Bytes held by every request now.
-    pub(crate) fn held(&self) -> usize {
+    pub fn held(&self) -> usize {
         self.inner.held.load(Ordering::Relaxed)
     }
 
     /// The most bytes held at once since the start.
-    pub(crate) fn peak(&self) -> usize {
+    pub fn peak(&self) -> usize {
         self.inner.peak.load(Ordering::Relaxed)
     }
 
@@ -126,7 +126,7 @@ impl MetricsCollector for MemoryBudget {
 
 /// What one request holds. Dropping it gives everything back.
 #[derive(Debug)]
-pub(crate) struct Reservation {
+pub struct Reservation {
     budget: MemoryBudget,
     held: usize,
     batch: usize,
@@ -135,14 +135,14 @@ pub(crate) struct Reservation {
 
 impl Reservation {
     /// Charges `bytes` more of the request's body.
-    pub(crate) fn grow_body(&mut self, bytes: usize) -> Result<(), OverBudget> {
+    pub fn grow_body(&mut self, bytes: usize) -> Result<(), OverBudget> {
         self.budget.take(bytes)?;
         self.held += bytes;
         Ok(())
     }
 
     /// Charges `bytes` more of the request's mapped batch (checked against its cap first).
-    pub(crate) fn grow_batch(&mut self, bytes: usize) -> Result<(), OverBudget> {
+    pub fn grow_batch(&mut self, bytes: usize) -> Result<(), OverBudget> {
         let batch = self.batch.saturating_add(bytes);
         if batch > self.batch_cap {
             return Err(OverBudget::BatchTooLarge { limit: self.batch_cap });
@@ -154,20 +154,20 @@ impl Reservation {
     }
 
     /// Gives back `bytes` of the mapped batch (buffers dropped or shrunk).
-    pub(crate) fn shrink_batch(&mut self, bytes: usize) {
+    pub fn shrink_batch(&mut self, bytes: usize) {
         let bytes = bytes.min(self.batch);
         self.release(bytes);
         self.batch -= bytes;
     }
 
     /// Gives back everything charged to the mapped batch (a body mapped again).
-    pub(crate) fn release_batch(&mut self) {
+    pub fn release_batch(&mut self) {
         self.release(self.batch);
         self.batch = 0;
     }
 
     /// Gives back `bytes` the request no longer holds (its body, once mapped).
-    pub(crate) fn release(&mut self, bytes: usize) {
+    pub fn release(&mut self, bytes: usize) {
         let bytes = bytes.min(self.held);
         self.budget.give_back(bytes);
         self.held -= bytes;

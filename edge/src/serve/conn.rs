@@ -270,6 +270,7 @@ impl AsyncWrite for Watched {
 /// Serves one connection until it ends, times out, or is told to close.
 pub(super) async fn serve(
     tcp: TcpStream,
+    peer: std::net::SocketAddr,
     app: Router,
     conn: Arc<Conn>,
     registry: Arc<Registry>,
@@ -281,11 +282,13 @@ pub(super) async fn serve(
         let (conn, stats) = (conn.clone(), stats.clone());
         hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let guard = conn.request_started();
-            let request = request.map(|body| Body::new(TimedBody::new(body, timeouts.body, stats.clone())));
+            let mut request = request.map(|body| Body::new(TimedBody::new(body, timeouts.body, stats.clone())));
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
             let app = app.clone();
             async move {
-                let response =
+                let mut response =
                     tower::ServiceExt::oneshot(app, request).await.unwrap_or_else(|e: Infallible| match e {});
+                crate::headers::secure(response.headers_mut());
                 Ok::<_, Infallible>(response.map(|body| Body::new(Guarded { body, _guard: guard })))
             }
         })

@@ -12,6 +12,9 @@
 //! So neither idle nor slow clients hold a connection, a slot under the cap, or memory for
 //! longer than these limits, and a flood of them only evicts itself: a client that sends its
 //! request at once is served. Counters: [`ConnStats`] (`gatelog_http_*` on `/metrics`).
+//! Every request carries its peer as axum's `ConnectInfo<SocketAddr>` extension (the
+//! operator routes' loopback rule reads it), and every response gets the security headers
+//! ([`crate::headers`]), errors and unknown routes included.
 //! HTTP/2 is not served (Logpush, Tail Workers and gatelog's proxy all speak HTTP/1.1), so
 //! one connection is one request at a time.
 
@@ -107,8 +110,8 @@ impl HttpServer {
                 () = &mut shutdown => break,
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
                 accepted = listener.accept() => {
-                    let tcp = match accepted {
-                        Ok((tcp, _)) => tcp,
+                    let (tcp, peer) = match accepted {
+                        Ok(accepted) => accepted,
                         Err(e) => {
                             accept_failed(&e).await;
                             continue;
@@ -126,7 +129,7 @@ impl HttpServer {
                         }
                     }
                     let conn = registry.add();
-                    tasks.spawn(conn::serve(tcp, app.clone(), conn, registry.clone(), timeouts, stats.clone()));
+                    tasks.spawn(conn::serve(tcp, peer, app.clone(), conn, registry.clone(), timeouts, stats.clone()));
                 }
             }
         }

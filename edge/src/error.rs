@@ -1,4 +1,4 @@
-//! The receiver's closed set of error answers: [`ErrorCode`] (status + stable code) and
+//! The HTTP edge's closed set of error answers: [`ErrorCode`] (status + stable code) and
 //! [`ApiError`] (code, client message, `Retry-After`, and an internal detail that is logged
 //! once and never sent).
 
@@ -7,7 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-/// Every error code the receiver answers with. Also the label set of
+/// Every error code gatelog's HTTP routes answer with. Also the label set of
 /// `gatelog_rejected_requests_total{code}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ErrorCode {
@@ -29,10 +29,15 @@ pub enum ErrorCode {
     UnsupportedEncoding,
     /// 408: the body stopped arriving, or arrived too slowly.
     RequestTimeout,
+    /// 403: a known credential whose role may not use the route.
+    Forbidden,
+    /// 409: the request conflicts with the state of what it acts on (an alert already
+    /// resolved).
+    Conflict,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 8] = [
+    pub const ALL: [ErrorCode; 10] = [
         ErrorCode::Unauthorized,
         ErrorCode::PayloadTooLarge,
         ErrorCode::BadRequest,
@@ -41,6 +46,8 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::UnsupportedEncoding,
         ErrorCode::RequestTimeout,
+        ErrorCode::Forbidden,
+        ErrorCode::Conflict,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +60,8 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::UnsupportedEncoding => "unsupported_encoding",
             ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::Conflict => "conflict",
         }
     }
 
@@ -82,7 +91,19 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> Self {
-        Self::new(ErrorCode::Unauthorized, StatusCode::UNAUTHORIZED, "missing or invalid ingest token")
+        Self::new(
+            ErrorCode::Unauthorized,
+            StatusCode::UNAUTHORIZED,
+            "missing or invalid credential (send Authorization: Bearer <token>)",
+        )
+    }
+    /// 403: the caller is known, its role may not use the route. `message` names the role,
+    /// never the credential.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, StatusCode::FORBIDDEN, message)
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Conflict, StatusCode::CONFLICT, message)
     }
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::PayloadTooLarge, StatusCode::PAYLOAD_TOO_LARGE, message)

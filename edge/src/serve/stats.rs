@@ -1,6 +1,6 @@
 //! [`ConnStats`]: the connection counters behind `/metrics` (`gatelog_http_*`).
 
-use super::super::metrics::{MetricsCollector, TextWriter};
+use crate::metrics::{MetricsCollector, TextWriter};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Why the server closed a connection (or a body) itself: the label set of

@@ -1,0 +1,44 @@
+//! gatelog's read routes: what people and tools read out of gatelog over HTTP, on the HTTP
+//! edge (`gatelog_edge`: credentials, error answers, metrics), beside the receiver's ingest
+//! routes. The binary only wires: it builds a [`ReadState`] and merges [`router`] with the
+//! receiver's.
+//!
+//! | route | module | access | answer |
+//! | --- | --- | --- | --- |
+//! | `GET /v1/search?q=&from=&to=&limit=&cursor=` | [`search`] | read | a page of the tantivy index, newest first |
+//! | `GET /v1/alerts`, `GET /v1/alerts/{id}` | [`alerts`] | read | alerts with their state and history |
+//! | `POST /v1/alerts/{id}/ack`, `…/resolve` | [`alerts`] | respond | the transition, by the credential's name |
+//!
+//! Every handler first asks the edge for the caller ([`Edge::authorize`] with the route's
+//! [`Access`](gatelog_edge::Access): 401/403 before anything is read) and answers errors
+//! through [`Edge::finish`]. A new read route (reports, pages) is a module here with its
+//! handler, its state in [`ReadState`] and one `.route(…)` line in [`router`].
+
+pub mod alerts;
+pub mod search;
+
+use axum::Router;
+use gatelog_edge::Edge;
+
+/// What the read routes share. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ReadState {
+    /// Credentials and the metrics registry, shared with the receiver.
+    pub edge: Edge,
+    pub search: search::SearchIndex,
+    /// `None`: the alert routes answer 404 (a server without ClickHouse).
+    pub alerts: Option<alerts::AlertsStore>,
+}
+
+/// Every read route, with `state` attached. No fallback route is installed, so this merges
+/// with the receiver's router.
+pub fn router(state: ReadState) -> Router {
+    use axum::routing::{get, post};
+    Router::new()
+        .route("/v1/search", get(search::search))
+        .route("/v1/alerts", get(alerts::list))
+        .route("/v1/alerts/{id}", get(alerts::show))
+        .route("/v1/alerts/{id}/ack", post(alerts::ack))
+        .route("/v1/alerts/{id}/resolve", post(alerts::resolve))
+        .with_state(state)
+}
