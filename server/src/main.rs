@@ -26,6 +26,7 @@ mod index;
 mod keys;
 mod priority;
 mod proxy;
+mod rules;
 mod serve;
 
 use anyhow::Context;
@@ -67,6 +68,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Search(args) => serve::search::run_cli(args).await,
         Command::Alerts { command } => alerts::run(command).await,
         Command::Detect(args) => detect::run(args).await,
+        Command::Rules { command } => rules::run(command).await,
         Command::Index { command: IndexCommand::Rebuild(args) } => index::run_cli(args).await,
         Command::Clickhouse { command: ClickhouseCommand::Run(args) } => clickhouse::run_foreground(args).await,
         Command::Keys { command } => keys::run_keys(command),
