@@ -304,7 +304,8 @@ impl DetectionQueries {
 pub struct DetectorRun {
     /// Unique per run.
     pub run_id: String,
-    /// `streaming` (a checkpoint of the spool consumer), `warmup`, `scheduled`.
+    /// `streaming` (a checkpoint of the spool consumer), `warmup`, `scheduled`, `manual` (a
+    /// SQL rule's window run by `gatelog rules run --store`).
     pub kind: String,
     /// The rule, or `streaming` for the engine's rule set as a whole.
     pub rule_id: String,
