@@ -59,6 +59,19 @@ async fn builtin_fixtures_pass_and_a_wrong_expectation_fails_with_a_diff() {
         assert!(text.contains(line.as_str()), "missing {line:?} in\n{}", describe(&out));
     }
 
+    // SQL the server refuses fails its fixtures with the server's message; the database goes too.
+    let broken = dir.path().join("broken_sql.toml");
+    let text = repo_rule("principal_many_ips.toml")
+        .replacen("id = \"principal_many_ips\"", "id = \"broken_sql\"", 1)
+        .replacen("uniqExact(country) AS countries", "uniqExact(countryy) AS countries", 1);
+    std::fs::write(&broken, text).unwrap();
+    let out = gatelog(&[&["rules", "test", broken.to_str().unwrap()], &store[..]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let text = stdout(&out);
+    assert!(text.contains("FAIL  broken_sql") && text.contains("      error: rule broken_sql: "), "{}", describe(&out));
+    assert!(text.contains("countryy"), "the server's message names the column: {}", describe(&out));
+    assert_eq!(count(&url, &left), 0, "a failed fixture's database is dropped too");
+
     // An invalid rule is refused before anything runs, naming the file and the key.
     let bad = dir.path().join("bad_rule.toml");
     let text = repo_rule("principal_many_ips.toml")

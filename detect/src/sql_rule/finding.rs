@@ -4,7 +4,7 @@
 //! `resource`, `dataset`, `tenant` (default `default`), `event_ids` (an array, capped at
 //! [`MAX_EVENT_IDS`]), `window_start_ms` / `window_end_ms` (default: the run's window).
 //! Every other column (`count`, `denials`, …) is evidence. `dedup_key` and `summary` are
-//! templates over the columns and `{rule}`.
+//! templates over the columns, `{rule}` and `{threshold}`.
 
 use super::{SqlRule, placeholders};
 use gatelog_model::{Finding, UnixMillis};
@@ -47,6 +47,7 @@ fn fill(rule: &SqlRule, key: &str, template: &str, row: &Row) -> Result<String, 
     for name in placeholders(template)? {
         let value = match name {
             "rule" => rule.id.clone(),
+            "threshold" if !row.contains_key("threshold") => rule.threshold.unwrap_or_default().to_string(),
             _ => row.get(name).map(text).ok_or_else(|| {
                 let columns: Vec<&str> = row.keys().map(String::as_str).collect();
                 format!("{key}: {{{name}}} is not a column of the result ({})", columns.join(", "))

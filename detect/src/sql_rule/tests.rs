@@ -149,6 +149,10 @@ fn rows_become_findings() {
     assert_eq!(f.event_ids, ["a", "b"]);
     assert_eq!(f.evidence.get("count").map(String::as_str), Some("12"));
     assert_eq!((f.tenant.as_str(), f.rule_version, f.finding_id.len()), ("default", 2, 32));
+    let mut with_threshold = r.clone();
+    with_threshold.summary = "{principal}: {count} (threshold {threshold})".into();
+    let f = row_to_finding(&with_threshold, &row(serde_json::json!({"principal": "p", "count": 4})), window).unwrap();
+    assert_eq!(f.summary, "p: 4 (threshold 3)");
     let e = row_to_finding(&r, &row(serde_json::json!({"count": 1})), window).unwrap_err();
     assert_eq!(e, "dedup_key: {principal} is not a column of the result (count)");
 }
