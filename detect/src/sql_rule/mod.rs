@@ -119,9 +119,15 @@ impl SqlRule {
     pub fn parse(file: &str, text: &str) -> Result<SqlRule, RuleError> {
         let err = |key: &str, message: String| RuleError { file: file.to_owned(), key: key.to_owned(), message };
         let raw: RuleFile = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
             let message = e.message().trim().to_owned();
-            let key = unknown_field(&message).unwrap_or_default();
+            if let Some(key) = quoted_after(&message, "missing field `") {
+                return err(&key, "missing".into());
+            }
+            let start = e.span().map(|s| s.start.min(text.len()));
+            let line = start.map(|s| text[..s].lines().count().max(1));
+            let key = quoted_after(&message, "unknown field `")
+                .or_else(|| start.and_then(|s| key_before(&text[..s])))
+                .unwrap_or_default();
             err(&key, line.map_or(message.clone(), |l| format!("{message} (line {l})")))
         })?;
         let stem = file.rsplit('/').next().unwrap_or(file).trim_end_matches(".toml");
@@ -242,10 +248,19 @@ pub fn check_unique(rules: &[SqlRule]) -> Result<(), RuleError> {
     Ok(())
 }
 
-/// The field toml names in "unknown field `x`, expected …".
-fn unknown_field(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
+/// The field toml names in "unknown field `x`, expected …" or "missing field `x`".
+fn quoted_after(message: &str, prefix: &str) -> Option<String> {
+    let rest = message.strip_prefix(prefix)?;
     Some(rest.split('`').next()?.to_owned())
+}
+
+/// The key whose value starts where `before` ends (`schedule = ` → `schedule`), if any.
+fn key_before(before: &str) -> Option<String> {
+    let line = before.rsplit('\n').next()?.trim_end();
+    let line = line.strip_suffix('=')?.trim_end();
+    let start = line.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).map_or(0, |i| i + 1);
+    let key = &line[start..];
+    (!key.is_empty()).then(|| key.to_owned())
 }
 
 /// The `{name}` placeholders of a template.

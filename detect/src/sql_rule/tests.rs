@@ -114,7 +114,10 @@ fn a_bad_severity_schedule_or_id_is_named() {
     let e = error_of("to = \"2025-03-03T09:00:00Z\"", "to = \"2025-03-03T07:00:00Z\"");
     assert!(e.starts_with("rules/foo.toml: fixtures[0].to: must be after from"), "{e}");
     let e = error_of("\"5m\"", "\"soon\"");
-    assert!(e.starts_with("rules/foo.toml: "), "{e}");
+    assert_eq!(e, "rules/foo.toml: schedule: invalid value: string \"soon\", expected a duration (line 9)");
+    let e = error_of("version = 2", "version = \"two\"");
+    assert_eq!(e, "rules/foo.toml: version: invalid type: string \"two\", expected u32 (line 3)");
+    assert_eq!(error_of("version = 2\n", ""), "rules/foo.toml: version: missing");
 }
 
 #[test]
