@@ -15,6 +15,9 @@
 //! - [`detector`]: the [`Detector`] trait (decision, arrival, tick in; findings out; state
 //!   saved and loaded as bytes) and [`Rule`].
 //! - [`rules`]: the built-in detectors (table of rule ids there) and [`rules::RULE_IDS`].
+//! - [`sql_rule`]: rules as code, SQL detections in `rules/*.toml` ([`SqlRule`]): parsing,
+//!   validation, rendering, result rows as findings, fixtures' expectations. Run by
+//!   `gatelog-watch` (`gatelog rules list | test | run`).
 //! - [`baseline`]: [`Baselines`], each principal's countries, ASNs, IPs, last place and
 //!   hour-of-week profile, learned from allowed requests and shared by the detectors.
 //! - [`config`]: [`DetectConfig`], every threshold and cap, `Default` + `validate()`.
@@ -48,6 +51,7 @@ mod geo;
 mod keyed;
 mod recent;
 pub mod rules;
+pub mod sql_rule;
 mod stats;
 
 pub use alerts::{AlertGrouper, Grouped};
@@ -57,3 +61,4 @@ pub use checkpoint::{CheckpointError, EngineStats, RestoreReport};
 pub use config::{AlertsConfig, ConfigError, DetectConfig, ProfileConfig, RuntimeConfig};
 pub use detector::{Context, Detector, Rule};
 pub use engine::{Engine, RestoreError};
+pub use sql_rule::{RuleError, SqlRule};

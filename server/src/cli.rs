@@ -73,6 +73,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokensCommand,
     },
+    /// Rules as code: the SQL detections of `rules/*.toml` (built-in) and `detect.rules_dir`.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Print SQL that gatelog emits.
     Sql {
         #[command(subcommand)]
@@ -101,6 +106,54 @@ pub struct DetectArgs {
     /// Never draw a progress bar, even on a terminal (a line per day read instead).
     #[arg(long)]
     pub no_progress: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Every rule: id, version, severity, schedule, window, source file, title.
+    List(RulesListArgs),
+    /// Run every rule's fixtures (or those of the given files) against ClickHouse, each in a
+    /// fresh database dropped afterwards; exits 1 if any fails, with expected and got.
+    Test(RulesTestArgs),
+    /// Run the rules once over stored decisions that arrived from --from to --to, in windows of
+    /// each rule's `window`, and print the findings. Nothing is written without --store.
+    Run(RulesRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RulesListArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RulesTestArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Rule files to test instead of every loaded rule.
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct RulesRunArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Start of the arrival-time period (RFC 3339 or epoch), inclusive.
+    #[arg(long)]
+    pub from: String,
+    /// End of the period, exclusive.
+    #[arg(long)]
+    pub to: String,
+    /// Only this rule (repeatable).
+    #[arg(long)]
+    pub rule: Vec<String>,
+    /// Store the findings, their alerts (with `open` events) and a detector run per window, as
+    /// `gatelog serve` would; running the same period again stores nothing twice.
+    #[arg(long = "store")]
+    pub store_results: bool,
+    /// One JSON object per finding instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

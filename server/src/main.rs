@@ -30,6 +30,7 @@ mod keys;
 mod priority;
 mod proxy;
 mod search;
+mod rules;
 mod serve;
 mod tokens;
 
@@ -72,6 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Search(args) => search::run_cli(args).await,
         Command::Alerts { command } => alerts::run(command).await,
         Command::Detect(args) => detect::run(args).await,
+        Command::Rules { command } => rules::run(command).await,
         Command::Index { command: IndexCommand::Rebuild(args) } => index::run_cli(args).await,
         Command::Clickhouse { command: ClickhouseCommand::Run(args) } => clickhouse::run_foreground(args).await,
         Command::Keys { command } => keys::run_keys(command),

@@ -393,6 +393,35 @@ impl Store {
         Ok(HistoryScan { cursor, table, timeout: self.inner.config.request_timeout })
     }
 
+    /// Runs a SQL rule's rendered query (`gatelog rules`): each result row as a JSON object
+    /// (`JSONEachRow`; 64-bit integers come as strings), bounded by the request timeout.
+    pub async fn rule_rows(&self, sql: &str) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, StoreError> {
+        let table = self.qualified("decisions");
+        let timeout = self.inner.config.request_timeout;
+        let fetch = async {
+            let mut bytes = Vec::new();
+            let mut cursor = self.inner.client.query_raw(sql).fetch_bytes("JSONEachRow")?;
+            while let Some(chunk) = cursor.next().await? {
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok::<_, clickhouse::error::Error>(bytes)
+        };
+        let bytes = crate::store::bounded("SELECT", &table, timeout, fetch).await?;
+        let mut rows = Vec::new();
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            match serde_json::from_slice(line) {
+                Ok(serde_json::Value::Object(row)) => rows.push(row),
+                _ => {
+                    return Err(StoreError::InvalidConfig(format!(
+                        "a rule's result row is not a JSON object: {}",
+                        String::from_utf8_lossy(line)
+                    )));
+                }
+            }
+        }
+        Ok(rows)
+    }
+
     /// Batches received since `from` at spool positions up to `max_spool_seq`, in receipt order.
     pub async fn history_arrivals(
         &self,

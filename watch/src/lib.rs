@@ -18,6 +18,8 @@
 //! - [`service`]: list, show, acknowledge and resolve alerts (the CLI's logic; the HTTP
 //!   routes will call the same functions).
 //! - [`backtest`]: stored history through the detectors (`gatelog detect`), nothing written.
+//! - [`rules`]: rules as code (`rules/*.toml`, `gatelog rules list | test | run`): loading,
+//!   running a rule over stored decisions, running the fixtures in a fresh database.
 //! - [`stats`]: [`WatchStats`], the counters `/metrics` reads.
 //!
 //! **Where notification attaches**: an alert is opened when its `open` event is appended to
@@ -28,6 +30,7 @@
 
 pub mod backtest;
 pub mod checkpoint;
+pub mod rules;
 pub mod runtime;
 pub mod service;
 pub mod stats;

@@ -37,6 +37,10 @@ pub struct DetectConfig {
     pub dedup_window: Duration,
     /// At most this many recent event ids are remembered for that.
     pub dedup_capacity: usize,
+    /// Rules as code: a directory of user `*.toml` SQL rules, loaded after the built-in
+    /// `rules/` (`gatelog rules`); an id may not repeat. Relative to the working directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules_dir: Option<std::path::PathBuf>,
     /// `[detect.profile]`: how principals' usual hours and places are learned.
     pub profile: ProfileConfig,
     pub runaway_select: RunawayConfig,
@@ -175,6 +179,7 @@ impl Default for DetectConfig {
             source_silence: SilenceConfig::default(),
             runtime: RuntimeConfig::default(),
             alerts: AlertsConfig::default(),
+            rules_dir: None,
         }
     }
 }
@@ -237,6 +242,9 @@ impl DetectConfig {
         at_least("detect.dedup_capacity", self.dedup_capacity as u64, 1)?;
         names("detect.dedup_datasets", &self.dedup_datasets, true)?;
         positive_duration("detect.dedup_window", self.dedup_window)?;
+        if self.rules_dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            return invalid("detect.rules_dir", "must not be empty (leave it out for no user rules)");
+        }
         self.profile.validate("detect.profile")?;
         self.runaway_select.validate("detect.runaway_select")?;
         self.new_country.validate("detect.new_country")?;

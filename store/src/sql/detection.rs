@@ -304,7 +304,8 @@ impl DetectionQueries {
 pub struct DetectorRun {
     /// Unique per run.
     pub run_id: String,
-    /// `streaming` (a checkpoint of the spool consumer), `warmup`, `scheduled`.
+    /// `streaming` (a checkpoint of the spool consumer), `warmup`, `scheduled`, `manual` (a
+    /// SQL rule's window run by `gatelog rules run --store`).
     pub kind: String,
     /// The rule, or `streaming` for the engine's rule set as a whole.
     pub rule_id: String,
@@ -484,6 +485,25 @@ pub(crate) fn example_statements(
         query("query.history_day", &q.history_day, &[Lit::I64(lo), Lit::I64(hi), Lit::I64(42)]),
         query("query.history_arrivals", &q.history_arrivals, &[Lit::I64(t - 86_400_000), Lit::I64(42)]),
     ]
+    .into_iter()
+    .chain(rule_statements(opts, t))
+    .collect()
+}
+
+/// The built-in SQL rules' queries (`rules/*.toml`, `gatelog rules`) over the hour before
+/// `t`: `rule.<id>`, the template as written and the query as run. (They read
+/// `received_at_ms` and `time_ms`, which both profiles have.) A built-in that does not parse
+/// is a bug its unit tests catch; it is left out here rather than failing the dump.
+fn rule_statements(opts: &SchemaOptions, t: i64) -> Vec<Statement> {
+    let rules = gatelog_detect::sql_rule::builtin().unwrap_or_default();
+    rules
+        .iter()
+        .map(|r| Statement {
+            name: format!("rule.{}", r.id),
+            sql: r.query.trim().to_owned(),
+            exec: r.render(&opts.database, UnixMillis(t - 3_600_000), UnixMillis(t)).trim().to_owned(),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -495,6 +515,18 @@ mod tests {
         let ids = vec!["a'b".to_owned(), "c\\d".to_owned()];
         let row = values_row(&[Val::Str("x\ny"), Val::I64(-3), Val::U64(7), Val::Strs(&ids), Val::Strs(&[])]);
         assert_eq!(row, r"('x\ny', -3, 7, ['a\'b', 'c\\d'], [])");
+    }
+
+    #[test]
+    fn the_builtin_rules_are_statements() {
+        let opts = SchemaOptions { database: "gl".into(), ..SchemaOptions::default() };
+        let all = example_statements(crate::SchemaProfile::Legacy, &opts, 0, 0);
+        let rules: Vec<&Statement> = all.iter().filter(|s| s.name.starts_with("rule.")).collect();
+        assert_eq!(rules.len(), gatelog_detect::sql_rule::BUILTIN.len());
+        for s in rules {
+            assert!(s.exec.contains("FROM gl.decisions") && !s.exec.contains('{'), "{}", s.exec);
+            assert!(s.sql.contains("{from}"), "{}", s.sql);
+        }
     }
 
     #[test]

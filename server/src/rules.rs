@@ -1,0 +1,159 @@
+//! `gatelog rules list | test | run`: thin printing around [`gatelog_watch::rules`] (rules as
+//! code, `rules/*.toml`). `test` runs the fixtures in fresh databases of the configured
+//! ClickHouse (managed when no URL is set, or the one `gatelog serve` runs); `run` reads
+//! stored decisions and writes only with `--store`.
+
+use crate::cli::{RulesCommand, RulesRunArgs, RulesTestArgs};
+use crate::clickhouse::{Target, start_server, stop_managed, store_config};
+use crate::config::Config;
+use anyhow::Context;
+use gatelog_detect::SqlRule;
+use gatelog_model::{SystemClock, UnixMillis};
+use gatelog_watch::rules::{self, FixtureResult};
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+pub async fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        RulesCommand::List(args) => {
+            let config = crate::config::resolve(&args.store)?;
+            let all = rules::load(config.detect.rules_dir.as_deref())?;
+            crate::print_stdout(&list(&all))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        RulesCommand::Test(args) => test(args).await,
+        RulesCommand::Run(args) => run_once(args).await,
+    }
+}
+
+fn list(all: &[SqlRule]) -> String {
+    let mut out = format!(
+        "{:<24}  {:>7}  {:<8}  {:<8}  {:<8}  {:<36}  TITLE\n",
+        "ID", "VERSION", "SEVERITY", "SCHEDULE", "WINDOW", "FILE"
+    );
+    for r in all {
+        let _ = writeln!(
+            out,
+            "{:<24}  {:>7}  {:<8}  {:<8}  {:<8}  {:<36}  {}",
+            r.id,
+            r.version,
+            r.severity.as_str(),
+            humantime::format_duration(r.schedule).to_string(),
+            humantime::format_duration(r.window).to_string(),
+            r.file,
+            r.title
+        );
+    }
+    out
+}
+
+async fn test(args: RulesTestArgs) -> anyhow::Result<ExitCode> {
+    let config = crate::config::resolve(&args.store)?;
+    let selected = match args.files.is_empty() {
+        true => rules::load(config.detect.rules_dir.as_deref())?,
+        false => args.files.iter().map(|f| rules::load_file(f)).collect::<Result<Vec<_>, _>>()?,
+    };
+    let shared = shared_managed(&config);
+    let (url, managed) = start_server(&shared).await?;
+    let store_config = match store_config(&shared, &url) {
+        Ok(c) => c,
+        Err(e) => {
+            stop_managed(managed).await;
+            return Err(e);
+        }
+    };
+    let prefix = format!("{}_rules_test_{}", store_config.database, std::process::id());
+    let mut print = |r: &FixtureResult| {
+        let _ = crate::print_stdout(&describe(r));
+    };
+    let results = rules::test(&store_config, &prefix, &selected, &mut print).await;
+    stop_managed(managed).await;
+    let results = results.with_context(|| format!("cannot run the fixtures on ClickHouse at {}", store_config.url))?;
+    let failed = results.iter().filter(|r| !r.passed()).count();
+    crate::print_stdout(&format!(
+        "{} rules, {} fixtures: {} passed, {failed} failed\n",
+        selected.len(),
+        results.len(),
+        results.len() - failed
+    ))?;
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn describe(r: &FixtureResult) -> String {
+    let status = if r.passed() { "ok  " } else { "FAIL" };
+    let mut out = format!("{status}  {} ({}): {}\n", r.rule, r.file, r.fixture);
+    match &r.outcome {
+        Ok(o) => {
+            for line in &o.diff {
+                let _ = writeln!(out, "      {line}");
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(out, "      error: {e}");
+        }
+    }
+    out
+}
+
+/// `config`, pointed at the managed server `gatelog serve` runs under the data dir if there
+/// is one (a second managed server on the same data dir cannot start).
+fn shared_managed(config: &Config) -> Config {
+    let mut shared = config.clone();
+    if shared.clickhouse.url.is_none()
+        && let Some(url) = gatelog_store::managed::running_url(&config.data_dir)
+    {
+        shared.clickhouse.url = Some(url);
+    }
+    shared
+}
+
+async fn run_once(args: RulesRunArgs) -> anyhow::Result<ExitCode> {
+    let from = UnixMillis::parse_str(&args.from).with_context(|| format!("--from {:?}", args.from))?;
+    let to = UnixMillis::parse_str(&args.to).with_context(|| format!("--to {:?}", args.to))?;
+    anyhow::ensure!(from < to, "--to must be after --from");
+    let config = crate::config::resolve(&args.store)?;
+    let mut selected = rules::load(config.detect.rules_dir.as_deref())?;
+    if !args.rule.is_empty() {
+        if let Some(unknown) = args.rule.iter().find(|id| !selected.iter().any(|r| &r.id == *id)) {
+            return Err(rules::RulesError::UnknownRule(unknown.clone()).into());
+        }
+        selected.retain(|r| args.rule.contains(&r.id));
+    }
+    let target = Target::connect_beside_serve(&config).await?;
+    let clock = SystemClock;
+    let storing = args.store_results.then_some((&config.detect.alerts, &clock as &dyn gatelog_model::Clock));
+    let report = rules::run(&target.store, &selected, (from, to), storing).await;
+    target.shutdown().await;
+    let report = report?;
+    let mut out = String::new();
+    if args.json {
+        for f in &report.findings {
+            out.push_str(&serde_json::to_string(f)?);
+            out.push('\n');
+        }
+    } else {
+        let windows: u64 = report.windows.values().sum();
+        let _ = writeln!(
+            out,
+            "{} rules over arrivals {} .. {} ({windows} windows): {} findings{}",
+            selected.len(),
+            from,
+            to,
+            report.findings.len(),
+            if report.stored { ", stored with their alerts and runs" } else { "; nothing was stored" }
+        );
+        for f in &report.findings {
+            let _ = writeln!(
+                out,
+                "{:<8}  {:<22}  {:<24}  {:<24}  {}",
+                f.severity.as_str(),
+                f.rule_id,
+                f.window_start.to_rfc3339(),
+                f.window_end.to_rfc3339(),
+                f.summary
+            );
+        }
+    }
+    crate::print_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
+}
