@@ -35,7 +35,15 @@ fn day_of(ms: i64) -> (String, String) {
 async fn search_count(base: &str, q: &str) -> usize {
     let url =
         reqwest::Url::parse_with_params(&format!("{base}/v1/search"), [("q", q), ("limit", "1000")]).expect("url");
-    let text = http_client().get(url).bearer_auth(TOKEN).send().await.expect("search").text().await.expect("body");
+    let text = http_client()
+        .get(url)
+        .bearer_auth(gatelog_e2e::read_token(TOKEN))
+        .send()
+        .await
+        .expect("search")
+        .text()
+        .await
+        .expect("body");
     let page: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     page["hits"].as_array().unwrap_or_else(|| panic!("no hits: {text}")).len()
 }
