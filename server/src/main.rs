@@ -29,8 +29,8 @@ mod index;
 mod keys;
 mod priority;
 mod proxy;
-mod search;
 mod rules;
+mod search;
 mod serve;
 mod tokens;
 
