@@ -4,50 +4,19 @@
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
 use gatelog_detect::DetectConfig;
-use gatelog_model::{AccessDecision, Batch, Decision, Source, UnixMillis};
+use gatelog_model::{Batch, UnixMillis};
 use gatelog_store::testing::TestClickHouse;
 use gatelog_store::{PartialCheck, Store};
 use gatelog_watch::backtest::{BacktestError, BacktestRequest, backtest};
 
-const T0: i64 = 1_748_847_600_000; // 2025-06-02T07:00:00Z
-const FIVE_MIN: i64 = 5 * 60_000;
+mod support;
+
+use support::{FIVE_MIN, T0};
+
 const BATCHES: i64 = 24;
 
-/// Batch `i` (5 minutes of traffic): ten allowed requests and, in every third batch, a
-/// burst of twelve denials from one IP within a minute.
 fn batch(i: i64, id: &str) -> Batch {
-    let at = T0 + i * FIVE_MIN;
-    let mut decisions = Vec::new();
-    for n in 0..10 {
-        let mut d =
-            AccessDecision::new(format!("ok-{i}-{n}"), UnixMillis(at + n * 1000), "access_requests", Source::Logpush);
-        d.principal = format!("user{}@example.com", n % 3);
-        d.client_ip = format!("192.0.2.{}", n % 3);
-        d.country = "GB".into();
-        decisions.push(d);
-    }
-    if i % 3 == 0 {
-        for n in 0..12 {
-            let mut d = AccessDecision::new(
-                format!("deny-{i}-{n}"),
-                UnixMillis(at + 20_000 + n * 3000),
-                "access_requests",
-                Source::Logpush,
-            );
-            d.decision = Decision::Deny;
-            d.client_ip = "198.51.100.23".into();
-            decisions.push(d);
-        }
-    }
-    Batch {
-        batch_id: id.to_owned(),
-        dataset: "access_requests".into(),
-        origin: "/v1/logpush/access_requests".into(),
-        received_at: UnixMillis(at + FIVE_MIN),
-        lines: decisions.len() as u64,
-        decisions,
-        ..Batch::default()
-    }
+    support::batch(i, id, "198.51.100.23")
 }
 
 async fn stored_world(ch: &TestClickHouse) -> Store {

@@ -7,7 +7,7 @@
 
 use gatelog_consumer::Status;
 use gatelog_detect::DetectConfig;
-use gatelog_model::{AccessDecision, Batch, Decision, FixedClock, Source, UnixMillis};
+use gatelog_model::{Batch, FixedClock, UnixMillis};
 use gatelog_spool::{Spool, SpoolOptions};
 use gatelog_store::testing::TestClickHouse;
 use gatelog_store::{PartialCheck, Store};
@@ -18,45 +18,17 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::watch;
 
-const T0: i64 = 1_748_847_600_000; // 2025-06-02T07:00:00Z
+mod support;
+
+use support::T0;
+
 const BATCHES: i64 = 24;
 
 /// Batch `i` (5 minutes of traffic): ten allowed requests and, in every third batch, a
 /// burst of twelve denials from one IP within a minute (a finding each; 15 minutes apart,
 /// within the suppression window, so all one alert).
 fn batch(i: i64) -> Batch {
-    let at = T0 + i * 5 * 60_000;
-    let mut decisions = Vec::new();
-    for n in 0..10 {
-        let mut d =
-            AccessDecision::new(format!("ok-{i}-{n}"), UnixMillis(at + n * 1000), "access_requests", Source::Logpush);
-        d.principal = format!("user{}@example.com", n % 3);
-        d.client_ip = format!("192.0.2.{}", n % 3);
-        d.country = "GB".into();
-        decisions.push(d);
-    }
-    if i % 3 == 0 {
-        for n in 0..12 {
-            let mut d = AccessDecision::new(
-                format!("deny-{i}-{n}"),
-                UnixMillis(at + 20_000 + n * 3000),
-                "access_requests",
-                Source::Logpush,
-            );
-            d.decision = Decision::Deny;
-            d.client_ip = "203.0.113.77".into();
-            decisions.push(d);
-        }
-    }
-    Batch {
-        batch_id: format!("batch-{i}"),
-        dataset: "access_requests".into(),
-        origin: "/v1/logpush/access_requests".into(),
-        received_at: UnixMillis(at + 5 * 60_000),
-        lines: decisions.len() as u64,
-        decisions,
-        ..Batch::default()
-    }
+    support::batch(i, &format!("batch-{i}"), "203.0.113.77")
 }
 
 fn open_spool(dir: &Path) -> Spool {
