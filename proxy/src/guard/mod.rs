@@ -22,6 +22,7 @@
 pub mod cursor;
 pub mod ddl;
 pub mod expr;
+mod forms;
 pub mod lexer;
 pub mod names;
 pub mod parser;
