@@ -11,6 +11,11 @@
 //! - Readers are cached per day and reloaded on each search (so commits show up at once);
 //!   folders that retention removed are forgotten.
 //!
+//! - gatelog's own audit records (dataset [`AUDIT_DATASET`]: who read the evidence) are left
+//!   out of a search unless its query names that dataset (`dataset:gatelog`), so searching
+//!   decisions never returns the searches themselves.
+//! - A day folder whose index is still being created (no `meta.json` yet) is not there yet.
+//!
 //! Search is blocking (tantivy I/O and CPU): call it from `spawn_blocking`.
 
 use crate::IndexError;
@@ -25,8 +30,8 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use tantivy::collector::Count;
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
-use tantivy::schema::{Field, Value};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption, Value};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
@@ -151,7 +156,7 @@ impl Searcher {
         // One more than a page, to know whether there is a next one.
         let mut hits = Vec::new();
         let mut more = false;
-        for (day, path) in days.rev() {
+        for (day, path) in days.rev().filter(|(_, path)| is_ready(path)) {
             let want = limit + 1 - hits.len();
             let (index, searcher) = self.day_searcher(day, &path)?;
             let query = self.parse(&index, &req.q)?;
@@ -185,7 +190,7 @@ impl Searcher {
         let all = day::list_days(&self.dir)?;
         self.forget_missing(&all);
         let mut total = 0u64;
-        for (day, path) in all {
+        for (day, path) in all.into_iter().filter(|(_, path)| is_ready(path)) {
             if from.is_some_and(|f| day.end() <= f) || to.is_some_and(|t| day.start() >= t) {
                 continue;
             }
@@ -208,13 +213,20 @@ impl Searcher {
     }
 
     fn parse(&self, index: &Index, q: &str) -> Result<Box<dyn Query>, IndexError> {
-        if q.trim().is_empty() || q.trim() == "*" {
-            return Ok(Box::new(AllQuery));
+        let query: Box<dyn Query> = if q.trim().is_empty() || q.trim() == "*" {
+            Box::new(AllQuery)
+        } else {
+            let defaults = DEFAULT_FIELDS.iter().filter_map(|name| self.fields.schema.get_field(name).ok()).collect();
+            let mut parser = QueryParser::for_index(index, defaults);
+            parser.set_conjunction_by_default();
+            parser.parse_query(q).map_err(|e| IndexError::BadQuery(e.to_string()))?
+        };
+        if names_audit(q) {
+            return Ok(query);
         }
-        let defaults = DEFAULT_FIELDS.iter().filter_map(|name| self.fields.schema.get_field(name).ok()).collect();
-        let mut parser = QueryParser::for_index(index, defaults);
-        parser.set_conjunction_by_default();
-        parser.parse_query(q).map_err(|e| IndexError::BadQuery(e.to_string()))
+        let audit = Term::from_field_text(self.fields.dataset, AUDIT_DATASET);
+        let audit: Box<dyn Query> = Box::new(TermQuery::new(audit, IndexRecordOption::Basic));
+        Ok(Box::new(BooleanQuery::new(vec![(Occur::Must, query), (Occur::MustNot, audit)])))
     }
 
     fn day_searcher(&self, day: Day, path: &Path) -> Result<(Index, tantivy::Searcher), IndexError> {
@@ -284,4 +296,17 @@ impl Searcher {
             clickhouse_sql: clickhouse_sql(&self.database, &key.1),
         }
     }
+}
+
+/// The dataset of gatelog's own audit records (`gatelog_read::audit`).
+pub const AUDIT_DATASET: &str = "gatelog";
+
+/// Whether a query asks for gatelog's own audit records (`dataset:gatelog`).
+fn names_audit(q: &str) -> bool {
+    q.to_ascii_lowercase().replace(['"', ' '], "").contains(&format!("dataset:{AUDIT_DATASET}"))
+}
+
+/// Whether a day folder holds an index yet (its creator writes `meta.json` last).
+fn is_ready(path: &Path) -> bool {
+    path.join("meta.json").is_file()
 }

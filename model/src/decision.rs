@@ -18,6 +18,9 @@ pub enum Source {
     Tail,
     /// gatelog's own proxy.
     Proxy,
+    /// gatelog itself: a read of evidence (search, alerts) through its HTTP routes, allowed
+    /// or denied, recorded as its own audit trail.
+    Gatelog,
 }
 
 /// The outcome of a request.
@@ -44,7 +47,7 @@ pub enum PrincipalType {
     Anonymous,
 }
 
-str_enum!(Source { Logpush => "logpush", Tail => "tail", Proxy => "proxy" });
+str_enum!(Source { Logpush => "logpush", Tail => "tail", Proxy => "proxy", Gatelog => "gatelog" });
 str_enum!(Decision { Allow => "allow", Deny => "deny", Challenge => "challenge", Log => "log", Error => "error" });
 str_enum!(PrincipalType { User => "user", Service => "service", Anonymous => "anonymous" });
 
