@@ -41,6 +41,6 @@ pub use error::IndexError;
 pub use indexer::{Indexer, IndexerOptions};
 pub use merge::CappedMergePolicy;
 pub use rebuild::{RebuildStats, rebuild, try_rebuild};
-pub use search::{AUDIT_DATASET, DEFAULT_LIMIT, Hit, MAX_LIMIT, SearchPage, SearchRequest, Searcher};
+pub use search::{DEFAULT_LIMIT, Hit, MAX_LIMIT, SearchPage, SearchRequest, Searcher};
 pub use sink::run_sink;
 pub use stats::IndexSinkStats;

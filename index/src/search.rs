@@ -11,9 +11,6 @@
 //! - Readers are cached per day and reloaded on each search (so commits show up at once);
 //!   folders that retention removed are forgotten.
 //!
-//! - gatelog's own audit records (dataset [`AUDIT_DATASET`]: who read the evidence) are left
-//!   out of a search unless its query names that dataset (`dataset:gatelog`), so searching
-//!   decisions never returns the searches themselves.
 //! - A day folder whose index is still being created (no `meta.json` yet) is not there yet.
 //!
 //! Search is blocking (tantivy I/O and CPU): call it from `spawn_blocking`.
@@ -30,8 +27,8 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use tantivy::collector::Count;
-use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
-use tantivy::schema::{Field, IndexRecordOption, Value};
+use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery};
+use tantivy::schema::{Field, Value};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
@@ -213,20 +210,13 @@ impl Searcher {
     }
 
     fn parse(&self, index: &Index, q: &str) -> Result<Box<dyn Query>, IndexError> {
-        let query: Box<dyn Query> = if q.trim().is_empty() || q.trim() == "*" {
-            Box::new(AllQuery)
-        } else {
-            let defaults = DEFAULT_FIELDS.iter().filter_map(|name| self.fields.schema.get_field(name).ok()).collect();
-            let mut parser = QueryParser::for_index(index, defaults);
-            parser.set_conjunction_by_default();
-            parser.parse_query(q).map_err(|e| IndexError::BadQuery(e.to_string()))?
-        };
-        if names_audit(q) {
-            return Ok(query);
+        if q.trim().is_empty() || q.trim() == "*" {
+            return Ok(Box::new(AllQuery));
         }
-        let audit = Term::from_field_text(self.fields.dataset, AUDIT_DATASET);
-        let audit: Box<dyn Query> = Box::new(TermQuery::new(audit, IndexRecordOption::Basic));
-        Ok(Box::new(BooleanQuery::new(vec![(Occur::Must, query), (Occur::MustNot, audit)])))
+        let defaults = DEFAULT_FIELDS.iter().filter_map(|name| self.fields.schema.get_field(name).ok()).collect();
+        let mut parser = QueryParser::for_index(index, defaults);
+        parser.set_conjunction_by_default();
+        parser.parse_query(q).map_err(|e| IndexError::BadQuery(e.to_string()))
     }
 
     fn day_searcher(&self, day: Day, path: &Path) -> Result<(Index, tantivy::Searcher), IndexError> {
@@ -296,14 +286,6 @@ impl Searcher {
             clickhouse_sql: clickhouse_sql(&self.database, &key.1),
         }
     }
-}
-
-/// The dataset of gatelog's own audit records (`gatelog_read::audit`).
-pub const AUDIT_DATASET: &str = "gatelog";
-
-/// Whether a query asks for gatelog's own audit records (`dataset:gatelog`).
-fn names_audit(q: &str) -> bool {
-    q.to_ascii_lowercase().replace(['"', ' '], "").contains(&format!("dataset:{AUDIT_DATASET}"))
 }
 
 /// Whether a day folder holds an index yet (its creator writes `meta.json` last).

@@ -205,30 +205,3 @@ fn rebuild_recreates_the_index_from_decisions() {
     assert_eq!(gatelog_index::Indexer::open(&dir, IndexerOptions::default()).unwrap().position(), 7);
     assert!(!tmp.path().join("index.rebuild").exists());
 }
-
-/// gatelog's own audit records (who read the evidence) are left out of a search unless the
-/// query names their dataset; with it, they are found like any decision.
-#[test]
-fn gatelogs_own_audit_records_show_only_when_asked_for() {
-    let tmp = tempfile::tempdir().unwrap();
-    let mut all = small_samples();
-    let mut read = AccessDecision::new(
-        "audit-1".into(),
-        all[0].time,
-        gatelog_index::AUDIT_DATASET,
-        gatelog_model::Source::Gatelog,
-    );
-    read.principal = "alice-laptop".into();
-    read.resource = "/v1/search".into();
-    all.push(read);
-    index_all(tmp.path(), &all, 97);
-    let searcher = Searcher::open(tmp.path(), "gatelog");
-    let everything = all_pages(&searcher, &req("", 50));
-    assert!(!everything.iter().any(|(_, id)| id == "audit-1"), "an empty query leaves the audit records out");
-    assert_eq!(everything.len(), unique_last(&all).len() - 1);
-    assert!(all_pages(&searcher, &req("principal:alice-laptop", 50)).is_empty());
-    let asked = all_pages(&searcher, &req("dataset:gatelog", 50));
-    assert_eq!(asked.iter().map(|(_, id)| id.as_str()).collect::<Vec<_>>(), vec!["audit-1"]);
-    let asked = all_pages(&searcher, &req("dataset:gatelog AND principal:alice-laptop", 50));
-    assert_eq!(asked.len(), 1);
-}

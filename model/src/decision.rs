@@ -19,9 +19,13 @@ pub enum Source {
     /// gatelog's own proxy.
     Proxy,
     /// gatelog itself: a read of evidence (search, alerts) through its HTTP routes, allowed
-    /// or denied, recorded as its own audit trail.
+    /// or denied, recorded as its own audit trail. Stored apart from what gatelog watches
+    /// (ClickHouse `access_log`, not `decisions`; not indexed, not fed to detection).
     Gatelog,
 }
+
+/// The dataset of gatelog's own audit records ([`Source::Gatelog`]).
+pub const AUDIT_DATASET: &str = "gatelog";
 
 /// The outcome of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]

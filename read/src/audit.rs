@@ -25,9 +25,7 @@ use gatelog_spool::Spool;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// The dataset of gatelog's own audit records (the index leaves it out of a search unless
-/// the query names it).
-pub use gatelog_index::AUDIT_DATASET;
+pub use gatelog_model::decision::AUDIT_DATASET;
 /// The longest query string kept in a record.
 const MAX_QUERY: usize = 4096;
 

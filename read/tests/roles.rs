@@ -60,6 +60,7 @@ fn routes() -> Vec<Route> {
             Access::Respond,
             StatusCode::SERVICE_UNAVAILABLE,
         ),
+        r(Method::GET, "/v1/audit", "", Access::Audit, StatusCode::SERVICE_UNAVAILABLE),
         r(Method::GET, "/healthz", "", Access::Operate, StatusCode::OK),
         r(Method::GET, "/readyz", "", Access::Operate, StatusCode::OK),
         r(Method::GET, "/metrics", "", Access::Operate, StatusCode::OK),
@@ -198,7 +199,8 @@ async fn every_read_route_answer_is_recorded_in_gatelogs_own_audit_trail() {
     let peer: SocketAddr = "10.1.2.3:40000".parse().unwrap();
     let wrong = matrix(&server, peer, false).await;
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
-    let read_routes = routes().iter().filter(|r| matches!(r.need, Access::Read | Access::Respond)).count();
+    let read_routes =
+        routes().iter().filter(|r| matches!(r.need, Access::Read | Access::Respond | Access::Audit)).count();
     let status = std::sync::Arc::new(gatelog_consumer::Status::new("audit-test"));
     let mut consumer = gatelog_consumer::Consumer::register(
         &server.spool,
