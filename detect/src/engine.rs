@@ -112,7 +112,8 @@ impl Engine {
     /// A whole spool batch: skipped if its id was seen before, else its arrival(s) and its
     /// decisions, in order.
     pub fn process_batch(&mut self, batch: &Batch, out: &mut Vec<Finding>) {
-        if !self.config.enabled {
+        // gatelog's own audit trail (reads of the evidence) is not a source to watch.
+        if !self.config.enabled || batch.is_audit() {
             return;
         }
         if !batch.batch_id.is_empty() {
@@ -132,7 +133,7 @@ impl Engine {
 
     /// A dataset delivered a batch (source silence input).
     pub fn observe_arrival(&mut self, a: &Arrival, out: &mut Vec<Finding>) {
-        if !self.config.enabled {
+        if !self.config.enabled || a.dataset == gatelog_model::decision::AUDIT_DATASET {
             return;
         }
         let Some(shard) = shard(&mut self.shards, &self.config, tenant_of(&a.tenant)) else { return };

@@ -54,6 +54,11 @@ impl Edge {
         self.inner.credentials.authorize(headers, access)
     }
 
+    /// Who `headers` present as, whatever the route (`None`: no known credential).
+    pub fn identify(&self, headers: &HeaderMap) -> Option<Principal> {
+        self.inner.credentials.identify(headers)
+    }
+
     /// The registry behind `/metrics`.
     pub fn metrics(&self) -> &Arc<MetricsRegistry> {
         &self.inner.metrics

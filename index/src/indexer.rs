@@ -264,7 +264,8 @@ impl Indexer {
     /// Adds every decision of spool record `seq`. Not durable until [`Indexer::commit`].
     pub fn index_batch(&mut self, seq: u64, batch: &Batch) -> Result<(), IndexError> {
         self.check()?;
-        for decision in &batch.decisions {
+        // gatelog's own audit records are kept in ClickHouse (`access_log`), not searched.
+        for decision in batch.decisions.iter().filter(|d| d.source != gatelog_model::Source::Gatelog) {
             self.add(decision)?;
         }
         self.complete_seq = self.complete_seq.max(seq);

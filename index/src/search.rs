@@ -11,6 +11,8 @@
 //! - Readers are cached per day and reloaded on each search (so commits show up at once);
 //!   folders that retention removed are forgotten.
 //!
+//! - A day folder whose index is still being created (no `meta.json` yet) is not there yet.
+//!
 //! Search is blocking (tantivy I/O and CPU): call it from `spawn_blocking`.
 
 use crate::IndexError;
@@ -151,7 +153,7 @@ impl Searcher {
         // One more than a page, to know whether there is a next one.
         let mut hits = Vec::new();
         let mut more = false;
-        for (day, path) in days.rev() {
+        for (day, path) in days.rev().filter(|(_, path)| is_ready(path)) {
             let want = limit + 1 - hits.len();
             let (index, searcher) = self.day_searcher(day, &path)?;
             let query = self.parse(&index, &req.q)?;
@@ -185,7 +187,7 @@ impl Searcher {
         let all = day::list_days(&self.dir)?;
         self.forget_missing(&all);
         let mut total = 0u64;
-        for (day, path) in all {
+        for (day, path) in all.into_iter().filter(|(_, path)| is_ready(path)) {
             if from.is_some_and(|f| day.end() <= f) || to.is_some_and(|t| day.start() >= t) {
                 continue;
             }
@@ -284,4 +286,9 @@ impl Searcher {
             clickhouse_sql: clickhouse_sql(&self.database, &key.1),
         }
     }
+}
+
+/// Whether a day folder holds an index yet (its creator writes `meta.json` last).
+fn is_ready(path: &Path) -> bool {
+    path.join("meta.json").is_file()
 }

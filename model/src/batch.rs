@@ -44,6 +44,12 @@ pub enum BatchCodecError {
 }
 
 impl Batch {
+    /// Whether this is a batch of gatelog's own audit records (reads of the evidence), which
+    /// only the ClickHouse sink stores (`access_log`): not indexed, not watched.
+    pub fn is_audit(&self) -> bool {
+        self.dataset == crate::decision::AUDIT_DATASET
+    }
+
     /// The spool record for this batch.
     pub fn encode(&self) -> Result<Vec<u8>, BatchCodecError> {
         // Sized first: a Logpush body's record is megabytes, and growing the buffer by

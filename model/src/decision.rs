@@ -18,7 +18,14 @@ pub enum Source {
     Tail,
     /// gatelog's own proxy.
     Proxy,
+    /// gatelog itself: a read of evidence (search, alerts) through its HTTP routes, allowed
+    /// or denied, recorded as its own audit trail. Stored apart from what gatelog watches
+    /// (ClickHouse `access_log`, not `decisions`; not indexed, not fed to detection).
+    Gatelog,
 }
+
+/// The dataset of gatelog's own audit records ([`Source::Gatelog`]).
+pub const AUDIT_DATASET: &str = "gatelog";
 
 /// The outcome of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
@@ -44,7 +51,7 @@ pub enum PrincipalType {
     Anonymous,
 }
 
-str_enum!(Source { Logpush => "logpush", Tail => "tail", Proxy => "proxy" });
+str_enum!(Source { Logpush => "logpush", Tail => "tail", Proxy => "proxy", Gatelog => "gatelog" });
 str_enum!(Decision { Allow => "allow", Deny => "deny", Challenge => "challenge", Log => "log", Error => "error" });
 str_enum!(PrincipalType { User => "user", Service => "service", Anonymous => "anonymous" });
 

@@ -54,7 +54,7 @@ struct TransitionBody {
     disposition: Option<Disposition>,
 }
 
-fn store(state: &ReadState) -> Result<(Store, Arc<dyn Clock>), ApiError> {
+pub(crate) fn store(state: &ReadState) -> Result<(Store, Arc<dyn Clock>), ApiError> {
     let source = state.alerts.as_ref().ok_or_else(|| ApiError::not_found("alerts are not served here"))?;
     let store = source.store.borrow().clone();
     let store = store.ok_or_else(|| {

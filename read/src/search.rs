@@ -85,7 +85,7 @@ impl From<gatelog_index::SearchPage> for PageJson {
     }
 }
 
-fn time(name: &str, value: Option<&str>) -> Result<Option<UnixMillis>, ApiError> {
+pub(crate) fn time(name: &str, value: Option<&str>) -> Result<Option<UnixMillis>, ApiError> {
     value
         .filter(|v| !v.is_empty())
         .map(|v| UnixMillis::parse_str(v).map_err(|e| ApiError::bad_request(format!("{name}: {e}"))))

@@ -60,6 +60,7 @@ fn routes() -> Vec<Route> {
             Access::Respond,
             StatusCode::SERVICE_UNAVAILABLE,
         ),
+        r(Method::GET, "/v1/audit", "", Access::Audit, StatusCode::SERVICE_UNAVAILABLE),
         r(Method::GET, "/healthz", "", Access::Operate, StatusCode::OK),
         r(Method::GET, "/readyz", "", Access::Operate, StatusCode::OK),
         r(Method::GET, "/metrics", "", Access::Operate, StatusCode::OK),
@@ -85,6 +86,8 @@ fn callers() -> Vec<Caller> {
 struct Server {
     _dir: tempfile::TempDir,
     app: Router,
+    /// The receiver's spool, which gatelog's audit records of the read routes enter too.
+    spool: Spool,
 }
 
 fn server(ops: OpsAccess) -> Server {
@@ -102,7 +105,9 @@ fn server(ops: OpsAccess) -> Server {
     }
     let edge = Edge::new(credentials, ops);
     let clock = Arc::new(FixedClock::new(UnixMillis(1_741_132_800_000)));
-    let receiver = ReceiverState::on_edge(ReceiverConfig::default(), spool, clock.clone(), edge.clone()).unwrap();
+    let receiver =
+        ReceiverState::on_edge(ReceiverConfig::default(), spool.clone(), clock.clone(), edge.clone()).unwrap();
+    let audit = Some(gatelog_read::audit::Audit { edge: edge.clone(), spool: spool.clone(), clock: clock.clone() });
     std::fs::create_dir_all(dir.path().join("index")).unwrap();
     let search = SearchIndex {
         searcher: Arc::new(Searcher::open(&dir.path().join("index"), "gatelog")),
@@ -111,8 +116,9 @@ fn server(ops: OpsAccess) -> Server {
     };
     let (_, store) = tokio::sync::watch::channel(None);
     let alerts = Some(AlertsStore { store, clock });
-    let app = gatelog_ingest::http::router(receiver).merge(gatelog_read::router(ReadState { edge, search, alerts }));
-    Server { _dir: dir, app }
+    let read = ReadState { edge, search, alerts, audit };
+    let app = gatelog_ingest::http::router(receiver).merge(gatelog_read::router(read));
+    Server { _dir: dir, app, spool }
 }
 
 fn request(route: &Route, caller: Caller, peer: SocketAddr) -> Request<Body> {
@@ -181,6 +187,53 @@ async fn every_route_times_every_role_gets_exactly_what_the_role_allows() {
         let server = server(ops);
         let wrong = matrix(&server, peer, open).await;
         assert!(wrong.is_empty(), "ops {ops:?}, {} mismatches:\n{}", wrong.len(), wrong.join("\n"));
+    }
+}
+
+/// Every answer of a read route, allowed or refused, entered the spool as a decision of
+/// source `gatelog` (who, what, allowed or denied, why) before it was sent; the operator and
+/// ingest routes are not audited this way, and no record holds a token.
+#[tokio::test]
+async fn every_read_route_answer_is_recorded_in_gatelogs_own_audit_trail() {
+    let server = server(OpsAccess::Loopback);
+    let peer: SocketAddr = "10.1.2.3:40000".parse().unwrap();
+    let wrong = matrix(&server, peer, false).await;
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    let read_routes =
+        routes().iter().filter(|r| matches!(r.need, Access::Read | Access::Respond | Access::Audit)).count();
+    let status = std::sync::Arc::new(gatelog_consumer::Status::new("audit-test"));
+    let mut consumer = gatelog_consumer::Consumer::register(
+        &server.spool,
+        status,
+        0,
+        gatelog_consumer::WhenGone::Fail,
+        gatelog_consumer::Decode::Full,
+    )
+    .await
+    .unwrap();
+    let mut audit = Vec::new();
+    while let Some(d) = consumer.try_next().await.unwrap() {
+        audit.extend(d.batch.decisions.into_iter().filter(|d| d.source == gatelog_model::Source::Gatelog));
+    }
+    assert_eq!(audit.len(), read_routes * callers().len(), "one record per read-route request");
+    assert!(audit.iter().all(|d| d.dataset == "gatelog" && d.client_ip == "10.1.2.3"));
+    let denied = |reason: &str| {
+        audit.iter().filter(|d| d.decision == gatelog_model::Decision::Deny && d.reason.starts_with(reason)).count()
+    };
+    assert_eq!(denied("401"), read_routes * 2, "no token and a wrong token, on every read route");
+    let viewer_search = audit
+        .iter()
+        .find(|d| d.principal == "viewer-0" && d.resource == "/v1/search")
+        .expect("the viewer's search is recorded");
+    assert_eq!((viewer_search.decision, viewer_search.status), (gatelog_model::Decision::Allow, 200));
+    assert_eq!(viewer_search.query, "q=decision:deny");
+    let refused = audit.iter().find(|d| d.principal == "ingest-0" && d.resource == "/v1/search").expect("refused");
+    assert_eq!(refused.reason, "403 role ingest may not use this route");
+    let ack = audit.iter().find(|d| d.principal == "viewer-1" && d.resource == "/v1/alerts/{id}/ack").expect("ack");
+    assert_eq!((ack.decision, ack.path.as_str()), (gatelog_model::Decision::Deny, "/v1/alerts/0123abcd/ack"));
+    for d in &audit {
+        let text = serde_json::to_string(d).unwrap();
+        assert!(!text.contains("secret-token"), "a record holds a token: {text}");
     }
 }
 

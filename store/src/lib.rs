@@ -8,7 +8,8 @@
 //!   [`RetryPolicy`]; the login taken out of `clickhouse.url`.
 //! - [`profile`]: [`SchemaProfile`] (`Legacy` for 18.16 ≤ server < 20.5, `Modern` after) and
 //!   [`ServerVersion`].
-//! - `schema`: the four data tables as data, rendered per profile (one source for DDL,
+//! - `schema`: the data tables (`decisions`, `raw_records`, `dead_letters`,
+//!   `ingest_batches`, `access_log`) as data, rendered per profile (one source for DDL,
 //!   insert column lists and the encoder).
 //! - [`sql`]: every statement the store emits ([`sql::statements`], [`sql::render_dump`] for
 //!   `gatelog sql dump`) and the versioned [`sql::migrations`].
@@ -29,6 +30,8 @@
 //! - [`sink`]: [`sink::run_clickhouse_sink`], the spool → ClickHouse consumer of `gatelog serve`.
 //! - [`detection`]: findings, detector runs, alerts and alert events written and read;
 //!   history (decisions, arrivals) for the detectors' warm-up. Their SQL: [`sql::detection`].
+//! - [`access_log`]: gatelog's own audit trail (who read the evidence) read back
+//!   ([`Store::access_log`]); the sink writes it with the other tables.
 //! - [`deliveries`]: the e-mail outbox's `alert_deliveries` (every attempt, written and read)
 //!   and what the mailer reads to decide what to send. Their SQL: [`sql::deliveries`].
 //! - [`durability`]: [`durability::Durability`], what the sink waits for before it lets the
@@ -49,6 +52,7 @@
 //! here (18.16 has no server-side parameters), and errors come back as HTTP 500 with
 //! `Code: N, e.displayText() = …` in the body, which [`StoreError`] parses.
 
+pub mod access_log;
 pub mod config;
 pub mod deliveries;
 pub mod detection;

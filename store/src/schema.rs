@@ -185,8 +185,15 @@ pub(crate) const INGEST_BATCHES: TableDef = TableDef {
     retention: false,
 };
 
+/// `access_log`: gatelog's own audit trail, one row per answer of a read route (who read
+/// the evidence, allowed or denied; [`gatelog_model::Source::Gatelog`]). The columns and
+/// keys of [`DECISIONS`] (the records are `AccessDecision`s), in a table of their own so that
+/// what gatelog watches and reports on is never mixed with reads of it. A retried batch's
+/// rows collapse on `(tenant, event_id)`; reads use `FINAL`.
+pub(crate) const ACCESS_LOG: TableDef = TableDef { name: "access_log", ..DECISIONS };
+
 /// The data tables in migration order.
-pub(crate) const TABLES: [&TableDef; 4] = [&DECISIONS, &RAW_RECORDS, &DEAD_LETTERS, &INGEST_BATCHES];
+pub(crate) const TABLES: [&TableDef; 5] = [&DECISIONS, &RAW_RECORDS, &DEAD_LETTERS, &INGEST_BATCHES, &ACCESS_LOG];
 
 impl TableDef {
     /// Column definitions (one per line, without trailing commas) for `profile`.

@@ -8,7 +8,7 @@ use crate::sql::{Lit, render, storage_table};
 use crate::store::{Inner, with_retries};
 use crate::{Store, StoreError};
 use bytes::Bytes;
-use gatelog_model::{AccessDecision, UnixMillis};
+use gatelog_model::{AccessDecision, Source, UnixMillis};
 use std::time::{Duration, Instant};
 
 /// One batch as the spool hands it over: the model's [`gatelog_model::Batch`]. A `batch_id`
@@ -79,6 +79,13 @@ impl Drop for Claim<'_> {
 }
 
 static EMPTY_DECISION: std::sync::LazyLock<AccessDecision> = std::sync::LazyLock::new(AccessDecision::default);
+
+/// Whether `d` is one of gatelog's own audit records, stored in `access_log`: a retried
+/// batch's copies collapse there by key (reads use `FINAL`), so the partial-write probe and
+/// removal, which exist for `decisions`' exact counts before merges, leave them out.
+fn is_audit(d: &AccessDecision) -> bool {
+    d.source == Source::Gatelog
+}
 
 /// The dataset of a batch's raw records (they carry their own; the batch's otherwise).
 fn dataset_of_raw(batch: &WriteBatch) -> String {
@@ -177,8 +184,13 @@ impl Store {
 
         // One insert per table for the whole group, rows in sorting-key order (see `order`).
         let profile = self.profile();
-        let decisions =
-            order::decisions(todo.iter().flat_map(|(_, b)| b.decisions.iter().map(move |d| (d, b.batch_id.as_str()))));
+        // gatelog's own audit records go to `access_log`, everything else to `decisions`.
+        let of_group = |audit: bool| {
+            order::decisions(todo.iter().flat_map(move |(_, b)| {
+                b.decisions.iter().filter(move |d| is_audit(d) == audit).map(move |d| (d, b.batch_id.as_str()))
+            }))
+        };
+        let (decisions, audit) = (of_group(false), of_group(true));
         let raw =
             order::raw_records(todo.iter().flat_map(|(_, b)| b.raw.iter().map(move |r| (r, b.batch_id.as_str()))));
         let dead = order::dead_letters(
@@ -187,6 +199,7 @@ impl Store {
         );
         let q = &self.inner.queries;
         self.insert_rows(&q.insert_decisions, "decisions", &decisions, RowEncoder::decision).await?;
+        self.insert_rows(&q.insert_access_log, "access_log", &audit, RowEncoder::decision).await?;
         self.insert_rows(&q.insert_raw_records, "raw_records", &raw, RowEncoder::raw_record).await?;
         self.insert_rows(&q.insert_dead_letters, "dead_letters", &dead, RowEncoder::dead_letter).await?;
 
@@ -194,7 +207,7 @@ impl Store {
         let mut written = std::collections::BTreeMap::new();
         for ((seq, batch), removed) in todo.iter().zip(&removed) {
             let outcome = WriteOutcome::Written {
-                decisions: batch.decisions.len() as u64,
+                decisions: batch.decisions.iter().filter(|d| !is_audit(d)).count() as u64,
                 raw_records: batch.raw.len() as u64,
                 dead_letters: batch.dead_letters.len() as u64,
                 removed_partial_rows: *removed,
@@ -209,6 +222,7 @@ impl Store {
             batches = todo.len(),
             already_stored = batches.len() - todo.len(),
             decisions = decisions.len(),
+            access_log = audit.len(),
             raw_records = raw.len(),
             dead_letters = dead.len(),
             removed_partial_rows = removed.iter().sum::<u64>(),
@@ -225,7 +239,7 @@ impl Store {
 
     /// Deletes rows a previous attempt of this batch left without a marker; returns how many.
     async fn remove_partial(&self, batch: &WriteBatch) -> Result<u64, StoreError> {
-        let decision_range = time_range(batch.decisions.iter().map(|d| d.time));
+        let decision_range = time_range(batch.decisions.iter().filter(|d| !is_audit(d)).map(|d| d.time));
         let raw_range = time_range(batch.raw.iter().map(|r| r.time));
         let bounds = |range: Option<(UnixMillis, UnixMillis)>| -> (i64, i64) {
             match (range, self.profile()) {
@@ -272,7 +286,7 @@ impl Store {
     async fn probe_partial(&self, batch: &WriteBatch) -> Result<bool, StoreError> {
         let id = batch.batch_id.as_str();
         let rows = Sorted {
-            decisions: order::decisions(batch.decisions.iter().map(|d| (d, id))),
+            decisions: order::decisions(batch.decisions.iter().filter(|d| !is_audit(d)).map(|d| (d, id))),
             raw: order::raw_records(batch.raw.iter().map(|r| (r, id))),
             dead_letters: batch.dead_letters.len(),
         };

@@ -182,8 +182,19 @@ async fn demo_posts_every_dataset_over_http_serves_until_sigterm_and_leaves_no_s
     assert_eq!(unauthorised.status().as_u16(), 401, "search needs the token");
     assert_eq!(client.get(format!("{base}/healthz")).send().await.expect("healthz").status().as_u16(), 200);
 
-    // Both sinks' metrics, after the posts: everything stored and indexed, nothing behind.
-    let metrics = client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("metrics");
+    // Both sinks' metrics, after the posts: everything stored and indexed, nothing behind
+    // (once they took in the audit records of the searches just made: bounded wait).
+    let mut metrics = String::new();
+    for _ in 0..300 {
+        metrics = client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("metrics");
+        let caught_up = ["clickhouse", "index"]
+            .iter()
+            .all(|sink| metric(&metrics, "gatelog_sink_lag_records", &[("sink", sink)]) == Some(0.0));
+        if caught_up {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let written = |sink| metric(&metrics, "gatelog_written_decisions_total", &[("sink", sink)]).unwrap_or(-1.0);
     assert!(written("index") > 6000.0 && written("index") == written("clickhouse"), "{metrics}");
     for dataset in DATASETS {
@@ -228,7 +239,7 @@ fn sql_dump_renders_both_profiles() {
         let out = gatelog(&["sql", "dump", "--profile", profile, "--database", "audit"]);
         assert!(out.status.success(), "{}", describe(&out));
         let sql = String::from_utf8_lossy(&out.stdout);
-        for table in ["decisions", "raw_records", "dead_letters", "ingest_batches"] {
+        for table in ["decisions", "raw_records", "dead_letters", "ingest_batches", "access_log"] {
             assert!(sql.contains(&format!("audit.{table}")), "{profile}: {table} missing");
         }
         let modern_types = sql.contains("DateTime64") || sql.contains("LowCardinality");

@@ -30,8 +30,9 @@ struct Route {
 const READERS: &[&str] = &["viewer", "responder", "auditor", "admin"];
 const RESPONDERS: &[&str] = &["responder", "admin"];
 const INGESTERS: &[&str] = &["ingest"];
+const AUDITORS: &[&str] = &["auditor", "admin"];
 
-const ROUTES: [Route; 8] = [
+const ROUTES: [Route; 9] = [
     Route { method: "POST", path: "/v1/logpush/http_requests", body: "", roles: INGESTERS, allowed: 200 },
     Route { method: "POST", path: "/v1/tail", body: "test", roles: INGESTERS, allowed: 200 },
     Route { method: "POST", path: "/v1/decisions", body: "{\"event_id\":\"d1\"}\n", roles: INGESTERS, allowed: 200 },
@@ -46,6 +47,7 @@ const ROUTES: [Route; 8] = [
         roles: RESPONDERS,
         allowed: 503,
     },
+    Route { method: "GET", path: "/v1/audit", body: "", roles: AUDITORS, allowed: 503 },
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

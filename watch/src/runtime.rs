@@ -182,6 +182,9 @@ impl DetectRuntime {
         engine.process_batch(&d.batch, &mut group.findings);
         group.to = d.seq;
         group.records += 1;
+        if d.batch.is_audit() {
+            return;
+        }
         group.decisions += d.batch.decisions.len() as u64;
         group.newest_received = group.newest_received.max(d.batch.received_at.0);
         for t in d.batch.decisions.iter().map(|x| x.time.0) {

@@ -3,7 +3,7 @@
 use super::SchemaOptions;
 use super::rekey::Rekey;
 use crate::profile::SchemaProfile;
-use crate::schema::{DECISIONS, DECISIONS_V1, Engine, TABLES, TableDef};
+use crate::schema::{ACCESS_LOG, DECISIONS, DECISIONS_V1, Engine, TABLES, TableDef};
 
 /// One versioned migration: statements applied in order, recorded with a checksum of their text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +128,13 @@ pub fn migrations(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Migration
         statements: super::detection::create_plain(&super::deliveries::ALERT_DELIVERIES, opts),
         rekey: None,
     });
+    // gatelog's own audit trail (who read the evidence), beside `decisions`.
+    out.push(Migration {
+        version: 11,
+        name: "create_access_log",
+        statements: create_table(&ACCESS_LOG, profile, opts),
+        rekey: None,
+    });
     out
 }
 
@@ -184,8 +191,9 @@ pub(crate) fn retention(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<(&'
         .collect()
 }
 
-/// The tables retention applies to: `decisions`, `raw_records` and `dead_letters` (not
-/// `ingest_batches`, the ledger of arrivals, nor detection's tables: see README.md).
+/// The tables retention applies to: `decisions`, `raw_records`, `dead_letters` and
+/// `access_log` (not `ingest_batches`, the ledger of arrivals, nor detection's tables: see
+/// README.md).
 pub(crate) fn retained_tables() -> impl Iterator<Item = &'static TableDef> {
     let tables: &'static [&'static TableDef] = &TABLES;
     tables.iter().copied().filter(|d| d.retention)

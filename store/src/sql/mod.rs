@@ -17,13 +17,13 @@ pub(crate) use ddl::{
     create_database, create_schema_migrations, drop_partition, expired_months, retained_tables, retention,
     storage_table,
 };
-pub(crate) use queries::{Lit, Queries, quote_into, render};
+pub(crate) use queries::{Lit, Queries, quote_into, render, time_between};
 pub use rekey::{REKEY_LOOKS, Rekey, RekeySeen, RekeyStep};
 pub use samples::{SamplePayload, sample_payloads};
 
 use crate::StoreError;
 use crate::profile::SchemaProfile;
-use crate::schema::{DEAD_LETTERS, DECISIONS, INGEST_BATCHES, Kind, RAW_RECORDS, TableDef};
+use crate::schema::{ACCESS_LOG, DEAD_LETTERS, DECISIONS, INGEST_BATCHES, Kind, RAW_RECORDS, TableDef};
 
 /// What the schema is rendered for, besides the profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +165,7 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
         ),
     });
     out.push(insert_statement("insert.decisions", &q.insert_decisions, &DECISIONS, db, profile));
+    out.push(insert_statement("insert.access_log", &q.insert_access_log, &ACCESS_LOG, db, profile));
     out.push(insert_statement("insert.raw_records", &q.insert_raw_records, &RAW_RECORDS, db, profile));
     out.push(insert_statement("insert.dead_letters", &q.insert_dead_letters, &DEAD_LETTERS, db, profile));
     out.push(insert_statement("insert.ingest_batches", &q.insert_ingest_batches, &INGEST_BATCHES, db, profile));
@@ -213,6 +214,7 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     }
     out.extend(detection::example_statements(profile, opts, lo, hi));
     out.extend(deliveries::example_statements(opts));
+    out.push(crate::access_log::example_statement(profile, opts));
     out
 }
 
@@ -336,7 +338,7 @@ mod tests {
         );
         let m = migrations(SchemaProfile::Modern, &opts(None, None));
         assert_ne!(a[0].checksum(), m[0].checksum());
-        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), (1..=11).collect::<Vec<u32>>());
     }
 
     /// The checksums of migrations 1–4 as released: a database migrated by an earlier build

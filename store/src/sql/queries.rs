@@ -4,7 +4,7 @@
 use super::SchemaOptions;
 use super::ddl::storage_table;
 use crate::profile::SchemaProfile;
-use crate::schema::{DEAD_LETTERS, DECISIONS, INGEST_BATCHES, RAW_RECORDS, TableDef};
+use crate::schema::{ACCESS_LOG, DEAD_LETTERS, DECISIONS, INGEST_BATCHES, RAW_RECORDS, TableDef};
 use std::fmt::Write as _;
 
 /// A value for a `?` placeholder.
@@ -88,6 +88,8 @@ pub(crate) struct Queries {
     /// Params: database, storage table.
     pub pending_mutations: String,
     pub insert_decisions: String,
+    /// gatelog's own audit records ([`gatelog_model::Source::Gatelog`]).
+    pub insert_access_log: String,
     pub insert_raw_records: String,
     pub insert_dead_letters: String,
     pub insert_ingest_batches: String,
@@ -164,6 +166,7 @@ impl Queries {
             pending_mutations: "SELECT count() FROM system.mutations WHERE database = ? AND table = ? AND is_done = 0"
                 .to_owned(),
             insert_decisions: insert_sql(db, &DECISIONS, profile),
+            insert_access_log: insert_sql(db, &ACCESS_LOG, profile),
             insert_raw_records: insert_sql(db, &RAW_RECORDS, profile),
             insert_dead_letters: insert_sql(db, &DEAD_LETTERS, profile),
             insert_ingest_batches: insert_sql(db, &INGEST_BATCHES, profile),
