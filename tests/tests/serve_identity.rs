@@ -7,6 +7,7 @@
 //! confusion, wrong audience or issuer, unknown kid, …) gets no route; static tokens keep
 //! working beside them; the `Cf-Access-Jwt-Assertion` header and the `CF_Authorization`
 //! cookie (which reads, but never acts); and no token appears in a log line or an answer.
+//! A mapping to `ingest` stops serve at start, naming the key.
 
 use gatelog_e2e::{free_port, gatelog_bin, http_client, http_requests_sample, sha256_hex};
 use gatelog_identity::testing::{LoopbackIssuer, attacks, cf_claims, claims, issuers_toml, sign};
@@ -296,4 +297,33 @@ async fn identities_get_exactly_their_routes_and_attacks_none_on_the_binary() {
     }
     assert!(secrets.len() > 40, "{}", secrets.len());
     assert!(hits.is_empty(), "{} secrets shown:\n{}", hits.len(), hits.join("\n"));
+}
+
+/// A mapping to `ingest` is refused at start, naming the key: identities never ingest.
+#[test]
+fn an_identity_mapped_to_ingest_is_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("gatelog.toml");
+    let text = format!(
+        "{}\n[[auth.identity.roles]]\nrole = \"ingest\"\ngroups = [\"logpush\"]\n",
+        issuers_toml("auth.identity.issuers", "https://idp.test")
+    );
+    std::fs::write(&config, text).expect("config");
+    let data = dir.path().join("data");
+    let out = gatelog_e2e::gatelog(&[
+        "serve",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--clickhouse-url",
+        &format!("http://127.0.0.1:{}", free_port()),
+        "--ingest-token",
+        INGEST,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("auth.identity.roles[0].role: identity tokens never ingest"), "{stderr}");
 }
