@@ -21,9 +21,10 @@
 //! position of a difference nor which token matched shows in the timing; hashing first also
 //! hides the tokens' lengths. A token is never logged, counted by value or echoed.
 //!
-//! [`Principal::via`] says how a principal was established; identity tokens verified by the
-//! proxy's verifier (OIDC/JWT, Cloudflare Access) are the next kind, added beside
-//! [`Via::StaticToken`] without changing the routes.
+//! [`Principal::via`] says how a principal was established: a static token, or an identity
+//! token verified by the proxy's verifier (OIDC/JWT, Cloudflare Access; [`crate::identity`],
+//! tried by [`crate::Edge::authorize`] when no static token matched) as [`Via::Identity`],
+//! whose name (email or subject) is the actor recorded.
 
 use crate::error::ApiError;
 use axum::http::{HeaderMap, HeaderName, header};
@@ -103,6 +104,9 @@ pub enum Via {
     StaticToken,
     /// No credential, admitted to the ingest routes by `receiver.allow_unauthenticated`.
     Unauthenticated,
+    /// An identity token (OIDC, Cloudflare Access) verified by `gatelog-identity`: the
+    /// issuer's configured name and how it came (`oidc`, `cf_access_jwt`).
+    Identity { issuer: String, method: String },
 }
 
 /// Who a request acts as: the credential's name (kept as the actor of what it does), its

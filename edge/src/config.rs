@@ -1,6 +1,7 @@
 //! [`AuthConfig`]: the `[auth]` section of `gatelog.toml`: the static API tokens (as
 //! SHA-256 digests, with a name and a role each), an optional tokens file holding more of
-//! them, and who may read the operator routes without a token.
+//! them, who may read the operator routes without a token, and `[auth.identity]`
+//! ([`crate::identity::IdentityConfig`]).
 //!
 //! ```toml
 //! [auth]
@@ -29,6 +30,8 @@ pub struct AuthConfig {
     /// Who reads `/healthz`, `/readyz` and `/metrics` without a token; everyone else needs a
     /// reading role's token.
     pub ops_without_token: OpsAccess,
+    /// `[auth.identity]`: identity tokens (OIDC, Cloudflare Access) and claims → roles.
+    pub identity: crate::identity::IdentityConfig,
 }
 
 /// One static token: who it is, what it may do, and the SHA-256 of its value (lowercase or
@@ -111,7 +114,7 @@ impl AuthConfig {
         if self.tokens_file.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
             return invalid("auth.tokens_file", "must name a file (or be left out)");
         }
-        Ok(())
+        self.identity.validate()
     }
 
     /// The tokens of the section and of its tokens file.

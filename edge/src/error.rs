@@ -97,6 +97,11 @@ impl ApiError {
             "missing or invalid credential (send Authorization: Bearer <token>)",
         )
     }
+    /// 401 with why a presented credential was refused (an identity token's
+    /// [`gatelog_identity::AuthError`], which never holds the token).
+    pub fn unauthorized_with(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Unauthorized, StatusCode::UNAUTHORIZED, message)
+    }
     /// 403: the caller is known, its role may not use the route. `message` names the role,
     /// never the credential.
     pub fn forbidden(message: impl Into<String>) -> Self {

@@ -1,6 +1,7 @@
 //! gatelog's HTTP edge: what every HTTP route of `gatelog serve` shares, whoever owns the
 //! route (the receiver in `gatelog-ingest`, the read routes in `gatelog-read`). Nothing here
-//! knows about Cloudflare, the spool or the index; dependencies point here, never back.
+//! knows about Cloudflare's logs, the spool or the index; dependencies point here, never
+//! back. Its one gatelog dependency is `gatelog-identity` (with `gatelog-model` under it).
 //!
 //! Module map:
 //! - [`error`]: [`ApiError`] and the closed set of [`ErrorCode`]s, the one error answer
@@ -9,7 +10,10 @@
 //!   [`Role`](auth::Role), how established), bearer tokens compared as SHA-256 digests in
 //!   constant time; which role has which [`Access`](auth::Access).
 //! - [`config`]: [`AuthConfig`](config::AuthConfig), the `[auth]` section (tokens as
-//!   SHA-256, a tokens file, who reads the operator routes without a token).
+//!   SHA-256, a tokens file, who reads the operator routes without a token, identity).
+//! - [`identity`]: `[auth.identity]` and the [`IdentityVerifier`](identity::IdentityVerifier):
+//!   OIDC / Cloudflare Access tokens verified by `gatelog-identity` (the proxy's verifier),
+//!   claims → roles.
 //! - [`headers`]: the security headers every response gets.
 //! - [`Edge`]: what one server's routes share (credentials, metrics registry, readiness).
 //! - [`ops`]: `/healthz`, `/readyz` ([`ReadinessCheck`]) and `/metrics`.
@@ -26,6 +30,7 @@ pub mod budget;
 pub mod config;
 pub mod error;
 pub mod headers;
+pub mod identity;
 pub mod metrics;
 pub mod ops;
 pub mod serve;

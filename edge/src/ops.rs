@@ -44,8 +44,11 @@ pub fn router(edge: Edge) -> Router {
 
 /// Whether `request` may read an operator route: its peer is one `ops` opens them to, or it
 /// carries a token of a reading role.
-fn admit(edge: &Edge, request: &Request) -> Result<(), ApiError> {
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
+async fn admit(edge: &Edge, request: Request) -> Result<(), ApiError> {
+    // The head only: a body is not `Sync`, so a reference to it cannot be held across the
+    // identity check's await.
+    let request = request.into_parts().0;
+    let peer = request.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     let open = match edge.ops_access() {
         OpsAccess::Anywhere => true,
         OpsAccess::Loopback => peer.is_none_or(|p| p.ip().to_canonical().is_loopback()),
@@ -54,16 +57,16 @@ fn admit(edge: &Edge, request: &Request) -> Result<(), ApiError> {
     if open {
         return Ok(());
     }
-    edge.authorize(request.headers(), Access::Operate).map(|_| ())
+    edge.authorize(&request.headers, Access::Operate).await.map(|_| ())
 }
 
 async fn healthz(State(edge): State<Edge>, request: Request) -> Response {
-    let result = admit(&edge, &request).map(|()| "ok".into_response());
+    let result = admit(&edge, request).await.map(|()| "ok".into_response());
     edge.finish("ops", result)
 }
 
 async fn readyz(State(edge): State<Edge>, request: Request) -> Response {
-    let result = admit(&edge, &request).map(|()| match edge.not_ready_reason() {
+    let result = admit(&edge, request).await.map(|()| match edge.not_ready_reason() {
         None => (StatusCode::OK, "ready").into_response(),
         Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}")).into_response(),
     });
@@ -71,7 +74,7 @@ async fn readyz(State(edge): State<Edge>, request: Request) -> Response {
 }
 
 async fn metrics(State(edge): State<Edge>, request: Request) -> Response {
-    let result = admit(&edge, &request).map(|()| {
+    let result = admit(&edge, request).await.map(|()| {
         let text = edge.metrics().render();
         ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
     });

@@ -1,9 +1,10 @@
-//! [`Edge`]: what every route of one server shares: who may call it, its metrics registry and
-//! its readiness checks.
+//! [`Edge`]: what every route of one server shares: who may call it (static tokens and, when
+//! configured, identity tokens), its metrics registry and its readiness checks.
 
 use crate::auth::{Access, Credentials, Principal};
 use crate::config::OpsAccess;
 use crate::error::ApiError;
+use crate::identity::IdentityVerifier;
 use crate::metrics::MetricsRegistry;
 use crate::ops::ReadinessCheck;
 use axum::http::{HeaderMap, StatusCode};
@@ -19,6 +20,7 @@ pub struct Edge {
 #[derive(Debug)]
 struct Inner {
     credentials: Credentials,
+    identity: Option<IdentityVerifier>,
     ops: OpsAccess,
     metrics: Arc<MetricsRegistry>,
     readiness: RwLock<Vec<Arc<dyn ReadinessCheck>>>,
@@ -28,9 +30,15 @@ impl Edge {
     /// An edge accepting `credentials`, opening the operator routes as `ops` says, with an
     /// empty registry and no readiness checks.
     pub fn new(credentials: Credentials, ops: OpsAccess) -> Self {
+        Self::with_identity(credentials, None, ops)
+    }
+
+    /// An edge that also accepts the identity tokens `identity` verifies.
+    pub fn with_identity(credentials: Credentials, identity: Option<IdentityVerifier>, ops: OpsAccess) -> Self {
         Edge {
             inner: Arc::new(Inner {
                 credentials,
+                identity,
                 ops,
                 metrics: Arc::new(MetricsRegistry::default()),
                 readiness: RwLock::new(Vec::new()),
@@ -49,9 +57,17 @@ impl Edge {
     }
 
     /// The caller, if it may have `access`: 401 without a known credential, 403 when its
-    /// role lacks it (see [`crate::auth`]).
-    pub fn authorize(&self, headers: &HeaderMap, access: Access) -> Result<Principal, ApiError> {
-        self.inner.credentials.authorize(headers, access)
+    /// role lacks it (see [`crate::auth`]). Static tokens first (constant time); when none
+    /// matched and the request presents an identity token, the identity's answer
+    /// (see [`crate::identity`]).
+    pub async fn authorize(&self, headers: &HeaderMap, access: Access) -> Result<Principal, ApiError> {
+        let static_answer = self.inner.credentials.authorize(headers, access);
+        match (&static_answer, &self.inner.identity) {
+            (Err(refused), Some(identity)) if refused.status == StatusCode::UNAUTHORIZED => {
+                identity.authorize(headers, access).await.unwrap_or(static_answer)
+            }
+            _ => static_answer,
+        }
     }
 
     /// Who `headers` present as, whatever the route (`None`: no known credential).

@@ -10,7 +10,8 @@
 //! - [`request`]: what every routed request shares: its decision (emitted whatever happens
 //!   to the connection), the per-source rate limit, identity → roles, the JSON error body.
 //! - [`state`]: the shared state and the injectable external resources.
-//! - [`identity`]: OIDC discovery, JWKS cache, strict JWT validation, claims → roles.
+//! - [`identity`]: OIDC discovery, JWKS cache, strict JWT validation, claims → roles: the
+//!   `gatelog-identity` crate, which `gatelog serve`'s read routes verify tokens with too.
 //! - [`policy`]: roles, table globs, statement kinds, limits; deny wins, default deny.
 //! - [`guard`]: the SQL guard; [`check`]: the policy dry-run behind `gatelog proxy check`;
 //!   [`grants`]: ClickHouse's own restrictions mirroring the policy (`gatelog proxy grants`).
@@ -20,10 +21,9 @@
 //! - [`limits`]: per-source, per-principal rate and concurrency limits.
 //! - [`http_path`], [`net`]: path normal form; upstream URLs, CIDRs, client addresses.
 //! - [`config`]: the TOML configuration, validation naming keys, redacted secrets.
-//! - [`metrics`]: counters for `GET /metrics`; [`cache`]: the bounded LRU of the caches.
+//! - [`metrics`]: counters for `GET /metrics`; the caches' bounded LRU is `gatelog_identity::cache`.
 
 pub mod bi;
-pub mod cache;
 pub mod check;
 pub mod clickhouse;
 pub mod config;
@@ -32,7 +32,6 @@ pub mod forward;
 pub mod grants;
 pub mod guard;
 pub mod http_path;
-pub mod identity;
 pub mod limits;
 pub mod metrics;
 pub mod net;
@@ -45,7 +44,7 @@ pub use check::{CheckReport, check};
 pub use config::{ConfigError, ProxyConfig};
 pub use server::{Proxy, ProxyDeps, ProxyError, serve};
 
+/// The identity verifier, shared with `gatelog serve` (one verifier for both binaries).
+pub use gatelog_identity as identity;
 /// Installs rustls' ring provider for HTTPS clients (idempotent).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use gatelog_identity::install_crypto_provider;

@@ -6,10 +6,10 @@
 //! explicit denies, the first role (in role-mapping order) that allows everything decides,
 //! and its limits and ClickHouse credentials apply.
 
-use crate::cache::{Lru, key_of};
 use crate::config::{ConfigError, ProxyConfig, RoleMapping, Secret};
 use crate::guard::{Analysis, Rejection, StatementKind, TableName};
 use crate::identity::Identity;
+use gatelog_identity::cache::{Lru, key_of};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

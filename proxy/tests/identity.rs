@@ -1,4 +1,5 @@
-//! Identity: the JWT attack corpus (`tests/attacks/jwt.toml`) through the router, positive
+//! Identity: the JWT attack corpus (`gatelog_identity::testing::attacks`, shared with serve's
+//! read routes) through the router, positive
 //! controls (RS256, ES256, Cloudflare header and cookie, skew inside the leeway), JWKS
 //! rotation and the unknown-`kid` refresh rate limit (tokio paused time), and OIDC discovery
 //! against an issuer served on loopback.
@@ -11,111 +12,18 @@ use gatelog_model::{Decision, FixedClock, UnixMillis};
 use gatelog_proxy::server::{Shared, router};
 use gatelog_proxy::{ProxyConfig, ProxyDeps};
 use http_body_util::BodyExt;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde::Deserialize;
+use jsonwebtoken::Algorithm;
 use serde_json::Value;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use support::*;
 use tower::ServiceExt;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Case {
-    name: String,
-    #[serde(default = "rs256")]
-    alg: String,
-    #[serde(default = "rsa")]
-    key: String,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    claims: serde_json::Map<String, Value>,
-    #[serde(default)]
-    remove: Vec<String>,
-    #[serde(default)]
-    tamper: Option<String>,
-    #[serde(default)]
-    jku: Option<String>,
-    #[serde(default)]
-    transport: Option<String>,
-    #[serde(default)]
-    raw: Option<String>,
-    #[serde(default)]
-    status: Option<u16>,
-}
-
-fn rs256() -> String {
-    "RS256".into()
-}
-fn rsa() -> String {
-    "rsa".into()
-}
-
-#[derive(Debug, Deserialize)]
-struct Corpus {
-    case: Vec<Case>,
-}
-
-fn build_token(case: &Case) -> String {
-    let mut c = claims(ISSUER, NOW, "ana@example.com", &["analysts"]);
-    for (k, v) in &case.claims {
-        let v = match (k.as_str(), v.as_i64()) {
-            ("exp" | "nbf" | "iat", Some(rel)) => Value::from(NOW + rel),
-            _ => v.clone(),
-        };
-        c.insert(k.clone(), v);
-    }
-    for r in &case.remove {
-        c.remove(r);
-    }
-    let kid = match case.kid.as_deref() {
-        Some("") => None,
-        Some(k) => Some(k.to_owned()),
-        None => Some("rsa-1".to_owned()),
+fn request(case: &attacks::Case) -> http::Request<axum::body::Body> {
+    let b = match case.credential() {
+        attacks::Credential::Header(name, value) => http::Request::post("/").header(name, value),
+        attacks::Credential::Query(token) => http::Request::post(format!("/?access_token={token}")),
     };
-    let token = if case.key == "none" {
-        let header = serde_json::json!({"alg": case.alg, "typ": "JWT", "kid": kid});
-        format!("{}.{}.", b64(header.to_string().as_bytes()), b64(Value::Object(c.clone()).to_string().as_bytes()))
-    } else {
-        let alg = Algorithm::from_str(&case.alg).unwrap();
-        let mut header = Header::new(alg);
-        header.kid = kid;
-        header.jku = case.jku.clone();
-        let pem = key_bytes(&format!("{}.pem", case.key));
-        let enc = match alg {
-            Algorithm::ES256 => EncodingKey::from_ec_pem(&pem).unwrap(),
-            Algorithm::HS256 => EncodingKey::from_secret(&pem),
-            _ => EncodingKey::from_rsa_pem(&pem).unwrap(),
-        };
-        jsonwebtoken::encode(&header, &c, &enc).unwrap()
-    };
-    let parts: Vec<&str> = token.split('.').collect();
-    match case.tamper.as_deref() {
-        Some("payload") => {
-            let mut c2 = c.clone();
-            c2.insert("groups".into(), serde_json::json!(["admins"]));
-            format!("{}.{}.{}", parts[0], b64(Value::Object(c2).to_string().as_bytes()), parts[2])
-        }
-        Some("header") => {
-            let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "kid": "rsa-1"});
-            format!("{}.{}.{}", b64(header.to_string().as_bytes()), parts[1], parts[2])
-        }
-        Some("strip_signature") => format!("{}.{}.", parts[0], parts[1]),
-        _ => token,
-    }
-}
-
-fn request(case: &Case) -> http::Request<axum::body::Body> {
-    let token = build_token(case);
-    let mut b = http::Request::post("/");
-    match case.transport.as_deref() {
-        Some("raw") => b = b.header("authorization", case.raw.clone().unwrap_or_default()),
-        Some("cf") => b = b.header("cf-access-jwt-assertion", token),
-        Some("query") => b = http::Request::post(format!("/?access_token={token}")),
-        _ => b = b.header("authorization", format!("Bearer {token}")),
-    }
     b.body(axum::body::Body::from("SELECT 1")).unwrap()
 }
 
@@ -153,13 +61,11 @@ async fn send(shared: &Arc<Shared>, req: http::Request<axum::body::Body>) -> (u1
 #[tokio::test]
 async fn every_jwt_attack_is_refused() {
     let h = harness();
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/attacks/jwt.toml"))
-        .unwrap();
-    let cases = toml::from_str::<Corpus>(&text).unwrap().case;
+    let cases = attacks::corpus();
     let mut failures = Vec::new();
     for case in &cases {
         let (status, body) = send(&h.shared, request(case)).await;
-        let expected = case.status.unwrap_or(401);
+        let expected = case.expected_status();
         if status != expected || body["error"]["reason"].as_str().is_none_or(str::is_empty) {
             failures.push(format!("{}: status {status} body {body}", case.name));
         }

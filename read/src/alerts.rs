@@ -80,7 +80,7 @@ pub(crate) async fn list(
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let result = async {
-        state.edge.authorize(&headers, Access::Read)?;
+        state.edge.authorize(&headers, Access::Read).await?;
         let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
         let limit = p.limit.unwrap_or(50);
         if !(1..=MAX_LIST).contains(&limit) {
@@ -96,7 +96,7 @@ pub(crate) async fn list(
 
 pub(crate) async fn show(State(state): State<ReadState>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let result = async {
-        state.edge.authorize(&headers, Access::Read)?;
+        state.edge.authorize(&headers, Access::Read).await?;
         let (store, _) = store(&state)?;
         let detail = service::show(&store, &id).await.map_err(alerts_error)?;
         Ok(Json(detail).into_response())
@@ -121,7 +121,7 @@ async fn act(
     action: AlertAction,
 ) -> Response {
     let result = async {
-        let principal = state.edge.authorize(&headers, Access::Respond)?;
+        let principal = state.edge.authorize(&headers, Access::Respond).await?;
         if body.len() > MAX_BODY {
             return Err(ApiError::too_large(format!("the body is larger than {MAX_BODY} bytes")));
         }

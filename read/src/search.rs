@@ -98,7 +98,7 @@ pub(crate) async fn search(State(state): State<ReadState>, headers: HeaderMap, Q
 }
 
 async fn run(state: &ReadState, headers: &HeaderMap, p: Params) -> Result<Response, ApiError> {
-    state.edge.authorize(headers, gatelog_edge::Access::Read)?;
+    state.edge.authorize(headers, gatelog_edge::Access::Read).await?;
     let index = &state.search;
     if !index.enabled {
         return Err(ApiError::not_found("the index is disabled (index.enabled = false)"));

@@ -1,7 +1,9 @@
 //! The alert routes against real ClickHouse (a managed 18.16, one database per test): a
 //! viewer lists and shows an alert but cannot act on it, a responder acknowledges it and is
 //! recorded as the actor by its credential's name, a second acknowledgement conflicts, a
-//! resolution needs a disposition, and every transition is appended to `alert_events`.
+//! resolution needs a disposition, and every transition is appended to `alert_events`; an
+//! identity token (Cloudflare Access's header, the proxy's test issuer) resolves it as the
+//! identity's email.
 #![allow(clippy::unwrap_used)] // a failure is a test failure
 
 use axum::body::Body;
@@ -9,6 +11,8 @@ use axum::http::{Method, Request, StatusCode};
 use gatelog_edge::Edge;
 use gatelog_edge::auth::{Credentials, Role};
 use gatelog_edge::config::OpsAccess;
+use gatelog_edge::identity::IdentityVerifier;
+use gatelog_identity::testing as id;
 use gatelog_index::Searcher;
 use gatelog_model::{Alert, AlertEvent, FixedClock, Severity, UnixMillis};
 use gatelog_read::ReadState;
@@ -75,7 +79,15 @@ async fn viewers_read_responders_act_as_themselves_and_transitions_are_checked()
     for role in Role::ALL {
         credentials.add_token(format!("{role}-person"), role, &token(role));
     }
-    let edge = Edge::new(credentials, OpsAccess::Loopback);
+    let identity: gatelog_edge::identity::IdentityConfig = toml::from_str(&format!(
+        "{}\n[[roles]]\nrole = \"admin\"\ngroups = [\"admins\"]\n",
+        id::issuers_toml("issuers", id::ISSUER)
+    ))
+    .unwrap();
+    identity.validate().unwrap();
+    let id_clock = Arc::new(FixedClock::new(UnixMillis(id::NOW * 1000)));
+    let verifier = IdentityVerifier::new(&identity, id::StaticFetch::for_issuer(id::ISSUER), id_clock);
+    let edge = Edge::with_identity(credentials, verifier, OpsAccess::Loopback);
     let dir = tempfile::tempdir().unwrap();
     let search =
         SearchIndex { searcher: Arc::new(Searcher::open(dir.path(), "gatelog")), enabled: true, index_status: None };
@@ -117,12 +129,27 @@ async fn viewers_read_responders_act_as_themselves_and_transitions_are_checked()
     let resolve = format!("/v1/alerts/{short}/resolve");
     let (status, _) = call(&app, Method::POST, &resolve, Role::Admin, "{}").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "a resolution needs a disposition");
-    let (status, resolved) = call(&app, Method::POST, &resolve, Role::Admin, "{\"disposition\":\"benign\"}").await;
+    let cf = id::sign(
+        &id::cf_claims(id::ISSUER, id::NOW, "ana@example.com", &["admins"]),
+        "rsa",
+        jsonwebtoken::Algorithm::RS256,
+        Some("rsa-1"),
+    );
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(&resolve)
+        .header("cf-access-jwt-assertion", cf)
+        .body(Body::from("{\"disposition\":\"benign\"}"))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let resolved: serde_json::Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
     assert_eq!(status, StatusCode::OK, "{resolved}");
     assert_eq!((resolved["state"].as_str(), resolved["disposition"].as_str()), (Some("resolved"), Some("benign")));
 
     let events = store.alert_events(&[&id]).await.unwrap();
     let actors: Vec<(&str, &str)> = events.iter().map(|e| (e.action.as_str(), e.actor.as_str())).collect();
-    assert_eq!(actors, [("open", "gatelog"), ("ack", "responder-person"), ("resolve", "admin-person")]);
+    assert_eq!(actors, [("open", "gatelog"), ("ack", "responder-person"), ("resolve", "ana@example.com")]);
     ch.stop().await.unwrap();
 }

@@ -179,8 +179,8 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
 }
 
 /// The server's edge: the receiver's ingest tokens and `[auth]`'s tokens (the tokens file
-/// read now), and who reads the operator routes without one. Logs how many tokens each role
-/// has, never a token.
+/// read now), `[auth.identity]`'s verifier, and who reads the operator routes without one.
+/// Logs how many tokens each role has and the identity issuers by name, never a token.
 fn edge(config: &Config) -> anyhow::Result<Edge> {
     use gatelog_edge::auth::Role;
     let mut credentials = config.receiver.credentials();
@@ -200,7 +200,12 @@ fn edge(config: &Config) -> anyhow::Result<Edge> {
         ops_without_token = ?config.auth.ops_without_token,
         "api tokens by role"
     );
-    Ok(Edge::new(credentials, config.auth.ops_without_token))
+    let identity = config.auth.identity.verifier()?;
+    if identity.is_some() {
+        let issuers: Vec<String> = config.auth.identity.all_issuers().into_iter().map(|i| i.name).collect();
+        tracing::info!(issuers = ?issuers, mappings = config.auth.identity.roles.len(), "identity tokens accepted");
+    }
+    Ok(Edge::with_identity(credentials, identity, config.auth.ops_without_token))
 }
 
 impl Running {

@@ -39,7 +39,7 @@ pub(crate) async fn logpush(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let result = match (state.authorize(&headers), Dataset::parse(&dataset).filter(|d| d.is_logpush())) {
+    let result = match (state.authorize(&headers).await, Dataset::parse(&dataset).filter(|d| d.is_logpush())) {
         (Err(refused), _) => Err(refused),
         (Ok(()), Some(d)) => {
             let origin = format!("logpush/{}", d.as_str());
@@ -55,7 +55,7 @@ pub(crate) async fn logpush(
 }
 
 pub(crate) async fn tail(State(state): State<ReceiverState>, headers: HeaderMap, body: Body) -> Response {
-    let result = match state.authorize(&headers) {
+    let result = match state.authorize(&headers).await {
         Err(refused) => Err(refused),
         Ok(()) => {
             ingest(&state, Route::Tail, Mapper::Dataset(Dataset::Tail, Source::Tail), "tail", &headers, body).await
@@ -65,7 +65,7 @@ pub(crate) async fn tail(State(state): State<ReceiverState>, headers: HeaderMap,
 }
 
 pub(crate) async fn decisions(State(state): State<ReceiverState>, headers: HeaderMap, body: Body) -> Response {
-    let result = match state.authorize(&headers) {
+    let result = match state.authorize(&headers).await {
         Err(refused) => Err(refused),
         Ok(()) => ingest(&state, Route::Decisions, Mapper::Decisions, "decisions", &headers, body).await,
     };

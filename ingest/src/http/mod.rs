@@ -236,8 +236,8 @@ impl ReceiverState {
 
     /// Whether the request carries a credential of the ingest role (401 without a known
     /// one, 403 for another role's).
-    fn authorize(&self, headers: &axum::http::HeaderMap) -> Result<(), gatelog_edge::ApiError> {
-        self.inner.edge.authorize(headers, gatelog_edge::Access::Ingest).map(|_| ())
+    async fn authorize(&self, headers: &axum::http::HeaderMap) -> Result<(), gatelog_edge::ApiError> {
+        self.inner.edge.authorize(headers, gatelog_edge::Access::Ingest).await.map(|_| ())
     }
 
     /// The backpressure reason when the slowest registered consumer lags too far.

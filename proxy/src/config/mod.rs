@@ -6,17 +6,16 @@
 //! humantime (`"30s"`), byte sizes use bytesize (`"10 GiB"`). Secrets come from the file,
 //! an environment variable or a secret file and never appear in `Debug` output.
 //!
-//! This module holds the top-level schema (the types serde reads); [`identity`] the issuers
-//! and role mappings, [`bi`] the BI routes, [`secret`] the secrets; [`validate`] holds loading
+//! This module holds the top-level schema (the types serde reads); `gatelog_identity::config`
+//! the issuers and role mappings (shared with `gatelog serve`), [`bi`] the BI routes, [`secret`] the secrets; [`validate`] holds loading
 //! and the checks serde cannot express.
 
 mod bi;
-mod identity;
 mod secret;
 mod validate;
 
 pub use bi::{BiConfig, BiRoute};
-pub use identity::{EmailVerified, IssuerConfig, RoleMapping};
+pub use gatelog_identity::config::{EmailVerified, IssuerConfig, RoleMapping};
 pub use secret::{Secret, SecretRef};
 
 use bytesize::ByteSize;
@@ -35,6 +34,12 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{key}: {message}")]
     Invalid { key: String, message: String },
+}
+
+impl From<gatelog_identity::ConfigError> for ConfigError {
+    fn from(e: gatelog_identity::ConfigError) -> Self {
+        ConfigError::Invalid { key: e.key, message: e.message }
+    }
 }
 
 pub(crate) fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {

@@ -8,8 +8,6 @@ use crate::net::{Cidr, UpstreamBase};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const MAX_LEEWAY: Duration = Duration::from_secs(300);
-const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(366 * 24 * 3600);
 /// Paths the proxy answers itself; no BI route may take them.
 pub(crate) const RESERVED_PATHS: &[&str] = &["/", "/ping", "/healthz", "/metrics"];
 
@@ -49,66 +47,10 @@ impl ProxyConfig {
                 return Err(invalid("clickhouse.pass_params", format!("`{p}` may not be passed through")));
             }
         }
-        let mut names = std::collections::BTreeSet::new();
-        for (i, iss) in self.issuers.iter().enumerate() {
-            let key = format!("issuers[{i}]");
-            if iss.name.is_empty() || !names.insert(iss.name.clone()) {
-                return Err(invalid(format!("{key}.name"), "expected a unique, non-empty name"));
-            }
-            if iss.issuer.is_empty() {
-                return Err(invalid(format!("{key}.issuer"), "expected the issuer URL"));
-            }
-            if iss.audiences.is_empty() {
-                return Err(invalid(format!("{key}.audiences"), "expected at least one audience"));
-            }
-            if iss.algorithms.is_empty() {
-                return Err(invalid(format!("{key}.algorithms"), "expected at least one algorithm"));
-            }
-            for alg in &iss.algorithms {
-                crate::identity::jwt::parse_algorithm(alg).map_err(|m| invalid(format!("{key}.algorithms"), m))?;
-            }
-            if iss.leeway > MAX_LEEWAY {
-                return Err(invalid(format!("{key}.leeway"), "at most 5m"));
-            }
-            if iss.principal_claims.is_empty() {
-                return Err(invalid(format!("{key}.principal_claims"), "expected at least one claim"));
-            }
-            if iss.max_token_lifetime < Duration::from_secs(60) || iss.max_token_lifetime > MAX_TOKEN_LIFETIME {
-                return Err(invalid(format!("{key}.max_token_lifetime"), "expected between 1m and 366d"));
-            }
-            header_name(&format!("{key}.header"), &iss.header)?;
-            if ["cookie", "host"].iter().any(|h| iss.header.eq_ignore_ascii_case(h)) {
-                // A cookie is what a cross-site request carries: it goes in `cookie`, which
-                // only the BI routes read.
-                return Err(invalid(
-                    format!("{key}.header"),
-                    format!("`{}` cannot carry the token; use `cookie` for cookies", iss.header),
-                ));
-            }
-            if let Some(c) = &iss.cookie
-                && (c.is_empty() || !c.bytes().all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)))
-            {
-                return Err(invalid(format!("{key}.cookie"), format!("`{c}` is not a cookie name")));
-            }
-        }
-        for (i, m) in self.role_mappings.iter().enumerate() {
-            let key = format!("role_mappings[{i}]");
-            if !self.roles.contains_key(&m.role) {
-                return Err(invalid(format!("{key}.role"), format!("no role `{}` in [roles]", m.role)));
-            }
-            if let Some(iss) = &m.issuer
-                && !names.contains(iss)
-            {
-                return Err(invalid(format!("{key}.issuer"), format!("no issuer named `{iss}`")));
-            }
-            if m.groups.is_empty() && m.email_domains.is_empty() && m.subjects.is_empty() {
-                return Err(invalid(key, "expected groups, email_domains or subjects"));
-            }
-            if !m.subjects.is_empty() && m.issuer.is_none() && self.issuers.len() > 1 {
-                // A `sub` is unique only within its issuer.
-                tracing::warn!(mapping = %key, "role mapping by subjects without `issuer`: any configured issuer's tokens with that sub match");
-            }
-        }
+        let names = gatelog_identity::config::validate_issuers(&self.issuers, "issuers")?;
+        gatelog_identity::config::validate_mappings(&self.role_mappings, "role_mappings", &names, |role| {
+            if self.roles.contains_key(role) { Ok(()) } else { Err(format!("no role `{role}` in [roles]")) }
+        })?;
         for (name, role) in &self.roles {
             validate_role(name, role)?;
         }

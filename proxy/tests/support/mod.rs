@@ -1,5 +1,6 @@
-//! Shared test support: test keys and token minting, an in-memory and a loopback OIDC
-//! issuer, a recording fake upstream, decision sinks (in-memory and a loopback collector).
+//! Shared test support: test keys, token minting and the OIDC issuers (re-exported from
+//! `gatelog_identity::testing`), a recording fake upstream, decision sinks (in-memory and a
+//! loopback collector).
 #![allow(dead_code, clippy::unwrap_used)]
 
 use axum::body::Body;
@@ -8,92 +9,12 @@ use futures_util::future::BoxFuture;
 use gatelog_model::AccessDecision;
 use gatelog_proxy::emit::DecisionSink;
 use gatelog_proxy::forward::Upstream;
-use gatelog_proxy::identity::Fetch;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::{Value, json};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-pub const ISSUER: &str = "https://idp.test";
-pub const AUDIENCE: &str = "gatelog-proxy";
-/// The fixed "now" of tests that use a `FixedClock` (2025-03-03T00:00:00Z).
-pub const NOW: i64 = 1_740_960_000;
-
-pub fn key_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/keys").join(name)
-}
-
-pub fn key_bytes(name: &str) -> Vec<u8> {
-    std::fs::read(key_path(name)).unwrap()
-}
-
-pub fn jwks() -> Value {
-    serde_json::from_slice(&key_bytes("jwks.json")).unwrap()
-}
-
-/// Claims of a valid analyst token at `now`.
-pub fn claims(issuer: &str, now: i64, email: &str, groups: &[&str]) -> serde_json::Map<String, Value> {
-    let v = json!({
-        "iss": issuer, "aud": AUDIENCE, "sub": format!("sub-{email}"), "email": email,
-        "groups": groups, "iat": now - 10, "nbf": now - 10, "exp": now + 600,
-    });
-    v.as_object().unwrap().clone()
-}
-
-/// Signs `claims` with a test key: `rsa` (kid rsa-1, RS256), `ec` (kid ec-1, ES256) or `rsa_other`.
-pub fn sign(claims: &serde_json::Map<String, Value>, key: &str, alg: Algorithm, kid: Option<&str>) -> String {
-    let mut header = Header::new(alg);
-    header.kid = kid.map(str::to_owned);
-    let pem = key_bytes(&format!("{key}.pem"));
-    let enc = match alg {
-        Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(&pem).unwrap(),
-        Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => EncodingKey::from_secret(&pem),
-        _ => EncodingKey::from_rsa_pem(&pem).unwrap(),
-    };
-    jsonwebtoken::encode(&header, claims, &enc).unwrap()
-}
-
-pub fn token(email: &str, groups: &[&str]) -> String {
-    sign(&claims(ISSUER, NOW, email, groups), "rsa", Algorithm::RS256, Some("rsa-1"))
-}
-
-pub fn b64(data: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
-}
-
-/// A [`Fetch`] serving discovery and JWKS documents from memory, counting JWKS fetches.
-#[derive(Debug, Default)]
-pub struct StaticFetch {
-    pub docs: Mutex<BTreeMap<String, Bytes>>,
-    pub jwks_hits: AtomicUsize,
-}
-
-impl StaticFetch {
-    pub fn for_issuer(issuer: &str) -> Arc<StaticFetch> {
-        let f = StaticFetch::default();
-        {
-            let mut docs = f.docs.lock().unwrap();
-            let disco = json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")});
-            docs.insert(format!("{issuer}/.well-known/openid-configuration"), Bytes::from(disco.to_string()));
-            docs.insert(format!("{issuer}/jwks"), Bytes::from(jwks().to_string()));
-        }
-        Arc::new(f)
-    }
-}
-
-impl Fetch for StaticFetch {
-    fn get<'a>(&'a self, url: &'a str) -> BoxFuture<'a, Result<Bytes, String>> {
-        Box::pin(async move {
-            if url.ends_with("/jwks") {
-                self.jwks_hits.fetch_add(1, Ordering::SeqCst);
-            }
-            self.docs.lock().unwrap().get(url).cloned().ok_or_else(|| format!("404 {url}"))
-        })
-    }
-}
+// The test issuer, keys, token minting and the JWT attack corpus are shared with serve's
+// identity tests: `gatelog_identity::testing`.
+pub use gatelog_identity::testing::*;
 
 /// What a [`RecordingUpstream`] saw.
 #[derive(Debug, Clone)]
@@ -175,22 +96,7 @@ data_dir = "{data_dir}"
 [clickhouse]
 url = "{clickhouse_url}"
 
-[[issuers]]
-name = "idp"
-issuer = "{issuer}"
-audiences = ["{AUDIENCE}"]
-algorithms = ["RS256", "ES256"]
-leeway = "30s"
-jwks_min_refresh = "30s"
-
-[[issuers]]
-name = "cloudflare"
-issuer = "{issuer}/cf"
-jwks_url = "{issuer}/jwks"
-audiences = ["cf-aud"]
-header = "cf-access-jwt-assertion"
-cookie = "CF_Authorization"
-
+{issuers}
 [[role_mappings]]
 role = "admin"
 groups = ["admins"]
@@ -222,50 +128,9 @@ flush_interval = "20ms"
 retry_interval = "100ms"
 {extra}
 "#,
-        data_dir = data_dir.display()
+        data_dir = data_dir.display(),
+        issuers = issuers_toml("issuers", issuer),
     )
-}
-
-/// An OIDC issuer on loopback: discovery at `/.well-known/openid-configuration`, keys at
-/// `/jwks`. Stopped when dropped.
-pub struct LoopbackIssuer {
-    pub url: String,
-    pub hits: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl LoopbackIssuer {
-    pub async fn start() -> LoopbackIssuer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let hits = Arc::new(AtomicUsize::new(0));
-        let (h1, h2, u) = (hits.clone(), hits.clone(), url.clone());
-        let app = axum::Router::new()
-            .route(
-                "/.well-known/openid-configuration",
-                axum::routing::get(move || async move {
-                    h1.fetch_add(1, Ordering::SeqCst);
-                    axum::Json(json!({"issuer": u, "jwks_uri": format!("{u}/jwks")}))
-                }),
-            )
-            .route(
-                "/jwks",
-                axum::routing::get(move || async move {
-                    h2.fetch_add(1, Ordering::SeqCst);
-                    axum::Json(jwks())
-                }),
-            );
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        LoopbackIssuer { url, hits, task }
-    }
-}
-
-impl Drop for LoopbackIssuer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 /// A loopback decision collector (`POST /v1/decisions`, bearer `collector-token`).

@@ -1,6 +1,6 @@
 //! A per-issuer JWKS cache: fetched on first use (after discovery), trusted for `jwks_ttl`,
 //! refreshed when a token names an unknown `kid` (at most once per `jwks_min_refresh`, so
-//! random `kid`s cannot make the proxy hammer the identity provider), and kept when a
+//! random `kid`s cannot make gatelog hammer the identity provider), and kept when a
 //! refresh fails (keys that were valid stay usable until the provider answers again).
 //! RSA and EC keys are accepted; symmetric (`oct`) keys in a JWKS are ignored.
 

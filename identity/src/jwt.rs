@@ -1,6 +1,6 @@
 //! Strict JWT validation on top of `jsonwebtoken`: an algorithm allow-list per issuer
 //! (never `none`, never HMAC: a public key is not a shared secret), no critical header
-//! parameters (`crit`: extensions the proxy would have to understand), `iss`, `aud`, and
+//! parameters (`crit`: extensions gatelog would have to understand), `iss`, `aud`, and
 //! `exp`/`nbf`/`iat` checked against the injected clock with bounded skew, and a maximum
 //! lifetime.
 
@@ -31,7 +31,7 @@ pub struct Expectations<'a> {
     pub now: i64,
 }
 
-/// Refuses headers the proxy does not fully understand: `crit` (RFC 7515 §4.1.11: a
+/// Refuses headers gatelog does not fully understand: `crit` (RFC 7515 §4.1.11: a
 /// recipient that does not understand every listed extension must reject the token) and
 /// the unencoded-payload option `b64` that comes with it.
 pub fn check_header(header: &jsonwebtoken::Header) -> Result<(), AuthError> {

@@ -1,27 +1,38 @@
 //! Who is asking: tokens from several issuers at once (OIDC providers such as Okta, Azure AD,
-//! Google, and Cloudflare Access's `Cf-Access-Jwt-Assertion`), validated strictly.
+//! Google, and Cloudflare Access's `Cf-Access-Jwt-Assertion`), validated strictly. One
+//! verifier for both binaries: `gatelog proxy` (`gatelog-proxy`) and the read routes of
+//! `gatelog serve` (through `gatelog-edge`) depend on this crate, neither on the other.
 //!
+//! - [`config`]: the issuers ([`IssuerConfig`]) and claims → roles mappings ([`RoleMapping`])
+//!   as both configurations write them, with the checks serde cannot express.
 //! - [`oidc`]: discovery (`/.well-known/openid-configuration` → `jwks_uri`).
 //! - [`jwks`]: the per-issuer key cache with `kid`-driven, rate-limited refresh.
 //! - [`jwt`]: signature and claim validation against the injected clock.
-//! - [`roles`]: claims → roles ([`RoleMapper`]), compiled with the policy so that mappings
-//!   reload with it.
+//! - [`roles`]: claims → role names ([`RoleMapper`]); what a name grants is the caller's.
+//! - [`cache`]: the bounded LRU of the verified-token cache (the proxy's verdict cache too).
+//! - `testing` (feature): test keys, token minting, the JWT attack corpus, test issuers.
 //!
 //! Claims become an [`Identity`]. The `email` claim counts only as far as the issuer's
 //! `email_verified` setting trusts it (by default: unless the token says
 //! `email_verified: false`); an untrusted email neither names the principal nor maps roles.
-//! Where a token may come from is the caller's choice ([`Sources`]): the SQL route reads
-//! headers only, so a browser's cookie cannot carry a cross-site request.
+//! Where a token may come from is the caller's choice ([`Sources`]): the proxy's SQL route
+//! reads headers only, so a browser's cookie cannot carry a cross-site request. No token is
+//! ever logged or put in an error: [`AuthError`]'s texts are safe to show to the client.
 
+pub mod cache;
+pub mod config;
 pub mod jwks;
 pub mod jwt;
 pub mod oidc;
 pub mod roles;
 
+pub use config::{ConfigError, EmailVerified, IssuerConfig, RoleMapping};
 pub use roles::RoleMapper;
 
+#[cfg(feature = "testing")]
+pub mod testing;
+
 use crate::cache::{Lru, key_of};
-use crate::config::{EmailVerified, IssuerConfig};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use gatelog_model::{Clock, PrincipalType};
@@ -29,6 +40,11 @@ use http::HeaderMap;
 use jsonwebtoken::Algorithm;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// Installs rustls' ring provider for HTTPS clients (idempotent).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
 
 /// HTTP GET for discovery and JWKS documents (a trait so tests can serve fakes).
 pub trait Fetch: Send + Sync + std::fmt::Debug + 'static {
@@ -71,7 +87,7 @@ pub enum AuthError {
     Missing,
     #[error("no token in a header: this route takes credentials from headers only, not cookies")]
     CookieNotAccepted,
-    #[error("the token has critical header parameters (crit) the proxy does not understand")]
+    #[error("the token has critical header parameters (crit) gatelog does not understand")]
     Critical,
     #[error("the token lives longer than the issuer's max_token_lifetime")]
     TooLongLived,
@@ -114,10 +130,10 @@ pub struct Identity {
 }
 
 /// How long a verified token is trusted without verifying its signature again (capped by
-/// its `exp`). Short, so that revocation through a JWKS rotation the proxy has not seen yet
+/// its `exp`). Short, so that revocation through a JWKS rotation the proxy (or serve) has not seen yet
 /// takes effect quickly.
 pub const VERIFIED_TTL_MS: i64 = 60_000;
-/// Verified tokens kept (per proxy); beyond this the least recently used are dropped.
+/// Verified tokens kept (per authenticator); beyond this the least recently used are dropped.
 pub const VERIFIED_CAPACITY: usize = 10_000;
 
 /// A token that passed validation for one issuer.
@@ -338,7 +354,7 @@ impl Authenticator {
             return Err(AuthError::Algorithm(format!("{:?} is not accepted for issuer {}", header.alg, s.cfg.name)));
         }
         let kid = header.kid.ok_or(AuthError::MissingKid)?;
-        let crate::identity::jwks::VersionedKey { key, alg: key_alg, generation } = s.jwks.key(&kid).await?;
+        let crate::jwks::VersionedKey { key, alg: key_alg, generation } = s.jwks.key(&kid).await?;
         if let Some(key_alg) = key_alg
             && key_alg != format!("{:?}", header.alg)
         {
