@@ -70,9 +70,16 @@ impl Edge {
         }
     }
 
-    /// Who `headers` present as, whatever the route (`None`: no known credential).
-    pub fn identify(&self, headers: &HeaderMap) -> Option<Principal> {
-        self.inner.credentials.identify(headers)
+    /// Who `headers` present as, whatever the route (`None`: no known credential, or an
+    /// identity token that fails verification or maps to no role): a static token's name and
+    /// role, else a verified identity's name with its first mapped role. What gatelog's own
+    /// audit trail records as the reader.
+    pub async fn identify(&self, headers: &HeaderMap) -> Option<Principal> {
+        if let Some(known) = self.inner.credentials.identify(headers) {
+            return Some(known);
+        }
+        let identity = self.inner.identity.as_ref()?;
+        identity.authorize(headers, Access::Read).await?.ok()
     }
 
     /// The registry behind `/metrics`.

@@ -126,6 +126,22 @@ async fn static_tokens_keep_working_beside_identities() {
     assert_eq!(status(&edge, &admin, Access::Ingest).await, Err(StatusCode::FORBIDDEN));
 }
 
+/// Who a request presents as, whatever the route (what gatelog's audit trail records).
+#[tokio::test]
+async fn identify_names_static_tokens_and_verified_identities_only() {
+    let edge = edge();
+    let who = |h: HeaderMap| {
+        let edge = edge.clone();
+        async move { edge.identify(&h).await.map(|p| (p.name, p.role)) }
+    };
+    assert_eq!(who(bearer(STATIC_VIEWER)).await, Some(("static-viewer".into(), Role::Viewer)));
+    let responder = bearer(&group_token("ana@example.com", &["sec-oncall"]));
+    assert_eq!(who(responder).await, Some(("ana@example.com".into(), Role::Responder)));
+    assert_eq!(who(bearer(&group_token("eve@elsewhere.org", &["marketing"]))).await, None, "maps to no role");
+    assert_eq!(who(bearer("wrong-token-0123456789")).await, None);
+    assert_eq!(who(HeaderMap::new()).await, None);
+}
+
 #[tokio::test]
 async fn the_jwt_attack_corpus_gets_no_access_anywhere() {
     let edge = edge();

@@ -36,7 +36,7 @@ pub(crate) async fn list(
     params: Result<Query<Params>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let result = async {
-        state.edge.authorize(&headers, Access::Audit)?;
+        state.edge.authorize(&headers, Access::Audit).await?;
         let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
         let (store, clock) = store(&state)?;
         let query = access_query(p, clock.now())?;

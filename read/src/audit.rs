@@ -18,7 +18,7 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use gatelog_edge::auth::Principal;
+use gatelog_edge::auth::{Principal, Via};
 use gatelog_edge::{ApiError, Edge};
 use gatelog_model::{AccessDecision, Batch, Clock, Decision, EventId, PrincipalType, Source};
 use gatelog_spool::Spool;
@@ -50,7 +50,8 @@ pub struct Seen {
 }
 
 impl Seen {
-    fn of(edge: &Edge, request: &Request) -> Seen {
+    /// What the request shows, but who sent it ([`Edge::identify`], which may await).
+    fn of(request: &Request) -> Seen {
         let headers: &HeaderMap = request.headers();
         let uri = request.uri();
         let text = |name| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
@@ -63,7 +64,7 @@ impl Seen {
             query.truncate(cut);
         }
         Seen {
-            principal: edge.identify(headers),
+            principal: None,
             peer: request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0),
             method: request.method().as_str().to_owned(),
             route: request
@@ -96,9 +97,11 @@ pub fn record(seen: &Seen, status: StatusCode, now: gatelog_model::UnixMillis) -
     d.reason = reason;
     if let Some(p) = &seen.principal {
         d.principal = p.name.clone();
-        d.principal_type = PrincipalType::Service;
         d.roles = vec![p.role.as_str().to_owned()];
-        d.auth_method = "api_token".into();
+        (d.principal_type, d.auth_method) = match &p.via {
+            Via::Identity { method, .. } => (PrincipalType::User, method.clone()),
+            Via::StaticToken | Via::Unauthenticated => (PrincipalType::Service, "api_token".to_owned()),
+        };
     }
     d.client_ip = seen.peer.map(|p| p.ip().to_canonical().to_string()).unwrap_or_default();
     d.action = seen.method.clone();
@@ -131,7 +134,9 @@ impl Audit {
 /// The middleware (`route_layer` of the read routes): runs the route, records its answer,
 /// and answers 503 instead when the record cannot be made.
 pub async fn audited(State(audit): State<Audit>, request: Request, next: Next) -> Response {
-    let seen = Seen::of(&audit.edge, &request);
+    let mut seen = Seen::of(&request);
+    let headers = request.headers().clone();
+    seen.principal = audit.edge.identify(&headers).await;
     let response = next.run(request).await;
     let d = record(&seen, response.status(), audit.clock.now());
     match audit.append(d).await {
@@ -150,7 +155,7 @@ pub async fn audited(State(audit): State<Audit>, request: Request, next: Next) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gatelog_edge::auth::{Role, Via};
+    use gatelog_edge::auth::Role;
     use gatelog_model::UnixMillis;
 
     fn seen(principal: Option<Principal>) -> Seen {
