@@ -15,6 +15,8 @@
 //! - [`detector`]: the [`Detector`] trait (decision, arrival, tick in; findings out; state
 //!   saved and loaded as bytes) and [`Rule`].
 //! - [`rules`]: the built-in detectors (table of rule ids there) and [`rules::RULE_IDS`].
+//! - [`query_log`]: runaway SELECTs judged on the fronted ClickHouse's `system.query_log`
+//!   figures, joined on the `query_id` the proxy stamps (pure; the scheduled job is to come).
 //! - [`sigma`]: Sigma rules (`detect.sigma_dir`) over the decision fields ([`SigmaRules`]),
 //!   evaluated in the stream by the `sigma` detector with `rsigma-eval`.
 //! - [`sql_rule`]: rules as code, SQL detections in `rules/*.toml` ([`SqlRule`]): parsing,
@@ -51,6 +53,7 @@ pub mod detector;
 pub mod engine;
 mod geo;
 mod keyed;
+pub mod query_log;
 mod recent;
 pub mod rules;
 pub mod sigma;
