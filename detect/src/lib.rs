@@ -15,6 +15,10 @@
 //! - [`detector`]: the [`Detector`] trait (decision, arrival, tick in; findings out; state
 //!   saved and loaded as bytes) and [`Rule`].
 //! - [`rules`]: the built-in detectors (table of rule ids there) and [`rules::RULE_IDS`].
+//! - [`query_log`]: runaway SELECTs judged on the fronted ClickHouse's `system.query_log`
+//!   figures, joined on the `query_id` the proxy stamps (pure; the scheduled job is to come).
+//! - [`sigma`]: Sigma rules (`detect.sigma_dir`) over the decision fields ([`SigmaRules`]),
+//!   evaluated in the stream by the `sigma` detector with `rsigma-eval`.
 //! - [`sql_rule`]: rules as code, SQL detections in `rules/*.toml` ([`SqlRule`]): parsing,
 //!   validation, rendering, result rows as findings, fixtures' expectations. Run by
 //!   `gatelog-watch` (`gatelog rules list | test | run`).
@@ -49,8 +53,10 @@ pub mod detector;
 pub mod engine;
 mod geo;
 mod keyed;
+pub mod query_log;
 mod recent;
 pub mod rules;
+pub mod sigma;
 pub mod sql_rule;
 mod stats;
 
@@ -61,4 +67,5 @@ pub use checkpoint::{CheckpointError, EngineStats, RestoreReport};
 pub use config::{AlertsConfig, ConfigError, DetectConfig, ProfileConfig, RuntimeConfig};
 pub use detector::{Context, Detector, Rule};
 pub use engine::{Engine, RestoreError};
+pub use sigma::{SigmaError, SigmaRules};
 pub use sql_rule::{RuleError, SqlRule};

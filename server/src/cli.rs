@@ -110,7 +110,8 @@ pub struct DetectArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum RulesCommand {
-    /// Every rule: id, version, severity, schedule, window, source file, title.
+    /// Every rule: id, version, severity, schedule, window, source file, title; then the Sigma
+    /// rules of `detect.sigma_dir` (schedule `stream`, window their kind).
     List(RulesListArgs),
     /// Run every rule's fixtures (or those of the given files) against ClickHouse, each in a
     /// fresh database dropped afterwards; exits 1 if any fails, with expected and got.
@@ -118,6 +119,20 @@ pub enum RulesCommand {
     /// Run the rules once over stored decisions that arrived from --from to --to, in windows of
     /// each rule's `window`, and print the findings. Nothing is written without --store.
     Run(RulesRunArgs),
+    /// Check Sigma rule files (as `detect.sigma_dir` would load them) and list their rules;
+    /// with --decisions, run them over a JSON-lines file of access decisions and print the
+    /// findings as JSON lines. Exits 1 on a file gatelog cannot evaluate. No ClickHouse.
+    Sigma(RulesSigmaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RulesSigmaArgs {
+    /// Sigma rule files (`*.yml`), checked together (a correlation and its rules in one file).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// A JSON-lines file of access decisions (the `decisions` row format), in time order.
+    #[arg(long)]
+    pub decisions: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -119,6 +119,9 @@ pub enum ConfigError {
     /// `[detect]`'s own validation, which names its key (`detect.deny_burst_ip.threshold: …`).
     #[error("{0}")]
     Detect(#[from] gatelog_detect::ConfigError),
+    /// A Sigma rule file of `detect.sigma_dir` that cannot be used (names the file).
+    #[error("{0}")]
+    Sigma(#[from] gatelog_detect::SigmaError),
     /// `[clickhouse]`'s own validation (`clickhouse.database: …`).
     #[error("{0}")]
     Store(#[from] gatelog_store::config::ConfigError),
@@ -137,6 +140,13 @@ impl Config {
     /// The bundle signing key's file: `report.signing_key`, else `<data_dir>/keys/signing.key`.
     pub fn signing_key_path(&self) -> PathBuf {
         self.report.signing_key.clone().unwrap_or_else(|| self.data_dir.join("keys").join("signing.key"))
+    }
+
+    /// Parses the Sigma rules of `detect.sigma_dir` into `detect.sigma_rules` (every file at
+    /// start; an unusable one is an error naming it).
+    pub fn load_sigma(&mut self) -> Result<(), ConfigError> {
+        self.detect.sigma_rules = gatelog_watch::sigma::load(self.detect.sigma_dir.as_deref())?;
+        Ok(())
     }
 
     /// Reads a TOML file; `None` means the defaults.
@@ -262,9 +272,11 @@ impl Config {
 }
 
 /// Loads the file named by `--config`, applies flags and environment, and validates.
+/// Also parses the Sigma rules of `detect.sigma_dir`, so every command sees the same rules.
 pub fn resolve(args: &crate::cli::StoreArgs) -> Result<Config, ConfigError> {
-    let config = Config::load(args.config.as_deref())?.apply(args.overrides());
+    let mut config = Config::load(args.config.as_deref())?.apply(args.overrides());
     config.validate()?;
+    config.load_sigma()?;
     Ok(config)
 }
 

@@ -17,8 +17,8 @@ pub async fn run(args: DetectArgs) -> anyhow::Result<ExitCode> {
     let from = UnixMillis::parse_str(&args.from).with_context(|| format!("--from {:?}", args.from))?;
     let to = UnixMillis::parse_str(&args.to).with_context(|| format!("--to {:?}", args.to))?;
     let request = BacktestRequest { from, to, rules: args.rule };
-    backtest::validate(&request)?;
     let config = crate::config::resolve(&args.store)?;
+    backtest::validate(&request, &config.detect)?;
     let target = Target::connect_beside_serve(&config).await?;
     let bar = if args.no_progress || !std::io::stderr().is_terminal() {
         indicatif::ProgressBar::hidden()

@@ -1,13 +1,14 @@
-//! `gatelog rules list | test | run`: thin printing around [`gatelog_watch::rules`] (rules as
+//! `gatelog rules list | test | run | sigma`: thin printing around [`gatelog_watch::rules`] (rules as
 //! code, `rules/*.toml`). `test` runs the fixtures in fresh databases of the configured
 //! ClickHouse (managed when no URL is set, or the one `gatelog serve` runs); `run` reads
 //! stored decisions and writes only with `--store`.
 
-use crate::cli::{RulesCommand, RulesRunArgs, RulesTestArgs};
+use crate::cli::{RulesCommand, RulesRunArgs, RulesSigmaArgs, RulesTestArgs};
 use crate::clickhouse::{Target, start_server, stop_managed, store_config};
 use crate::config::Config;
 use anyhow::Context;
 use gatelog_detect::SqlRule;
+use gatelog_detect::sigma::SigmaInfo;
 use gatelog_model::{SystemClock, UnixMillis};
 use gatelog_watch::rules::{self, FixtureResult};
 use std::fmt::Write as _;
@@ -18,12 +19,67 @@ pub async fn run(command: RulesCommand) -> anyhow::Result<ExitCode> {
         RulesCommand::List(args) => {
             let config = crate::config::resolve(&args.store)?;
             let all = rules::load(config.detect.rules_dir.as_deref())?;
-            crate::print_stdout(&list(&all))?;
+            let mut out = list(&all);
+            out.push_str(&sigma_rows(config.detect.sigma_rules.rules()));
+            crate::print_stdout(&out)?;
             Ok(ExitCode::SUCCESS)
         }
         RulesCommand::Test(args) => test(args).await,
         RulesCommand::Run(args) => run_once(args).await,
+        RulesCommand::Sigma(args) => sigma(&args),
     }
+}
+
+/// Rows of `rules list` for Sigma rules (schedule `stream`: they run on every decision).
+fn sigma_rows(all: &[SigmaInfo]) -> String {
+    let mut out = String::new();
+    for r in all.iter().filter(|r| r.generates) {
+        let _ = writeln!(
+            out,
+            "{:<24}  {:>7}  {:<8}  {:<8}  {:<8}  {:<36}  {} (sigma)",
+            r.id,
+            "-",
+            r.severity.as_str(),
+            "stream",
+            if r.kind == "detection" { "-" } else { &r.kind },
+            r.file,
+            r.title
+        );
+    }
+    out
+}
+
+/// `gatelog rules sigma FILE... [--decisions F]`: check, list, and optionally run.
+fn sigma(args: &RulesSigmaArgs) -> anyhow::Result<ExitCode> {
+    let loaded = gatelog_watch::sigma::load_files(&args.files)?;
+    let mut out = format!("{} Sigma rules in {} files: ok\n", loaded.rules().len(), args.files.len());
+    for r in loaded.rules() {
+        let role = if r.generates { "" } else { " (feeds a correlation only)" };
+        let _ = writeln!(out, "  {}  {}  {}  {}{role}", r.id, r.severity.as_str(), r.kind, r.title);
+    }
+    let Some(path) = &args.decisions else {
+        crate::print_stdout(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let ids: Vec<String> = loaded.rules().iter().map(|r| r.id.clone()).collect();
+    let mut engine = gatelog_detect::Engine::new(gatelog_detect::DetectConfig {
+        sigma_rules: loaded,
+        ..gatelog_detect::DetectConfig::default()
+    })?;
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let d: gatelog_model::AccessDecision = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not an access decision", path.display(), n + 1))?;
+        engine.process(&d, &mut found);
+    }
+    out.clear();
+    for f in found.iter().filter(|f| ids.contains(&f.rule_id)) {
+        out.push_str(&serde_json::to_string(f)?);
+        out.push('\n');
+    }
+    crate::print_stdout(&out)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn list(all: &[SqlRule]) -> String {

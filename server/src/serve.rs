@@ -81,8 +81,9 @@ pub fn resolve_config(store: &StoreArgs, receiver: &ReceiverArgs) -> anyhow::Res
     overrides.listen = receiver.listen;
     overrides.ingest_tokens = receiver.ingest_tokens.clone();
     overrides.tokens_file = receiver.tokens_file.clone();
-    let config = Config::load(store.config.as_deref())?.apply(overrides);
+    let mut config = Config::load(store.config.as_deref())?.apply(overrides);
     config.validate()?;
+    config.load_sigma()?;
     Ok(config)
 }
 

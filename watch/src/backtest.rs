@@ -63,23 +63,26 @@ pub enum BacktestError {
     Store(#[from] StoreError),
     #[error("detect config: {0}")]
     Config(String),
-    #[error("unknown rule {rule:?}; the streaming rules are: {known}")]
+    #[error("unknown rule {rule:?}; the streaming rules (built-in and Sigma) are: {known}")]
     UnknownRule { rule: String, known: String },
     #[error("--from ({from}) must be before --to ({to})")]
     EmptyPeriod { from: UnixMillis, to: UnixMillis },
 }
 
 /// Checks the request against the rule catalogue.
-pub fn validate(request: &BacktestRequest) -> Result<(), BacktestError> {
+/// Checks the request against the rule catalogue: the built-in rule ids and the ids of the
+/// Sigma rules of `config` (`detect.sigma_dir`).
+pub fn validate(request: &BacktestRequest, config: &DetectConfig) -> Result<(), BacktestError> {
     if request.from.0 >= request.to.0 {
         return Err(BacktestError::EmptyPeriod { from: request.from, to: request.to });
     }
+    let sigma = config.sigma_rules.rules();
     for rule in &request.rules {
-        if !gatelog_detect::rules::RULE_IDS.contains(&rule.as_str()) {
-            return Err(BacktestError::UnknownRule {
-                rule: rule.clone(),
-                known: gatelog_detect::rules::RULE_IDS.join(", "),
-            });
+        let known_id = gatelog_detect::rules::RULE_IDS.contains(&rule.as_str()) || sigma.iter().any(|s| &s.id == rule);
+        if !known_id {
+            let mut known: Vec<&str> = gatelog_detect::rules::RULE_IDS.to_vec();
+            known.extend(sigma.iter().map(|s| s.id.as_str()));
+            return Err(BacktestError::UnknownRule { rule: rule.clone(), known: known.join(", ") });
         }
     }
     Ok(())
@@ -158,7 +161,7 @@ pub async fn backtest(
     request: &BacktestRequest,
     progress: &(dyn Fn(String) + Send + Sync),
 ) -> Result<BacktestReport, BacktestError> {
-    validate(request)?;
+    validate(request, config)?;
     let engine = Engine::new(config.clone()).map_err(|e| BacktestError::Config(e.to_string()))?;
     let lookback = i64::try_from(config.runtime.warmup_lookback.as_millis()).unwrap_or(i64::MAX);
     let start = request.from.0.saturating_sub(lookback);

@@ -20,6 +20,7 @@
 //! - [`backtest`]: stored history through the detectors (`gatelog detect`), nothing written.
 //! - [`rules`]: rules as code (`rules/*.toml`, `gatelog rules list | test | run`): loading,
 //!   running a rule over stored decisions, running the fixtures in a fresh database.
+//! - [`sigma`]: Sigma rule files of `detect.sigma_dir`, loaded at start.
 //! - [`stats`]: [`WatchStats`], the counters `/metrics` reads.
 //!
 //! **Where notification attaches**: an alert is opened when its `open` event is appended to
@@ -33,6 +34,7 @@ pub mod checkpoint;
 pub mod rules;
 pub mod runtime;
 pub mod service;
+pub mod sigma;
 pub mod stats;
 pub mod warmup;
 

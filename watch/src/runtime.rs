@@ -102,6 +102,7 @@ pub fn rule_set_version(config: &DetectConfig) -> String {
         hasher.update(format!("{id}@{version};").as_bytes());
     }
     hasher.update(postcard::to_allocvec(config).unwrap_or_default());
+    hasher.update(config.sigma_rules.hash().as_bytes());
     hex::encode(&hasher.finalize()[..8])
 }
 

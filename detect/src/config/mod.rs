@@ -41,6 +41,15 @@ pub struct DetectConfig {
     /// `rules/` (`gatelog rules`); an id may not repeat. Relative to the working directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rules_dir: Option<std::path::PathBuf>,
+    /// Sigma rules: a directory of `*.yml` / `*.yaml` Sigma rule files (product `gatelog`,
+    /// the decision fields of `rules/sigma/README.md`), evaluated in the stream beside the
+    /// built-in detectors. Every file is parsed at start; a file gatelog cannot evaluate
+    /// exactly is an error naming it. Relative to the working directory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sigma_dir: Option<std::path::PathBuf>,
+    /// The rules of `sigma_dir`, loaded by the binary at start (not a key of the file).
+    #[serde(skip)]
+    pub sigma_rules: crate::sigma::SigmaRules,
     /// `[detect.profile]`: how principals' usual hours and places are learned.
     pub profile: ProfileConfig,
     pub runaway_select: RunawayConfig,
@@ -180,6 +189,8 @@ impl Default for DetectConfig {
             runtime: RuntimeConfig::default(),
             alerts: AlertsConfig::default(),
             rules_dir: None,
+            sigma_dir: None,
+            sigma_rules: crate::sigma::SigmaRules::default(),
         }
     }
 }
@@ -244,6 +255,9 @@ impl DetectConfig {
         positive_duration("detect.dedup_window", self.dedup_window)?;
         if self.rules_dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
             return invalid("detect.rules_dir", "must not be empty (leave it out for no user rules)");
+        }
+        if self.sigma_dir.as_ref().is_some_and(|d| d.as_os_str().is_empty()) {
+            return invalid("detect.sigma_dir", "must not be empty (leave it out for no Sigma rules)");
         }
         self.profile.validate("detect.profile")?;
         self.runaway_select.validate("detect.runaway_select")?;

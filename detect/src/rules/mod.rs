@@ -13,6 +13,7 @@
 //! | `privileged_change` | [`privileged`] | audit-log changes to security resources, new IP, off-hours | none (baselines) |
 //! | `dlp_exfil` | [`dlp`] | repeated DLP-matched uploads to personal hosts | recent uploads per user |
 //! | `source_silence` | [`silence`] | gaps between arrivals of a dataset/zone, on clock ticks | arrival cadence per source |
+//! | `sigma` (findings carry each Sigma rule's id) | [`crate::sigma::detector`] | the Sigma rules of `detect.sigma_dir` | correlation windows |
 
 pub(crate) mod deny_burst;
 pub(crate) mod dlp;
@@ -93,6 +94,9 @@ pub(crate) fn build(config: &DetectConfig, tenant: &str) -> Vec<Box<dyn Detector
     }
     if c.source_silence.enabled {
         out.push(Box::new(silence::Silence::new(c.source_silence.clone(), tenant)));
+    }
+    if !c.sigma_rules.is_empty() {
+        out.push(Box::new(crate::sigma::detector::SigmaDetector::new(&c.sigma_rules)));
     }
     out
 }
