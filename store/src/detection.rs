@@ -265,6 +265,33 @@ impl HistoryScan {
     }
 }
 
+/// A SQL rule's answer ([`Store::rule_query`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleAnswer {
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Rows ClickHouse read to answer.
+    pub rows_read: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct JsonAnswer {
+    data: Vec<serde_json::Value>,
+    statistics: Option<JsonStatistics>,
+}
+
+#[derive(serde::Deserialize)]
+struct JsonStatistics {
+    rows_read: u64,
+}
+
+/// The newest completed window of one rule version ([`Store::completed_windows`]).
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
+pub struct CompletedWindow {
+    pub rule_id: String,
+    pub rule_version: String,
+    pub window_end_ms: i64,
+}
+
 /// A dataset's batch as `ingest_batches` recorded it (warm-up of source cadence).
 #[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
 pub struct StoredArrival {
@@ -394,32 +421,47 @@ impl Store {
     }
 
     /// Runs a SQL rule's rendered query (`gatelog rules`): each result row as a JSON object
-    /// (`JSONEachRow`; 64-bit integers come as strings), bounded by the request timeout.
+    /// (64-bit integers come as strings), bounded by the request timeout.
     pub async fn rule_rows(&self, sql: &str) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, StoreError> {
+        Ok(self.rule_query(sql).await?.rows)
+    }
+
+    /// [`Store::rule_rows`] with the rows ClickHouse read to answer (`FORMAT JSON`'s
+    /// statistics), for `detector_runs.rows_scanned`.
+    pub async fn rule_query(&self, sql: &str) -> Result<RuleAnswer, StoreError> {
         let table = self.qualified("decisions");
         let timeout = self.inner.config.request_timeout;
         let fetch = async {
             let mut bytes = Vec::new();
-            let mut cursor = self.inner.client.query_raw(sql).fetch_bytes("JSONEachRow")?;
+            let mut cursor = self.inner.client.query_raw(sql).fetch_bytes("JSON")?;
             while let Some(chunk) = cursor.next().await? {
                 bytes.extend_from_slice(&chunk);
             }
             Ok::<_, clickhouse::error::Error>(bytes)
         };
         let bytes = crate::store::bounded("SELECT", &table, timeout, fetch).await?;
-        let mut rows = Vec::new();
-        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            match serde_json::from_slice(line) {
-                Ok(serde_json::Value::Object(row)) => rows.push(row),
-                _ => {
-                    return Err(StoreError::InvalidConfig(format!(
-                        "a rule's result row is not a JSON object: {}",
-                        String::from_utf8_lossy(line)
-                    )));
-                }
+        let not_json = |what: &str| {
+            StoreError::InvalidConfig(format!(
+                "a rule's answer is not ClickHouse's JSON ({what}): {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            ))
+        };
+        let answer: JsonAnswer = serde_json::from_slice(&bytes).map_err(|e| not_json(&e.to_string()))?;
+        let mut rows = Vec::with_capacity(answer.data.len());
+        for row in answer.data {
+            match row {
+                serde_json::Value::Object(row) => rows.push(row),
+                _ => return Err(not_json("a row is not an object")),
             }
         }
-        Ok(rows)
+        Ok(RuleAnswer { rows, rows_read: answer.statistics.map_or(0, |s| s.rows_read) })
+    }
+
+    /// The end (ms) of the newest window each `(rule_id, rule_version)` completed in runs of
+    /// `kind` (`scheduled`): where the scheduler resumes.
+    pub async fn completed_windows(&self, kind: &str) -> Result<Vec<CompletedWindow>, StoreError> {
+        let sql = render(&self.detection_queries().completed_windows, &[Lit::Str(kind)]);
+        self.fetch_all("SELECT", &self.qualified("detector_runs"), &sql).await
     }
 
     /// Batches received since `from` at spool positions up to `max_spool_seq`, in receipt order.
