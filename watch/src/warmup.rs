@@ -81,7 +81,7 @@ pub async fn warm_up(
 
 /// Consecutive runs of `(day, decisions)` holding at most `max` decisions each (a larger day
 /// alone): `(first day, last day, days)`.
-fn chunk_days(days: &[(i64, u64)], max: u64) -> Vec<(i64, i64, usize)> {
+pub fn chunk_days(days: &[(i64, u64)], max: u64) -> Vec<(i64, i64, usize)> {
     let mut out: Vec<(i64, i64, usize)> = Vec::new();
     let mut held = 0;
     for &(day, n) in days {
