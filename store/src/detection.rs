@@ -284,12 +284,28 @@ struct JsonStatistics {
     rows_read: u64,
 }
 
-/// The newest completed window of one rule version ([`Store::completed_windows`]).
+/// Where one rule version's scheduled runs stand ([`Store::completed_windows`]).
 #[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
 pub struct CompletedWindow {
     pub rule_id: String,
     pub rule_version: String,
-    pub window_end_ms: i64,
+    /// The end of the newest window it completed (meaningless when `ok_runs` is 0).
+    pub last_ok_end_ms: i64,
+    pub ok_runs: u64,
+    /// The end of its oldest failed window (0 when none failed).
+    pub first_failed_end_ms: i64,
+}
+
+impl CompletedWindow {
+    /// The end of the window before the next to run: the newest completed one; with none
+    /// completed, the one before the oldest that failed (it is retried, not skipped).
+    pub fn resume_after(&self, schedule_ms: i64) -> Option<i64> {
+        match (self.ok_runs, self.first_failed_end_ms) {
+            (0, 0) => None,
+            (0, failed) => Some(failed - schedule_ms),
+            _ => Some(self.last_ok_end_ms),
+        }
+    }
 }
 
 /// A dataset's batch as `ingest_batches` recorded it (warm-up of source cadence).
@@ -465,8 +481,8 @@ impl Store {
         Ok(RuleAnswer { rows, rows_read: answer.statistics.map_or(0, |s| s.rows_read) })
     }
 
-    /// The end (ms) of the newest window each `(rule_id, rule_version)` completed in runs of
-    /// `kind` (`scheduled`): where the scheduler resumes.
+    /// Where each `(rule_id, rule_version)` stands in runs of `kind` (`scheduled`): the end of
+    /// its newest completed window, or of its oldest failed one; where the scheduler resumes.
     pub async fn completed_windows(&self, kind: &str) -> Result<Vec<CompletedWindow>, StoreError> {
         let sql = render(&self.detection_queries().completed_windows, &[Lit::Str(kind)]);
         self.fetch_all("SELECT", &self.qualified("detector_runs"), &sql).await

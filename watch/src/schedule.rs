@@ -10,8 +10,8 @@
 //! findings, outcome). The notifier mails the alerts like any other.
 //!
 //! Where to resume comes from ClickHouse: the newest window each rule version completed
-//! (`detector_runs`, kind `scheduled`, outcome `ok`), so a restart neither skips nor repeats
-//! a window. After downtime, missed windows run oldest first, back to
+//! (`detector_runs`, kind `scheduled`, outcome `ok`), or, before any completed, the oldest
+//! that failed, so a restart neither skips nor repeats a window. After downtime, missed windows run oldest first, back to
 //! `detect.sql_rules.max_catch_up` before the newest due one; older ones are skipped with a
 //! warning naming the `gatelog rules run` command that judges them. A rule without a
 //! completed window (new, or a new version) starts at the newest due window.
@@ -188,10 +188,10 @@ impl Scheduler {
     fn resume(&mut self, done: &[gatelog_store::detection::CompletedWindow]) {
         for state in &mut self.rules {
             let version = state.rule.version.to_string();
-            let end = done.iter().find(|w| w.rule_id == state.rule.id && w.rule_version == version);
-            state.done = end.map(|w| w.window_end_ms);
-            if let Some(end) = state.done {
-                self.stats.set_completed(&state.rule.id, end);
+            let found = done.iter().find(|w| w.rule_id == state.rule.id && w.rule_version == version);
+            state.done = found.and_then(|w| w.resume_after(ms(state.rule.schedule)));
+            if let Some(w) = found.filter(|w| w.ok_runs > 0) {
+                self.stats.set_completed(&state.rule.id, w.last_ok_end_ms);
             }
             tracing::info!(rule = %state.rule.id, version = %version, resume_after_ms = ?state.done, "scheduled rule resumes");
         }

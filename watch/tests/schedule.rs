@@ -76,7 +76,7 @@ async fn seed(store: &Store) {
     store.write_batch(&batch).await.unwrap();
 }
 
-fn scheduler(rule: SqlRule, clock: &Arc<FixedClock>) -> (Scheduler, Arc<ScheduleStats>) {
+fn new_scheduler(rule: SqlRule, clock: &Arc<FixedClock>) -> (Scheduler, Arc<ScheduleStats>) {
     let mut config = DetectConfig::default();
     config.sql_rules.lag = std::time::Duration::from_secs(60);
     config.sql_rules.retry_initial_backoff = std::time::Duration::from_secs(5);
@@ -109,7 +109,7 @@ async fn windows_run_in_order_once_each_and_a_restart_resumes_after_the_last() {
     let clock = Arc::new(FixedClock::new(UnixMillis(T0 + MIN + 500)));
 
     // A new rule starts with the newest due window: the one ending at T0 (lag 1m).
-    let (mut first, stats) = scheduler(rule(""), &clock);
+    let (mut first, stats) = new_scheduler(rule(""), &clock);
     first.step(&store).await;
     assert_eq!(ends(&runs(&store).await, "ok"), vec![0]);
     // Nothing more is due until T0 + 5m + lag.
@@ -144,7 +144,7 @@ async fn windows_run_in_order_once_each_and_a_restart_resumes_after_the_last() {
 
     // A restart (a fresh scheduler) a quarter of an hour later resumes after 30m: 35m to 45m.
     clock.set(UnixMillis(T0 + 46 * MIN));
-    let (mut second, _) = scheduler(rule(""), &clock);
+    let (mut second, _) = new_scheduler(rule(""), &clock);
     second.step(&store).await;
     assert_eq!(ends(&runs(&store).await, "ok"), vec![0, 5, 10, 15, 20, 25, 30, 35, 40, 45]);
     assert_eq!(store.recent_alerts(10).await.unwrap().len(), 1);
@@ -152,7 +152,7 @@ async fn windows_run_in_order_once_each_and_a_restart_resumes_after_the_last() {
     // A new version of the rule has no completed window: it starts at the newest due one.
     let mut v4 = rule("");
     v4.version = 4;
-    let (mut third, _) = scheduler(v4, &clock);
+    let (mut third, _) = new_scheduler(v4, &clock);
     third.step(&store).await;
     let v4_runs: Vec<DetectorRun> = runs(&store).await.into_iter().filter(|r| r.rule_version == "4").collect();
     assert_eq!(ends(&v4_runs, "ok"), vec![45]);
@@ -168,7 +168,7 @@ async fn a_failing_run_is_recorded_as_failed_and_its_window_retried_until_it_suc
     let clock = Arc::new(FixedClock::new(UnixMillis(T0 + 16 * MIN)));
     // The query reads a table that does not exist yet: ClickHouse refuses it.
     let (mut scheduler, stats) =
-        scheduler(rule(&format!("AND client_ip NOT IN (SELECT ip FROM {db}.allowlist)")), &clock);
+        new_scheduler(rule(&format!("AND client_ip NOT IN (SELECT ip FROM {db}.allowlist)")), &clock);
     scheduler.step(&store).await;
     let got = runs(&store).await;
     assert_eq!((ends(&got, "failed"), ends(&got, "ok")), (vec![15], vec![]), "{got:?}");
@@ -187,6 +187,12 @@ async fn a_failing_run_is_recorded_as_failed_and_its_window_retried_until_it_suc
     clock.set(UnixMillis(T0 + 16 * MIN + 14_000));
     scheduler.step(&store).await;
     assert_eq!(ends(&runs(&store).await, "failed"), vec![15, 15]);
+    assert_eq!(stats.runs_failed.load(Ordering::Relaxed), 2);
+
+    // Restarted before any window completed: it resumes at the failed window, not the
+    // newest due one (nothing skipped).
+    let (mut scheduler, stats) =
+        new_scheduler(rule(&format!("AND client_ip NOT IN (SELECT ip FROM {db}.allowlist)")), &clock);
 
     // The table appears: the same window succeeds, then the one due meanwhile.
     store
@@ -204,7 +210,7 @@ async fn a_failing_run_is_recorded_as_failed_and_its_window_retried_until_it_suc
     clock.set(UnixMillis(T0 + 26 * MIN));
     scheduler.step(&store).await;
     assert_eq!(scheduler.pending_runs(), 1);
-    assert_eq!(stats.runs_failed.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.runs_failed.load(Ordering::Relaxed), 1);
 
     // Back (same data dir, another port): the failed run is written, the window retried.
     let revived = ManagedClickHouse::start(ch.data_dir(), ManagedOptions::default()).await.unwrap();

@@ -254,8 +254,9 @@ pub(crate) struct DetectionQueries {
     pub history_day: String,
     /// Params: received-at lower bound (ms), highest spool position.
     pub history_arrivals: String,
-    /// Params: the run kind. `(rule_id, rule_version, window_end_ms)`: the end of the newest
-    /// window each rule version ran to completion (`outcome = 'ok'`).
+    /// Params: the run kind. `(rule_id, rule_version, last_ok_end_ms, ok_runs,
+    /// first_failed_end_ms)`: the end of the newest window each rule version ran to
+    /// completion (`outcome = 'ok'`), how many did, and the end of its oldest failed window.
     pub completed_windows: String,
 }
 
@@ -299,8 +300,10 @@ impl DetectionQueries {
                  WHERE received_at_ms >= ? AND spool_seq <= ? ORDER BY received_at_ms, batch_id"
             ),
             completed_windows: format!(
-                "SELECT rule_id, rule_version, max(window_end_ms) AS window_end_ms FROM {db}.detector_runs \
-                 WHERE kind = ? AND outcome = 'ok' GROUP BY rule_id, rule_version ORDER BY rule_id, rule_version"
+                "SELECT rule_id, rule_version, maxIf(window_end_ms, outcome = 'ok') AS last_ok_end_ms, \
+                 toUInt64(countIf(outcome = 'ok')) AS ok_runs, \
+                 minIf(window_end_ms, outcome = 'failed') AS first_failed_end_ms FROM {db}.detector_runs \
+                 WHERE kind = ? GROUP BY rule_id, rule_version ORDER BY rule_id, rule_version"
             ),
         }
     }
