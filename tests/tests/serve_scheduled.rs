@@ -2,8 +2,8 @@
 //! 18.16: a user rule (`detect.rules_dir`, every minute over the minute before) judges
 //! decisions posted to `/v1/decisions`, and its alert appears without anyone running
 //! `gatelog rules run`: the finding, the alert, its `open` event (which the mailer reads) and
-//! a `scheduled` run per window in `detector_runs`; `/metrics` counts the runs and shows the
-//! rule's lag. Restarted, it resumes after the last completed window: no window twice.
+//! a `scheduled` run per window in `detector_runs`, and the mail (an `.eml` file: no SMTP
+//! server configured); `/metrics` counts the runs and shows the rule's lag. Restarted, it resumes after the last completed window: no window twice.
 
 use gatelog_e2e::{Serve, ServeSpec, count, free_port, http_client, metric, query, wait_until};
 use gatelog_store::testing::{TestClickHouse, random_database};
@@ -111,6 +111,24 @@ async fn a_scheduled_rule_alerts_inside_serve_and_resumes_after_a_restart() {
     // Every built-in rule is scheduled too.
     for builtin in ["deny_enumeration", "brute_force_success", "principal_many_ips"] {
         assert!(metric(&metrics, "gatelog_scheduled_rule_lag_seconds", &[("rule", builtin)]).is_some(), "{metrics}");
+    }
+    // The mailer mails it like any alert: no SMTP server is configured, so an `.eml` file.
+    let outbox = spec.data_dir.join("outbox");
+    let mailed = |outbox: &std::path::Path| {
+        std::fs::read_dir(outbox).into_iter().flatten().flatten().any(|e| {
+            std::fs::read_to_string(e.path())
+                .is_ok_and(|t| t.contains("fast_enumeration") && t.contains("mallory@example.com"))
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !mailed(&outbox) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the alert was not mailed to {}:\n{}",
+            outbox.display(),
+            serve.log_tail(30)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(
         serve.terminate(Duration::from_secs(30)).await.map(|s| s.success()),
