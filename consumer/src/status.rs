@@ -204,6 +204,20 @@ impl Status {
         Some((now.0 - oldest).max(0) as f64 / 1000.0)
     }
 
+    /// The instant before which this consumer has acknowledged every record the spool was
+    /// given (by `received_at`), at `now`, against a spool whose last record is
+    /// `spool_last_seq`: `now` once caught up; else the receipt of the oldest record read
+    /// and not acknowledged, or, before it read one, of the newest acknowledged; `None`
+    /// when it knows neither (it has not started). Scheduled rules wait for it to pass a
+    /// window's end, so they never judge a window whose arrivals are still in the spool.
+    pub fn stored_through(&self, spool_last_seq: u64, now: UnixMillis) -> Option<UnixMillis> {
+        if self.position() >= spool_last_seq {
+            return Some(now);
+        }
+        let oldest = guard(&self.unacked).front().map(|&(_, at)| at);
+        oldest.or_else(|| Some(self.newest_acked_ms.load(Ordering::Relaxed)).filter(|ms| *ms > 0)).map(UnixMillis)
+    }
+
     /// The status now, against a spool whose last record is `spool_last_seq`.
     pub fn snapshot(&self, spool_last_seq: u64, now: UnixMillis) -> Snapshot {
         let position = self.position();
@@ -283,6 +297,23 @@ mod tests {
         assert_eq!(s.snapshot(3, now).lag_seconds, Some(3.0), "the newest acknowledged stands in");
         s.acknowledged(1);
         assert_eq!(s.position(), 2, "a lower ack never moves the position back");
+    }
+
+    #[test]
+    fn stored_through_follows_the_oldest_unacknowledged_receipt() {
+        let s = Status::new("test");
+        let now = UnixMillis(10_000);
+        assert_eq!(s.stored_through(0, now), Some(now), "an empty spool is all stored");
+        assert_eq!(s.stored_through(2, now), None, "records it has not read, nothing acknowledged: unknown");
+        s.registered(0);
+        s.read(1, UnixMillis(4_000));
+        s.read(2, UnixMillis(7_000));
+        assert_eq!(s.stored_through(2, now), Some(UnixMillis(4_000)));
+        s.acknowledged(1);
+        assert_eq!(s.stored_through(2, now), Some(UnixMillis(7_000)));
+        s.acknowledged(2);
+        assert_eq!(s.stored_through(2, now), Some(now));
+        assert_eq!(s.stored_through(3, now), Some(UnixMillis(7_000)), "not read yet: the newest acknowledged");
     }
 
     #[test]

@@ -178,7 +178,7 @@ async fn run_once(args: RulesRunArgs) -> anyhow::Result<ExitCode> {
     let target = Target::connect_beside_serve(&config).await?;
     let clock = SystemClock;
     let storing = args.store_results.then_some((&config.detect.alerts, &clock as &dyn gatelog_model::Clock));
-    let report = rules::run(&target.store, &selected, (from, to), storing).await;
+    let report = rules::run(&target.store, &selected, (from, to), &config.detect.sql_rules, storing).await;
     target.shutdown().await;
     let report = report?;
     let mut out = String::new();

@@ -17,7 +17,9 @@
 //! one more background thread in [`Sinks::start`].
 //!
 //! The alert mailer ([`notify`], when `notify.enabled`) is a task beside them: it reads the
-//! alerts detection opened from ClickHouse and mails them (SMTP, or `.eml` files).
+//! alerts detection opened from ClickHouse and mails them (SMTP, or `.eml` files). The
+//! scheduled rules ([`scheduled`], rules as code on their `schedule`) run on a thread of
+//! their own, reading ClickHouse once the ClickHouse sink has stored a window's arrivals.
 //!
 //! Start-up needs the spool and the listener, not ClickHouse: [`store_link`] connects (and
 //! migrates) in the background, and the ClickHouse sink starts once it has. The index sink
@@ -37,6 +39,7 @@ mod index_sink;
 pub mod metrics;
 pub mod notify;
 mod ready;
+mod scheduled;
 mod sinks;
 mod store_link;
 
@@ -94,6 +97,7 @@ pub struct Running {
     addr: SocketAddr,
     sinks: Sinks,
     notifier: Option<notify::Notifier>,
+    scheduled: Option<scheduled::Scheduled>,
     http_stop: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
     drain_timeout: Duration,
@@ -144,6 +148,21 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     if let Some(n) = &notifier {
         receiver.metrics().register_collector(Arc::new(n.metrics()));
     }
+    let ch_status = sinks.statuses.get(gatelog_store::sink::SINK_NAME).context("the clickhouse sink has no status")?;
+    let scheduled =
+        match scheduled::Scheduled::start(config, &sinks.link, ch_status, sinks.spool.clone(), sinks.clock.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(n) = notifier {
+                    n.stop().await;
+                }
+                sinks.shutdown().await.ok();
+                return Err(e);
+            }
+        };
+    if let Some(s) = &scheduled {
+        receiver.metrics().register_collector(Arc::new(s.metrics(sinks.clock.clone())));
+    }
     receiver.metrics().register_collector(Arc::new(sinks.metrics(config.index.enabled)));
     if let Some(detect) = sinks.detect_metrics() {
         receiver.metrics().register_collector(Arc::new(detect));
@@ -176,7 +195,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         Ok::<(), std::io::Error>(())
     });
     tracing::info!(%addr, clickhouse = %sinks.link.url, spool = %spool_dir.display(), "gatelog serve is listening");
-    Ok(Running { addr, sinks, notifier, http_stop, http, drain_timeout: config.server.drain_timeout })
+    Ok(Running { addr, sinks, notifier, scheduled, http_stop, http, drain_timeout: config.server.drain_timeout })
 }
 
 /// The server's edge: the receiver's ingest tokens and `[auth]`'s tokens (the tokens file
@@ -257,6 +276,9 @@ impl Running {
         };
         tracing::info!("http listener stopped; draining the spool into the sinks");
         self.sinks.drain(deadline.saturating_duration_since(tokio::time::Instant::now()), true).await;
+        if let Some(scheduled) = self.scheduled.take() {
+            scheduled.stop().await;
+        }
         if let Some(notifier) = self.notifier.take() {
             notifier.stop().await;
         }

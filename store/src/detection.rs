@@ -265,6 +265,49 @@ impl HistoryScan {
     }
 }
 
+/// A SQL rule's answer ([`Store::rule_query`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RuleAnswer {
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Rows ClickHouse read to answer.
+    pub rows_read: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct JsonAnswer {
+    data: Vec<serde_json::Value>,
+    statistics: Option<JsonStatistics>,
+}
+
+#[derive(serde::Deserialize)]
+struct JsonStatistics {
+    rows_read: u64,
+}
+
+/// Where one rule version's scheduled runs stand ([`Store::completed_windows`]).
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
+pub struct CompletedWindow {
+    pub rule_id: String,
+    pub rule_version: String,
+    /// The end of the newest window it completed (meaningless when `ok_runs` is 0).
+    pub last_ok_end_ms: i64,
+    pub ok_runs: u64,
+    /// The end of its oldest failed window (0 when none failed).
+    pub first_failed_end_ms: i64,
+}
+
+impl CompletedWindow {
+    /// The end of the window before the next to run: the newest completed one; with none
+    /// completed, the one before the oldest that failed (it is retried, not skipped).
+    pub fn resume_after(&self, schedule_ms: i64) -> Option<i64> {
+        match (self.ok_runs, self.first_failed_end_ms) {
+            (0, 0) => None,
+            (0, failed) => Some(failed - schedule_ms),
+            _ => Some(self.last_ok_end_ms),
+        }
+    }
+}
+
 /// A dataset's batch as `ingest_batches` recorded it (warm-up of source cadence).
 #[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, serde::Deserialize)]
 pub struct StoredArrival {
@@ -380,7 +423,15 @@ impl Store {
     /// Streams the decisions of UTC day `day` (days since 1970-01-01) stored at spool
     /// positions up to `max_spool_seq` (backfilled rows, position 0, included), in time order.
     pub fn history_day(&self, day: i64, max_spool_seq: u64) -> Result<HistoryScan, StoreError> {
-        let (lo, hi) = self.day_bounds(day);
+        self.history_days(day, day, max_spool_seq)
+    }
+
+    /// [`Store::history_day`] over the UTC days `first ..= last` in one query, in time
+    /// order. Fewer, longer reads cost less: `decisions` is ordered by `(tenant, event_id)`,
+    /// so a day's rows are spread over every granule of the parts holding it, and each query
+    /// reads those parts whole; ClickHouse sorts the range in memory (about 0.5 KB a row).
+    pub fn history_days(&self, first: i64, last: i64, max_spool_seq: u64) -> Result<HistoryScan, StoreError> {
+        let (lo, hi) = (self.day_bounds(first).0, self.day_bounds(last.max(first)).1);
         let max = i64::try_from(max_spool_seq).unwrap_or(i64::MAX);
         let sql = render(&self.detection_queries().history_day, &[Lit::I64(lo), Lit::I64(hi), Lit::I64(max)]);
         let table = self.qualified("decisions");
@@ -394,32 +445,47 @@ impl Store {
     }
 
     /// Runs a SQL rule's rendered query (`gatelog rules`): each result row as a JSON object
-    /// (`JSONEachRow`; 64-bit integers come as strings), bounded by the request timeout.
+    /// (64-bit integers come as strings), bounded by the request timeout.
     pub async fn rule_rows(&self, sql: &str) -> Result<Vec<serde_json::Map<String, serde_json::Value>>, StoreError> {
+        Ok(self.rule_query(sql).await?.rows)
+    }
+
+    /// [`Store::rule_rows`] with the rows ClickHouse read to answer (`FORMAT JSON`'s
+    /// statistics), for `detector_runs.rows_scanned`.
+    pub async fn rule_query(&self, sql: &str) -> Result<RuleAnswer, StoreError> {
         let table = self.qualified("decisions");
         let timeout = self.inner.config.request_timeout;
         let fetch = async {
             let mut bytes = Vec::new();
-            let mut cursor = self.inner.client.query_raw(sql).fetch_bytes("JSONEachRow")?;
+            let mut cursor = self.inner.client.query_raw(sql).fetch_bytes("JSON")?;
             while let Some(chunk) = cursor.next().await? {
                 bytes.extend_from_slice(&chunk);
             }
             Ok::<_, clickhouse::error::Error>(bytes)
         };
         let bytes = crate::store::bounded("SELECT", &table, timeout, fetch).await?;
-        let mut rows = Vec::new();
-        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            match serde_json::from_slice(line) {
-                Ok(serde_json::Value::Object(row)) => rows.push(row),
-                _ => {
-                    return Err(StoreError::InvalidConfig(format!(
-                        "a rule's result row is not a JSON object: {}",
-                        String::from_utf8_lossy(line)
-                    )));
-                }
+        let not_json = |what: &str| {
+            StoreError::InvalidConfig(format!(
+                "a rule's answer is not ClickHouse's JSON ({what}): {}",
+                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            ))
+        };
+        let answer: JsonAnswer = serde_json::from_slice(&bytes).map_err(|e| not_json(&e.to_string()))?;
+        let mut rows = Vec::with_capacity(answer.data.len());
+        for row in answer.data {
+            match row {
+                serde_json::Value::Object(row) => rows.push(row),
+                _ => return Err(not_json("a row is not an object")),
             }
         }
-        Ok(rows)
+        Ok(RuleAnswer { rows, rows_read: answer.statistics.map_or(0, |s| s.rows_read) })
+    }
+
+    /// Where each `(rule_id, rule_version)` stands in runs of `kind` (`scheduled`): the end of
+    /// its newest completed window, or of its oldest failed one; where the scheduler resumes.
+    pub async fn completed_windows(&self, kind: &str) -> Result<Vec<CompletedWindow>, StoreError> {
+        let sql = render(&self.detection_queries().completed_windows, &[Lit::Str(kind)]);
+        self.fetch_all("SELECT", &self.qualified("detector_runs"), &sql).await
     }
 
     /// Batches received since `from` at spool positions up to `max_spool_seq`, in receipt order.

@@ -21,6 +21,8 @@
 //! - [`rules`]: rules as code (`rules/*.toml`, `gatelog rules list | test | run`): loading,
 //!   running a rule over stored decisions, running the fixtures in a fresh database.
 //! - [`sigma`]: Sigma rule files of `detect.sigma_dir`, loaded at start.
+//! - [`schedule`]: [`schedule::Scheduler`], the rules on their schedule inside `gatelog serve`
+//!   (windows aligned to the schedule, resumed from `detector_runs`, failures retried).
 //! - [`stats`]: [`WatchStats`], the counters `/metrics` reads.
 //!
 //! **Where notification attaches**: an alert is opened when its `open` event is appended to
@@ -33,6 +35,7 @@ pub mod backtest;
 pub mod checkpoint;
 pub mod rules;
 pub mod runtime;
+pub mod schedule;
 pub mod service;
 pub mod sigma;
 pub mod stats;

@@ -4,7 +4,7 @@
 //! validation and the row → finding mapping are pure, in `gatelog_detect::sql_rule`.
 
 use gatelog_detect::sql_rule::{self, Fixture, FixtureOutcome, RuleError, SqlRule};
-use gatelog_detect::{AlertGrouper, AlertsConfig};
+use gatelog_detect::{AlertGrouper, AlertsConfig, SqlRulesConfig};
 use gatelog_model::{AlertEvent, Batch, Clock, Finding, UnixMillis};
 use gatelog_store::sql::detection::DetectorRun;
 use gatelog_store::{Store, StoreConfig, StoreError};
@@ -55,18 +55,31 @@ pub fn load(dir: Option<&Path>) -> Result<Vec<SqlRule>, RulesError> {
     Ok(rules)
 }
 
-/// The findings of `rule` over one window of arrival time `[from, to)`, and the rows read.
+/// What one window of one rule found.
+#[derive(Debug, Clone, Default)]
+pub struct WindowResult {
+    pub findings: Vec<Finding>,
+    /// Rows ClickHouse read to answer.
+    pub rows_read: u64,
+}
+
+/// The findings of `rule` over one window of arrival time `[from, to)`, and the rows read;
+/// the query's event-time bound comes from `bounds` (`detect.sql_rules`).
 pub async fn run_window(
     store: &Store,
     rule: &SqlRule,
     window: (UnixMillis, UnixMillis),
-) -> Result<Vec<Finding>, RulesError> {
-    let sql = rule.render(store.database(), window.0, window.1);
-    let rows = store.rule_rows(&sql).await.map_err(|source| RulesError::Store { rule: rule.id.clone(), source })?;
-    rows.iter()
+    bounds: &SqlRulesConfig,
+) -> Result<WindowResult, RulesError> {
+    let sql = rule.render_with(store.database(), window.0, window.1, bounds);
+    let answer = store.rule_query(&sql).await.map_err(|source| RulesError::Store { rule: rule.id.clone(), source })?;
+    let findings = answer
+        .rows
+        .iter()
         .map(|row| sql_rule::row_to_finding(rule, row, window))
         .collect::<Result<_, _>>()
-        .map_err(|message| RulesError::Run { rule: format!("{} ({})", rule.id, rule.file), message })
+        .map_err(|message| RulesError::Run { rule: format!("{} ({})", rule.id, rule.file), message })?;
+    Ok(WindowResult { findings, rows_read: answer.rows_read })
 }
 
 /// What `gatelog rules run` found.
@@ -87,6 +100,7 @@ pub async fn run(
     store: &Store,
     rules: &[SqlRule],
     (from, to): (UnixMillis, UnixMillis),
+    bounds: &SqlRulesConfig,
     store_results: Option<(&AlertsConfig, &dyn Clock)>,
 ) -> Result<RunReport, RulesError> {
     let mut report = RunReport { stored: store_results.is_some(), ..RunReport::default() };
@@ -95,7 +109,7 @@ pub async fn run(
         for window in rule.windows(from, to) {
             let started = Instant::now();
             let started_at = store_results.map_or(UnixMillis(0), |(_, clock)| clock.now());
-            let result = run_window(store, rule, window).await;
+            let result = run_window(store, rule, window, bounds).await;
             *report.windows.entry(rule.id.clone()).or_default() += 1;
             if let (Some((_, clock)), Some(grouper)) = (store_results, grouper.as_mut()) {
                 let run = DetectorRun {
@@ -105,34 +119,38 @@ pub async fn run(
                     rule_version: rule.version.to_string(),
                     window_start_ms: window.0.0,
                     window_end_ms: window.1.0,
-                    findings: result.as_ref().map_or(0, |f| f.len() as u64),
+                    findings: result.as_ref().map_or(0, |r| r.findings.len() as u64),
+                    rows_scanned: result.as_ref().map_or(0, |r| r.rows_read),
                     started_at_ms: started_at.0,
                     duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                     outcome: if result.is_ok() { "ok" } else { "failed" }.into(),
                     error: result.as_ref().err().map(ToString::to_string).unwrap_or_default(),
                     ..DetectorRun::default()
                 };
-                if let Ok(findings) = &result {
-                    store_findings(store, rule, grouper, findings, clock.now()).await?;
+                if let Ok(r) = &result {
+                    store_findings(store, rule, grouper, &r.findings, clock.now()).await?;
                 }
                 let stored = store.write_detector_run(&run).await;
                 stored.map_err(|source| RulesError::Store { rule: rule.id.clone(), source })?;
             }
-            report.findings.extend(result?);
+            report.findings.extend(result?.findings);
         }
     }
     Ok(report)
 }
 
-async fn store_findings(
+/// Stores `findings` of `rule`, groups them into alerts with `grouper`, stores the alerts
+/// and the `open` events of new ones; returns the alerts opened. Ids derive from content,
+/// so storing the same findings again adds nothing.
+pub(crate) async fn store_findings(
     store: &Store,
     rule: &SqlRule,
     grouper: &mut AlertGrouper,
     findings: &[Finding],
     now: UnixMillis,
-) -> Result<(), RulesError> {
+) -> Result<u64, RulesError> {
     if findings.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let mut grouped = Vec::with_capacity(findings.len());
     let mut alerts = BTreeMap::new();
@@ -149,7 +167,8 @@ async fn store_findings(
     let err = |source| RulesError::Store { rule: rule.id.clone(), source };
     store.write_findings(&grouped, 0, now).await.map_err(err)?;
     store.write_alerts(&alerts, now).await.map_err(err)?;
-    store.append_alert_events(&opened).await.map_err(err)
+    store.append_alert_events(&opened).await.map_err(err)?;
+    Ok(opened.len() as u64)
 }
 
 /// One fixture's result.
@@ -215,6 +234,7 @@ async fn run_fixture(store: &Store, rule: &SqlRule, fixture: &Fixture) -> Result
         };
         store.write_batch(&batch).await.map_err(err)?;
     }
-    let got = run_window(store, rule, (fixture.from, fixture.to)).await?;
-    Ok(sql_rule::compare(&fixture.expect, &got))
+    // The default event-time bound: a fixture judges the rule, not this deployment's settings.
+    let got = run_window(store, rule, (fixture.from, fixture.to), &SqlRulesConfig::default()).await?;
+    Ok(sql_rule::compare(&fixture.expect, &got.findings))
 }

@@ -15,6 +15,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 const MS_PER_DAY: i64 = 86_400_000;
+/// Decisions read per query at most (whole days; a day larger than this is one query): one
+/// query per day would read the parts holding each day once per day (`decisions` is ordered
+/// by event id, not time), while ClickHouse sorts each query's rows in memory (~0.5 KB a row).
+pub const WARM_CHUNK_DECISIONS: u64 = 1_000_000;
 
 /// What a warm-up learnt from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -50,16 +54,18 @@ pub async fn warm_up(
     engine.warm_arrivals(&arrivals);
     report.arrivals = arrivals.len() as u64;
     let first_day = from.div_euclid(MS_PER_DAY);
-    let days: Vec<i64> =
-        store.decision_days().await?.into_iter().map(|(day, _)| day).filter(|day| *day >= first_day).collect();
-    for (i, day) in days.iter().enumerate() {
+    let days: Vec<(i64, u64)> = store.decision_days().await?.into_iter().filter(|(day, _)| *day >= first_day).collect();
+    let chunks = chunk_days(&days, WARM_CHUNK_DECISIONS);
+    let mut done_days = 0;
+    for (first, last, n) in chunks {
         progress(format!(
             "warming up from ClickHouse history: day {} of {}, {} decisions so far",
-            i + 1,
+            done_days + 1,
             days.len(),
             report.decisions
         ));
-        let mut scan = store.history_day(*day, position)?;
+        done_days += n;
+        let mut scan = store.history_days(first, last, position)?;
         while let Some(d) = scan.next().await? {
             if d.time.0 < from {
                 continue;
@@ -68,9 +74,42 @@ pub async fn warm_up(
             engine.warm(std::iter::once(&d));
             report.decisions += 1;
         }
-        report.days += 1;
+        report.days += n as u64;
     }
     Ok((engine, grouper, report))
+}
+
+/// Consecutive runs of `(day, decisions)` holding at most `max` decisions each (a larger day
+/// alone): `(first day, last day, days)`.
+pub fn chunk_days(days: &[(i64, u64)], max: u64) -> Vec<(i64, i64, usize)> {
+    let mut out: Vec<(i64, i64, usize)> = Vec::new();
+    let mut held = 0;
+    for &(day, n) in days {
+        match out.last_mut() {
+            Some(chunk) if held + n <= max => {
+                chunk.1 = day;
+                chunk.2 += 1;
+                held += n;
+            }
+            _ => {
+                out.push((day, day, 1));
+                held = n;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk_days;
+
+    #[test]
+    fn days_are_read_in_chunks_of_whole_days() {
+        let days = [(1, 400), (2, 400), (3, 400), (5, 2000), (6, 100), (7, 100)];
+        assert_eq!(chunk_days(&days, 1000), vec![(1, 2, 2), (3, 3, 1), (5, 5, 1), (6, 7, 2)]);
+        assert_eq!(chunk_days(&[], 1000), vec![]);
+    }
 }
 
 /// Why a warm-up failed.

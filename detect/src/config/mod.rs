@@ -9,11 +9,13 @@
 //! least 2, got 1`). Every key, with its default, is in `examples/detect.toml`.
 
 mod rules;
+mod sql_rules;
 
 pub use rules::{
     DenyBurstConfig, DlpConfig, NoveltyConfig, OffHoursConfig, PrivilegedConfig, RarePairConfig, RunawayConfig,
     RunawayLimits, SilenceConfig, TravelConfig, VolumeConfig, VolumeOverride,
 };
+pub use sql_rules::SqlRulesConfig;
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -50,6 +52,8 @@ pub struct DetectConfig {
     /// The rules of `sigma_dir`, loaded by the binary at start (not a key of the file).
     #[serde(skip)]
     pub sigma_rules: crate::sigma::SigmaRules,
+    /// `[detect.sql_rules]`: the event-time bound of the rules' queries and their schedule.
+    pub sql_rules: SqlRulesConfig,
     /// `[detect.profile]`: how principals' usual hours and places are learned.
     pub profile: ProfileConfig,
     pub runaway_select: RunawayConfig,
@@ -191,6 +195,7 @@ impl Default for DetectConfig {
             rules_dir: None,
             sigma_dir: None,
             sigma_rules: crate::sigma::SigmaRules::default(),
+            sql_rules: SqlRulesConfig::default(),
         }
     }
 }
@@ -273,6 +278,7 @@ impl DetectConfig {
         self.dlp_exfil.validate("detect.dlp_exfil")?;
         self.source_silence.validate("detect.source_silence")?;
         self.runtime.validate("detect.runtime")?;
+        self.sql_rules.validate("detect.sql_rules")?;
         self.alerts.validate("detect.alerts")
     }
 }
@@ -408,6 +414,8 @@ mod tests {
             ("[runtime]\nwarmup_lookback = \"400days\"", "detect.runtime.warmup_lookback"),
             ("[runtime]\nmax_linger = \"1m\"", "detect.runtime.max_linger"),
             ("[alerts]\nsuppression_window = \"0s\"", "detect.alerts.suppression_window"),
+            ("[sql_rules]\nretry_max_backoff = \"1s\"", "detect.sql_rules.retry_max_backoff"),
+            ("[sql_rules]\nmax_catch_up = \"0s\"", "detect.sql_rules.max_catch_up"),
         ];
         for (text, key) in cases {
             let err = parse(text).unwrap_or_else(|e| panic!("{text}: {e}")).validate().unwrap_err();

@@ -16,6 +16,7 @@ pub mod finding;
 
 pub use finding::{Expected, FixtureOutcome, Row, compare, row_to_finding};
 
+use crate::config::SqlRulesConfig;
 use gatelog_model::{AccessDecision, Severity, UnixMillis};
 use serde::Deserialize;
 use std::collections::BTreeSet;
@@ -93,7 +94,8 @@ pub struct SqlRule {
     pub window: Duration,
     /// Substituted for `{threshold}` in the query.
     pub threshold: Option<u64>,
-    /// With `{db}`, `{from}`, `{to}` (ms, `received_at_ms`) and `{threshold}` placeholders.
+    /// With `{db}`, `{from}`, `{to}` (ms, `received_at_ms`), `{time_from}`, `{time_to}` (the
+    /// event-time bound, `DateTime` expressions) and `{threshold}` placeholders.
     pub query: String,
     /// With `{rule}` and `{column}` placeholders, e.g. `{rule}:{principal}`.
     pub dedup_key: String,
@@ -112,7 +114,7 @@ pub struct Fixture {
 }
 
 /// Placeholders a query may use.
-const QUERY_PLACEHOLDERS: [&str; 4] = ["db", "from", "to", "threshold"];
+const QUERY_PLACEHOLDERS: [&str; 6] = ["db", "from", "to", "time_from", "time_to", "threshold"];
 
 impl SqlRule {
     /// Parses and validates the text of `file`; `id` must be the file's name without `.toml`.
@@ -203,13 +205,26 @@ impl SqlRule {
         })
     }
 
-    /// The query to run over `[from, to)` of arrival time in database `db`.
+    /// The query to run over `[from, to)` of arrival time in database `db`, with the
+    /// default event-time bound ([`SqlRulesConfig::default`]).
     pub fn render(&self, db: &str, from: UnixMillis, to: UnixMillis) -> String {
+        self.render_with(db, from, to, &SqlRulesConfig::default())
+    }
+
+    /// The query to run over `[from, to)` of arrival time in database `db`: `{time_from}` /
+    /// `{time_to}` become `toDateTime(…, 'UTC')` of `[from - max_lateness, to +
+    /// max_clock_skew)` (whole seconds, widened), which ClickHouse prunes partitions by.
+    pub fn render_with(&self, db: &str, from: UnixMillis, to: UnixMillis, bounds: &SqlRulesConfig) -> String {
         let threshold = self.threshold.unwrap_or_default().to_string();
+        let (time_from, time_to) = bounds.time_bound(from.0, to.0);
+        let time_from = format!("toDateTime({}, 'UTC')", time_from.div_euclid(1000));
+        let time_to = format!("toDateTime({}, 'UTC')", time_to.div_euclid(1000) + 1);
         self.query
             .replace("{db}", db)
             .replace("{from}", &from.0.to_string())
             .replace("{to}", &to.0.to_string())
+            .replace("{time_from}", &time_from)
+            .replace("{time_to}", &time_to)
             .replace("{threshold}", &threshold)
     }
 
@@ -283,12 +298,16 @@ pub(crate) fn placeholders(template: &str) -> Result<Vec<&str>, String> {
 fn check_query(query: &str, has_threshold: bool) -> Result<(), String> {
     let used = placeholders(query)?;
     if let Some(bad) = used.iter().find(|p| !QUERY_PLACEHOLDERS.contains(p)) {
-        return Err(format!("unknown placeholder {{{bad}}} (known: {{db}}, {{from}}, {{to}}, {{threshold}})"));
+        return Err(format!(
+            "unknown placeholder {{{bad}}} (known: {{db}}, {{from}}, {{to}}, {{time_from}}, {{time_to}}, {{threshold}})"
+        ));
     }
-    for needed in ["db", "from", "to"] {
+    for needed in ["db", "from", "to", "time_from", "time_to"] {
         if !used.contains(&needed) {
             return Err(format!(
-                "must use {{{needed}}} ({{from}}/{{to}} bound received_at_ms, {{db}} names gatelog's database)"
+                "must use {{{needed}}} ({{from}}/{{to}} bound received_at_ms, {{time_from}}/{{time_to}} bound time \
+                 so ClickHouse reads only the partitions that can hold the window: \
+                 `AND time >= {{time_from}} AND time < {{time_to}}`; {{db}} names gatelog's database)"
             ));
         }
     }

@@ -14,7 +14,7 @@ soc2 = ["CC7.2"]
 schedule = "5m"
 window = "1h"
 threshold = 3
-query = "SELECT principal, count() AS count FROM {db}.decisions WHERE received_at_ms >= {from} AND received_at_ms < {to} GROUP BY principal HAVING count() >= {threshold}"
+query = "SELECT principal, count() AS count FROM {db}.decisions WHERE received_at_ms >= {from} AND received_at_ms < {to} AND time >= {time_from} AND time < {time_to} GROUP BY principal HAVING count() >= {threshold}"
 dedup_key = "{rule}:{principal}"
 summary = "{principal}: {count}"
 
@@ -49,6 +49,20 @@ fn a_good_rule_parses_and_renders() {
     let sql = r.render("gl", UnixMillis(1000), UnixMillis(2000));
     assert!(sql.contains("FROM gl.decisions WHERE received_at_ms >= 1000 AND received_at_ms < 2000"), "{sql}");
     assert!(sql.ends_with("HAVING count() >= 3"), "{sql}");
+    // The event-time bound: a day of lateness before, an hour of clock skew after, whole
+    // seconds widened outwards.
+    let sql = r.render("gl", UnixMillis(90_000_500), UnixMillis(90_001_500));
+    assert!(sql.contains("AND time >= toDateTime(3600, 'UTC') AND time < toDateTime(93602, 'UTC')"), "{sql}");
+    let tight = SqlRulesConfig { max_lateness: Duration::ZERO, max_clock_skew: Duration::ZERO, ..Default::default() };
+    let sql = r.render_with("gl", UnixMillis(90_000_500), UnixMillis(90_001_500), &tight);
+    assert!(sql.contains("AND time >= toDateTime(90000, 'UTC') AND time < toDateTime(90002, 'UTC')"), "{sql}");
+}
+
+#[test]
+fn a_query_without_the_time_bound_is_refused() {
+    let e = error_of(" AND time >= {time_from}", "");
+    assert!(e.starts_with("rules/foo.toml: query: must use {time_from}"), "{e}");
+    assert!(e.contains("AND time >= {time_from} AND time < {time_to}"), "{e}");
 }
 
 #[test]
@@ -86,7 +100,10 @@ fn a_missing_placeholder_is_refused() {
     let e = error_of("FROM {db}.decisions", "FROM gatelog.decisions");
     assert!(e.starts_with("rules/foo.toml: query: must use {db}"), "{e}");
     let e = error_of("{threshold}\"", "{limit}\"");
-    assert_eq!(e, "rules/foo.toml: query: unknown placeholder {limit} (known: {db}, {from}, {to}, {threshold})");
+    assert_eq!(
+        e,
+        "rules/foo.toml: query: unknown placeholder {limit} (known: {db}, {from}, {to}, {time_from}, {time_to}, {threshold})"
+    );
     let e = error_of("threshold = 3\n", "");
     assert_eq!(e, "rules/foo.toml: query: uses {threshold} but the rule sets no threshold");
     let e = error_of("received_at_ms >= {from} AND received_at_ms < {to}", "time_ms >= {from} AND time_ms < {to}");

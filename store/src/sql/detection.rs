@@ -254,6 +254,10 @@ pub(crate) struct DetectionQueries {
     pub history_day: String,
     /// Params: received-at lower bound (ms), highest spool position.
     pub history_arrivals: String,
+    /// Params: the run kind. `(rule_id, rule_version, last_ok_end_ms, ok_runs,
+    /// first_failed_end_ms)`: the end of the newest window each rule version ran to
+    /// completion (`outcome = 'ok'`), how many did, and the end of its oldest failed window.
+    pub completed_windows: String,
 }
 
 impl DetectionQueries {
@@ -294,6 +298,12 @@ impl DetectionQueries {
             history_arrivals: format!(
                 "SELECT dataset, received_at_ms, decisions FROM {db}.ingest_batches FINAL \
                  WHERE received_at_ms >= ? AND spool_seq <= ? ORDER BY received_at_ms, batch_id"
+            ),
+            completed_windows: format!(
+                "SELECT rule_id, rule_version, maxIf(window_end_ms, outcome = 'ok') AS last_ok_end_ms, \
+                 toUInt64(countIf(outcome = 'ok')) AS ok_runs, \
+                 minIf(window_end_ms, outcome = 'failed') AS first_failed_end_ms FROM {db}.detector_runs \
+                 WHERE kind = ? GROUP BY rule_id, rule_version ORDER BY rule_id, rule_version"
             ),
         }
     }
@@ -484,6 +494,7 @@ pub(crate) fn example_statements(
         query("query.findings_by_rule", &q.findings_by_rule, &[]),
         query("query.history_day", &q.history_day, &[Lit::I64(lo), Lit::I64(hi), Lit::I64(42)]),
         query("query.history_arrivals", &q.history_arrivals, &[Lit::I64(t - 86_400_000), Lit::I64(42)]),
+        query("query.completed_windows", &q.completed_windows, &[Lit::Str("scheduled")]),
     ]
     .into_iter()
     .chain(rule_statements(opts, t))
