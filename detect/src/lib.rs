@@ -58,7 +58,7 @@ pub use alerts::{AlertGrouper, Grouped};
 pub use arrival::Arrival;
 pub use baseline::{Assessment, Baselines, Profile};
 pub use checkpoint::{CheckpointError, EngineStats, RestoreReport};
-pub use config::{AlertsConfig, ConfigError, DetectConfig, ProfileConfig, RuntimeConfig};
+pub use config::{AlertsConfig, CanaryConfig, ConfigError, DetectConfig, ProfileConfig, RuntimeConfig};
 pub use detector::{Context, Detector, Rule};
 pub use engine::{Engine, RestoreError};
 pub use sql_rule::{RuleError, SqlRule};

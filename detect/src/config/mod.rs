@@ -8,7 +8,10 @@
 //! cannot, with messages that name the key (`detect.deny_burst_ip.threshold: must be at
 //! least 2, got 1`). Every key, with its default, is in `examples/detect.toml`.
 
+mod canary;
 mod rules;
+
+pub use canary::CanaryConfig;
 
 pub use rules::{
     DenyBurstConfig, DlpConfig, NoveltyConfig, OffHoursConfig, PrivilegedConfig, RarePairConfig, RunawayConfig,
@@ -59,6 +62,8 @@ pub struct DetectConfig {
     pub runtime: RuntimeConfig,
     /// `[detect.alerts]`: how findings become alerts.
     pub alerts: AlertsConfig,
+    /// `[detect.canary]`: the synthetic decision that proves detection operates.
+    pub canary: CanaryConfig,
 }
 
 /// `[detect.runtime]`: the streaming runtime in `gatelog serve`.
@@ -179,6 +184,7 @@ impl Default for DetectConfig {
             source_silence: SilenceConfig::default(),
             runtime: RuntimeConfig::default(),
             alerts: AlertsConfig::default(),
+            canary: CanaryConfig::default(),
             rules_dir: None,
         }
     }
@@ -259,7 +265,8 @@ impl DetectConfig {
         self.dlp_exfil.validate("detect.dlp_exfil")?;
         self.source_silence.validate("detect.source_silence")?;
         self.runtime.validate("detect.runtime")?;
-        self.alerts.validate("detect.alerts")
+        self.alerts.validate("detect.alerts")?;
+        self.canary.validate("detect.canary")
     }
 }
 

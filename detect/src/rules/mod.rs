@@ -13,7 +13,9 @@
 //! | `privileged_change` | [`privileged`] | audit-log changes to security resources, new IP, off-hours | none (baselines) |
 //! | `dlp_exfil` | [`dlp`] | repeated DLP-matched uploads to personal hosts | recent uploads per user |
 //! | `source_silence` | [`silence`] | gaps between arrivals of a dataset/zone, on clock ticks | arrival cadence per source |
+//! | `canary` | [`canary`] | gatelog's own canary decisions only (the engine routes them there, always on) | none |
 
+pub(crate) mod canary;
 pub(crate) mod deny_burst;
 pub(crate) mod dlp;
 pub(crate) mod novelty;
