@@ -49,6 +49,7 @@
 //! here (18.16 has no server-side parameters), and errors come back as HTTP 500 with
 //! `Code: N, e.displayText() = …` in the body, which [`StoreError`] parses.
 
+pub mod canary;
 pub mod config;
 pub mod deliveries;
 pub mod detection;

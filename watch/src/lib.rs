@@ -21,6 +21,8 @@
 //! - [`rules`]: rules as code (`rules/*.toml`, `gatelog rules list | test | run`): loading,
 //!   running a rule over stored decisions, running the fixtures in a fresh database.
 //! - [`stats`]: [`WatchStats`], the counters `/metrics` reads.
+//! - [`canary`]: [`canary::CanaryRunner`], the synthetic decision that proves detection
+//!   operates, judged and recorded in `canary_runs`.
 //!
 //! **Where notification attaches**: an alert is opened when its `open` event is appended to
 //! `alert_events` (actor `gatelog`, written by [`runtime`] after the alert's row in `alerts`
@@ -29,6 +31,7 @@
 //! survives any crash of either side; both ids are stable across replays.
 
 pub mod backtest;
+pub mod canary;
 pub mod checkpoint;
 pub mod rules;
 pub mod runtime;

@@ -128,6 +128,13 @@ pub fn migrations(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Migration
         statements: super::detection::create_plain(&super::deliveries::ALERT_DELIVERIES, opts),
         rekey: None,
     });
+    // The canaries' runs: the evidence that monitoring operated (gatelog serve).
+    out.push(Migration {
+        version: 11,
+        name: "create_canary_runs",
+        statements: super::detection::create_plain(&super::canary::CANARY_RUNS, opts),
+        rekey: None,
+    });
     out
 }
 

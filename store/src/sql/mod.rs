@@ -5,6 +5,7 @@
 //! placeholders or `FORMAT RowBinary`) and a self-contained variant (`exec`) with example
 //! literals and one row of typed example values, which chdb and the real 18.16 run.
 
+pub mod canary;
 mod ddl;
 pub mod deliveries;
 pub mod detection;
@@ -213,6 +214,7 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     }
     out.extend(detection::example_statements(profile, opts, lo, hi));
     out.extend(deliveries::example_statements(opts));
+    out.extend(canary::example_statements(opts));
     out
 }
 
@@ -336,7 +338,7 @@ mod tests {
         );
         let m = migrations(SchemaProfile::Modern, &opts(None, None));
         assert_ne!(a[0].checksum(), m[0].checksum());
-        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
     }
 
     /// The checksums of migrations 1–4 as released: a database migrated by an earlier build
