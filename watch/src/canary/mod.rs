@@ -33,6 +33,12 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// A fresh ingest token for the canary's sender, held only in memory by `gatelog serve`
+/// (never configured, logged or written): two random v4 UUIDs, 244 random bits.
+pub fn internal_token() -> String {
+    format!("gatelog-canary-{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
 /// How a canary decision reaches the receiver: one NDJSON body, `Ok` on a 2xx.
 pub trait Sender: Send + Sync + std::fmt::Debug {
     fn send(&self, ndjson: Vec<u8>) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + '_>>;
