@@ -23,6 +23,7 @@ use crate::detector::{Context, Detector, in_list};
 use crate::keyed::stable_hash;
 use crate::recent::RecentIds;
 use crate::rules;
+use gatelog_model::canary::is_canary;
 use gatelog_model::decision::DEFAULT_TENANT;
 use gatelog_model::{AccessDecision, Batch, Finding, UnixMillis};
 use std::collections::BTreeMap;
@@ -123,8 +124,12 @@ impl Engine {
                 return;
             }
         }
-        for a in Arrival::of_batch(batch) {
-            self.observe_arrival(&a, out);
+        // A batch of canaries only is no arrival: source silence must not learn their cadence.
+        let canaries_only = !batch.decisions.is_empty() && batch.decisions.iter().all(|d| is_canary(&d.dataset));
+        if !canaries_only {
+            for a in Arrival::of_batch(batch) {
+                self.observe_arrival(&a, out);
+            }
         }
         for d in &batch.decisions {
             self.process(d, out);
@@ -158,6 +163,11 @@ impl Engine {
 
     fn step(&mut self, d: &AccessDecision, out: &mut Vec<Finding>) {
         if !self.config.enabled {
+            return;
+        }
+        if is_canary(&d.dataset) {
+            // Judged by the canary rule alone, learnt from by nothing (rules::canary).
+            out.extend(rules::canary::finding(d));
             return;
         }
         let tenant = tenant_of(&d.tenant);
@@ -290,5 +300,36 @@ mod tests {
         assert_eq!(report.fresh, vec!["default/deny_burst_ip: saved by version 0, this is version 1".to_owned()]);
         assert_eq!(restored.tracked()["deny_burst_ip"], 0, "fresh, not the saved bytes");
         assert_eq!(restored.tracked()["baselines"], engine.tracked()["baselines"]);
+    }
+
+    #[test]
+    fn a_canary_is_judged_by_the_canary_rule_alone_and_teaches_nothing() {
+        use gatelog_model::canary::{CANARY_DATASET, CANARY_PRINCIPAL, CANARY_RULE, canary_event_id};
+        let mut engine = Engine::new(DetectConfig::default()).unwrap();
+        let mut batch = Batch { batch_id: "b1".into(), dataset: "proxy".into(), ..Batch::default() };
+        for i in 0..30 {
+            let mut d = AccessDecision::new(
+                canary_event_id(&format!("r{i}")),
+                UnixMillis(1_741_564_800_000 + i),
+                CANARY_DATASET,
+                gatelog_model::Source::Proxy,
+            );
+            d.decision = gatelog_model::Decision::Deny;
+            d.principal = CANARY_PRINCIPAL.into();
+            d.client_ip = "127.0.0.1".into();
+            batch.decisions.push(d);
+        }
+        let mut out = Vec::new();
+        engine.process_batch(&batch, &mut out);
+        assert_eq!(out.len(), 30, "one finding per canary, no deny burst: {out:?}");
+        assert!(out.iter().all(|f| f.rule_id == CANARY_RULE));
+        assert_eq!(engine.stats().decisions, 0, "no detector and no baseline saw them");
+        assert!(engine.baselines("default").is_none_or(|b| b.profile(CANARY_PRINCIPAL).is_none()));
+        let silence = engine.tracked().get("source_silence").copied().unwrap_or(0);
+        assert_eq!(silence, 0, "a canary batch is no arrival a silence could follow");
+        batch.batch_id = "b2".into();
+        batch.decisions[0].dataset = "proxy".into();
+        engine.process_batch(&batch, &mut out);
+        assert_eq!(engine.tracked()["source_silence"], 1, "a batch with a real decision is");
     }
 }

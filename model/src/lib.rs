@@ -5,6 +5,7 @@
 //! - [`decision`]: [`AccessDecision`], the one canonical row every source maps to, and its enums.
 //! - [`finding`]: [`Finding`] and [`Severity`], what a detector concluded from decisions.
 //! - [`alert`]: [`Alert`], its lifecycle events ([`AlertEvent`]) and the state derived from them.
+//! - [`canary`]: the marks of gatelog's canary decisions and their alerts.
 //! - [`record`]: [`RawRecord`] (the exact original line and its SHA-256) and [`DeadLetter`].
 //! - [`event_id`]: stable, source-derived event ids, so a retried batch maps to the same ids.
 //! - [`timestamp`]: [`UnixMillis`] and the parser for every Cloudflare timestamp format.
@@ -19,6 +20,7 @@ mod macros;
 
 pub mod alert;
 pub mod batch;
+pub mod canary;
 pub mod clock;
 pub mod decision;
 pub mod event_id;

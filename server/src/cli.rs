@@ -64,6 +64,12 @@ pub enum Command {
         #[command(subcommand)]
         command: AlertsCommand,
     },
+    /// Canaries, the proof that monitoring operated (`[detect.canary]`): list the runs
+    /// `gatelog serve` recorded in `canary_runs`.
+    Canary {
+        #[command(subcommand)]
+        command: CanaryCommand,
+    },
     /// Backtest: run stored history from --from to --to through the detectors of `[detect]`
     /// and print what would have fired (findings and alerts). Nothing is stored or sent.
     Detect(DetectArgs),
@@ -182,6 +188,23 @@ pub enum AlertsCommand {
     Ack(AlertAckArgs),
     /// Resolve an open or acknowledged alert with a disposition. Resolved is final.
     Resolve(AlertResolveArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CanaryCommand {
+    /// Canary runs sent last, newest first: run, sent at, outcome, latency, alert, error.
+    List(CanaryListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CanaryListArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[arg(long, default_value_t = 20)]
+    pub limit: u64,
+    /// One JSON object per line instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

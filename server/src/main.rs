@@ -20,6 +20,7 @@
 
 mod alerts;
 mod backfill;
+mod canary;
 mod cli;
 mod clickhouse;
 mod config;
@@ -72,6 +73,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::run(args).await,
         Command::Search(args) => search::run_cli(args).await,
         Command::Alerts { command } => alerts::run(command).await,
+        Command::Canary { command } => canary::run(command).await,
         Command::Detect(args) => detect::run(args).await,
         Command::Rules { command } => rules::run(command).await,
         Command::Index { command: IndexCommand::Rebuild(args) } => index::run_cli(args).await,

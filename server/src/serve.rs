@@ -34,6 +34,7 @@
 //! Whatever is left stays in the spool for the next start.
 
 mod background;
+pub mod canary;
 mod detect_metrics;
 mod index_sink;
 pub mod metrics;
@@ -98,6 +99,7 @@ pub struct Running {
     sinks: Sinks,
     notifier: Option<notify::Notifier>,
     scheduled: Option<scheduled::Scheduled>,
+    canaries: Option<canary::Canaries>,
     http_stop: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
     drain_timeout: Duration,
@@ -131,7 +133,9 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let spool_dir = config.data_dir.join("spool");
     let spool = open_spool(config).with_context(|| format!("cannot open the spool in {}", spool_dir.display()))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let edge = edge(config)?;
+    // The canaries' ingest token: made now, held only here and by the edge (as its digest).
+    let canary_token = canary::enabled(config).then(gatelog_watch::canary::internal_token);
+    let edge = edge(config, canary_token.as_deref())?;
     let receiver = ReceiverState::on_edge(config.receiver.clone(), spool.clone(), clock, edge.clone())?;
     let addr = listener.local_addr().context("cannot read the listening address")?;
     let sinks = Sinks::start(config, spool).await?;
@@ -173,6 +177,22 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         clock: sinks.clock.clone(),
     }));
 
+    // The listener is bound: a canary posted before the server accepts waits in its backlog.
+    let canaries = match canary_token {
+        Some(token) => {
+            match canary::Canaries::start(config, addr, &token, sinks.link.subscribe(), sinks.clock.clone()) {
+                Ok(c) => {
+                    receiver.metrics().register_collector(Arc::new(c.metrics()));
+                    Some(c)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot start the canaries");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
     let index_dir = config.data_dir.join("index");
     let searcher = Arc::new(Searcher::open(&index_dir, &config.clickhouse.database));
     let server = HttpServer::new(config.server.limits());
@@ -195,16 +215,35 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         Ok::<(), std::io::Error>(())
     });
     tracing::info!(%addr, clickhouse = %sinks.link.url, spool = %spool_dir.display(), "gatelog serve is listening");
-    Ok(Running { addr, sinks, notifier, scheduled, http_stop, http, drain_timeout: config.server.drain_timeout })
+    Ok(Running {
+        addr,
+        sinks,
+        notifier,
+        scheduled,
+        canaries,
+        http_stop,
+        http,
+        drain_timeout: config.server.drain_timeout,
+    })
 }
 
 /// The server's edge: the receiver's ingest tokens and `[auth]`'s tokens (the tokens file
-/// read now), `[auth.identity]`'s verifier, and who reads the operator routes without one.
-/// Logs how many tokens each role has and the identity issuers by name, never a token.
-fn edge(config: &Config) -> anyhow::Result<Edge> {
+/// read now), the canaries' in-memory ingest token, `[auth.identity]`'s verifier, and who
+/// reads the operator routes without one. Logs how many tokens each role has and the
+/// identity issuers by name, never a token.
+fn edge(config: &Config, canary_token: Option<&str>) -> anyhow::Result<Edge> {
     use gatelog_edge::auth::Role;
     let mut credentials = config.receiver.credentials();
     config.auth.credentials(&mut credentials)?;
+    if let Some(token) = canary_token {
+        if credentials.rejects_all_ingest() {
+            // The receiver's own warning no longer sees it once the canary holds a token.
+            tracing::warn!(
+                "receiver: no ingest tokens configured (receiver.tokens, or auth tokens of role ingest); every ingest request but gatelog's own canaries will be refused with 401"
+            );
+        }
+        credentials.add_token(canary::CANARY_CREDENTIAL, Role::Ingest, token);
+    }
     if let Some((first, second)) = credentials.duplicate() {
         anyhow::bail!(
             "auth: the tokens named {first:?} and {second:?} are the same token (receiver.tokens, auth.tokens, auth.tokens_file); give each its own"
@@ -265,6 +304,9 @@ impl Running {
     /// the module docs give; then reports the first failure, if any.
     pub async fn shutdown(mut self) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + self.drain_timeout;
+        if let Some(canaries) = self.canaries.take() {
+            canaries.stop().await;
+        }
         let _ = self.http_stop.send(true);
         let served = match tokio::time::timeout_at(deadline, &mut self.http).await {
             Ok(served) => Some(served),

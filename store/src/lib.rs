@@ -53,6 +53,7 @@
 //! `Code: N, e.displayText() = …` in the body, which [`StoreError`] parses.
 
 pub mod access_log;
+pub mod canary;
 pub mod config;
 pub mod deliveries;
 pub mod detection;

@@ -24,6 +24,8 @@
 //! - [`schedule`]: [`schedule::Scheduler`], the rules on their schedule inside `gatelog serve`
 //!   (windows aligned to the schedule, resumed from `detector_runs`, failures retried).
 //! - [`stats`]: [`WatchStats`], the counters `/metrics` reads.
+//! - [`canary`]: [`canary::CanaryRunner`], the synthetic decision that proves detection
+//!   operates, judged and recorded in `canary_runs`.
 //!
 //! **Where notification attaches**: an alert is opened when its `open` event is appended to
 //! `alert_events` (actor `gatelog`, written by [`runtime`] after the alert's row in `alerts`
@@ -32,6 +34,7 @@
 //! survives any crash of either side; both ids are stable across replays.
 
 pub mod backtest;
+pub mod canary;
 pub mod checkpoint;
 pub mod rules;
 pub mod runtime;

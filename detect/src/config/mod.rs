@@ -8,8 +8,11 @@
 //! cannot, with messages that name the key (`detect.deny_burst_ip.threshold: must be at
 //! least 2, got 1`). Every key, with its default, is in `examples/detect.toml`.
 
+mod canary;
 mod rules;
 mod sql_rules;
+
+pub use canary::CanaryConfig;
 
 pub use rules::{
     DenyBurstConfig, DlpConfig, NoveltyConfig, OffHoursConfig, PrivilegedConfig, RarePairConfig, RunawayConfig,
@@ -72,6 +75,8 @@ pub struct DetectConfig {
     pub runtime: RuntimeConfig,
     /// `[detect.alerts]`: how findings become alerts.
     pub alerts: AlertsConfig,
+    /// `[detect.canary]`: the synthetic decision that proves detection operates.
+    pub canary: CanaryConfig,
 }
 
 /// `[detect.runtime]`: the streaming runtime in `gatelog serve`.
@@ -192,6 +197,7 @@ impl Default for DetectConfig {
             source_silence: SilenceConfig::default(),
             runtime: RuntimeConfig::default(),
             alerts: AlertsConfig::default(),
+            canary: CanaryConfig::default(),
             rules_dir: None,
             sigma_dir: None,
             sigma_rules: crate::sigma::SigmaRules::default(),
@@ -279,7 +285,8 @@ impl DetectConfig {
         self.source_silence.validate("detect.source_silence")?;
         self.runtime.validate("detect.runtime")?;
         self.sql_rules.validate("detect.sql_rules")?;
-        self.alerts.validate("detect.alerts")
+        self.alerts.validate("detect.alerts")?;
+        self.canary.validate("detect.canary")
     }
 }
 

@@ -14,7 +14,9 @@
 //! | `dlp_exfil` | [`dlp`] | repeated DLP-matched uploads to personal hosts | recent uploads per user |
 //! | `source_silence` | [`silence`] | gaps between arrivals of a dataset/zone, on clock ticks | arrival cadence per source |
 //! | `sigma` (findings carry each Sigma rule's id) | [`crate::sigma::detector`] | the Sigma rules of `detect.sigma_dir` | correlation windows |
+//! | `canary` | [`canary`] | gatelog's own canary decisions only (the engine routes them there, always on) | none |
 
+pub(crate) mod canary;
 pub(crate) mod deny_burst;
 pub(crate) mod dlp;
 pub(crate) mod novelty;

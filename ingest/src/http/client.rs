@@ -99,6 +99,12 @@ impl Client {
         self.post("/v1/tail", delivery.to_vec()).await
     }
 
+    /// One `/v1/decisions` body: NDJSON of `AccessDecision`s, sent plain (the proxy's route;
+    /// `gatelog serve`'s canaries use it too).
+    pub async fn post_decisions(&self, ndjson: &[u8]) -> Result<Accepted, ClientError> {
+        self.post("/v1/decisions", ndjson.to_vec()).await
+    }
+
     /// GETs `path` with `params` and the token; the body of a 2xx, else `Refused`.
     pub async fn get_text(&self, path: &str, params: &[(&str, &str)]) -> Result<String, ClientError> {
         let url = self.url(path, params);

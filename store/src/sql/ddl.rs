@@ -135,6 +135,13 @@ pub fn migrations(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Migration
         statements: create_table(&ACCESS_LOG, profile, opts),
         rekey: None,
     });
+    // The canaries' runs: the evidence that monitoring operated (gatelog serve).
+    out.push(Migration {
+        version: 12,
+        name: "create_canary_runs",
+        statements: super::detection::create_plain(&super::canary::CANARY_RUNS, opts),
+        rekey: None,
+    });
     out
 }
 

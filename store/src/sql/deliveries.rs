@@ -10,7 +10,8 @@
 //!
 //! The mailer's queries:
 //! - `undelivered_opens`: `open` events (`alert_events FINAL`) of alerts with no `sent` row, of
-//!   the severities that page, oldest first: the outbox.
+//!   the severities that page, oldest first: the outbox. A canary's own alert (rule
+//!   `canary`, see `gatelog_model::canary`) never is: it is a test of monitoring, not news.
 //! - `alerts_by_ids`: those alerts as they now are (`alerts FINAL`).
 //! - `deliveries_of`: the rows of those alerts (failed attempts for the backoff, folds).
 //! - `begun_since`: alerts whose own mail was first attempted since an instant, by rule (the
@@ -22,6 +23,7 @@ use super::Statement;
 use super::detection::{ALERT_COLUMNS, HISTORY_COLUMNS, PlainTable, Val, insert_prefix, values_row};
 use super::queries::{Lit, render};
 use gatelog_model::EventId;
+use gatelog_model::canary::CANARY_RULE;
 
 pub(crate) const ALERT_DELIVERIES: PlainTable = PlainTable {
     name: "alert_deliveries",
@@ -133,7 +135,7 @@ impl DeliveryQueries {
                 "SELECT alert_id, min(at_ms) AS opened_ms FROM {db}.alert_events FINAL \
                  WHERE action = 'open' \
                  AND alert_id {not_in} (SELECT alert_id FROM {db}.alert_deliveries FINAL WHERE outcome = 'sent') \
-                 AND alert_id {in_} (SELECT alert_id FROM {db}.alerts FINAL WHERE severity IN ?) \
+                 AND alert_id {in_} (SELECT alert_id FROM {db}.alerts FINAL WHERE severity IN ? AND rule_id != '{CANARY_RULE}') \
                  GROUP BY alert_id ORDER BY opened_ms, alert_id LIMIT ?"
             ),
             alerts_by_ids: format!(

@@ -5,6 +5,7 @@
 //! placeholders or `FORMAT RowBinary`) and a self-contained variant (`exec`) with example
 //! literals and one row of typed example values, which chdb and the real 18.16 run.
 
+pub mod canary;
 mod ddl;
 pub mod deliveries;
 pub mod detection;
@@ -215,6 +216,7 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     out.extend(detection::example_statements(profile, opts, lo, hi));
     out.extend(deliveries::example_statements(opts));
     out.push(crate::access_log::example_statement(profile, opts));
+    out.extend(canary::example_statements(opts));
     out
 }
 
@@ -338,7 +340,7 @@ mod tests {
         );
         let m = migrations(SchemaProfile::Modern, &opts(None, None));
         assert_ne!(a[0].checksum(), m[0].checksum());
-        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), (1..=11).collect::<Vec<u32>>());
+        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), (1..=12).collect::<Vec<u32>>());
     }
 
     /// The checksums of migrations 1–4 as released: a database migrated by an earlier build
