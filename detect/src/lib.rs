@@ -64,7 +64,9 @@ pub use alerts::{AlertGrouper, Grouped};
 pub use arrival::Arrival;
 pub use baseline::{Assessment, Baselines, Profile};
 pub use checkpoint::{CheckpointError, EngineStats, RestoreReport};
-pub use config::{AlertsConfig, CanaryConfig, ConfigError, DetectConfig, ProfileConfig, RuntimeConfig, SqlRulesConfig};
+pub use config::{
+    AlertsConfig, CanaryConfig, ConfigError, DetectConfig, ProfileConfig, QueryLogConfig, RuntimeConfig, SqlRulesConfig,
+};
 pub use detector::{Context, Detector, Rule};
 pub use engine::{Engine, RestoreError};
 pub use sigma::{SigmaError, SigmaRules};

@@ -5,7 +5,8 @@
 //! `runaway_select` detector ([`judge`]).
 //!
 //! Pure: the scheduled job that reads `system.query_log` since its stored position and
-//! looks the decisions up is the runtime's (not built yet, see the README). Findings carry
+//! looks the decisions up is `gatelog_watch::query_log`; it asks only for queries at or
+//! above the [`floors`]. Findings carry
 //! rule id [`RULE_ID`], the dedup key `runaway_select_query_log:<principal>:<fingerprint>`,
 //! the decision's event id, and the real figures (`read_rows`, `read_bytes`,
 //! `query_duration_ms`, `result_rows`, `memory_usage`) as evidence.
@@ -32,6 +33,25 @@ pub struct QueryLogRow {
     pub result_rows: u64,
     pub memory_usage: u64,
     pub exception: String,
+}
+
+/// The lowest limit of each figure over the section and every role (a query below all four
+/// breaches none): `(read_rows, read_bytes, duration_ms, result_rows)`, what the job asks the
+/// query log for. A disabled section asks for nothing.
+pub fn floors(cfg: &RunawayConfig) -> (u64, u64, u64, u64) {
+    if !cfg.enabled {
+        return (u64::MAX, u64::MAX, u64::MAX, u64::MAX);
+    }
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let mut f = (cfg.rows_read.min(cfg.no_limit_rows_read), cfg.bytes_read.as_u64(), ms(cfg.duration), cfg.result_rows);
+    for l in cfg.roles.values() {
+        let rows = l.rows_read.unwrap_or(cfg.rows_read).min(l.no_limit_rows_read.unwrap_or(cfg.no_limit_rows_read));
+        f.0 = f.0.min(rows);
+        f.1 = f.1.min(l.bytes_read.map_or(f.1, |b| b.as_u64()));
+        f.2 = f.2.min(l.duration.map_or(f.2, ms));
+        f.3 = f.3.min(l.result_rows.unwrap_or(f.3));
+    }
+    f
 }
 
 /// The runaway finding for `row`, the query `decision` stands for, if a limit is breached.
@@ -112,6 +132,17 @@ mod tests {
         assert!(judge(&cfg, &decision(), &QueryLogRow { kind: 1, ..row(5_000) }).is_none(), "a start is no finish");
         let failed = judge(&cfg, &decision(), &QueryLogRow { kind: 4, exception: "timeout".into(), ..row(5_000) });
         assert_eq!(failed.expect("a query killed mid-way still read").evidence["exception"], "timeout");
+    }
+
+    #[test]
+    fn floors_are_the_lowest_limit_of_any_role() {
+        let mut cfg = RunawayConfig { rows_read: 1_000, no_limit_rows_read: 5_000, ..RunawayConfig::default() };
+        cfg.roles.insert("bi".into(), RunawayLimits { result_rows: Some(10), ..RunawayLimits::default() });
+        cfg.roles.insert("etl".into(), RunawayLimits { rows_read: Some(500), ..RunawayLimits::default() });
+        let (rows, _, duration_ms, result_rows) = floors(&cfg);
+        assert_eq!((rows, duration_ms, result_rows), (500, 60_000, 10));
+        let off = RunawayConfig { enabled: false, ..cfg };
+        assert_eq!(floors(&off).0, u64::MAX);
     }
 
     #[test]

@@ -39,6 +39,7 @@ mod detect_metrics;
 mod index_sink;
 pub mod metrics;
 pub mod notify;
+mod query_log;
 mod ready;
 mod scheduled;
 mod sinks;
@@ -99,6 +100,7 @@ pub struct Running {
     sinks: Sinks,
     notifier: Option<notify::Notifier>,
     scheduled: Option<scheduled::Scheduled>,
+    query_log: Option<query_log::QueryLog>,
     canaries: Option<canary::Canaries>,
     http_stop: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
@@ -167,6 +169,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     if let Some(s) = &scheduled {
         receiver.metrics().register_collector(Arc::new(s.metrics(sinks.clock.clone())));
     }
+    let query_log = query_log::QueryLog::start(config, &sinks.link, sinks.clock.clone())?;
     receiver.metrics().register_collector(Arc::new(sinks.metrics(config.index.enabled)));
     if let Some(detect) = sinks.detect_metrics() {
         receiver.metrics().register_collector(Arc::new(detect));
@@ -220,6 +223,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         sinks,
         notifier,
         scheduled,
+        query_log,
         canaries,
         http_stop,
         http,
@@ -318,6 +322,9 @@ impl Running {
         };
         tracing::info!("http listener stopped; draining the spool into the sinks");
         self.sinks.drain(deadline.saturating_duration_since(tokio::time::Instant::now()), true).await;
+        if let Some(query_log) = self.query_log.take() {
+            query_log.stop().await;
+        }
         if let Some(scheduled) = self.scheduled.take() {
             scheduled.stop().await;
         }

@@ -18,6 +18,8 @@
 //! - [`service`]: list, show, acknowledge and resolve alerts (the CLI's logic; the HTTP
 //!   routes will call the same functions).
 //! - [`backtest`]: stored history through the detectors (`gatelog detect`), nothing written.
+//! - [`query_log`]: [`query_log::QueryLogJob`], runaway SELECTs judged on the fronted
+//!   ClickHouse's `system.query_log` (`[detect.query_log]`), inside `gatelog serve`.
 //! - [`rules`]: rules as code (`rules/*.toml`, `gatelog rules list | test | run`): loading,
 //!   running a rule over stored decisions, running the fixtures in a fresh database.
 //! - [`sigma`]: Sigma rule files of `detect.sigma_dir`, loaded at start.
@@ -36,6 +38,7 @@
 pub mod backtest;
 pub mod canary;
 pub mod checkpoint;
+pub mod query_log;
 pub mod rules;
 pub mod runtime;
 pub mod schedule;

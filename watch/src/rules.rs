@@ -128,7 +128,7 @@ pub async fn run(
                     ..DetectorRun::default()
                 };
                 if let Ok(r) = &result {
-                    store_findings(store, rule, grouper, &r.findings, clock.now()).await?;
+                    store_findings(store, &rule.id, grouper, &r.findings, clock.now()).await?;
                 }
                 let stored = store.write_detector_run(&run).await;
                 stored.map_err(|source| RulesError::Store { rule: rule.id.clone(), source })?;
@@ -139,12 +139,12 @@ pub async fn run(
     Ok(report)
 }
 
-/// Stores `findings` of `rule`, groups them into alerts with `grouper`, stores the alerts
+/// Stores `findings` of rule `rule_id`, groups them into alerts with `grouper`, stores the alerts
 /// and the `open` events of new ones; returns the alerts opened. Ids derive from content,
 /// so storing the same findings again adds nothing.
 pub(crate) async fn store_findings(
     store: &Store,
-    rule: &SqlRule,
+    rule_id: &str,
     grouper: &mut AlertGrouper,
     findings: &[Finding],
     now: UnixMillis,
@@ -164,7 +164,7 @@ pub(crate) async fn store_findings(
         alerts.insert(g.alert.alert_id.clone(), g.alert);
     }
     let alerts: Vec<_> = alerts.into_values().collect();
-    let err = |source| RulesError::Store { rule: rule.id.clone(), source };
+    let err = |source| RulesError::Store { rule: rule_id.to_owned(), source };
     store.write_findings(&grouped, 0, now).await.map_err(err)?;
     store.write_alerts(&alerts, now).await.map_err(err)?;
     store.append_alert_events(&opened).await.map_err(err)?;

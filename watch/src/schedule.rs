@@ -254,7 +254,8 @@ impl Scheduler {
             let r = run_window(store, &state.rule, window, &self.config.sql_rules).await?;
             run.rows_scanned = r.rows_read;
             run.findings = r.findings.len() as u64;
-            let opened = store_findings(store, &state.rule, &mut state.grouper, &r.findings, self.clock.now()).await?;
+            let opened =
+                store_findings(store, &state.rule.id, &mut state.grouper, &r.findings, self.clock.now()).await?;
             run.duration_ms = u64::try_from(started.1.elapsed().as_millis()).unwrap_or(u64::MAX);
             store
                 .write_detector_run(&run)

@@ -9,10 +9,12 @@
 //! least 2, got 1`). Every key, with its default, is in `examples/detect.toml`.
 
 mod canary;
+mod query_log;
 mod rules;
 mod sql_rules;
 
 pub use canary::CanaryConfig;
+pub use query_log::QueryLogConfig;
 
 pub use rules::{
     DenyBurstConfig, DlpConfig, NoveltyConfig, OffHoursConfig, PrivilegedConfig, RarePairConfig, RunawayConfig,
@@ -77,6 +79,8 @@ pub struct DetectConfig {
     pub alerts: AlertsConfig,
     /// `[detect.canary]`: the synthetic decision that proves detection operates.
     pub canary: CanaryConfig,
+    /// `[detect.query_log]`: runaway SELECTs judged on the fronted server's own figures.
+    pub query_log: QueryLogConfig,
 }
 
 /// `[detect.runtime]`: the streaming runtime in `gatelog serve`.
@@ -198,6 +202,7 @@ impl Default for DetectConfig {
             runtime: RuntimeConfig::default(),
             alerts: AlertsConfig::default(),
             canary: CanaryConfig::default(),
+            query_log: QueryLogConfig::default(),
             rules_dir: None,
             sigma_dir: None,
             sigma_rules: crate::sigma::SigmaRules::default(),
@@ -286,7 +291,8 @@ impl DetectConfig {
         self.runtime.validate("detect.runtime")?;
         self.sql_rules.validate("detect.sql_rules")?;
         self.alerts.validate("detect.alerts")?;
-        self.canary.validate("detect.canary")
+        self.canary.validate("detect.canary")?;
+        self.query_log.validate("detect.query_log")
     }
 }
 

@@ -157,6 +157,9 @@ pub async fn handle(shared: Arc<Shared>, req: Request, mut pending: Pending) -> 
     }
     let id = pending.id();
     passed.push(("query_id".into(), id.clone()));
+    // Logged under that id whatever the server's default (18.16 logs nothing unless asked),
+    // so gatelog serve's query-log job can judge the query on what it really read.
+    passed.push(("log_queries".into(), "1".into()));
     if shared.log_comment_supported() {
         passed.push(("log_comment".into(), id.clone()));
     }

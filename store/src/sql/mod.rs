@@ -10,6 +10,7 @@ mod ddl;
 pub mod deliveries;
 pub mod detection;
 mod queries;
+pub mod query_log;
 mod rekey;
 mod samples;
 
@@ -217,6 +218,7 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     out.extend(deliveries::example_statements(opts));
     out.push(crate::access_log::example_statement(profile, opts));
     out.extend(canary::example_statements(opts));
+    out.extend(query_log::example_statements(db));
     out
 }
 
