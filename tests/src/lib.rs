@@ -270,6 +270,31 @@ impl Drop for Serve {
     }
 }
 
+/// Runs `gatelog serve` with `config` (a `gatelog.toml` text) and ingest token `ingest`
+/// against an unreachable ClickHouse, expecting it to refuse to start; returns its stderr.
+pub fn serve_refusal(config: &str, ingest: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("gatelog.toml");
+    std::fs::write(&file, config).expect("config");
+    let data = dir.path().join("data");
+    let out = gatelog(&[
+        "serve",
+        "--config",
+        file.to_str().expect("utf-8"),
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--clickhouse-url",
+        &format!("http://127.0.0.1:{}", free_port()),
+        "--ingest-token",
+        ingest,
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "serve started with a config it should refuse:\n{stderr}");
+    stderr
+}
+
 /// `GET {base_url}{path}`: the status and the body (0 and the error when it does not answer).
 pub async fn get(base_url: &str, path: &str) -> (u16, String) {
     match http_client().get(format!("{base_url}{path}")).timeout(std::time::Duration::from_secs(10)).send().await {

@@ -302,28 +302,10 @@ async fn identities_get_exactly_their_routes_and_attacks_none_on_the_binary() {
 /// A mapping to `ingest` is refused at start, naming the key: identities never ingest.
 #[test]
 fn an_identity_mapped_to_ingest_is_refused_at_start() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("gatelog.toml");
     let text = format!(
         "{}\n[[auth.identity.roles]]\nrole = \"ingest\"\ngroups = [\"logpush\"]\n",
         issuers_toml("auth.identity.issuers", "https://idp.test")
     );
-    std::fs::write(&config, text).expect("config");
-    let data = dir.path().join("data");
-    let out = gatelog_e2e::gatelog(&[
-        "serve",
-        "--config",
-        config.to_str().expect("utf-8"),
-        "--data-dir",
-        data.to_str().expect("utf-8"),
-        "--listen",
-        &format!("127.0.0.1:{}", free_port()),
-        "--clickhouse-url",
-        &format!("http://127.0.0.1:{}", free_port()),
-        "--ingest-token",
-        INGEST,
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = gatelog_e2e::serve_refusal(&text, INGEST);
     assert!(stderr.contains("auth.identity.roles[0].role: identity tokens never ingest"), "{stderr}");
 }

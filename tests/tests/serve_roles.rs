@@ -205,26 +205,8 @@ async fn every_route_and_role_on_the_binary_and_no_secret_in_logs_answers_or_met
 /// on the order of the configuration: serve refuses to start and names both, not the token.
 #[test]
 fn the_same_token_under_two_names_is_refused_at_start() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("gatelog.toml");
     let entry = format!("[[auth.tokens]]\nname = \"root\"\nrole = \"admin\"\nsha256 = \"{}\"\n", sha256_hex(INGEST));
-    std::fs::write(&config, entry).expect("config");
-    let data = dir.path().join("data");
-    let out = gatelog_e2e::gatelog(&[
-        "serve",
-        "--config",
-        config.to_str().expect("utf-8"),
-        "--data-dir",
-        data.to_str().expect("utf-8"),
-        "--listen",
-        &format!("127.0.0.1:{}", free_port()),
-        "--clickhouse-url",
-        &format!("http://127.0.0.1:{}", free_port()),
-        "--ingest-token",
-        INGEST,
-    ]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
+    let stderr = gatelog_e2e::serve_refusal(&entry, INGEST);
     assert!(stderr.contains("\"receiver.tokens[0]\" and \"root\" are the same token"), "{stderr}");
     assert!(!stderr.contains(INGEST), "{stderr}");
 }
