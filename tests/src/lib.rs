@@ -9,6 +9,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 pub mod edge;
+pub mod routes;
 
 /// The `gatelog` binary of this workspace, built (or found fresh) by cargo on first use.
 pub fn gatelog_bin() -> &'static Path {

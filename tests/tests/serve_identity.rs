@@ -9,6 +9,7 @@
 //! cookie (which reads, but never acts); and no token appears in a log line or an answer.
 //! A mapping to `ingest` stops serve at start, naming the key.
 
+use gatelog_e2e::routes::{ROUTES, Route};
 use gatelog_e2e::{free_port, gatelog_bin, http_client, http_requests_sample, sha256_hex};
 use gatelog_identity::testing::{LoopbackIssuer, attacks, cf_claims, claims, issuers_toml, sign};
 use jsonwebtoken::Algorithm;
@@ -17,37 +18,6 @@ use std::time::{Duration, Instant};
 
 const INGEST: &str = "identity-ingest-secret-0123456789";
 const STATIC_VIEWER: &str = "identity-static-viewer-secret-0123456789";
-
-/// Which roles may use a route, and what an allowed caller gets (no ClickHouse is reachable:
-/// the alert routes answer 503 once a caller is through).
-struct Route {
-    method: &'static str,
-    path: &'static str,
-    body: &'static str,
-    roles: &'static [&'static str],
-    allowed: u16,
-}
-
-const READERS: &[&str] = &["viewer", "responder", "auditor", "admin"];
-const RESPONDERS: &[&str] = &["responder", "admin"];
-const INGESTERS: &[&str] = &["ingest"];
-
-const ROUTES: [Route; 8] = [
-    Route { method: "POST", path: "/v1/logpush/http_requests", body: "", roles: INGESTERS, allowed: 200 },
-    Route { method: "POST", path: "/v1/tail", body: "test", roles: INGESTERS, allowed: 200 },
-    Route { method: "POST", path: "/v1/decisions", body: "{\"event_id\":\"d1\"}\n", roles: INGESTERS, allowed: 200 },
-    Route { method: "GET", path: "/v1/search?q=decision:deny", body: "", roles: READERS, allowed: 200 },
-    Route { method: "GET", path: "/v1/alerts", body: "", roles: READERS, allowed: 503 },
-    Route { method: "GET", path: "/v1/alerts/0123abcd", body: "", roles: READERS, allowed: 503 },
-    Route { method: "POST", path: "/v1/alerts/0123abcd/ack", body: "", roles: RESPONDERS, allowed: 503 },
-    Route {
-        method: "POST",
-        path: "/v1/alerts/0123abcd/resolve",
-        body: "{\"disposition\":\"benign\"}",
-        roles: RESPONDERS,
-        allowed: 503,
-    },
-];
 
 /// The group each reading role is mapped from.
 const GROUPS: [(&str, &str); 4] =
@@ -190,7 +160,11 @@ async fn identities_get_exactly_their_routes_and_attacks_none_on_the_binary() {
         who: "cloudflare cookie (responder)".into(),
         headers: vec![("cookie", format!("theme=dark; CF_Authorization={cf}"))],
         query: None,
-        expect: Box::new(|r: &Route| if r.method == "POST" { 401 } else { r.allowed }),
+        expect: Box::new(|r: &Route| match (r.method, r.roles.contains(&"responder")) {
+            ("POST", _) => 401,
+            (_, true) => r.allowed,
+            (_, false) => 403,
+        }),
     });
     let oidc_cookie =
         sign(&claims(&url, now(), "ana@example.com", &["admins"]), "rsa", Algorithm::RS256, Some("rsa-1"));

@@ -5,6 +5,7 @@
 //! (right or wrong) nor the ClickHouse password it was given appears in any log line,
 //! answer body or `/metrics`.
 
+use gatelog_e2e::routes::ROUTES;
 use gatelog_e2e::{free_port, gatelog_bin, http_client, http_requests_sample, sha256_hex};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,39 +17,6 @@ const ROLES: [&str; 5] = ["ingest", "viewer", "responder", "auditor", "admin"];
 fn token(role: &str, n: usize) -> String {
     format!("roles-{role}-secret-{n}-0123456789")
 }
-
-/// Which roles may use a route, and what an allowed caller gets (no ClickHouse is reachable:
-/// the alert routes answer 503 once a caller is through).
-struct Route {
-    method: &'static str,
-    path: &'static str,
-    body: &'static str,
-    roles: &'static [&'static str],
-    allowed: u16,
-}
-
-const READERS: &[&str] = &["viewer", "responder", "auditor", "admin"];
-const RESPONDERS: &[&str] = &["responder", "admin"];
-const INGESTERS: &[&str] = &["ingest"];
-const AUDITORS: &[&str] = &["auditor", "admin"];
-
-const ROUTES: [Route; 9] = [
-    Route { method: "POST", path: "/v1/logpush/http_requests", body: "", roles: INGESTERS, allowed: 200 },
-    Route { method: "POST", path: "/v1/tail", body: "test", roles: INGESTERS, allowed: 200 },
-    Route { method: "POST", path: "/v1/decisions", body: "{\"event_id\":\"d1\"}\n", roles: INGESTERS, allowed: 200 },
-    Route { method: "GET", path: "/v1/search?q=decision:deny", body: "", roles: READERS, allowed: 200 },
-    Route { method: "GET", path: "/v1/alerts", body: "", roles: READERS, allowed: 503 },
-    Route { method: "GET", path: "/v1/alerts/0123abcd", body: "", roles: READERS, allowed: 503 },
-    Route { method: "POST", path: "/v1/alerts/0123abcd/ack", body: "", roles: RESPONDERS, allowed: 503 },
-    Route {
-        method: "POST",
-        path: "/v1/alerts/0123abcd/resolve",
-        body: "{\"disposition\":\"benign\"}",
-        roles: RESPONDERS,
-        allowed: 503,
-    },
-    Route { method: "GET", path: "/v1/audit", body: "", roles: AUDITORS, allowed: 503 },
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_and_role_on_the_binary_and_no_secret_in_logs_answers_or_metrics() {
