@@ -16,9 +16,11 @@
 //! - [`chain`]: the hash chain over stored batches (links, heads, verification that names the
 //!   first link that disagrees); the store recomputes its facts from ClickHouse.
 //! - [`json`]: canonical JSON (sorted keys), for the manifest and the JSON rendering.
+//! - [`soc2`]: `gatelog report soc2`: each criterion's sections from the store's evidence
+//!   queries, with IPE records, reconciliations and seeded samples.
 //!
-//! Dependencies point down: `model` only. Queries run in `store`; this crate renders and
-//! signs what they return.
+//! Dependencies point down: `model` and `store` (whose read side runs every query and fills
+//! its IPE record); this crate decides what a report shows, renders and signs it.
 
 pub mod bundle;
 pub mod chain;
@@ -26,4 +28,5 @@ pub mod json;
 pub mod render;
 pub mod sample;
 pub mod sign;
+pub mod soc2;
 pub mod table;

@@ -45,6 +45,8 @@
 //! - [`period`]: [`Period`] and [`DecisionFilter`].
 //! - [`coverage`]: completeness and gaps per dataset from the batches of a period.
 //! - [`history`]: [`PrincipalHistory`] from the rows of the history query.
+//! - [`evidence`]: the queries of the SOC 2 report's criteria (`gatelog report soc2`), one
+//!   module per group of criteria.
 //!
 //! A new read query goes in [`Catalog`] (its SQL, with a row type in [`rows`]) and in
 //! [`registered`] (so `gatelog sql dump` prints it and the compatibility tests run and
@@ -53,6 +55,7 @@
 
 pub mod catalog;
 pub mod coverage;
+pub mod evidence;
 pub mod history;
 pub mod period;
 pub mod query;

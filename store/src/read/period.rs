@@ -85,6 +85,9 @@ pub struct DecisionFilter {
     pub principals: Vec<String>,
     /// Decisions whose principal held at least one of these roles.
     pub roles_any: Vec<String>,
+    /// Events of any dataset but these (gatelog's own, e.g. `gatelog_canary`, kept out of
+    /// the populations a report shows).
+    pub exclude_datasets: Vec<String>,
 }
 
 impl DecisionFilter {
@@ -95,6 +98,7 @@ impl DecisionFilter {
             && self.sources.is_empty()
             && self.principals.is_empty()
             && self.roles_any.is_empty()
+            && self.exclude_datasets.is_empty()
     }
 
     /// Only these decision outcomes.
@@ -113,6 +117,7 @@ impl DecisionFilter {
             ("sources", "has({sources}, source)", texts(self.sources.iter().map(|s| s.as_str()).collect())),
             ("principals", "has({principals}, principal)", owned(&self.principals)),
             ("roles_any", "hasAny(roles, {roles_any})", owned(&self.roles_any)),
+            ("exclude_datasets", "NOT has({exclude_datasets}, dataset)", owned(&self.exclude_datasets)),
         ];
         let mut conditions = Vec::new();
         let mut params = Vec::new();
