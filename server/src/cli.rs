@@ -46,6 +46,12 @@ pub enum Command {
         #[command(subcommand)]
         command: ClickhouseCommand,
     },
+    /// SOC 2 evidence: `report soc2 --from --to --out DIR` writes the report (HTML, Markdown,
+    /// JSON, a CSV per table) and its signed evidence bundle.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// The key that signs evidence bundles.
     Keys {
         #[command(subcommand)]
@@ -484,6 +490,50 @@ pub enum GrantsServer {
     Legacy,
     /// ClickHouse with SQL access control: CREATE USER, GRANT, REVOKE.
     Modern,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// The evidence for CC6.1–CC6.3, CC6.6, CC7.2–CC7.4 and CC8.1 over a period: every table
+    /// with its SQL, parameters, row count and reconciliations; populations as CSV with
+    /// seeded samples; a signed bundle `gatelog verify` checks. The same period over the
+    /// same data gives the same bytes; the command that regenerates it is printed.
+    Soc2(Soc2Args),
+}
+
+#[derive(Debug, Args)]
+pub struct Soc2Args {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Start of the period (event time, inclusive): RFC 3339, a date (midnight UTC) or epoch.
+    #[arg(long)]
+    pub from: String,
+    /// End of the period (exclusive).
+    #[arg(long)]
+    pub to: String,
+    /// Folder for report.html, report.md, report.json, csv/ and the bundle (created).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed of every sample (default: derived from the period, so reruns draw the same rows).
+    #[arg(long)]
+    pub seed: Option<String>,
+    /// Time every query's record shows (default: when the newest stored batch arrived, so
+    /// the same data gives the same bytes).
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// The proxy's policy file (proxy.toml): its hash, role → permission matrix and issuers
+    /// are evidenced (CC6.1) and usage is reviewed against its grants (CC6.3).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// A role whose decisions are privileged (repeatable; default `admin`).
+    #[arg(long = "privileged-role", value_name = "ROLE")]
+    pub privileged_role: Vec<String>,
+    /// Write the renderings only, without the signed bundle (no signing key needed).
+    #[arg(long)]
+    pub no_bundle: bool,
+    /// Never draw a progress bar, even on a terminal (a line per section instead).
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 /// Where the config, and with it the signing key, are.

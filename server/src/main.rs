@@ -30,6 +30,7 @@ mod index;
 mod keys;
 mod priority;
 mod proxy;
+mod report;
 mod rules;
 mod search;
 mod serve;
@@ -78,6 +79,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rules { command } => rules::run(command).await,
         Command::Index { command: IndexCommand::Rebuild(args) } => index::run_cli(args).await,
         Command::Clickhouse { command: ClickhouseCommand::Run(args) } => clickhouse::run_foreground(args).await,
+        Command::Report { command } => report::run(command).await,
         Command::Keys { command } => keys::run_keys(command),
         Command::Verify(args) => keys::run_verify(args),
         Command::Tokens { command: cli::TokensCommand::New(args) } => tokens::run_new(args),

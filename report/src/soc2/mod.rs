@@ -10,9 +10,11 @@
 //! - one module per criterion group (CC6.x access, CC7.x operations, CC8.1 change), each a
 //!   `pub async fn … (ctx: &Ctx<'_>) -> Result<Section, Soc2Error>`.
 //!
-//! Module map: [`input`] (what the caller supplies), [`tables`] (rows → tables), [`scope`].
+//! Module map: [`input`] (what the caller supplies), [`tables`] (rows → tables), [`scope`],
+//! [`output`] (the files and the signed bundle of a generated report).
 
 pub mod input;
+pub mod output;
 pub mod scope;
 pub mod tables;
 
@@ -75,6 +77,20 @@ impl Ctx<'_> {
 
 /// The section ids in report order.
 pub const SECTIONS: &[&str] = &["scope"];
+
+/// When the newest stored batch arrived: the default `as_of`, so the same data gives the same
+/// report whenever it is generated (0 when nothing is stored).
+pub async fn data_as_of(store: &Store) -> Result<gatelog_model::UnixMillis, Soc2Error> {
+    let reader = store.reader(Arc::new(gatelog_model::SystemClock));
+    let latest = reader.fetch(&reader.catalog().latest_arrival()?).await?;
+    Ok(gatelog_model::UnixMillis(latest.rows.first().map_or(0, |r| r.received_at_ms)))
+}
+
+/// The seed when none is given: derived from the period alone (`soc2:<from>/<to>`), so two
+/// runs over one period draw the same samples.
+pub fn default_seed(period: gatelog_store::read::Period) -> String {
+    format!("soc2:{}/{}", period.from().to_rfc3339(), period.to().to_rfc3339())
+}
 
 /// Builds the report for `input` from `store`.
 pub async fn generate(store: &Store, input: &Soc2Input, progress: &dyn Progress) -> Result<Report, Soc2Error> {

@@ -22,7 +22,7 @@
 
 use super::period::{DecisionFilter, MAX_MS, Period};
 use super::query::{Param, ReadQuery, Value};
-use super::rows::{BatchRow, DecisionCount, DecisionRow, EventCount, HistoryRow, ReadRow, StoreCounts};
+use super::rows::{BatchRow, DecisionCount, DecisionRow, EventCount, HistoryRow, LatestArrival, ReadRow, StoreCounts};
 use crate::StoreError;
 use crate::profile::SchemaProfile;
 use crate::sql::SchemaOptions;
@@ -204,6 +204,15 @@ impl Catalog {
         ReadQuery::new("read.event_count", self.table("decisions"), sql, params)
     }
 
+    /// When the newest stored batch arrived (0 when none): the default "as of" of a report,
+    /// so the same data gives the same report whenever it is made.
+    pub fn latest_arrival(&self) -> Result<ReadQuery<LatestArrival>, StoreError> {
+        // `received_at_ms` is a column on 18.16 and an alias of the DateTime64 on newer servers.
+        let sql =
+            format!("SELECT toInt64(max(received_at_ms)) AS received_at_ms\nFROM {}", self.table("ingest_batches"));
+        ReadQuery::new("read.latest_arrival", self.table("ingest_batches"), sql, Vec::new())
+    }
+
     /// Raw records (once per dataset and line hash), dead letters, batches (once per id).
     /// Each scalar subquery is wrapped in `ifNull(…, 0)`: ClickHouse 26.9 types a scalar
     /// subquery `Nullable`, which RowBinary would send with a null flag the row cannot decode
@@ -274,6 +283,7 @@ pub fn registered(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Registere
     register(&mut out, "", c.event_count(march, &none));
     register(&mut out, ".filtered", c.event_count(march, &filter));
     register(&mut out, "", c.store_counts());
+    register(&mut out, "", c.latest_arrival());
     super::evidence::register(&c, march, &mut out);
     out
 }

@@ -68,7 +68,7 @@ pub use coverage::{Coverage, Gap, coverage, gaps_reconciliation};
 pub use history::{Activity, PrincipalHistory, PrincipalProfile};
 pub use period::{DecisionFilter, Period};
 pub use query::{Param, ReadQuery, Value};
-pub use rows::{BatchRow, DecisionCount, DecisionRow, EventCount, HistoryRow, ReadRow, StoreCounts};
+pub use rows::{BatchRow, DecisionCount, DecisionRow, EventCount, HistoryRow, LatestArrival, ReadRow, StoreCounts};
 pub use run::{Fetched, Reader, RowStream};
 
 use crate::{Store, StoreError};

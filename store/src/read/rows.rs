@@ -243,6 +243,16 @@ impl ReadRow for EventCount {
     const COLUMNS: &'static [(&'static str, &'static str)] = &[("events", "UInt64")];
 }
 
+/// When the newest stored batch arrived (epoch milliseconds; 0 when nothing is stored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
+pub struct LatestArrival {
+    pub received_at_ms: i64,
+}
+
+impl ReadRow for LatestArrival {
+    const COLUMNS: &'static [(&'static str, &'static str)] = &[("received_at_ms", "Int64")];
+}
+
 /// What the other tables hold: raw records (once per dataset and line hash), dead letters,
 /// and stored batches (once per batch id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
