@@ -9,6 +9,7 @@
 //! | `GET /v1/alerts`, `GET /v1/alerts/{id}` | [`alerts`] | read | alerts with their state and history |
 //! | `POST /v1/alerts/{id}/ack`, `…/resolve` | [`alerts`] | respond | the transition, by the credential's name |
 //! | `GET /v1/audit?from=&to=&principal=&decision=&limit=` | [`access`] | audit | gatelog's own audit trail: who read the evidence |
+//! | `GET /v1/reports/soc2?from=&to=&format=&seed=&as_of=` | [`reports`] | audit | the SOC 2 report (html, md, json) or its signed bundle (zip) |
 //!
 //! Every handler first asks the edge for the caller ([`Edge::authorize`] with the route's
 //! [`Access`](gatelog_edge::Access): 401/403 before anything is read) and answers errors
@@ -20,6 +21,7 @@
 pub mod access;
 pub mod alerts;
 pub mod audit;
+pub mod reports;
 pub mod search;
 
 use axum::Router;
@@ -35,6 +37,8 @@ pub struct ReadState {
     pub alerts: Option<alerts::AlertsStore>,
     /// Where every answer is recorded ([`audit`]); `None` records nothing (unit tests).
     pub audit: Option<audit::Audit>,
+    /// `None`: the report route answers 404. It reads the store of [`ReadState::alerts`].
+    pub reports: Option<reports::Reports>,
 }
 
 /// Every read route, with `state` attached. No fallback route is installed, so this merges
@@ -48,7 +52,8 @@ pub fn router(state: ReadState) -> Router {
         .route("/v1/alerts/{id}", get(alerts::show))
         .route("/v1/alerts/{id}/ack", post(alerts::ack))
         .route("/v1/alerts/{id}/resolve", post(alerts::resolve))
-        .route("/v1/audit", get(access::list));
+        .route("/v1/audit", get(access::list))
+        .route("/v1/reports/soc2", get(reports::soc2));
     let routes = match audit {
         Some(audit) => routes.route_layer(axum::middleware::from_fn_with_state(audit, audit::audited)),
         None => routes,

@@ -94,7 +94,7 @@ async fn viewers_read_responders_act_as_themselves_and_transitions_are_checked()
     let (_keep, store_rx) = tokio::sync::watch::channel(Some(store.clone()));
     let clock = Arc::new(FixedClock::new(UnixMillis(NOW.0 + 1000)));
     let alerts = AlertsStore { store: store_rx, clock: clock.clone() };
-    let app = gatelog_read::router(ReadState { edge, search, alerts: Some(alerts), audit: None });
+    let app = gatelog_read::router(ReadState { edge, search, alerts: Some(alerts), audit: None, reports: None });
     let id = alert.alert_id.clone();
     let short = &id[..12];
 

@@ -61,6 +61,14 @@ fn routes() -> Vec<Route> {
             StatusCode::SERVICE_UNAVAILABLE,
         ),
         r(Method::GET, "/v1/audit", "", Access::Audit, StatusCode::SERVICE_UNAVAILABLE),
+        // No report service in this state: an allowed caller learns the route is not served.
+        r(
+            Method::GET,
+            "/v1/reports/soc2?from=2026-01-01T00:00:00Z&to=2026-02-01T00:00:00Z",
+            "",
+            Access::Audit,
+            StatusCode::NOT_FOUND,
+        ),
         r(Method::GET, "/healthz", "", Access::Operate, StatusCode::OK),
         r(Method::GET, "/readyz", "", Access::Operate, StatusCode::OK),
         r(Method::GET, "/metrics", "", Access::Operate, StatusCode::OK),
@@ -116,7 +124,7 @@ fn server(ops: OpsAccess) -> Server {
     };
     let (_, store) = tokio::sync::watch::channel(None);
     let alerts = Some(AlertsStore { store, clock });
-    let read = ReadState { edge, search, alerts, audit };
+    let read = ReadState { edge, search, alerts, audit, reports: None };
     let app = gatelog_ingest::http::router(receiver).merge(gatelog_read::router(read));
     Server { _dir: dir, app, spool }
 }

@@ -65,7 +65,7 @@ async fn generate_to_dir(
         None => soc2::data_as_of(store).await.context("cannot read when the newest batch arrived")?,
     };
     let seed = args.seed.clone().unwrap_or_else(|| soc2::default_seed(period));
-    let input = for_period(template, period, as_of, &seed, None, args.policy.as_deref());
+    let input = for_period(template, period, as_of, &seed, None);
     let started = Instant::now();
     let bar = Bar::new(args.no_progress);
     let report = soc2::generate(store, &input, &bar).await;
@@ -124,7 +124,6 @@ pub fn for_period(
     as_of: UnixMillis,
     seed: &str,
     users: Option<&Path>,
-    policy: Option<&Path>,
 ) -> Soc2Input {
     let mut parameters = vec![
         ("from".to_owned(), period.from().to_rfc3339()),
@@ -145,9 +144,7 @@ pub fn for_period(
     }
     if let Some(p) = &template.policy {
         parameters.push(("policy_sha256".to_owned(), p.sha256.clone()));
-        if let Some(path) = policy {
-            regenerate.push_str(&format!(" --policy {}", shell_quote(&path.display().to_string())));
-        }
+        regenerate.push_str(&format!(" --policy {}", shell_quote(&p.path)));
     }
     if let Some(u) = users {
         parameters.push(("users".to_owned(), u.display().to_string()));
@@ -163,6 +160,26 @@ fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
     }
+}
+
+/// The report route's service for `gatelog serve`: the configuration's template and the
+/// signing key when there is one (without it, bundles are refused and the rest is served).
+pub fn http_reports(config: &Config) -> anyhow::Result<gatelog_read::reports::Reports> {
+    let template = input_template(config, None, &[])?;
+    let path = config.signing_key_path();
+    let key = match SigningKey::load(&path) {
+        Ok(key) => Some(key),
+        Err(e) if !path.exists() => {
+            tracing::info!(path = %path.display(), "no bundle signing key: /v1/reports/soc2 serves no bundles (gatelog keys init)");
+            let _ = e;
+            None
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot load the bundle signing key: /v1/reports/soc2 serves no bundles");
+            None
+        }
+    };
+    Ok(gatelog_read::reports::Reports::new(template, key, |t, p, a, s| for_period(t, p, a, s, None)))
 }
 
 /// What the configuration says about the report's input, for any period: the privileged

@@ -209,7 +209,8 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     // gatelog's own audit trail: every read-route answer enters the spool like any decision.
     let audit =
         Some(gatelog_read::audit::Audit { edge: edge.clone(), spool: sinks.spool.clone(), clock: sinks.clock.clone() });
-    let read = gatelog_read::ReadState { edge, search, alerts, audit };
+    let reports = Some(crate::report::http_reports(config)?);
+    let read = gatelog_read::ReadState { edge, search, alerts, audit, reports };
     let app = gatelog_ingest::http::router(receiver).merge(gatelog_read::router(read));
     let (http_stop, http_rx) = watch::channel(false);
     // Bounded by server.drain_timeout once stopped (idle and slow connections included).

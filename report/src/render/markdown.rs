@@ -72,15 +72,16 @@ fn render_table(out: &mut String, table: &Table, options: RenderOptions) {
 }
 
 fn render_ipe(out: &mut String, ipe: &IpeRecord) {
+    // A reproducible report records no wall-clock duration (0): say nothing rather than 0 ms.
+    let took = if ipe.elapsed_ms > 0 { format!(" in {} ms", ipe.elapsed_ms) } else { String::new() };
     let _ = writeln!(
         out,
-        "**How this was produced (IPE):** {} {}, database `{}`, {} rows, ran at {} in {} ms.\n",
+        "**How this was produced (IPE):** {} {}, database `{}`, {} rows, ran at {}{took}.\n",
         escape(&ipe.server),
         escape(&ipe.server_version),
         ipe.database.replace('`', "'"),
         ipe.row_count,
         ipe.ran_at,
-        ipe.elapsed_ms
     );
     fenced(out, "sql", &ipe.sql);
     if !ipe.parameters.is_empty() {

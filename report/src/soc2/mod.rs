@@ -78,11 +78,13 @@ impl Ctx<'_> {
 /// The section ids in report order.
 pub const SECTIONS: &[&str] = &["scope"];
 
-/// When the newest stored batch arrived: the default `as_of`, so the same data gives the same
-/// report whenever it is generated (0 when nothing is stored).
+/// When the newest stored batch arrived (gatelog's own datasets, which keep arriving, left
+/// out): the default `as_of`, so the same data gives the same report whenever it is
+/// generated (0 when nothing is stored).
 pub async fn data_as_of(store: &Store) -> Result<gatelog_model::UnixMillis, Soc2Error> {
     let reader = store.reader(Arc::new(gatelog_model::SystemClock));
-    let latest = reader.fetch(&reader.catalog().latest_arrival()?).await?;
+    let internal: Vec<String> = INTERNAL_DATASETS.iter().map(|d| (*d).to_owned()).collect();
+    let latest = reader.fetch(&reader.catalog().latest_arrival(&internal)?).await?;
     Ok(gatelog_model::UnixMillis(latest.rows.first().map_or(0, |r| r.received_at_ms)))
 }
 

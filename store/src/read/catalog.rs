@@ -204,13 +204,17 @@ impl Catalog {
         ReadQuery::new("read.event_count", self.table("decisions"), sql, params)
     }
 
-    /// When the newest stored batch arrived (0 when none): the default "as of" of a report,
-    /// so the same data gives the same report whenever it is made.
-    pub fn latest_arrival(&self) -> Result<ReadQuery<LatestArrival>, StoreError> {
+    /// When the newest stored batch of any dataset but `exclude` arrived (0 when none): the
+    /// default "as of" of a report, so the same data gives the same report whenever it is
+    /// made (gatelog's own batches, canaries and the audit trail, keep arriving: exclude them).
+    pub fn latest_arrival(&self, exclude: &[String]) -> Result<ReadQuery<LatestArrival>, StoreError> {
         // `received_at_ms` is a column on 18.16 and an alias of the DateTime64 on newer servers.
-        let sql =
-            format!("SELECT toInt64(max(received_at_ms)) AS received_at_ms\nFROM {}", self.table("ingest_batches"));
-        ReadQuery::new("read.latest_arrival", self.table("ingest_batches"), sql, Vec::new())
+        let sql = format!(
+            "SELECT toInt64(max(received_at_ms)) AS received_at_ms\nFROM {}\nWHERE NOT has({{exclude_datasets}}, dataset)",
+            self.table("ingest_batches")
+        );
+        let params = vec![Param::new("exclude_datasets", Value::Strs(exclude.to_vec()))];
+        ReadQuery::new("read.latest_arrival", self.table("ingest_batches"), sql, params)
     }
 
     /// Raw records (once per dataset and line hash), dead letters, batches (once per id).
@@ -283,7 +287,7 @@ pub fn registered(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Registere
     register(&mut out, "", c.event_count(march, &none));
     register(&mut out, ".filtered", c.event_count(march, &filter));
     register(&mut out, "", c.store_counts());
-    register(&mut out, "", c.latest_arrival());
+    register(&mut out, "", c.latest_arrival(&["gatelog".to_owned(), "gatelog_canary".to_owned()]));
     super::evidence::register(&c, march, &mut out);
     out
 }
