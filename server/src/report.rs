@@ -8,12 +8,12 @@ use crate::clickhouse::Target;
 use crate::config::Config;
 use anyhow::Context;
 use gatelog_model::UnixMillis;
-use gatelog_report::sign::SigningKey;
+use gatelog_report::sign::{KeyFiles, SigningKey};
 use gatelog_report::soc2::{self, DetectorFacts, PolicyFacts, RoleGrants, Soc2Input, output};
 use gatelog_store::read::Period;
 use sha2::{Digest, Sha256};
 use std::io::IsTerminal as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -46,33 +46,50 @@ async fn soc2_command(args: Soc2Args) -> anyhow::Result<ExitCode> {
     };
     let template = input_template(&config, args.policy.as_deref(), &args.privileged_role)?;
     let target = Target::connect_beside_serve(&config).await?;
-    let result = generate_to_dir(&target.store, template, &args, period, key.as_ref()).await;
+    let result = async {
+        let store = &target.store;
+        let as_of = match &args.as_of {
+            Some(t) => parse_time("--as-of", t)?,
+            None => soc2::data_as_of(store).await.context("cannot read when the newest batch arrived")?,
+        };
+        let seed = args.seed.clone().unwrap_or_else(|| soc2::default_seed(period));
+        let input = for_period(template, period, as_of, &seed, None);
+        let public = KeyFiles::for_private(&key_path).public;
+        let public = public.exists().then_some(public.as_path());
+        write_report(store, &input, &args.out, key.as_ref(), public, args.no_progress).await
+    }
+    .await;
     target.shutdown().await;
-    let summary = result?;
-    crate::print_stdout(&summary)?;
+    let written = result?;
+    crate::print_stdout(&written.summary)?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn generate_to_dir(
+/// What [`write_report`] wrote.
+pub struct Written {
+    /// What to print: counts, reconciliations, the bundle and how to verify and regenerate.
+    pub summary: String,
+    pub html: PathBuf,
+    pub bundle: Option<PathBuf>,
+}
+
+/// Generates the report for `input` and writes its renderings (and, with `key`, its signed
+/// bundle) into `out`.
+pub async fn write_report(
     store: &gatelog_store::Store,
-    template: Soc2Input,
-    args: &Soc2Args,
-    period: Period,
+    input: &Soc2Input,
+    out: &Path,
     key: Option<&SigningKey>,
-) -> anyhow::Result<String> {
-    let as_of = match &args.as_of {
-        Some(t) => parse_time("--as-of", t)?,
-        None => soc2::data_as_of(store).await.context("cannot read when the newest batch arrived")?,
-    };
-    let seed = args.seed.clone().unwrap_or_else(|| soc2::default_seed(period));
-    let input = for_period(template, period, as_of, &seed, None);
+    public_key_file: Option<&Path>,
+    no_progress: bool,
+) -> anyhow::Result<Written> {
+    let (period, as_of) = (input.period, input.as_of);
     let started = Instant::now();
-    let bar = Bar::new(args.no_progress);
-    let report = soc2::generate(store, &input, &bar).await;
+    let bar = Bar::new(no_progress);
+    let report = soc2::generate(store, input, &bar).await;
     bar.0.finish_and_clear();
     let report = report.context("cannot generate the report")?;
     let files = output::render_files(&report).context("cannot render the report")?;
-    let out = &args.out;
     std::fs::create_dir_all(out.join("csv")).with_context(|| format!("cannot create {}", out.display()))?;
     for (path, bytes) in &files {
         let dest = out.join(path);
@@ -99,21 +116,26 @@ async fn generate_to_dir(
     for f in &failed {
         summary.push_str(&format!("{f}\n"));
     }
+    let mut bundle_path = None;
     if let Some(key) = key {
         let bundle = output::bundle(&report, &files, None, key).context("cannot build the bundle")?;
         let path = out.join(output::bundle_name(period.from(), period.to()));
+        bundle_path = Some(path.clone());
         std::fs::write(&path, &bundle).with_context(|| format!("cannot write {}", path.display()))?;
         summary.push_str(&format!(
-            "bundle: {} ({} bytes, signed by {})\nverify: gatelog verify {} --public-key \"{}\"\n",
+            "bundle: {} ({} bytes, signed by {})\nverify: gatelog verify {} --public-key {}\n",
             path.display(),
             bundle.len(),
             key.public_key().fingerprint(),
             path.display(),
-            key.public_key().to_openssh(key.comment()).trim()
+            public_key_file.map_or_else(
+                || format!("\"{}\"", key.public_key().to_openssh(key.comment()).trim()),
+                |p| p.display().to_string()
+            ),
         ));
     }
     summary.push_str(&format!("regenerate: {}\n", report.regenerate));
-    Ok(summary)
+    Ok(Written { summary, html: out.join("report.html"), bundle: bundle_path })
 }
 
 /// The input for one period from the configuration's template: the period, as-of and seed,

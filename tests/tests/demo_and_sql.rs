@@ -143,6 +143,14 @@ async fn demo_posts_every_dataset_over_http_serves_until_sigterm_and_leaves_no_s
     }
     assert!(stdout.contains("gatelog search --data-dir"), "{stdout}");
     assert!(stdout.contains("curl 'http://127.0.0.1:"), "the ClickHouse query examples: {stdout}");
+    // The sample period's SOC 2 report: written, signed with a key made for the demo, verified
+    // by the demo itself, and again here with the command it printed.
+    assert!(stdout.contains("verified: the signature and all "), "{stdout}");
+    let verify_line = stdout.lines().find_map(|l| l.trim().strip_prefix("verify: gatelog ")).expect("a verify command");
+    let verify_args: Vec<&str> = verify_line.split_whitespace().collect();
+    let verified = gatelog_e2e::gatelog(&verify_args);
+    assert!(verified.status.success(), "{}", gatelog_e2e::describe(&verified));
+    assert!(stdout.contains("open the report: file:///"), "{stdout}");
     // Where the alert e-mails went: .eml files under the data dir (no SMTP server configured),
     // one per mail the demo counts.
     let outbox = data_dir.join("outbox");
