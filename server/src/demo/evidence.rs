@@ -32,9 +32,8 @@ pub async fn evidence(config: &Config, store: &Store) -> anyhow::Result<String> 
     let as_of = soc2::data_as_of(store).await?;
     let template = input_template(config, None, &[])?;
     let input = for_period(template, period, as_of, &soc2::default_seed(period), None);
-    let dir = config.data_dir.join("reports").join(
-        gatelog_report::soc2::output::bundle_name(period.from(), period.to()).trim_end_matches(".zip").to_owned(),
-    );
+    let name = gatelog_report::soc2::output::bundle_name(period.from(), period.to());
+    let dir = config.data_dir.join("reports").join(name.trim_end_matches(".zip"));
     let dir = std::path::absolute(&dir).unwrap_or(dir);
     let public = KeyFiles::for_private(&key_path).public;
     let written = write_report(store, &input, &dir, Some(&key), Some(&public), true).await?;
