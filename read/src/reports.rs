@@ -114,13 +114,17 @@ pub(crate) async fn soc2(
         };
         let seed = p.seed.filter(|s| !s.is_empty()).unwrap_or_else(|| soc2::default_seed(period));
         let input = (reports.for_period)((*reports.template).clone(), period, as_of, &seed);
-        let report = soc2::generate(&store, &input, &NoProgress).await.map_err(|e| match e {
+        let spill = tempfile::tempdir()
+            .map_err(|e| ApiError::unavailable(5, "the report could not be generated", format!("report: temp dir: {e}")))?;
+        let report = soc2::generate(&store, &input, spill.path(), &NoProgress).await.map_err(|e| match e {
             soc2::Soc2Error::Store(_) => unavailable(e),
             other => ApiError::unavailable(5, "the report could not be generated", format!("report: {other}")),
         })?;
         let internal = |e: String| ApiError::unavailable(5, "the report could not be rendered", format!("report: {e}"));
         let files = output::render_files(&report).map_err(|e| internal(e.to_string()))?;
-        let pick = |name: &str| files.iter().find(|(p, _)| p == name).map(|(_, b)| b.clone()).unwrap_or_default();
+        let pick = |name: &str| {
+            files.iter().find(|(p, _)| p == name).and_then(|(_, c)| c.read().ok()).map(|b| b.into_owned()).unwrap_or_default()
+        };
         let (body, content_type, attachment) = match format {
             Format::Html => (pick("report.html"), "text/html; charset=utf-8", None),
             Format::Markdown => (pick("report.md"), "text/markdown; charset=utf-8", None),

@@ -89,6 +89,17 @@ pub struct SampleSpec {
     pub redraw_sql: String,
 }
 
+/// A population too large to hold: its rows are in a CSV file written while the query was
+/// streamed ([`crate::soc2::population`]); the table keeps the first rows as a preview.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Spilled {
+    /// Rows in the file (the population's size).
+    pub rows: u64,
+    /// The CSV file (`csv/<id>.csv` in the bundle), written in the CSV rendering's format.
+    #[serde(skip)]
+    pub path: std::path::PathBuf,
+}
+
 /// A population or a sample: rows, and how they were produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Table {
@@ -100,6 +111,9 @@ pub struct Table {
     pub rows: Vec<Vec<Cell>>,
     pub ipe: IpeRecord,
     pub sample: Option<SampleSpec>,
+    /// Set when `rows` is only a preview and every row is in a CSV file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spilled: Option<Spilled>,
 }
 
 /// Why a table or report is malformed.
@@ -139,7 +153,12 @@ impl Table {
         Ok(())
     }
 
-    fn column(&self, name: &str) -> Result<usize, TableError> {
+    /// Rows in the table: the population's size even when only a preview is held.
+    pub fn total_rows(&self) -> u64 {
+        self.spilled.as_ref().map_or(self.rows.len() as u64, |s| s.rows)
+    }
+
+    pub(crate) fn column(&self, name: &str) -> Result<usize, TableError> {
         self.columns
             .iter()
             .position(|c| c.name == name)
@@ -162,34 +181,52 @@ impl Table {
         let ids: Vec<String> = self.rows.iter().map(|r| r[col].display()).collect();
         let size = sample::sample_size(frequency, risk, ids.len() as u64);
         let drawn = sample::draw(seed, ids.iter().map(String::as_str), size).map_err(sample_err)?;
+        let picked = drawn.into_iter().map(|d| (d.rank, self.rows[d.index].clone())).collect();
+        self.sample_of(id, id_column, seed, frequency, risk, picked)
+    }
+
+    /// The sample table of this population from rows already drawn (`(rank, row)` in rank
+    /// order): what [`Table::sample`] and a streamed population's sampler both build.
+    pub(crate) fn sample_of(
+        &self,
+        id: &str,
+        id_column: &str,
+        seed: &str,
+        frequency: Frequency,
+        risk: Risk,
+        picked: Vec<(String, Vec<Cell>)>,
+    ) -> Result<Table, TableError> {
+        let sample_err = |source| TableError::Sample { table: self.id.clone(), source };
+        let population = self.total_rows();
+        let size = sample::sample_size(frequency, risk, population);
         let redraw_sql = sample::redraw_sql(&self.ipe.sql, id_column, seed, size).map_err(sample_err)?;
         let mut columns = vec![Column::new("sample_rank", "SHA-256(seed ‖ id), lower-case hex: the draw order")];
         columns.extend(self.columns.iter().cloned());
-        let rows = drawn
-            .iter()
-            .map(|d| {
-                let mut row = vec![Cell::Text(d.rank.clone())];
-                row.extend(self.rows[d.index].iter().cloned());
+        let drawn = picked.len();
+        let rows = picked
+            .into_iter()
+            .map(|(rank, cells)| {
+                let mut row = vec![Cell::Text(rank)];
+                row.extend(cells);
                 row
             })
             .collect();
         let mut ipe = self.ipe.clone();
         ipe.sql = redraw_sql.clone();
-        ipe.row_count = drawn.len() as u64;
+        ipe.row_count = drawn as u64;
+        ipe.reconciliations = Vec::new();
         Ok(Table {
             id: id.to_owned(),
             title: format!("Sample of {}", self.title),
             description: format!(
-                "{} of {} rows, drawn with seed {seed:?}: the rows of lowest SHA-256(seed ‖ {id_column}).",
-                drawn.len(),
-                self.rows.len()
+                "{drawn} of {population} rows, drawn with seed {seed:?}: the rows of lowest SHA-256(seed ‖ {id_column})."
             ),
             columns,
             rows,
             ipe,
             sample: Some(SampleSpec {
                 population: self.id.clone(),
-                population_size: self.rows.len() as u64,
+                population_size: population,
                 id_column: id_column.to_owned(),
                 seed: seed.to_owned(),
                 frequency,
@@ -197,6 +234,7 @@ impl Table {
                 size,
                 redraw_sql,
             }),
+            spilled: None,
         })
     }
 }

@@ -70,6 +70,7 @@ pub fn demo_report() -> Report {
         rows,
         ipe: ipe(sql, 300, true),
         sample: None,
+        spilled: None,
     };
     let sample = population
         .sample("cc6.1-privileged-decisions-sample", "event_id", "2026Q1-cc6.1", Frequency::Recurring, Risk::Higher)
@@ -102,7 +103,9 @@ pub fn demo_report() -> Report {
 fn hostile_text_stays_text_in_every_format() {
     let report = demo_report();
     let files = render::files(&report, RenderOptions::default()).unwrap();
-    let get = |name: &str| String::from_utf8(files.iter().find(|(n, _)| n == name).unwrap().1.clone()).unwrap();
+    let get = |name: &str| {
+        String::from_utf8(files.iter().find(|(n, _)| n == name).unwrap().1.read().unwrap().into_owned()).unwrap()
+    };
 
     let html = get("report.html");
     assert!(!html.contains("<script>") && !html.contains("<img"), "unescaped markup in the HTML");

@@ -8,6 +8,7 @@ use crate::clickhouse::Target;
 use crate::config::Config;
 use anyhow::Context;
 use gatelog_model::UnixMillis;
+use gatelog_report::render::Content;
 use gatelog_report::sign::{KeyFiles, SigningKey};
 use gatelog_report::soc2::{self, DetectorFacts, PolicyFacts, RoleGrants, Soc2Input, output};
 use gatelog_store::read::Period;
@@ -86,14 +87,19 @@ pub async fn write_report(
     let (period, as_of) = (input.period, input.as_of);
     let started = Instant::now();
     let bar = Bar::new(no_progress);
-    let report = soc2::generate(store, input, &bar).await;
+    let spill = tempfile::tempdir().context("cannot create a temporary folder for large populations")?;
+    let report = soc2::generate(store, input, spill.path(), &bar).await;
     bar.0.finish_and_clear();
     let report = report.context("cannot generate the report")?;
     let files = output::render_files(&report).context("cannot render the report")?;
     std::fs::create_dir_all(out.join("csv")).with_context(|| format!("cannot create {}", out.display()))?;
-    for (path, bytes) in &files {
+    for (path, content) in &files {
         let dest = out.join(path);
-        std::fs::write(&dest, bytes).with_context(|| format!("cannot write {}", dest.display()))?;
+        match content {
+            Content::Bytes(bytes) => std::fs::write(&dest, bytes).map(|_| ()),
+            Content::File(file) => std::fs::copy(file, &dest).map(|_| ()),
+        }
+        .with_context(|| format!("cannot write {}", dest.display()))?;
     }
     let mut summary = format!(
         "report soc2 for {} (data as of {}) in {:.1} s: {} sections, {} tables, {} files in {}\n",

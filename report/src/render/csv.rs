@@ -21,15 +21,53 @@ pub fn guard(text: &str) -> std::borrow::Cow<'_, str> {
 
 pub fn render(table: &Table) -> Result<Vec<u8>, RenderError> {
     table.validate()?;
-    let err = |e: csv::Error| RenderError::Csv { table: table.id.clone(), message: e.to_string() };
-    let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(Vec::new());
-    w.write_record(table.columns.iter().map(|c| guard(&c.name).into_owned())).map_err(err)?;
+    let mut w = Writer::new(&table.id, Vec::new(), table.columns.iter().map(|c| c.name.as_str()))?;
     for row in &table.rows {
-        w.write_record(row.iter().map(|cell| match cell {
+        w.row(row)?;
+    }
+    w.finish()
+}
+
+/// Writes one table's CSV row by row (the same bytes [`render`] gives), so a population
+/// streamed from the store never has to be held whole.
+pub struct Writer<W: std::io::Write> {
+    table: String,
+    inner: csv::Writer<W>,
+}
+
+impl<W: std::io::Write> std::fmt::Debug for Writer<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("csv::Writer").field("table", &self.table).finish()
+    }
+}
+
+impl<W: std::io::Write> Writer<W> {
+    /// A writer that has written the header.
+    pub fn new<'a>(table: &str, out: W, columns: impl IntoIterator<Item = &'a str>) -> Result<Self, RenderError> {
+        let inner = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(out);
+        let mut w = Writer { table: table.to_owned(), inner };
+        let header: Vec<String> = columns.into_iter().map(|c| guard(c).into_owned()).collect();
+        w.inner.write_record(&header).map_err(|e| w.err(e.to_string()))?;
+        Ok(w)
+    }
+
+    fn err(&self, message: String) -> RenderError {
+        RenderError::Csv { table: self.table.clone(), message }
+    }
+
+    pub fn row(&mut self, row: &[Cell]) -> Result<(), RenderError> {
+        let cells = row.iter().map(|cell| match cell {
             Cell::Text(t) => guard(t).into_owned(),
             other => other.display(),
-        }))
-        .map_err(err)?;
+        });
+        self.inner
+            .write_record(cells)
+            .map_err(|e| RenderError::Csv { table: self.table.clone(), message: e.to_string() })
     }
-    w.into_inner().map_err(|e| RenderError::Csv { table: table.id.clone(), message: e.to_string() })
+
+    /// Flushes and returns the output.
+    pub fn finish(self) -> Result<W, RenderError> {
+        let table = self.table;
+        self.inner.into_inner().map_err(|e| RenderError::Csv { table, message: e.to_string() })
+    }
 }

@@ -35,7 +35,7 @@ struct TableView<'a> {
     csv: String,
     columns: Vec<&'a str>,
     rows: Vec<Vec<CellView>>,
-    total_rows: usize,
+    total_rows: u64,
     failed: usize,
 }
 
@@ -69,7 +69,7 @@ pub fn render(report: &Report, options: RenderOptions) -> Result<String, RenderE
                                 .collect()
                         })
                         .collect(),
-                    total_rows: t.rows.len(),
+                    total_rows: t.total_rows(),
                     failed: t.ipe.failed().count(),
                 })
                 .collect();

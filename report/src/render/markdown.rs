@@ -53,7 +53,7 @@ fn render_table(out: &mut String, table: &Table, options: RenderOptions) {
         out,
         "\n{} of {} rows shown; every row is in `{}`.\n",
         shown,
-        table.rows.len(),
+        table.total_rows(),
         super::csv::file_name(table)
     );
     if let Some(s) = &table.sample {

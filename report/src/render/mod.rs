@@ -41,17 +41,38 @@ impl Default for RenderOptions {
     }
 }
 
+/// A rendered file's content: in memory, or (a spilled population's CSV) on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    Bytes(Vec<u8>),
+    File(std::path::PathBuf),
+}
+
+impl Content {
+    /// The bytes (read from disk for a file).
+    pub fn read(&self) -> std::io::Result<std::borrow::Cow<'_, [u8]>> {
+        match self {
+            Content::Bytes(b) => Ok(b.as_slice().into()),
+            Content::File(p) => std::fs::read(p).map(Into::into),
+        }
+    }
+}
+
 /// Every rendering as bundle files: `report.html`, `report.md`, `report.json`, and
-/// `csv/<table id>.csv` per table, sorted by path.
-pub fn files(report: &Report, options: RenderOptions) -> Result<Vec<(String, Vec<u8>)>, RenderError> {
+/// `csv/<table id>.csv` per table (a spilled population's file as it is), sorted by path.
+pub fn files(report: &Report, options: RenderOptions) -> Result<Vec<(String, Content)>, RenderError> {
     report.validate()?;
     let mut out = vec![
-        ("report.html".to_owned(), html::render(report, options)?.into_bytes()),
-        ("report.md".to_owned(), markdown::render(report, options).into_bytes()),
-        ("report.json".to_owned(), json::render(report)?),
+        ("report.html".to_owned(), Content::Bytes(html::render(report, options)?.into_bytes())),
+        ("report.md".to_owned(), Content::Bytes(markdown::render(report, options).into_bytes())),
+        ("report.json".to_owned(), Content::Bytes(json::render(report)?)),
     ];
     for table in report.tables() {
-        out.push((csv::file_name(table), csv::render(table)?));
+        let content = match &table.spilled {
+            Some(s) => Content::File(s.path.clone()),
+            None => Content::Bytes(csv::render(table)?),
+        };
+        out.push((csv::file_name(table), content));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)

@@ -11,10 +11,12 @@
 //!   `pub async fn … (ctx: &Ctx<'_>) -> Result<Section, Soc2Error>`.
 //!
 //! Module map: [`input`] (what the caller supplies), [`tables`] (rows → tables), [`scope`],
-//! [`output`] (the files and the signed bundle of a generated report).
+//! [`output`] (the files and the signed bundle of a generated report), [`population`] (a
+//! population of any size streamed into a table and its seeded sample).
 
 pub mod input;
 pub mod output;
+pub mod population;
 pub mod scope;
 pub mod tables;
 
@@ -33,6 +35,8 @@ pub enum Soc2Error {
     Store(#[from] StoreError),
     #[error("{0}")]
     Table(#[from] TableError),
+    #[error("{0}")]
+    Render(#[from] crate::render::RenderError),
     /// Bad input from the caller (a users export, a policy), named.
     #[error("{0}")]
     Input(String),
@@ -57,6 +61,9 @@ impl Progress for NoProgress {
 pub struct Ctx<'a> {
     pub reader: Reader,
     pub input: &'a Soc2Input,
+    /// Where populations too large to hold are written ([`population`]); the caller keeps it
+    /// until the report's files are written or bundled.
+    pub spill_dir: &'a std::path::Path,
 }
 
 impl std::fmt::Debug for Ctx<'_> {
@@ -95,8 +102,15 @@ pub fn default_seed(period: gatelog_store::read::Period) -> String {
 }
 
 /// Builds the report for `input` from `store`.
-pub async fn generate(store: &Store, input: &Soc2Input, progress: &dyn Progress) -> Result<Report, Soc2Error> {
-    let ctx = Ctx { reader: store.reader(Arc::new(FixedClock::new(input.as_of))), input };
+/// Large populations are written to files in `spill_dir` (see [`population`]), which the
+/// returned report refers to.
+pub async fn generate(
+    store: &Store,
+    input: &Soc2Input,
+    spill_dir: &std::path::Path,
+    progress: &dyn Progress,
+) -> Result<Report, Soc2Error> {
+    let ctx = Ctx { reader: store.reader(Arc::new(FixedClock::new(input.as_of))), input, spill_dir };
     let total = SECTIONS.len();
     let mut sections: Vec<Section> = Vec::with_capacity(total);
     for (index, id) in SECTIONS.iter().enumerate() {

@@ -3,14 +3,14 @@
 
 use crate::bundle::{BundleBuilder, BundleError};
 use crate::chain::ChainHead;
-use crate::render::{self, RenderError, RenderOptions};
+use crate::render::{self, Content, RenderError, RenderOptions};
 use crate::sign::SigningKey;
 use crate::table::Report;
 use gatelog_model::UnixMillis;
 
-/// The renderings of `report`: `report.html`, `report.md`, `report.json`, `csv/<table>.csv`,
-/// sorted by path.
-pub fn render_files(report: &Report) -> Result<Vec<(String, Vec<u8>)>, RenderError> {
+/// The renderings of `report`: `report.html`, `report.md`, `report.json`, `csv/<table>.csv`
+/// (a spilled population's CSV stays on disk), sorted by path.
+pub fn render_files(report: &Report) -> Result<Vec<(String, Content)>, RenderError> {
     render::files(report, RenderOptions::default())
 }
 
@@ -18,7 +18,7 @@ pub fn render_files(report: &Report) -> Result<Vec<(String, Vec<u8>)>, RenderErr
 /// head go into the manifest. Same report, same key: the same bytes.
 pub fn bundle(
     report: &Report,
-    files: &[(String, Vec<u8>)],
+    files: &[(String, Content)],
     chain_head: Option<ChainHead>,
     key: &SigningKey,
 ) -> Result<Vec<u8>, BundleError> {
@@ -32,8 +32,11 @@ pub fn bundle(
     if let Some(head) = chain_head {
         b.chain_head(head);
     }
-    for (path, bytes) in files {
-        b.add_bytes(path, bytes.clone())?;
+    for (path, content) in files {
+        match content {
+            Content::Bytes(bytes) => b.add_bytes(path, bytes.clone())?,
+            Content::File(file) => b.add_file(path, file)?,
+        };
     }
     b.to_bytes(key)
 }

@@ -8,7 +8,8 @@ use serde::Serialize;
 use super::Soc2Error;
 
 /// A table of `rows` (any serde-serialisable row: fields are looked up by `columns`' names).
-/// Integer fields named `*_ms` are epoch milliseconds and print as RFC 3339 UTC text.
+/// Integer fields named `*_ms` are epoch milliseconds and print as RFC 3339 UTC text, unless
+/// the name says it is a duration ([`is_timestamp`]).
 pub fn from_rows<R: Serialize>(
     id: &str,
     title: &str,
@@ -32,7 +33,15 @@ pub fn from_rows<R: Serialize>(
         rows: out,
         ipe,
         sample: None,
+        spilled: None,
     })
+}
+
+/// Whether a column holds epoch milliseconds: named `*_ms` and not a duration (`duration`,
+/// `latency`, `elapsed`, `lag`, `delay`, `took`, `age`, `skew`, `time_to_…` in the name).
+pub fn is_timestamp(name: &str) -> bool {
+    const DURATIONS: [&str; 9] = ["duration", "latency", "elapsed", "lag", "delay", "took", "age", "skew", "time_to_"];
+    name.ends_with("_ms") && !DURATIONS.iter().any(|d| name.contains(d))
 }
 
 /// One cell from one JSON value; see [`from_rows`] for `*_ms`.
@@ -41,7 +50,7 @@ pub fn cell(name: &str, v: &serde_json::Value) -> Cell {
     match v {
         J::Null => Cell::Null,
         J::Bool(b) => Cell::Bool(*b),
-        J::Number(n) if name.ends_with("_ms") => match n.as_i64() {
+        J::Number(n) if is_timestamp(name) => match n.as_i64() {
             Some(0) => Cell::Null,
             Some(ms) => Cell::Text(UnixMillis(ms).to_rfc3339()),
             None => Cell::Text(n.to_string()),
@@ -76,5 +85,21 @@ pub fn computed(what: &str, as_of: UnixMillis, rows: u64) -> IpeRecord {
         ran_at: as_of,
         elapsed_ms: 0,
         reconciliations: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_print_as_rfc3339_and_durations_as_numbers() {
+        let ms = serde_json::json!(1_767_225_600_000_i64);
+        assert_eq!(cell("time_ms", &ms), Cell::Text("2026-01-01T00:00:00.000Z".into()));
+        assert_eq!(cell("first_seen_ms", &ms), Cell::Text("2026-01-01T00:00:00.000Z".into()));
+        for duration in ["duration_ms", "time_to_ack_ms", "latency_ms", "elapsed_ms"] {
+            assert_eq!(cell(duration, &serde_json::json!(1500)), Cell::UInt(1500), "{duration}");
+        }
+        assert_eq!(cell("roles", &serde_json::json!(["a", "b"])), Cell::Text("a, b".into()));
     }
 }
