@@ -62,11 +62,7 @@ async fn a_large_population_spills_to_csv_and_samples_as_if_whole() {
     let period = Period::new(UnixMillis(START_MS), UnixMillis(START_MS + SPAN_MS)).unwrap();
     let input = input(period);
     let spill = tempfile::tempdir().unwrap();
-    let ctx = Ctx {
-        reader: store.reader(Arc::new(gatelog_model::FixedClock::new(input.as_of))),
-        input: &input,
-        spill_dir: spill.path(),
-    };
+    let ctx = Ctx::new(store.reader(Arc::new(gatelog_model::FixedClock::new(input.as_of))), &input, spill.path());
     let filter =
         DecisionFilter { roles_any: vec!["role0".into(), "role1".into(), "role2".into()], ..ctx.population_filter() };
     let spec = Population {

@@ -24,7 +24,7 @@ pub use input::{DetectorFacts, INTERNAL_DATASETS, PolicyFacts, RoleGrants, Soc2I
 
 use crate::table::{Report, Section, TableError};
 use gatelog_model::FixedClock;
-use gatelog_store::read::{DecisionFilter, Reader};
+use gatelog_store::read::{DecisionFilter, PendingReconciliation, Reader};
 use gatelog_store::{Store, StoreError};
 use std::sync::Arc;
 
@@ -64,6 +64,8 @@ pub struct Ctx<'a> {
     /// Where populations too large to hold are written ([`population`]); the caller keeps it
     /// until the report's files are written or bundled.
     pub spill_dir: &'a std::path::Path,
+    /// Figures to reconcile once every section is built, in one pass ([`Ctx::reconcile_later`]).
+    pending: std::sync::Mutex<Vec<(String, PendingReconciliation)>>,
 }
 
 impl std::fmt::Debug for Ctx<'_> {
@@ -72,7 +74,37 @@ impl std::fmt::Debug for Ctx<'_> {
     }
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A context for sections over `reader` (its clock fixed at `input.as_of`).
+    pub fn new(reader: Reader, input: &'a Soc2Input, spill_dir: &'a std::path::Path) -> Self {
+        Ctx { reader, input, spill_dir, pending: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    /// Reconciles `figure` (a number table `table_id` shows) against the independent count of
+    /// the period's events passing `filter`, after every section is built: [`generate`] runs
+    /// all of them in one query (one grouping of the period's events, however many figures)
+    /// and adds each result to its table's record. `name` is the check's name, `what` says
+    /// what the figure is.
+    pub fn reconcile_later(&self, table_id: &str, name: &str, what: &str, figure: u64, filter: DecisionFilter) {
+        let item = PendingReconciliation { name: name.to_owned(), what: what.to_owned(), figure, filter };
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((table_id.to_owned(), item));
+    }
+
+    /// Runs the pending reconciliations and adds each to its table in `sections`.
+    pub async fn reconcile_pending(&self, sections: &mut [Section]) -> Result<(), Soc2Error> {
+        let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let items: Vec<PendingReconciliation> = pending.iter().map(|(_, i)| i.clone()).collect();
+        let results = self.reader.reconcile_many(self.input.period, &items).await?;
+        for ((table_id, _), result) in pending.iter().zip(results) {
+            let table =
+                sections.iter_mut().flat_map(|s| s.tables.iter_mut()).find(|t| &t.id == table_id).ok_or_else(|| {
+                    Soc2Error::Internal(format!("a reconciliation for table {table_id}, which no section has"))
+                })?;
+            table.ipe.reconciliations.push(result);
+        }
+        Ok(())
+    }
+
     /// The filter every population starts from: all events but gatelog's own datasets.
     pub fn population_filter(&self) -> DecisionFilter {
         DecisionFilter {
@@ -110,7 +142,7 @@ pub async fn generate(
     spill_dir: &std::path::Path,
     progress: &dyn Progress,
 ) -> Result<Report, Soc2Error> {
-    let ctx = Ctx { reader: store.reader(Arc::new(FixedClock::new(input.as_of))), input, spill_dir };
+    let ctx = Ctx::new(store.reader(Arc::new(FixedClock::new(input.as_of))), input, spill_dir);
     let total = SECTIONS.len();
     let mut sections: Vec<Section> = Vec::with_capacity(total);
     for (index, id) in SECTIONS.iter().enumerate() {
@@ -121,6 +153,8 @@ pub async fn generate(
         };
         sections.push(section);
     }
+    progress.section(total, total + 1, "reconciliations");
+    ctx.reconcile_pending(&mut sections).await?;
     let report = Report {
         title: "SOC 2 evidence: access decisions".to_owned(),
         period: format!("{} – {}", input.period.from().to_rfc3339(), input.period.to().to_rfc3339()),

@@ -9,20 +9,17 @@ use gatelog_store::read::DecisionCount;
 pub async fn section(ctx: &Ctx<'_>) -> Result<Section, Soc2Error> {
     let period = ctx.input.period;
     let counts = ctx.reader.fetch(&ctx.reader.catalog().decision_counts(period)?).await?;
-    let mut ipe = counts.ipe;
+    let ipe = counts.ipe;
     let rows: Vec<DecisionCount> =
         counts.rows.into_iter().filter(|r| !INTERNAL_DATASETS.contains(&r.dataset.as_str())).collect();
     let total: u64 = rows.iter().map(|r| r.count).sum();
-    ctx.reader
-        .reconcile(
-            &mut ipe,
-            "events_by_dataset_total_matches_decisions",
-            "the sum of the events by dataset and outcome (gatelog's own datasets left out)",
-            total,
-            period,
-            &ctx.population_filter(),
-        )
-        .await?;
+    ctx.reconcile_later(
+        "scope-events-by-dataset",
+        "events_by_dataset_total_matches_decisions",
+        "the sum of the events by dataset and outcome (gatelog's own datasets left out)",
+        total,
+        ctx.population_filter(),
+    );
     let table = tables::from_rows(
         "scope-events-by-dataset",
         "Events of the period by dataset and outcome",

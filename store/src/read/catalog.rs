@@ -22,7 +22,9 @@
 
 use super::period::{DecisionFilter, MAX_MS, Period};
 use super::query::{Param, ReadQuery, Value};
-use super::rows::{BatchRow, DecisionCount, DecisionRow, EventCount, HistoryRow, LatestArrival, ReadRow, StoreCounts};
+use super::rows::{
+    BatchRow, DecisionCount, DecisionRow, EventCount, EventCounts, HistoryRow, LatestArrival, ReadRow, StoreCounts,
+};
 use crate::StoreError;
 use crate::profile::SchemaProfile;
 use crate::sql::SchemaOptions;
@@ -217,6 +219,38 @@ impl Catalog {
         ReadQuery::new("read.latest_arrival", self.table("ingest_batches"), sql, params)
     }
 
+    /// [`Catalog::event_count`] of several filters in one pass over `decisions`: `counts[i]`
+    /// is the number of events of `period` passing `filters[i]` (each filter's parameters
+    /// prefixed `f<i>_`). One grouping of every event near the period, however many figures a
+    /// report reconciles.
+    pub fn event_counts(
+        &self,
+        period: Period,
+        filters: &[DecisionFilter],
+    ) -> Result<ReadQuery<EventCounts>, StoreError> {
+        if filters.is_empty() {
+            return Err(StoreError::InvalidQuery { name: "read.event_counts".into(), detail: "no filter".into() });
+        }
+        let mut params = Self::period_params(period);
+        let mut members = Vec::new();
+        let mut counts = Vec::new();
+        for (i, filter) in filters.iter().enumerate() {
+            let (condition, p) = filter.condition_named(&format!("f{i}_"));
+            params.extend(p);
+            members.push(format!("argMax({} AND {condition}, {POSITION}) AS m{i}", in_period()));
+            counts.push(format!("toUInt64(countIf(m{i}))"));
+        }
+        let sql = format!(
+            "SELECT [{}] AS counts\nFROM\n(\n    SELECT\n        {}\n    FROM {}\n    WHERE {}\n    \
+             GROUP BY tenant, event_id\n)",
+            counts.join(", "),
+            members.join(",\n        "),
+            self.table("decisions"),
+            self.near_period()
+        );
+        ReadQuery::new("read.event_counts", self.table("decisions"), sql, params)
+    }
+
     /// Raw records (once per dataset and line hash), dead letters, batches (once per id).
     /// Each scalar subquery is wrapped in `ifNull(…, 0)`: ClickHouse 26.9 types a scalar
     /// subquery `Nullable`, which RowBinary would send with a null flag the row cannot decode
@@ -286,6 +320,7 @@ pub fn registered(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Registere
     register(&mut out, "", c.ingest_batches(march));
     register(&mut out, "", c.event_count(march, &none));
     register(&mut out, ".filtered", c.event_count(march, &filter));
+    register(&mut out, "", c.event_counts(march, &[none.clone(), filter.clone()]));
     register(&mut out, "", c.store_counts());
     register(&mut out, "", c.latest_arrival(&["gatelog".to_owned(), "gatelog_canary".to_owned()]));
     super::evidence::register(&c, march, &mut out);

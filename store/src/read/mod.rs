@@ -60,6 +60,7 @@ pub mod history;
 pub mod period;
 pub mod query;
 mod reconcile;
+pub use reconcile::PendingReconciliation;
 pub mod rows;
 mod run;
 
@@ -68,7 +69,9 @@ pub use coverage::{Coverage, Gap, coverage, gaps_reconciliation};
 pub use history::{Activity, PrincipalHistory, PrincipalProfile};
 pub use period::{DecisionFilter, Period};
 pub use query::{Param, ReadQuery, Value};
-pub use rows::{BatchRow, DecisionCount, DecisionRow, EventCount, HistoryRow, LatestArrival, ReadRow, StoreCounts};
+pub use rows::{
+    BatchRow, DecisionCount, DecisionRow, EventCount, EventCounts, HistoryRow, LatestArrival, ReadRow, StoreCounts,
+};
 pub use run::{Fetched, Reader, RowStream};
 
 use crate::{Store, StoreError};

@@ -108,22 +108,29 @@ impl DecisionFilter {
 
     /// A condition over one `decisions` row (`1` for the empty filter), with its parameters.
     pub(crate) fn condition(&self) -> (String, Vec<Param>) {
+        self.condition_named("")
+    }
+
+    /// [`DecisionFilter::condition`] with every parameter's name prefixed by `prefix`, so the
+    /// conditions of several filters fit in one query.
+    pub(crate) fn condition_named(&self, prefix: &str) -> (String, Vec<Param>) {
         let owned = |v: &[String]| v.to_vec();
         let texts = |v: Vec<&str>| v.into_iter().map(str::to_owned).collect::<Vec<_>>();
         let lists = [
-            ("tenants", "has({tenants}, tenant)", owned(&self.tenants)),
-            ("datasets", "has({datasets}, dataset)", owned(&self.datasets)),
-            ("decisions", "has({decisions}, decision)", texts(self.decisions.iter().map(|d| d.as_str()).collect())),
-            ("sources", "has({sources}, source)", texts(self.sources.iter().map(|s| s.as_str()).collect())),
-            ("principals", "has({principals}, principal)", owned(&self.principals)),
-            ("roles_any", "hasAny(roles, {roles_any})", owned(&self.roles_any)),
-            ("exclude_datasets", "NOT has({exclude_datasets}, dataset)", owned(&self.exclude_datasets)),
+            ("tenants", "has({p}, tenant)", owned(&self.tenants)),
+            ("datasets", "has({p}, dataset)", owned(&self.datasets)),
+            ("decisions", "has({p}, decision)", texts(self.decisions.iter().map(|d| d.as_str()).collect())),
+            ("sources", "has({p}, source)", texts(self.sources.iter().map(|s| s.as_str()).collect())),
+            ("principals", "has({p}, principal)", owned(&self.principals)),
+            ("roles_any", "hasAny(roles, {p})", owned(&self.roles_any)),
+            ("exclude_datasets", "NOT has({p}, dataset)", owned(&self.exclude_datasets)),
         ];
         let mut conditions = Vec::new();
         let mut params = Vec::new();
         for (name, condition, values) in lists {
             if !values.is_empty() {
-                conditions.push(condition);
+                let name = format!("{prefix}{name}");
+                conditions.push(condition.replace("{p}", &format!("{{{name}}}")));
                 params.push(Param::new(name, Value::Strs(values)));
             }
         }

@@ -77,13 +77,13 @@ impl Value {
 /// A named parameter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Param {
-    pub name: &'static str,
+    pub name: std::borrow::Cow<'static, str>,
     pub value: Value,
 }
 
 impl Param {
-    pub fn new(name: &'static str, value: Value) -> Self {
-        Param { name, value }
+    pub fn new(name: impl Into<std::borrow::Cow<'static, str>>, value: Value) -> Self {
+        Param { name: name.into(), value }
     }
 }
 
@@ -158,7 +158,11 @@ impl<R> ReadQuery<R> {
         let mut out: Vec<IpeParameter> = self
             .params
             .iter()
-            .map(|p| IpeParameter { name: p.name.to_owned(), kind: p.value.kind().to_owned(), value: p.value.text() })
+            .map(|p| IpeParameter {
+                name: p.name.clone().into_owned(),
+                kind: p.value.kind().to_owned(),
+                value: p.value.text(),
+            })
             .collect();
         out.sort();
         out

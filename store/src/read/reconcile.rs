@@ -8,6 +8,16 @@ use super::run::Reader;
 use crate::StoreError;
 use gatelog_model::{IpeRecord, Reconciliation};
 
+/// A figure waiting to be reconciled by [`Reader::reconcile_many`]: what it is, its value, and
+/// the filter whose independent count it must equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingReconciliation {
+    pub name: String,
+    pub what: String,
+    pub figure: u64,
+    pub filter: DecisionFilter,
+}
+
 impl Reader {
     /// Counts the events of `period` passing `filter` independently, compares `figure` with
     /// it, and appends the result (named `name`) to `ipe.reconciliations`. A mismatch is a
@@ -42,6 +52,46 @@ impl Reader {
         }
         ipe.reconciliations.push(r.clone());
         Ok(r)
+    }
+
+    /// Many [`Reader::reconcile`]s with one query ([`super::Catalog::event_counts`]): each
+    /// item's figure against its filter's count; returns the results in `items`' order.
+    pub async fn reconcile_many(
+        &self,
+        period: Period,
+        items: &[PendingReconciliation],
+    ) -> Result<Vec<Reconciliation>, StoreError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let filters: Vec<DecisionFilter> = items.iter().map(|i| i.filter.clone()).collect();
+        let counted = self.fetch(&self.catalog().event_counts(period, &filters)?).await?;
+        let counts = counted.rows.first().map(|r| r.counts.clone()).unwrap_or_default();
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            let actual = counts.get(i).copied().unwrap_or(0);
+            let scope = if item.filter.is_empty() { String::new() } else { " passing the same filter".to_owned() };
+            let r = Reconciliation {
+                name: item.name.clone(),
+                description: format!(
+                    "{} against the events of {period}{scope} counted from {}.decisions once per \
+                     (tenant, event_id) without FINAL (GROUP BY tenant, event_id; the copy a merge keeps \
+                     by argMax of its month partition, part and spool position): element {} of `counts`",
+                    item.what,
+                    counted.ipe.database,
+                    i + 1
+                ),
+                expected: item.figure.to_string(),
+                actual: actual.to_string(),
+                sql: Some(counted.ipe.sql.clone()),
+                passed: item.figure == actual,
+            };
+            if !r.passed {
+                tracing::warn!(reconciliation = %item.name, expected = item.figure, actual, "reconciliation failed");
+            }
+            out.push(r);
+        }
+        Ok(out)
     }
 
     /// [`Reader::reconcile`] of a population's row count (`population_count_matches_decisions`):

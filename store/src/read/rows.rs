@@ -243,6 +243,16 @@ impl ReadRow for EventCount {
     const COLUMNS: &'static [(&'static str, &'static str)] = &[("events", "UInt64")];
 }
 
+/// Several numbers of events, in the order of the filters asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
+pub struct EventCounts {
+    pub counts: Vec<u64>,
+}
+
+impl ReadRow for EventCounts {
+    const COLUMNS: &'static [(&'static str, &'static str)] = &[("counts", "Array(UInt64)")];
+}
+
 /// When the newest stored batch arrived (epoch milliseconds; 0 when nothing is stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
 pub struct LatestArrival {
