@@ -12,9 +12,16 @@
 //!
 //! Module map: [`input`] (what the caller supplies), [`tables`] (rows → tables), [`scope`].
 
+pub mod access;
+pub mod cc6_1;
+pub mod cc6_2;
+pub mod cc6_3;
+pub mod cc6_6;
 pub mod input;
+pub mod review;
 pub mod scope;
 pub mod tables;
+pub mod users;
 
 pub use input::{DetectorFacts, INTERNAL_DATASETS, PolicyFacts, RoleGrants, Soc2Input, UserWindow};
 
@@ -74,7 +81,7 @@ impl Ctx<'_> {
 }
 
 /// The section ids in report order.
-pub const SECTIONS: &[&str] = &["scope"];
+pub const SECTIONS: &[&str] = &["scope", "cc6.1", "cc6.2", "cc6.3", "cc6.6"];
 
 /// Builds the report for `input` from `store`.
 pub async fn generate(store: &Store, input: &Soc2Input, progress: &dyn Progress) -> Result<Report, Soc2Error> {
@@ -85,6 +92,10 @@ pub async fn generate(store: &Store, input: &Soc2Input, progress: &dyn Progress)
         progress.section(index, total, id);
         let section = match *id {
             "scope" => scope::section(&ctx).await?,
+            "cc6.1" => cc6_1::section(&ctx).await?,
+            "cc6.2" => cc6_2::section(&ctx).await?,
+            "cc6.3" => cc6_3::section(&ctx).await?,
+            "cc6.6" => cc6_6::section(&ctx).await?,
             other => return Err(Soc2Error::Internal(format!("no builder for section {other}"))),
         };
         sections.push(section);
