@@ -70,6 +70,11 @@ pub enum Command {
         #[command(subcommand)]
         command: CanaryCommand,
     },
+    /// Access reviews (SOC 2 CC6.3): record a completed review sheet as evidence.
+    Review {
+        #[command(subcommand)]
+        command: ReviewCommand,
+    },
     /// Backtest: run stored history from --from to --to through the detectors of `[detect]`
     /// and print what would have fired (findings and alerts). Nothing is stored or sent.
     Detect(DetectArgs),
@@ -188,6 +193,22 @@ pub enum AlertsCommand {
     Ack(AlertAckArgs),
     /// Resolve an open or acknowledged alert with a disposition. Resolved is final.
     Resolve(AlertResolveArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Check a completed `cc6.3-review-sheet.csv` (every row decided keep or remove, a
+    /// rationale for each remove, reviewer and reviewed_at present; problems named by line and
+    /// column) and record it in `access_reviews`; the same sheet imported again is stored once.
+    Import(ReviewImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewImportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The completed review sheet (CSV).
+    pub sheet: std::path::PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
