@@ -7,7 +7,7 @@
 
 use gatelog_model::UnixMillis;
 use gatelog_report::sample::{Frequency, Risk, draw, sample_size};
-use gatelog_report::soc2::population::{self, PREVIEW_ROWS, Population, SPILL_ROWS};
+use gatelog_report::soc2::population::{self, PREVIEW_ROWS, Population, SPILL_ROWS, SampleOf};
 use gatelog_report::soc2::{Ctx, Soc2Input};
 use gatelog_store::Store;
 use gatelog_store::read::{DecisionFilter, Period};
@@ -71,7 +71,7 @@ async fn a_large_population_spills_to_csv_and_samples_as_if_whole() {
         description: "test",
         columns: COLUMNS,
         id_column: "event_id",
-        sample: Some(Risk::Higher),
+        sample: Some(SampleOf { id: "privileged-sample", frequency: None, risk: Risk::Higher }),
     };
     let query = ctx.reader.catalog().decisions(period, &filter).unwrap();
     let (mut table, sample) = population::stream(&ctx, spec, query).await.unwrap();

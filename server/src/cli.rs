@@ -76,6 +76,11 @@ pub enum Command {
         #[command(subcommand)]
         command: CanaryCommand,
     },
+    /// Access reviews (SOC 2 CC6.3): record a completed review sheet as evidence.
+    Review {
+        #[command(subcommand)]
+        command: ReviewCommand,
+    },
     /// Backtest: run stored history from --from to --to through the detectors of `[detect]`
     /// and print what would have fired (findings and alerts). Nothing is stored or sent.
     Detect(DetectArgs),
@@ -194,6 +199,22 @@ pub enum AlertsCommand {
     Ack(AlertAckArgs),
     /// Resolve an open or acknowledged alert with a disposition. Resolved is final.
     Resolve(AlertResolveArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReviewCommand {
+    /// Check a completed `cc6.3-review-sheet.csv` (every row decided keep or remove, a
+    /// rationale for each remove, reviewer and reviewed_at present; problems named by line and
+    /// column) and record it in `access_reviews`; the same sheet imported again is stored once.
+    Import(ReviewImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReviewImportArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The completed review sheet (CSV).
+    pub sheet: std::path::PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -525,6 +546,11 @@ pub struct Soc2Args {
     /// are evidenced (CC6.1) and usage is reviewed against its grants (CC6.3).
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// The identity provider's export (`principal,start,end`; RFC 3339 or dates, an empty end
+    /// for active users): access before a user's start, after its end, or by users it does
+    /// not list (CC6.2).
+    #[arg(long)]
+    pub users: Option<PathBuf>,
     /// A role whose decisions are privileged (repeatable; default `admin`).
     #[arg(long = "privileged-role", value_name = "ROLE")]
     pub privileged_role: Vec<String>,

@@ -15,6 +15,7 @@
 //! - [`search`]: `gatelog search`, the index read without a server.
 //! - [`proxy`]: `gatelog proxy` and `gatelog proxy check`.
 //! - [`keys`]: `gatelog keys init | public` (the bundle signing key) and `gatelog verify`.
+//! - [`review`]: `gatelog review import SHEET.csv`, a completed access review as evidence.
 //! - [`tokens`]: `gatelog tokens new --role R`, a fresh API token and its `[auth]` entry.
 //! - [`priority`]: the CPU priority of the work behind the spool (the sinks' threads).
 
@@ -31,6 +32,7 @@ mod keys;
 mod priority;
 mod proxy;
 mod report;
+mod review;
 mod rules;
 mod search;
 mod serve;
@@ -75,6 +77,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Search(args) => search::run_cli(args).await,
         Command::Alerts { command } => alerts::run(command).await,
         Command::Canary { command } => canary::run(command).await,
+        Command::Review { command } => review::run(command).await,
         Command::Detect(args) => detect::run(args).await,
         Command::Rules { command } => rules::run(command).await,
         Command::Index { command: IndexCommand::Rebuild(args) } => index::run_cli(args).await,

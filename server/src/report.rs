@@ -45,7 +45,11 @@ async fn soc2_command(args: Soc2Args) -> anyhow::Result<ExitCode> {
             format!("no bundle signing key at {}: run `gatelog keys init` (or pass --no-bundle)", key_path.display())
         })?),
     };
-    let template = input_template(&config, args.policy.as_deref(), &args.privileged_role)?;
+    let mut template = input_template(&config, args.policy.as_deref(), &args.privileged_role)?;
+    if let Some(path) = &args.users {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read --users {}", path.display()))?;
+        template.users = Some(soc2::users::parse_users(&path.display().to_string(), &text)?);
+    }
     let target = Target::connect_beside_serve(&config).await?;
     let result = async {
         let store = &target.store;
@@ -54,7 +58,7 @@ async fn soc2_command(args: Soc2Args) -> anyhow::Result<ExitCode> {
             None => soc2::data_as_of(store).await.context("cannot read when the newest batch arrived")?,
         };
         let seed = args.seed.clone().unwrap_or_else(|| soc2::default_seed(period));
-        let input = for_period(template, period, as_of, &seed, None);
+        let input = for_period(template, period, as_of, &seed, args.users.as_deref());
         let public = KeyFiles::for_private(&key_path).public;
         let public = public.exists().then_some(public.as_path());
         write_report(store, &input, &args.out, key.as_ref(), public, args.no_progress).await

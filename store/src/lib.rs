@@ -66,6 +66,7 @@ mod order;
 pub mod profile;
 pub mod read;
 pub mod retention;
+pub mod reviews;
 mod rowbinary;
 mod scan;
 mod schema;

@@ -14,11 +14,18 @@
 //! [`output`] (the files and the signed bundle of a generated report), [`population`] (a
 //! population of any size streamed into a table and its seeded sample).
 
+pub mod access;
+pub mod cc6_1;
+pub mod cc6_2;
+pub mod cc6_3;
+pub mod cc6_6;
 pub mod input;
 pub mod output;
 pub mod population;
+pub mod review;
 pub mod scope;
 pub mod tables;
+pub mod users;
 
 pub use input::{DetectorFacts, INTERNAL_DATASETS, PolicyFacts, RoleGrants, Soc2Input, UserWindow};
 
@@ -115,7 +122,7 @@ impl<'a> Ctx<'a> {
 }
 
 /// The section ids in report order.
-pub const SECTIONS: &[&str] = &["scope"];
+pub const SECTIONS: &[&str] = &["scope", "cc6.1", "cc6.2", "cc6.3", "cc6.6"];
 
 /// When the newest stored batch arrived (gatelog's own datasets, which keep arriving, left
 /// out): the default `as_of`, so the same data gives the same report whenever it is
@@ -149,6 +156,10 @@ pub async fn generate(
         progress.section(index, total, id);
         let section = match *id {
             "scope" => scope::section(&ctx).await?,
+            "cc6.1" => cc6_1::section(&ctx).await?,
+            "cc6.2" => cc6_2::section(&ctx).await?,
+            "cc6.3" => cc6_3::section(&ctx).await?,
+            "cc6.6" => cc6_6::section(&ctx).await?,
             other => return Err(Soc2Error::Internal(format!("no builder for section {other}"))),
         };
         sections.push(section);

@@ -31,8 +31,18 @@ pub struct Population<'a> {
     pub columns: &'a [(&'a str, &'a str)],
     /// The column whose value identifies a row (unique in the population).
     pub id_column: &'a str,
-    /// `Some(risk)`: draw a sample (`<id>-sample`), sized by the population's frequency.
-    pub sample: Option<Risk>,
+    /// Draw a sample too.
+    pub sample: Option<SampleOf<'a>>,
+}
+
+/// How a streamed population's sample is drawn.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleOf<'a> {
+    /// The sample table's id.
+    pub id: &'a str,
+    /// How often the control operates; `None`: inferred from the population's size.
+    pub frequency: Option<Frequency>,
+    pub risk: Risk,
 }
 
 /// Streams `query` into the population table and its sample (when asked for).
@@ -40,6 +50,17 @@ pub async fn stream<R: ReadRow + Serialize>(
     ctx: &Ctx<'_>,
     spec: Population<'_>,
     query: ReadQuery<R>,
+) -> Result<(Table, Option<Table>), Soc2Error> {
+    stream_observed(ctx, spec, query, &mut |_| {}).await
+}
+
+/// [`stream`], showing `observe` every row as it passes (for figures over the whole
+/// population, which a spilled table no longer holds).
+pub async fn stream_observed<R: ReadRow + Serialize>(
+    ctx: &Ctx<'_>,
+    spec: Population<'_>,
+    query: ReadQuery<R>,
+    observe: &mut (dyn FnMut(&[Cell]) + Send),
 ) -> Result<(Table, Option<Table>), Soc2Error> {
     let id_index = spec
         .columns
@@ -62,6 +83,7 @@ pub async fn stream<R: ReadRow + Serialize>(
             .map(|(name, _)| tables::cell(name, value.get(*name).unwrap_or(&serde_json::Value::Null)))
             .collect();
         let id = cells[id_index].display();
+        observe(&cells);
         count += 1;
         if spec.sample.is_some() {
             let rank = sample::rank(seed, &id);
@@ -108,11 +130,11 @@ pub async fn stream<R: ReadRow + Serialize>(
             .map_err(|e| Soc2Error::Internal(format!("cannot write {}: {e}", path.display())))?;
         table.spilled = Some(Spilled { rows: count, path });
     }
-    let Some(risk) = spec.sample else { return Ok((table, None)) };
-    let frequency = Frequency::from_population(count);
-    let size = usize::try_from(sample::sample_size(frequency, risk, count)).unwrap_or(MAX_SAMPLE);
+    let Some(of) = spec.sample else { return Ok((table, None)) };
+    let frequency = of.frequency.unwrap_or_else(|| Frequency::from_population(count));
+    let size = usize::try_from(sample::sample_size(frequency, of.risk, count)).unwrap_or(MAX_SAMPLE);
     let picked: Vec<(String, Vec<Cell>)> =
         lowest.into_iter().take(size).map(|((rank, _), cells)| (hex::encode(rank), cells)).collect();
-    let sample = table.sample_of(&format!("{}-sample", spec.id), spec.id_column, seed, frequency, risk, picked)?;
+    let sample = table.sample_of(of.id, spec.id_column, seed, frequency, of.risk, picked)?;
     Ok((table, Some(sample)))
 }

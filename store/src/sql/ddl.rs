@@ -142,6 +142,14 @@ pub fn migrations(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Migration
         statements: super::detection::create_plain(&super::canary::CANARY_RUNS, opts),
         rekey: None,
     });
+    // Completed access review sheets (`gatelog review import`, CC6.3). Version 13 is the
+    // hash chain's `chain_checkpoints`.
+    out.push(Migration {
+        version: 14,
+        name: "create_access_reviews",
+        statements: super::detection::create_plain(&super::reviews::ACCESS_REVIEWS, opts),
+        rekey: None,
+    });
     out
 }
 

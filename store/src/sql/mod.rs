@@ -12,6 +12,7 @@ pub mod detection;
 mod queries;
 pub mod query_log;
 mod rekey;
+pub mod reviews;
 mod samples;
 
 pub use ddl::{Migration, migrations};
@@ -218,6 +219,7 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     out.extend(deliveries::example_statements(opts));
     out.push(crate::access_log::example_statement(profile, opts));
     out.extend(canary::example_statements(opts));
+    out.extend(reviews::example_statements(opts));
     out.extend(query_log::example_statements(db));
     out
 }
@@ -342,7 +344,7 @@ mod tests {
         );
         let m = migrations(SchemaProfile::Modern, &opts(None, None));
         assert_ne!(a[0].checksum(), m[0].checksum());
-        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), (1..=12).collect::<Vec<u32>>());
+        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), (1..=12).chain([14]).collect::<Vec<u32>>());
     }
 
     /// The checksums of migrations 1–4 as released: a database migrated by an earlier build
