@@ -18,7 +18,7 @@
 use gatelog_model::UnixMillis;
 use gatelog_report::bundle::verify;
 use gatelog_report::sign::SigningKey;
-use gatelog_report::soc2::{self, NoProgress, Soc2Input, output};
+use gatelog_report::soc2::{self, Progress, Soc2Input, output};
 use gatelog_store::Store;
 use gatelog_store::read::Period;
 use gatelog_store::testing::TestClickHouse;
@@ -26,6 +26,29 @@ use std::time::{Duration, Instant};
 
 const GENERATE: &str = include_str!("../../watch/benches/rules_10m.sql");
 const DAY_MS: i64 = 86_400_000;
+
+/// Prints how long each section took (from one section's start to the next's).
+struct Timing(std::sync::Mutex<Option<(String, Instant)>>);
+
+impl Timing {
+    fn lap(&self, next: Option<&str>) {
+        let mut last = self.0.lock().unwrap();
+        if let Some((id, at)) = last.take() {
+            println!(
+                "  section {id:<16} {:>6.1} s (peak RSS {:.0} MB)",
+                at.elapsed().as_secs_f64(),
+                peak_rss() as f64 / 1e6
+            );
+        }
+        *last = next.map(|n| (n.to_owned(), Instant::now()));
+    }
+}
+
+impl Progress for Timing {
+    fn section(&self, _index: usize, _total: usize, id: &str) {
+        self.lap(Some(id));
+    }
+}
 
 /// `VmHWM` of this process, in bytes: its peak resident set.
 fn peak_rss() -> u64 {
@@ -85,7 +108,9 @@ async fn main() {
     let spill = tempfile::tempdir().unwrap();
     let rss_before = peak_rss();
     let t = Instant::now();
-    let report = soc2::generate(&store, &input, spill.path(), &NoProgress).await.unwrap();
+    let timing = Timing(std::sync::Mutex::new(None));
+    let report = soc2::generate(&store, &input, spill.path(), &timing).await.unwrap();
+    timing.lap(None);
     let generate_s = t.elapsed().as_secs_f64();
     for table in report.tables() {
         println!(

@@ -8,6 +8,7 @@ use super::{Ctx, Soc2Error, tables};
 use crate::table::Cell;
 use crate::table::Section;
 use gatelog_store::read::evidence::access::UserBounds;
+use gatelog_store::read::{Catalog, PendingReconciliation};
 use std::collections::BTreeMap;
 
 pub async fn section(ctx: &Ctx<'_>) -> Result<Section, Soc2Error> {
@@ -87,17 +88,17 @@ pub async fn section(ctx: &Ctx<'_>) -> Result<Section, Soc2Error> {
                     slot.1 += 1;
                 }
             };
-            let (mut population, sample) = event_population(ctx, q, what, &mut observe).await?;
+            let (population, sample) = event_population(ctx, q, what, &mut observe).await?;
             let figure = population.total_rows();
-            reconcile_count(
-                ctx,
-                &mut population.ipe,
+            let (condition, params) = Catalog::user_window_condition(&bounds);
+            let item = PendingReconciliation::new(
                 "window_population_matches_decisions",
                 "the population's rows",
                 figure,
-                catalog.user_window_violation_count(period, &filter, &bounds)?,
+                filter.clone(),
             )
-            .await?;
+            .with_condition(&condition, params);
+            ctx.reconcile_item_later(&[population.id.as_str()], item);
             let counts: Vec<String> =
                 by.iter().map(|(f, (n, allowed))| format!("{f}: {n} ({allowed} allowed)")).collect();
             paragraphs.push(format!(

@@ -8,6 +8,8 @@ use super::access::{glob, reconcile_count, when};
 use super::{Ctx, PolicyFacts, Soc2Error, tables};
 use crate::table::{Cell, Column, Section, Table};
 use gatelog_model::IpeRecord;
+use gatelog_store::read::PendingReconciliation;
+use gatelog_store::read::evidence::access::ROLE_USAGE;
 use gatelog_store::read::evidence::access::RoleUsageRow;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -34,17 +36,16 @@ pub async fn section(ctx: &Ctx<'_>) -> Result<Section, Soc2Error> {
     let catalog = ctx.reader.catalog();
     let policy = ctx.input.policy.as_ref();
     let fetched = ctx.reader.fetch(&catalog.role_usage(period, &filter)?).await?;
-    let mut ipe = fetched.ipe;
+    let ipe = fetched.ipe;
     let covered: u64 = fetched.rows.iter().map(|r| r.events_first_role).sum();
-    reconcile_count(
-        ctx,
-        &mut ipe,
+    let item = PendingReconciliation::new(
         "role_usage_events_match_decisions",
         "the events the usage covers (each counted under the first of its roles)",
         covered,
-        catalog.role_usage_count(period, &filter)?,
+        filter.clone(),
     )
-    .await?;
+    .with_condition(ROLE_USAGE, Vec::new());
+    ctx.reconcile_item_later(&["cc6.3-usage"], item);
 
     let mut usage: BTreeMap<(String, String), Usage> = BTreeMap::new();
     for r in &fetched.rows {

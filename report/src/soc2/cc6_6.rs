@@ -4,12 +4,14 @@
 //! answers 401, the proxy refusing a request without a valid identity), reconciled and
 //! sampled.
 
-use super::access::{self, EventPopulation, event_population, reconcile_count};
+use super::access::{self, EventPopulation, event_population};
 use super::{Ctx, Soc2Error, tables};
 use crate::table::{Cell, Column, Section, Table};
 use gatelog_model::{Decision, IpeRecord};
 use gatelog_store::read::DecisionFilter;
+use gatelog_store::read::PendingReconciliation;
 use gatelog_store::read::evidence::access::SourceCountRow;
+use gatelog_store::read::evidence::access::{AUTH_FAILURE, BOUNDARY};
 use std::collections::BTreeMap;
 
 /// How many values of each source dimension are listed one by one.
@@ -23,17 +25,12 @@ pub async fn section(ctx: &Ctx<'_>) -> Result<Section, Soc2Error> {
     let mut out = Vec::new();
 
     let actions = ctx.reader.fetch(&catalog.boundary_actions(period, &filter)?).await?;
-    let mut ipe = actions.ipe;
+    let ipe = actions.ipe;
     let total: u64 = actions.rows.iter().map(|r| r.events).sum();
-    reconcile_count(
-        ctx,
-        &mut ipe,
-        "boundary_total_matches_decisions",
-        "the sum of the events",
-        total,
-        catalog.boundary_count(period, &filter)?,
-    )
-    .await?;
+    let item =
+        PendingReconciliation::new("boundary_total_matches_decisions", "the sum of the events", total, filter.clone())
+            .with_condition(BOUNDARY, Vec::new());
+    ctx.reconcile_item_later(&["cc6.6-boundary-actions"], item);
     paragraphs.push(format!(
         "{total} firewall and WAF events (firewall_events, every action) and Gateway denials (gateway_http) \
          in the period, by outcome, rule and WAF source. They evidence that the boundary controls \
@@ -105,17 +102,12 @@ pub async fn section(ctx: &Ctx<'_>) -> Result<Section, Soc2Error> {
     let mut observe = |row: &[Cell]| {
         *kinds.entry((row[finding].display(), row[dataset].display(), row[method].display())).or_default() += 1;
     };
-    let (mut population, sample) = event_population(ctx, q, what, &mut observe).await?;
+    let (population, sample) = event_population(ctx, q, what, &mut observe).await?;
     let n = population.total_rows();
-    reconcile_count(
-        ctx,
-        &mut population.ipe,
-        "population_count_matches_decisions",
-        "the population's rows",
-        n,
-        catalog.auth_failure_count(period, &filter)?,
-    )
-    .await?;
+    let item =
+        PendingReconciliation::new("population_count_matches_decisions", "the population's rows", n, filter.clone())
+            .with_condition(AUTH_FAILURE, Vec::new());
+    ctx.reconcile_item_later(&[population.id.as_str()], item);
     let kinds = kinds_table(kinds, &population);
     paragraphs.push(format!(
         "{n} authentication failures in the period, by kind, dataset and authentication method in the \

@@ -72,7 +72,7 @@ pub struct Ctx<'a> {
     /// until the report's files are written or bundled.
     pub spill_dir: &'a std::path::Path,
     /// Figures to reconcile once every section is built, in one pass ([`Ctx::reconcile_later`]).
-    pending: std::sync::Mutex<Vec<(String, PendingReconciliation)>>,
+    pending: std::sync::Mutex<Vec<(Vec<String>, PendingReconciliation)>>,
 }
 
 impl std::fmt::Debug for Ctx<'_> {
@@ -93,8 +93,14 @@ impl<'a> Ctx<'a> {
     /// and adds each result to its table's record. `name` is the check's name, `what` says
     /// what the figure is.
     pub fn reconcile_later(&self, table_id: &str, name: &str, what: &str, figure: u64, filter: DecisionFilter) {
-        let item = PendingReconciliation { name: name.to_owned(), what: what.to_owned(), figure, filter };
-        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((table_id.to_owned(), item));
+        self.reconcile_item_later(&[table_id], PendingReconciliation::new(name, what, figure, filter));
+    }
+
+    /// [`Ctx::reconcile_later`] of any pending item (a filter and a condition of its own),
+    /// its result added to each of `table_ids` (tables built from one query).
+    pub fn reconcile_item_later(&self, table_ids: &[&str], item: PendingReconciliation) {
+        let ids = table_ids.iter().map(|t| (*t).to_owned()).collect();
+        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push((ids, item));
     }
 
     /// Runs the pending reconciliations and adds each to its table in `sections`.
@@ -102,12 +108,14 @@ impl<'a> Ctx<'a> {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
         let items: Vec<PendingReconciliation> = pending.iter().map(|(_, i)| i.clone()).collect();
         let results = self.reader.reconcile_many(self.input.period, &items).await?;
-        for ((table_id, _), result) in pending.iter().zip(results) {
-            let table =
-                sections.iter_mut().flat_map(|s| s.tables.iter_mut()).find(|t| &t.id == table_id).ok_or_else(|| {
-                    Soc2Error::Internal(format!("a reconciliation for table {table_id}, which no section has"))
-                })?;
-            table.ipe.reconciliations.push(result);
+        for ((table_ids, _), result) in pending.iter().zip(results) {
+            for table_id in table_ids {
+                let table =
+                    sections.iter_mut().flat_map(|s| s.tables.iter_mut()).find(|t| &t.id == table_id).ok_or_else(
+                        || Soc2Error::Internal(format!("a reconciliation for table {table_id}, which no section has")),
+                    )?;
+                table.ipe.reconciliations.push(result.clone());
+            }
         }
         Ok(())
     }

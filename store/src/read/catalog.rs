@@ -219,24 +219,34 @@ impl Catalog {
         ReadQuery::new("read.latest_arrival", self.table("ingest_batches"), sql, params)
     }
 
-    /// [`Catalog::event_count`] of several filters in one pass over `decisions`: `counts[i]`
-    /// is the number of events of `period` passing `filters[i]` (each filter's parameters
-    /// prefixed `f<i>_`). One grouping of every event near the period, however many figures a
+    /// [`Catalog::event_count`] of several items in one pass over `decisions`: `counts[i]` is
+    /// the number of events of `period` passing `items[i]`'s filter and condition (each item's
+    /// parameters prefixed `f<i>_`). One grouping of every event near the period, however many figures a
     /// report reconciles.
     pub fn event_counts(
         &self,
         period: Period,
-        filters: &[DecisionFilter],
+        items: &[super::PendingReconciliation],
     ) -> Result<ReadQuery<EventCounts>, StoreError> {
-        if filters.is_empty() {
+        if items.is_empty() {
             return Err(StoreError::InvalidQuery { name: "read.event_counts".into(), detail: "no filter".into() });
         }
         let mut params = Self::period_params(period);
         let mut members = Vec::new();
         let mut counts = Vec::new();
-        for (i, filter) in filters.iter().enumerate() {
-            let (condition, p) = filter.condition_named(&format!("f{i}_"));
+        for (i, item) in items.iter().enumerate() {
+            let (mut condition, p) = item.filter.condition_named(&format!("f{i}_"));
             params.extend(p);
+            if !item.condition.is_empty() {
+                // The item's own parameters, renamed like the filter's so items never clash.
+                let mut own = item.condition.clone();
+                for param in &item.params {
+                    let renamed = format!("f{i}_x_{}", param.name);
+                    own = own.replace(&format!("{{{}}}", param.name), &format!("{{{renamed}}}"));
+                    params.push(Param::new(renamed, param.value.clone()));
+                }
+                condition = format!("{condition} AND ({own})");
+            }
             members.push(format!("argMax({} AND {condition}, {POSITION}) AS m{i}", in_period()));
             counts.push(format!("toUInt64(countIf(m{i}))"));
         }
@@ -320,7 +330,12 @@ pub fn registered(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Registere
     register(&mut out, "", c.ingest_batches(march));
     register(&mut out, "", c.event_count(march, &none));
     register(&mut out, ".filtered", c.event_count(march, &filter));
-    register(&mut out, "", c.event_counts(march, &[none.clone(), filter.clone()]));
+    let pending = [
+        super::PendingReconciliation::new("all", "all", 0, none.clone()),
+        super::PendingReconciliation::new("filtered", "filtered", 0, filter.clone())
+            .with_condition("status = {status}", vec![Param::new("status", Value::UInt64(401))]),
+    ];
+    register(&mut out, "", c.event_counts(march, &pending));
     register(&mut out, "", c.store_counts());
     register(&mut out, "", c.latest_arrival(&["gatelog".to_owned(), "gatelog_canary".to_owned()]));
     super::evidence::register(&c, march, &mut out);

@@ -9,13 +9,37 @@ use crate::StoreError;
 use gatelog_model::{IpeRecord, Reconciliation};
 
 /// A figure waiting to be reconciled by [`Reader::reconcile_many`]: what it is, its value, and
-/// the filter whose independent count it must equal.
+/// the events whose independent count it must equal: those passing `filter` and, when not
+/// empty, `condition` (SQL over one `decisions` row, its `{placeholders}` bound from `params`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingReconciliation {
     pub name: String,
     pub what: String,
     pub figure: u64,
     pub filter: DecisionFilter,
+    pub condition: String,
+    pub params: Vec<super::query::Param>,
+}
+
+impl PendingReconciliation {
+    /// `figure` against the count of the events passing `filter`.
+    pub fn new(name: &str, what: &str, figure: u64, filter: DecisionFilter) -> Self {
+        PendingReconciliation {
+            name: name.to_owned(),
+            what: what.to_owned(),
+            figure,
+            filter,
+            condition: String::new(),
+            params: Vec::new(),
+        }
+    }
+
+    /// Only the events that also pass `condition` (with its own parameters).
+    pub fn with_condition(mut self, condition: &str, params: Vec<super::query::Param>) -> Self {
+        self.condition = condition.to_owned();
+        self.params = params;
+        self
+    }
 }
 
 impl Reader {
@@ -64,8 +88,7 @@ impl Reader {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let filters: Vec<DecisionFilter> = items.iter().map(|i| i.filter.clone()).collect();
-        let counted = self.fetch(&self.catalog().event_counts(period, &filters)?).await?;
+        let counted = self.fetch(&self.catalog().event_counts(period, items)?).await?;
         let counts = counted.rows.first().map(|r| r.counts.clone()).unwrap_or_default();
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {

@@ -71,9 +71,8 @@ async fn splits_exactly(reader: &Reader, world: &World, [a, b, c]: [i64; 3]) {
             let mut population = reader.decisions(p, filter).await.unwrap();
             let check = reader.reconcile_population(&mut population.ipe, p, filter).await.unwrap();
             assert!(check.passed, "{p} {filter:?}: {check:?}");
-            let name = "population".to_owned();
             let figure = population.rows.len() as u64;
-            pending.push(PendingReconciliation { name, what: "rows".into(), figure, filter: filter.clone() });
+            pending.push(PendingReconciliation::new("population", "rows", figure, filter.clone()));
         }
         // Both figures in one pass give the same verdicts.
         let many = reader.reconcile_many(p, &pending).await.unwrap();

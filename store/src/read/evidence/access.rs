@@ -39,6 +39,9 @@ pub const AUTH_FAILURE: &str = "(dataset = 'access_requests' AND decision = 'den
 const AUTH_FAILURE_KIND: &str = "multiIf(dataset = 'access_requests', 'access_login_denied', \
      status = 401, 'answered_401', 'proxy_identity_refused')";
 
+/// The events [`Catalog::role_usage`] covers: a principal and at least one role.
+pub const ROLE_USAGE: &str = "principal != '' AND notEmpty(roles)";
+
 /// A boundary event (see the module docs).
 pub const BOUNDARY: &str = "dataset = 'firewall_events' OR (dataset = 'gateway_http' AND decision = 'deny')";
 
@@ -187,6 +190,12 @@ impl Catalog {
         )
     }
 
+    /// The condition (and its parameters) that makes a decision a window violation of
+    /// `users`: what [`Catalog::user_window_violation_count`] counts, for a batched count.
+    pub fn user_window_condition(users: &[UserBounds]) -> (String, Vec<Param>) {
+        (format!("principal_type = 'user' AND {} != ''", window_finding()), user_params(users))
+    }
+
     /// [`Catalog::user_window_violations`] counted independently.
     pub fn user_window_violation_count(
         &self,
@@ -279,7 +288,7 @@ impl Catalog {
         period: Period,
         filter: &DecisionFilter,
     ) -> Result<ReadQuery<EventCount>, StoreError> {
-        self.count_where("read.role_usage_count", period, filter, "principal != '' AND notEmpty(roles)", Vec::new())
+        self.count_where("read.role_usage_count", period, filter, ROLE_USAGE, Vec::new())
     }
 
     /// Firewall / WAF / Gateway events of `period` ([`BOUNDARY`]) by dataset, outcome, rule
