@@ -484,7 +484,11 @@ mod tests {
     }
     #[test]
     fn the_ledger_digest_is_order_free_and_covers_keys() {
-        let e = |t: &str, id: &str, b: u8| LedgerEntry { tenant: t.into(), event_id: id.into(), row_hash: [b; ROW_HASH_LEN] };
+        let e = |t: &str, id: &str, b: u8| LedgerEntry {
+            tenant: t.into(),
+            event_id: id.into(),
+            row_hash: [b; ROW_HASH_LEN],
+        };
         let mut a = vec![e("t", "e1", 1), e("t", "e2", 2)];
         let mut b = vec![e("t", "e2", 2), e("t", "e1", 1)];
         assert_eq!(ledger_digest(&mut a), ledger_digest(&mut b));
