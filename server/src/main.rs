@@ -15,6 +15,7 @@
 //! - [`search`]: `gatelog search`, the index read without a server.
 //! - [`proxy`]: `gatelog proxy` and `gatelog proxy check`.
 //! - [`keys`]: `gatelog keys init | public` (the bundle signing key) and `gatelog verify`.
+//! - [`verify_store`]: `gatelog verify --store`, the stored records against the hash chain.
 //! - [`tokens`]: `gatelog tokens new --role R`, a fresh API token and its `[auth]` entry.
 //! - [`priority`]: the CPU priority of the work behind the spool (the sinks' threads).
 
@@ -34,6 +35,7 @@ mod rules;
 mod search;
 mod serve;
 mod tokens;
+mod verify_store;
 
 use anyhow::Context;
 use clap::Parser;
@@ -79,6 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Index { command: IndexCommand::Rebuild(args) } => index::run_cli(args).await,
         Command::Clickhouse { command: ClickhouseCommand::Run(args) } => clickhouse::run_foreground(args).await,
         Command::Keys { command } => keys::run_keys(command),
+        Command::Verify(args) if args.store => verify_store::run(args).await,
         Command::Verify(args) => keys::run_verify(args),
         Command::Tokens { command: cli::TokensCommand::New(args) } => tokens::run_new(args),
         Command::Sql { command: SqlCommand::Dump(args) } => {

@@ -88,12 +88,22 @@ impl Store {
                 Some(plan) => self.rekey(&label, plan).await?,
                 None => {
                     for sql in &m.statements {
-                        if let Some((table, column)) = added_column(sql)
+                        let added = added_column(sql);
+                        if let Some((table, column)) = added
                             && self.has_column(table, column).await?
                         {
-                            continue; // an interrupted or concurrent run added it
+                            continue; // an interrupted run added it
                         }
-                        self.execute("CREATE TABLE", &format!("migration {label}"), sql).await?;
+                        if let Err(e) = self.execute("CREATE TABLE", &format!("migration {label}"), sql).await {
+                            // A concurrent run may have added it between the look and the ALTER.
+                            let raced = match added {
+                                Some((table, column)) => self.has_column(table, column).await?,
+                                None => false,
+                            };
+                            if !raced {
+                                return Err(e);
+                            }
+                        }
                     }
                 }
             }

@@ -110,3 +110,60 @@ async fn overlapping_batches_verify_after_merges_and_tampering_is_named() {
     drop((store, restarted));
     ch.stop().await.unwrap();
 }
+
+/// What the chain costs, on the managed 18.16: ingest time of `GATELOG_CHAIN_ROWS` decisions
+/// (default 200 000) in batches of 2 000 written in groups of 10, the bytes `batch_rows`
+/// takes beside `decisions` (per million rows, from `system.parts`), and `verify_chain`'s
+/// time over them. Ignored by default:
+///
+/// ```text
+/// GATELOG_CHAIN_ROWS=1000000 cargo test -p gatelog-store --test chain -- --ignored --nocapture
+/// ```
+#[tokio::test]
+#[ignore = "benchmark; run with --ignored --nocapture"]
+#[allow(clippy::print_stdout)]
+async fn chain_costs() {
+    let rows: usize = std::env::var("GATELOG_CHAIN_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let mut ch = TestClickHouse::start().await.unwrap();
+    let store = ch.store().await.unwrap();
+    let db = store.database().to_owned();
+    let per_batch = 2_000;
+    let batches: Vec<_> = (0..rows.div_ceil(per_batch)).map(|i| batch(&format!("perf-{i:05}"), per_batch, 0)).collect();
+    let started = std::time::Instant::now();
+    for (g, group) in batches.chunks(10).enumerate() {
+        let tagged: Vec<(u64, &gatelog_store::WriteBatch)> =
+            group.iter().enumerate().map(|(i, b)| ((g * 10 + i + 1) as u64, b)).collect();
+        store.write_batches(&tagged, gatelog_store::PartialCheck::OnRetry).await.unwrap();
+    }
+    let ingest = started.elapsed();
+    mutate(&store, &format!("OPTIMIZE TABLE {db}.batch_rows FINAL")).await;
+    mutate(&store, &format!("OPTIMIZE TABLE {db}.decisions FINAL")).await;
+    let sql = format!(
+        "SELECT table, sum(rows), sum(data_compressed_bytes), sum(data_uncompressed_bytes) FROM system.parts \
+         WHERE database = '{db}' AND active AND table IN ('decisions', 'batch_rows', 'raw_records', 'ingest_batches') GROUP BY table ORDER BY table"
+    );
+    let parts: Vec<(String, u64, u64, u64)> = store.client().query(&sql).fetch_all().await.unwrap();
+    let started = std::time::Instant::now();
+    let opts = VerifyOptions { from_ms: 0, to_ms: i64::MAX, ..VerifyOptions::default() };
+    let v = store.verify_chain(&opts, &|_| SignatureCheck::Unsigned, &|_| {}).await.unwrap();
+    let verify = started.elapsed();
+    assert!(v.ok(), "{v}");
+    println!(
+        "rows {rows}: ingest (decisions, raw records, ledger, links) {:.2} s, {:.0} rows/s",
+        ingest.as_secs_f64(),
+        rows as f64 / ingest.as_secs_f64()
+    );
+    for (table, n, compressed, raw) in parts {
+        println!(
+            "{table}: {n} rows, {compressed} bytes compressed ({:.1} MB per million rows), {raw} uncompressed",
+            compressed as f64 / n.max(1) as f64
+        );
+    }
+    println!(
+        "verify_chain: {:.2} s ({:.0} rows/s): {v}",
+        verify.as_secs_f64(),
+        v.rows_checked as f64 / verify.as_secs_f64()
+    );
+    drop(store);
+    ch.stop().await.unwrap();
+}

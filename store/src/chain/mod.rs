@@ -12,10 +12,11 @@
 //! with the same hash.
 
 mod rows;
+mod verdict;
 mod verify;
 
-pub use verify::{
-    ChainVerdict, CheckpointStatus, Problem, ProblemClass, SignatureCheck, VerifyOptions, VerifyProgress,
+pub use verdict::{
+    ChainVerdict, CheckpointStatus, MAX_PROBLEMS, Problem, ProblemClass, SignatureCheck, VerifyOptions, VerifyProgress,
 };
 
 use crate::rowbinary::RowEncoder;
