@@ -124,7 +124,7 @@ async fn serve_checkpoints_and_verify_store_finds_an_edited_row() {
     let bad = verify(false);
     assert_eq!(bad.status.code(), Some(8), "{}", text(&bad));
     let out = text(&bad);
-    assert!(out.contains(&format!("FAILED")) && out.contains(&batch) && out.contains("chain-ev-0"), "{out}");
+    assert!(out.contains("FAILED") && out.contains(&batch) && out.contains("chain-ev-0"), "{out}");
     let json = verify(true);
     assert_eq!(json.status.code(), Some(8));
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json verdict");

@@ -14,7 +14,7 @@ use gatelog_report::chain::sign_checkpoint;
 use gatelog_report::sign::SigningKey;
 use gatelog_store::Store;
 use gatelog_store::chain::Checkpoint;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -79,7 +79,7 @@ impl Checkpoints {
 }
 
 /// The signing key, or `None` (unsigned checkpoints) when it does not exist or cannot be read.
-fn signing_key(path: &PathBuf) -> Option<SigningKey> {
+fn signing_key(path: &Path) -> Option<SigningKey> {
     if !path.exists() {
         tracing::warn!(key = %path.display(), "chain checkpoints are recorded unsigned: there is no signing key (gatelog keys init creates it)");
         return None;
