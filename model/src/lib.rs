@@ -14,6 +14,8 @@
 //! - [`ipe`]: [`IpeRecord`], how a reported figure was produced (query, parameters, server,
 //!   rows, reconciliations), filled by the store's read side and printed by reports.
 //! - [`redact`]: [`RedactedUrl`], the one way a URL from configuration is displayed.
+//! - [`chain`]: the tamper-evidence hash chain over stored batches (links, heads, the row
+//!   ledger's hashes and digests); the store writes and recomputes it.
 
 #[macro_use]
 mod macros;
@@ -21,6 +23,7 @@ mod macros;
 pub mod alert;
 pub mod batch;
 pub mod canary;
+pub mod chain;
 pub mod clock;
 pub mod decision;
 pub mod event_id;

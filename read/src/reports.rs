@@ -131,7 +131,7 @@ pub(crate) async fn soc2(
             Format::Json => (pick("report.json"), "application/json", None),
             Format::Zip => {
                 let key = reports.key.as_ref().ok_or_else(|| ApiError::conflict("no signing key"))?;
-                let bytes = output::bundle(&report, &files, None, key).map_err(|e| internal(e.to_string()))?;
+                let bytes = output::bundle(&report, &files, key).map_err(|e| internal(e.to_string()))?;
                 (bytes, "application/zip", Some(output::bundle_name(period.from(), period.to())))
             }
         };

@@ -125,7 +125,7 @@ async fn main() {
     let t2 = Instant::now();
     let files = output::render_files(&report).unwrap();
     let key = SigningKey::from_seed([7; 32], "bench");
-    let bundle = output::bundle(&report, &files, None, &key).unwrap();
+    let bundle = output::bundle(&report, &files, &key).unwrap();
     let write_s = t2.elapsed().as_secs_f64();
     let total = t.elapsed().as_secs_f64();
     let rss = peak_rss();

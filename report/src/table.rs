@@ -262,6 +262,10 @@ pub struct Report {
     pub parameters: BTreeMap<String, String>,
     /// The command that regenerates this report byte for byte.
     pub regenerate: String,
+    /// The hash chain's head over the batches stored when the report's data was read (its
+    /// bundle's manifest carries it), when the store has a chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_head: Option<crate::chain::ChainHead>,
     pub sections: Vec<Section>,
 }
 

@@ -90,6 +90,7 @@ pub fn demo_report() -> Report {
             ("to".into(), "2026-04-01T00:00:00Z".into()),
         ]),
         regenerate: "gatelog report soc2 --from 2026-01-01 --to 2026-04-01 --seed 2026Q1-cc6.1 --out evidence".into(),
+        chain_head: None,
         sections: vec![Section {
             id: "cc6.1".into(),
             title: "CC6.1 Logical access: privileged access".into(),

@@ -63,6 +63,14 @@ pub enum Command {
     /// signature); 4 signature invalid (manifest or signature changed, or another key);
     /// 5 a file's content differs from the manifest; 6 a file missing, added or renamed;
     /// 7 intact, but no trusted key was given to check the signer against.
+    ///
+    /// With --store --from --to: check the records stored in ClickHouse against the hash
+    /// chain instead (the batches received in the period: their links, row ledgers, stored
+    /// rows and signed checkpoints). Exit codes: 0 verified; 1 could not check (ClickHouse
+    /// unreachable, a bad period); 4 a checkpoint's signature does not verify; 7 intact, but
+    /// a signed checkpoint could not be checked (no trusted key); 8 the stored records
+    /// disagree with the chain: a row, ledger, batch marker or link was deleted, inserted or
+    /// edited (the verdict names the first batch, and the event for a row).
     Verify(VerifyArgs),
     /// On-call's alerts (findings of `gatelog serve`'s detection grouped by dedup key): list
     /// them, show one with its findings and history, acknowledge or resolve it.
@@ -598,8 +606,9 @@ pub enum KeysCommand {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// The bundle (.zip) to check.
-    pub bundle: PathBuf,
+    /// The bundle (.zip) to check (not with --store).
+    #[arg(required_unless_present = "store", conflicts_with = "store")]
+    pub bundle: Option<PathBuf>,
     /// The signer's public key: a file (`signing.pub`, `allowed_signers`) or the key itself
     /// (`"ssh-ed25519 AAAA…"`). Without it, the public key beside the configured signing
     /// key is trusted if there is one; otherwise the check ends with exit code 7.
@@ -610,6 +619,27 @@ pub struct VerifyArgs {
     pub json: bool,
     #[command(flatten)]
     pub location: KeyLocationArgs,
+    /// Check the records stored in ClickHouse against the hash chain (with --from, --to).
+    #[arg(long, requires_all = ["from", "to"])]
+    pub store: bool,
+    /// With --store: the first arrival checked (RFC 3339 or epoch), inclusive.
+    #[arg(long, requires = "store")]
+    pub from: Option<String>,
+    /// With --store: the end of the period (exclusive).
+    #[arg(long, requires = "store")]
+    pub to: Option<String>,
+    /// With --store: ClickHouse HTTP URL; absent, the managed server under the data dir.
+    #[arg(long, env = "GATELOG_CLICKHOUSE_URL", hide_env_values = true)]
+    pub clickhouse_url: Option<String>,
+    #[arg(long, env = "GATELOG_CLICKHOUSE_DATABASE")]
+    pub clickhouse_database: Option<String>,
+    #[arg(long, env = "GATELOG_CLICKHOUSE_USER")]
+    pub clickhouse_user: Option<String>,
+    #[arg(long, env = "GATELOG_CLICKHOUSE_PASSWORD", hide_env_values = true)]
+    pub clickhouse_password: Option<String>,
+    /// With --store: never draw a progress bar, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 #[derive(Debug, Subcommand)]

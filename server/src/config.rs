@@ -56,12 +56,22 @@ pub struct Config {
 }
 
 /// `[report]`: evidence reports and bundles.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReportSection {
     /// The Ed25519 key that signs evidence bundles (`gatelog keys init` creates it). Absent:
     /// `<data_dir>/keys/signing.key`. Its public key sits beside it as `signing.pub`.
     pub signing_key: Option<PathBuf>,
+    /// How often `gatelog serve` records the head of the hash chain over stored batches in
+    /// `chain_checkpoints`, signed with `signing_key` when it exists; `0s` never does.
+    #[serde(with = "humantime_serde")]
+    pub chain_checkpoint_interval: std::time::Duration,
+}
+
+impl Default for ReportSection {
+    fn default() -> Self {
+        ReportSection { signing_key: None, chain_checkpoint_interval: std::time::Duration::from_secs(600) }
+    }
 }
 
 impl Default for Config {
@@ -265,6 +275,13 @@ impl Config {
             return invalid(
                 "report.signing_key",
                 "must name a file (or be left out for <data_dir>/keys/signing.key)".into(),
+            );
+        }
+        let every = self.report.chain_checkpoint_interval;
+        if !every.is_zero() && every < std::time::Duration::from_secs(1) {
+            return invalid(
+                "report.chain_checkpoint_interval",
+                format!("{} is below 1s (0s turns the checkpoints off)", humantime::format_duration(every)),
             );
         }
         Ok(())
@@ -473,6 +490,10 @@ mod tests {
         let err = Config::parse("[report]\nsigning_key = \"\"\n").unwrap().validate().unwrap_err().to_string();
         assert!(err.starts_with("report.signing_key:"), "{err}");
         assert!(Config::parse("[report]\nkey = \"x\"\n").unwrap_err().contains("key"));
+        let c = Config::parse("[report]\nchain_checkpoint_interval = \"1m\"\n").unwrap();
+        assert_eq!(c.report.chain_checkpoint_interval, std::time::Duration::from_secs(60));
+        let err = Config::parse("[report]\nchain_checkpoint_interval = \"10ms\"\n").unwrap().validate().unwrap_err();
+        assert!(err.to_string().starts_with("report.chain_checkpoint_interval:"), "{err}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Exit code when the check could not run (unreadable bundle or key).
-const CANNOT_CHECK: u8 = 1;
+pub(crate) const CANNOT_CHECK: u8 = 1;
 
 pub fn run_keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -61,6 +61,10 @@ fn today() -> String {
 }
 
 pub fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let Some(bundle) = args.bundle.clone() else {
+        eprintln!("error: name a bundle to check, or --store --from --to");
+        return Ok(ExitCode::from(CANNOT_CHECK));
+    };
     let (trusted, trusted_from) = match trusted_key(&args) {
         Ok(t) => t,
         Err(e) => {
@@ -68,18 +72,18 @@ pub fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(CANNOT_CHECK));
         }
     };
-    let file = match std::fs::File::open(&args.bundle) {
+    let file = match std::fs::File::open(&bundle) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("error: cannot open the bundle {}: {e}", args.bundle.display());
+            eprintln!("error: cannot open the bundle {}: {e}", bundle.display());
             return Ok(ExitCode::from(CANNOT_CHECK));
         }
     };
     let verdict = bundle::verify(std::io::BufReader::new(file), trusted.as_ref());
     let text = if args.json {
-        serde_json::to_string_pretty(&verdict_json(&args, &verdict, trusted_from.as_deref()))? + "\n"
+        serde_json::to_string_pretty(&verdict_json(&bundle, &verdict, trusted_from.as_deref()))? + "\n"
     } else {
-        let mut out = format!("bundle: {}\n", args.bundle.display());
+        let mut out = format!("bundle: {}\n", bundle.display());
         if let Some(from) = &trusted_from {
             out.push_str(&format!("trusted key: {from}\n"));
         }
@@ -91,7 +95,7 @@ pub fn run_verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The key to trust: `--public-key`, else the public key beside the configured signing key.
-fn trusted_key(args: &VerifyArgs) -> anyhow::Result<(Option<PublicKey>, Option<String>)> {
+pub(crate) fn trusted_key(args: &VerifyArgs) -> anyhow::Result<(Option<PublicKey>, Option<String>)> {
     if let Some(arg) = &args.public_key {
         let key = PublicKey::from_arg(arg)?;
         let from = format!("{} (--public-key)", key.fingerprint());
@@ -111,7 +115,7 @@ fn trusted_key(args: &VerifyArgs) -> anyhow::Result<(Option<PublicKey>, Option<S
     Ok((Some(key), Some(from)))
 }
 
-fn verdict_json(args: &VerifyArgs, v: &Verdict, trusted_from: Option<&str>) -> serde_json::Value {
+fn verdict_json(bundle: &std::path::Path, v: &Verdict, trusted_from: Option<&str>) -> serde_json::Value {
     let failures: Vec<_> = v
         .failures
         .iter()
@@ -125,7 +129,7 @@ fn verdict_json(args: &VerifyArgs, v: &Verdict, trusted_from: Option<&str>) -> s
         })
         .collect();
     serde_json::json!({
-        "bundle": args.bundle.display().to_string(),
+        "bundle": bundle.display().to_string(),
         "ok": v.ok(),
         "exit_code": v.exit_code(),
         "signer": v.signer,

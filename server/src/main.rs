@@ -16,6 +16,7 @@
 //! - [`proxy`]: `gatelog proxy` and `gatelog proxy check`.
 //! - [`keys`]: `gatelog keys init | public` (the bundle signing key) and `gatelog verify`.
 //! - [`review`]: `gatelog review import SHEET.csv`, a completed access review as evidence.
+//! - [`verify_store`]: `gatelog verify --store`, the stored records against the hash chain.
 //! - [`tokens`]: `gatelog tokens new --role R`, a fresh API token and its `[auth]` entry.
 //! - [`priority`]: the CPU priority of the work behind the spool (the sinks' threads).
 
@@ -37,6 +38,7 @@ mod rules;
 mod search;
 mod serve;
 mod tokens;
+mod verify_store;
 
 use anyhow::Context;
 use clap::Parser;
@@ -84,6 +86,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Clickhouse { command: ClickhouseCommand::Run(args) } => clickhouse::run_foreground(args).await,
         Command::Report { command } => report::run(command).await,
         Command::Keys { command } => keys::run_keys(command),
+        Command::Verify(args) if args.store => verify_store::run(args).await,
         Command::Verify(args) => keys::run_verify(args),
         Command::Tokens { command: cli::TokensCommand::New(args) } => tokens::run_new(args),
         Command::Sql { command: SqlCommand::Dump(args) } => {

@@ -128,7 +128,7 @@ pub async fn write_report(
     }
     let mut bundle_path = None;
     if let Some(key) = key {
-        let bundle = output::bundle(&report, &files, None, key).context("cannot build the bundle")?;
+        let bundle = output::bundle(&report, &files, key).context("cannot build the bundle")?;
         let path = out.join(output::bundle_name(period.from(), period.to()));
         bundle_path = Some(path.clone());
         std::fs::write(&path, &bundle).with_context(|| format!("cannot write {}", path.display()))?;

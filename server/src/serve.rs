@@ -20,6 +20,8 @@
 //! alerts detection opened from ClickHouse and mails them (SMTP, or `.eml` files). The
 //! scheduled rules ([`scheduled`], rules as code on their `schedule`) run on a thread of
 //! their own, reading ClickHouse once the ClickHouse sink has stored a window's arrivals.
+//! [`checkpoint`] records the hash chain's head, signed, every
+//! `report.chain_checkpoint_interval`.
 //!
 //! Start-up needs the spool and the listener, not ClickHouse: [`store_link`] connects (and
 //! migrates) in the background, and the ClickHouse sink starts once it has. The index sink
@@ -35,6 +37,7 @@
 
 mod background;
 pub mod canary;
+mod checkpoint;
 mod detect_metrics;
 mod index_sink;
 pub mod metrics;
@@ -101,6 +104,7 @@ pub struct Running {
     notifier: Option<notify::Notifier>,
     scheduled: Option<scheduled::Scheduled>,
     query_log: Option<query_log::QueryLog>,
+    checkpoints: Option<checkpoint::Checkpoints>,
     canaries: Option<canary::Canaries>,
     http_stop: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
@@ -170,6 +174,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         receiver.metrics().register_collector(Arc::new(s.metrics(sinks.clock.clone())));
     }
     let query_log = query_log::QueryLog::start(config, &sinks.link, sinks.clock.clone())?;
+    let checkpoints = checkpoint::Checkpoints::start(config, &sinks.link, sinks.clock.clone())?;
     receiver.metrics().register_collector(Arc::new(sinks.metrics(config.index.enabled)));
     if let Some(detect) = sinks.detect_metrics() {
         receiver.metrics().register_collector(Arc::new(detect));
@@ -225,6 +230,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         notifier,
         scheduled,
         query_log,
+        checkpoints,
         canaries,
         http_stop,
         http,
@@ -325,6 +331,9 @@ impl Running {
         self.sinks.drain(deadline.saturating_duration_since(tokio::time::Instant::now()), true).await;
         if let Some(query_log) = self.query_log.take() {
             query_log.stop().await;
+        }
+        if let Some(checkpoints) = self.checkpoints.take() {
+            checkpoints.stop().await;
         }
         if let Some(scheduled) = self.scheduled.take() {
             scheduled.stop().await;

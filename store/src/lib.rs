@@ -32,6 +32,8 @@
 //!   history (decisions, arrivals) for the detectors' warm-up. Their SQL: [`sql::detection`].
 //! - [`access_log`]: gatelog's own audit trail (who read the evidence) read back
 //!   ([`Store::access_log`]); the sink writes it with the other tables.
+//! - [`chain`]: the hash chain over stored batches: links on the markers and the row ledger
+//!   (`batch_rows`) written with each batch, checkpoints, [`Store::verify_chain`].
 //! - [`deliveries`]: the e-mail outbox's `alert_deliveries` (every attempt, written and read)
 //!   and what the mailer reads to decide what to send. Their SQL: [`sql::deliveries`].
 //! - [`durability`]: [`durability::Durability`], what the sink waits for before it lets the
@@ -54,6 +56,7 @@
 
 pub mod access_log;
 pub mod canary;
+pub mod chain;
 pub mod config;
 pub mod deliveries;
 pub mod detection;

@@ -22,6 +22,15 @@ pub struct MigrationReport {
     pub retention_set: Vec<String>,
 }
 
+/// `(db.table, column)` of an `ALTER TABLE db.table[ ON CLUSTER c] ADD COLUMN column …`:
+/// 18.16 has no `ADD COLUMN IF NOT EXISTS`, so the runner looks first.
+fn added_column(sql: &str) -> Option<(&str, &str)> {
+    let rest = sql.strip_prefix("ALTER TABLE ")?;
+    let table = rest.split(' ').next()?;
+    let (_, after) = rest.split_once(" ADD COLUMN ")?;
+    Some((table, after.split(' ').next()?))
+}
+
 #[derive(Debug, Clone, clickhouse::Row, serde::Deserialize)]
 struct AppliedRow {
     version: u32,
@@ -31,6 +40,14 @@ struct AppliedRow {
 }
 
 impl Store {
+    /// Whether `qualified` (`db.table`) has `column`.
+    async fn has_column(&self, qualified: &str, column: &str) -> Result<bool, StoreError> {
+        let (db, table) = qualified.split_once('.').unwrap_or(("", qualified));
+        let sql = render(&self.inner.queries.has_column, &[Lit::Str(db), Lit::Str(table), Lit::Str(column)]);
+        let n: u64 = self.fetch_one("SELECT", "system.columns", &sql).await?;
+        Ok(n > 0)
+    }
+
     /// Creates the database and tables, applying each migration not yet recorded in
     /// `schema_migrations`. Re-running applies nothing; an applied migration whose statements
     /// changed is an error ([`StoreError::MigrationChanged`]). Safe to run from several
@@ -71,7 +88,22 @@ impl Store {
                 Some(plan) => self.rekey(&label, plan).await?,
                 None => {
                     for sql in &m.statements {
-                        self.execute("CREATE TABLE", &format!("migration {label}"), sql).await?;
+                        let added = added_column(sql);
+                        if let Some((table, column)) = added
+                            && self.has_column(table, column).await?
+                        {
+                            continue; // an interrupted run added it
+                        }
+                        if let Err(e) = self.execute("CREATE TABLE", &format!("migration {label}"), sql).await {
+                            // A concurrent run may have added it between the look and the ALTER.
+                            let raced = match added {
+                                Some((table, column)) => self.has_column(table, column).await?,
+                                None => false,
+                            };
+                            if !raced {
+                                return Err(e);
+                            }
+                        }
                     }
                 }
             }

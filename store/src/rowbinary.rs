@@ -23,6 +23,11 @@ pub(crate) struct BatchRow<'a> {
     pub bytes: u64,
     pub sha256: &'a str,
     pub spool_seq: u64,
+    /// The batch's link (see [`crate::schema::CHAIN_COLS`]).
+    pub chain_seq: u64,
+    pub chain_prev: &'a str,
+    pub chain_hash: &'a str,
+    pub rows_sha256: &'a str,
 }
 
 /// A timestamp as a legacy `DateTime` column holds it: seconds, clamped to `UInt32`.
@@ -208,6 +213,47 @@ impl RowEncoder {
         self.u64(b.bytes);
         self.str(b.sha256);
         self.u64(b.spool_seq);
+        self.u64(b.chain_seq);
+        self.str(b.chain_prev);
+        self.str(b.chain_hash);
+        self.str(b.rows_sha256);
+    }
+
+    /// A `batch_rows` (row ledger) row, in [`crate::schema::BATCH_ROWS`] order.
+    pub(crate) fn ledger(
+        &mut self,
+        batch_id: &str,
+        received_at: UnixMillis,
+        tenant: &str,
+        event_id: &str,
+        row_hash: &gatelog_model::chain::RowHash,
+    ) {
+        self.str(batch_id);
+        self.time(received_at);
+        self.enum_str(tenant);
+        self.str(event_id);
+        self.mark(Kind::Hash16);
+        self.buf.put_slice(row_hash);
+    }
+
+    /// A `chain_checkpoints` row, in [`crate::schema::CHAIN_CHECKPOINTS`] order.
+    pub(crate) fn checkpoint(&mut self, c: &crate::chain::Checkpoint) {
+        self.time(UnixMillis(c.at_ms));
+        self.u64(c.head.links);
+        self.str(c.head.last_batch_id.as_deref().unwrap_or(""));
+        self.str(&c.head.hash);
+        self.str(&c.signer);
+        self.str(&c.signature);
+    }
+
+    /// Forgets what was encoded (a scratch encoder reused per row).
+    pub(crate) fn clear(&mut self) {
+        self.buf.clear();
+    }
+
+    /// The bytes encoded so far.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf
     }
 
     /// A `schema_migrations` row: version, name, checksum, profile.
@@ -260,9 +306,20 @@ mod tests {
             bytes: 0,
             sha256: "",
             spool_seq: 0,
+            chain_seq: 1,
+            chain_prev: "",
+            chain_hash: "",
+            rows_sha256: "",
         };
         e.batch(&row);
         assert_eq!(e.kinds, INGEST_BATCHES.sent_kinds());
+        e.kinds.clear();
+        e.ledger("b", UnixMillis(0), "t", "e", &[0; 16]);
+        assert_eq!(e.kinds, crate::schema::BATCH_ROWS.sent_kinds());
+        e.kinds.clear();
+        let head = gatelog_model::chain::ChainHead::genesis();
+        e.checkpoint(&crate::chain::Checkpoint { at_ms: 0, head, signer: String::new(), signature: String::new() });
+        assert_eq!(e.kinds, crate::schema::CHAIN_CHECKPOINTS.sent_kinds());
     }
 
     #[test]

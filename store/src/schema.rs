@@ -20,6 +20,8 @@ pub(crate) enum Kind {
     U16,
     /// `Array(String)`.
     Strings,
+    /// `FixedString(16)`: a [`gatelog_model::chain::RowHash`].
+    Hash16,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -54,7 +56,7 @@ pub(crate) struct TableDef {
     pub retention: bool,
 }
 
-use Kind::{Enum, Str, Strings, Time, U16, U32, U64, WrittenAt};
+use Kind::{Enum, Hash16, Str, Strings, Time, U16, U32, U64, WrittenAt};
 
 /// `decisions`: one row per [`gatelog_model::AccessDecision`]; the Tail and Logpush copies of a
 /// decision, and the rows of a retried batch, collapse on `(tenant, event_id)`, whatever
@@ -154,34 +156,106 @@ pub(crate) const DEAD_LETTERS: TableDef = TableDef {
     retention: true,
 };
 
+/// The columns `ingest_batches` was created with (migration 4).
+const INGEST_BATCHES_V1_COLS: [Col; 15] = [
+    col("batch_id", Str),
+    col("dataset", Enum),
+    col("origin", Str),
+    col("received_at", Time),
+    col("lines", U64),
+    col("decisions", U64),
+    col("raw_records", U64),
+    col("dead_letters", U64),
+    col("probes", U64),
+    col("min_time", Time),
+    col("max_time", Time),
+    col("bytes", U64),
+    col("sha256", Str),
+    col("written_at", WrittenAt),
+    // The spool position of the batch (0 for an older `gatelog ingest`, which wrote
+    // straight to ClickHouse): the ClickHouse sink
+    // resumes after the highest one, committed together with the rows it covers.
+    col("spool_seq", U64),
+];
+
+/// The columns migration 13 adds to `ingest_batches`: the batch's link of the hash chain
+/// (`gatelog_model::chain`), on the marker so that it is stored exactly once with the batch.
+/// `chain_seq` is the link's position (1-based; 0: stored before the chain started).
+pub(crate) const CHAIN_COLS: [Col; 4] =
+    [col("chain_seq", U64), col("chain_prev", Str), col("chain_hash", Str), col("rows_sha256", Str)];
+
 /// `ingest_batches`: one row per stored batch, written last: the commit marker and the
-/// completeness/gap evidence. Kept without TTL.
+/// completeness/gap evidence, and the batch's link of the hash chain. Kept without TTL.
 pub(crate) const INGEST_BATCHES: TableDef = TableDef {
     name: "ingest_batches",
     cols: &[
-        col("batch_id", Str),
-        col("dataset", Enum),
-        col("origin", Str),
-        col("received_at", Time),
-        col("lines", U64),
-        col("decisions", U64),
-        col("raw_records", U64),
-        col("dead_letters", U64),
-        col("probes", U64),
-        col("min_time", Time),
-        col("max_time", Time),
-        col("bytes", U64),
-        col("sha256", Str),
-        col("written_at", WrittenAt),
-        // The spool position of the batch (0 for an older `gatelog ingest`, which wrote
-        // straight to ClickHouse): the ClickHouse sink
-        // resumes after the highest one, committed together with the rows it covers.
-        col("spool_seq", U64),
+        INGEST_BATCHES_V1_COLS[0],
+        INGEST_BATCHES_V1_COLS[1],
+        INGEST_BATCHES_V1_COLS[2],
+        INGEST_BATCHES_V1_COLS[3],
+        INGEST_BATCHES_V1_COLS[4],
+        INGEST_BATCHES_V1_COLS[5],
+        INGEST_BATCHES_V1_COLS[6],
+        INGEST_BATCHES_V1_COLS[7],
+        INGEST_BATCHES_V1_COLS[8],
+        INGEST_BATCHES_V1_COLS[9],
+        INGEST_BATCHES_V1_COLS[10],
+        INGEST_BATCHES_V1_COLS[11],
+        INGEST_BATCHES_V1_COLS[12],
+        INGEST_BATCHES_V1_COLS[13],
+        INGEST_BATCHES_V1_COLS[14],
+        CHAIN_COLS[0],
+        CHAIN_COLS[1],
+        CHAIN_COLS[2],
+        CHAIN_COLS[3],
     ],
     engine: Engine::ReplacingMergeTree,
     partition_by: "received_at",
     order_by: "batch_id",
     shard_key: "cityHash64(batch_id)",
+    retention: false,
+};
+
+/// `ingest_batches` as migration 4 created it (kept so migration 4 renders as it always did).
+pub(crate) const INGEST_BATCHES_V1: TableDef = TableDef { cols: &INGEST_BATCHES_V1_COLS, ..INGEST_BATCHES };
+
+/// `batch_rows`: the row ledger of the hash chain, one row per `decisions` row a batch
+/// stored: its key and the hash of its encoding. A plain `MergeTree` (nothing collapses),
+/// written in the batch's write group before its marker; the marker's link carries the
+/// digest of the batch's entries. Kept without TTL, like `ingest_batches`.
+pub(crate) const BATCH_ROWS: TableDef = TableDef {
+    name: "batch_rows",
+    cols: &[
+        col("batch_id", Str),
+        col("received_at", Time),
+        col("tenant", Enum),
+        col("event_id", Str),
+        col("row_hash", Hash16),
+    ],
+    engine: Engine::MergeTree,
+    partition_by: "received_at",
+    order_by: "batch_id, tenant, event_id",
+    shard_key: "cityHash64(batch_id)",
+    retention: false,
+};
+
+/// `chain_checkpoints`: the chain's head recorded periodically by `gatelog serve`, signed
+/// with the bundle signing key when there is one (`signature` is then an armoured SSH
+/// signature over `gatelog_model::chain::checkpoint_message`, `signer` its key's fingerprint).
+pub(crate) const CHAIN_CHECKPOINTS: TableDef = TableDef {
+    name: "chain_checkpoints",
+    cols: &[
+        col("at", Time),
+        col("links", U64),
+        col("last_batch_id", Str),
+        col("hash", Str),
+        col("signer", Str),
+        col("signature", Str),
+    ],
+    engine: Engine::MergeTree,
+    partition_by: "at",
+    order_by: "at, links",
+    shard_key: "links",
     retention: false,
 };
 
@@ -220,10 +294,11 @@ impl TableDef {
                 U32 => out.push(format!("{n} UInt32")),
                 U16 => out.push(format!("{n} UInt16")),
                 Strings => out.push(format!("{n} Array(String)")),
+                Hash16 => out.push(format!("{n} FixedString(16)")),
             }
         }
         let has_batch_id = self.cols.iter().any(|c| c.name == "batch_id");
-        if !legacy && has_batch_id && self.order_by != "batch_id" {
+        if !legacy && has_batch_id && !self.order_by.starts_with("batch_id") {
             out.push("INDEX batch_id_idx batch_id TYPE bloom_filter(0.01) GRANULARITY 4".to_owned());
         }
         out

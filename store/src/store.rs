@@ -28,6 +28,9 @@ pub(crate) struct Inner {
     pub(crate) queries: Queries,
     /// Batch ids being written by this process, so two tasks never write one batch at once.
     pub(crate) in_flight: Mutex<BTreeSet<String>>,
+    /// The hash chain's head as this process last stored it (`None`: read it from
+    /// ClickHouse first); held by a write for the whole group (see `writer`).
+    pub(crate) chain: tokio::sync::Mutex<Option<gatelog_model::chain::ChainHead>>,
 }
 
 impl fmt::Debug for Store {
@@ -130,6 +133,7 @@ impl Store {
                 version_text: version_text.trim().to_owned(),
                 queries,
                 in_flight: Mutex::new(BTreeSet::new()),
+                chain: tokio::sync::Mutex::new(None),
             }),
         })
     }

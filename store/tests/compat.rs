@@ -112,7 +112,7 @@ fn every_statement_runs_in_chdb() {
         let out =
             run_script(&python, &render_dump(profile, &opts), &["--rowbinary", &rowbinary, "--describe", "read."]);
         println!("{profile}: {}", out.lines().last().unwrap_or_default());
-        assert!(out.contains("5 RowBinary payloads checked"), "{out}");
+        assert!(out.contains("7 RowBinary payloads checked"), "{out}");
         let described: std::collections::BTreeMap<String, Vec<(String, String)>> = out
             .lines()
             .filter_map(|l| l.strip_prefix("DESCRIBE\t"))

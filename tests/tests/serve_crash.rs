@@ -6,6 +6,7 @@
 //! `GATELOG_CRASH_RECORDS` sets the number of records (default 200,000). The server is the
 //! debug build, whose dependencies are optimised (workspace `profile.dev.package."*"`):
 //! 200k records take under a minute; `GATELOG_CRASH_RELEASE=1` runs the release build.
+//! Afterwards `gatelog verify --store` finds the hash chain over the stored batches intact.
 
 use gatelog_e2e::{
     Serve, ServeSpec, assert_stored_once, free_port, generated_ray_id, gzip, http_requests_sample,
@@ -212,6 +213,20 @@ async fn acknowledged_batches_survive_sigkill_exactly_once() {
         "crash test: {stored} decisions in ClickHouse and in the index, each once; total {:?}",
         test_started.elapsed()
     );
+    // The hash chain survived the kills: no fork, no gap, every stored row in its ledger.
+    let verify = gatelog_e2e::gatelog(&[
+        "verify",
+        "--store",
+        "--from",
+        "0",
+        "--to",
+        "4102444800000",
+        "--clickhouse-url",
+        &ch_url,
+        "--clickhouse-database",
+        &db,
+    ]);
+    assert_eq!(verify.status.code(), Some(0), "{}", gatelog_e2e::describe(&verify));
     server.terminate(Duration::from_secs(30)).await;
     drop(ch);
 }

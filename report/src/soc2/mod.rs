@@ -174,12 +174,34 @@ pub async fn generate(
     }
     progress.section(total, total + 1, "reconciliations");
     ctx.reconcile_pending(&mut sections).await?;
+    let head = ctx.reader.fetch(&ctx.reader.catalog().chain_head_at(input.as_of.0)?).await?;
+    let chain_head = head.rows.into_iter().next().map(|h| crate::chain::ChainHead {
+        links: h.links,
+        last_batch_id: Some(h.last_batch_id),
+        hash: h.hash,
+    });
+    if let Some(scope) = sections.first_mut() {
+        scope.paragraphs.push(match &chain_head {
+            Some(h) => format!(
+                "Tamper evidence: the stored batches form a hash chain; its head as of the data's time is link {} \
+                 (batch {}), hash {}. The bundle's manifest names it; `gatelog verify --store --from … --to …` \
+                 recomputes the chain from ClickHouse and names the first batch whose stored rows disagree.",
+                h.links,
+                h.last_batch_id.as_deref().unwrap_or("-"),
+                h.hash
+            ),
+            None => "Tamper evidence: no batch of this store is linked in the hash chain yet (batches stored \
+                     before gatelog kept one are not), so no chain head is named."
+                .to_owned(),
+        });
+    }
     let report = Report {
         title: "SOC 2 evidence: access decisions".to_owned(),
         period: format!("{} – {}", input.period.from().to_rfc3339(), input.period.to().to_rfc3339()),
         gatelog_version: input.gatelog_version.clone(),
         parameters: input.parameters.iter().cloned().collect(),
         regenerate: input.regenerate.clone(),
+        chain_head,
         sections,
     };
     report.validate()?;

@@ -2,7 +2,6 @@
 //! its output folder and what `GET /v1/reports/soc2` answers.
 
 use crate::bundle::{BundleBuilder, BundleError};
-use crate::chain::ChainHead;
 use crate::render::{self, Content, RenderError, RenderOptions};
 use crate::sign::SigningKey;
 use crate::table::Report;
@@ -16,12 +15,7 @@ pub fn render_files(report: &Report) -> Result<Vec<(String, Content)>, RenderErr
 
 /// The signed evidence bundle of `report`'s files: the parameters and the period's chain
 /// head go into the manifest. Same report, same key: the same bytes.
-pub fn bundle(
-    report: &Report,
-    files: &[(String, Content)],
-    chain_head: Option<ChainHead>,
-    key: &SigningKey,
-) -> Result<Vec<u8>, BundleError> {
+pub fn bundle(report: &Report, files: &[(String, Content)], key: &SigningKey) -> Result<Vec<u8>, BundleError> {
     let mut b = BundleBuilder::new(&report.gatelog_version);
     b.parameter("report", "soc2");
     b.parameter("period", report.period.clone());
@@ -29,8 +23,8 @@ pub fn bundle(
     for (name, value) in &report.parameters {
         b.parameter(name, value.clone());
     }
-    if let Some(head) = chain_head {
-        b.chain_head(head);
+    if let Some(head) = &report.chain_head {
+        b.chain_head(head.clone());
     }
     for (path, content) in files {
         match content {

@@ -23,7 +23,8 @@
 use super::period::{DecisionFilter, MAX_MS, Period};
 use super::query::{Param, ReadQuery, Value};
 use super::rows::{
-    BatchRow, DecisionCount, DecisionRow, EventCount, EventCounts, HistoryRow, LatestArrival, ReadRow, StoreCounts,
+    BatchRow, ChainHeadRow, DecisionCount, DecisionRow, EventCount, EventCounts, HistoryRow, LatestArrival, ReadRow,
+    StoreCounts,
 };
 use crate::StoreError;
 use crate::profile::SchemaProfile;
@@ -261,6 +262,23 @@ impl Catalog {
         ReadQuery::new("read.event_counts", self.table("decisions"), sql, params)
     }
 
+    /// The hash chain's head as of `at_ms`: the last link among the batches that arrived by
+    /// then (none before the first link). What a report's bundle names, so `gatelog verify
+    /// --store` can later check the batches the report saw.
+    pub fn chain_head_at(&self, at_ms: i64) -> Result<ReadQuery<ChainHeadRow>, StoreError> {
+        let sql = format!(
+            "SELECT chain_seq AS links, batch_id AS last_batch_id, chain_hash AS hash\nFROM {}\n\
+             WHERE chain_seq > 0 AND received_at_ms <= {{at_ms}}\nORDER BY chain_seq DESC\nLIMIT 1",
+            self.table("ingest_batches")
+        );
+        ReadQuery::new(
+            "read.chain_head_at",
+            self.table("ingest_batches"),
+            sql,
+            vec![Param::new("at_ms", Value::Int64(at_ms))],
+        )
+    }
+
     /// Raw records (once per dataset and line hash), dead letters, batches (once per id).
     /// Each scalar subquery is wrapped in `ifNull(…, 0)`: ClickHouse 26.9 types a scalar
     /// subquery `Nullable`, which RowBinary would send with a null flag the row cannot decode
@@ -337,6 +355,7 @@ pub fn registered(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Registere
     ];
     register(&mut out, "", c.event_counts(march, &pending));
     register(&mut out, "", c.store_counts());
+    register(&mut out, "", c.chain_head_at(1_743_465_600_000));
     register(&mut out, "", c.latest_arrival(&["gatelog".to_owned(), "gatelog_canary".to_owned()]));
     super::evidence::register(&c, march, &mut out);
     out

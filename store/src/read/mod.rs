@@ -70,7 +70,8 @@ pub use history::{Activity, PrincipalHistory, PrincipalProfile};
 pub use period::{DecisionFilter, Period};
 pub use query::{Param, ReadQuery, Value};
 pub use rows::{
-    BatchRow, DecisionCount, DecisionRow, EventCount, EventCounts, HistoryRow, LatestArrival, ReadRow, StoreCounts,
+    BatchRow, ChainHeadRow, DecisionCount, DecisionRow, EventCount, EventCounts, HistoryRow, LatestArrival, ReadRow,
+    StoreCounts,
 };
 pub use run::{Fetched, Reader, RowStream};
 

@@ -253,6 +253,19 @@ impl ReadRow for EventCounts {
     const COLUMNS: &'static [(&'static str, &'static str)] = &[("counts", "Array(UInt64)")];
 }
 
+/// A link of the hash chain: its position, its batch and its hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
+pub struct ChainHeadRow {
+    pub links: u64,
+    pub last_batch_id: String,
+    pub hash: String,
+}
+
+impl ReadRow for ChainHeadRow {
+    const COLUMNS: &'static [(&'static str, &'static str)] =
+        &[("links", "UInt64"), ("last_batch_id", "String"), ("hash", "String")];
+}
+
 /// When the newest stored batch arrived (epoch milliseconds; 0 when nothing is stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
 pub struct LatestArrival {

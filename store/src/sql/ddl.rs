@@ -3,7 +3,10 @@
 use super::SchemaOptions;
 use super::rekey::Rekey;
 use crate::profile::SchemaProfile;
-use crate::schema::{ACCESS_LOG, DECISIONS, DECISIONS_V1, Engine, TABLES, TableDef};
+use crate::schema::{
+    ACCESS_LOG, BATCH_ROWS, CHAIN_CHECKPOINTS, CHAIN_COLS, DECISIONS, DECISIONS_V1, Engine, INGEST_BATCHES,
+    INGEST_BATCHES_V1, TABLES, TableDef,
+};
 
 /// One versioned migration: statements applied in order, recorded with a checksum of their text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +99,7 @@ fn create_storage_table(def: &TableDef, local: &str, profile: SchemaProfile, opt
 /// The versioned migrations, oldest first. Never edit an entry once released: append.
 pub fn migrations(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Migration> {
     // Migration 1 created `decisions` with the key it had then.
-    let created = [&DECISIONS_V1, TABLES[1], TABLES[2], TABLES[3]];
+    let created = [&DECISIONS_V1, TABLES[1], TABLES[2], &INGEST_BATCHES_V1];
     let names = ["create_decisions", "create_raw_records", "create_dead_letters", "create_ingest_batches"];
     let mut out: Vec<Migration> = created
         .iter()
@@ -142,14 +145,42 @@ pub fn migrations(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Migration
         statements: super::detection::create_plain(&super::canary::CANARY_RUNS, opts),
         rekey: None,
     });
-    // Completed access review sheets (`gatelog review import`, CC6.3). Version 13 is the
-    // hash chain's `chain_checkpoints`.
+    // The hash chain over stored batches: links on the markers, the row ledger, checkpoints.
+    out.push(Migration { version: 13, name: "chain", statements: chain(profile, opts), rekey: None });
+    // Completed access review sheets (`gatelog review import`, CC6.3).
     out.push(Migration {
         version: 14,
         name: "create_access_reviews",
         statements: super::detection::create_plain(&super::reviews::ACCESS_REVIEWS, opts),
         rekey: None,
     });
+    out
+}
+
+/// Migration 13: the link columns on `ingest_batches`, one `ADD COLUMN` each (18.16 has no
+/// `IF NOT EXISTS` for columns: the runner skips a column that exists, so a rerun after an
+/// interrupted attempt is harmless; existing markers get `chain_seq = 0`: stored before the
+/// chain started), then `batch_rows` and `chain_checkpoints`.
+fn chain(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<String> {
+    let db = &opts.database;
+    let columns: Vec<String> = INGEST_BATCHES
+        .column_ddl(profile)
+        .into_iter()
+        .filter(|c| CHAIN_COLS.iter().any(|k| c.split(' ').next() == Some(k.name)))
+        .collect();
+    let mut tables = vec![storage_table(opts, INGEST_BATCHES.name)];
+    if opts.cluster.is_some() {
+        // The Distributed table's own column list too.
+        tables.push(INGEST_BATCHES.name.to_owned());
+    }
+    let mut out: Vec<String> = Vec::new();
+    for t in &tables {
+        for c in &columns {
+            out.push(format!("ALTER TABLE {db}.{t}{} ADD COLUMN {c}", on_cluster(opts)));
+        }
+    }
+    out.extend(create_table(&BATCH_ROWS, profile, opts));
+    out.extend(create_table(&CHAIN_CHECKPOINTS, profile, opts));
     out
 }
 

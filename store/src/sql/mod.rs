@@ -6,6 +6,7 @@
 //! literals and one row of typed example values, which chdb and the real 18.16 run.
 
 pub mod canary;
+pub(crate) mod chain;
 mod ddl;
 pub mod deliveries;
 pub mod detection;
@@ -26,7 +27,9 @@ pub use samples::{SamplePayload, sample_payloads};
 
 use crate::StoreError;
 use crate::profile::SchemaProfile;
-use crate::schema::{ACCESS_LOG, DEAD_LETTERS, DECISIONS, INGEST_BATCHES, Kind, RAW_RECORDS, TableDef};
+use crate::schema::{
+    ACCESS_LOG, BATCH_ROWS, CHAIN_CHECKPOINTS, DEAD_LETTERS, DECISIONS, INGEST_BATCHES, Kind, RAW_RECORDS, TableDef,
+};
 
 /// What the schema is rendered for, besides the profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +115,7 @@ fn example_row(def: &TableDef, profile: SchemaProfile) -> String {
             Kind::U32 => values.push("toUInt32(1)".to_owned()),
             Kind::U16 => values.push("toUInt16(1)".to_owned()),
             Kind::Strings => values.push("['example']".to_owned()),
+            Kind::Hash16 => values.push("toFixedString('0123456789abcdef', 16)".to_owned()),
         }
     }
     values.join(", ")
@@ -149,6 +153,8 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
         for (i, sql) in m.statements.into_iter().enumerate() {
             let suffix = match (&m.rekey, steps.get(i)) {
                 (Some(_), Some(step)) => format!(".{step}"),
+                // Migrations since 13 run several statements of their own: numbered.
+                _ if count > 1 && m.version >= 13 => format!(".{}", i + 1),
                 _ if count > 1 && i > 0 => ".distributed".to_owned(),
                 _ => String::new(),
             };
@@ -160,6 +166,8 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     }
     let local = storage_table(opts, DECISIONS.name);
     out.push(templated("query.table_engine", &q.table_engine, &[Lit::Str(db), Lit::Str(&local)]));
+    let column = [Lit::Str(db), Lit::Str(&local), Lit::Str("event_id")];
+    out.push(templated("query.has_column", &q.has_column, &column));
     out.push(Statement {
         name: "insert.schema_migrations".to_owned(),
         sql: q.insert_migration.clone(),
@@ -172,6 +180,15 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     out.push(insert_statement("insert.raw_records", &q.insert_raw_records, &RAW_RECORDS, db, profile));
     out.push(insert_statement("insert.dead_letters", &q.insert_dead_letters, &DEAD_LETTERS, db, profile));
     out.push(insert_statement("insert.ingest_batches", &q.insert_ingest_batches, &INGEST_BATCHES, db, profile));
+    out.push(insert_statement("insert.batch_rows", &q.insert_batch_rows, &BATCH_ROWS, db, profile));
+    out.push(insert_statement(
+        "insert.chain_checkpoints",
+        &q.insert_chain_checkpoints,
+        &CHAIN_CHECKPOINTS,
+        db,
+        profile,
+    ));
+    out.push(Statement::same("query.chain_head", q.chain_head.clone()));
     out.push(templated(
         "query.existing_batches",
         &q.existing_batches,
@@ -187,12 +204,12 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     out.push(templated(
         "query.partial_batch_probe",
         &q.partial_probe,
-        &[b, tenant, t, event, tenant, t, event, b, ds, event, event, b, ds],
+        &[b, tenant, t, event, tenant, t, event, b, ds, event, event, b, ds, b],
     ));
     out.push(templated(
         "query.partial_batch_rows",
         &q.partial_rows,
-        &[b, Lit::I64(lo), Lit::I64(hi), b, Lit::I64(lo), Lit::I64(hi), b, Lit::Str(EXAMPLE_DATASET)],
+        &[b, Lit::I64(lo), Lit::I64(hi), b, Lit::I64(lo), Lit::I64(hi), b, Lit::Str(EXAMPLE_DATASET), b],
     ));
     out.push(Statement::same("query.decision_uniqueness", q.decision_uniqueness.clone()));
     out.push(Statement::same("query.max_spool_seq", q.max_spool_seq.clone()));
@@ -220,6 +237,7 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     out.push(crate::access_log::example_statement(profile, opts));
     out.extend(canary::example_statements(opts));
     out.extend(reviews::example_statements(opts));
+    out.extend(chain::example_statements(profile, opts, lo, hi));
     out.extend(query_log::example_statements(db));
     out
 }
@@ -344,7 +362,7 @@ mod tests {
         );
         let m = migrations(SchemaProfile::Modern, &opts(None, None));
         assert_ne!(a[0].checksum(), m[0].checksum());
-        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), (1..=12).chain([14]).collect::<Vec<u32>>());
+        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), (1..=14).collect::<Vec<u32>>());
     }
 
     /// The checksums of migrations 1–4 as released: a database migrated by an earlier build

@@ -4,7 +4,9 @@
 use super::SchemaOptions;
 use super::ddl::storage_table;
 use crate::profile::SchemaProfile;
-use crate::schema::{ACCESS_LOG, DEAD_LETTERS, DECISIONS, INGEST_BATCHES, RAW_RECORDS, TableDef};
+use crate::schema::{
+    ACCESS_LOG, BATCH_ROWS, CHAIN_CHECKPOINTS, DEAD_LETTERS, DECISIONS, INGEST_BATCHES, RAW_RECORDS, TableDef,
+};
 use std::fmt::Write as _;
 
 /// A value for a `?` placeholder.
@@ -75,15 +77,19 @@ pub(crate) struct Queries {
     pub applied_migrations: String,
     pub insert_migration: String,
     pub table_engine: String,
+    /// Params: database, table, column.
+    pub has_column: String,
     pub existing_batches: String,
     /// Cheap primary-key probe for rows of an interrupted attempt: the first and last row of
     /// each table (inserts go in order, each chunk atomically). Params: batch_id, then
-    /// (tenant, time, event_id) twice; batch_id, dataset, sha256 twice; batch_id, dataset.
+    /// (tenant, time, event_id) twice; batch_id, dataset, sha256 twice; batch_id, dataset;
+    /// batch_id (the row ledger).
     pub partial_probe: String,
     /// Exact counts, run only when the probe found something. Params: batch_id, min, max
-    /// (decisions), batch_id, min, max (raw_records), batch_id, dataset.
+    /// (decisions), batch_id, min, max (raw_records), batch_id, dataset; batch_id (ledger).
     pub partial_rows: String,
-    /// (table, `ALTER TABLE … DELETE WHERE batch_id = ?`) for the three data tables.
+    /// (table, `ALTER TABLE … DELETE WHERE batch_id = ?`) for the three data tables and the
+    /// row ledger.
     pub delete_batch: Vec<(&'static str, String)>,
     /// Params: database, storage table.
     pub pending_mutations: String,
@@ -93,6 +99,11 @@ pub(crate) struct Queries {
     pub insert_raw_records: String,
     pub insert_dead_letters: String,
     pub insert_ingest_batches: String,
+    /// The row ledger of the hash chain.
+    pub insert_batch_rows: String,
+    pub insert_chain_checkpoints: String,
+    /// The last link: `(chain_seq, batch_id, chain_hash)`, none before the chain started.
+    pub chain_head: String,
     pub decision_uniqueness: String,
     /// Where the ClickHouse sink resumes: the highest spool position stored.
     pub max_spool_seq: String,
@@ -141,19 +152,22 @@ impl Queries {
                 "INSERT INTO {db}.schema_migrations (version, name, checksum, profile) FORMAT RowBinary"
             ),
             table_engine: "SELECT engine_full FROM system.tables WHERE database = ? AND name = ?".to_owned(),
+            has_column: "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?".to_owned(),
             existing_batches: format!("SELECT DISTINCT batch_id FROM {db}.ingest_batches WHERE batch_id IN ?"),
             partial_probe: format!(
                 "SELECT\n    (SELECT count() FROM {db}.decisions WHERE batch_id = ? AND ((tenant = ? AND {at} AND event_id = ?) OR (tenant = ? AND {at} AND event_id = ?))),\n    \
                  (SELECT count() FROM {db}.raw_records WHERE batch_id = ? AND dataset = ? AND sha256 IN (?, ?)),\n    \
-                 (SELECT count() FROM {db}.dead_letters WHERE batch_id = ? AND dataset = ?)",
+                 (SELECT count() FROM {db}.dead_letters WHERE batch_id = ? AND dataset = ?),\n    \
+                 (SELECT count() FROM {db}.batch_rows WHERE batch_id = ?)",
                 at = time_equals(profile)
             ),
             partial_rows: format!(
                 "SELECT\n    (SELECT count() FROM {db}.decisions WHERE batch_id = ? AND {between}),\n    \
                  (SELECT count() FROM {db}.raw_records WHERE batch_id = ? AND {between}),\n    \
-                 (SELECT count() FROM {db}.dead_letters WHERE batch_id = ? AND dataset = ?)"
+                 (SELECT count() FROM {db}.dead_letters WHERE batch_id = ? AND dataset = ?),\n    \
+                 (SELECT count() FROM {db}.batch_rows WHERE batch_id = ?)"
             ),
-            delete_batch: [&DECISIONS, &RAW_RECORDS, &DEAD_LETTERS]
+            delete_batch: [&DECISIONS, &RAW_RECORDS, &DEAD_LETTERS, &BATCH_ROWS]
                 .iter()
                 .map(|d| {
                     let sql = format!(
@@ -170,6 +184,11 @@ impl Queries {
             insert_raw_records: insert_sql(db, &RAW_RECORDS, profile),
             insert_dead_letters: insert_sql(db, &DEAD_LETTERS, profile),
             insert_ingest_batches: insert_sql(db, &INGEST_BATCHES, profile),
+            insert_batch_rows: insert_sql(db, &BATCH_ROWS, profile),
+            insert_chain_checkpoints: insert_sql(db, &CHAIN_CHECKPOINTS, profile),
+            chain_head: format!(
+                "SELECT chain_seq, batch_id, chain_hash FROM {db}.ingest_batches WHERE chain_seq > 0 ORDER BY chain_seq DESC LIMIT 1"
+            ),
             decision_uniqueness: format!("SELECT count(), uniqExact(event_id) FROM {db}.decisions FINAL"),
             max_spool_seq: format!("SELECT max(spool_seq) FROM {db}.ingest_batches"),
             decision_days: format!(

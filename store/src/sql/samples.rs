@@ -4,7 +4,7 @@
 use super::SchemaOptions;
 use crate::profile::SchemaProfile;
 use crate::rowbinary::{BatchRow, RowEncoder};
-use crate::schema::{DEAD_LETTERS, DECISIONS, INGEST_BATCHES, RAW_RECORDS, TableDef};
+use crate::schema::{BATCH_ROWS, CHAIN_CHECKPOINTS, DEAD_LETTERS, DECISIONS, INGEST_BATCHES, RAW_RECORDS, TableDef};
 use gatelog_model::{AccessDecision, DeadLetter, Decision, PrincipalType, RawRecord, Source, UnixMillis};
 
 /// One table's worth of encoded rows plus a query whose CSV output must equal `expect`.
@@ -130,6 +130,10 @@ pub fn sample_payloads(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Samp
         bytes: 99,
         sha256: "abc",
         spool_seq: 17,
+        chain_seq: 5,
+        chain_prev: "p",
+        chain_hash: "h",
+        rows_sha256: "r",
     });
     out.push(payload(
         &INGEST_BATCHES,
@@ -137,10 +141,33 @@ pub fn sample_payloads(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Samp
         opts,
         &mut enc,
         format!(
-            "SELECT lines, decisions, raw_records, dead_letters, min_time_ms, max_time_ms, bytes, sha256, written_at > toDateTime('2020-01-01 00:00:00'), spool_seq \
+            "SELECT lines, decisions, raw_records, dead_letters, min_time_ms, max_time_ms, bytes, sha256, written_at > toDateTime('2020-01-01 00:00:00'), spool_seq, chain_seq, chain_prev, chain_hash, rows_sha256 \
              FROM {db}.ingest_batches WHERE batch_id = '{BATCH}'"
         ),
-        format!("3,1,1,1,{T},{},99,\"abc\",1,17", T + 1),
+        format!("3,1,1,1,{T},{},99,\"abc\",1,17,5,\"p\",\"h\",\"r\"", T + 1),
+    ));
+
+    // The row ledger (`FixedString(16)` hashes) and a checkpoint.
+    enc.ledger(BATCH, UnixMillis(T + 1500), "default", "ev-sample", b"0123456789abcdef");
+    out.push(payload(
+        &BATCH_ROWS,
+        profile,
+        opts,
+        &mut enc,
+        format!("SELECT received_at_ms, tenant, event_id, row_hash FROM {db}.batch_rows WHERE batch_id = '{BATCH}'"),
+        format!("{},\"default\",\"ev-sample\",\"0123456789abcdef\"", T + 1500),
+    ));
+    let head = gatelog_model::chain::ChainHead { links: 3, last_batch_id: Some(BATCH.into()), hash: "h".into() };
+    enc.checkpoint(&crate::chain::Checkpoint { at_ms: T, head, signer: "SHA256:x".into(), signature: "sig".into() });
+    out.push(payload(
+        &CHAIN_CHECKPOINTS,
+        profile,
+        opts,
+        &mut enc,
+        format!(
+            "SELECT at_ms, links, last_batch_id, hash, signer, signature FROM {db}.chain_checkpoints WHERE links = 3"
+        ),
+        format!("{T},3,\"{BATCH}\",\"h\",\"SHA256:x\",\"sig\""),
     ));
 
     // Copies of one event whose times differ: by 1 ms across midnight and a month boundary
