@@ -54,7 +54,7 @@ pub async fn section(ctx: &Ctx<'_>) -> Result<Section, Soc2Error> {
 
     let denies = DecisionFilter { decisions: vec![Decision::Deny], ..filter.clone() };
     let sources = ctx.reader.fetch(&catalog.events_by_source(period, &denies)?).await?;
-    let mut ipe = sources.ipe;
+    let ipe = sources.ipe;
     let mut by_dim: BTreeMap<String, Vec<SourceCountRow>> = BTreeMap::new();
     for r in sources.rows {
         by_dim.entry(r.dimension.clone()).or_default().push(r);
@@ -63,19 +63,16 @@ pub async fn section(ctx: &Ctx<'_>) -> Result<Section, Soc2Error> {
     for (dim, rows) in &by_dim {
         let sum: u64 = rows.iter().map(|r| r.events).sum();
         deny_total = sum;
-        ctx.reader
-            .reconcile(
-                &mut ipe,
-                &format!("denies_by_{dim}_total_matches_decisions"),
-                &format!("the denies by {dim}, summed"),
-                sum,
-                period,
-                &denies,
-            )
-            .await?;
+        ctx.reconcile_later(
+            "cc6.6-denies-by-source",
+            &format!("denies_by_{dim}_total_matches_decisions"),
+            &format!("the denies by {dim}, summed"),
+            sum,
+            denies.clone(),
+        );
     }
     if by_dim.is_empty() {
-        ctx.reader.reconcile(&mut ipe, "no_denies_matches_decisions", "no denies", 0, period, &denies).await?;
+        ctx.reconcile_later("cc6.6-denies-by-source", "no_denies_matches_decisions", "no denies", 0, denies.clone());
     }
     paragraphs.push(format!(
         "{deny_total} requests were denied in the period (every dataset). The table lists, per client \

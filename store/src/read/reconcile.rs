@@ -88,10 +88,27 @@ impl Reader {
         if items.is_empty() {
             return Ok(Vec::new());
         }
-        let counted = self.fetch(&self.catalog().event_counts(period, items)?).await?;
+        // Items counting the same events share one element of the query.
+        let mut unique: Vec<PendingReconciliation> = Vec::new();
+        let mut slot = Vec::with_capacity(items.len());
+        for item in items {
+            let same = |u: &PendingReconciliation| {
+                u.filter == item.filter
+                    && u.condition == item.condition
+                    && format!("{:?}", u.params) == format!("{:?}", item.params)
+            };
+            match unique.iter().position(same) {
+                Some(i) => slot.push(i),
+                None => {
+                    slot.push(unique.len());
+                    unique.push(item.clone());
+                }
+            }
+        }
+        let counted = self.fetch(&self.catalog().event_counts(period, &unique)?).await?;
         let counts = counted.rows.first().map(|r| r.counts.clone()).unwrap_or_default();
         let mut out = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
+        for (item, i) in items.iter().zip(slot) {
             let actual = counts.get(i).copied().unwrap_or(0);
             let scope = if item.filter.is_empty() { String::new() } else { " passing the same filter".to_owned() };
             let r = Reconciliation {
