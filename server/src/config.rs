@@ -62,6 +62,9 @@ pub struct ReportSection {
     /// The Ed25519 key that signs evidence bundles (`gatelog keys init` creates it). Absent:
     /// `<data_dir>/keys/signing.key`. Its public key sits beside it as `signing.pub`.
     pub signing_key: Option<PathBuf>,
+    /// The proxy's policy file: `gatelog serve` records each new version of it in
+    /// `config_versions` (checked at start and every minute) as change evidence (CC8.1).
+    pub proxy_policy: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -266,6 +269,9 @@ impl Config {
                 "report.signing_key",
                 "must name a file (or be left out for <data_dir>/keys/signing.key)".into(),
             );
+        }
+        if self.report.proxy_policy.as_ref().is_some_and(|p| p.as_os_str().is_empty() || p.ends_with("..")) {
+            return invalid("report.proxy_policy", "must name the proxy's policy file (or be left out)".into());
         }
         Ok(())
     }
@@ -473,6 +479,10 @@ mod tests {
         let err = Config::parse("[report]\nsigning_key = \"\"\n").unwrap().validate().unwrap_err().to_string();
         assert!(err.starts_with("report.signing_key:"), "{err}");
         assert!(Config::parse("[report]\nkey = \"x\"\n").unwrap_err().contains("key"));
+        let c = Config::parse("[report]\nproxy_policy = \"/etc/gatelog/policy.toml\"\n").unwrap();
+        assert_eq!(c.report.proxy_policy, Some(PathBuf::from("/etc/gatelog/policy.toml")));
+        let err = Config::parse("[report]\nproxy_policy = \"\"\n").unwrap().validate().unwrap_err().to_string();
+        assert!(err.starts_with("report.proxy_policy:"), "{err}");
     }
 
     #[test]

@@ -35,6 +35,7 @@
 
 mod background;
 pub mod canary;
+pub mod config_versions;
 mod detect_metrics;
 mod index_sink;
 pub mod metrics;
@@ -101,6 +102,7 @@ pub struct Running {
     notifier: Option<notify::Notifier>,
     scheduled: Option<scheduled::Scheduled>,
     query_log: Option<query_log::QueryLog>,
+    config_versions: Option<config_versions::ConfigVersions>,
     canaries: Option<canary::Canaries>,
     http_stop: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
@@ -170,6 +172,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         receiver.metrics().register_collector(Arc::new(s.metrics(sinks.clock.clone())));
     }
     let query_log = query_log::QueryLog::start(config, &sinks.link, sinks.clock.clone())?;
+    let config_versions = config_versions::ConfigVersions::start(config, sinks.link.subscribe(), sinks.clock.clone())?;
     receiver.metrics().register_collector(Arc::new(sinks.metrics(config.index.enabled)));
     if let Some(detect) = sinks.detect_metrics() {
         receiver.metrics().register_collector(Arc::new(detect));
@@ -224,6 +227,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         notifier,
         scheduled,
         query_log,
+        config_versions,
         canaries,
         http_stop,
         http,
@@ -324,6 +328,9 @@ impl Running {
         self.sinks.drain(deadline.saturating_duration_since(tokio::time::Instant::now()), true).await;
         if let Some(query_log) = self.query_log.take() {
             query_log.stop().await;
+        }
+        if let Some(versions) = self.config_versions.take() {
+            versions.stop().await;
         }
         if let Some(scheduled) = self.scheduled.take() {
             scheduled.stop().await;

@@ -12,6 +12,11 @@
 //!
 //! Module map: [`input`] (what the caller supplies), [`tables`] (rows → tables), [`scope`].
 
+pub mod cc7_2;
+pub mod cc7_3;
+pub mod cc7_4;
+pub mod cc8_1;
+pub mod diff;
 pub mod input;
 pub mod scope;
 pub mod tables;
@@ -74,7 +79,7 @@ impl Ctx<'_> {
 }
 
 /// The section ids in report order.
-pub const SECTIONS: &[&str] = &["scope"];
+pub const SECTIONS: &[&str] = &["scope", "cc7.2", "cc7.3", "cc7.4", "cc8.1"];
 
 /// Builds the report for `input` from `store`.
 pub async fn generate(store: &Store, input: &Soc2Input, progress: &dyn Progress) -> Result<Report, Soc2Error> {
@@ -85,6 +90,10 @@ pub async fn generate(store: &Store, input: &Soc2Input, progress: &dyn Progress)
         progress.section(index, total, id);
         let section = match *id {
             "scope" => scope::section(&ctx).await?,
+            "cc7.2" => cc7_2::section(&ctx).await?,
+            "cc7.3" => cc7_3::section(&ctx).await?,
+            "cc7.4" => cc7_4::section(&ctx).await?,
+            "cc8.1" => cc8_1::section(&ctx).await?,
             other => return Err(Soc2Error::Internal(format!("no builder for section {other}"))),
         };
         sections.push(section);

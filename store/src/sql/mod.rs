@@ -6,6 +6,7 @@
 //! literals and one row of typed example values, which chdb and the real 18.16 run.
 
 pub mod canary;
+pub mod config_versions;
 mod ddl;
 pub mod deliveries;
 pub mod detection;
@@ -218,6 +219,7 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     out.extend(deliveries::example_statements(opts));
     out.push(crate::access_log::example_statement(profile, opts));
     out.extend(canary::example_statements(opts));
+    out.extend(config_versions::example_statements(opts));
     out.extend(query_log::example_statements(db));
     out
 }
@@ -342,7 +344,7 @@ mod tests {
         );
         let m = migrations(SchemaProfile::Modern, &opts(None, None));
         assert_ne!(a[0].checksum(), m[0].checksum());
-        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), (1..=12).collect::<Vec<u32>>());
+        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), (1..=12).chain([15]).collect::<Vec<u32>>());
     }
 
     /// The checksums of migrations 1–4 as released: a database migrated by an earlier build
