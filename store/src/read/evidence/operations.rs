@@ -209,10 +209,15 @@ impl Catalog {
             "SELECT kind, rule_id, rule_version, toUInt64(count()) AS runs, toUInt64(countIf(outcome = 'ok')) AS ok_runs, \
              toUInt64(countIf(outcome != 'ok')) AS failed_runs,\n    min(window_start_ms) AS window_from_ms, \
              max(window_end_ms) AS window_to_ms, toInt64(intDiv(sum(window_end_ms - window_start_ms), 1000)) AS covered_seconds,\n    \
-             toUInt64(sum(rows_scanned)) AS rows_scanned, toUInt64(sum(findings)) AS findings, \
+             toUInt64(sum(scanned)) AS rows_scanned, toUInt64(sum(found)) AS findings, \
              min(started_at_ms) AS first_run_ms, max(started_at_ms) AS last_run_ms\nFROM\n(\n{}\n)\n\
              GROUP BY kind, rule_id, rule_version\nORDER BY kind, rule_id, rule_version",
-            runs_once(self, RUN_COLUMNS, &ms_in_period("started_at_ms"))
+            runs_once(
+                self,
+                "run_id, kind, rule_id, rule_version, window_start_ms, window_end_ms, rows_scanned AS scanned, \
+                 findings AS found, started_at_ms, outcome",
+                &ms_in_period("started_at_ms")
+            )
         );
         ReadQuery::new("read.evidence.runs_by_version", self.table("detector_runs"), sql, period.params().to_vec())
     }
@@ -316,12 +321,11 @@ impl Catalog {
     /// Per kind and name, the version recorded last before `period` (what the first version
     /// of the period changed).
     pub fn config_versions_before(&self, period: Period) -> Result<ReadQuery<ConfigVersion>, StoreError> {
-        let order = "(recorded_at_ms, version_id)";
+        let cols: Vec<&str> = ConfigVersion::COLUMNS.iter().map(|c| c.0).collect();
         let sql = format!(
-            "SELECT argMax(version_id, {order}) AS version_id, kind, name, argMax(path, {order}) AS path, \
-             argMax(sha256, {order}) AS sha256,\n    argMax(content, {order}) AS content, max(recorded_at_ms) AS recorded_at_ms, \
-             argMax(recorded_by, {order}) AS recorded_by\nFROM {}\nWHERE recorded_at_ms < {{from_ms}}\n\
-             GROUP BY kind, name\nORDER BY kind, name",
+            "SELECT {}\nFROM {}\nWHERE recorded_at_ms < {{from_ms}}\n\
+             ORDER BY kind, name, recorded_at_ms DESC, version_id DESC\nLIMIT 1 BY kind, name",
+            cols.join(", "),
             self.table("config_versions")
         );
         let params = vec![Param::new("from_ms", Value::Int64(period.from().0))];

@@ -126,16 +126,19 @@ impl Catalog {
              multiIf(resolved_ms != 0, 'resolved', responded_ms != 0, 'acknowledged', 'open') AS state, events\n\
              FROM\n(\n    \
              SELECT tenant, alert_id, minIf(at_ms, action = 'open') AS opened_ms,\n        \
-             minIf(at_ms, action IN ('ack', 'resolve')) AS responded_ms, argMinIf(actor, at_ms, action IN ('ack', 'resolve')) AS responded_by,\n        \
-             minIf(at_ms, action = 'resolve') AS resolved_ms, argMaxIf(actor, at_ms, action = 'resolve') AS resolved_by,\n        \
-             argMaxIf(disposition, at_ms, action = 'resolve') AS disposition, toUInt64(count()) AS events\n    \
-             FROM\n    (\n        SELECT tenant, alert_id, action, at_ms, actor, disposition\n        FROM {events} FINAL\n    )\n    \
+             minIf(at_ms, action IN ('ack', 'resolve')) AS responded_ms, argMinIf(who, at_ms, action IN ('ack', 'resolve')) AS responded_by,\n        \
+             minIf(at_ms, action = 'resolve') AS resolved_ms, argMaxIf(who, at_ms, action = 'resolve') AS resolved_by,\n        \
+             argMaxIf(disp, at_ms, action = 'resolve') AS disposition, toUInt64(count()) AS events\n    \
+             FROM\n    (\n        SELECT tenant, alert_id, action, at_ms, actor AS who, disposition AS disp\n        FROM {events} FINAL\n    )\n    \
              WHERE at_ms <= {{as_of_ms}}\n    GROUP BY tenant, alert_id\n    \
              HAVING countIf(action = 'open') > 0 AND opened_ms >= {{from_ms}} AND opened_ms < {{to_ms}}\n)\n\
              ANY LEFT JOIN\n(\n    \
-             SELECT tenant, alert_id, argMax(rule_id, version) AS rule_id, argMax(severity, version) AS severity,\n        \
-             argMax(principal, version) AS principal, argMax(client_ip, version) AS client_ip, argMax(resource, version) AS resource,\n        \
-             max(count) AS count, argMax(summary, version) AS summary\n    FROM {alerts}\n    \
+             SELECT tenant, alert_id, argMax(a_rule, version) AS rule_id, argMax(a_severity, version) AS severity,\n        \
+             argMax(a_principal, version) AS principal, argMax(a_ip, version) AS client_ip, argMax(a_resource, version) AS resource,\n        \
+             max(a_count) AS count, argMax(a_summary, version) AS summary\n    \
+             FROM\n    (\n        SELECT tenant, alert_id, version, updated_at_ms, rule_id AS a_rule, severity AS a_severity, \
+             principal AS a_principal,\n            client_ip AS a_ip, resource AS a_resource, count AS a_count, summary AS a_summary\n        \
+             FROM {alerts}\n    )\n    \
              WHERE updated_at_ms <= {{as_of_ms}}\n    GROUP BY tenant, alert_id\n) USING (tenant, alert_id)\n\
              WHERE {{escalated}} = 0 OR has({{severities}}, severity) OR disposition = 'true_positive'\n\
              ORDER BY opened_ms, tenant, alert_id",
