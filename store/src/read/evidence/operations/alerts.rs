@@ -131,7 +131,7 @@ impl Catalog {
              argMaxIf(disp, at_ms, action = 'resolve') AS disposition, toUInt64(count()) AS events\n    \
              FROM\n    (\n        SELECT tenant, alert_id, action, at_ms, actor AS who, disposition AS disp\n        FROM {events} FINAL\n    )\n    \
              WHERE at_ms <= {{as_of_ms}}\n    GROUP BY tenant, alert_id\n    \
-             HAVING countIf(action = 'open') > 0 AND opened_ms >= {{from_ms}} AND opened_ms < {{to_ms}}\n)\n\
+             HAVING countIf(action = 'open') > 0 AND opened_ms >= {{from_ms}} AND opened_ms < {{to_ms}}\n) AS lifecycle\n\
              ANY LEFT JOIN\n(\n    \
              SELECT tenant, alert_id, argMax(a_rule, version) AS rule_id, argMax(a_severity, version) AS severity,\n        \
              argMax(a_principal, version) AS principal, argMax(a_ip, version) AS client_ip, argMax(a_resource, version) AS resource,\n        \
@@ -139,7 +139,7 @@ impl Catalog {
              FROM\n    (\n        SELECT tenant, alert_id, version, updated_at_ms, rule_id AS a_rule, severity AS a_severity, \
              principal AS a_principal,\n            client_ip AS a_ip, resource AS a_resource, count AS a_count, summary AS a_summary\n        \
              FROM {alerts}\n    )\n    \
-             WHERE updated_at_ms <= {{as_of_ms}}\n    GROUP BY tenant, alert_id\n) USING (tenant, alert_id)\n\
+             WHERE updated_at_ms <= {{as_of_ms}}\n    GROUP BY tenant, alert_id\n) AS latest USING (tenant, alert_id)\n\
              WHERE {{escalated}} = 0 OR has({{severities}}, severity) OR disposition = 'true_positive'\n\
              ORDER BY opened_ms, tenant, alert_id",
             events = self.table("alert_events"),
