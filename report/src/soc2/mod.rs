@@ -11,6 +11,7 @@
 //!   `pub async fn … (ctx: &Ctx<'_>) -> Result<Section, Soc2Error>`.
 //!
 //! Module map: [`input`] (what the caller supplies), [`tables`] (rows → tables), [`scope`].
+//! Operations and change: [`cc7_2`], [`cc7_3`], [`cc7_4`], [`cc8_1`], and [`diff`] (CC8.1's line diff).
 
 pub mod cc7_2;
 pub mod cc7_3;

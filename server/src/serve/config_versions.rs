@@ -69,7 +69,12 @@ pub fn read_versions(files: &[(&'static str, PathBuf)], at_ms: i64, who: &str) -
     files
         .iter()
         .map(|(kind, path)| {
-            let bytes = std::fs::read(path).with_context(|| format!("cannot read {kind} file {}", path.display()))?;
+            let key = match *kind {
+                "rule" => "detect.rules_dir",
+                "sigma" => "detect.sigma_dir",
+                _ => "report.proxy_policy",
+            };
+            let bytes = std::fs::read(path).with_context(|| format!("{key}: cannot read {}", path.display()))?;
             let name =
                 path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
             Ok(ConfigVersion {
