@@ -551,7 +551,8 @@ pub struct Soc2Args {
     #[arg(long)]
     pub as_of: Option<String>,
     /// The proxy's policy file (proxy.toml): its hash, role → permission matrix and issuers
-    /// are evidenced (CC6.1) and usage is reviewed against its grants (CC6.3).
+    /// are evidenced (CC6.1) and usage is reviewed against its grants (CC6.3). Default:
+    /// `report.proxy_policy`.
     #[arg(long)]
     pub policy: Option<PathBuf>,
     /// The identity provider's export (`principal,start,end`; RFC 3339 or dates, an empty end

@@ -66,11 +66,18 @@ pub struct ReportSection {
     /// `chain_checkpoints`, signed with `signing_key` when it exists; `0s` never does.
     #[serde(with = "humantime_serde")]
     pub chain_checkpoint_interval: std::time::Duration,
+    /// The proxy's policy file: `gatelog serve` records each new version of it in
+    /// `config_versions` (checked at start and every minute) as change evidence (CC8.1).
+    pub proxy_policy: Option<PathBuf>,
 }
 
 impl Default for ReportSection {
     fn default() -> Self {
-        ReportSection { signing_key: None, chain_checkpoint_interval: std::time::Duration::from_secs(600) }
+        ReportSection {
+            signing_key: None,
+            chain_checkpoint_interval: std::time::Duration::from_secs(600),
+            proxy_policy: None,
+        }
     }
 }
 
@@ -284,6 +291,9 @@ impl Config {
                 format!("{} is below 1s (0s turns the checkpoints off)", humantime::format_duration(every)),
             );
         }
+        if self.report.proxy_policy.as_ref().is_some_and(|p| p.as_os_str().is_empty() || p.ends_with("..")) {
+            return invalid("report.proxy_policy", "must name the proxy's policy file (or be left out)".into());
+        }
         Ok(())
     }
 }
@@ -494,6 +504,10 @@ mod tests {
         assert_eq!(c.report.chain_checkpoint_interval, std::time::Duration::from_secs(60));
         let err = Config::parse("[report]\nchain_checkpoint_interval = \"10ms\"\n").unwrap().validate().unwrap_err();
         assert!(err.to_string().starts_with("report.chain_checkpoint_interval:"), "{err}");
+        let c = Config::parse("[report]\nproxy_policy = \"/etc/gatelog/policy.toml\"\n").unwrap();
+        assert_eq!(c.report.proxy_policy, Some(PathBuf::from("/etc/gatelog/policy.toml")));
+        let err = Config::parse("[report]\nproxy_policy = \"\"\n").unwrap().validate().unwrap_err().to_string();
+        assert!(err.starts_with("report.proxy_policy:"), "{err}");
     }
 
     #[test]

@@ -217,7 +217,8 @@ pub fn http_reports(config: &Config) -> anyhow::Result<gatelog_read::reports::Re
 /// What the configuration says about the report's input, for any period: the privileged
 /// roles, the proxy's policy (`--policy`), the detector catalogue and the expected datasets.
 pub fn input_template(config: &Config, policy: Option<&Path>, privileged: &[String]) -> anyhow::Result<Soc2Input> {
-    let policy = policy.map(policy_facts).transpose()?;
+    // `--policy`, else the file `report.proxy_policy` names (whose versions serve records).
+    let policy = policy.or(config.report.proxy_policy.as_deref()).map(policy_facts).transpose()?;
     let silence = &config.detect.source_silence;
     let max_silence = silence.expected.values().map(|d| **d).max().unwrap_or(Duration::from_secs(3600));
     Ok(Soc2Input {

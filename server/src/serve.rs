@@ -38,6 +38,7 @@
 mod background;
 pub mod canary;
 mod checkpoint;
+pub mod config_versions;
 mod detect_metrics;
 mod index_sink;
 pub mod metrics;
@@ -105,6 +106,7 @@ pub struct Running {
     scheduled: Option<scheduled::Scheduled>,
     query_log: Option<query_log::QueryLog>,
     checkpoints: Option<checkpoint::Checkpoints>,
+    config_versions: Option<config_versions::ConfigVersions>,
     canaries: Option<canary::Canaries>,
     http_stop: watch::Sender<bool>,
     http: JoinHandle<std::io::Result<()>>,
@@ -175,6 +177,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     }
     let query_log = query_log::QueryLog::start(config, &sinks.link, sinks.clock.clone())?;
     let checkpoints = checkpoint::Checkpoints::start(config, &sinks.link, sinks.clock.clone())?;
+    let config_versions = config_versions::ConfigVersions::start(config, sinks.link.subscribe(), sinks.clock.clone())?;
     receiver.metrics().register_collector(Arc::new(sinks.metrics(config.index.enabled)));
     if let Some(detect) = sinks.detect_metrics() {
         receiver.metrics().register_collector(Arc::new(detect));
@@ -231,6 +234,7 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
         scheduled,
         query_log,
         checkpoints,
+        config_versions,
         canaries,
         http_stop,
         http,
@@ -334,6 +338,9 @@ impl Running {
         }
         if let Some(checkpoints) = self.checkpoints.take() {
             checkpoints.stop().await;
+        }
+        if let Some(versions) = self.config_versions.take() {
+            versions.stop().await;
         }
         if let Some(scheduled) = self.scheduled.take() {
             scheduled.stop().await;

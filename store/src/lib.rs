@@ -58,6 +58,7 @@ pub mod access_log;
 pub mod canary;
 pub mod chain;
 pub mod config;
+pub mod config_versions;
 pub mod deliveries;
 pub mod detection;
 pub mod durability;

@@ -12,13 +12,19 @@
 //!
 //! Module map: [`input`] (what the caller supplies), [`tables`] (rows → tables), [`scope`],
 //! [`output`] (the files and the signed bundle of a generated report), [`population`] (a
-//! population of any size streamed into a table and its seeded sample).
+//! population of any size streamed into a table and its seeded sample). Operations and
+//! change: [`cc7_2`], [`cc7_3`], [`cc7_4`], [`cc8_1`], and [`diff`] (CC8.1's line diff).
 
 pub mod access;
 pub mod cc6_1;
 pub mod cc6_2;
 pub mod cc6_3;
 pub mod cc6_6;
+pub mod cc7_2;
+pub mod cc7_3;
+pub mod cc7_4;
+pub mod cc8_1;
+pub mod diff;
 pub mod input;
 pub mod output;
 pub mod population;
@@ -130,7 +136,7 @@ impl<'a> Ctx<'a> {
 }
 
 /// The section ids in report order.
-pub const SECTIONS: &[&str] = &["scope", "cc6.1", "cc6.2", "cc6.3", "cc6.6"];
+pub const SECTIONS: &[&str] = &["scope", "cc6.1", "cc6.2", "cc6.3", "cc6.6", "cc7.2", "cc7.3", "cc7.4", "cc8.1"];
 
 /// When the newest stored batch arrived (gatelog's own datasets, which keep arriving, left
 /// out): the default `as_of`, so the same data gives the same report whenever it is
@@ -168,6 +174,10 @@ pub async fn generate(
             "cc6.2" => cc6_2::section(&ctx).await?,
             "cc6.3" => cc6_3::section(&ctx).await?,
             "cc6.6" => cc6_6::section(&ctx).await?,
+            "cc7.2" => cc7_2::section(&ctx).await?,
+            "cc7.3" => cc7_3::section(&ctx).await?,
+            "cc7.4" => cc7_4::section(&ctx).await?,
+            "cc8.1" => cc8_1::section(&ctx).await?,
             other => return Err(Soc2Error::Internal(format!("no builder for section {other}"))),
         };
         sections.push(section);

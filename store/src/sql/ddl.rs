@@ -154,6 +154,13 @@ pub fn migrations(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Migration
         statements: super::detection::create_plain(&super::reviews::ACCESS_REVIEWS, opts),
         rekey: None,
     });
+    // Versions of rule, Sigma and policy files as serve found them: change evidence (CC8.1).
+    out.push(Migration {
+        version: 15,
+        name: "create_config_versions",
+        statements: super::detection::create_plain(&super::config_versions::CONFIG_VERSIONS, opts),
+        rekey: None,
+    });
     out
 }
 

@@ -7,6 +7,7 @@
 
 pub mod canary;
 pub(crate) mod chain;
+pub mod config_versions;
 mod ddl;
 pub mod deliveries;
 pub mod detection;
@@ -238,6 +239,7 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     out.extend(canary::example_statements(opts));
     out.extend(reviews::example_statements(opts));
     out.extend(chain::example_statements(profile, opts, lo, hi));
+    out.extend(config_versions::example_statements(opts));
     out.extend(query_log::example_statements(db));
     out
 }
@@ -362,7 +364,7 @@ mod tests {
         );
         let m = migrations(SchemaProfile::Modern, &opts(None, None));
         assert_ne!(a[0].checksum(), m[0].checksum());
-        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), (1..=14).collect::<Vec<u32>>());
+        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), (1..=15).collect::<Vec<u32>>());
     }
 
     /// The checksums of migrations 1–4 as released: a database migrated by an earlier build
