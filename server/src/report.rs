@@ -197,7 +197,17 @@ fn shell_quote(s: &str) -> String {
 /// The report route's service for `gatelog serve`: the configuration's template and the
 /// signing key when there is one (without it, bundles are refused and the rest is served).
 pub fn http_reports(config: &Config) -> anyhow::Result<gatelog_read::reports::Reports> {
-    let template = input_template(config, None, &[])?;
+    // A policy file that does not parse must not stop serve (it records the file's versions
+    // all the same): the route's reports then say no policy was supplied.
+    let template = match input_template(config, None, &[]) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "the report's policy cannot be read; reports show no policy");
+            let mut bare = config.clone();
+            bare.report.proxy_policy = None;
+            input_template(&bare, None, &[])?
+        }
+    };
     let path = config.signing_key_path();
     let key = match SigningKey::load(&path) {
         Ok(key) => Some(key),
