@@ -1,5 +1,6 @@
 //! [`spawn_background`]: a future on a thread of its own, at the spool consumers' lower CPU
-//! priority (see [`crate::priority`]), behind an ordinary tokio [`JoinHandle`].
+//! priority (see [`crate::priority`]), behind an ordinary tokio [`JoinHandle`]; and
+//! [`stop_job`], how every background job of serve is stopped.
 
 use crate::priority::{BACKGROUND_NICE, lower_thread_priority};
 use std::future::Future;
@@ -28,6 +29,21 @@ where
             Err(_) => std::panic::panic_any(format!("the {name} thread panicked")),
         }
     }))
+}
+
+/// How long a background job of serve gets to stop at shutdown.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Asks a background job to stop (`stop`) and waits [`STOP_GRACE`] for `task`, then aborts it,
+/// logging `late` (what the abort costs) when given. One way for every job to stop.
+pub async fn stop_job(stop: &tokio::sync::watch::Sender<bool>, mut task: JoinHandle<()>, late: Option<&str>) {
+    let _ = stop.send(true);
+    if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
+        if let Some(late) = late {
+            tracing::warn!("{late}");
+        }
+        task.abort();
+    }
 }
 
 #[cfg(test)]

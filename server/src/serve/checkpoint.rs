@@ -16,11 +16,8 @@ use gatelog_store::Store;
 use gatelog_store::chain::Checkpoint;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// The running job.
 #[derive(Debug)]
@@ -70,11 +67,7 @@ impl Checkpoints {
     }
 
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let mut task = self.task;
-        if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
-            task.abort();
-        }
+        super::background::stop_job(&self.stop, self.task, None).await;
     }
 }
 

@@ -154,10 +154,6 @@ impl ConfigVersions {
     }
 
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let mut task = self.task;
-        if tokio::time::timeout(Duration::from_secs(3), &mut task).await.is_err() {
-            task.abort();
-        }
+        super::background::stop_job(&self.stop, self.task, None).await;
     }
 }

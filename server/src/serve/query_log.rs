@@ -11,12 +11,8 @@ use anyhow::Context;
 use gatelog_model::Clock;
 use gatelog_watch::query_log::QueryLogJob;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-
-/// How long the job gets to stop at shutdown.
-const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// The running job.
 #[derive(Debug)]
@@ -57,11 +53,7 @@ impl QueryLog {
 
     /// Stops the job ([`STOP_GRACE`] at most).
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let mut task = self.task;
-        if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
-            tracing::warn!("the query log job did not stop in time; its window runs again at the next start");
-            task.abort();
-        }
+        let late = "the query log job did not stop in time; its window runs again at the next start";
+        super::background::stop_job(&self.stop, self.task, Some(late)).await;
     }
 }

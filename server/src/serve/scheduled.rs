@@ -27,13 +27,10 @@ use gatelog_spool::Spool;
 use gatelog_watch::schedule::{ScheduleStats, Scheduler, Watermark};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// How long the scheduler gets to stop at shutdown.
-const STOP_GRACE: Duration = Duration::from_secs(3);
-
 /// The running scheduler.
 #[derive(Debug)]
 pub struct Scheduled {
@@ -76,12 +73,8 @@ impl Scheduled {
 
     /// Stops the scheduler ([`STOP_GRACE`] at most).
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        let mut task = self.task;
-        if tokio::time::timeout(STOP_GRACE, &mut task).await.is_err() {
-            tracing::warn!("scheduled rules did not stop in time; the window they ran runs again at the next start");
-            task.abort();
-        }
+        let late = "scheduled rules did not stop in time; the window they ran runs again at the next start";
+        super::background::stop_job(&self.stop, self.task, Some(late)).await;
     }
 }
 
