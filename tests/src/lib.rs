@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 
 pub mod edge;
 pub mod routes;
+pub mod webdriver;
 
 /// The `gatelog` binary of this workspace, built (or found fresh) by cargo on first use.
 pub fn gatelog_bin() -> &'static Path {
