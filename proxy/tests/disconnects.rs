@@ -117,9 +117,10 @@ async fn disconnected_clients_have_their_queries_killed() {
         let got = read_some(&mut s, read).await;
         assert_eq!(head_of(&got).0, 200);
         drop(s);
-        let (d, ran) = watch(&proxy, &ch_url, "sleep(0.2)", before).await;
+        // The 200 head already proves ClickHouse ran the query; whether the poll of
+        // system.processes caught it before the kill is a race (lost under load), not a check.
+        let (d, _) = watch(&proxy, &ch_url, "sleep(0.2)", before).await;
         println!("closed after {} bytes: {} {}: {}", got.len(), d.decision, d.status, d.error);
-        assert!(ran);
         assert_eq!((d.decision, d.status), (Decision::Allow, 200), "{d:?}");
         assert!(d.error.contains("during the answer") && d.error.contains("killed"), "{d:?}");
         assert_gone(&proxy, &ch_url, &d).await;
