@@ -122,7 +122,11 @@ async fn disconnected_clients_have_their_queries_killed() {
         let (d, _) = watch(&proxy, &ch_url, "sleep(0.2)", before).await;
         println!("closed after {} bytes: {} {}: {}", got.len(), d.decision, d.status, d.error);
         assert_eq!((d.decision, d.status), (Decision::Allow, 200), "{d:?}");
-        assert!(d.error.contains("during the answer") && d.error.contains("killed"), "{d:?}");
+        assert!(d.error.contains("during the answer"), "{d:?}");
+        // After one byte the query is still running and must be killed; after 300 kB a slow
+        // machine may already have finished it, which the decision must then say instead.
+        let finished = read > 1 && d.error.contains("already finished");
+        assert!(d.error.contains("killed") || finished, "{d:?}");
         assert_gone(&proxy, &ch_url, &d).await;
         slot_is_free(&proxy).await;
     }
