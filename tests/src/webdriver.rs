@@ -15,6 +15,7 @@
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -46,7 +47,10 @@ impl Browser {
     /// ([`Browser::download_dir`]).
     pub async fn start(artifacts: &Path) -> Browser {
         std::fs::create_dir_all(artifacts).expect("create the artifacts directory");
+        // Its own process group, so stopping it stops the browser it starts too (chromium
+        // outlives a killed chromedriver otherwise).
         let mut driver = Command::new(chromedriver())
+            .process_group(0)
             .arg("--port=0")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -273,10 +277,9 @@ impl Browser {
     }
 
     /// Ends the session and stops chromedriver.
-    pub async fn quit(mut self) {
+    pub async fn quit(self) {
         let _ = self.http.delete(&self.session).send().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // Drop stops the process group.
     }
 
     async fn get(&self, path: &str) -> Value {
@@ -303,7 +306,11 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Kills chromedriver's whole process group (the driver, the browser and its helpers),
+    /// also when a test panics before [`Browser::quit`].
     fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
@@ -335,6 +342,8 @@ fn read_port(driver: &mut Child) -> u16 {
         }
     });
     rx.recv_timeout(WAIT).unwrap_or_else(|_| {
+        let group = format!("-{}", driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
         let _ = driver.kill();
         panic!("chromedriver did not say which port it listens on within {WAIT:?}")
     })
