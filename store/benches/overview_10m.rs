@@ -5,13 +5,14 @@
 //! `report/benches/soc2_10m.rs` loads them. `decisions_by_time` fills through its materialized
 //! view while the rows are generated; the bench then times migration 16's copy of existing
 //! rows on its own, and `Reader::overview` for the last 24 hours, 7 days and 30 days of the
-//! data (20 runs each: median, p95, max of the wall time of the call, i.e. the server time of
+//! data (`GATELOG_BENCH_RUNS`, 20 by default: median, p95, max of the wall time of the call, i.e. the server time of
 //! its four concurrent queries plus loopback HTTP), and the same queries over `decisions`
 //! (`OverviewSource::Decisions`, fewer runs: they are slow). Target: 24 h ≤ 300 ms.
 //!
 //! ```sh
 //! cargo bench -p gatelog-store --bench overview_10m                                # ./x bench-overview
 //! GATELOG_BENCH_ROWS=1000000 cargo bench -p gatelog-store --bench overview_10m   # a quick look
+//! GATELOG_BENCH_DAYS=1 GATELOG_BENCH_RUNS=20 GATELOG_BENCH_BASELINE_RUNS=3 ./x bench-overview
 //! ```
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)] // a benchmark: its output is the point
 
@@ -92,17 +93,25 @@ async fn main() {
 
     let reader = store.reader(Arc::new(SystemClock));
     let end = start + span;
-    let windows = [("24 h", DAY_MS), ("7 d", 7 * DAY_MS), ("30 d", 30 * DAY_MS)];
-    println!("overview from decisions_by_time (target: 24 h <= 300 ms):");
-    for (label, width) in windows {
+    // `GATELOG_BENCH_DAYS=1,7` measures only those windows (default 1, 7 and 30 days).
+    let days: Vec<i64> = std::env::var("GATELOG_BENCH_DAYS")
+        .unwrap_or_else(|_| "1,7,30".into())
+        .split(',')
+        .filter_map(|d| d.trim().parse().ok())
+        .collect();
+    let windows: Vec<(String, i64)> = days.iter().map(|d| (format!("{d} d"), d * DAY_MS)).collect();
+    let runs: usize = std::env::var("GATELOG_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    println!("overview from decisions_by_time (target: 1 d <= 300 ms):");
+    for (label, width) in &windows {
         let p = Period::new(UnixMillis(end - width), UnixMillis(end)).unwrap();
-        measure(&reader, &format!("last {label}"), p, OverviewSource::ByTime, 20).await;
+        measure(&reader, &format!("last {label}"), p, OverviewSource::ByTime, runs).await;
     }
-    let runs: usize = std::env::var("GATELOG_BENCH_BASELINE_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let baseline_runs: usize =
+        std::env::var("GATELOG_BENCH_BASELINE_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     println!("the same queries over decisions (keyed by event), for comparison:");
-    for (label, width) in windows {
+    for (label, width) in &windows {
         let p = Period::new(UnixMillis(end - width), UnixMillis(end)).unwrap();
-        measure(&reader, &format!("last {label}"), p, OverviewSource::Decisions, runs).await;
+        measure(&reader, &format!("last {label}"), p, OverviewSource::Decisions, baseline_runs).await;
     }
     drop(store);
     ch.stop().await.ok();
