@@ -266,8 +266,37 @@ pub(crate) const CHAIN_CHECKPOINTS: TableDef = TableDef {
 /// rows collapse on `(tenant, event_id)`; reads use `FINAL`.
 pub(crate) const ACCESS_LOG: TableDef = TableDef { name: "access_log", ..DECISIONS };
 
+/// `decisions_by_time`: a narrow, time-ordered companion of [`DECISIONS`] for the dashboard's
+/// overview (`read::overview`): the columns the overview reads, keyed `(tenant, time,
+/// event_id)` so a time window reads only its granules instead of whole month partitions.
+/// Filled by the materialized view `decisions_by_time_mv` on every insert into `decisions`
+/// (migration 16, which also copies the rows stored before it), so the writer does not know
+/// it. A plain `MergeTree`: the copies of an event all stay, and readers group by
+/// `(tenant, event_id)`. Partitioned by month like `decisions`, so retention drops it too.
+pub(crate) const DECISIONS_BY_TIME: TableDef = TableDef {
+    name: "decisions_by_time",
+    cols: &[
+        col("tenant", Enum),
+        col("time", Time),
+        col("event_id", Str),
+        col("received_at", Time),
+        col("dataset", Enum),
+        col("decision", Enum),
+        col("principal", Str),
+        col("resource", Str),
+        col("client_ip", Str),
+        col("spool_seq", U64),
+    ],
+    engine: Engine::MergeTree,
+    partition_by: "time",
+    order_by: "tenant, time, event_id",
+    shard_key: "cityHash64(event_id)",
+    retention: true,
+};
+
 /// The data tables in migration order.
-pub(crate) const TABLES: [&TableDef; 5] = [&DECISIONS, &RAW_RECORDS, &DEAD_LETTERS, &INGEST_BATCHES, &ACCESS_LOG];
+pub(crate) const TABLES: [&TableDef; 6] =
+    [&DECISIONS, &RAW_RECORDS, &DEAD_LETTERS, &INGEST_BATCHES, &ACCESS_LOG, &DECISIONS_BY_TIME];
 
 impl TableDef {
     /// Column definitions (one per line, without trailing commas) for `profile`.

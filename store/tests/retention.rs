@@ -68,7 +68,8 @@ async fn expired_months_go_and_newer_rows_stay_on_18_16() {
         report.dropped.iter().map(|DroppedPartition { table, month }| (table.clone(), *month)).collect();
     dropped.sort();
     let mut want = Vec::new();
-    for table in ["dead_letters", "decisions", "raw_records"] {
+    // `decisions_by_time` (the overview's companion of `decisions`) goes with it.
+    for table in ["dead_letters", "decisions", "decisions_by_time", "raw_records"] {
         for month in [202407, 202505, 202602] {
             want.push((table.to_owned(), month));
         }
@@ -83,6 +84,10 @@ async fn expired_months_go_and_newer_rows_stay_on_18_16() {
         // The ledger keeps every batch: sent again, an expired batch is not stored again.
         assert!(store.batch_exists(id).await.unwrap(), "{id}");
     }
+    let count = |table: &str| format!("SELECT count() FROM {}.{table}", store.database());
+    let kept: u64 = store.client().query(&count("decisions")).fetch_one().await.unwrap();
+    let kept_by_time: u64 = store.client().query(&count("decisions_by_time")).fetch_one().await.unwrap();
+    assert_eq!(kept_by_time, kept);
     let again = batch_at("last_year", 30, 2, NOW - 400 * DAY);
     assert_eq!(store.write_batch(&again).await.unwrap(), WriteOutcome::AlreadyStored);
     assert_eq!(rows(&store, "decisions", "last_year").await, 0);

@@ -358,6 +358,7 @@ pub fn registered(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Registere
     register(&mut out, "", c.chain_head_at(1_743_465_600_000));
     register(&mut out, "", c.latest_arrival(&["gatelog".to_owned(), "gatelog_canary".to_owned()]));
     super::evidence::register(&c, march, &mut out);
+    super::overview::register(&c, march, &mut out);
     out
 }
 

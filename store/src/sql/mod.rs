@@ -345,6 +345,16 @@ mod tests {
         assert!(dump.contains("ENGINE = Distributed(c1, gl, decisions_local, cityHash64(event_id))"));
         assert!(dump.contains("ALTER TABLE gl.decisions_local ON CLUSTER c1 DELETE WHERE batch_id = 'example-batch'"));
         assert!(dump.contains("INSERT INTO gl.decisions (event_id"));
+        // Migration 16: the view on every node, from the storage table the writer's rows land
+        // in to the companion's; the old rows through the Distributed table (same sharding).
+        assert!(dump.contains(
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS gl.decisions_by_time_mv ON CLUSTER c1 TO gl.decisions_by_time_local\nAS SELECT tenant, time, event_id,"
+        ));
+        let view = dump.split("decisions_by_time_mv ON CLUSTER").nth(1).unwrap_or_default();
+        assert!(view.split(';').next().unwrap_or_default().ends_with("FROM gl.decisions_local"), "{view}");
+        assert!(dump.contains("ENGINE = Distributed(c1, gl, decisions_by_time_local, cityHash64(event_id))"));
+        assert!(dump.contains("INSERT INTO gl.decisions_by_time (tenant, time, event_id,"));
+        assert!(dump.contains("FROM cluster('c1', gl, decisions_local)"));
     }
 
     #[test]
@@ -364,7 +374,7 @@ mod tests {
         );
         let m = migrations(SchemaProfile::Modern, &opts(None, None));
         assert_ne!(a[0].checksum(), m[0].checksum());
-        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), (1..=15).collect::<Vec<u32>>());
+        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), (1..=16).collect::<Vec<u32>>());
     }
 
     /// The checksums of migrations 1–4 as released: a database migrated by an earlier build
