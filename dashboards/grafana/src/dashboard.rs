@@ -1,7 +1,7 @@
 //! A dashboard file read into the parts the checks and the SQL runs need. Reading is lenient
 //! (a missing field is `None`); [`crate::lint`] says what is missing or wrong.
 
-use crate::interpolate::{VarValue, Values};
+use crate::interpolate::{Values, VarValue};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -121,8 +121,8 @@ impl Dashboard {
 
     /// Reads one file.
     pub fn load(path: &Path) -> Result<Dashboard, DashboardError> {
-        let body = std::fs::read_to_string(path)
-            .map_err(|source| DashboardError::Io { path: path.to_path_buf(), source })?;
+        let body =
+            std::fs::read_to_string(path).map_err(|source| DashboardError::Io { path: path.to_path_buf(), source })?;
         let file = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
         Dashboard::parse(&file, &body)
     }

@@ -2,7 +2,7 @@
 //! variable interpolation (scenes' `sceneInterpolator`) with the plugin's `format` function
 //! for values without an explicit format.
 
-use crate::interpolate::{InterpolateError, QueryContext, VarValue, Values};
+use crate::interpolate::{InterpolateError, QueryContext, Values, VarValue};
 
 const CONDITIONAL_ALL: &str = "$__conditionalAll(";
 
@@ -370,7 +370,10 @@ mod tests {
         assert_eq!(r("${a:percentencode}", &one), "it%27s%20%5C%20x");
         assert_eq!(r("${a:percentencode}", &many), "%7Bx%271%2Cy%7D");
         assert_eq!(r("${a:raw}", &many), "x'1,y");
-        assert_eq!(r("${__from} ${__to} $__interval_ms $__timeFilter(t) $unknown", &one), "1000 2000 60000 $__timeFilter(t) $unknown");
+        assert_eq!(
+            r("${__from} ${__to} $__interval_ms $__timeFilter(t) $unknown", &one),
+            "1000 2000 60000 $__timeFilter(t) $unknown"
+        );
         assert_eq!(percent_encode_strict("ü!*()~"), "%C3%BC%21%2A%28%29~");
     }
 

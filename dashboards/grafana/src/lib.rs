@@ -28,7 +28,7 @@ pub mod lint;
 mod macros;
 
 pub use dashboard::{Dashboard, DashboardError, Panel, Target, Variable, load_dir};
-pub use interpolate::{InterpolateError, QueryContext, VarValue, Values, interpolate};
+pub use interpolate::{InterpolateError, QueryContext, Values, VarValue, interpolate};
 
 use std::path::PathBuf;
 

@@ -38,7 +38,9 @@ pub fn check(d: &Dashboard) -> Vec<Problem> {
     let mut r = Report { file: &d.file, problems: Vec::new() };
     match d.uid.as_deref() {
         None | Some("") => r.add("dashboard", "has no uid (links and provisioning need a stable one)"),
-        Some(uid) if uid.len() > 40 => r.add("dashboard", format!("uid {uid:?} is longer than Grafana's 40 characters")),
+        Some(uid) if uid.len() > 40 => {
+            r.add("dashboard", format!("uid {uid:?} is longer than Grafana's 40 characters"))
+        }
         Some(_) => {}
     }
     if d.title.as_deref().is_none_or(str::is_empty) {
@@ -67,9 +69,10 @@ pub fn check(d: &Dashboard) -> Vec<Problem> {
     let ds_ok = |ds: Option<&Value>| {
         let Some(ds) = ds else { return false };
         ds.get("type").and_then(Value::as_str) == Some(PLUGIN_TYPE)
-            && ds.get("uid").and_then(Value::as_str).is_some_and(|uid| {
-                ds_vars.iter().any(|n| uid == format!("${{{n}}}") || uid == format!("${n}"))
-            })
+            && ds
+                .get("uid")
+                .and_then(Value::as_str)
+                .is_some_and(|uid| ds_vars.iter().any(|n| uid == format!("${{{n}}}") || uid == format!("${n}")))
     };
     let want_ds = format!("{{\"type\":\"{PLUGIN_TYPE}\",\"uid\":\"${{datasource}}\"}}");
 

@@ -38,7 +38,8 @@ fn expand_at(work: &str, ctx: &QueryContext, depth: usize) -> Result<String, Int
         out.push_str(&work[i..i + rel]);
         i += rel;
         let name_start = i + PREFIX.len();
-        let name_end = name_start + b[name_start..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_').count();
+        let name_end =
+            name_start + b[name_start..].iter().take_while(|c| c.is_ascii_alphanumeric() || **c == b'_').count();
         let name = &work[name_start..name_end];
         if name.is_empty() || !known(name) {
             out.push_str(&work[i..name_end]);
@@ -47,11 +48,11 @@ fn expand_at(work: &str, ctx: &QueryContext, depth: usize) -> Result<String, Int
         }
         let mut raw = "";
         let mut after = name_end;
-        if b.get(name_end) == Some(&b'(') {
-            if let Some(close) = closing_paren(work, name_end) {
-                raw = &work[name_end + 1..close];
-                after = close + 1;
-            }
+        if b.get(name_end) == Some(&b'(')
+            && let Some(close) = closing_paren(work, name_end)
+        {
+            raw = &work[name_end + 1..close];
+            after = close + 1;
         }
         let mut args = parse_args(raw)
             .map_err(|detail| InterpolateError::MacroArguments { macro_name: format!("{PREFIX}{name}"), detail })?;
@@ -275,7 +276,9 @@ fn strip_comments(sql: &str) -> String {
             b'\'' | b'"' => Some((scan_string(b, i, true), false)),
             b'`' => Some((scan_string(b, i, false), false)),
             b'$' => dollar_quote_end(b, i).map(|e| (e, false)),
-            b'-' if next == Some(b'-') => Some((i + b[i..].iter().take_while(|c| !matches!(c, b'\n' | b'\r')).count(), true)),
+            b'-' if next == Some(b'-') => {
+                Some((i + b[i..].iter().take_while(|c| !matches!(c, b'\n' | b'\r')).count(), true))
+            }
             b'/' if next == Some(b'*') => {
                 let close = b[i + 2..].windows(2).position(|w| w == b"*/").map_or(b.len(), |p| i + 2 + p + 2);
                 Some((close, true))
@@ -351,7 +354,10 @@ mod tests {
         // Longest name first, unknown names copied through with their arguments scanned.
         assert_eq!(x("$__interval_s$__nope($__interval_s)"), "1$__nope(1)");
         // Nested macros expand first; an argument's commas are fixed before.
-        assert_eq!(x("$__timeFilter(f($__interval_s, 2))"), "f(1, 2) >= toDateTime(1415792726) AND f(1, 2) <= toDateTime(1447328726)");
+        assert_eq!(
+            x("$__timeFilter(f($__interval_s, 2))"),
+            "f(1, 2) >= toDateTime(1415792726) AND f(1, 2) <= toDateTime(1447328726)"
+        );
         // Brackets inside strings do not count; an unclosed list is a call without arguments.
         assert_eq!(
             x("$__timeFilter(concat(')', t))"),

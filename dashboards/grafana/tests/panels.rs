@@ -9,6 +9,7 @@
 mod support;
 
 use gatelog_grafana::{Dashboard, VarValue, dashboards_dir, interpolate, load_dir};
+use gatelog_model::UnixMillis;
 use gatelog_store::sql::{SchemaOptions, migrations};
 use gatelog_store::testing::{TestClickHouse, chdb_python};
 use gatelog_store::{PartialCheck, SchemaProfile, WriteBatch};
@@ -18,7 +19,7 @@ use std::time::Instant;
 use support::checks::{self, Fails};
 use support::results::Table;
 use support::scenarios::{Scenario, scenarios};
-use support::world::{RANGE, World};
+use support::world::{RANGE, T0_MS, World};
 
 enum Kind {
     Panel(String),
@@ -38,7 +39,10 @@ struct Query {
 fn queries(dashboards: &[Dashboard], scenarios: &[Scenario], db: &str) -> Vec<Query> {
     let mut out = Vec::new();
     for (i, s) in scenarios.iter().enumerate() {
-        let d = dashboards.iter().find(|d| d.uid.as_deref() == Some(s.uid)).unwrap_or_else(|| panic!("no dashboard {}", s.uid));
+        let d = dashboards
+            .iter()
+            .find(|d| d.uid.as_deref() == Some(s.uid))
+            .unwrap_or_else(|| panic!("no dashboard {}", s.uid));
         let mut values = d.default_values();
         values.insert("database".into(), VarValue::Text(db.into()));
         for (name, value) in s.values() {
@@ -52,7 +56,11 @@ fn queries(dashboards: &[Dashboard], scenarios: &[Scenario], db: &str) -> Vec<Qu
         };
         for p in &d.panels {
             for t in &p.targets {
-                push(Kind::Panel(p.title.clone()), format!("panel {}", p.label()), t.raw_sql.as_deref().unwrap_or_default());
+                push(
+                    Kind::Panel(p.title.clone()),
+                    format!("panel {}", p.label()),
+                    t.raw_sql.as_deref().unwrap_or_default(),
+                );
             }
         }
         for v in &d.variables {
@@ -83,7 +91,8 @@ async fn export(client: &clickhouse::Client, db: &str, name: &str, dir: &std::pa
     )
     .await
     .unwrap();
-    let columns: Vec<(String, String)> = (0..columns.rows.len()).map(|r| (columns.str(r, "name"), columns.str(r, "type"))).collect();
+    let columns: Vec<(String, String)> =
+        (0..columns.rows.len()).map(|r| (columns.str(r, "name"), columns.str(r, "type"))).collect();
     let list = columns.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ");
     let body = fetch(client, &format!("SELECT {list} FROM {db}.{name}"), "TabSeparated").await.unwrap();
     let rows = table(client, &format!("SELECT count() AS n FROM {db}.{name}")).await.unwrap().u64(0, "n");
@@ -100,13 +109,20 @@ fn schema(db: &str, profile: SchemaProfile) -> Vec<String> {
     out
 }
 
-fn check_all(server: &str, results: &BTreeMap<String, Result<Table, String>>, qs: &[Query], world: &World, sc: &[Scenario], f: &mut Fails) {
+fn check_all(
+    server: &str,
+    results: &BTreeMap<String, Result<Table, String>>,
+    qs: &[Query],
+    world: &World,
+    sc: &[Scenario],
+    f: &mut Fails,
+) {
     for q in qs {
         let at = format!("{server}: {}", q.at);
         match results.get(&q.id) {
             Some(Ok(t)) => match &q.kind {
                 Kind::Panel(title) => checks::panel(f, &at, title, t, world, &sc[q.scenario]),
-                Kind::Variable(name) => checks::variable(f, &at, name, t, world, &sc[q.scenario]),
+                Kind::Variable(name) => support::ingest::variable(f, &at, name, t, world, &sc[q.scenario]),
             },
             Some(Err(e)) => f.0.push(format!("{at}: {e}\n--- SQL ---\n{}", q.sql)),
             None => f.0.push(format!("{at}: no result")),
@@ -120,6 +136,13 @@ async fn every_panel_counts_each_event_once_on_18_16_and_in_chdb_26_9() {
     let world = World::generate();
     let dashboards = load_dir(&dashboards_dir()).unwrap();
     let sc = scenarios(&world);
+    for d in &dashboards {
+        assert!(
+            sc.iter().any(|s| d.uid.as_deref() == Some(s.uid)),
+            "{}: no scenario runs this dashboard's panels",
+            d.file
+        );
+    }
 
     let mut ch = TestClickHouse::start().await.unwrap();
     let store = ch.store().await.unwrap();
@@ -131,9 +154,16 @@ async fn every_panel_counts_each_event_once_on_18_16_and_in_chdb_26_9() {
         let refs: Vec<(u64, &WriteBatch)> = group.iter().map(|b| (0, b)).collect();
         store.write_batches(&refs, PartialCheck::OnRetry).await.unwrap();
     }
-    let stored = table(&client, &format!("SELECT count() AS rows, uniqExact(tenant, event_id) AS events FROM {db}.decisions"))
-        .await
-        .unwrap();
+    // Alerts: every version of each (the newest last), the lifecycle, then a replay's copies.
+    let alerts = &world.alerts;
+    store.write_alerts(&alerts.earlier, UnixMillis(T0_MS)).await.unwrap();
+    store.write_alerts(&alerts.alerts, UnixMillis(T0_MS + 1)).await.unwrap();
+    store.append_alert_events(&alerts.events).await.unwrap();
+    store.append_alert_events(&alerts.replayed).await.unwrap();
+    let stored =
+        table(&client, &format!("SELECT count() AS rows, uniqExact(tenant, event_id) AS events FROM {db}.decisions"))
+            .await
+            .unwrap();
     let (rows, events) = (stored.u64(0, "rows"), stored.u64(0, "events"));
     assert_eq!((rows, events), (world.rows.len() as u64, world.events.len() as u64));
     assert!(rows > events, "the stored rows hold copies of events");
@@ -149,7 +179,7 @@ async fn every_panel_counts_each_event_once_on_18_16_and_in_chdb_26_9() {
 
     let dir = tempfile::tempdir().unwrap();
     let mut tables = Vec::new();
-    for name in ["decisions", "ingest_batches"] {
+    for name in ["decisions", "ingest_batches", "alerts", "alert_events"] {
         tables.push(export(&client, &db, name, dir.path()).await);
     }
     drop(client);
@@ -193,10 +223,10 @@ async fn every_panel_counts_each_event_once_on_18_16_and_in_chdb_26_9() {
     let (first, rest) = servers.split_first().unwrap();
     for (server, results) in rest {
         for q in &qs {
-            if let (Some(Ok(a)), Some(Ok(b))) = (first.1.get(&q.id), results.get(&q.id)) {
-                if a.normalized() != b.normalized() {
-                    f.0.push(format!("{}: {server} answers otherwise than {}", q.at, first.0));
-                }
+            if let (Some(Ok(a)), Some(Ok(b))) = (first.1.get(&q.id), results.get(&q.id))
+                && a.normalized() != b.normalized()
+            {
+                f.0.push(format!("{}: {server} answers otherwise than {}", q.at, first.0));
             }
         }
     }

@@ -47,17 +47,16 @@ def main():
     for t in job["tables"]:
         table, exported = t["table"], dict(t["columns"])
         sess.query(f"SYSTEM STOP MERGES {db}.{table}")
-        target = [
-            line.split("\t")
-            for line in str(
+        # JSON, not TabSeparated: TSV output escapes the quotes in `DateTime('UTC')`.
+        target = json.loads(
+            str(
                 sess.query(
                     f"SELECT name, type FROM system.columns WHERE database = '{db}' AND table = '{table}' "
                     f"AND default_kind NOT IN ('ALIAS', 'MATERIALIZED') ORDER BY position",
-                    "TabSeparated",
+                    "JSONCompact",
                 )
-            ).splitlines()
-            if line
-        ]
+            )
+        )["data"]
         names, exprs = [], []
         for name, typ in target:
             if name not in exported:

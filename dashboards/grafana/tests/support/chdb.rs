@@ -22,10 +22,6 @@ pub fn run(python: &str, job: &Value) -> Value {
     let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
     let out = child.wait_with_output().expect("the chdb script ran");
     let _ = writer.join();
-    assert!(
-        out.status.success(),
-        "run_panels_chdb.py failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "run_panels_chdb.py failed:\n{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("the chdb script prints JSON")
 }

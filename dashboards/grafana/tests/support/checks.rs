@@ -4,8 +4,8 @@
 
 use super::results::Table;
 use super::scenarios::{Scenario, in_range};
-use super::world::{INTERVAL_S, RANGE, World};
-use gatelog_model::{AccessDecision, Batch};
+use super::world::{INTERVAL_S, World};
+use gatelog_model::AccessDecision;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Mismatches found, with where.
@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Fails(pub Vec<String>);
 
 impl Fails {
-    fn rows(&mut self, at: &str, got: Vec<Vec<String>>, want: Vec<Vec<String>>) {
+    pub fn rows(&mut self, at: &str, got: Vec<Vec<String>>, want: Vec<Vec<String>>) {
         if got == want {
             return;
         }
@@ -27,14 +27,14 @@ impl Fails {
         ));
     }
 
-    fn truth(&mut self, at: &str, ok: bool, what: impl std::fmt::Display) {
+    pub fn truth(&mut self, at: &str, ok: bool, what: impl std::fmt::Display) {
         if !ok {
             self.0.push(format!("{at}: {what}"));
         }
     }
 }
 
-fn secs(ms: i64) -> i64 {
+pub fn secs(ms: i64) -> i64 {
     ms.div_euclid(1000)
 }
 
@@ -68,7 +68,10 @@ fn first(es: &[&AccessDecision]) -> i64 {
 }
 
 /// Groups `es` by `key` (an event may have several keys, as with roles).
-fn groups<'a>(es: &[&'a AccessDecision], key: impl Fn(&AccessDecision) -> Vec<String>) -> BTreeMap<String, Vec<&'a AccessDecision>> {
+fn groups<'a>(
+    es: &[&'a AccessDecision],
+    key: impl Fn(&AccessDecision) -> Vec<String>,
+) -> BTreeMap<String, Vec<&'a AccessDecision>> {
     let mut out: BTreeMap<String, Vec<&AccessDecision>> = BTreeMap::new();
     for e in es {
         for k in key(e) {
@@ -91,7 +94,7 @@ fn ranked(
 }
 
 /// The table's columns as text: `s:` a string, `n:` an integer, `t:` a time in seconds.
-fn cells(t: &Table, spec: &[&str]) -> Vec<Vec<String>> {
+pub fn cells(t: &Table, spec: &[&str]) -> Vec<Vec<String>> {
     (0..t.rows.len())
         .map(|r| {
             spec.iter()
@@ -121,13 +124,13 @@ fn roles(e: &AccessDecision) -> Vec<String> {
 }
 
 /// ClickHouse's `round(x, digits)` on a Float64: scaled, then to the nearest even on a tie.
-fn round(x: f64, digits: i32) -> f64 {
+pub fn round(x: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (x * scale).round_ties_even() / scale
 }
 
 /// `if(n = 0, 0, round(100 * part / whole, 2))`, as the `f:` cells print it.
-fn pct(part: usize, whole: usize) -> String {
+pub fn pct(part: usize, whole: usize) -> String {
     format!("{:.2}", if whole == 0 { 0.0 } else { round(100.0 * part as f64 / whole as f64, 2) })
 }
 
@@ -156,28 +159,47 @@ pub fn panel(f: &mut Fails, at: &str, title: &str, t: &Table, world: &World, s: 
             f.rows(at, got, series(&es, |e| vec![e.decision.as_str().to_owned()]));
         }
         ("gatelog-overview", "Top principals") => {
-            let want = ranked(groups(&es, |e| vec![display(&e.principal)]), |g| g.len() as u64, 10, |k, g| {
-                vec![k.to_owned(), n(g.len()), n(count_if(g, |e| is(e, "deny"))), last(g).to_string()]
-            });
+            let want = ranked(
+                groups(&es, |e| vec![display(&e.principal)]),
+                |g| g.len() as u64,
+                10,
+                |k, g| vec![k.to_owned(), n(g.len()), n(count_if(g, |e| is(e, "deny"))), last(g).to_string()],
+            );
             f.rows(at, cells(t, &["principal", "n:events", "n:denied", "t:last_seen"]), want);
         }
         ("gatelog-overview", "Top denied resources") => {
-            let want = ranked(groups(&denied, |e| vec![e.resource.clone()]), |g| g.len() as u64, 10, |k, g| {
-                let principals = distinct(g.iter().map(|e| e.principal.as_str()).filter(|p| !p.is_empty()));
-                vec![k.to_owned(), n(g.len()), n(principals), n(distinct(g.iter().map(|e| e.client_ip.as_str()))), last(g).to_string()]
-            });
+            let want = ranked(
+                groups(&denied, |e| vec![e.resource.clone()]),
+                |g| g.len() as u64,
+                10,
+                |k, g| {
+                    let principals = distinct(g.iter().map(|e| e.principal.as_str()).filter(|p| !p.is_empty()));
+                    vec![
+                        k.to_owned(),
+                        n(g.len()),
+                        n(principals),
+                        n(distinct(g.iter().map(|e| e.client_ip.as_str()))),
+                        last(g).to_string(),
+                    ]
+                },
+            );
             f.rows(at, cells(t, &["resource", "n:denied", "n:principals", "n:ips", "t:last_seen"]), want);
         }
         ("gatelog-overview", "Top denied client IPs") => {
-            let want = ranked(groups(&denied, |e| vec![e.client_ip.clone()]), |g| g.len() as u64, 10, |k, g| {
-                let principals = distinct(g.iter().map(|e| e.principal.as_str()).filter(|p| !p.is_empty()));
-                let countries = joined(g.iter().map(|e| e.country.clone()));
-                let asns = joined(g.iter().map(|e| e.asn.to_string()));
-                vec![k.to_owned(), n(g.len()), countries, asns, n(principals), last(g).to_string()]
-            });
+            let want = ranked(
+                groups(&denied, |e| vec![e.client_ip.clone()]),
+                |g| g.len() as u64,
+                10,
+                |k, g| {
+                    let principals = distinct(g.iter().map(|e| e.principal.as_str()).filter(|p| !p.is_empty()));
+                    let countries = joined(g.iter().map(|e| e.country.clone()));
+                    let asns = joined(g.iter().map(|e| e.asn.to_string()));
+                    vec![k.to_owned(), n(g.len()), countries, asns, n(principals), last(g).to_string()]
+                },
+            );
             f.rows(at, cells(t, &["client_ip", "n:denied", "countries", "asns", "n:principals", "t:last_seen"]), want);
         }
-        ("gatelog-overview", "Ingest by dataset") => ingest_table(f, at, t, world),
+        ("gatelog-overview", "Ingest by dataset") => super::ingest::ingest_table(f, at, t, world),
         ("gatelog-overview", "Ingested lines per dataset") => {
             let mut m: BTreeMap<(i64, String), u64> = BTreeMap::new();
             for b in world.batches.iter().filter(|b| in_range(b.received_at.0)) {
@@ -199,10 +221,22 @@ pub fn panel(f: &mut Fails, at: &str, title: &str, t: &Table, world: &World, s: 
             f.rows(at, cells(t, &["n:events", "n:denied", "n:countries", "n:asns", "n:ips", "n:resources"]), want);
         }
         ("gatelog-principal", "Countries seen") => {
-            let want = ranked(groups(&es, |e| vec![e.country.clone()]), |g| g.len() as u64, usize::MAX, |k, g| {
-                let ips = distinct(g.iter().map(|e| e.client_ip.as_str()));
-                vec![k.to_owned(), n(g.len()), n(count_if(g, |e| is(e, "deny"))), n(ips), first(g).to_string(), last(g).to_string()]
-            });
+            let want = ranked(
+                groups(&es, |e| vec![e.country.clone()]),
+                |g| g.len() as u64,
+                usize::MAX,
+                |k, g| {
+                    let ips = distinct(g.iter().map(|e| e.client_ip.as_str()));
+                    vec![
+                        k.to_owned(),
+                        n(g.len()),
+                        n(count_if(g, |e| is(e, "deny"))),
+                        n(ips),
+                        first(g).to_string(),
+                        last(g).to_string(),
+                    ]
+                },
+            );
             f.rows(at, cells(t, &["country", "n:events", "n:denied", "n:ips", "t:first_seen", "t:last_seen"]), want);
         }
         ("gatelog-principal", "ASNs seen") => {
@@ -215,43 +249,102 @@ pub fn panel(f: &mut Fails, at: &str, title: &str, t: &Table, world: &World, s: 
                     let ips = distinct(g.iter().map(|e| e.client_ip.as_str()));
                     let asn = k.trim_start_matches('0');
                     let asn = if asn.is_empty() { "0" } else { asn };
-                    vec![asn.to_owned(), countries, n(g.len()), n(count_if(&g, |e| is(e, "deny"))), n(ips), first(&g).to_string(), last(&g).to_string()]
+                    vec![
+                        asn.to_owned(),
+                        countries,
+                        n(g.len()),
+                        n(count_if(&g, |e| is(e, "deny"))),
+                        n(ips),
+                        first(&g).to_string(),
+                        last(&g).to_string(),
+                    ]
                 })
                 .collect();
-            f.rows(at, cells(t, &["n:asn", "countries", "n:events", "n:denied", "n:ips", "t:first_seen", "t:last_seen"]), want);
+            f.rows(
+                at,
+                cells(t, &["n:asn", "countries", "n:events", "n:denied", "n:ips", "t:first_seen", "t:last_seen"]),
+                want,
+            );
         }
         ("gatelog-principal", "Roles seen") => {
-            let want = ranked(groups(&es, roles), |g| g.len() as u64, usize::MAX, |k, g| {
-                vec![k.to_owned(), n(g.len()), n(count_if(g, |e| is(e, "deny"))), first(g).to_string(), last(g).to_string()]
-            });
+            let want = ranked(
+                groups(&es, roles),
+                |g| g.len() as u64,
+                usize::MAX,
+                |k, g| {
+                    vec![
+                        k.to_owned(),
+                        n(g.len()),
+                        n(count_if(g, |e| is(e, "deny"))),
+                        first(g).to_string(),
+                        last(g).to_string(),
+                    ]
+                },
+            );
             f.rows(at, cells(t, &["role", "n:events", "n:denied", "t:first_seen", "t:last_seen"]), want);
         }
         ("gatelog-principal", "Client addresses") => {
-            let want = ranked(groups(&es, |e| vec![e.client_ip.clone()]), |g| g.len() as u64, 100, |k, g| {
-                let countries = joined(g.iter().map(|e| e.country.clone()));
-                let asns = joined(g.iter().map(|e| e.asn.to_string()));
-                vec![k.to_owned(), countries, asns, n(g.len()), n(count_if(g, |e| is(e, "deny"))), first(g).to_string(), last(g).to_string()]
-            });
-            f.rows(at, cells(t, &["client_ip", "countries", "asns", "n:events", "n:denied", "t:first_seen", "t:last_seen"]), want);
+            let want = ranked(
+                groups(&es, |e| vec![e.client_ip.clone()]),
+                |g| g.len() as u64,
+                100,
+                |k, g| {
+                    let countries = joined(g.iter().map(|e| e.country.clone()));
+                    let asns = joined(g.iter().map(|e| e.asn.to_string()));
+                    vec![
+                        k.to_owned(),
+                        countries,
+                        asns,
+                        n(g.len()),
+                        n(count_if(g, |e| is(e, "deny"))),
+                        first(g).to_string(),
+                        last(g).to_string(),
+                    ]
+                },
+            );
+            f.rows(
+                at,
+                cells(t, &["client_ip", "countries", "asns", "n:events", "n:denied", "t:first_seen", "t:last_seen"]),
+                want,
+            );
         }
         ("gatelog-principal", "Resources") => {
-            let want = ranked(groups(&es, |e| vec![e.resource.clone()]), |g| g.len() as u64, 100, |k, g| {
-                let actions = joined(g.iter().map(|e| e.action.clone()));
-                vec![k.to_owned(), actions, n(g.len()), n(count_if(g, |e| is(e, "allow"))), n(count_if(g, |e| is(e, "deny"))), last(g).to_string()]
-            });
+            let want = ranked(
+                groups(&es, |e| vec![e.resource.clone()]),
+                |g| g.len() as u64,
+                100,
+                |k, g| {
+                    let actions = joined(g.iter().map(|e| e.action.clone()));
+                    vec![
+                        k.to_owned(),
+                        actions,
+                        n(g.len()),
+                        n(count_if(g, |e| is(e, "allow"))),
+                        n(count_if(g, |e| is(e, "deny"))),
+                        last(g).to_string(),
+                    ]
+                },
+            );
             f.rows(at, cells(t, &["resource", "actions", "n:events", "n:allowed", "n:denied", "t:last_seen"]), want);
         }
-        ("gatelog-principal", "Recent decisions") => newest(f, at, t, &es, 200, &["decision", "resource", "dataset", "source"]),
+        ("gatelog-principal", "Recent decisions") => {
+            newest(f, at, t, &es, 200, &["decision", "resource", "dataset", "source"])
+        }
         ("gatelog-denies", "Over time by dataset") => {
             f.rows(at, cells(t, &["t:time", "dataset", "n:events"]), series(&es, |e| vec![e.dataset.clone()]));
         }
         ("gatelog-denies", "By policy") => {
-            let want = ranked(groups(&es, |e| vec![e.policy.clone()]), |g| g.len() as u64, usize::MAX, |k, g| {
-                let principals = distinct(g.iter().map(|e| e.principal.as_str()).filter(|p| !p.is_empty()));
-                let resources = distinct(g.iter().map(|e| e.resource.as_str()));
-                let ips = distinct(g.iter().map(|e| e.client_ip.as_str()));
-                vec![k.to_owned(), n(g.len()), n(principals), n(resources), n(ips), last(g).to_string()]
-            });
+            let want = ranked(
+                groups(&es, |e| vec![e.policy.clone()]),
+                |g| g.len() as u64,
+                usize::MAX,
+                |k, g| {
+                    let principals = distinct(g.iter().map(|e| e.principal.as_str()).filter(|p| !p.is_empty()));
+                    let resources = distinct(g.iter().map(|e| e.resource.as_str()));
+                    let ips = distinct(g.iter().map(|e| e.client_ip.as_str()));
+                    vec![k.to_owned(), n(g.len()), n(principals), n(resources), n(ips), last(g).to_string()]
+                },
+            );
             f.rows(at, cells(t, &["policy", "n:events", "n:principals", "n:resources", "n:ips", "t:last_seen"]), want);
         }
         ("gatelog-denies", "Recent") => newest(f, at, t, &es, 500, &["resource", "policy", "dataset", "client_ip"]),
@@ -264,10 +357,13 @@ pub fn panel(f: &mut Fails, at: &str, title: &str, t: &Table, world: &World, s: 
                 u(es.iter().map(|e| e.duration_ms).max().unwrap_or(0)),
                 n(count_if(&es, |e| e.duration_ms >= slow)),
             ]];
-            let got = cells(t, &["n:queries", "n:denied", "n:rows_read", "n:bytes_read", "n:max_duration_ms", "n:slow"]);
+            let got =
+                cells(t, &["n:queries", "n:denied", "n:rows_read", "n:bytes_read", "n:max_duration_ms", "n:slow"]);
             f.rows(at, got, want);
         }
-        ("gatelog-proxy", "Queries by role") => f.rows(at, cells(t, &["t:time", "role", "n:queries"]), series(&es, roles)),
+        ("gatelog-proxy", "Queries by role") => {
+            f.rows(at, cells(t, &["t:time", "role", "n:queries"]), series(&es, roles))
+        }
         ("gatelog-proxy", "Rows and bytes read") => {
             let mut m: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
             for e in &es {
@@ -278,44 +374,78 @@ pub fn panel(f: &mut Fails, at: &str, title: &str, t: &Table, world: &World, s: 
             f.rows(at, cells(t, &["t:time", "n:rows_read", "n:bytes_read"]), want);
         }
         ("gatelog-proxy", "By role") => {
-            let want = ranked(groups(&es, roles), |g| g.len() as u64, usize::MAX, |k, g| {
-                let principals = distinct(g.iter().map(|e| e.principal.as_str()));
-                let durations: Vec<u64> = g.iter().map(|e| e.duration_ms).collect();
-                let avg = durations.iter().sum::<u64>() as f64 / durations.len() as f64;
-                vec![
-                    k.to_owned(),
-                    n(g.len()),
-                    n(count_if(g, |e| is(e, "deny"))),
-                    n(principals),
-                    u(g.iter().map(|e| e.rows_read).sum()),
-                    u(g.iter().map(|e| e.bytes_read).sum()),
-                    format!("{:.2}", round(avg, 1)),
-                    u(durations.iter().copied().max().unwrap_or(0)),
-                ]
-            });
-            let spec = ["role", "n:queries", "n:denied", "n:principals", "n:rows_read", "n:bytes_read", "f:avg_duration_ms", "n:max_duration_ms"];
+            let want = ranked(
+                groups(&es, roles),
+                |g| g.len() as u64,
+                usize::MAX,
+                |k, g| {
+                    let principals = distinct(g.iter().map(|e| e.principal.as_str()));
+                    let durations: Vec<u64> = g.iter().map(|e| e.duration_ms).collect();
+                    // Whole milliseconds (`intDiv`): 18.16 and 26.9 round a tie of `round(x, 1)` apart.
+                    let avg = durations.iter().sum::<u64>() / durations.len() as u64;
+                    vec![
+                        k.to_owned(),
+                        n(g.len()),
+                        n(count_if(g, |e| is(e, "deny"))),
+                        n(principals),
+                        u(g.iter().map(|e| e.rows_read).sum()),
+                        u(g.iter().map(|e| e.bytes_read).sum()),
+                        u(avg),
+                        u(durations.iter().copied().max().unwrap_or(0)),
+                    ]
+                },
+            );
+            let spec = [
+                "role",
+                "n:queries",
+                "n:denied",
+                "n:principals",
+                "n:rows_read",
+                "n:bytes_read",
+                "n:avg_duration_ms",
+                "n:max_duration_ms",
+            ];
             f.rows(at, cells(t, &spec), want);
         }
         ("gatelog-proxy", "Tables read") => {
-            let want = ranked(groups(&es, |e| vec![e.resource.clone()]), |g| g.iter().map(|e| e.bytes_read).sum(), 20, |k, g| {
-                vec![
-                    k.to_owned(),
-                    n(g.len()),
-                    n(count_if(g, |e| is(e, "deny"))),
-                    u(g.iter().map(|e| e.rows_read).sum()),
-                    u(g.iter().map(|e| e.bytes_read).sum()),
-                    u(g.iter().map(|e| e.duration_ms).max().unwrap_or(0)),
-                ]
-            });
-            f.rows(at, cells(t, &["resource", "n:queries", "n:denied", "n:rows_read", "n:bytes_read", "n:max_duration_ms"]), want);
+            let want = ranked(
+                groups(&es, |e| vec![e.resource.clone()]),
+                |g| g.iter().map(|e| e.bytes_read).sum(),
+                20,
+                |k, g| {
+                    vec![
+                        k.to_owned(),
+                        n(g.len()),
+                        n(count_if(g, |e| is(e, "deny"))),
+                        u(g.iter().map(|e| e.rows_read).sum()),
+                        u(g.iter().map(|e| e.bytes_read).sum()),
+                        u(g.iter().map(|e| e.duration_ms).max().unwrap_or(0)),
+                    ]
+                },
+            );
+            f.rows(
+                at,
+                cells(t, &["resource", "n:queries", "n:denied", "n:rows_read", "n:bytes_read", "n:max_duration_ms"]),
+                want,
+            );
         }
         ("gatelog-proxy", "Slow queries") => {
             let mut slow_ones: Vec<&AccessDecision> = es.iter().copied().filter(|e| e.duration_ms >= slow).collect();
-            slow_ones.sort_by(|a, b| b.duration_ms.cmp(&a.duration_ms).then(b.time.0.cmp(&a.time.0)).then(a.event_id.cmp(&b.event_id)));
-            let want = slow_ones.iter().take(100).map(|e| vec![e.event_id.clone(), u(e.duration_ms), e.principal.clone()]).collect();
+            slow_ones.sort_by(|a, b| {
+                b.duration_ms.cmp(&a.duration_ms).then(b.time.0.cmp(&a.time.0)).then(a.event_id.cmp(&b.event_id))
+            });
+            let want = slow_ones
+                .iter()
+                .take(100)
+                .map(|e| vec![e.event_id.clone(), u(e.duration_ms), e.principal.clone()])
+                .collect();
             f.rows(at, cells(t, &["event_id", "n:duration_ms", "principal"]), want);
         }
-        (uid, title) => f.0.push(format!("{at}: no check for panel {title:?} of {uid}: add one in tests/support/checks.rs")),
+        (uid, title) => {
+            if !super::alerts::panel(f, at, title, t, &world.alerts, s) {
+                f.0.push(format!("{at}: no check for panel {title:?} of {uid}: add one in tests/support/checks.rs"));
+            }
+        }
     }
 }
 
@@ -344,94 +474,4 @@ fn newest(f: &mut Fails, at: &str, t: &Table, es: &[&AccessDecision], limit: usi
     let mut spec = vec!["event_id", "t:time"];
     spec.extend_from_slice(columns);
     f.rows(at, cells(t, &spec), want);
-}
-
-/// `ingest_batches` per dataset over the batches received in the range.
-fn ingest_table(f: &mut Fails, at: &str, t: &Table, world: &World) {
-    let mut by: BTreeMap<&str, Vec<&Batch>> = BTreeMap::new();
-    for b in world.batches.iter().filter(|b| in_range(b.received_at.0)) {
-        by.entry(b.dataset.as_str()).or_default().push(b);
-    }
-    let want = by
-        .iter()
-        .map(|(dataset, bs)| {
-            let sum = |k: fn(&Batch) -> u64| bs.iter().map(|b| k(b)).sum::<u64>();
-            let (raw, dead) = (sum(|b| b.raw.len() as u64), sum(|b| b.dead_letters.len() as u64));
-            let mut received: Vec<i64> = bs.iter().map(|b| secs(b.received_at.0)).collect();
-            received.sort_unstable();
-            let gap = received.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
-            let times = |b: &Batch| {
-                let ts = b.decisions.iter().map(|d| d.time.0).chain(b.raw.iter().map(|r| r.time.0));
-                let (lo, hi) = ts.fold((i64::MAX, i64::MIN), |(lo, hi), x| (lo.min(x), hi.max(x)));
-                if lo > hi { (b.received_at.0, b.received_at.0) } else { (lo, hi) }
-            };
-            let newest_lag: Vec<f64> = bs.iter().map(|b| (b.received_at.0 - times(b).1) as f64).collect();
-            let oldest_lag = bs.iter().map(|b| b.received_at.0 - times(b).0).max().unwrap_or(0) as f64;
-            let avg = newest_lag.iter().sum::<f64>() / newest_lag.len() as f64 / 1000.0;
-            vec![
-                (*dataset).to_owned(),
-                bs.len().to_string(),
-                sum(|b| b.lines).to_string(),
-                raw.to_string(),
-                dead.to_string(),
-                sum(|b| b.probes).to_string(),
-                pct(raw as usize, (raw + dead).max(1) as usize),
-                received.last().copied().unwrap_or_default().to_string(),
-                (secs(RANGE.to_ms) - received.last().copied().unwrap_or_default()).to_string(),
-                gap.to_string(),
-                format!("{:.2}", round(avg, 1)),
-                format!("{:.2}", round(oldest_lag / 1000.0, 1)),
-            ]
-        })
-        .collect();
-    let spec = [
-        "dataset",
-        "n:batches",
-        "n:lines_received",
-        "n:lines_stored",
-        "n:dead_lettered",
-        "n:probes_seen",
-        "f:stored_pct",
-        "t:last_batch",
-        "n:silent_s",
-        "n:max_gap_s",
-        "f:avg_arrival_lag_s",
-        "f:max_arrival_lag_s",
-    ];
-    f.rows(at, cells(t, &spec), want);
-    for r in 0..t.rows.len() {
-        f.truth(at, t.i64(r, "max_store_lag_s") >= 0, "a batch was stored before it was received");
-    }
-}
-
-/// A query variable's options against the rows (every copy) in the range.
-pub fn variable(f: &mut Fails, at: &str, name: &str, t: &Table, world: &World, s: &Scenario) {
-    let rows: Vec<&AccessDecision> = world.rows.iter().filter(|d| in_range(d.time.0)).collect();
-    let tenant_ok = |d: &AccessDecision| s.tenant.as_ref().is_none_or(|t| *t == d.tenant);
-    let got: Vec<String> = (0..t.rows.len()).map(|r| t.str(r, &t.columns[0])).collect();
-    let want: Vec<String> = match name {
-        "tenant" => rows.iter().map(|d| d.tenant.clone()).collect::<BTreeSet<_>>().into_iter().collect(),
-        "dataset" => rows.iter().map(|d| d.dataset.clone()).collect::<BTreeSet<_>>().into_iter().collect(),
-        "role" => rows
-            .iter()
-            .filter(|d| d.source.as_str() == "proxy" && tenant_ok(d))
-            .flat_map(|d| d.roles.clone())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect(),
-        "principal" => {
-            let mut ids: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-            for d in rows.iter().filter(|d| !d.principal.is_empty() && tenant_ok(d)) {
-                ids.entry(&d.principal).or_default().insert(&d.event_id);
-            }
-            let mut v: Vec<_> = ids.into_iter().map(|(p, ids)| (p.to_owned(), ids.len())).collect();
-            v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            v.into_iter().take(1000).map(|(p, _)| p).collect()
-        }
-        other => {
-            f.0.push(format!("{at}: no check for variable {other}: add one in tests/support/checks.rs"));
-            return;
-        }
-    };
-    f.rows(at, got.into_iter().map(|g| vec![g]).collect(), want.into_iter().map(|w| vec![w]).collect());
 }

@@ -2,8 +2,10 @@
 //! chdb runner and the per-panel checks.
 #![allow(dead_code)] // each test binary uses its own part
 
-pub mod checks;
+pub mod alerts;
 pub mod chdb;
+pub mod checks;
+pub mod ingest;
 pub mod results;
 pub mod scenarios;
 pub mod world;

@@ -27,7 +27,11 @@ impl Table {
     }
 
     fn at(&self, row: usize, name: &str) -> &Value {
-        let col = self.columns.iter().position(|c| c == name).unwrap_or_else(|| panic!("no column {name} in {:?}", self.columns));
+        let col = self
+            .columns
+            .iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("no column {name} in {:?}", self.columns));
         &self.rows[row][col]
     }
 

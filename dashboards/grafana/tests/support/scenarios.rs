@@ -19,6 +19,9 @@ pub struct Scenario {
     pub search: Option<String>,
     pub role: Option<String>,
     pub slow_ms: Option<u64>,
+    /// The alerts dashboard's filters.
+    pub state: Option<String>,
+    pub severity: Option<String>,
 }
 
 impl Scenario {
@@ -36,6 +39,10 @@ impl Scenario {
             out.push(("dataset", text(&self.dataset)));
             out.push(("search", VarValue::Text(self.search.clone().unwrap_or_default())));
         }
+        if self.uid == "gatelog-alerts" {
+            out.push(("state", text(&self.state)));
+            out.push(("severity", text(&self.severity)));
+        }
         if self.uid == "gatelog-proxy" {
             out.push(("role", text(&self.role)));
             out.push(("slow_ms", VarValue::Text(self.slow_ms.map(|n| n.to_string()).unwrap_or_default())));
@@ -52,9 +59,10 @@ impl Scenario {
                 let haystack = format!("{} {} {} {} {}", d.principal, d.resource, d.client_ip, d.policy, d.reason);
                 self.outcome.as_ref().is_some_and(|o| o == d.decision.as_str())
                     && self.dataset.as_ref().is_none_or(|ds| *ds == d.dataset)
-                    && self.search.as_ref().is_none_or(|s| {
-                        haystack.to_ascii_lowercase().contains(&s.to_ascii_lowercase())
-                    })
+                    && self
+                        .search
+                        .as_ref()
+                        .is_none_or(|s| haystack.to_ascii_lowercase().contains(&s.to_ascii_lowercase()))
             }
             "gatelog-proxy" => {
                 d.source.as_str() == "proxy"
@@ -69,7 +77,7 @@ impl Scenario {
 
 /// Whether an instant is in the dashboards' range (`$__timeFilter`: both ends included).
 pub fn in_range(ms: i64) -> bool {
-    RANGE.from_ms <= ms && ms <= RANGE.to_ms
+    (RANGE.from_ms..=RANGE.to_ms).contains(&ms)
 }
 
 /// The scenarios the test runs, chosen from `world`.
@@ -108,6 +116,13 @@ pub fn scenarios(world: &World) -> Vec<Scenario> {
             dataset: Some(denied_dataset),
             ..s("gatelog-denies", "challenges of one dataset")
         },
+        s("gatelog-alerts", "every alert"),
+        Scenario {
+            tenant: Some("default".into()),
+            state: Some("open".into()),
+            ..s("gatelog-alerts", "open ones of a tenant")
+        },
+        Scenario { severity: Some("critical".into()), ..s("gatelog-alerts", "critical ones") },
         Scenario { slow_ms: Some(1000), ..s("gatelog-proxy", "every role") },
         Scenario { role: Some(role), slow_ms: Some(250), ..s("gatelog-proxy", "one role") },
     ]

@@ -31,6 +31,8 @@ pub struct World {
     pub rows: Vec<AccessDecision>,
     /// Each event once (its earliest copy).
     pub events: Vec<AccessDecision>,
+    /// Alerts about the same people, and their lifecycle.
+    pub alerts: super::alerts::Alerts,
 }
 
 struct Who {
@@ -44,13 +46,62 @@ struct Who {
 }
 
 const PEOPLE: [Who; 7] = [
-    Who { name: "alice@example.com", kind: PrincipalType::User, roles: &["analyst"], home: ("US", 7922, "198.51.100.10"), away: ("DE", 3320, "203.0.113.50"), weight: 30 },
-    Who { name: "svc-etl", kind: PrincipalType::Service, roles: &["etl"], home: ("US", 16509, "198.51.100.200"), away: ("US", 16509, "198.51.100.201"), weight: 20 },
-    Who { name: "bob@example.com", kind: PrincipalType::User, roles: &["analyst", "admin"], home: ("GB", 2856, "198.51.100.20"), away: ("GB", 2856, "198.51.100.21"), weight: 15 },
-    Who { name: "carol@example.com", kind: PrincipalType::User, roles: &["admin"], home: ("FR", 3215, "198.51.100.30"), away: ("FR", 3215, "198.51.100.30"), weight: 10 },
-    Who { name: "dave@example.com", kind: PrincipalType::User, roles: &["analyst"], home: ("CA", 577, "198.51.100.40"), away: ("BR", 28573, "203.0.113.77"), weight: 8 },
-    Who { name: "svc-o'reilly\\backup", kind: PrincipalType::Service, roles: &["backup"], home: ("NL", 1136, "198.51.100.60"), away: ("NL", 1136, "198.51.100.60"), weight: 6 },
-    Who { name: "ünï@exämple.com", kind: PrincipalType::User, roles: &[], home: ("JP", 2516, "198.51.100.70"), away: ("JP", 2516, "198.51.100.70"), weight: 4 },
+    Who {
+        name: "alice@example.com",
+        kind: PrincipalType::User,
+        roles: &["analyst"],
+        home: ("US", 7922, "198.51.100.10"),
+        away: ("DE", 3320, "203.0.113.50"),
+        weight: 30,
+    },
+    Who {
+        name: "svc-etl",
+        kind: PrincipalType::Service,
+        roles: &["etl"],
+        home: ("US", 16509, "198.51.100.200"),
+        away: ("US", 16509, "198.51.100.201"),
+        weight: 20,
+    },
+    Who {
+        name: "bob@example.com",
+        kind: PrincipalType::User,
+        roles: &["analyst", "admin"],
+        home: ("GB", 2856, "198.51.100.20"),
+        away: ("GB", 2856, "198.51.100.21"),
+        weight: 15,
+    },
+    Who {
+        name: "carol@example.com",
+        kind: PrincipalType::User,
+        roles: &["admin"],
+        home: ("FR", 3215, "198.51.100.30"),
+        away: ("FR", 3215, "198.51.100.30"),
+        weight: 10,
+    },
+    Who {
+        name: "dave@example.com",
+        kind: PrincipalType::User,
+        roles: &["analyst"],
+        home: ("CA", 577, "198.51.100.40"),
+        away: ("BR", 28573, "203.0.113.77"),
+        weight: 8,
+    },
+    Who {
+        name: "svc-o'reilly\\backup",
+        kind: PrincipalType::Service,
+        roles: &["backup"],
+        home: ("NL", 1136, "198.51.100.60"),
+        away: ("NL", 1136, "198.51.100.60"),
+        weight: 6,
+    },
+    Who {
+        name: "ünï@exämple.com",
+        kind: PrincipalType::User,
+        roles: &[],
+        home: ("JP", 2516, "198.51.100.70"),
+        away: ("JP", 2516, "198.51.100.70"),
+        weight: 4,
+    },
 ];
 
 /// Addresses that hammer the public site and get denied.
@@ -67,7 +118,8 @@ struct Stream {
     lag_s: i64,
 }
 
-const HTTP: Stream = Stream { dataset: "http_requests", source: Source::Logpush, tenant: "default", minutes: 30, lag_s: 75 };
+const HTTP: Stream =
+    Stream { dataset: "http_requests", source: Source::Logpush, tenant: "default", minutes: 30, lag_s: 75 };
 const HTTP_ACME: Stream = Stream { tenant: "acme", ..HTTP };
 const ACCESS: Stream = Stream { dataset: "access_requests", minutes: 30, lag_s: 95, ..HTTP };
 const WORKERS: Stream = Stream { dataset: "workers_trace_events", minutes: 30, lag_s: 60, ..HTTP };
@@ -112,8 +164,12 @@ impl Gen {
         self.n += 1;
         let ray = format!("{:016x}", self.n * 7_919);
         let stream = if self.rng.u8(0..4) == 0 { HTTP_ACME } else { HTTP };
-        let mut d =
-            AccessDecision::new(EventId::derive(&["http_requests", &ray, &t.to_string()]), UnixMillis(t), "http_requests", Source::Logpush);
+        let mut d = AccessDecision::new(
+            EventId::derive(&["http_requests", &ray, &t.to_string()]),
+            UnixMillis(t),
+            "http_requests",
+            Source::Logpush,
+        );
         d.tenant = stream.tenant.into();
         d.ray_id = ray;
         d.action = if self.rng.u8(0..5) == 0 { "POST" } else { "GET" }.into();
@@ -167,7 +223,8 @@ impl Gen {
         Self::located(&mut d, who);
         d.request_id = request_id;
         d.action = ["GET", "PUT", "DELETE"][self.rng.usize(0..3)].into();
-        d.resource = format!("https://api.example.com/v1/{}", ["reports", "users", "exports", "keys"][self.rng.usize(0..4)]);
+        d.resource =
+            format!("https://api.example.com/v1/{}", ["reports", "users", "exports", "keys"][self.rng.usize(0..4)]);
         d.decision = if self.rng.u8(0..5) == 0 { Decision::Deny } else { Decision::Allow };
         d.policy = format!("iap:{}", if d.decision == Decision::Deny { "scope" } else { "default" });
         d.reason = format!("{} by {}", d.decision, d.policy);
@@ -209,7 +266,8 @@ impl Gen {
         Self::located(&mut d, who);
         d.request_id = id;
         d.action = "select".into();
-        let table = ["analytics.events", "analytics.sessions", "billing.invoices", "system.tables"][self.rng.usize(0..4)];
+        let table =
+            ["analytics.events", "analytics.sessions", "billing.invoices", "system.tables"][self.rng.usize(0..4)];
         d.resource = format!("clickhouse:{table}");
         d.query = format!("SELECT count() FROM {table} WHERE day = ?");
         d.query_fingerprint = format!("{:016x}", table.len() * 31);
@@ -271,7 +329,8 @@ impl World {
         let mut first: BTreeMap<(String, String), AccessDecision> = BTreeMap::new();
         for d in &rows {
             let key = (d.tenant.clone(), d.event_id.clone());
-            let earlier = |a: &AccessDecision, b: &AccessDecision| (a.time.0, a.source.as_str()) < (b.time.0, b.source.as_str());
+            let earlier =
+                |a: &AccessDecision, b: &AccessDecision| (a.time.0, a.source.as_str()) < (b.time.0, b.source.as_str());
             match first.get(&key) {
                 Some(kept) if !earlier(d, kept) => {}
                 _ => {
@@ -279,7 +338,9 @@ impl World {
                 }
             }
         }
-        World { batches, rows, events: first.into_values().collect() }
+        let principals: Vec<&str> = PEOPLE.iter().map(|w| w.name).chain([""]).collect();
+        let alerts = super::alerts::generate(&principals, 24);
+        World { batches, rows, events: first.into_values().collect(), alerts }
     }
 }
 
