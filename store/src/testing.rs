@@ -12,7 +12,34 @@
 
 use crate::managed::{ManagedClickHouse, ManagedError, ManagedOptions};
 use crate::{RetryPolicy, Store, StoreConfig, StoreError};
+use std::process::{Command, Stdio};
 use std::time::Duration;
+
+/// The Python interpreter that imports `chdb` (ClickHouse 26.9 in-process), for the checks
+/// that every SQL gatelog emits also runs on new servers: `$GATELOG_CHDB_PYTHON`, else
+/// `python3` or `python` if it has chdb. `Ok(None)` when there is none and
+/// `GATELOG_SKIP_CHDB=1` says to skip; an error saying how to get one otherwise.
+pub fn chdb_python() -> Result<Option<String>, String> {
+    let candidates: Vec<String> = match std::env::var("GATELOG_CHDB_PYTHON") {
+        Ok(p) if !p.is_empty() => vec![p],
+        _ => vec!["python3".into(), "python".into()],
+    };
+    let found = candidates.into_iter().find(|py| {
+        Command::new(py)
+            .args(["-c", "import chdb"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    match found {
+        Some(python) => Ok(Some(python)),
+        None if std::env::var("GATELOG_SKIP_CHDB").as_deref() == Ok("1") => Ok(None),
+        None => Err("chdb is not importable: run ./x deps (it installs chdb-core into .venv), or point \
+             GATELOG_CHDB_PYTHON at a python that has it; set GATELOG_SKIP_CHDB=1 to skip this check"
+            .to_owned()),
+    }
+}
 
 /// A managed server for one test (start-up takes well under a second), with one database
 /// per test. Killed on drop; call [`TestClickHouse::stop`] to stop it gracefully.

@@ -10,34 +10,18 @@ pub fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/compat/run_chdb.py")
 }
 
-/// The python that has chdb: `$GATELOG_CHDB_PYTHON`, else `python3`/`python` if they import
-/// it. `None` only when `GATELOG_SKIP_CHDB=1` says chdb may be missing; otherwise its absence
-/// fails the test with how to install it.
+/// The python that has chdb ([`gatelog_store::testing::chdb_python`]). `None` only when
+/// `GATELOG_SKIP_CHDB=1` says chdb may be missing; otherwise its absence fails the test with
+/// how to install it.
 pub fn python() -> Option<String> {
-    let candidates: Vec<String> = match std::env::var("GATELOG_CHDB_PYTHON") {
-        Ok(p) if !p.is_empty() => vec![p],
-        _ => vec!["python3".into(), "python".into()],
-    };
-    let found = candidates.into_iter().find(|py| {
-        Command::new(py)
-            .args(["-c", "import chdb"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if found.is_none() {
-        if std::env::var("GATELOG_SKIP_CHDB").as_deref() == Ok("1") {
+    match gatelog_store::testing::chdb_python() {
+        Ok(Some(python)) => Some(python),
+        Ok(None) => {
             eprintln!("skipping the chdb compatibility check: GATELOG_SKIP_CHDB=1");
-            return None;
+            None
         }
-        panic!(
-            "chdb is not importable: install it with `python3 -m pip install chdb-core` (or point \
-             GATELOG_CHDB_PYTHON at a python that has it, e.g. a venv's bin/python); \
-             set GATELOG_SKIP_CHDB=1 to skip this check"
-        );
+        Err(e) => panic!("{e}"),
     }
-    found
 }
 
 /// One chdb process answering statements in order; its session's data lives in a directory
