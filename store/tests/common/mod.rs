@@ -53,7 +53,5 @@ pub fn batch(batch_id: &str, n: usize, dead: usize) -> WriteBatch {
         decisions,
         raw,
         dead_letters,
-        body: Vec::new(),
-        decision_lines: Vec::new(),
     }
 }

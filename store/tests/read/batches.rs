@@ -96,8 +96,6 @@ fn batch(id: &str, dataset: &str, received_at: i64, decisions: usize) -> WriteBa
         decisions,
         raw: Vec::new(),
         dead_letters: Vec::new(),
-        body: Vec::new(),
-        decision_lines: Vec::new(),
     }
 }
 

@@ -173,8 +173,6 @@ impl World {
                     decisions,
                     raw: Vec::new(),
                     dead_letters: Vec::new(),
-                    body: Vec::new(),
-                    decision_lines: Vec::new(),
                 };
                 out.push((*seq, batch));
             }
