@@ -174,7 +174,17 @@ impl Store {
         let what = format!("migration {label}");
         let mut last_error = None;
         for _ in 0..REKEY_LOOKS {
-            let seen = self.rekey_seen(plan).await?;
+            // 18.16 can fail a look at `system.tables` while another process renames a
+            // table under it (seen once with two stores migrating at once): look again.
+            let seen = match self.rekey_seen(plan).await {
+                Ok(seen) => seen,
+                Err(e) => {
+                    tracing::debug!(migration = %label, error = %e, "looking at the tables failed; looking again");
+                    last_error = Some(e);
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
             let step = plan.next_step(&seen).map_err(|e| {
                 StoreError::InvalidConfig(format!("{what}: in database {}: {e}", self.inner.options.database))
             })?;
