@@ -155,19 +155,9 @@ print(json.dumps({
 }))
 "#;
 
+/// The python that has chdb, if any (the store's one finder of it; this test skips without).
 fn chdb_python() -> Option<String> {
-    let candidates: Vec<String> = match std::env::var("GATELOG_CHDB_PYTHON") {
-        Ok(p) if !p.is_empty() => vec![p],
-        _ => vec!["python3".into(), "python".into()],
-    };
-    candidates.into_iter().find(|py| {
-        Command::new(py)
-            .args(["-c", "import chdb"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
+    gatelog_store::testing::chdb_python().ok().flatten()
 }
 
 #[test]

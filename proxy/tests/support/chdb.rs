@@ -10,29 +10,14 @@ use std::process::{Command, Stdio};
 /// The python that has chdb (`$GATELOG_CHDB_PYTHON`, else `python3`/`python`). `None` only
 /// when `GATELOG_SKIP_CHDB=1`; otherwise a missing chdb fails the test.
 pub fn python() -> Option<String> {
-    let candidates: Vec<String> = match std::env::var("GATELOG_CHDB_PYTHON") {
-        Ok(p) if !p.is_empty() => vec![p],
-        _ => vec!["python3".into(), "python".into()],
-    };
-    let found = candidates.into_iter().find(|py| {
-        Command::new(py)
-            .args(["-c", "import chdb"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    });
-    if found.is_none() {
-        if std::env::var("GATELOG_SKIP_CHDB").as_deref() == Ok("1") {
+    match gatelog_store::testing::chdb_python() {
+        Ok(Some(python)) => Some(python),
+        Ok(None) => {
             eprintln!("skipping the chdb check: GATELOG_SKIP_CHDB=1");
-            return None;
+            None
         }
-        panic!(
-            "chdb is not importable: install it with `python3 -m pip install chdb-core` (or point \
-             GATELOG_CHDB_PYTHON at a python that has it); set GATELOG_SKIP_CHDB=1 to skip this check"
-        );
+        Err(e) => panic!("{e}"),
     }
-    found
 }
 
 /// Runs `script` with `job` as JSON on stdin; returns the JSON lines it printed.
