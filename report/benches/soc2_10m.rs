@@ -21,10 +21,9 @@ use gatelog_report::sign::SigningKey;
 use gatelog_report::soc2::{self, Progress, Soc2Input, output};
 use gatelog_store::Store;
 use gatelog_store::read::Period;
-use gatelog_store::testing::TestClickHouse;
+use gatelog_store::testing::{self, TestClickHouse};
 use std::time::{Duration, Instant};
 
-const GENERATE: &str = include_str!("../../watch/benches/rules_10m.sql");
 const DAY_MS: i64 = 86_400_000;
 
 /// Prints how long each section took (from one section's start to the next's).
@@ -71,22 +70,10 @@ async fn main() {
     let db = store.database().to_owned();
     let start = 1_772_323_200_000_i64; // 2026-03-01
     let span = 30 * DAY_MS;
-    let sql = GENERATE
-        .replace("{db}", &db)
-        .replace("{start_ms}", &start.to_string())
-        .replace("{span_ms}", &span.to_string())
-        .replace("{rows}", &rows.to_string());
     let t = Instant::now();
-    store.execute("INSERT", "decisions", &sql).await.unwrap();
+    testing::generate_decisions(&store, rows, start, span).await.unwrap();
     // One marker per generated batch, as the sink writes them (what completeness reads).
-    let markers = format!(
-        "INSERT INTO {db}.ingest_batches (batch_id, dataset, origin, received_at, received_at_ms, lines, decisions, \
-         raw_records, dead_letters, probes, min_time, min_time_ms, max_time, max_time_ms, bytes, sha256, spool_seq) \
-         SELECT batch_id, any(dataset), 'bench', max(received_at), max(received_at_ms), count(), count(), 0, 0, 0, \
-         min(time), min(time_ms), max(time), max(time_ms), count() * 2600, lower(hex(SHA256(batch_id))), 0 \
-         FROM {db}.decisions GROUP BY batch_id"
-    );
-    store.execute("INSERT", "ingest_batches", &markers).await.unwrap();
+    testing::generate_batch_markers(&store).await.unwrap();
     println!("load: {rows} decisions over 30 days in {:.1} s (database {db})", t.elapsed().as_secs_f64());
 
     let period = Period::new(UnixMillis(start), UnixMillis(start + span)).unwrap();

@@ -29,13 +29,12 @@ use gatelog_detect::{DetectConfig, SqlRulesConfig, sql_rule};
 use gatelog_model::{Clock, FixedClock, SystemClock, UnixMillis};
 use gatelog_store::Store;
 use gatelog_store::managed::ManagedOptions;
-use gatelog_store::testing::TestClickHouse;
+use gatelog_store::testing::{self, TestClickHouse};
 use gatelog_watch::rules::run_window;
 use gatelog_watch::warmup::{WARM_CHUNK_DECISIONS, chunk_days, warm_up};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const GENERATE: &str = include_str!("rules_10m.sql");
 const DAY_MS: i64 = 86_400_000;
 const HOUR_MS: i64 = 3_600_000;
 
@@ -86,13 +85,8 @@ async fn main() {
     let span = 30 * DAY_MS;
     println!("rules_10m: {rows} decisions over the 30 days before {}, database {db} on {}", UnixMillis(end), ch.url());
 
-    let sql = GENERATE
-        .replace("{db}", &db)
-        .replace("{start_ms}", &(end - span).to_string())
-        .replace("{span_ms}", &span.to_string())
-        .replace("{rows}", &rows.to_string());
     let started = Instant::now();
-    store.execute("INSERT", "decisions", &sql).await.unwrap();
+    testing::generate_decisions(&store, rows, end - span, span).await.unwrap();
     let parts = store
         .client()
         .query(&format!(
