@@ -93,7 +93,8 @@ impl Sessions {
         let id = cookie(headers, COOKIE)?;
         let now = Instant::now();
         let mut map = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let live = map.get(&id).is_some_and(|s| now.duration_since(s.seen) < IDLE && now.duration_since(s.created) < ABSOLUTE);
+        let live =
+            map.get(&id).is_some_and(|s| now.duration_since(s.seen) < IDLE && now.duration_since(s.created) < ABSOLUTE);
         if !live {
             map.remove(&id);
             return None;
