@@ -181,6 +181,12 @@ async fn the_dashboard_in_chromium() {
     let href = browser.attribute(&first, "href").await.unwrap_or_default();
     assert!(href.ends_with(&format!("/events/{event_id}")), "first hit {href}, ClickHouse's newest {event_id}");
     check_page(&browser, "search").await;
+    // A query the index cannot parse is explained, not a failure.
+    browser.goto(&format!("{base}/search?q=nosuchfield%3Ax")).await;
+    assert!(
+        text_now(&browser, "#message").await.is_some_and(|m| m.contains("nosuchfield")),
+        "a bad query is not explained"
+    );
     // The next page by cursor continues after the first page's last hit.
     browser.goto(&format!("{base}/search?q=decision%3Aallow")).await;
     let first_page = text_now(&browser, "#hits").await.unwrap_or_default();
