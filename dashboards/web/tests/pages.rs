@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)] // test fixtures: a failure to set one up is the test failing
 //! The dashboard's router with `oneshot`, no ClickHouse (pages that need it answer 503 with a
 //! page that says so): the login flow and its CSRF token, sessions and logout, the role gate
 //! on every page and form, the forms' CSRF check, the security headers, the assets, and the
@@ -155,17 +156,28 @@ async fn login_checks_its_form_token_and_the_credential() {
     let csrf = form.input("csrf");
 
     // Another site's form (no or another token) is refused before the credential is looked at.
-    let forged =
-        call(&app, Method::POST, "/login", &[cookie.clone()], &format!("csrf=other&token={}", token(Role::Admin)))
-            .await;
+    let forged = call(
+        &app,
+        Method::POST,
+        "/login",
+        std::slice::from_ref(&cookie),
+        &format!("csrf=other&token={}", token(Role::Admin)),
+    )
+    .await;
     assert_eq!(forged.status, StatusCode::FORBIDDEN);
     assert!(forged.cookies().iter().all(|c| !c.starts_with("gatelog_session=")));
-    let wrong = call(&app, Method::POST, "/login", &[cookie.clone()], &format!("csrf={csrf}&token=nope")).await;
+    let wrong =
+        call(&app, Method::POST, "/login", std::slice::from_ref(&cookie), &format!("csrf={csrf}&token=nope")).await;
     assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
     assert!(wrong.body.contains("not known"), "{}", wrong.body);
-    let ingest =
-        call(&app, Method::POST, "/login", &[cookie.clone()], &format!("csrf={csrf}&token={}", token(Role::Ingest)))
-            .await;
+    let ingest = call(
+        &app,
+        Method::POST,
+        "/login",
+        std::slice::from_ref(&cookie),
+        &format!("csrf={csrf}&token={}", token(Role::Ingest)),
+    )
+    .await;
     assert_eq!(ingest.status, StatusCode::FORBIDDEN);
     // `next` may only lead back to this site.
     let body = format!("csrf={csrf}&next=%2F%2Fevil.example&token={}", token(Role::Viewer));
@@ -236,7 +248,7 @@ async fn a_responders_forms_need_the_sessions_csrf_token() {
 async fn a_bearer_credential_works_without_a_session() {
     let app = app();
     let auth = ("authorization", format!("Bearer {}", token(Role::Auditor)));
-    let reports = call(&app, Method::GET, "/reports", &[auth.clone()], "").await;
+    let reports = call(&app, Method::GET, "/reports", std::slice::from_ref(&auth), "").await;
     assert_eq!(reports.status, StatusCode::OK, "{}", reports.body);
     assert!(reports.body.contains("Reports are not served here"), "{}", reports.body);
     let wrong = call(&app, Method::GET, "/reports", &[("authorization", "Bearer nope".to_owned())], "").await;
