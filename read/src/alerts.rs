@@ -54,7 +54,7 @@ struct TransitionBody {
     disposition: Option<Disposition>,
 }
 
-pub(crate) fn store(state: &ReadState) -> Result<(Store, Arc<dyn Clock>), ApiError> {
+pub fn store(state: &ReadState) -> Result<(Store, Arc<dyn Clock>), ApiError> {
     let source = state.alerts.as_ref().ok_or_else(|| ApiError::not_found("alerts are not served here"))?;
     let store = source.store.borrow().clone();
     let store = store.ok_or_else(|| {
@@ -63,7 +63,8 @@ pub(crate) fn store(state: &ReadState) -> Result<(Store, Arc<dyn Clock>), ApiErr
     Ok((store, source.clock.clone()))
 }
 
-fn alerts_error(e: AlertsError) -> ApiError {
+/// The API's answer to a failed alert operation (404, 400, 409, 503).
+pub fn alerts_error(e: AlertsError) -> ApiError {
     match e {
         AlertsError::NotFound(_) => ApiError::not_found(e.to_string()),
         AlertsError::Ambiguous(_) | AlertsError::Invalid(_) => ApiError::bad_request(e.to_string()),
@@ -130,21 +131,35 @@ async fn act(
         } else {
             serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("body: {e}")))?
         };
-        let disposition = match (action, body.disposition) {
-            (AlertAction::Resolve, None) => {
-                return Err(ApiError::bad_request(
-                    "disposition: required (true_positive, false_positive, benign or duplicate)",
-                ));
-            }
-            (AlertAction::Resolve, d) => d,
-            (_, Some(_)) => return Err(ApiError::bad_request("disposition: belongs to a resolution")),
-            (_, None) => None,
-        };
-        let (store, clock) = store(&state)?;
-        let t = Transition { action, disposition, note: body.note, actor: principal.name };
-        let view = service::transition(&store, &id, t, clock.as_ref()).await.map_err(alerts_error)?;
+        let view = apply(&state, principal, &id, action, body.disposition, body.note).await?;
         Ok(Json(view).into_response())
     }
     .await;
     state.edge.finish("alerts", result)
+}
+
+/// Moves alert `id` on by `action` as `principal`: the one implementation of a transition,
+/// behind both `POST /v1/alerts/{id}/…` and the dashboard's forms. A resolution needs a
+/// disposition; an acknowledgement takes none.
+pub async fn apply(
+    state: &ReadState,
+    principal: gatelog_edge::Principal,
+    id: &str,
+    action: AlertAction,
+    disposition: Option<Disposition>,
+    note: String,
+) -> Result<service::AlertView, ApiError> {
+    let disposition = match (action, disposition) {
+        (AlertAction::Resolve, None) => {
+            return Err(ApiError::bad_request(
+                "disposition: required (true_positive, false_positive, benign or duplicate)",
+            ));
+        }
+        (AlertAction::Resolve, d) => d,
+        (_, Some(_)) => return Err(ApiError::bad_request("disposition: belongs to a resolution")),
+        (_, None) => None,
+    };
+    let (store, clock) = store(state)?;
+    let t = Transition { action, disposition, note, actor: principal.name };
+    service::transition(&store, id, t, clock.as_ref()).await.map_err(alerts_error)
 }

@@ -11,6 +11,10 @@
 //! searched; credentials never travel there), the path, the user agent, the answer's status,
 //! and why: `allowed: role viewer` or the refusal (`401 no known token`, `403 role ingest`).
 //!
+//! The reader is the [`Principal`] in the request's extensions when a layer put one there
+//! (the dashboard's session layer: a browser sends no credential of its own), else the one
+//! its credential names ([`Edge::identify`]).
+//!
 //! Fail closed: the answer is sent only once its record is in the spool (fsynced). If it
 //! cannot be recorded (disk full, spool stopped), the caller gets 503 instead of the evidence.
 
@@ -136,7 +140,12 @@ impl Audit {
 pub async fn audited(State(audit): State<Audit>, request: Request, next: Next) -> Response {
     let mut seen = Seen::of(&request);
     let headers = request.headers().clone();
-    seen.principal = audit.edge.identify(&headers).await;
+    // A dashboard session's principal (put there by the session layer) first; else who
+    // the request's own credential names.
+    seen.principal = match request.extensions().get::<Principal>() {
+        Some(p) => Some(p.clone()),
+        None => audit.edge.identify(&headers).await,
+    };
     let response = next.run(request).await;
     let d = record(&seen, response.status(), audit.clock.now());
     match audit.append(d).await {

@@ -67,8 +67,9 @@ pub(crate) struct Params {
     as_of: Option<String>,
 }
 
+/// What `format=` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub enum Format {
     Html,
     Markdown,
     Json,
@@ -104,37 +105,7 @@ pub(crate) async fn soc2(
             ));
         }
         let as_of = time("as_of", p.as_of.as_deref())?;
-        let (store, _clock) = store(&state)?;
-        let _turn = reports.one_at_a_time.acquire().await.map_err(|_| ApiError::busy(5, "shutting down"))?;
-        let unavailable =
-            |e: soc2::Soc2Error| ApiError::unavailable(5, "ClickHouse did not answer; retry later", format!("report: {e}"));
-        let as_of = match as_of {
-            Some(t) => t,
-            None => soc2::data_as_of(&store).await.map_err(unavailable)?,
-        };
-        let seed = p.seed.filter(|s| !s.is_empty()).unwrap_or_else(|| soc2::default_seed(period));
-        let input = (reports.for_period)((*reports.template).clone(), period, as_of, &seed);
-        let spill = tempfile::tempdir()
-            .map_err(|e| ApiError::unavailable(5, "the report could not be generated", format!("report: temp dir: {e}")))?;
-        let report = soc2::generate(&store, &input, spill.path(), &NoProgress).await.map_err(|e| match e {
-            soc2::Soc2Error::Store(_) => unavailable(e),
-            other => ApiError::unavailable(5, "the report could not be generated", format!("report: {other}")),
-        })?;
-        let internal = |e: String| ApiError::unavailable(5, "the report could not be rendered", format!("report: {e}"));
-        let files = output::render_files(&report).map_err(|e| internal(e.to_string()))?;
-        let pick = |name: &str| {
-            files.iter().find(|(p, _)| p == name).and_then(|(_, c)| c.read().ok()).map(|b| b.into_owned()).unwrap_or_default()
-        };
-        let (body, content_type, attachment) = match format {
-            Format::Html => (pick("report.html"), "text/html; charset=utf-8", None),
-            Format::Markdown => (pick("report.md"), "text/markdown; charset=utf-8", None),
-            Format::Json => (pick("report.json"), "application/json", None),
-            Format::Zip => {
-                let key = reports.key.as_ref().ok_or_else(|| ApiError::conflict("no signing key"))?;
-                let bytes = output::bundle(&report, &files, key).map_err(|e| internal(e.to_string()))?;
-                (bytes, "application/zip", Some(output::bundle_name(period.from(), period.to())))
-            }
-        };
+        let (body, content_type, attachment) = render(&state, period, format, p.seed, as_of).await?;
         let mut response = body.into_response();
         let h = response.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -152,6 +123,63 @@ pub(crate) async fn soc2(
     }
     .await;
     state.edge.finish("reports", result)
+}
+
+/// A rendered report: its bytes, content type, and the file name of a bundle.
+pub type Rendered = (Vec<u8>, &'static str, Option<String>);
+
+/// Generates the SOC 2 report of `period` and renders it as `format` (the bundle signed with
+/// the server's key): the one code path of `GET /v1/reports/soc2` and the dashboard's
+/// reports page. The caller has checked the role.
+pub async fn render(
+    state: &ReadState,
+    period: Period,
+    format: Format,
+    seed: Option<String>,
+    as_of: Option<gatelog_model::UnixMillis>,
+) -> Result<Rendered, ApiError> {
+    let reports = state.reports.as_ref().ok_or_else(|| ApiError::not_found("reports are not served here"))?;
+    if format == Format::Zip && reports.key.is_none() {
+        return Err(ApiError::conflict(
+            "no bundle signing key is configured on this server: run `gatelog keys init` and restart, or ask for format=html, md or json",
+        ));
+    }
+    let (store, _clock) = store(state)?;
+    let _turn = reports.one_at_a_time.acquire().await.map_err(|_| ApiError::busy(5, "shutting down"))?;
+    let unavailable =
+        |e: soc2::Soc2Error| ApiError::unavailable(5, "ClickHouse did not answer; retry later", format!("report: {e}"));
+    let as_of = match as_of {
+        Some(t) => t,
+        None => soc2::data_as_of(&store).await.map_err(unavailable)?,
+    };
+    let seed = seed.filter(|s| !s.is_empty()).unwrap_or_else(|| soc2::default_seed(period));
+    let input = (reports.for_period)((*reports.template).clone(), period, as_of, &seed);
+    let spill = tempfile::tempdir()
+        .map_err(|e| ApiError::unavailable(5, "the report could not be generated", format!("report: temp dir: {e}")))?;
+    let report = soc2::generate(&store, &input, spill.path(), &NoProgress).await.map_err(|e| match e {
+        soc2::Soc2Error::Store(_) => unavailable(e),
+        other => ApiError::unavailable(5, "the report could not be generated", format!("report: {other}")),
+    })?;
+    let internal = |e: String| ApiError::unavailable(5, "the report could not be rendered", format!("report: {e}"));
+    let files = output::render_files(&report).map_err(|e| internal(e.to_string()))?;
+    let pick = |name: &str| {
+        files
+            .iter()
+            .find(|(p, _)| p == name)
+            .and_then(|(_, c)| c.read().ok())
+            .map(|b| b.into_owned())
+            .unwrap_or_default()
+    };
+    Ok(match format {
+        Format::Html => (pick("report.html"), "text/html; charset=utf-8", None),
+        Format::Markdown => (pick("report.md"), "text/markdown; charset=utf-8", None),
+        Format::Json => (pick("report.json"), "application/json", None),
+        Format::Zip => {
+            let key = reports.key.as_ref().ok_or_else(|| ApiError::conflict("no signing key"))?;
+            let bytes = output::bundle(&report, &files, key).map_err(|e| internal(e.to_string()))?;
+            (bytes, "application/zip", Some(output::bundle_name(period.from(), period.to())))
+        }
+    })
 }
 
 #[cfg(test)]

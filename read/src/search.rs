@@ -85,7 +85,8 @@ impl From<gatelog_index::SearchPage> for PageJson {
     }
 }
 
-pub(crate) fn time(name: &str, value: Option<&str>) -> Result<Option<UnixMillis>, ApiError> {
+/// An optional `from`/`to`-style parameter (RFC 3339 or epoch milliseconds), 400 naming it.
+pub fn time(name: &str, value: Option<&str>) -> Result<Option<UnixMillis>, ApiError> {
     value
         .filter(|v| !v.is_empty())
         .map(|v| UnixMillis::parse_str(v).map_err(|e| ApiError::bad_request(format!("{name}: {e}"))))
@@ -121,7 +122,7 @@ async fn run(state: &ReadState, headers: &HeaderMap, p: Params) -> Result<Respon
 }
 
 /// Why search results may be missing decisions, judging by the index sink's state.
-fn incomplete_reason(status: &Status) -> Option<String> {
+pub fn incomplete_reason(status: &Status) -> Option<String> {
     match status.state() {
         SinkState::Running => None,
         SinkState::Starting => Some("the index is starting; results may be missing decisions".to_owned()),

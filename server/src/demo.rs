@@ -57,12 +57,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         config.auth.tokens.push(TokenEntry { name: format!("demo-{role}"), role, sha256 });
         role_tokens.push((role, value));
     }
+    // Before the server starts, so its reports page and route sign bundles too.
+    let key_note = evidence::ensure_key(&config)?;
     let (listener, moved) = bind(config.server.listen).await?;
     let running = serve::start(&config, listener).await?;
     let addr = running.addr();
     let link = running.link();
     let managed = if link.is_managed() { "managed " } else { "" };
     let mut out = format!("gatelog demo: serving on http://{addr}, storing into {managed}ClickHouse at {}\n", link.url);
+    if let Some(note) = key_note {
+        let _ = writeln!(out, "  {note}");
+    }
     if let Some(busy) = moved {
         let _ = writeln!(out, "  ({busy} is in use, so the demo listens on {addr} instead; --listen picks another)");
     }

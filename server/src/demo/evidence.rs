@@ -15,14 +15,23 @@ use std::sync::Arc;
 
 const DAY_MS: i64 = 86_400_000;
 
+/// Creates the demo's bundle signing key when none is configured; what to print if it did.
+pub fn ensure_key(config: &Config) -> anyhow::Result<Option<String>> {
+    let key_path = config.signing_key_path();
+    if key_path.exists() {
+        return Ok(None);
+    }
+    let key = SigningKey::generate("gatelog demo bundle signing key").context("cannot generate a key")?;
+    KeyFiles::for_private(&key_path).create(&key, false)?;
+    Ok(Some(format!("created a bundle signing key for the demo: {} (mode 0600)", key_path.display())))
+}
+
 /// Generates, writes and verifies the report; what to print.
 pub async fn evidence(config: &Config, store: &Store) -> anyhow::Result<String> {
     let mut out = String::from("\nSOC 2 evidence for the sample period:\n");
     let key_path = config.signing_key_path();
-    if !key_path.exists() {
-        let key = SigningKey::generate("gatelog demo bundle signing key").context("cannot generate a key")?;
-        KeyFiles::for_private(&key_path).create(&key, false)?;
-        let _ = writeln!(out, "  created a bundle signing key for the demo: {} (mode 0600)", key_path.display());
+    if let Some(note) = ensure_key(config)? {
+        let _ = writeln!(out, "  {note}");
     }
     let key = SigningKey::load(&key_path)?;
     let Some(period) = sample_period(store).await? else {

@@ -123,6 +123,10 @@ pub fn render_links(l: &Links<'_>) -> String {
     };
     let _ = writeln!(out, "  # also for this run: {}; {ingest}", others.join(", "));
     let _ = writeln!(out, "  # lasting tokens: gatelog tokens new --role viewer|responder|auditor|admin|ingest");
+    let _ = writeln!(
+        out,
+        "  dashboard: open {base}/ and paste a token above (viewer reads, responder acknowledges alerts, auditor makes reports, admin all)"
+    );
     let _ = writeln!(out, "  curl {base}/healthz");
     let _ = writeln!(out, "  curl {base}/metrics          # receiver, spool, and both sinks (gatelog_sink_*)");
     for (url, _) in &l.searches {

@@ -359,6 +359,7 @@ pub fn registered(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Registere
     register(&mut out, "", c.latest_arrival(&["gatelog".to_owned(), "gatelog_canary".to_owned()]));
     super::evidence::register(&c, march, &mut out);
     super::overview::register(&c, march, &mut out);
+    super::lookup::register_lookups(&c, march, &mut out);
     out
 }
 

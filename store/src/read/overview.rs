@@ -63,6 +63,8 @@ pub fn bucket_ms_for(period: Period) -> i64 {
 pub struct OverviewRequest {
     /// Only these tenants' events (all when empty).
     pub tenants: Vec<String>,
+    /// Only these principals' events (all when empty): a principal's own overview.
+    pub principals: Vec<String>,
     /// How many entries each top list has.
     pub top: u64,
     /// Datasets left out of the series and the top lists (default: [`INTERNAL_DATASETS`]).
@@ -76,6 +78,7 @@ impl Default for OverviewRequest {
     fn default() -> Self {
         OverviewRequest {
             tenants: Vec::new(),
+            principals: Vec::new(),
             top: 10,
             exclude_datasets: INTERNAL_DATASETS.iter().map(|d| (*d).to_owned()).collect(),
             max_silence: Duration::from_secs(15 * 60),
@@ -241,7 +244,8 @@ impl Catalog {
         format!(
             "    SELECT argMax(time_ms, v) AS t, {}\n    FROM\n    (\n        \
              SELECT tenant, event_id, time_ms, {}, {VERSION} AS v\n        FROM {}\n        \
-             WHERE {} AND (empty({{tenants}}) OR has({{tenants}}, tenant)){rows}\n    )\n    \
+             WHERE {} AND (empty({{tenants}}) OR has({{tenants}}, tenant))\n        \
+             AND (empty({{principals}}) OR has({{principals}}, principal)){rows}\n    )\n    \
              GROUP BY cityHash64(tenant, event_id)\n    HAVING t >= {{from_ms}} AND t < {{to_ms}}{events}",
             picks.join(", "),
             columns.join(", "),
@@ -253,6 +257,7 @@ impl Catalog {
     fn overview_params(period: Period, req: &OverviewRequest, excluding: bool) -> Vec<Param> {
         let mut params = Catalog::period_params(period);
         params.push(Param::new("tenants", Value::Strs(req.tenants.clone())));
+        params.push(Param::new("principals", Value::Strs(req.principals.clone())));
         if excluding {
             params.push(Param::new("exclude_datasets", Value::Strs(req.exclude_datasets.clone())));
         }
@@ -340,12 +345,14 @@ impl Catalog {
              toInt64(quantileExact(0.5)(received_at_ms - time_ms)) AS lag_p50_ms, \
              toInt64(quantileExact(0.95)(received_at_ms - time_ms)) AS lag_p95_ms, \
              toInt64(max(received_at_ms - time_ms)) AS lag_max_ms\nFROM {}\n\
-             WHERE {} AND (empty({{tenants}}) OR has({{tenants}}, tenant))\nGROUP BY dataset\nORDER BY dataset",
+             WHERE {} AND (empty({{tenants}}) OR has({{tenants}}, tenant))\n\
+             AND (empty({{principals}}) OR has({{principals}}, principal))\nGROUP BY dataset\nORDER BY dataset",
             self.table(source.table()),
             self.range("time", "{from_ms}", "{to_ms}")
         );
         let mut params = period.params().to_vec();
         params.push(Param::new("tenants", Value::Strs(req.tenants.clone())));
+        params.push(Param::new("principals", Value::Strs(req.principals.clone())));
         let name = source.name("read.overview_lag", "read.overview_lag_from_decisions");
         ReadQuery::new(name, self.table(source.table()), sql, params)
     }

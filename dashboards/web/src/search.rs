@@ -1,0 +1,179 @@
+//! `GET /search?q=&from=&to=&cursor=`: the tantivy index, newest first, with the query
+//! language's fields explained, matches highlighted and the next page by cursor; each hit
+//! links to its event. `GET /events/{id}`: one event, every field as stored (the copy
+//! `decisions FINAL` keeps) and its exact original line from `raw_records`.
+
+use crate::WebState;
+use crate::common::{failed, gate, page, reader, url_encode};
+use crate::session::Viewer;
+use axum::extract::{Extension, OriginalUri, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use gatelog_edge::{Access, ApiError};
+use gatelog_index::SearchRequest;
+use gatelog_read::search::{incomplete_reason, time};
+use minijinja::value::Serde;
+use serde::{Deserialize, Serialize};
+
+/// Hits per page.
+const PAGE: usize = 50;
+
+/// The fields the help lists: name, what it holds, an example.
+const FIELDS: [(&str, &str, &str); 11] = [
+    ("principal", "who, exact (lower case)", "principal:alice@example.com"),
+    ("decision", "allow, deny, challenge, log, error", "decision:deny"),
+    ("resource", "what was asked for, by words", "resource:orders"),
+    ("query", "the SQL, by words; quotes for a phrase", "query:\"select *\""),
+    ("reason", "why the edge decided so", "reason:mfa"),
+    ("client_ip", "the client address, exact", "client_ip:203.0.113.7"),
+    ("country", "two-letter code", "country:br"),
+    ("dataset", "the Logpush dataset or source", "dataset:access_requests"),
+    ("status", "HTTP status, also ranges", "status:[500 TO 599]"),
+    ("roles", "a role the principal held", "roles:admin"),
+    ("event_id", "one event, exact", "event_id:0f3c9a2e4b1d7a65"),
+];
+
+#[derive(Debug, Deserialize)]
+pub struct SearchParams {
+    #[serde(default)]
+    q: String,
+    from: Option<String>,
+    to: Option<String>,
+    cursor: Option<String>,
+}
+
+/// One hit as the page shows it.
+#[derive(Debug, Serialize)]
+struct HitView {
+    event_id: String,
+    time: gatelog_model::UnixMillis,
+    principal: String,
+    decision: String,
+    resource: String,
+    action: String,
+    status: u16,
+    highlights: Vec<(String, String)>,
+}
+
+async fn search_context(state: &WebState, p: SearchParams) -> Result<minijinja::Value, ApiError> {
+    let help: Vec<_> = FIELDS
+        .iter()
+        .map(|(name, what, example)| minijinja::context! { name => *name, what => *what, example => *example })
+        .collect();
+    let base = minijinja::context! {
+        title => "Search", q => p.q.clone(), from => p.from.clone(), to => p.to.clone(), help,
+    };
+    if !state.read.search.enabled {
+        return Ok(minijinja::context! { disabled => true, ..base });
+    }
+    if p.q.trim().is_empty() {
+        return Ok(base);
+    }
+    let request = SearchRequest {
+        q: p.q.clone(),
+        from: time("from", p.from.as_deref())?,
+        to: time("to", p.to.as_deref())?,
+        limit: PAGE,
+        cursor: p.cursor.clone().filter(|c| !c.is_empty()),
+    };
+    let searcher = state.read.search.searcher.clone();
+    let found = tokio::task::spawn_blocking(move || searcher.search(&request)).await;
+    let found = match found {
+        Ok(Ok(page)) => page,
+        Ok(Err(gatelog_index::IndexError::BadQuery(message))) => {
+            return Ok(minijinja::context! { bad_query => message, ..base });
+        }
+        Ok(Err(e)) => return Err(ApiError::unavailable(1, "search is unavailable", format!("search: {e}"))),
+        Err(e) => return Err(ApiError::unavailable(1, "search is unavailable", format!("search task: {e}"))),
+    };
+    let incomplete = state.read.search.index_status.as_deref().and_then(incomplete_reason);
+    let next = found.next_cursor.as_ref().map(|c| {
+        let mut href = format!("/search?q={}&cursor={}", url_encode(&p.q), url_encode(c));
+        for (name, value) in [("from", &p.from), ("to", &p.to)] {
+            if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+                href.push_str(&format!("&{name}={}", url_encode(v)));
+            }
+        }
+        href
+    });
+    let hits: Vec<HitView> = found
+        .hits
+        .into_iter()
+        .map(|h| HitView {
+            event_id: h.event_id,
+            time: h.time,
+            principal: h.principal,
+            decision: h.decision,
+            resource: h.resource,
+            action: h.action,
+            status: h.status,
+            highlights: h.highlights,
+        })
+        .collect();
+    Ok(minijinja::context! {
+        hits => Serde(&hits), searched => true, next, incomplete, paged => p.cursor.is_some(), ..base
+    })
+}
+
+/// The handler of `GET /search`.
+pub(crate) async fn search(
+    State(state): State<WebState>,
+    viewer: Option<Extension<Viewer>>,
+    OriginalUri(uri): OriginalUri,
+    Query(p): Query<SearchParams>,
+) -> Response {
+    let v = match gate(viewer.map(|e| e.0), Access::Read, &uri) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    match search_context(&state, p).await {
+        Ok(ctx) => page(StatusCode::OK, "search.html", Some(&v), ctx),
+        Err(e) => failed(&v, "search", e),
+    }
+}
+
+/// The handler of `GET /events/{id}`.
+pub(crate) async fn event(
+    State(state): State<WebState>,
+    viewer: Option<Extension<Viewer>>,
+    OriginalUri(uri): OriginalUri,
+    Path(id): Path<String>,
+) -> Response {
+    let v = match gate(viewer.map(|e| e.0), Access::Read, &uri) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let result = async {
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return Err(ApiError::bad_request("an event id is letters, digits, '-' and '_'"));
+        }
+        let found = reader(&state)?.event(&id).await.map_err(|e| {
+            ApiError::unavailable(5, "ClickHouse did not answer; retry later", format!("event {id}: {e}"))
+        })?;
+        if found.is_empty() {
+            return Err(ApiError::not_found(format!("no event {id} is stored")));
+        }
+        let copies: Vec<_> = found
+            .iter()
+            .map(|e| {
+                let fields = serde_json::to_value(&e.decision).unwrap_or_default();
+                let fields: Vec<(String, String)> = match fields {
+                    serde_json::Value::Object(map) => map
+                        .into_iter()
+                        .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                minijinja::context! {
+                    d => Serde(&e.decision), fields, raw => Serde(&e.raw),
+                }
+            })
+            .collect();
+        Ok(minijinja::context! { title => format!("Event {id}"), id, copies })
+    }
+    .await;
+    match result {
+        Ok(ctx) => page(StatusCode::OK, "event.html", Some(&v), ctx),
+        Err(e) => failed(&v, "event", e),
+    }
+}
