@@ -540,11 +540,13 @@ pub async fn assert_stored_once(
     );
     let foreign: Vec<&String> = stored.iter().filter(|r| !allowed_prefixes.iter().any(|p| r.starts_with(p))).collect();
     assert!(foreign.is_empty(), "ClickHouse holds records nobody sent: {:?}", &foreign[..foreign.len().min(5)]);
-    let raw = count(ch_url, &format!("SELECT count() FROM {db}.raw_records"));
-    let raw_unique = count(ch_url, &format!("SELECT uniqExact(sha256) FROM {db}.raw_records"));
-    assert_eq!(raw, raw_unique, "raw records stored twice");
-    // These tests send http_requests only: one decision and one raw line per record.
-    assert_eq!(raw, figures[0], "raw records and decisions differ: a batch was half written");
+    // Each batch's body once (`raw_batches`), naming each of its decisions' lines.
+    let bodies = count(ch_url, &format!("SELECT count() FROM {db}.raw_batches"));
+    let bodies_unique = count(ch_url, &format!("SELECT uniqExact(batch_id) FROM {db}.raw_batches"));
+    assert_eq!(bodies, bodies_unique, "a batch's body stored twice");
+    let lines = count(ch_url, &format!("SELECT sum(length(event_ids)) FROM {db}.raw_batches"));
+    // These tests send http_requests only: one decision per record, each in one batch.
+    assert_eq!(lines, figures[0], "decisions and the lines raw_batches names differ: a batch was half written");
     let unmarked = count(
         ch_url,
         &format!("SELECT count() FROM {db}.decisions WHERE batch_id NOT IN (SELECT batch_id FROM {db}.ingest_batches)"),
