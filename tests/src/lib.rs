@@ -415,11 +415,15 @@ pub async fn search_all(base_url: &str, token: &str, q: &str) -> Vec<String> {
 
 /// A loopback TCP forwarder standing in for ClickHouse's HTTP port, so gatelog keeps one
 /// URL while the test stops ClickHouse and starts it again (on another port). Without a
-/// backend, connections are accepted and closed at once. Stops on drop.
+/// backend, connections are accepted and closed at once. Changing the backend also closes
+/// every connection it was carrying, as a server that goes away takes its connections with
+/// it: otherwise a client's keep-alive connection, reused before ClickHouse's
+/// `keep_alive_timeout` (3 s) runs out, would carry writes through an "outage" for as long as
+/// they keep coming. Stops on drop.
 #[derive(Debug)]
 pub struct Forwarder {
     port: u16,
-    backend: std::sync::Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>,
+    backend: tokio::sync::watch::Sender<Option<std::net::SocketAddr>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -428,20 +432,24 @@ impl Forwarder {
     pub async fn start(backend: Option<std::net::SocketAddr>) -> Forwarder {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("forwarder bind");
         let port = listener.local_addr().expect("forwarder address").port();
-        let backend = std::sync::Arc::new(std::sync::Mutex::new(backend));
+        let (backend, _) = tokio::sync::watch::channel(backend);
         let shared = backend.clone();
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else { continue };
-                let target = *shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let Some(target) = target else {
+                // Marks the backend it reads as seen: the next change closes the connection.
+                let mut changed = shared.subscribe();
+                let Some(target) = *changed.borrow_and_update() else {
                     drop(inbound);
                     continue;
                 };
                 conns.spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = changed.changed() => {}
+                        }
                     }
                 });
                 while conns.try_join_next().is_some() {}
@@ -455,9 +463,10 @@ impl Forwarder {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Where new connections go (`None`: refused by closing them).
+    /// Where new connections go (`None`: refused by closing them); the connections it was
+    /// carrying are closed.
     pub fn set_backend(&self, backend: Option<std::net::SocketAddr>) {
-        *self.backend.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = backend;
+        self.backend.send_replace(backend);
     }
 }
 
