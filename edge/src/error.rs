@@ -34,10 +34,12 @@ pub enum ErrorCode {
     /// 409: the request conflicts with the state of what it acts on (an alert already
     /// resolved).
     Conflict,
+    /// 500: stored evidence does not match its stored SHA-256 (`GET /v1/raw/{event_id}`).
+    Integrity,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::Unauthorized,
         ErrorCode::PayloadTooLarge,
         ErrorCode::BadRequest,
@@ -48,6 +50,7 @@ impl ErrorCode {
         ErrorCode::RequestTimeout,
         ErrorCode::Forbidden,
         ErrorCode::Conflict,
+        ErrorCode::Integrity,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +65,7 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::Integrity => "integrity",
         }
     }
 
@@ -135,6 +139,12 @@ impl ApiError {
         e.retry_after = Some(retry_after);
         e.internal = Some(internal.into());
         e
+    }
+
+    /// 500: stored bytes that do not hash to their stored SHA-256; `internal` (logged, never
+    /// sent) says which.
+    pub fn integrity(message: impl Into<String>, internal: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Integrity, StatusCode::INTERNAL_SERVER_ERROR, message).with_internal(internal)
     }
 
     pub fn unsupported_encoding(message: impl Into<String>) -> Self {

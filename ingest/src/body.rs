@@ -44,6 +44,8 @@ pub struct BodyContext<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BodyOutcome {
     pub decisions: Vec<AccessDecision>,
+    /// Per decision, the number of the line it was mapped from.
+    pub decision_lines: Vec<u32>,
     /// One per usable line, in line order.
     pub raw: Vec<RawRecord>,
     pub dead_letters: Vec<DeadLetter>,
@@ -68,6 +70,8 @@ impl BodyOutcome {
         self.lines += 1;
         match outcome {
             LineOutcome::Mapped { decisions, raw, warnings } => {
+                let no = u32::try_from(line_no).unwrap_or(u32::MAX);
+                self.decision_lines.extend(decisions.iter().map(|_| no));
                 self.decisions.extend(decisions);
                 self.raw.push(raw);
                 self.warnings.extend(warnings.into_iter().map(|w| format!("line {line_no}: {w}")));

@@ -8,6 +8,7 @@
 //! | `GET /v1/search?q=&from=&to=&limit=&cursor=` | [`search`] | read | a page of the tantivy index, newest first |
 //! | `GET /v1/alerts`, `GET /v1/alerts/{id}` | [`alerts`] | read | alerts with their state and history |
 //! | `POST /v1/alerts/{id}/ack`, `…/resolve` | [`alerts`] | respond | the transition, by the credential's name |
+//! | `GET /v1/raw/{event_id}?tenant=` | [`raw`] | read | the event's exact original line, byte for byte, from its stored batch |
 //! | `GET /v1/audit?from=&to=&principal=&decision=&limit=` | [`access`] | audit | gatelog's own audit trail: who read the evidence |
 //! | `GET /v1/reports/soc2?from=&to=&format=&seed=&as_of=` | [`reports`] | audit | the SOC 2 report (html, md, json) or its signed bundle (zip) |
 //!
@@ -21,6 +22,7 @@
 pub mod access;
 pub mod alerts;
 pub mod audit;
+pub mod raw;
 pub mod reports;
 pub mod search;
 
@@ -52,6 +54,7 @@ pub fn router(state: ReadState) -> Router {
         .route("/v1/alerts/{id}", get(alerts::show))
         .route("/v1/alerts/{id}/ack", post(alerts::ack))
         .route("/v1/alerts/{id}/resolve", post(alerts::resolve))
+        .route("/v1/raw/{event_id}", get(raw::line))
         .route("/v1/audit", get(access::list))
         .route("/v1/reports/soc2", get(reports::soc2));
     let routes = match audit {

@@ -60,6 +60,7 @@ fn routes() -> Vec<Route> {
             Access::Respond,
             StatusCode::SERVICE_UNAVAILABLE,
         ),
+        r(Method::GET, "/v1/raw/0123abcd", "", Access::Read, StatusCode::SERVICE_UNAVAILABLE),
         r(Method::GET, "/v1/audit", "", Access::Audit, StatusCode::SERVICE_UNAVAILABLE),
         // No report service in this state: an allowed caller learns the route is not served.
         r(

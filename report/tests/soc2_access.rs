@@ -176,6 +176,8 @@ async fn store_data(store: &Store) {
                     decisions,
                     raw: Vec::new(),
                     dead_letters: Vec::new(),
+                    body: Vec::new(),
+                    decision_lines: Vec::new(),
                 },
             ));
         }

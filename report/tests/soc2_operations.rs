@@ -184,6 +184,8 @@ async fn fill(store: &Store) {
             decisions,
             raw: vec![],
             dead_letters: vec![],
+            body: Vec::new(),
+            decision_lines: Vec::new(),
         }
     };
     let (b1, b2) = (audit("b1", &["x1", "x2", "x3"], 0), audit("b2", &["x2"], 3));

@@ -87,6 +87,12 @@ pub enum Command {
         #[command(subcommand)]
         command: CanaryCommand,
     },
+    /// Print an event's exact original line, byte for byte, from its stored batch (the body
+    /// as received, inflated and checked against the batch's SHA-256, which the hash chain
+    /// links), or from `raw_records` for events stored before migration 18. Exit codes: 0
+    /// printed; 1 could not look (ClickHouse unreachable); 3 no such event; 9 the stored
+    /// bytes do not match their SHA-256 (integrity).
+    Raw(RawArgs),
     /// Access reviews (SOC 2 CC6.3): record a completed review sheet as evidence.
     Review {
         #[command(subcommand)]
@@ -226,6 +232,20 @@ pub struct ReviewImportArgs {
     pub store: StoreArgs,
     /// The completed review sheet (CSV).
     pub sheet: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RawArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// The event's tenant.
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+    /// Where it was found (batch, line, dataset, received at, hash) on stderr too.
+    #[arg(long)]
+    pub verbose: bool,
+    /// The event id (`event_id` of the decision).
+    pub event_id: String,
 }
 
 #[derive(Debug, Subcommand)]

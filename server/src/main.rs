@@ -32,6 +32,7 @@ mod index;
 mod keys;
 mod priority;
 mod proxy;
+mod raw;
 mod report;
 mod review;
 mod rules;
@@ -79,6 +80,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Search(args) => search::run_cli(args).await,
         Command::Alerts { command } => alerts::run(command).await,
         Command::Canary { command } => canary::run(command).await,
+        Command::Raw(args) => raw::run(args).await,
         Command::Review { command } => review::run(command).await,
         Command::Detect(args) => detect::run(args).await,
         Command::Rules { command } => rules::run(command).await,

@@ -68,6 +68,7 @@ pub mod managed;
 mod migrate;
 mod order;
 pub mod profile;
+pub mod raw;
 pub mod read;
 pub mod retention;
 pub mod reviews;

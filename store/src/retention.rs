@@ -1,5 +1,7 @@
 //! Retention in ClickHouse: [`Store::expire`] drops the month partitions of `decisions`
-//! (and its companion `decisions_by_time`), `raw_records`, `dead_letters` and `access_log` that lie wholly before `now - retention`, on
+//! (and its companion `decisions_by_time`),
+//! `raw_records`, `dead_letters`, `access_log` and `raw_batches` (by the month a body was
+//! received) that lie wholly before `now - retention`, on
 //! both schema profiles (`ALTER TABLE … DROP PARTITION`, which 18.16 and 26.9 run alike); the modern
 //! profile also has a row TTL of the retention (set by [`Store::migrate`]), so there rows
 //! go at the day. [`run_retention`] does it once at start and then every

@@ -219,6 +219,32 @@ impl RowEncoder {
         self.str(b.rows_sha256);
     }
 
+    /// A `raw_batches` row, in [`crate::schema::RAW_BATCHES`] order: the batch's body and,
+    /// per decision, its event id and line in the body.
+    pub(crate) fn raw_batch(&mut self, b: &gatelog_model::Batch, batch_id: &str) {
+        self.str(batch_id);
+        self.enum_str(&b.dataset);
+        self.str(&b.origin);
+        self.time(b.received_at);
+        self.str(&b.sha256);
+        self.u64(b.lines);
+        self.u64(b.bytes);
+        self.mark(Kind::Str);
+        self.varint(b.body.len() as u64);
+        self.buf.put_slice(&b.body);
+        self.mark(Kind::Strings);
+        let n = b.decisions.len().min(b.decision_lines.len());
+        self.varint(n as u64);
+        for d in &b.decisions[..n] {
+            self.raw_str(&d.event_id);
+        }
+        self.mark(Kind::U32s);
+        self.varint(n as u64);
+        for line in &b.decision_lines[..n] {
+            self.buf.put_u32_le(*line);
+        }
+    }
+
     /// A `batch_rows` (row ledger) row, in [`crate::schema::BATCH_ROWS`] order.
     pub(crate) fn ledger(
         &mut self,
@@ -320,6 +346,9 @@ mod tests {
         let head = gatelog_model::chain::ChainHead::genesis();
         e.checkpoint(&crate::chain::Checkpoint { at_ms: 0, head, signer: String::new(), signature: String::new() });
         assert_eq!(e.kinds, crate::schema::CHAIN_CHECKPOINTS.sent_kinds());
+        e.kinds.clear();
+        e.raw_batch(&gatelog_model::Batch::default(), "b");
+        assert_eq!(e.kinds, crate::schema::RAW_BATCHES.sent_kinds());
     }
 
     #[test]

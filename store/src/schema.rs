@@ -22,6 +22,8 @@ pub(crate) enum Kind {
     Strings,
     /// `FixedString(16)`: a [`gatelog_model::chain::RowHash`].
     Hash16,
+    /// `Array(UInt32)`.
+    U32s,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,7 +58,7 @@ pub(crate) struct TableDef {
     pub retention: bool,
 }
 
-use Kind::{Enum, Hash16, Str, Strings, Time, U16, U32, U64, WrittenAt};
+use Kind::{Enum, Hash16, Str, Strings, Time, U16, U32, U32s, U64, WrittenAt};
 
 /// `decisions`: one row per [`gatelog_model::AccessDecision`]; the Tail and Logpush copies of a
 /// decision, and the rows of a retried batch, collapse on `(tenant, event_id)`, whatever
@@ -152,6 +154,34 @@ pub(crate) const DEAD_LETTERS: TableDef = TableDef {
     engine: Engine::MergeTree,
     partition_by: "received_at",
     order_by: "dataset, received_at, batch_id, line_no",
+    shard_key: "cityHash64(batch_id)",
+    retention: true,
+};
+
+/// `raw_batches` (migration 18): each batch's body, stored once, as received: the gzip bytes
+/// Logpush sent, or a plain body (or backfilled chunk) compressed by gatelog. `sha256` is the
+/// SHA-256 of the inflated bytes, the `ingest_batches.sha256` the hash chain links; `lines`
+/// the lines in it. `event_ids`/`event_lines` are parallel: each decision's event id and its
+/// 1-based line in the body, so an event's original line is one lookup away
+/// (`Reader::raw_line`). Replaces a `raw_records` row per line; a retried batch's row
+/// collapses on `batch_id` (and the partial-write probe removes it first).
+pub(crate) const RAW_BATCHES: TableDef = TableDef {
+    name: "raw_batches",
+    cols: &[
+        col("batch_id", Str),
+        col("dataset", Enum),
+        col("source", Str),
+        col("received_at", Time),
+        col("sha256", Str),
+        col("lines", U64),
+        col("bytes", U64),
+        col("body", Str),
+        col("event_ids", Strings),
+        col("event_lines", U32s),
+    ],
+    engine: Engine::ReplacingMergeTree,
+    partition_by: "received_at",
+    order_by: "batch_id",
     shard_key: "cityHash64(batch_id)",
     retention: true,
 };
@@ -295,8 +325,8 @@ pub(crate) const DECISIONS_BY_TIME: TableDef = TableDef {
 };
 
 /// The data tables in migration order.
-pub(crate) const TABLES: [&TableDef; 6] =
-    [&DECISIONS, &RAW_RECORDS, &DEAD_LETTERS, &INGEST_BATCHES, &ACCESS_LOG, &DECISIONS_BY_TIME];
+pub(crate) const TABLES: [&TableDef; 7] =
+    [&DECISIONS, &RAW_RECORDS, &DEAD_LETTERS, &INGEST_BATCHES, &ACCESS_LOG, &DECISIONS_BY_TIME, &RAW_BATCHES];
 
 impl TableDef {
     /// Column definitions (one per line, without trailing commas) for `profile`.
@@ -324,6 +354,7 @@ impl TableDef {
                 U16 => out.push(format!("{n} UInt16")),
                 Strings => out.push(format!("{n} Array(String)")),
                 Hash16 => out.push(format!("{n} FixedString(16)")),
+                U32s => out.push(format!("{n} Array(UInt32)")),
             }
         }
         let has_batch_id = self.cols.iter().any(|c| c.name == "batch_id");

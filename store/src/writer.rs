@@ -259,6 +259,11 @@ impl Store {
         if !ledger.is_empty() {
             self.insert_bytes(&q.insert_batch_rows, &self.qualified("batch_rows"), ledger).await?;
         }
+        // Each body once, in `batch_id` order (the table's key), before the markers.
+        let mut bodies: Vec<(&WriteBatch, &str)> =
+            todo.iter().filter(|(_, b)| !b.body.is_empty()).map(|(_, b)| (*b, b.batch_id.as_str())).collect();
+        bodies.sort_by_key(|(_, id)| *id);
+        self.insert_rows(&q.insert_raw_batches, "raw_batches", &bodies, RowEncoder::raw_batch).await?;
 
         let mut enc = RowEncoder::new(profile, 512 * todo.len().max(1));
         let mut written = std::collections::BTreeMap::new();
@@ -282,6 +287,7 @@ impl Store {
             decisions = decisions.len(),
             access_log = audit.len(),
             raw_records = raw.len(),
+            raw_batches = bodies.len(),
             dead_letters = dead.len(),
             removed_partial_rows = removed.iter().sum::<u64>(),
             elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
@@ -315,12 +321,24 @@ impl Store {
         let id = Lit::Str(&batch.batch_id);
         let sql = render(
             &self.inner.queries.partial_rows,
-            &[id, Lit::I64(d_lo), Lit::I64(d_hi), id, Lit::I64(r_lo), Lit::I64(r_hi), id, Lit::Str(&batch.dataset), id],
+            &[
+                id,
+                Lit::I64(d_lo),
+                Lit::I64(d_hi),
+                id,
+                Lit::I64(r_lo),
+                Lit::I64(r_hi),
+                id,
+                Lit::Str(&batch.dataset),
+                id,
+                id,
+            ],
         );
-        let counts: (u64, u64, u64, u64) = self.fetch_one("SELECT", &self.qualified("decisions"), &sql).await?;
-        // The data rows; the ledger's are removed too, but they are not the batch's rows.
+        let counts: (u64, u64, u64, u64, u64) = self.fetch_one("SELECT", &self.qualified("decisions"), &sql).await?;
+        // The data rows; the ledger's and the body's are removed too, but they are not rows
+        // the batch counts.
         let total = counts.0 + counts.1 + counts.2;
-        if total + counts.3 == 0 {
+        if total + counts.3 + counts.4 == 0 {
             return Ok(0);
         }
         tracing::warn!(
@@ -329,9 +347,10 @@ impl Store {
             raw_records = counts.1,
             dead_letters = counts.2,
             ledger = counts.3,
+            raw_batches = counts.4,
             "removing rows of an interrupted attempt"
         );
-        let per_table = [counts.0, counts.1, counts.2, counts.3];
+        let per_table = [counts.0, counts.1, counts.2, counts.3, counts.4];
         for ((table, template), rows) in self.inner.queries.delete_batch.iter().zip(per_table) {
             if rows > 0 {
                 self.delete_and_wait(table, template, &batch.batch_id).await?;
@@ -381,10 +400,12 @@ impl Store {
                 Lit::Str(dl_id),
                 Lit::Str(&batch.dataset),
                 Lit::Str(id),
+                Lit::Str(if batch.body.is_empty() { "" } else { id }),
             ],
         );
-        let (d, r, dl, l): (u64, u64, u64, u64) = self.fetch_one("SELECT", &self.qualified("decisions"), &sql).await?;
-        Ok(d + r + dl + l > 0)
+        let (d, r, dl, l, rb): (u64, u64, u64, u64, u64) =
+            self.fetch_one("SELECT", &self.qualified("decisions"), &sql).await?;
+        Ok(d + r + dl + l + rb > 0)
     }
 
     async fn delete_and_wait(&self, table: &str, template: &str, batch_id: &str) -> Result<(), StoreError> {

@@ -65,6 +65,8 @@ fn batch(id: &str, dataset: &str, received_ms: i64, decisions: Vec<AccessDecisio
         decisions,
         raw: Vec::new(),
         dead_letters: Vec::new(),
+        body: Vec::new(),
+        decision_lines: Vec::new(),
     }
 }
 

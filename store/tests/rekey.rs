@@ -40,9 +40,10 @@ async fn old_database(config: &StoreConfig) -> Store {
         }
     }
     // Today's writer (which stands in for the old one below) also links every batch into the
-    // hash chain: give it migration 13's columns and tables, unrecorded, as the runner later
-    // applies it again (it skips columns that exist).
-    for m in migrations(SchemaProfile::Legacy, &opts(&db)).into_iter().filter(|m| m.version == 13) {
+    // hash chain and stores each batch's body in `raw_batches`: give it migrations 13's and 18's
+    // columns and tables, unrecorded, as the runner later applies them again (it skips columns
+    // and tables that exist).
+    for m in migrations(SchemaProfile::Legacy, &opts(&db)).into_iter().filter(|m| [13, 18].contains(&m.version)) {
         for sql in &m.statements {
             client.query(sql).execute().await.unwrap();
         }

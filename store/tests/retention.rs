@@ -1,5 +1,6 @@
 //! Retention on a real ClickHouse 18.16 (the legacy profile, which has no TTL): `Store::expire`
-//! drops the month partitions of `decisions`, `raw_records` and `dead_letters` that lie wholly
+//! drops the month partitions of `decisions`, `raw_records`, `raw_batches` (by the month a
+//! body was received) and `dead_letters` that lie wholly
 //! before the cutoff and keeps the rest, rows of the cutoff's own month included; the
 //! `ingest_batches` ledger keeps every batch, so an expired batch sent again stays a duplicate.
 //! The same statements run on 26.9 in `compat.rs` (`gatelog sql dump`).
@@ -30,6 +31,8 @@ fn batch_at(id: &str, decisions: usize, dead: usize, at: i64) -> WriteBatch {
         r.time = moved(r.time);
         r.received_at = moved(r.received_at);
     }
+    // Its body (any bytes: the writer stores them as they are), received at `at`.
+    b.body = format!("body of {id}").into_bytes();
     for l in &mut b.dead_letters {
         l.received_at = moved(l.received_at);
     }
@@ -60,6 +63,7 @@ async fn expired_months_go_and_newer_rows_stay_on_18_16() {
         assert!(matches!(outcome, WriteOutcome::Written { decisions: 30, .. }), "{id}: {outcome:?}");
         assert_eq!(rows(&store, "decisions", id).await, 30, "{id}");
         assert_eq!(rows(&store, "raw_records", id).await, 30, "{id}");
+        assert_eq!(rows(&store, "raw_batches", id).await, 1, "{id}");
         assert_eq!(rows(&store, "dead_letters", id).await, 2, "{id}");
     }
 
@@ -69,7 +73,7 @@ async fn expired_months_go_and_newer_rows_stay_on_18_16() {
     dropped.sort();
     let mut want = Vec::new();
     // `decisions_by_time` (the overview's companion of `decisions`) goes with it.
-    for table in ["dead_letters", "decisions", "decisions_by_time", "raw_records"] {
+    for table in ["dead_letters", "decisions", "decisions_by_time", "raw_batches", "raw_records"] {
         for month in [202407, 202505, 202602] {
             want.push((table.to_owned(), month));
         }
@@ -80,6 +84,7 @@ async fn expired_months_go_and_newer_rows_stay_on_18_16() {
         let (decisions, raw, dead) = if expired { (0, 0, 0) } else { (30, 30, 2) };
         assert_eq!(rows(&store, "decisions", id).await, decisions, "{id}");
         assert_eq!(rows(&store, "raw_records", id).await, raw, "{id}");
+        assert_eq!(rows(&store, "raw_batches", id).await, u64::from(!expired), "{id}: bodies go by month received");
         assert_eq!(rows(&store, "dead_letters", id).await, dead, "{id}");
         // The ledger keeps every batch: sent again, an expired batch is not stored again.
         assert!(store.batch_exists(id).await.unwrap(), "{id}");

@@ -415,11 +415,15 @@ pub async fn search_all(base_url: &str, token: &str, q: &str) -> Vec<String> {
 
 /// A loopback TCP forwarder standing in for ClickHouse's HTTP port, so gatelog keeps one
 /// URL while the test stops ClickHouse and starts it again (on another port). Without a
-/// backend, connections are accepted and closed at once. Stops on drop.
+/// backend, connections are accepted and closed at once. Changing the backend also closes
+/// every connection it was carrying, as a server that goes away takes its connections with
+/// it: otherwise a client's keep-alive connection, reused before ClickHouse's
+/// `keep_alive_timeout` (3 s) runs out, would carry writes through an "outage" for as long as
+/// they keep coming. Stops on drop.
 #[derive(Debug)]
 pub struct Forwarder {
     port: u16,
-    backend: std::sync::Arc<std::sync::Mutex<Option<std::net::SocketAddr>>>,
+    backend: tokio::sync::watch::Sender<Option<std::net::SocketAddr>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -428,20 +432,24 @@ impl Forwarder {
     pub async fn start(backend: Option<std::net::SocketAddr>) -> Forwarder {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("forwarder bind");
         let port = listener.local_addr().expect("forwarder address").port();
-        let backend = std::sync::Arc::new(std::sync::Mutex::new(backend));
+        let (backend, _) = tokio::sync::watch::channel(backend);
         let shared = backend.clone();
         let task = tokio::spawn(async move {
             let mut conns = tokio::task::JoinSet::new();
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else { continue };
-                let target = *shared.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let Some(target) = target else {
+                // Marks the backend it reads as seen: the next change closes the connection.
+                let mut changed = shared.subscribe();
+                let Some(target) = *changed.borrow_and_update() else {
                     drop(inbound);
                     continue;
                 };
                 conns.spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = changed.changed() => {}
+                        }
                     }
                 });
                 while conns.try_join_next().is_some() {}
@@ -455,9 +463,10 @@ impl Forwarder {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Where new connections go (`None`: refused by closing them).
+    /// Where new connections go (`None`: refused by closing them); the connections it was
+    /// carrying are closed.
     pub fn set_backend(&self, backend: Option<std::net::SocketAddr>) {
-        *self.backend.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = backend;
+        self.backend.send_replace(backend);
     }
 }
 
@@ -540,11 +549,13 @@ pub async fn assert_stored_once(
     );
     let foreign: Vec<&String> = stored.iter().filter(|r| !allowed_prefixes.iter().any(|p| r.starts_with(p))).collect();
     assert!(foreign.is_empty(), "ClickHouse holds records nobody sent: {:?}", &foreign[..foreign.len().min(5)]);
-    let raw = count(ch_url, &format!("SELECT count() FROM {db}.raw_records"));
-    let raw_unique = count(ch_url, &format!("SELECT uniqExact(sha256) FROM {db}.raw_records"));
-    assert_eq!(raw, raw_unique, "raw records stored twice");
-    // These tests send http_requests only: one decision and one raw line per record.
-    assert_eq!(raw, figures[0], "raw records and decisions differ: a batch was half written");
+    // Each batch's body once (`raw_batches`), naming each of its decisions' lines.
+    let bodies = count(ch_url, &format!("SELECT count() FROM {db}.raw_batches"));
+    let bodies_unique = count(ch_url, &format!("SELECT uniqExact(batch_id) FROM {db}.raw_batches"));
+    assert_eq!(bodies, bodies_unique, "a batch's body stored twice");
+    let lines = count(ch_url, &format!("SELECT sum(length(event_ids)) FROM {db}.raw_batches"));
+    // These tests send http_requests only: one decision per record, each in one batch.
+    assert_eq!(lines, figures[0], "decisions and the lines raw_batches names differ: a batch was half written");
     let unmarked = count(
         ch_url,
         &format!("SELECT count() FROM {db}.decisions WHERE batch_id NOT IN (SELECT batch_id FROM {db}.ingest_batches)"),

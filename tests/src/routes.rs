@@ -3,7 +3,7 @@
 //! `serve_identity`). A new route goes here once and both matrices cover it.
 
 /// Which roles may use a route, and what an allowed caller gets (no ClickHouse is reachable:
-/// the alert, audit and report routes answer 503 once a caller is through).
+/// the alert, raw, audit and report routes answer 503 once a caller is through).
 #[derive(Debug)]
 pub struct Route {
     pub method: &'static str,
@@ -18,7 +18,7 @@ pub const RESPONDERS: &[&str] = &["responder", "admin"];
 pub const INGESTERS: &[&str] = &["ingest"];
 pub const AUDITORS: &[&str] = &["auditor", "admin"];
 
-pub const ROUTES: [Route; 10] = [
+pub const ROUTES: [Route; 11] = [
     Route { method: "POST", path: "/v1/logpush/http_requests", body: "", roles: INGESTERS, allowed: 200 },
     Route { method: "POST", path: "/v1/tail", body: "test", roles: INGESTERS, allowed: 200 },
     Route { method: "POST", path: "/v1/decisions", body: "{\"event_id\":\"d1\"}\n", roles: INGESTERS, allowed: 200 },
@@ -33,6 +33,7 @@ pub const ROUTES: [Route; 10] = [
         roles: RESPONDERS,
         allowed: 503,
     },
+    Route { method: "GET", path: "/v1/raw/0123abcd", body: "", roles: READERS, allowed: 503 },
     Route { method: "GET", path: "/v1/audit", body: "", roles: AUDITORS, allowed: 503 },
     Route {
         method: "GET",

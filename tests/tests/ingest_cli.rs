@@ -80,18 +80,19 @@ async fn every_sample_is_stored_once_and_a_rerun_adds_nothing() {
     assert!(stdout.contains("dead letters    0"), "{stdout}");
     assert!(stdout.contains("probes skipped  1"), "{stdout}");
 
-    // One raw row per line and one decision per Logpush record.
+    // Every line kept in a stored body and one decision per Logpush record.
     for (file, dataset) in LOGPUSH_FILES {
         let expected = lines(&samples.join(file)).len() as u64;
-        let raw = count(&url, &format!("SELECT count() FROM {db}.raw_records WHERE dataset = '{dataset}'"));
+        let raw =
+            count(&url, &format!("SELECT sum(length(event_lines)) FROM {db}.raw_batches WHERE dataset = '{dataset}'"));
         let decisions = count(&url, &format!("SELECT count() FROM {db}.decisions WHERE dataset = '{dataset}'"));
         assert_eq!((raw, decisions), (expected, expected), "{dataset}");
     }
-    // Worker files: one raw row per line, one decision per access_decision log.
+    // Worker files: every line in a stored body, one decision per access_decision log.
     for (file, dataset) in [("workers_trace_events.ndjson", "workers_trace_events"), ("tail.ndjson", "tail")] {
         let path = samples.join(file);
-        let raw = count(&url, &format!("SELECT count() FROM {db}.raw_records WHERE dataset = '{dataset}'"));
-        assert_eq!(raw, lines(&path).len() as u64, "{dataset} raw rows");
+        let raw = count(&url, &format!("SELECT sum(lines) FROM {db}.raw_batches WHERE dataset = '{dataset}'"));
+        assert_eq!(raw, lines(&path).len() as u64, "{dataset} lines in stored bodies");
         let decisions = count(&url, &format!("SELECT count() FROM {db}.decisions WHERE dataset = '{dataset}'"));
         assert_eq!(decisions, decision_request_ids(&path).len() as u64, "{dataset} decisions");
     }
@@ -145,18 +146,23 @@ async fn every_sample_is_stored_once_and_a_rerun_adds_nothing() {
         ),
     );
     assert!(runaway >= 2, "the planted runaway SELECTs keep their rows_read ({runaway})");
-    let hashes = count(&url, &format!("SELECT countIf(sha256 != lower(hex(SHA256(line)))) FROM {db}.raw_records"));
-    assert_eq!(hashes, 0, "every raw row carries the SHA-256 of its exact line");
+    let unlinked = count(
+        &url,
+        &format!(
+            "SELECT count() FROM {db}.raw_batches WHERE (batch_id, sha256) NOT IN (SELECT batch_id, sha256 FROM {db}.ingest_batches)"
+        ),
+    );
+    assert_eq!(unlinked, 0, "every stored body carries its batch's (chained) SHA-256");
 
     // Idempotent: the same files again add no row at all (not even ones FINAL would hide).
     let rows_before = count(&url, &format!("SELECT count() FROM {db}.decisions"));
-    let raw_before = count(&url, &format!("SELECT count() FROM {db}.raw_records"));
+    let raw_before = count(&url, &format!("SELECT count() FROM {db}.raw_batches"));
     let second = gatelog(&ingest_args(&ch, &url, data.path(), &files));
     assert!(second.status.success(), "{}", describe(&second));
     let stdout = String::from_utf8_lossy(&second.stdout);
     assert!(stdout.contains("batches         0 written"), "{stdout}");
     assert_eq!(count(&url, &format!("SELECT count() FROM {db}.decisions")), rows_before);
-    assert_eq!(count(&url, &format!("SELECT count() FROM {db}.raw_records")), raw_before);
+    assert_eq!(count(&url, &format!("SELECT count() FROM {db}.raw_batches")), raw_before);
 
     ch.stop().await.expect("stop clickhouse");
 }

@@ -59,14 +59,19 @@ fn cli_search(data_dir: &Path, q: &str) -> Vec<String> {
     panic!("search did not end");
 }
 
-/// `(count(), uniqExact(event_id))` of `decisions FINAL`, and `count()` of `raw_records FINAL`.
+/// `(count(), uniqExact(event_id))` of `decisions FINAL`, and the events whose line a stored
+/// body (`raw_batches`) names.
 fn stored(url: &str, db: &str) -> (u64, u64, u64) {
     let figures: Vec<u64> =
         query(url, &format!("SELECT count(), uniqExact(event_id) FROM {db}.decisions FINAL FORMAT TSV"))
             .split('\t')
             .map(|v| v.parse().expect("a number"))
             .collect();
-    (figures[0], figures[1], count(url, &format!("SELECT count() FROM {db}.raw_records FINAL")))
+    (
+        figures[0],
+        figures[1],
+        count(url, &format!("SELECT uniqExact(e) FROM (SELECT arrayJoin(event_ids) AS e FROM {db}.raw_batches FINAL)")),
+    )
 }
 
 fn unique(ids: &[String]) -> usize {

@@ -231,8 +231,8 @@ async fn bad_input_gets_its_status_and_never_poisons_the_receiver() {
     wait_for_sinks(&base, Duration::from_secs(120)).await;
     let stored = assert_stored_once(&ch.url(), &db, &base, TOKEN, &c.good, &[PREFIX]).await;
     assert_eq!(stored as usize, c.good.len(), "ClickHouse holds exactly the good records");
-    let raw = count(&ch.url(), &format!("SELECT count() FROM {db}.raw_records"));
-    assert_eq!(raw as usize, c.good.len(), "one raw record per good line");
+    let raw = count(&ch.url(), &format!("SELECT sum(length(event_lines)) FROM {db}.raw_batches"));
+    assert_eq!(raw as usize, c.good.len(), "one line of a stored body per good line");
     let dead = count(&ch.url(), &format!("SELECT count() FROM {db}.dead_letters"));
     assert_eq!(dead, c.dead_letters, "the dead letters the answers announced, no more");
     eprintln!("bad input test: {stored} good records and {dead} dead letters stored");

@@ -338,8 +338,11 @@ async fn a_damaged_tail_before_an_empty_segment_stops_serve_while_clickhouse_is_
     post_acked(&client, &base, body(&lines, PREFIX, 0)).await;
     wait_for_sinks(&base, Duration::from_secs(120)).await;
 
-    // ClickHouse away: its consumer stays behind, so no segment is deleted. Batches go in
-    // until the newest segment holds no record yet and two before it do.
+    // ClickHouse away (the forwarder also closes the sink's kept-alive connection, which would
+    // otherwise carry its writes on): its consumer stays behind, so no segment is deleted.
+    // Batches go in until the newest segment holds no record yet and two before it do (about
+    // six of this test's records fit in a segment).
+    let oldest = segments(&spool).first().cloned().expect("a segment");
     forwarder.set_backend(None);
     let mut next = 1;
     let shaped = |spool: &Path| {
@@ -360,10 +363,12 @@ async fn a_damaged_tail_before_an_empty_segment_stops_serve_while_clickhouse_is_
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    // (A connection it already had may carry a write or two past the outage.)
+    // (A write the closed connection was carrying failed; the sink retries it.)
     let text = client.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("text");
     let lag = metric(&text, "gatelog_sink_lag_records", &[("sink", "clickhouse")]);
     assert!(lag.is_some_and(|lag| lag > 0.0), "the ClickHouse sink caught up without ClickHouse: {lag:?}");
+    let segs = segments(&spool);
+    assert_eq!(segs.first(), Some(&oldest), "a segment was deleted while ClickHouse was away: {segs:?}");
     server.kill();
     eprintln!("spool before the damage: {:?}", segments(&spool));
 

@@ -11,6 +11,8 @@ enum Shape {
     Fixed(usize),
     Str,
     Strings,
+    /// An array of fixed-size elements.
+    Fixeds(usize),
 }
 
 /// How to split `decisions` rows of a profile, and where the fields verification needs are.
@@ -45,6 +47,7 @@ impl RowLayout {
                 Kind::U16 => Shape::Fixed(2),
                 Kind::Strings => Shape::Strings,
                 Kind::Hash16 => Shape::Fixed(16),
+                Kind::U32s => Shape::Fixeds(4),
                 Kind::WrittenAt => continue,
             };
             match c.name {
@@ -74,6 +77,10 @@ impl RowLayout {
                     if let Some(slot) = slot {
                         texts[slot] = (start, at);
                     }
+                }
+                Shape::Fixeds(size) => {
+                    let Some((count, n)) = varint(buf.get(at..).unwrap_or(&[])) else { return Ok(None) };
+                    at = (at + n).saturating_add(count.saturating_mul(size));
                 }
                 Shape::Strings => {
                     let Some((count, n)) = varint(buf.get(at..).unwrap_or(&[])) else { return Ok(None) };

@@ -279,16 +279,19 @@ impl Catalog {
         )
     }
 
-    /// Raw records (once per dataset and line hash), dead letters, batches (once per id).
+    /// Events with their original line kept (`raw_records` rows once per dataset and line
+    /// hash, plus the events `raw_batches` bodies name), dead letters, batches (once per id).
     /// Each scalar subquery is wrapped in `ifNull(…, 0)`: ClickHouse 26.9 types a scalar
     /// subquery `Nullable`, which RowBinary would send with a null flag the row cannot decode
     /// (an aggregate always gives one row, so the 0 is never used).
     pub fn store_counts(&self) -> Result<ReadQuery<StoreCounts>, StoreError> {
         let sql = format!(
-            "SELECT\n    ifNull((SELECT uniqExact(dataset, sha256) FROM {}), 0) AS raw_records,\n    \
+            "SELECT\n    ifNull((SELECT uniqExact(dataset, sha256) FROM {}), 0)\n        \
+             + ifNull((SELECT sum(length(event_ids)) FROM {} FINAL), 0) AS raw_records,\n    \
              ifNull((SELECT count() FROM {}), 0) AS dead_letters,\n    \
              ifNull((SELECT uniqExact(batch_id) FROM {}), 0) AS batches",
             self.table("raw_records"),
+            self.table("raw_batches"),
             self.table("dead_letters"),
             self.table("ingest_batches")
         );

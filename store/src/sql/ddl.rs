@@ -5,7 +5,7 @@ use super::rekey::Rekey;
 use crate::profile::SchemaProfile;
 use crate::schema::{
     ACCESS_LOG, BATCH_ROWS, CHAIN_CHECKPOINTS, CHAIN_COLS, DECISIONS, DECISIONS_BY_TIME, DECISIONS_V1, Engine,
-    INGEST_BATCHES, INGEST_BATCHES_V1, TABLES, TableDef,
+    INGEST_BATCHES, INGEST_BATCHES_V1, RAW_BATCHES, TABLES, TableDef,
 };
 
 /// One versioned migration: statements applied in order, recorded with a checksum of their text.
@@ -168,6 +168,14 @@ pub fn migrations(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Migration
         statements: decisions_by_time(profile, opts),
         rekey: None,
     });
+    // (16 is the overview's; 17 is unused.) Each batch's body once, instead of a
+    // `raw_records` row per line; `raw_records` stays, read for batches stored before.
+    out.push(Migration {
+        version: 18,
+        name: "create_raw_batches",
+        statements: create_table(&RAW_BATCHES, profile, opts),
+        rekey: None,
+    });
     out
 }
 
@@ -283,7 +291,7 @@ pub(crate) fn retention(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<(&'
 }
 
 /// The tables retention applies to: `decisions`, `raw_records`, `dead_letters`,
-/// `access_log` and `decisions_by_time` (not `ingest_batches`, the ledger of arrivals, nor detection's tables: see
+/// `access_log`, `decisions_by_time` and `raw_batches` (not `ingest_batches`, the ledger of arrivals, nor detection's tables: see
 /// README.md).
 pub(crate) fn retained_tables() -> impl Iterator<Item = &'static TableDef> {
     let tables: &'static [&'static TableDef] = &TABLES;

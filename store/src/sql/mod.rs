@@ -13,6 +13,7 @@ pub mod deliveries;
 pub mod detection;
 mod queries;
 pub mod query_log;
+pub(crate) mod raw;
 mod rekey;
 pub mod reviews;
 mod samples;
@@ -29,7 +30,8 @@ pub use samples::{SamplePayload, sample_payloads};
 use crate::StoreError;
 use crate::profile::SchemaProfile;
 use crate::schema::{
-    ACCESS_LOG, BATCH_ROWS, CHAIN_CHECKPOINTS, DEAD_LETTERS, DECISIONS, INGEST_BATCHES, Kind, RAW_RECORDS, TableDef,
+    ACCESS_LOG, BATCH_ROWS, CHAIN_CHECKPOINTS, DEAD_LETTERS, DECISIONS, INGEST_BATCHES, Kind, RAW_BATCHES, RAW_RECORDS,
+    TableDef,
 };
 
 /// What the schema is rendered for, besides the profile.
@@ -117,6 +119,7 @@ fn example_row(def: &TableDef, profile: SchemaProfile) -> String {
             Kind::U16 => values.push("toUInt16(1)".to_owned()),
             Kind::Strings => values.push("['example']".to_owned()),
             Kind::Hash16 => values.push("toFixedString('0123456789abcdef', 16)".to_owned()),
+            Kind::U32s => values.push("[toUInt32(1)]".to_owned()),
         }
     }
     values.join(", ")
@@ -182,6 +185,7 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     out.push(insert_statement("insert.dead_letters", &q.insert_dead_letters, &DEAD_LETTERS, db, profile));
     out.push(insert_statement("insert.ingest_batches", &q.insert_ingest_batches, &INGEST_BATCHES, db, profile));
     out.push(insert_statement("insert.batch_rows", &q.insert_batch_rows, &BATCH_ROWS, db, profile));
+    out.push(insert_statement("insert.raw_batches", &q.insert_raw_batches, &RAW_BATCHES, db, profile));
     out.push(insert_statement(
         "insert.chain_checkpoints",
         &q.insert_chain_checkpoints,
@@ -205,12 +209,12 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     out.push(templated(
         "query.partial_batch_probe",
         &q.partial_probe,
-        &[b, tenant, t, event, tenant, t, event, b, ds, event, event, b, ds, b],
+        &[b, tenant, t, event, tenant, t, event, b, ds, event, event, b, ds, b, b],
     ));
     out.push(templated(
         "query.partial_batch_rows",
         &q.partial_rows,
-        &[b, Lit::I64(lo), Lit::I64(hi), b, Lit::I64(lo), Lit::I64(hi), b, Lit::Str(EXAMPLE_DATASET), b],
+        &[b, Lit::I64(lo), Lit::I64(hi), b, Lit::I64(lo), Lit::I64(hi), b, Lit::Str(EXAMPLE_DATASET), b, b],
     ));
     out.push(Statement::same("query.decision_uniqueness", q.decision_uniqueness.clone()));
     out.push(Statement::same("query.max_spool_seq", q.max_spool_seq.clone()));
@@ -240,6 +244,7 @@ pub fn statements(profile: SchemaProfile, opts: &SchemaOptions) -> Vec<Statement
     out.extend(reviews::example_statements(opts));
     out.extend(chain::example_statements(profile, opts, lo, hi));
     out.extend(config_versions::example_statements(opts));
+    out.extend(raw::example_statements(opts));
     out.extend(query_log::example_statements(db));
     out
 }
@@ -374,7 +379,7 @@ mod tests {
         );
         let m = migrations(SchemaProfile::Modern, &opts(None, None));
         assert_ne!(a[0].checksum(), m[0].checksum());
-        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), (1..=16).collect::<Vec<u32>>());
+        assert_eq!(a.iter().map(|m| m.version).collect::<Vec<_>>(), (1..=16).chain([18]).collect::<Vec<u32>>());
     }
 
     /// The checksums of migrations 1–4 as released: a database migrated by an earlier build

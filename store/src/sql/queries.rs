@@ -5,7 +5,8 @@ use super::SchemaOptions;
 use super::ddl::storage_table;
 use crate::profile::SchemaProfile;
 use crate::schema::{
-    ACCESS_LOG, BATCH_ROWS, CHAIN_CHECKPOINTS, DEAD_LETTERS, DECISIONS, INGEST_BATCHES, RAW_RECORDS, TableDef,
+    ACCESS_LOG, BATCH_ROWS, CHAIN_CHECKPOINTS, DEAD_LETTERS, DECISIONS, INGEST_BATCHES, RAW_BATCHES, RAW_RECORDS,
+    TableDef,
 };
 use std::fmt::Write as _;
 
@@ -83,13 +84,14 @@ pub(crate) struct Queries {
     /// Cheap primary-key probe for rows of an interrupted attempt: the first and last row of
     /// each table (inserts go in order, each chunk atomically). Params: batch_id, then
     /// (tenant, time, event_id) twice; batch_id, dataset, sha256 twice; batch_id, dataset;
-    /// batch_id (the row ledger).
+    /// batch_id (the row ledger); batch_id (`raw_batches`).
     pub partial_probe: String,
     /// Exact counts, run only when the probe found something. Params: batch_id, min, max
-    /// (decisions), batch_id, min, max (raw_records), batch_id, dataset; batch_id (ledger).
+    /// (decisions), batch_id, min, max (raw_records), batch_id, dataset; batch_id (ledger);
+    /// batch_id (`raw_batches`).
     pub partial_rows: String,
-    /// (table, `ALTER TABLE … DELETE WHERE batch_id = ?`) for the three data tables and the
-    /// row ledger.
+    /// (table, `ALTER TABLE … DELETE WHERE batch_id = ?`) for the three data tables, the
+    /// row ledger and `raw_batches`.
     pub delete_batch: Vec<(&'static str, String)>,
     /// Params: database, storage table.
     pub pending_mutations: String,
@@ -101,6 +103,8 @@ pub(crate) struct Queries {
     pub insert_ingest_batches: String,
     /// The row ledger of the hash chain.
     pub insert_batch_rows: String,
+    /// Each batch's body, once (`raw_batches`).
+    pub insert_raw_batches: String,
     pub insert_chain_checkpoints: String,
     /// The last link: `(chain_seq, batch_id, chain_hash)`, none before the chain started.
     pub chain_head: String,
@@ -158,16 +162,18 @@ impl Queries {
                 "SELECT\n    (SELECT count() FROM {db}.decisions WHERE batch_id = ? AND ((tenant = ? AND {at} AND event_id = ?) OR (tenant = ? AND {at} AND event_id = ?))),\n    \
                  (SELECT count() FROM {db}.raw_records WHERE batch_id = ? AND dataset = ? AND sha256 IN (?, ?)),\n    \
                  (SELECT count() FROM {db}.dead_letters WHERE batch_id = ? AND dataset = ?),\n    \
-                 (SELECT count() FROM {db}.batch_rows WHERE batch_id = ?)",
+                 (SELECT count() FROM {db}.batch_rows WHERE batch_id = ?),\n    \
+                 (SELECT count() FROM {db}.raw_batches WHERE batch_id = ?)",
                 at = time_equals(profile)
             ),
             partial_rows: format!(
                 "SELECT\n    (SELECT count() FROM {db}.decisions WHERE batch_id = ? AND {between}),\n    \
                  (SELECT count() FROM {db}.raw_records WHERE batch_id = ? AND {between}),\n    \
                  (SELECT count() FROM {db}.dead_letters WHERE batch_id = ? AND dataset = ?),\n    \
-                 (SELECT count() FROM {db}.batch_rows WHERE batch_id = ?)"
+                 (SELECT count() FROM {db}.batch_rows WHERE batch_id = ?),\n    \
+                 (SELECT count() FROM {db}.raw_batches WHERE batch_id = ?)"
             ),
-            delete_batch: [&DECISIONS, &RAW_RECORDS, &DEAD_LETTERS, &BATCH_ROWS]
+            delete_batch: [&DECISIONS, &RAW_RECORDS, &DEAD_LETTERS, &BATCH_ROWS, &RAW_BATCHES]
                 .iter()
                 .map(|d| {
                     let sql = format!(
@@ -185,6 +191,7 @@ impl Queries {
             insert_dead_letters: insert_sql(db, &DEAD_LETTERS, profile),
             insert_ingest_batches: insert_sql(db, &INGEST_BATCHES, profile),
             insert_batch_rows: insert_sql(db, &BATCH_ROWS, profile),
+            insert_raw_batches: insert_sql(db, &RAW_BATCHES, profile),
             insert_chain_checkpoints: insert_sql(db, &CHAIN_CHECKPOINTS, profile),
             chain_head: format!(
                 "SELECT chain_seq, batch_id, chain_hash FROM {db}.ingest_batches WHERE chain_seq > 0 ORDER BY chain_seq DESC LIMIT 1"

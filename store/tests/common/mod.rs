@@ -53,5 +53,7 @@ pub fn batch(batch_id: &str, n: usize, dead: usize) -> WriteBatch {
         decisions,
         raw,
         dead_letters,
+        body: Vec::new(),
+        decision_lines: Vec::new(),
     }
 }

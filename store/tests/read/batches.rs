@@ -96,6 +96,8 @@ fn batch(id: &str, dataset: &str, received_at: i64, decisions: usize) -> WriteBa
         decisions,
         raw: Vec::new(),
         dead_letters: Vec::new(),
+        body: Vec::new(),
+        decision_lines: Vec::new(),
     }
 }
 

@@ -173,6 +173,8 @@ impl World {
                     decisions,
                     raw: Vec::new(),
                     dead_letters: Vec::new(),
+                    body: Vec::new(),
+                    decision_lines: Vec::new(),
                 };
                 out.push((*seq, batch));
             }

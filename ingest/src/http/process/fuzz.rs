@@ -11,7 +11,7 @@
 //! - nothing panics;
 //! - the outcome is the one the body calls for: 413 exactly when it inflates past its cap, a
 //!   gzip error exactly when flate2 finds one, a batch over `max_batch_bytes` refused;
-//! - every line is accounted for: lines = raw records + dead letters + probes + blank lines,
+//! - every line is accounted for: lines = usable lines + dead letters + probes + blank lines,
 //!   each dead letter has its own line number, and the spooled record says the same;
 //! - what is produced is bounded: the record is at most `max_batch_bytes`, no kept line is
 //!   longer than `max_line_bytes`, every time is inside the window, the batch spans at most
@@ -306,13 +306,23 @@ fn check_counting(input: &Input, pool: &rayon::ThreadPool, tally: &mut Tally) ->
         return Err(format!("a record of {} bytes over max_batch_bytes {}", record.len(), input.max_batch));
     }
     let batch = gatelog_model::Batch::decode(&record).map_err(|e| format!("the record does not decode: {e}"))?;
-    if (batch.lines, batch.raw.len(), batch.dead_letters.len(), batch.decisions.len())
-        != (lines, prepared.raw_records, prepared.dead_letters, prepared.decisions)
+    if (batch.lines, batch.decision_lines.len(), batch.dead_letters.len(), batch.decisions.len())
+        != (lines, prepared.decisions, prepared.dead_letters, prepared.decisions)
+        || !batch.raw.is_empty()
     {
         return Err(format!("the record disagrees with the answer: {prepared:?}"));
     }
     if batch.bytes != inflated.len() as u64 || batch.sha256 != gatelog_model::sha256_hex(&inflated) {
         return Err("the record's size or hash is not the body's".into());
+    }
+    let mut kept = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(&batch.body[..]), &mut kept)
+        .map_err(|e| format!("the stored body does not inflate: {e}"))?;
+    if kept != inflated {
+        return Err("the stored body is not the body received".into());
+    }
+    if let Some(n) = batch.decision_lines.iter().find(|n| **n == 0 || u64::from(**n) > lines) {
+        return Err(format!("a decision's line {n} for {lines} lines"));
     }
     let mut numbers: Vec<u64> = batch.dead_letters.iter().map(|d| d.line_no).collect();
     numbers.sort_unstable();
@@ -320,16 +330,12 @@ fn check_counting(input: &Input, pool: &rayon::ThreadPool, tally: &mut Tally) ->
     if numbers.len() != batch.dead_letters.len() || numbers.iter().any(|n| *n == 0 || *n > lines) {
         return Err(format!("dead letters' line numbers {numbers:?} for {lines} lines"));
     }
-    if let Some(raw) = batch.raw.iter().find(|r| r.line.len() > input.max_line) {
-        return Err(format!("a kept line of {} bytes over max_line_bytes {}", raw.line.len(), input.max_line));
-    }
     // A dead letter keeps at most max_line bytes, decoded lossily (an invalid byte is 3).
     if let Some(dead) = batch.dead_letters.iter().find(|d| d.line.len() > 3 * input.max_line) {
         return Err(format!("a dead letter of {} bytes", dead.line.len()));
     }
     let (from, to) = window.bounds(AT);
-    let times: Vec<UnixMillis> =
-        batch.decisions.iter().map(|d| d.time).chain(batch.raw.iter().map(|r| r.time)).collect();
+    let times: Vec<UnixMillis> = batch.decisions.iter().map(|d| d.time).collect();
     if let Some(t) = times.iter().find(|t| !(from..=to).contains(*t)) {
         return Err(format!("time {t} outside the window {from} .. {to}"));
     }

@@ -86,6 +86,8 @@ pub(crate) struct Prepared {
     /// Partial problems in usable lines (see `LineOutcome::Mapped`).
     pub warnings: u64,
     pub decisions: usize,
+    /// Usable lines (what `raw_records` rows were; their bytes are now kept in the batch's
+    /// body, stored once in `raw_batches`).
     pub raw_records: usize,
     pub dead_letters: usize,
     /// Days beyond `max_days_per_batch` whose lines became dead letters (0 normally).
@@ -137,7 +139,13 @@ fn map_request_body(
         max_line: limits.max_line,
         window: limits.window,
     };
-    let map = LineMapper { mapper: job.mapper, ctx: &ctx, decision_ctx: &decision_ctx, allowed_days };
+    let map = LineMapper {
+        mapper: job.mapper,
+        ctx: &ctx,
+        decision_ctx: &decision_ctx,
+        allowed_days,
+        lines_before: job.lines_before,
+    };
     if !crate::is_gzip(body) {
         if body.len() as u64 > limits.max_decompressed {
             return Err(DecodeError::TooLarge { limit: limits.max_decompressed }.into());
@@ -174,6 +182,19 @@ fn hex_digest(hasher: Sha256) -> String {
     })
 }
 
+/// The body as the batch keeps it (`Batch::body`, stored once in `raw_batches`): a gzip body
+/// as received, a plain one compressed here (fastest level: the body is evidence kept
+/// beside the rows, not the hot path's product; ClickHouse compresses nothing further).
+fn stored_body(body: &[u8]) -> Result<Vec<u8>, PrepareError> {
+    if crate::is_gzip(body) {
+        return Ok(body.to_vec());
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, body)
+        .and_then(|()| gz.finish())
+        .map_err(|e| PrepareError::Encode(BatchCodecError::Encode(format!("compressing the body: {e}"))))
+}
+
 /// Maps a body and decides what to do with it; encodes the batch when it is to be spooled.
 /// What the body's batch holds is charged to `reservation` as it is mapped.
 pub(crate) fn prepare(
@@ -193,7 +214,7 @@ pub(crate) fn prepare(
     }
     let dataset = job.mapper.dataset_name();
     let batch_id = EventId::derive(&["batch", dataset, &sha256]);
-    let (decisions, raw_records, dead_letters) = (mapped.decisions(), mapped.raw_records(), mapped.dead_letters());
+    let (decisions, raw_records, dead_letters) = (mapped.decisions(), mapped.mapped_lines(), mapped.dead_letters());
     let first_error = mapped.first_error.take();
     let plan = if raw_records == 0 && dead_letters == 0 {
         if mapped.probes > 0 { Plan::ProbeOnly } else { Plan::NoRecords }
@@ -212,7 +233,9 @@ pub(crate) fn prepare(
         };
         // The record's head counts against max_batch_bytes too.
         reservation.grow_batch(head.overhead())?;
-        let parts = head.encode_parts(std::mem::take(&mut mapped.runs))?;
+        let stored = stored_body(body)?;
+        reservation.grow_batch(stored.capacity())?;
+        let parts = head.encode_parts(std::mem::take(&mut mapped.runs), stored)?;
         Plan::Spool { parts, first_error: first_error.clone().filter(|_| raw_records == 0) }
     };
     Ok(Prepared {
@@ -314,8 +337,17 @@ mod tests {
         prepare(body, job, &pool(), &mut budget(1 << 30, 1 << 29).1)
     }
 
-    /// The record `map_body` (line by line, the reference) gives for `plain`, as a batch.
-    fn reference_record(plain: &[u8], at: UnixMillis) -> Vec<u8> {
+    /// The record `map_body` (line by line, the reference) gives for `body`, as a batch.
+    fn reference_record(body: &[u8], at: UnixMillis) -> Vec<u8> {
+        let inflated;
+        let plain = if crate::is_gzip(body) {
+            let mut out = Vec::new();
+            flate2::read::MultiGzDecoder::new(body).read_to_end(&mut out).unwrap();
+            inflated = out;
+            &inflated[..]
+        } else {
+            body
+        };
         let ctx = BodyContext { received_at: at, origin: "o", source: Source::Logpush, limits: limits() };
         let expected = map_body(Dataset::HttpRequests, plain, &ctx).unwrap();
         let sha256 = gatelog_model::sha256_hex(plain);
@@ -329,11 +361,18 @@ mod tests {
             bytes: plain.len() as u64,
             sha256,
             decisions: expected.decisions,
-            raw: expected.raw,
+            raw: Vec::new(),
             dead_letters: expected.dead_letters,
+            body: super::stored_body(body).unwrap(),
+            decision_lines: expected.decision_lines,
         }
         .encode()
         .unwrap()
+    }
+
+    fn outcome_of(body: &[u8]) -> crate::BodyOutcome {
+        let ctx = BodyContext { received_at: AT, origin: "o", source: Source::Logpush, limits: limits() };
+        map_body(Dataset::HttpRequests, body, &ctx).unwrap()
     }
 
     #[test]
@@ -350,13 +389,14 @@ mod tests {
                 && outcome.blanks >= 10,
             "the body mixes outcomes"
         );
-        let expected = reference_record(&plain, at);
         let mapper = Mapper::Dataset(Dataset::HttpRequests, Source::Logpush);
         // A small plain body takes the inline path (no rayon pool, one piece).
         let small = &plain[..plain.iter().take(INLINE_MAX).rposition(|b| *b == b'\n').unwrap() + 1];
-        for (body, expected) in
-            [(&plain[..], &expected), (&gzipped[..], &expected), (small, &reference_record(small, at))]
-        {
+        for (body, expected) in [
+            (&plain[..], &reference_record(&plain, at)),
+            (&gzipped[..], &reference_record(&gzipped, at)),
+            (small, &reference_record(small, at)),
+        ] {
             let prepared = run(body, &job(mapper)).unwrap();
             let Plan::Spool { parts, first_error: None } = prepared.plan else { panic!("{:?}", prepared.plan) };
             let encoded = parts.concat();
@@ -368,8 +408,9 @@ mod tests {
             );
             assert_eq!(
                 (prepared.decisions, prepared.raw_records, prepared.dead_letters),
-                (batch.decisions.len(), batch.raw.len(), batch.dead_letters.len())
+                (batch.decisions.len(), outcome_of(body).raw.len(), batch.dead_letters.len())
             );
+            assert_eq!(batch.decision_lines.len(), batch.decisions.len());
         }
         assert!(run(small, &job(mapper)).unwrap().lines > 200);
     }

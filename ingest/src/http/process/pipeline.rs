@@ -31,8 +31,6 @@ pub(super) const PIECE_BYTES: usize = 512 * 1024;
 
 /// Room for one encoded decision: `http_requests` decisions average about 390 bytes.
 const DECISION_BYTES: usize = 448;
-/// A raw record's encoding beyond its line: event id, dataset, times, SHA-256, lengths.
-const RAW_RECORD_OVERHEAD: usize = 160;
 
 /// What a body, or one piece of it, mapped to: the rows already encoded for the spool.
 #[derive(Debug, Default)]
@@ -56,8 +54,9 @@ impl MappedBody {
         self.runs.iter().map(EncodedRows::decisions).sum()
     }
 
-    pub(super) fn raw_records(&self) -> usize {
-        self.runs.iter().map(EncodedRows::raw).sum()
+    /// Usable lines: their bytes are kept in the batch's body, not as rows of their own.
+    pub(super) fn mapped_lines(&self) -> usize {
+        self.runs.iter().map(EncodedRows::mapped_lines).sum()
     }
 
     pub(super) fn dead_letters(&self) -> usize {
@@ -143,16 +142,18 @@ pub(super) struct LineMapper<'a> {
     pub(super) decision_ctx: &'a DecisionLineContext<'a>,
     /// The days a line's events may fall on, when the body spans more than the batch may.
     pub(super) allowed_days: Option<&'a BTreeSet<i64>>,
+    /// Lines before the body's first in its file: a line's number in the body is its number
+    /// minus these (decisions keep the body's, so the line is found in the stored body).
+    pub(super) lines_before: u64,
 }
 
 impl LineMapper<'_> {
     /// Maps a piece's lines and encodes their rows and dead letters.
     fn map(&self, chunk: &Chunk) -> Result<MappedBody, PrepareError> {
-        // Sized for the usual case, one decision and one raw record a non-empty line (a raw
-        // record is its line plus about 120 bytes); trimmed afterwards if much stays unused.
+        // Sized for the usual case, one decision a non-empty line (the line itself stays in
+        // the batch's body); trimmed afterwards if much stays unused.
         let used = chunk.lines.iter().filter(|(_, span, _)| !span.is_empty()).count();
-        let mut rows =
-            EncodedRows::with_capacity(used * DECISION_BYTES, chunk.bytes.len() + used * RAW_RECORD_OVERHEAD);
+        let mut rows = EncodedRows::with_capacity(used * DECISION_BYTES, 0);
         let mut out = MappedBody::default();
         for line in (0..chunk.lines.len()).filter_map(|i| chunk.line(i)) {
             out.lines += 1;
@@ -170,10 +171,11 @@ impl LineMapper<'_> {
                 LineOutcome::Mapped { decisions, raw, warnings } => {
                     out.warnings += warnings.len() as u64;
                     out.days.count_line(raw.time, decisions.iter().map(|d| d.time));
+                    let in_body = u32::try_from(no.saturating_sub(self.lines_before)).unwrap_or(u32::MAX);
                     for decision in &decisions {
-                        rows.push_decision(decision)?;
+                        rows.push_decision(decision, in_body)?;
                     }
-                    rows.push_raw(&raw)?;
+                    rows.count_mapped_line();
                 }
                 LineOutcome::Probe => out.probes += 1,
                 LineOutcome::Blank => out.blanks += 1,
