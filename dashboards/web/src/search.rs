@@ -1,7 +1,8 @@
 //! `GET /search?q=&from=&to=&cursor=`: the tantivy index, newest first, with the query
 //! language's fields explained, matches highlighted and the next page by cursor; each hit
 //! links to its event. `GET /events/{id}`: one event, every field as stored (the copy
-//! `decisions FINAL` keeps) and its exact original line from `raw_records`.
+//! `decisions FINAL` keeps) and its exact original line ([`gatelog_store::Store::raw_line`]:
+//! from the batch's body, checked against its SHA-256; an altered body is shown as such).
 
 use crate::WebState;
 use crate::common::{failed, gate, page, reader, url_encode};
@@ -12,6 +13,7 @@ use axum::response::Response;
 use gatelog_edge::{Access, ApiError};
 use gatelog_index::SearchRequest;
 use gatelog_read::search::{incomplete_reason, time};
+use gatelog_store::raw::{RawError, RawLine};
 use minijinja::value::Serde;
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +42,32 @@ pub struct SearchParams {
     from: Option<String>,
     to: Option<String>,
     cursor: Option<String>,
+}
+
+/// An event's original line as the page shows it.
+#[derive(Debug, Serialize)]
+struct RawView {
+    text: String,
+    batch_id: String,
+    line: u32,
+    received_at: gatelog_model::UnixMillis,
+    checked_sha256: String,
+    table: &'static str,
+}
+
+impl From<&RawLine> for RawView {
+    fn from(l: &RawLine) -> RawView {
+        RawView {
+            // Logpush lines are UTF-8 JSON; anything else is shown with replacement marks
+            // (`gatelog raw` prints the bytes as they are).
+            text: String::from_utf8_lossy(&l.bytes).into_owned(),
+            batch_id: l.batch_id.clone(),
+            line: l.line,
+            received_at: l.received_at,
+            checked_sha256: l.checked_sha256.clone(),
+            table: l.table,
+        }
+    }
 }
 
 /// One hit as the page shows it.
@@ -147,28 +175,31 @@ pub(crate) async fn event(
         if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             return Err(ApiError::bad_request("an event id is letters, digits, '-' and '_'"));
         }
-        let found = reader(&state)?.event(&id).await.map_err(|e| {
-            ApiError::unavailable(5, "ClickHouse did not answer; retry later", format!("event {id}: {e}"))
-        })?;
+        let unavailable = |e: String| ApiError::unavailable(5, "ClickHouse did not answer; retry later", e);
+        let found = reader(&state)?.event(&id).await.map_err(|e| unavailable(format!("event {id}: {e}")))?;
         if found.is_empty() {
             return Err(ApiError::not_found(format!("no event {id} is stored")));
         }
-        let copies: Vec<_> = found
-            .iter()
-            .map(|e| {
-                let fields = serde_json::to_value(&e.decision).unwrap_or_default();
-                let fields: Vec<(String, String)> = match fields {
-                    serde_json::Value::Object(map) => map
-                        .into_iter()
-                        .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-                        .collect(),
-                    _ => Vec::new(),
-                };
-                minijinja::context! {
-                    d => Serde(&e.decision), fields, raw => Serde(&e.raw),
+        let (store, _) = gatelog_read::alerts::store(&state.read)?;
+        let mut copies = Vec::with_capacity(found.len());
+        for d in found {
+            // The line, checked against the hash the chain links; a mismatch is shown as such.
+            let (raw, integrity) = match store.raw_line(&d.tenant, &d.event_id).await {
+                Ok(line) => (line.map(|l| RawView::from(&l)), None),
+                Err(RawError::Integrity { .. }) => {
+                    (None, Some("The stored batch holding this event's line does not match its SHA-256: it was changed after it was received."))
                 }
-            })
-            .collect();
+                Err(RawError::Store(e)) => return Err(unavailable(format!("raw line of {id}: {e}"))),
+            };
+            let fields = match serde_json::to_value(&d).unwrap_or_default() {
+                serde_json::Value::Object(map) => map
+                    .into_iter()
+                    .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            copies.push(minijinja::context! { d => Serde(&d), fields, raw => Serde(&raw), integrity });
+        }
         Ok(minijinja::context! { title => format!("Event {id}"), id, copies })
     }
     .await;

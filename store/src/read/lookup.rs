@@ -1,5 +1,5 @@
-//! Reads of one thing rather than a population: an event by its id with its original line
-//! ([`Reader::event`]), and what a principal did over a period ([`Reader::principal_facts`]).
+//! Reads of one thing rather than a population: an event by its id ([`Reader::event`]; its
+//! original line is [`crate::Store::raw_line`]'s), and what a principal did over a period ([`Reader::principal_facts`]).
 //! The dashboard's event and principal pages are built on them; each follows the
 //! catalogue's rule that an event counts once, as the copy `decisions FINAL` keeps.
 
@@ -15,19 +15,6 @@ use serde::{Deserialize, Serialize};
 /// The most copies of one event id a lookup returns (one per tenant holding it).
 pub const MAX_EVENT_COPIES: u64 = 20;
 
-/// An original line as received, from `raw_records`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
-pub struct RawLineRow {
-    pub line: String,
-    pub received_at_ms: i64,
-    pub batch_id: String,
-}
-
-impl ReadRow for RawLineRow {
-    const COLUMNS: &'static [(&'static str, &'static str)] =
-        &[("line", "String"), ("received_at_ms", "Int64"), ("batch_id", "String")];
-}
-
 /// The newest event time stored (0 when nothing is).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
 pub struct NewestRow {
@@ -36,14 +23,6 @@ pub struct NewestRow {
 
 impl ReadRow for NewestRow {
     const COLUMNS: &'static [(&'static str, &'static str)] = &[("newest_ms", "Int64")];
-}
-
-/// An event and its original line (`None` when the store keeps no line for it: a decision
-/// gatelog made itself, e.g. its audit trail, or one whose month retention dropped).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EventLookup {
-    pub decision: DecisionRow,
-    pub raw: Option<RawLineRow>,
 }
 
 impl Catalog {
@@ -57,21 +36,6 @@ impl Catalog {
         );
         let params = vec![Param::new("event_id", Value::Str(event_id.to_owned()))];
         ReadQuery::new("read.event", self.table("decisions"), sql, params)
-    }
-
-    /// The original line of `dataset` whose SHA-256 is `sha256` (stored once per line; the
-    /// earliest arrival when a merge has not collapsed the copies yet).
-    pub fn raw_line(&self, dataset: &str, sha256: &str) -> Result<ReadQuery<RawLineRow>, StoreError> {
-        let sql = format!(
-            "SELECT line, received_at_ms, batch_id\nFROM {}\nWHERE dataset = {{dataset}} AND sha256 = {{sha256}}\n\
-             ORDER BY received_at_ms\nLIMIT 1",
-            self.table("raw_records")
-        );
-        let params = vec![
-            Param::new("dataset", Value::Str(dataset.to_owned())),
-            Param::new("sha256", Value::Str(sha256.to_owned())),
-        ];
-        ReadQuery::new("read.raw_line", self.table("raw_records"), sql, params)
     }
 
     /// The time of the newest stored event outside `exclude_datasets` (to point a page whose
@@ -117,27 +81,15 @@ impl Catalog {
 /// The lookups, for [`super::registered`].
 pub(crate) fn register_lookups(c: &Catalog, period: Period, out: &mut Vec<Registered>) {
     register(out, "", c.event("0f3c9a2e4b1d7a65"));
-    register(out, "", c.raw_line("http_requests", &"ab".repeat(32)));
     register(out, "", c.principal_facts(period, "alice@example.com"));
     register(out, "", c.newest_event(&["gatelog".to_owned(), "gatelog_canary".to_owned()]));
 }
 
 impl Reader {
-    /// Event `event_id` (the copy per tenant `FINAL` keeps) with its original line, or
-    /// nothing when no tenant holds it.
-    pub async fn event(&self, event_id: &str) -> Result<Vec<EventLookup>, StoreError> {
-        let found = self.fetch(&self.catalog().event(event_id)?).await?;
-        let mut out = Vec::with_capacity(found.rows.len());
-        for decision in found.rows {
-            let raw = if decision.raw_sha256.is_empty() {
-                None
-            } else {
-                let q = self.catalog().raw_line(&decision.dataset, &decision.raw_sha256)?;
-                self.fetch(&q).await?.rows.into_iter().next()
-            };
-            out.push(EventLookup { decision, raw });
-        }
-        Ok(out)
+    /// Event `event_id`: the copy per tenant `FINAL` keeps (none when no tenant holds it).
+    /// Its original line is [`crate::Store::raw_line`]'s.
+    pub async fn event(&self, event_id: &str) -> Result<Vec<DecisionRow>, StoreError> {
+        Ok(self.fetch(&self.catalog().event(event_id)?).await?.rows)
     }
 
     /// The time of the newest stored event outside `exclude_datasets`, if any.

@@ -45,7 +45,7 @@
 //! - [`period`]: [`Period`] and [`DecisionFilter`].
 //! - [`coverage`]: completeness and gaps per dataset from the batches of a period.
 //! - [`history`]: [`PrincipalHistory`] from the rows of the history query.
-//! - [`lookup`]: one event with its original line, one principal's facts (the dashboard's
+//! - [`lookup`]: one event, one principal's facts (the dashboard's
 //!   event and principal pages).
 //! - [`overview`]: the dashboard's [`Overview`] of a window, from `decisions_by_time`.
 //! - [`evidence`]: the queries of the SOC 2 report's criteria (`gatelog report soc2`), one
@@ -72,7 +72,6 @@ mod run;
 pub use catalog::{COPY_SKEW_MS, Catalog, POSITION, Registered, registered};
 pub use coverage::{Coverage, Gap, coverage, gaps_reconciliation};
 pub use history::{Activity, PrincipalHistory, PrincipalProfile};
-pub use lookup::{EventLookup, RawLineRow};
 pub use overview::{Bucket, DatasetHealth, Overview, OverviewRequest, OverviewSource, Ranked, bucket_ms_for};
 pub use period::{DecisionFilter, Period};
 pub use query::{Param, ReadQuery, Value};
