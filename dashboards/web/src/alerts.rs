@@ -5,11 +5,10 @@
 //! the actor is the session's principal.
 
 use crate::WebState;
-use crate::common::{failed, gate, page, redirect, url_encode};
+use crate::common::{failed, gate, gated_page, redirect, url_encode};
 use crate::session::{Viewer, same};
 use axum::Form;
 use axum::extract::{Extension, OriginalUri, Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use gatelog_edge::{Access, ApiError};
 use gatelog_model::{AlertAction, AlertState, Disposition, Severity};
@@ -92,14 +91,7 @@ pub(crate) async fn list(
     OriginalUri(uri): OriginalUri,
     Query(p): Query<ListParams>,
 ) -> Response {
-    let v = match gate(viewer.map(|e| e.0), Access::Read, &uri) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    match list_context(&state, p).await {
-        Ok(ctx) => page(StatusCode::OK, "alerts.html", Some(&v), ctx),
-        Err(e) => failed(&v, "alerts", e),
-    }
+    gated_page(viewer.map(|e| e.0), &uri, Access::Read, "alerts.html", |_| list_context(&state, p)).await
 }
 
 /// The handler of `GET /alerts/{id}`.
@@ -109,34 +101,24 @@ pub(crate) async fn show(
     OriginalUri(uri): OriginalUri,
     Path(id): Path<String>,
 ) -> Response {
-    let v = match gate(viewer.map(|e| e.0), Access::Read, &uri) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let result = async {
-        let (store, _) = gatelog_read::alerts::store(&state.read)?;
-        gatelog_watch::service::show(&store, &id).await.map_err(gatelog_read::alerts::alerts_error)
-    }
-    .await;
-    match result {
-        Ok(a) => {
-            let principal_href = format!("/principal?name={}", url_encode(&a.view.alert.principal));
-            let dispositions: Vec<&str> =
-                [Disposition::TruePositive, Disposition::FalsePositive, Disposition::Benign, Disposition::Duplicate]
-                    .into_iter()
-                    .map(Disposition::as_str)
-                    .collect();
-            let ctx = minijinja::context! {
-                title => format!("Alert: {}", a.view.alert.summary),
-                a => Serde(&a),
-                principal_href,
-                dispositions,
-                may_respond => v.principal.role.may(Access::Respond),
-            };
-            page(StatusCode::OK, "alert.html", Some(&v), ctx)
-        }
-        Err(e) => failed(&v, "alert", e),
-    }
+    gated_page(viewer.map(|e| e.0), &uri, Access::Read, "alert.html", |v| show_context(state, v, id)).await
+}
+
+async fn show_context(state: WebState, v: Viewer, id: String) -> Result<minijinja::Value, ApiError> {
+    let (store, _) = gatelog_read::alerts::store(&state.read)?;
+    let a = gatelog_watch::service::show(&store, &id).await.map_err(gatelog_read::alerts::alerts_error)?;
+    let dispositions: Vec<&str> =
+        [Disposition::TruePositive, Disposition::FalsePositive, Disposition::Benign, Disposition::Duplicate]
+            .into_iter()
+            .map(Disposition::as_str)
+            .collect();
+    Ok(minijinja::context! {
+        title => format!("Alert: {}", a.view.alert.summary),
+        principal_href => format!("/principal?name={}", url_encode(&a.view.alert.principal)),
+        a => Serde(&a),
+        dispositions,
+        may_respond => v.principal.role.may(Access::Respond),
+    })
 }
 
 #[derive(Deserialize)]

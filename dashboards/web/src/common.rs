@@ -183,6 +183,28 @@ pub(crate) fn gate(viewer: Option<Viewer>, access: Access, uri: &axum::http::Uri
     Err(Box::new(error_page(StatusCode::FORBIDDEN, Some(&v), "Not allowed", &message)))
 }
 
+/// A page behind `access`: the gate, then `template` rendered with what `context` makes of
+/// the viewer, or the error page of its failure.
+pub(crate) async fn gated_page<F>(
+    viewer: Option<Viewer>,
+    uri: &axum::http::Uri,
+    access: Access,
+    template: &str,
+    context: impl FnOnce(Viewer) -> F,
+) -> Response
+where
+    F: std::future::Future<Output = Result<minijinja::Value, ApiError>>,
+{
+    let v = match gate(viewer, access, uri) {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    match context(v.clone()).await {
+        Ok(ctx) => page(StatusCode::OK, template, Some(&v), ctx),
+        Err(e) => failed(&v, template.trim_end_matches(".html"), e),
+    }
+}
+
 /// A reader of the store (503 until ClickHouse is connected and migrated).
 pub(crate) fn reader(state: &WebState) -> Result<Reader, ApiError> {
     let (store, clock) = gatelog_read::alerts::store(&state.read)?;

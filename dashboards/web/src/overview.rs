@@ -4,11 +4,10 @@
 //! and the open alerts. A window with no events says where the newest data is and links to
 //! the window ending there.
 
-use crate::common::{WINDOWS, failed, gate, reader, url_encode, window};
+use crate::common::{WINDOWS, gated_page, reader, url_encode, window};
 use crate::session::Viewer;
 use crate::{WebState, chart};
 use axum::extract::{Extension, OriginalUri, Query, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use gatelog_edge::{Access, ApiError};
 use gatelog_model::AlertState;
@@ -89,12 +88,5 @@ pub(crate) async fn page(
     OriginalUri(uri): OriginalUri,
     Query(p): Query<Params>,
 ) -> Response {
-    let v = match gate(viewer.map(|e| e.0), Access::Read, &uri) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    match context(&state, p).await {
-        Ok(ctx) => crate::common::page(StatusCode::OK, "overview.html", Some(&v), ctx),
-        Err(e) => failed(&v, "overview", e),
-    }
+    gated_page(viewer.map(|e| e.0), &uri, Access::Read, "overview.html", |_| context(&state, p)).await
 }

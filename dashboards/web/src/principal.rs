@@ -5,11 +5,10 @@
 //!
 //! [`Reader::principal_facts`]: gatelog_store::read::Reader::principal_facts
 
-use crate::common::{WINDOWS, failed, gate, page, reader, url_encode, window};
+use crate::common::{WINDOWS, gated_page, reader, url_encode, window};
 use crate::session::Viewer;
 use crate::{WebState, chart};
 use axum::extract::{Extension, OriginalUri, Query, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use gatelog_edge::{Access, ApiError};
 use gatelog_store::read::{HistoryRow, OverviewRequest};
@@ -105,12 +104,5 @@ pub(crate) async fn principal(
     OriginalUri(uri): OriginalUri,
     Query(p): Query<Params>,
 ) -> Response {
-    let v = match gate(viewer.map(|e| e.0), Access::Read, &uri) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    match context(&state, p).await {
-        Ok(ctx) => page(StatusCode::OK, "principal.html", Some(&v), ctx),
-        Err(e) => failed(&v, "principal", e),
-    }
+    gated_page(viewer.map(|e| e.0), &uri, Access::Read, "principal.html", |_| context(&state, p)).await
 }

@@ -5,10 +5,9 @@
 //! from the batch's body, checked against its SHA-256; an altered body is shown as such).
 
 use crate::WebState;
-use crate::common::{failed, gate, page, reader, url_encode};
+use crate::common::{gated_page, reader, url_encode};
 use crate::session::Viewer;
 use axum::extract::{Extension, OriginalUri, Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::Response;
 use gatelog_edge::{Access, ApiError};
 use gatelog_index::SearchRequest;
@@ -70,19 +69,6 @@ impl From<&RawLine> for RawView {
     }
 }
 
-/// One hit as the page shows it.
-#[derive(Debug, Serialize)]
-struct HitView {
-    event_id: String,
-    time: gatelog_model::UnixMillis,
-    principal: String,
-    decision: String,
-    resource: String,
-    action: String,
-    status: u16,
-    highlights: Vec<(String, String)>,
-}
-
 async fn search_context(state: &WebState, p: SearchParams) -> Result<minijinja::Value, ApiError> {
     let help: Vec<_> = FIELDS
         .iter()
@@ -124,20 +110,8 @@ async fn search_context(state: &WebState, p: SearchParams) -> Result<minijinja::
         }
         href
     });
-    let hits: Vec<HitView> = found
-        .hits
-        .into_iter()
-        .map(|h| HitView {
-            event_id: h.event_id,
-            time: h.time,
-            principal: h.principal,
-            decision: h.decision,
-            resource: h.resource,
-            action: h.action,
-            status: h.status,
-            highlights: h.highlights,
-        })
-        .collect();
+    // The API's own page of hits (with their highlights), as `/v1/search` answers it.
+    let hits = gatelog_read::search::PageJson::from(found).hits;
     Ok(minijinja::context! {
         hits => Serde(&hits), searched => true, next, incomplete, paged => p.cursor.is_some(), ..base
     })
@@ -150,14 +124,7 @@ pub(crate) async fn search(
     OriginalUri(uri): OriginalUri,
     Query(p): Query<SearchParams>,
 ) -> Response {
-    let v = match gate(viewer.map(|e| e.0), Access::Read, &uri) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    match search_context(&state, p).await {
-        Ok(ctx) => page(StatusCode::OK, "search.html", Some(&v), ctx),
-        Err(e) => failed(&v, "search", e),
-    }
+    gated_page(viewer.map(|e| e.0), &uri, Access::Read, "search.html", |_| search_context(&state, p)).await
 }
 
 /// The handler of `GET /events/{id}`.
@@ -167,11 +134,11 @@ pub(crate) async fn event(
     OriginalUri(uri): OriginalUri,
     Path(id): Path<String>,
 ) -> Response {
-    let v = match gate(viewer.map(|e| e.0), Access::Read, &uri) {
-        Ok(v) => v,
-        Err(r) => return *r,
-    };
-    let result = async {
+    gated_page(viewer.map(|e| e.0), &uri, Access::Read, "event.html", |_| event_context(state, id)).await
+}
+
+async fn event_context(state: WebState, id: String) -> Result<minijinja::Value, ApiError> {
+    {
         if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
             return Err(ApiError::bad_request("an event id is letters, digits, '-' and '_'"));
         }
@@ -186,25 +153,22 @@ pub(crate) async fn event(
             // The line, checked against the hash the chain links; a mismatch is shown as such.
             let (raw, integrity) = match store.raw_line(&d.tenant, &d.event_id).await {
                 Ok(line) => (line.map(|l| RawView::from(&l)), None),
-                Err(RawError::Integrity { .. }) => {
-                    (None, Some("The stored batch holding this event's line does not match its SHA-256: it was changed after it was received."))
-                }
+                Err(RawError::Integrity { .. }) => (
+                    None,
+                    Some(
+                        "The stored batch holding this event's line does not match its SHA-256: it was changed after it was received.",
+                    ),
+                ),
                 Err(RawError::Store(e)) => return Err(unavailable(format!("raw line of {id}: {e}"))),
             };
             let fields = match serde_json::to_value(&d).unwrap_or_default() {
-                serde_json::Value::Object(map) => map
-                    .into_iter()
-                    .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-                    .collect(),
+                serde_json::Value::Object(map) => {
+                    map.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect()
+                }
                 _ => Vec::new(),
             };
             copies.push(minijinja::context! { d => Serde(&d), fields, raw => Serde(&raw), integrity });
         }
         Ok(minijinja::context! { title => format!("Event {id}"), id, copies })
-    }
-    .await;
-    match result {
-        Ok(ctx) => page(StatusCode::OK, "event.html", Some(&v), ctx),
-        Err(e) => failed(&v, "event", e),
     }
 }
