@@ -1,9 +1,11 @@
 //! gatelog audits itself: every request to a read route (search, alerts: reading evidence and
 //! moving alerts on) becomes an [`AccessDecision`] of source `gatelog`, dataset
 //! [`AUDIT_DATASET`], allowed or denied, and enters the store by the one road in: the spool,
-//! then ClickHouse, the index and detection, like any other decision. "Who looked at the
-//! evidence" is then a query (`SELECT … FROM decisions WHERE source = 'gatelog'`) or a search
-//! (`dataset:gatelog`), and a burst of denied reads is a detection like any other.
+//! then ClickHouse (the sink writes these batches to `access_log`, a table of their own, so
+//! the populations gatelog reports on never mix with reads of them), the index and detection.
+//! "Who looked at the evidence" is then `GET /v1/audit`, a query (`SELECT … FROM access_log
+//! FINAL`) or a search (`dataset:gatelog`), and a burst of denied reads is a detection like
+//! any other. The dashboard's pages are recorded the same way (`gatelog_web`).
 //!
 //! What a record holds: the credential's name and role (`principal`, `roles`; empty for a
 //! request without a known token), the peer address, the route as matched (`resource`,
