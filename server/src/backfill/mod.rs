@@ -146,13 +146,17 @@ impl FileReader {
         let (recycle, recycled) = mpsc::channel::<Vec<u8>>();
         let sizes = (opts.batch_lines, usize::try_from(opts.batch_bytes.as_u64()).unwrap_or(usize::MAX));
         let max_line = usize::try_from(opts.max_line_bytes.as_u64()).unwrap_or(usize::MAX);
+        // At most `batch_bytes` and the line that crosses it (cut at `max_line` + 2, + `\n`).
+        let body_room = sizes.1.saturating_add(max_line).saturating_add(3);
         let thread = std::thread::Builder::new()
             .name("gatelog-reader".into())
             .spawn(move || {
                 let mut reader = BufReader::with_capacity(1 << 20, decoded);
                 let mut lines_before = 0;
                 loop {
-                    let buffer = recycled.try_recv().unwrap_or_default();
+                    // A fresh buffer holds a whole body from the start: grown by doubling, each
+                    // body's buffer was copied and faulted in at several sizes.
+                    let buffer = recycled.try_recv().unwrap_or_else(|_| Vec::with_capacity(body_room));
                     let Some(body) = next_body(&mut reader, lines_before, sizes, max_line, buffer)? else { break };
                     lines_before += body.lines;
                     if tx.send(body).is_err() {
