@@ -150,22 +150,31 @@ pub struct DatasetHealth {
     pub gaps: u64,
 }
 
-/// Events of one dataset, bucket and outcome, and the newest of their times.
+/// One row of [`Catalog::overview_counts`]: kind `series`, the events of one dataset, bucket
+/// and outcome (`key` empty); or kind `principal`, one of the top principals (`key`) with its
+/// events and denials (`dataset`, `start_ms`, `decision` empty). `newest_ms`: the newest event
+/// time of the row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clickhouse::Row)]
 pub struct CountRow {
+    pub kind: String,
     pub dataset: String,
     pub start_ms: i64,
     pub decision: String,
+    pub key: String,
     pub events: u64,
+    pub denied: u64,
     pub newest_ms: i64,
 }
 
 impl ReadRow for CountRow {
     const COLUMNS: &'static [(&'static str, &'static str)] = &[
+        ("kind", "String"),
         ("dataset", "String"),
         ("start_ms", "Int64"),
         ("decision", "String"),
+        ("key", "String"),
         ("events", "UInt64"),
+        ("denied", "UInt64"),
         ("newest_ms", "Int64"),
     ];
 }
@@ -264,8 +273,13 @@ impl Catalog {
         params
     }
 
-    /// Events per dataset, bucket and outcome, with the newest time ([`CountRow`]); every
-    /// dataset, gatelog's own included (the series leaves the excluded ones out).
+    /// In one pass over the window's events ([`CountRow`]): the events per dataset, bucket
+    /// and outcome with the newest time, every dataset, gatelog's own included (kind `series`;
+    /// the chart leaves the excluded ones out), and the top principals by events with their
+    /// denials, anonymous events and excluded datasets left out (kind `principal`). Grouping
+    /// the window's rows by event is the cost of the overview; one query does it once for
+    /// both (`ARRAY JOIN` of each event into its two kinds), and `LIMIT … BY` keeps every
+    /// series row (each its own group) but only the top principals.
     pub fn overview_counts(
         &self,
         period: Period,
@@ -273,38 +287,29 @@ impl Catalog {
         source: OverviewSource,
     ) -> Result<ReadQuery<CountRow>, StoreError> {
         let sql = format!(
-            "SELECT dataset, toInt64(intDiv(t, {{bucket_ms}}) * {{bucket_ms}}) AS start_ms, decision, count() AS events, \
-             toInt64(max(t)) AS newest_ms\nFROM\n(\n{}\n)\nGROUP BY dataset, start_ms, decision\n\
-             ORDER BY dataset, start_ms, decision",
-            self.overview_events(source, &["dataset", "decision"], "", "")
-        );
-        let mut params = Self::overview_params(period, req, false);
-        params.push(Param::new("bucket_ms", Value::Int64(bucket_ms_for(period))));
-        let name = source.name("read.overview_counts", "read.overview_counts_from_decisions");
-        ReadQuery::new(name, self.table(source.table()), sql, params)
-    }
-
-    /// The top principals by events, with their denials ([`RankedRow`], kind `principal`).
-    pub fn overview_principals(
-        &self,
-        period: Period,
-        req: &OverviewRequest,
-        source: OverviewSource,
-    ) -> Result<ReadQuery<RankedRow>, StoreError> {
-        let sql = format!(
-            "SELECT 'principal' AS kind, principal AS key, count() AS events, countIf(decision = 'deny') AS denied\n\
-             FROM\n(\n{}\n)\nGROUP BY principal\nORDER BY events DESC, key\nLIMIT {}",
-            self.overview_events(
-                source,
-                &["dataset", "decision", "principal"],
-                "",
-                " AND NOT has({exclude_datasets}, dataset) AND principal != ''"
-            ),
+            "SELECT kind, ds AS dataset, start AS start_ms, outcome AS decision, who AS key, events, denied, newest_ms\n\
+             FROM\n(\n\
+             SELECT tupleElement(f, 1) AS kind, tupleElement(f, 2) AS ds, tupleElement(f, 3) AS start, \
+             tupleElement(f, 4) AS outcome, tupleElement(f, 5) AS who,\n    \
+             count() AS events, countIf(decision = 'deny') AS denied, toInt64(max(t)) AS newest_ms,\n    \
+             if(kind = 'series', concat(ds, '|', toString(start), '|', outcome), '') AS limit_group\n\
+             FROM\n(\n{}\n)\n\
+             ARRAY JOIN [\n    \
+             ('series', CAST(dataset AS String), toInt64(intDiv(t, {{bucket_ms}}) * {{bucket_ms}}), CAST(decision AS String), ''),\n    \
+             ('principal', '', toInt64(0), '', principal)\n] AS f\n\
+             WHERE kind = 'series' OR (principal != '' AND NOT has({{exclude_datasets}}, dataset))\n\
+             GROUP BY kind, ds, start, outcome, who\n\
+             ORDER BY kind, events DESC, who, ds, start, outcome\n\
+             LIMIT {} BY kind, limit_group\n)\n\
+             ORDER BY kind, dataset, start_ms, decision, events DESC, key",
+            self.overview_events(source, &["dataset", "decision", "principal"], "", ""),
             // `LIMIT` takes a literal, not an expression, on 18.16: a number spliced in.
             req.top
         );
-        let name = source.name("read.overview_principals", "read.overview_principals_from_decisions");
-        ReadQuery::new(name, self.table(source.table()), sql, Self::overview_params(period, req, true))
+        let mut params = Self::overview_params(period, req, true);
+        params.push(Param::new("bucket_ms", Value::Int64(bucket_ms_for(period))));
+        let name = source.name("read.overview_counts", "read.overview_counts_from_decisions");
+        ReadQuery::new(name, self.table(source.table()), sql, params)
     }
 
     /// The top denied resources and client IPs ([`RankedRow`], kinds `resource` and
@@ -363,7 +368,6 @@ pub(crate) fn register(c: &Catalog, period: Period, out: &mut Vec<super::Registe
     let req = OverviewRequest { tenants: vec!["default".into()], ..OverviewRequest::default() };
     for source in [OverviewSource::ByTime, OverviewSource::Decisions] {
         super::catalog::register(out, "", c.overview_counts(period, &req, source));
-        super::catalog::register(out, "", c.overview_principals(period, &req, source));
         super::catalog::register(out, "", c.overview_denied(period, &req, source));
         super::catalog::register(out, "", c.overview_lag(period, &OverviewRequest::default(), source));
     }
@@ -384,22 +388,18 @@ impl Reader {
         source: OverviewSource,
     ) -> Result<Overview, StoreError> {
         let c = self.catalog();
-        let (counts_q, principals_q, denied_q, lag_q, batches_q) = (
+        let (counts_q, denied_q, lag_q, batches_q) = (
             c.overview_counts(period, req, source)?,
-            c.overview_principals(period, req, source)?,
             c.overview_denied(period, req, source)?,
             c.overview_lag(period, req, source)?,
             c.ingest_batches(period)?,
         );
-        let (counts, principals, denied, lag, batches) = tokio::try_join!(
-            self.fetch(&counts_q),
-            self.fetch(&principals_q),
-            self.fetch(&denied_q),
-            self.fetch(&lag_q),
-            self.fetch(&batches_q)
-        )?;
+        let (counts, denied, lag, batches) =
+            tokio::try_join!(self.fetch(&counts_q), self.fetch(&denied_q), self.fetch(&lag_q), self.fetch(&batches_q))?;
+        let (series, principals): (Vec<CountRow>, Vec<CountRow>) =
+            counts.rows.into_iter().partition(|r| r.kind == "series");
         let bucket_ms = bucket_ms_for(period);
-        let shown: Vec<&CountRow> = counts.rows.iter().filter(|r| !req.exclude_datasets.contains(&r.dataset)).collect();
+        let shown: Vec<&CountRow> = series.iter().filter(|r| !req.exclude_datasets.contains(&r.dataset)).collect();
         let mut overview = Overview {
             from: period.from(),
             to: period.to(),
@@ -410,15 +410,18 @@ impl Reader {
             top_denied_ips: Vec::new(),
             datasets: Vec::new(),
         };
-        for row in principals.rows.into_iter().chain(denied.rows) {
+        let mut principals = principals;
+        principals.sort_by(|a, b| b.events.cmp(&a.events).then_with(|| a.key.cmp(&b.key)));
+        overview.top_principals =
+            principals.into_iter().map(|r| Ranked { key: r.key, count: r.events, denied: r.denied }).collect();
+        for row in denied.rows {
             let ranked = Ranked { key: row.key, count: row.events, denied: row.denied };
             match row.kind.as_str() {
-                "principal" => overview.top_principals.push(ranked),
                 "resource" => overview.top_denied_resources.push(ranked),
                 _ => overview.top_denied_ips.push(ranked),
             }
         }
-        overview.datasets = health(period, req, &counts.rows, &lag.rows, &batches.rows);
+        overview.datasets = health(period, req, &series, &lag.rows, &batches.rows);
         Ok(overview)
     }
 }
@@ -501,10 +504,13 @@ mod tests {
         assert_eq!(bucket_ms_for(p(7 * 24 + 1)), DAY_MS);
         let window = Period::new(UnixMillis(90 * MINUTE_MS), UnixMillis(200 * MINUTE_MS)).unwrap();
         let row = |start: i64, decision: &str, events| CountRow {
+            kind: "series".into(),
             dataset: "d".into(),
             start_ms: start * MINUTE_MS,
             decision: decision.into(),
+            key: String::new(),
             events,
+            denied: 0,
             newest_ms: 0,
         };
         let rows = [row(60, "deny", 2), row(180, "allow", 5), row(180, "error", 1)];
@@ -519,12 +525,13 @@ mod tests {
         let c = Catalog::new(SchemaProfile::Legacy, &SchemaOptions { database: "gl".into(), ..Default::default() });
         let p = Period::new(UnixMillis(0), UnixMillis(DAY_MS)).unwrap();
         let req = OverviewRequest::default();
-        let q = c.overview_principals(p, &req, OverviewSource::ByTime).unwrap();
+        let q = c.overview_counts(p, &req, OverviewSource::ByTime).unwrap();
         let sql = q.sql();
         assert!(sql.contains("FROM gl.decisions_by_time\n") && sql.contains("GROUP BY cityHash64(tenant, event_id)"));
         assert!(sql.contains("NOT has(['gatelog', 'gatelog_canary'], dataset)"), "{sql}");
-        let counts = c.overview_counts(p, &req, OverviewSource::ByTime).unwrap();
-        assert!(counts.sql().contains("intDiv(t, toInt64(3600000))") && !counts.sql().contains("gatelog_canary"));
+        // One pass: the events are grouped once for the series and the principals.
+        assert_eq!(sql.matches("GROUP BY cityHash64").count(), 1, "{sql}");
+        assert!(sql.contains("intDiv(t, toInt64(3600000))") && sql.contains("LIMIT 10 BY kind, limit_group"), "{sql}");
         let lag = c.overview_lag(p, &req, OverviewSource::Decisions).unwrap();
         assert!(lag.sql().contains("FROM gl.decisions\n") && !lag.sql().contains("GROUP BY cityHash64"));
     }
