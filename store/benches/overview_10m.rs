@@ -6,7 +6,7 @@
 //! view while the rows are generated; the bench then times migration 16's copy of existing
 //! rows on its own, and `Reader::overview` for the last 24 hours, 7 days and 30 days of the
 //! data (`GATELOG_BENCH_RUNS`, 20 by default: median, p95, max of the wall time of the call, i.e. the server time of
-//! its four concurrent queries plus loopback HTTP), and the same queries over `decisions`
+//! its concurrent queries plus loopback HTTP), and the same queries over `decisions`
 //! (`OverviewSource::Decisions`, fewer runs: they are slow). Target: 24 h ≤ 300 ms.
 //!
 //! ```sh
