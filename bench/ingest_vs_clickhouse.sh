@@ -11,7 +11,8 @@
 # 4. waits for background merges to settle, then times `gatelog ingest` of the same file into
 #    database bench_gatelog (decisions + raw records + batches, through the spool, and the
 #    tantivy index under bench/data/gatelog), until every sink has stored it;
-# 5. prints both rates and the ratio, and stops the server.
+# 5. prints both rates and the ratio, then the bytes on disk per million records of every
+#    gatelog table (after merges settle), its index and the baseline's table; stops the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 records="${1:-1000000}"
@@ -79,11 +80,28 @@ gl_secs=$(echo "$end - $start" | bc -l)
 gl_ch_cpu=$(echo "$(ch_cpu) - $cpu0" | bc -l)
 gl_cpu=$(awk '{print $1 + $2}' "$data/gatelog.time")
 gl_rows=$(q "SELECT count() FROM bench_gatelog.decisions")
-raw_rows=$(q "SELECT count() FROM bench_gatelog.raw_records")
+raw_rows=$(q "SELECT count() FROM bench_gatelog.raw_batches")
 cat "$data/gatelog.out"
 
 printf '\nfile: %s (%s records, %.1f MB gzip)\n' "$file" "$records" "$(echo "$bytes / 1000000" | bc -l)"
 printf 'clickhouse JSONEachRow: %10d rows in %7.2f s = %9.0f rows/s\n' "$ch_rows" "$ch_secs" "$(echo "$ch_rows / $ch_secs" | bc -l)"
-printf 'gatelog ingest:         %10d rows in %7.2f s = %9.0f rows/s  (+%d raw rows)\n' "$gl_rows" "$gl_secs" "$(echo "$gl_rows / $gl_secs" | bc -l)" "$raw_rows"
+printf 'gatelog ingest:         %10d rows in %7.2f s = %9.0f rows/s  (+%d raw batches)\n' "$gl_rows" "$gl_secs" "$(echo "$gl_rows / $gl_secs" | bc -l)" "$raw_rows"
 printf 'ratio gatelog / clickhouse: %.2fx\n' "$(echo "($gl_rows / $gl_secs) / ($ch_rows / $ch_secs)" | bc -l)"
 printf 'CPU seconds: baseline clickhouse %.1f; gatelog %.1f + its clickhouse inserts %.1f\n' "$base_cpu" "$gl_cpu" "$gl_ch_cpu"
+
+# Bytes on disk, per million records: every table of gatelog's database (active parts, after
+# merges settle), the tantivy index, and the baseline's one table.
+settle
+per_m() { echo "$1 * 1000000 / $records / 1000000" | bc -l; }
+parts() { q "SELECT table, sum(bytes_on_disk) AS b FROM system.parts WHERE active AND database = '$1' GROUP BY table ORDER BY b DESC FORMAT TSV"; }
+echo "bytes on disk per million records (MB):"
+total=0
+while IFS=$'\t' read -r table b; do
+  printf '  %-24s %9.1f\n' "$table" "$(per_m "$b")"
+  total=$((total + b))
+done < <(parts bench_gatelog)
+index=$(du -sb "$data/gatelog/index" 2>/dev/null | cut -f1 || echo 0)
+printf '  %-24s %9.1f\n' "(tantivy index)" "$(per_m "${index:-0}")"
+printf '  %-24s %9.1f  (ClickHouse tables + index)\n' "gatelog total" "$(per_m "$((total + ${index:-0}))")"
+base=$(parts bench_baseline | awk -F'\t' '{s += $2} END {print s + 0}')
+printf '  %-24s %9.1f  (the file gzip: %.1f)\n' "baseline JSONEachRow" "$(per_m "$base")" "$(per_m "$bytes")"

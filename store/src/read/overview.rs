@@ -16,9 +16,9 @@
 //! odds of a collision). The ingest lag is over the rows stored for the window: each copy is
 //! a delivery of its own.
 //!
-//! Speed (`./x bench-overview`, 10M decisions over 30 days, 18.16 on a shared 2-core machine
-//! with a helper compiling at `nice 19`): the last day in 257 ms median, 274 ms p95 (20 runs),
-//! the last 7 days in 1.9 s. Reading the window is cheap; the cost is the exact per-event
+//! Speed (`./x bench-overview`, 10M decisions over 30 days, 18.16 on the 2-core machine,
+//! quiet): the last day in 239 ms median, 259 ms p95 (20 runs; 257 / 274 ms with a build
+//! running beside it), the last 7 days in 1.8 s. Reading the window is cheap; the cost is the exact per-event
 //! grouping, done once for the series and the top principals together
 //! ([`Catalog::overview_counts`]; as two queries each grouping every event it was 301 ms
 //! median, 376 ms p95 in the same conditions), and once more for the denied rows only. It
