@@ -80,12 +80,17 @@ gl_secs=$(echo "$end - $start" | bc -l)
 gl_ch_cpu=$(echo "$(ch_cpu) - $cpu0" | bc -l)
 gl_cpu=$(awk '{print $1 + $2}' "$data/gatelog.time")
 gl_rows=$(q "SELECT count() FROM bench_gatelog.decisions")
-raw_rows=$(q "SELECT count() FROM bench_gatelog.raw_batches")
+# Raw evidence: batches since migration 18; a line per row before (GATELOG_BENCH_BIN of an older build).
+if [ "$(q "EXISTS TABLE bench_gatelog.raw_batches")" = "1" ]; then
+  raw_rows=$(q "SELECT count() FROM bench_gatelog.raw_batches")
+else
+  raw_rows=$(q "SELECT count() FROM bench_gatelog.raw_records")
+fi
 cat "$data/gatelog.out"
 
 printf '\nfile: %s (%s records, %.1f MB gzip)\n' "$file" "$records" "$(echo "$bytes / 1000000" | bc -l)"
 printf 'clickhouse JSONEachRow: %10d rows in %7.2f s = %9.0f rows/s\n' "$ch_rows" "$ch_secs" "$(echo "$ch_rows / $ch_secs" | bc -l)"
-printf 'gatelog ingest:         %10d rows in %7.2f s = %9.0f rows/s  (+%d raw batches)\n' "$gl_rows" "$gl_secs" "$(echo "$gl_rows / $gl_secs" | bc -l)" "$raw_rows"
+printf 'gatelog ingest:         %10d rows in %7.2f s = %9.0f rows/s  (+%d raw batches, or raw rows before migration 18)\n' "$gl_rows" "$gl_secs" "$(echo "$gl_rows / $gl_secs" | bc -l)" "$raw_rows"
 printf 'ratio gatelog / clickhouse: %.2fx\n' "$(echo "($gl_rows / $gl_secs) / ($ch_rows / $ch_secs)" | bc -l)"
 printf 'CPU seconds: baseline clickhouse %.1f; gatelog %.1f + its clickhouse inserts %.1f\n' "$base_cpu" "$gl_cpu" "$gl_ch_cpu"
 
