@@ -220,7 +220,10 @@ pub async fn start(config: &Config, listener: TcpListener) -> anyhow::Result<Run
     let reports = Some(crate::report::http_reports(config)?);
     let read = gatelog_read::ReadState { edge, search, alerts, audit, reports };
     // The dashboard at `/`, on the same state (roles, audit trail) as the read routes.
-    let web = gatelog_web::router(gatelog_web::WebState::new(read.clone()));
+    let web = gatelog_web::router(gatelog_web::WebState {
+        secure_cookies: config.server.secure_cookies,
+        ..gatelog_web::WebState::new(read.clone())
+    });
     let app = gatelog_ingest::http::router(receiver).merge(gatelog_read::router(read)).merge(web);
     let (http_stop, http_rx) = watch::channel(false);
     // Bounded by server.drain_timeout once stopped (idle and slow connections included).

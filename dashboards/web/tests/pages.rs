@@ -33,6 +33,10 @@ struct App {
 }
 
 fn app() -> App {
+    app_with(false)
+}
+
+fn app_with(secure_cookies: bool) -> App {
     let dir = tempfile::tempdir().unwrap();
     let spool = Spool::open(
         &dir.path().join("spool"),
@@ -55,7 +59,7 @@ fn app() -> App {
     let alerts = Some(AlertsStore { store, clock: clock.clone() });
     let audit = Some(gatelog_read::audit::Audit { edge: edge.clone(), spool: spool.clone(), clock });
     let read = ReadState { edge, search, alerts, audit, reports: None };
-    App { _dir: dir, router: gatelog_web::router(WebState::new(read)), spool }
+    App { _dir: dir, router: gatelog_web::router(WebState { secure_cookies, ..WebState::new(read) }), spool }
 }
 
 struct Answer {
@@ -295,4 +299,14 @@ async fn every_page_request_is_audited_with_the_sessions_principal() {
             ("viewer-person".into(), "/reports".into(), String::new(), "deny".into(), 403),
         ]
     );
+}
+
+#[tokio::test]
+async fn behind_tls_the_cookies_are_secure() {
+    for secure in [false, true] {
+        let app = app_with(secure);
+        let form = call(&app, Method::GET, "/login", &[], "").await;
+        let cookies = form.cookies();
+        assert_eq!(cookies.iter().all(|c| c.contains("; Secure")), secure, "{cookies:?}");
+    }
 }

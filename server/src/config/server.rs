@@ -30,6 +30,9 @@ pub struct ServerSection {
     pub body_read_timeout: Duration,
     /// Bytes a second a body must average after `body_read_timeout` (408 below).
     pub min_body_rate: ByteSize,
+    /// Mark the dashboard's cookies `Secure` (browsers then send them over HTTPS only): set it
+    /// when browsers reach gatelog through a TLS proxy.
+    pub secure_cookies: bool,
 }
 
 impl Default for ServerSection {
@@ -43,6 +46,7 @@ impl Default for ServerSection {
             idle_timeout: limits.idle_timeout,
             body_read_timeout: limits.body_read_timeout,
             min_body_rate: ByteSize::b(limits.min_body_rate),
+            secure_cookies: false,
         }
     }
 }
