@@ -12,6 +12,7 @@ use axum::extract::{Extension, OriginalUri, Path, Query, State};
 use axum::response::Response;
 use gatelog_edge::{Access, ApiError};
 use gatelog_model::{AlertAction, AlertState, Disposition, Severity};
+use gatelog_watch::service::AlertView;
 use minijinja::value::Serde;
 use serde::Deserialize;
 
@@ -42,38 +43,44 @@ fn parse<T: Copy>(
     }
 }
 
+/// A filter's links: "any", then each value, with how many alerts each leads to and its URL.
+fn filter_links<T: Copy + PartialEq>(
+    all: &[T],
+    text: fn(T) -> &'static str,
+    chosen: Option<T>,
+    link: impl Fn(Option<T>) -> (usize, String),
+) -> Vec<minijinja::Value> {
+    std::iter::once(None)
+        .chain(all.iter().copied().map(Some))
+        .map(|x| {
+            let (n, href) = link(x);
+            minijinja::context! { name => x.map_or("any", text), n, href, on => x == chosen }
+        })
+        .collect()
+}
+
 async fn list_context(state: &WebState, p: ListParams) -> Result<minijinja::Value, ApiError> {
     let want_state = parse("state", p.state.as_deref(), &STATES, AlertState::as_str)?;
     let want_severity = parse("severity", p.severity.as_deref(), &SEVERITIES, Severity::as_str)?;
     let (store, _) = gatelog_read::alerts::store(&state.read)?;
     let mut alerts =
         gatelog_watch::service::list(&store, LISTED, None).await.map_err(gatelog_read::alerts::alerts_error)?;
+    let matches = |a: &AlertView, s: Option<AlertState>, v: Option<Severity>| {
+        s.is_none_or(|s| a.state == s) && v.is_none_or(|v| a.alert.severity == v)
+    };
     // Counts over everything read, so each filter link says what it leads to.
-    let count = |s: Option<AlertState>, v: Option<Severity>| {
-        alerts.iter().filter(|a| s.is_none_or(|s| a.state == s) && v.is_none_or(|v| a.alert.severity == v)).count()
+    let link = |s: Option<AlertState>, v: Option<Severity>| {
+        let n = alerts.iter().filter(|a| matches(a, s, v)).count();
+        let href = format!(
+            "/alerts?state={}&severity={}",
+            s.map_or("any", AlertState::as_str),
+            v.map_or("any", Severity::as_str)
+        );
+        (n, href)
     };
-    let href = |s: Option<AlertState>, v: Option<Severity>| {
-        format!("/alerts?state={}&severity={}", s.map_or("any", AlertState::as_str), v.map_or("any", Severity::as_str))
-    };
-    let states: Vec<_> = std::iter::once(None)
-        .chain(STATES.map(Some))
-        .map(|s| {
-            minijinja::context! {
-                name => s.map_or("any", AlertState::as_str), n => count(s, want_severity),
-                href => href(s, want_severity), on => s == want_state,
-            }
-        })
-        .collect();
-    let severities: Vec<_> = std::iter::once(None)
-        .chain(SEVERITIES.map(Some))
-        .map(|v| {
-            minijinja::context! {
-                name => v.map_or("any", Severity::as_str), n => count(want_state, v),
-                href => href(want_state, v), on => v == want_severity,
-            }
-        })
-        .collect();
-    alerts.retain(|a| want_state.is_none_or(|s| a.state == s) && want_severity.is_none_or(|v| a.alert.severity == v));
+    let states = filter_links(&STATES, AlertState::as_str, want_state, |s| link(s, want_severity));
+    let severities = filter_links(&SEVERITIES, Severity::as_str, want_severity, |v| link(want_state, v));
+    alerts.retain(|a| matches(a, want_state, want_severity));
     alerts.sort_by(|a, b| {
         let rank = |s: AlertState| STATES.iter().position(|x| *x == s);
         rank(a.state)
