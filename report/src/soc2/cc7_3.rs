@@ -169,8 +169,11 @@ pub async fn section(ctx: &Ctx<'_>) -> Result<Section, Soc2Error> {
             median_and_max(responded),
             median_and_max(resolved)
         ),
-        "Limits: an alert is counted in the period its open event is in; events recorded after the as-of \
-         time are not shown; the disposition is the responder's judgement, recorded as given."
+        "Limits: an alert is counted in the period its open event is in, which is when detection ran, \
+         not when the events it is about happened: alerts about this period's events raised later (for \
+         events backfilled after the period, say) are in the report of the period they were raised in; \
+         events recorded after the as-of time are not shown; the disposition is the responder's \
+         judgement, recorded as given."
             .to_owned(),
     ];
     let tables: Vec<Table> = vec![population, state_table, open_table, sample];

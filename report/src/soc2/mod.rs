@@ -164,8 +164,9 @@ pub async fn generate(
     progress: &dyn Progress,
 ) -> Result<Report, Soc2Error> {
     let ctx = Ctx::new(store.reader(Arc::new(FixedClock::new(input.as_of))), input, spill_dir);
-    let total = SECTIONS.len();
-    let mut sections: Vec<Section> = Vec::with_capacity(total);
+    // The reconciliations after the sections are one more step of the progress.
+    let total = SECTIONS.len() + 1;
+    let mut sections: Vec<Section> = Vec::with_capacity(SECTIONS.len());
     for (index, id) in SECTIONS.iter().enumerate() {
         progress.section(index, total, id);
         let section = match *id {
@@ -182,7 +183,7 @@ pub async fn generate(
         };
         sections.push(section);
     }
-    progress.section(total, total + 1, "reconciliations");
+    progress.section(SECTIONS.len(), total, "reconciliations");
     ctx.reconcile_pending(&mut sections).await?;
     let head = ctx.reader.fetch(&ctx.reader.catalog().chain_head_at(input.as_of.0)?).await?;
     let chain_head = head.rows.into_iter().next().map(|h| crate::chain::ChainHead {
