@@ -290,6 +290,11 @@ async fn the_dashboard_in_chromium() {
     assert!(browser.wait_for("h1").await.is_some());
     let (errors, failed) = (browser.console_errors().await, browser.failed_requests().await);
     assert!(errors.is_empty() && failed.is_empty(), "the report page: {errors:?} {failed:?}");
+    // Wide evidence tables scroll inside their own block, never the whole report.
+    for (width, height) in [(1280, 900), (390, 844)] {
+        browser.set_size(width, height).await;
+        assert!(!browser.scrolls_horizontally().await, "the SOC 2 report scrolls sideways at {width} px");
+    }
     browser.quit().await;
 
     // Every page read is in the audit trail, by who read it (stored as the sinks catch up).
