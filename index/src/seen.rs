@@ -18,8 +18,10 @@
 //! documents keep their terms until a merge drops them, so the loaded set is a superset too.
 //!
 //! The filter grows by chaining: when the newest one holds its capacity, a new one twice as
-//! large is added, so the false-positive rate stays near 1 % per filter and the memory near
-//! 1.5 bytes an id (15 MB for a 10M-document day).
+//! large is added, so the false-positive rate stays near 1 % per filter. Each filter has 10
+//! bits per id of capacity rounded up to a power of two, so the memory is 1.25–5 bytes an
+//! id (at most about 50 MB for a 10M-document day); the indexer keeps the filters of the
+//! days it writes and of a few recent ones.
 
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
 
