@@ -10,7 +10,10 @@
 //!   decision to its day's `IndexWriter` as `delete_term(event_id)` then `add_document`.
 //!   tantivy applies a delete only to documents added before it, so this keeps the newest copy
 //!   of an `event_id`: the Tail and Logpush copies of one Worker decision, and any decision a
-//!   replay re-adds, end up once.
+//!   replay re-adds, end up once. The delete is issued only when the day's index may hold
+//!   that `event_id` ([`crate::seen`]: a Bloom filter of the ids each day holds, loaded from
+//!   its committed segments when the day is first written, never forgetting one): a delete
+//!   costs a term lookup in every segment of the day, and almost every id arrives once.
 //! - A **commit round** ([`Indexer::commit`]) commits every index touched since the last round,
 //!   one after the other, each with the same payload `{round, seq, prev, members}` (see
 //!   [`crate::payload`]): `seq` is the last spool record whose decisions were all added,
@@ -42,6 +45,7 @@ use crate::day::{self, Day};
 use crate::merge::CappedMergePolicy;
 use crate::payload::{self, CommitPayload};
 use crate::schema::{self, Fields};
+use crate::seen::SeenIds;
 use gatelog_model::{AccessDecision, Batch, UnixMillis};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -99,6 +103,9 @@ enum Slot {
 
 const POSITION_DIR: &str = "position";
 
+/// Id filters kept for days without an open writer (see [`Indexer::commit`]).
+const SEEN_DAYS_KEPT: usize = 8;
+
 impl Slot {
     fn name(self) -> String {
         match self {
@@ -141,6 +148,9 @@ pub struct Indexer {
     floor: Option<Day>,
     /// Days with an index folder (found at open, or created since).
     days: BTreeSet<Day>,
+    /// The event ids each day's index may hold ([`SeenIds`]): a delete is issued only for
+    /// those. Every day with an open writer has one (it is made before the writer opens).
+    seen: BTreeMap<Day, SeenIds>,
     poisoned: bool,
     /// `(device, inode)` of `dir` when opened, to notice it deleted or replaced.
     identity: (u64, u64),
@@ -166,6 +176,29 @@ pub(crate) fn open_index(path: &Path, fields: &Fields) -> Result<Index, IndexErr
     .map_err(IndexError::tantivy(path))?;
     schema::register_tokenizers(&index);
     Ok(index)
+}
+
+/// The event ids in the committed segments of the index in `path` (deleted documents
+/// included: their terms stay until a merge).
+fn load_seen(path: &Path, fields: &Fields) -> Result<SeenIds, IndexError> {
+    let index = Index::open_in_dir(path).map_err(IndexError::tantivy(path))?;
+    let reader: tantivy::IndexReader = index
+        .reader_builder()
+        .reload_policy(tantivy::ReloadPolicy::Manual)
+        .try_into()
+        .map_err(IndexError::tantivy(path))?;
+    let searcher = reader.searcher();
+    let docs = usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX);
+    let mut seen = SeenIds::with_capacity(docs.saturating_mul(2));
+    for segment in searcher.segment_readers() {
+        let inverted = segment.inverted_index(fields.event_id).map_err(IndexError::tantivy(path))?;
+        let mut terms = inverted.terms().stream().map_err(IndexError::io("reading the event ids of", path))?;
+        while terms.advance() {
+            seen.insert(terms.key());
+        }
+    }
+    tracing::debug!(path = %path.display(), docs, bytes = seen.heap_bytes(), "loaded the event ids of a day index");
+    Ok(seen)
 }
 
 impl Indexer {
@@ -215,6 +248,7 @@ impl Indexer {
             added: 0,
             floor: None,
             days,
+            seen: BTreeMap::new(),
             poisoned: false,
             identity,
             #[cfg(test)]
@@ -287,20 +321,49 @@ impl Indexer {
         }
         let slot = Slot::Day(day);
         let (doc, bytes) = self.fields.document(d);
+        let id = d.event_id.as_bytes();
         let term = Term::from_field_text(self.fields.event_id, &d.event_id);
         for other in self.neighbours(d.time) {
-            // A copy on the other side of midnight: replaced too.
-            self.writer(Slot::Day(other))?.delete_term(term.clone());
-            self.touched.insert(Slot::Day(other));
+            // A copy on the other side of midnight: replaced too, when that day may hold it.
+            if self.seen(other)?.may_contain(id) {
+                self.writer(Slot::Day(other))?.delete_term(term.clone());
+                self.touched.insert(Slot::Day(other));
+            }
+        }
+        let seen = self.seen(day)?;
+        // An id its day cannot hold has nothing to replace: the delete would match nothing
+        // and cost a term lookup in every segment (see `crate::seen`).
+        let copy = !id.is_empty() && seen.may_contain(id);
+        if !id.is_empty() {
+            seen.insert(id);
         }
         let writer = self.writer(slot)?;
-        writer.delete_term(term);
+        if copy {
+            writer.delete_term(term);
+        }
         writer.add_document(doc).map_err(IndexError::tantivy(day.dir_name()))?;
         self.touched.insert(slot);
         self.pending_docs += 1;
         self.pending_bytes += bytes;
         self.added += 1;
         Ok(())
+    }
+
+    /// The ids `day`'s index may hold, loaded from its committed segments on first use.
+    fn seen(&mut self, day: Day) -> Result<&mut SeenIds, IndexError> {
+        if !self.seen.contains_key(&day) {
+            let path = self.dir.join(day.dir_name());
+            let seen = if self.days.contains(&day) && path.join("meta.json").exists() {
+                load_seen(&path, &self.fields)?
+            } else {
+                SeenIds::with_capacity(0)
+            };
+            self.seen.insert(day, seen);
+        }
+        match self.seen.get_mut(&day) {
+            Some(seen) => Ok(seen),
+            None => Err(IndexError::Worker("id filter vanished".into())),
+        }
     }
 
     /// The existing days other than `time`'s own within `dedup_window` of it.
@@ -353,6 +416,13 @@ impl Indexer {
         // Writers idle in this round are closed, so memory follows the days being written.
         let touched = std::mem::take(&mut self.touched);
         self.writers.retain(|slot, _| touched.contains(slot));
+        // Id filters of days without a writer (all committed) can be loaded again: keep a
+        // few, the newest days, and let older ones go.
+        let idle: Vec<Day> = self.seen.keys().copied().filter(|d| !self.writers.contains_key(&Slot::Day(*d))).collect();
+        let excess = self.seen.len().saturating_sub(SEEN_DAYS_KEPT);
+        for day in idle.into_iter().take(excess) {
+            self.seen.remove(&day);
+        }
         Ok(self.committed)
     }
 
@@ -431,6 +501,7 @@ impl Indexer {
         self.touched.retain(|slot| !matches!(slot, Slot::Day(d) if *d < before));
         self.floor = Some(self.floor.map_or(before, |f| f.max(before)));
         self.days.retain(|d| *d >= before);
+        self.seen.retain(|d, _| *d >= before);
         day::drop_before(&self.dir, before)
     }
 

@@ -10,6 +10,7 @@
 //!   [`Indexer::expire`] applies `IndexerOptions::retention`).
 //! - [`indexer`]: [`Indexer`], writes and commit rounds; the exactly-once design and invariant.
 //! - `payload`: the commit payload and position recovery after a crash.
+//! - `seen`: the Bloom filter of event ids a day index may hold, so a new id costs no delete.
 //! - [`merge`]: [`CappedMergePolicy`], background merges bounded in size (and so in memory).
 //! - [`sink`]: [`run_sink`], the spool consumer (a `gatelog_consumer::Consumer`) driving an
 //!   [`Indexer`] on its own thread.
@@ -29,6 +30,7 @@ mod payload;
 pub mod rebuild;
 pub mod schema;
 pub mod search;
+mod seen;
 pub mod sink;
 pub mod stats;
 
