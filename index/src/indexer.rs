@@ -178,29 +178,6 @@ pub(crate) fn open_index(path: &Path, fields: &Fields) -> Result<Index, IndexErr
     Ok(index)
 }
 
-/// The event ids in the committed segments of the index in `path` (deleted documents
-/// included: their terms stay until a merge).
-fn load_seen(path: &Path, fields: &Fields) -> Result<SeenIds, IndexError> {
-    let index = Index::open_in_dir(path).map_err(IndexError::tantivy(path))?;
-    let reader: tantivy::IndexReader = index
-        .reader_builder()
-        .reload_policy(tantivy::ReloadPolicy::Manual)
-        .try_into()
-        .map_err(IndexError::tantivy(path))?;
-    let searcher = reader.searcher();
-    let docs = usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX);
-    let mut seen = SeenIds::with_capacity(docs.saturating_mul(2));
-    for segment in searcher.segment_readers() {
-        let inverted = segment.inverted_index(fields.event_id).map_err(IndexError::tantivy(path))?;
-        let mut terms = inverted.terms().stream().map_err(IndexError::io("reading the event ids of", path))?;
-        while terms.advance() {
-            seen.insert(terms.key());
-        }
-    }
-    tracing::debug!(path = %path.display(), docs, bytes = seen.heap_bytes(), "loaded the event ids of a day index");
-    Ok(seen)
-}
-
 impl Indexer {
     /// Opens the index directory, recovering the position after a crash. Blocking I/O.
     pub fn open(dir: &Path, opts: IndexerOptions) -> Result<Indexer, IndexError> {
@@ -354,7 +331,7 @@ impl Indexer {
         if !self.seen.contains_key(&day) {
             let path = self.dir.join(day.dir_name());
             let seen = if self.days.contains(&day) && path.join("meta.json").exists() {
-                load_seen(&path, &self.fields)?
+                SeenIds::load(&path, &self.fields)?
             } else {
                 SeenIds::with_capacity(0)
             };

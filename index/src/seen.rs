@@ -23,7 +23,11 @@
 //! id (at most about 50 MB for a 10M-document day); the indexer keeps the filters of the
 //! days it writes and of a few recent ones.
 
+use crate::IndexError;
+use crate::schema::Fields;
 use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+use std::path::Path;
+use tantivy::Index;
 
 /// Bits per id of capacity; with [`HASHES`] probes, about 1 % false positives when full.
 const BITS_PER_ID: usize = 10;
@@ -87,6 +91,29 @@ fn hash(id: &[u8]) -> u64 {
 }
 
 impl SeenIds {
+    /// The event ids in the committed segments of the index in `path` (deleted documents
+    /// included: their terms stay until a merge).
+    pub(crate) fn load(path: &Path, fields: &Fields) -> Result<SeenIds, IndexError> {
+        let index = Index::open_in_dir(path).map_err(IndexError::tantivy(path))?;
+        let reader: tantivy::IndexReader = index
+            .reader_builder()
+            .reload_policy(tantivy::ReloadPolicy::Manual)
+            .try_into()
+            .map_err(IndexError::tantivy(path))?;
+        let searcher = reader.searcher();
+        let docs = usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX);
+        let mut seen = SeenIds::with_capacity(docs.saturating_mul(2));
+        for segment in searcher.segment_readers() {
+            let inverted = segment.inverted_index(fields.event_id).map_err(IndexError::tantivy(path))?;
+            let mut terms = inverted.terms().stream().map_err(IndexError::io("reading the event ids of", path))?;
+            while terms.advance() {
+                seen.insert(terms.key());
+            }
+        }
+        tracing::debug!(path = %path.display(), docs, bytes = seen.heap_bytes(), "loaded the event ids of a day index");
+        Ok(seen)
+    }
+
     /// An empty set sized for about `expected` ids before it first grows.
     pub fn with_capacity(expected: usize) -> SeenIds {
         SeenIds { filters: vec![Bloom::with_capacity(expected.max(MIN_CAPACITY))] }
