@@ -299,24 +299,21 @@ impl Indexer {
         let slot = Slot::Day(day);
         let (doc, bytes) = self.fields.document(d);
         let id = d.event_id.as_bytes();
-        let term = Term::from_field_text(self.fields.event_id, &d.event_id);
+        let field = self.fields.event_id;
+        let term = || Term::from_field_text(field, &d.event_id);
         for other in self.neighbours(d.time) {
             // A copy on the other side of midnight: replaced too, when that day may hold it.
             if self.seen(other)?.may_contain(id) {
-                self.writer(Slot::Day(other))?.delete_term(term.clone());
+                self.writer(Slot::Day(other))?.delete_term(term());
                 self.touched.insert(Slot::Day(other));
             }
         }
-        let seen = self.seen(day)?;
         // An id its day cannot hold has nothing to replace: the delete would match nothing
         // and cost a term lookup in every segment (see `crate::seen`).
-        let copy = !id.is_empty() && seen.may_contain(id);
-        if !id.is_empty() {
-            seen.insert(id);
-        }
+        let copy = !id.is_empty() && self.seen(day)?.insert(id);
         let writer = self.writer(slot)?;
         if copy {
-            writer.delete_term(term);
+            writer.delete_term(term());
         }
         writer.add_document(doc).map_err(IndexError::tantivy(day.dir_name()))?;
         self.touched.insert(slot);
@@ -328,19 +325,14 @@ impl Indexer {
 
     /// The ids `day`'s index may hold, loaded from its committed segments on first use.
     fn seen(&mut self, day: Day) -> Result<&mut SeenIds, IndexError> {
-        if !self.seen.contains_key(&day) {
-            let path = self.dir.join(day.dir_name());
-            let seen = if self.days.contains(&day) && path.join("meta.json").exists() {
-                SeenIds::load(&path, &self.fields)?
-            } else {
-                SeenIds::with_capacity(0)
-            };
-            self.seen.insert(day, seen);
-        }
-        match self.seen.get_mut(&day) {
-            Some(seen) => Ok(seen),
-            None => Err(IndexError::Worker("id filter vanished".into())),
-        }
+        Ok(match self.seen.entry(day) {
+            std::collections::btree_map::Entry::Occupied(known) => known.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                let path = self.dir.join(day.dir_name());
+                let committed = self.days.contains(&day) && path.join("meta.json").exists();
+                slot.insert(if committed { SeenIds::load(&path, &self.fields)? } else { SeenIds::with_capacity(0) })
+            }
+        })
     }
 
     /// The existing days other than `time`'s own within `dedup_window` of it.

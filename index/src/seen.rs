@@ -4,8 +4,8 @@
 //! A delete is not free in tantivy: every `delete_term` is looked up in the term dictionary
 //! of every segment of the index, once when the segment it was added with is flushed and
 //! again at each commit for every segment already there. With one delete per added document
-//! that was most of the index sink's CPU (bench/README.md, issue 20), although almost every
-//! event id arrives once. The deletes exist for the copies that do arrive again (a Tail and a
+//! that was about 6 % of tantivy's indexing thread and 6 % of `gatelog ingest`'s CPU per
+//! record (bench/README.md, issue 20), although almost every event id arrives once. The deletes exist for the copies that do arrive again (a Tail and a
 //! Logpush copy of one Worker decision, a backfill cut differently, a replay after a crash),
 //! and those are exactly the ids a day index already holds.
 //!
@@ -52,29 +52,23 @@ impl Bloom {
         Bloom { words: vec![0; bits / 64], mask: bits as u64 - 1, len: 0, capacity }
     }
 
-    /// The probed bit positions of `hash` (double hashing; the step is odd, so the probes
-    /// differ in a power-of-two table).
-    fn probes(&self, hash: u64) -> impl Iterator<Item = u64> + '_ {
-        let step = hash.rotate_left(32) | 1;
-        (0..HASHES).map(move |i| hash.wrapping_add(i.wrapping_mul(step)) & self.mask)
-    }
-
+    /// Sets the probed bits of `hash` (double hashing; the step is odd, so the probes differ
+    /// in a power-of-two table).
     fn insert(&mut self, hash: u64) {
-        let positions: [u64; HASHES as usize] = {
-            let mut out = [0; HASHES as usize];
-            for (slot, bit) in out.iter_mut().zip(self.probes(hash)) {
-                *slot = bit;
-            }
-            out
-        };
-        for bit in positions {
+        let step = hash.rotate_left(32) | 1;
+        for i in 0..HASHES {
+            let bit = hash.wrapping_add(i.wrapping_mul(step)) & self.mask;
             self.words[(bit / 64) as usize] |= 1 << (bit % 64);
         }
         self.len += 1;
     }
 
     fn contains(&self, hash: u64) -> bool {
-        self.probes(hash).all(|bit| self.words[(bit / 64) as usize] & (1 << (bit % 64)) != 0)
+        let step = hash.rotate_left(32) | 1;
+        (0..HASHES).all(|i| {
+            let bit = hash.wrapping_add(i.wrapping_mul(step)) & self.mask;
+            self.words[(bit / 64) as usize] & (1 << (bit % 64)) != 0
+        })
     }
 }
 
@@ -119,17 +113,22 @@ impl SeenIds {
         SeenIds { filters: vec![Bloom::with_capacity(expected.max(MIN_CAPACITY))] }
     }
 
-    /// Adds an id.
-    pub fn insert(&mut self, id: &[u8]) {
+    /// Adds an id; returns whether it may have been added before (`false`: certainly not).
+    pub fn insert(&mut self, id: &[u8]) -> bool {
         let hash = hash(id);
-        let total: usize = self.filters.iter().map(|f| f.len).sum();
-        let full = self.filters.last().is_none_or(|last| last.len >= last.capacity);
-        if full {
-            self.filters.push(Bloom::with_capacity((2 * total).max(MIN_CAPACITY)));
+        let seen = self.filters.iter().any(|f| f.contains(hash));
+        let next_capacity = match self.filters.last() {
+            Some(last) if last.len < last.capacity => None,
+            Some(last) => Some(2 * last.capacity),
+            None => Some(MIN_CAPACITY),
+        };
+        if let Some(capacity) = next_capacity {
+            self.filters.push(Bloom::with_capacity(capacity));
         }
         if let Some(last) = self.filters.last_mut() {
             last.insert(hash);
         }
+        seen
     }
 
     /// Whether the id may have been added: `false` means it certainly was not.
